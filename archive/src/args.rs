@@ -1,0 +1,259 @@
+//! Command line of `pitr-archive`, and its validation into a [`Config`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use argh::FromArgs;
+use pitr_common::exit::{self, Failure};
+use pitr_common::location::{Kind, Location};
+use pitr_common::wal::WalFileName;
+
+/// Sends one WAL file (segment, .partial, .history or .backup) to every destination, durably,
+/// never replacing a different archived copy. PostgreSQL runs it as
+/// archive_command = '/opt/pitr/bin/pitr-archive --dst-local zstd=/srv/wal %p'.
+///
+/// Exit status: 0 when every destination durably holds the file; 2 on an error (PostgreSQL
+/// retries later, and with --state-dir only the destinations still missing the file are tried
+/// again); 3 on a usage error; 4 when another pitr-archive holds --pid-file.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// data directory of the cluster; %p is relative to it (default: the current directory,
+    /// which is the data directory when PostgreSQL runs archive_command)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+
+    /// local destination directory, [CODEC=]DIR with CODEC none (default), gzip or zstd and an
+    /// optional level (zstd:19=/srv/wal); repeatable
+    #[argh(option)]
+    pub dst_local: Vec<String>,
+
+    /// remote destination, [CODEC=]TARGET with TARGET rsync://host[:port]/module/path,
+    /// host::module/path or [user@]host:/path, sent with rsync; repeatable
+    #[argh(option)]
+    pub dst_remote: Vec<String>,
+
+    /// program that receives the file on stdin and its name (with the codec's extension) as
+    /// its only argument, [CODEC=]PROGRAM; a non-zero exit is a failure; repeatable
+    #[argh(option)]
+    pub dst_pipe: Vec<String>,
+
+    /// uncompressed local directory used only while it exists (pitr-backup creates it to
+    /// collect the WAL of a running backup); must be an absolute path
+    #[argh(option)]
+    pub dst_backup: Option<PathBuf>,
+
+    /// directory recording which destinations already hold a file, so that a retry sends only
+    /// to the missing ones; required with more than one destination
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+
+    /// how many destinations to deliver to at once (default: all of them)
+    #[argh(option)]
+    pub parallel_jobs: Option<usize>,
+
+    /// the rsync program used for --dst-remote (default: rsync from PATH)
+    #[argh(option)]
+    pub rsync_path: Option<PathBuf>,
+
+    /// directory for scratch files handed to rsync (default: $TMPDIR or /tmp)
+    #[argh(option)]
+    pub temp_dir: Option<PathBuf>,
+
+    /// log file template, ^ standing for % of strftime (/var/log/pitr/^Y-^m-^d.log), or - for
+    /// stdout (default: stderr, which PostgreSQL puts into its own log)
+    #[argh(option)]
+    pub log: Option<String>,
+
+    /// log timings and the arguments pitr-archive was called with
+    #[argh(switch)]
+    pub verbose: bool,
+
+    /// refuse to run while the process whose pid is in this file is alive
+    #[argh(option)]
+    pub pid_file: Option<PathBuf>,
+
+    /// read options from FILE, one per line (--dst-local /srv/wal), # starts a comment
+    #[argh(option)]
+    pub config_file: Vec<PathBuf>,
+
+    /// the WAL file to archive: PostgreSQL's %p
+    #[argh(positional)]
+    pub wal_file: Vec<String>,
+}
+
+/// A destination of this run.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Where and how.
+    pub location: Location,
+    /// True for --dst-backup.
+    pub backup: bool,
+}
+
+/// Validated settings of one run.
+#[derive(Debug)]
+pub struct Config {
+    /// The WAL file as given (%p), for messages.
+    pub wal_arg: String,
+    /// Its path.
+    pub wal_path: PathBuf,
+    /// Its parsed name.
+    pub wal_name: WalFileName,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Destinations, without duplicates.
+    pub destinations: Vec<Destination>,
+    /// State dir, if any.
+    pub state_dir: Option<PathBuf>,
+    /// Concurrent deliveries.
+    pub parallel_jobs: usize,
+    /// rsync program.
+    pub rsync_path: PathBuf,
+    /// Scratch parent directory.
+    pub temp_dir: PathBuf,
+    /// Pid file.
+    pub pid_file: Option<PathBuf>,
+    /// Test hook (`PITR_TEST_WRITE_DELAY_MS`): slows local writes down so that a test can kill
+    /// the process in the middle of one.
+    pub write_delay: Option<Duration>,
+}
+
+fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
+    Failure::new(msg).hint(hint).status(exit::USAGE).into()
+}
+
+const EXAMPLE: &str = "archive_command = 'pitr-archive --dst-local zstd=/srv/wal %p'";
+
+impl Args {
+    /// Validates the arguments against the file system.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let wal_arg = match self.wal_file.as_slice() {
+            [] => return Err(usage("no WAL file given", &format!("pass %p: {EXAMPLE}"))),
+            [one] => one.clone(),
+            _ => {
+                return Err(usage(
+                    "more than one WAL file given",
+                    &format!("pass only %p: {EXAMPLE}"),
+                ))
+            }
+        };
+        let base = Path::new(&wal_arg)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let wal_name = WalFileName::parse(&base).map_err(|e| {
+            usage(
+                e.to_string(),
+                "pitr-archive takes WAL files only (segments, .partial, .history, .backup)",
+            )
+        })?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("."));
+        let wal_path = data_dir.join(&wal_arg);
+
+        let mut destinations: Vec<Destination> = Vec::new();
+        let mut add = |kind: Kind, specs: &[String]| -> anyhow::Result<()> {
+            for spec in specs {
+                let location = Location::parse(kind, spec).map_err(|e| {
+                    usage(
+                        format!("{} {e}", kind.option()),
+                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
+                    )
+                })?;
+                if !destinations.iter().any(|d| d.location.key() == location.key()) {
+                    destinations.push(Destination {
+                        location,
+                        backup: false,
+                    });
+                }
+            }
+            Ok(())
+        };
+        add(Kind::Local, &self.dst_local)?;
+        add(Kind::Remote, &self.dst_remote)?;
+        add(Kind::Pipe, &self.dst_pipe)?;
+        let configured = destinations.len();
+
+        if let Some(b) = &self.dst_backup {
+            let spec = b.to_string_lossy();
+            let location = Location::parse(Kind::Local, &spec)
+                .map_err(|e| usage(format!("--dst-backup {e}"), "give an absolute directory"))?;
+            if location.codec != pitr_common::compress::Codec::None
+                || spec.starts_with("none=")
+            {
+                return Err(usage(
+                    format!("--dst-backup {spec} cannot be compressed"),
+                    "pitr-backup reads it uncompressed: give a plain absolute directory",
+                ));
+            }
+            if !b.is_absolute() {
+                return Err(usage(
+                    format!("--dst-backup {spec} is not an absolute path"),
+                    "give an absolute directory",
+                ));
+            }
+            // Used only while it exists: pitr-backup creates it for the duration of a backup.
+            if b.is_dir() {
+                destinations.push(Destination {
+                    location,
+                    backup: true,
+                });
+            }
+        }
+        if configured == 0 {
+            return Err(usage(
+                "no destination given",
+                &format!("give --dst-local, --dst-remote or --dst-pipe: {EXAMPLE}"),
+            ));
+        }
+        if configured > 1 && self.state_dir.is_none() {
+            return Err(usage(
+                "more than one destination but no --state-dir",
+                "give --state-dir DIR so that a retry sends only to the destinations still missing the file",
+            ));
+        }
+        if let Some(s) = &self.state_dir {
+            match std::fs::metadata(s) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(usage(
+                        format!("--state-dir {} is not a directory", s.display()),
+                        "give an existing directory writable by the user PostgreSQL runs as",
+                    ))
+                }
+                Err(e) => {
+                    return Err(usage(
+                        format!("--state-dir {}: {e}", s.display()),
+                        "create it, owned by the user PostgreSQL runs as",
+                    ))
+                }
+            }
+        }
+        let parallel_jobs = match self.parallel_jobs {
+            Some(0) => {
+                return Err(usage(
+                    "--parallel-jobs must be at least 1",
+                    "give a number of destinations to deliver to at once",
+                ))
+            }
+            Some(n) => n,
+            None => destinations.len().max(1),
+        };
+        let write_delay = std::env::var("PITR_TEST_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        Ok(Config {
+            wal_arg,
+            wal_path,
+            wal_name,
+            data_dir,
+            destinations,
+            state_dir: self.state_dir,
+            parallel_jobs,
+            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
+            temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
+            pid_file: self.pid_file,
+            write_delay,
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! Codecs and their file extensions; streaming compression and decompression.
+//!
+//! We write `none`, `gzip` (`.gz`) and `zstd` (`.zst`), each with an optional level. On the
+//! reading side (restore, cleanup, a backup's WAL source) we also recognise the names OmniPITR
+//! archives may carry (`.bz2`, `.xz`, `.lz4`, `.lzma`) so that we can say clearly that we cannot
+//! decode them, instead of treating them as unknown files.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// Default zstd level: zstd's own default, a good speed/ratio balance for WAL.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Default gzip level: gzip's own default.
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+
+/// A codec we can write, with its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// Stored as is.
+    None,
+    /// gzip (deflate), level 1 to 9.
+    Gzip(u32),
+    /// zstd, level 1 to 22 (negative levels are zstd's fast modes).
+    Zstd(i32),
+}
+
+/// A codec name or level we do not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Unknown codec name.
+    #[error("unknown codec \"{0}\"")]
+    Unknown(String),
+    /// A codec we recognise on old archives but cannot write or read.
+    #[error("codec \"{0}\" is not supported")]
+    Unsupported(String),
+    /// A level out of range.
+    #[error("invalid level \"{level}\" for codec {codec}")]
+    BadLevel {
+        /// The codec.
+        codec: &'static str,
+        /// The level as given.
+        level: String,
+    },
+}
+
+impl Codec {
+    /// Parses `none`, `gzip`, `zstd`, optionally followed by `:LEVEL`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let (name, level) = match s.split_once(':') {
+            Some((n, l)) => (n, Some(l)),
+            None => (s, None),
+        };
+        match name {
+            "none" => match level {
+                None => Ok(Codec::None),
+                Some(l) => Err(Error::BadLevel {
+                    codec: "none",
+                    level: l.to_string(),
+                }),
+            },
+            "gzip" => {
+                let lv = match level {
+                    None => DEFAULT_GZIP_LEVEL,
+                    Some(l) => l
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|v| (1..=9).contains(v))
+                        .ok_or_else(|| Error::BadLevel {
+                            codec: "gzip",
+                            level: l.to_string(),
+                        })?,
+                };
+                Ok(Codec::Gzip(lv))
+            }
+            "zstd" => {
+                let lv = match level {
+                    None => DEFAULT_ZSTD_LEVEL,
+                    Some(l) => l
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|v| (-7..=22).contains(v) && *v != 0)
+                        .ok_or_else(|| Error::BadLevel {
+                            codec: "zstd",
+                            level: l.to_string(),
+                        })?,
+                };
+                Ok(Codec::Zstd(lv))
+            }
+            "bzip2" | "xz" | "lz4" | "lzma" => Err(Error::Unsupported(name.to_string())),
+            other => Err(Error::Unknown(other.to_string())),
+        }
+    }
+
+    /// The file name extension, with its dot (empty for `none`).
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Codec::None => "",
+            Codec::Gzip(_) => ".gz",
+            Codec::Zstd(_) => ".zst",
+        }
+    }
+
+    /// The codec family name (`none`, `gzip`, `zstd`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip(_) => "gzip",
+            Codec::Zstd(_) => "zstd",
+        }
+    }
+
+    /// Compresses all of `input` into `out`.
+    pub fn compress_into<W: Write>(&self, input: &[u8], out: W) -> io::Result<W> {
+        match *self {
+            Codec::None => {
+                let mut out = out;
+                out.write_all(input)?;
+                Ok(out)
+            }
+            Codec::Gzip(level) => {
+                let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+                enc.write_all(input)?;
+                enc.finish()
+            }
+            Codec::Zstd(level) => {
+                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+                enc.include_checksum(true)?;
+                enc.set_pledged_src_size(Some(input.len() as u64))?;
+                enc.write_all(input)?;
+                enc.finish()
+            }
+        }
+    }
+
+    /// Compresses `input` into a new buffer.
+    pub fn compress(&self, input: &[u8]) -> io::Result<Vec<u8>> {
+        let cap = match self {
+            Codec::None => input.len(),
+            _ => input.len() / 4 + 4096,
+        };
+        self.compress_into(input, Vec::with_capacity(cap))
+    }
+
+    /// A decompressing reader over `r`. For gzip, concatenated members are read as one stream,
+    /// as `gzip -d` does.
+    pub fn decoder<'a, R: Read + 'a>(&self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Codec::None => Box::new(r),
+            Codec::Gzip(_) => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r))),
+            Codec::Zstd(_) => Box::new(zstd::stream::read::Decoder::new(r)?),
+        })
+    }
+
+    /// Decompresses all of `input`.
+    pub fn decompress(&self, input: &[u8], size_hint: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(size_hint);
+        self.decoder(input)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Codec::None => f.write_str("none"),
+            Codec::Gzip(l) => write!(f, "gzip:{l}"),
+            Codec::Zstd(l) => write!(f, "zstd:{l}"),
+        }
+    }
+}
+
+/// How an archived file's name says it was compressed, for the reading side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A codec we read.
+    Readable(Codec),
+    /// An OmniPITR codec we recognise but cannot decode (`bzip2`, `xz`, `lz4`, `lzma`).
+    Unreadable(&'static str),
+}
+
+/// Splits an archived file name into the WAL name and how it is stored, by its extension.
+pub fn split_stored_name(name: &str) -> (&str, Stored) {
+    const TABLE: &[(&str, Stored)] = &[
+        (".zst", Stored::Readable(Codec::Zstd(DEFAULT_ZSTD_LEVEL))),
+        (".gz", Stored::Readable(Codec::Gzip(DEFAULT_GZIP_LEVEL))),
+        (".bz2", Stored::Unreadable("bzip2")),
+        (".xz", Stored::Unreadable("xz")),
+        (".lz4", Stored::Unreadable("lz4")),
+        (".lzma", Stored::Unreadable("lzma")),
+    ];
+    for (ext, stored) in TABLE {
+        if let Some(base) = name.strip_suffix(ext) {
+            return (base, *stored);
+        }
+    }
+    (name, Stored::Readable(Codec::None))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_levels() {
+        assert_eq!(Codec::parse("none").unwrap(), Codec::None);
+        assert_eq!(Codec::parse("gzip").unwrap(), Codec::Gzip(6));
+        assert_eq!(Codec::parse("gzip:1").unwrap(), Codec::Gzip(1));
+        assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("zstd:19").unwrap(), Codec::Zstd(19));
+        assert_eq!(
+            Codec::parse("lz5").unwrap_err().to_string(),
+            "unknown codec \"lz5\""
+        );
+        assert_eq!(
+            Codec::parse("xz").unwrap_err().to_string(),
+            "codec \"xz\" is not supported"
+        );
+        assert_eq!(
+            Codec::parse("gzip:10").unwrap_err().to_string(),
+            "invalid level \"10\" for codec gzip"
+        );
+        assert!(Codec::parse("zstd:x").is_err());
+        assert!(Codec::parse("none:1").is_err());
+    }
+
+    #[test]
+    fn round_trips() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        for c in [Codec::None, Codec::Gzip(1), Codec::Gzip(9), Codec::Zstd(1), Codec::Zstd(19)] {
+            let z = c.compress(&data).unwrap();
+            if c != Codec::None {
+                assert!(z.len() < data.len() / 2, "{c}");
+            }
+            assert_eq!(c.decompress(&z, data.len()).unwrap(), data, "{c}");
+        }
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error() {
+        let data = vec![7u8; 100_000];
+        for c in [Codec::Gzip(6), Codec::Zstd(3)] {
+            let mut z = c.compress(&data).unwrap();
+            let n = z.len();
+            z.truncate(n - 5);
+            assert!(c.decompress(&z, data.len()).is_err(), "truncated {c}");
+            let mut z = c.compress(&data).unwrap();
+            let mid = z.len() / 2;
+            z[mid] ^= 0xFF;
+            let r = c.decompress(&z, data.len());
+            assert!(r.is_err() || r.unwrap() != data, "flipped {c}");
+        }
+    }
+
+    #[test]
+    fn stored_names() {
+        assert_eq!(
+            split_stored_name("000000010000000000000001.zst"),
+            ("000000010000000000000001", Stored::Readable(Codec::Zstd(3)))
+        );
+        assert_eq!(
+            split_stored_name("000000010000000000000001"),
+            ("000000010000000000000001", Stored::Readable(Codec::None))
+        );
+        assert_eq!(
+            split_stored_name("00000002.history.bz2"),
+            ("00000002.history", Stored::Unreadable("bzip2"))
+        );
+        assert_eq!(Codec::Gzip(6).extension(), ".gz");
+    }
+}

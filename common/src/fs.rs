@@ -1,0 +1,221 @@
+//! Path-carrying I/O helpers and the durable write.
+//!
+//! Every error here names the operation and the path, so that no message in a PostgreSQL log
+//! reads "No such file or directory" without saying which file. [`write_durable`] is the one way
+//! files are created in an archive, a backup set or a state dir: a temporary name in the same
+//! directory, fsync, rename (or link when the final name must not be replaced), fsync of the
+//! directory.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// An I/O error with the operation and the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}", path.display())]
+pub struct IoError {
+    /// What was being done ("opening", "renaming", ...).
+    pub op: &'static str,
+    /// The path concerned.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// Wraps `source` with `op` and `path`.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        IoError {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, IoError>;
+
+/// Opens `path` for reading.
+pub fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| IoError::new("opening", path, e))
+}
+
+/// Reads all of `path`.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| IoError::new("reading", path, e))
+}
+
+/// The metadata of `path` (following links).
+pub fn metadata(path: &Path) -> Result<std::fs::Metadata> {
+    std::fs::metadata(path).map_err(|e| IoError::new("examining", path, e))
+}
+
+/// fsyncs the directory `dir`, so that a rename or unlink in it survives a crash.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| IoError::new("opening directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| IoError::new("fsyncing directory", dir, e))
+}
+
+/// Removes `path`, treating "already gone" as success.
+pub fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(IoError::new("removing", path, e)),
+    }
+}
+
+/// Sets the modification (and access) time of an open file.
+pub fn set_mtime(file: &File, path: &Path, mtime: std::time::SystemTime) -> Result<()> {
+    let times = std::fs::FileTimes::new()
+        .set_modified(mtime)
+        .set_accessed(mtime);
+    file.set_times(times)
+        .map_err(|e| IoError::new("setting the modification time of", path, e))
+}
+
+/// What [`write_durable`] does when the final name already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Replace it atomically (state files, spool files).
+    Allow,
+    /// Never replace it: the call fails with `AlreadyExists` and the existing file is untouched
+    /// (archives and backup sets).
+    Never,
+}
+
+/// The temporary name used beside `path` while it is being written: hidden, and unique per
+/// process so that two writers never share one.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(OsString::from).unwrap_or_default();
+    let mut tmp = OsString::from(".");
+    tmp.push(&name);
+    tmp.push(format!(".pitr-tmp.{}", std::process::id()));
+    path.with_file_name(tmp)
+}
+
+/// Writes a file durably: `fill` writes the content into a temporary file beside `path`; the
+/// file is fsynced, given `mtime` if set, moved to `path` (never replacing an existing file when
+/// `replace` is [`Replace::Never`]) and the directory is fsynced. On any error the temporary
+/// file is removed and `path` is untouched. A reader never sees a partial file under `path`.
+pub fn write_durable<F>(
+    path: &Path,
+    replace: Replace,
+    mtime: Option<std::time::SystemTime>,
+    fill: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(&mut File) -> anyhow::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = temp_path(path);
+    // A leftover from a killed writer with our pid is stale by definition: we are that pid now.
+    remove_file_if_exists(&tmp)?;
+    let result = (|| -> anyhow::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| IoError::new("creating", &tmp, e))?;
+        fill(&mut file)?;
+        file.flush().map_err(|e| IoError::new("writing", &tmp, e))?;
+        if let Some(t) = mtime {
+            set_mtime(&file, &tmp, t)?;
+        }
+        file.sync_all()
+            .map_err(|e| IoError::new("fsyncing", &tmp, e))?;
+        drop(file);
+        match replace {
+            Replace::Allow => std::fs::rename(&tmp, path)
+                .map_err(|e| IoError::new("renaming into place", path, e))?,
+            Replace::Never => {
+                // link(2) fails with EEXIST instead of replacing: the no-clobber move.
+                std::fs::hard_link(&tmp, path)
+                    .map_err(|e| IoError::new("linking into place", path, e))?;
+                remove_file_if_exists(&tmp)?;
+            }
+        }
+        fsync_dir(&dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // The original error is what matters; a failure to remove the temp file is secondary
+        // and the file is hidden and per-pid, so it is replaced by the next writer of that pid.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Is this error (anywhere in the chain) an "already exists" from [`write_durable`]?
+pub fn is_already_exists(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<IoError>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::AlreadyExists)
+    })
+}
+
+/// Writes all of `buf` to `file`, naming `path` on error.
+pub fn write_all(file: &mut File, path: &Path, buf: &[u8]) -> Result<()> {
+    file.write_all(buf)
+        .map_err(|e| IoError::new("writing", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_write_creates_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("000000010000000000000001");
+        write_durable(&p, Replace::Never, None, |f| {
+            Ok(f.write_all(b"first")?)
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        let err = write_durable(&p, Replace::Never, None, |f| Ok(f.write_all(b"second")?))
+            .unwrap_err();
+        assert!(is_already_exists(&err), "{err:#}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        write_durable(&p, Replace::Allow, None, |f| Ok(f.write_all(b"third")?)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"third");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn failed_fill_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let err = write_durable(&p, Replace::Never, None, |f| {
+            f.write_all(b"partial")?;
+            anyhow::bail!("compression failed")
+        })
+        .unwrap_err();
+        assert_eq!(format!("{err:#}"), "compression failed");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn io_error_names_path_once() {
+        let err = read(Path::new("/nonexistent/pitr")).unwrap_err();
+        let err = anyhow::Error::from(err);
+        assert_eq!(
+            format!("{err:#}"),
+            "reading /nonexistent/pitr: No such file or directory (os error 2)"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! `pitr-common`: everything the pitr binaries share.
+//!
+//! One module per concept (see STYLE.md §2 and ARCHITECTURE.md): WAL names and page headers,
+//! pg_control facts, codecs, archive locations and durable writes, logging, command-line glue,
+//! locks and pid files. Nothing here prints (except `log` and `cli`) and nothing here exits.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod compress;
+pub mod config;
+pub mod controldata;
+pub mod dest;
+pub mod exit;
+pub mod fs;
+pub mod location;
+pub mod lock;
+pub mod log;
+pub mod pg;
+pub mod pidfile;
+pub mod process;
+pub mod state;
+pub mod wal;
+pub mod walpage;

@@ -1,0 +1,61 @@
+//! Lock files: the only module that touches file locks.
+//!
+//! Uses the standard library's `File::try_lock` (stable since Rust 1.89, an advisory `flock`
+//! on Linux) instead of the unmaintained `fs2` crate (see ARCHITECTURE.md). The lock is held
+//! while the returned guard lives and is released by the kernel when the process dies, so a
+//! killed process never leaves a stale lock behind.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::fs::IoError;
+
+/// A held lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockGuard {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
+/// process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| IoError::new("opening lock file", path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(LockGuard {
+            _file: file,
+            path: path.to_path_buf(),
+        })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(IoError::new("locking", path, e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_until_released() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.lock");
+        let g = try_lock(&p).unwrap().expect("first lock");
+        assert!(try_lock(&p).unwrap().is_none());
+        drop(g);
+        assert!(try_lock(&p).unwrap().is_some());
+    }
+}
