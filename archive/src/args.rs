@@ -74,6 +74,9 @@ pub struct Args {
 
     /// read options from FILE, one per line (--dst-local /srv/wal), # starts a comment
     #[argh(option)]
+    // Expanded in place by `cli::parse_args` before argh sees the arguments; declared here so
+    // that --help lists it.
+    #[allow(dead_code)]
     pub config_file: Vec<PathBuf>,
 
     /// the WAL file to archive: PostgreSQL's %p
@@ -127,6 +130,56 @@ const EXAMPLE: &str = "archive_command = 'pitr-archive --dst-local zstd=/srv/wal
 impl Args {
     /// Validates the arguments against the file system.
     pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut destinations: Vec<Destination> = Vec::new();
+        let mut add = |kind: Kind, specs: &[String]| -> anyhow::Result<()> {
+            for spec in specs {
+                let location = Location::parse(kind, spec).map_err(|e| {
+                    usage(
+                        format!("{} {e}", kind.option()),
+                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
+                    )
+                })?;
+                if !destinations
+                    .iter()
+                    .any(|d| d.location.key() == location.key())
+                {
+                    destinations.push(Destination {
+                        location,
+                        backup: false,
+                    });
+                }
+            }
+            Ok(())
+        };
+        add(Kind::Local, &self.dst_local)?;
+        add(Kind::Remote, &self.dst_remote)?;
+        add(Kind::Pipe, &self.dst_pipe)?;
+        let configured = destinations.len();
+
+        if let Some(b) = &self.dst_backup {
+            let spec = b.to_string_lossy();
+            let location = Location::parse(Kind::Local, &spec)
+                .map_err(|e| usage(format!("--dst-backup {e}"), "give an absolute directory"))?;
+            if location.codec != pitr_common::compress::Codec::None || spec.starts_with("none=") {
+                return Err(usage(
+                    format!("--dst-backup {spec} cannot be compressed"),
+                    "pitr-backup reads it uncompressed: give a plain absolute directory",
+                ));
+            }
+            if !b.is_absolute() {
+                return Err(usage(
+                    format!("--dst-backup {spec} is not an absolute path"),
+                    "give an absolute directory",
+                ));
+            }
+            // Used only while it exists: pitr-backup creates it for the duration of a backup.
+            if b.is_dir() {
+                destinations.push(Destination {
+                    location,
+                    backup: true,
+                });
+            }
+        }
         let wal_arg = match self.wal_file.as_slice() {
             [] => return Err(usage("no WAL file given", &format!("pass %p: {EXAMPLE}"))),
             [one] => one.clone(),
@@ -150,55 +203,6 @@ impl Args {
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("."));
         let wal_path = data_dir.join(&wal_arg);
 
-        let mut destinations: Vec<Destination> = Vec::new();
-        let mut add = |kind: Kind, specs: &[String]| -> anyhow::Result<()> {
-            for spec in specs {
-                let location = Location::parse(kind, spec).map_err(|e| {
-                    usage(
-                        format!("{} {e}", kind.option()),
-                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
-                    )
-                })?;
-                if !destinations.iter().any(|d| d.location.key() == location.key()) {
-                    destinations.push(Destination {
-                        location,
-                        backup: false,
-                    });
-                }
-            }
-            Ok(())
-        };
-        add(Kind::Local, &self.dst_local)?;
-        add(Kind::Remote, &self.dst_remote)?;
-        add(Kind::Pipe, &self.dst_pipe)?;
-        let configured = destinations.len();
-
-        if let Some(b) = &self.dst_backup {
-            let spec = b.to_string_lossy();
-            let location = Location::parse(Kind::Local, &spec)
-                .map_err(|e| usage(format!("--dst-backup {e}"), "give an absolute directory"))?;
-            if location.codec != pitr_common::compress::Codec::None
-                || spec.starts_with("none=")
-            {
-                return Err(usage(
-                    format!("--dst-backup {spec} cannot be compressed"),
-                    "pitr-backup reads it uncompressed: give a plain absolute directory",
-                ));
-            }
-            if !b.is_absolute() {
-                return Err(usage(
-                    format!("--dst-backup {spec} is not an absolute path"),
-                    "give an absolute directory",
-                ));
-            }
-            // Used only while it exists: pitr-backup creates it for the duration of a backup.
-            if b.is_dir() {
-                destinations.push(Destination {
-                    location,
-                    backup: true,
-                });
-            }
-        }
         if configured == 0 {
             return Err(usage(
                 "no destination given",

@@ -18,8 +18,14 @@ use pitr_common::exit;
 fn main() -> ExitCode {
     let args: args::Args = pitr_common::cli::parse_args("pitr-archive", exit::USAGE);
     let log = args.log.clone();
-    pitr_common::cli::run("pitr-archive", log.as_deref(), args.verbose, exit::ERROR, || {
-        let config = args.into_config()?;
-        push::run(&config)
-    })
+    pitr_common::cli::run(
+        "pitr-archive",
+        log.as_deref(),
+        args.verbose,
+        exit::ERROR,
+        || {
+            let config = args.into_config()?;
+            push::run(&config)
+        },
+    )
 }

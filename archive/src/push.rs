@@ -50,9 +50,8 @@ fn cluster_system_identifier(data_dir: &Path) -> anyhow::Result<Option<u64>> {
 /// Reads and checks the WAL file; returns its bytes, mtime and database system (when known).
 fn read_wal(cfg: &Config) -> anyhow::Result<(Vec<u8>, std::time::SystemTime, Option<u64>)> {
     let name = cfg.wal_name.to_string();
-    let meta = std::fs::metadata(&cfg.wal_path).map_err(|e| {
-        anyhow::Error::from(fs::IoError::new("reading WAL file", &cfg.wal_path, e))
-    })?;
+    let meta = std::fs::metadata(&cfg.wal_path)
+        .map_err(|e| anyhow::Error::from(fs::IoError::new("reading WAL file", &cfg.wal_path, e)))?;
     if !meta.is_file() {
         return Err(Failure::new(format!(
             "WAL file {} is not a regular file",
@@ -103,9 +102,10 @@ fn read_wal(cfg: &Config) -> anyhow::Result<(Vec<u8>, std::time::SystemTime, Opt
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let _pid_file = match &cfg.pid_file {
-        Some(p) => Some(PidFile::acquire(p, "pitr-archive").map_err(|e| {
-            anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY))
-        })?),
+        Some(p) => Some(
+            PidFile::acquire(p, "pitr-archive")
+                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY)))?,
+        ),
         None => None,
     };
     let name = cfg.wal_name.to_string();
@@ -154,7 +154,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<_>>()
     })?;
-    log_verbose!("Timer [Compressing {name}] took: {:.3}s", t.elapsed().as_secs_f64());
+    log_verbose!(
+        "Timer [Compressing {name}] took: {:.3}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let scratch = if pending
         .iter()
@@ -241,8 +244,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                 failed += 1;
                 let what = if d.backup { " (backup collection)" } else { "" };
                 log_error!("cannot send {name} to {}{what}: {e:#}", d.location);
-                if let Some(h) = pitr_common::exit::find_failure(&e).and_then(Failure::hint_text)
-                {
+                if let Some(h) = pitr_common::exit::find_failure(&e).and_then(Failure::hint_text) {
                     log_error!("HINT: {h}");
                 }
             }

@@ -226,8 +226,16 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        for c in [Codec::None, Codec::Gzip(1), Codec::Gzip(9), Codec::Zstd(1), Codec::Zstd(19)] {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for c in [
+            Codec::None,
+            Codec::Gzip(1),
+            Codec::Gzip(9),
+            Codec::Zstd(1),
+            Codec::Zstd(19),
+        ] {
             let z = c.compress(&data).unwrap();
             if c != Codec::None {
                 assert!(z.len() < data.len() / 2, "{c}");

@@ -11,7 +11,6 @@
 //! whose WAL it holds; WAL of another system is refused.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -20,7 +19,7 @@ use crate::compress::{self, Codec};
 use crate::exit::Failure;
 use crate::fs::{self, Replace};
 use crate::location::{Kind, Location};
-use crate::process;
+use crate::process::Program;
 
 /// Name of the marker file recording which database system an archive directory belongs to.
 pub const CLUSTER_MARKER: &str = ".pitr-cluster";
@@ -94,13 +93,18 @@ pub fn put(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Result
 pub fn check_local_dir(loc: &Location, dir: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Failure::new(format!("destination {loc} is not a directory"))
-            .hint("give a directory")
-            .into()),
-        Err(e) => Err(anyhow::Error::from(fs::IoError::new("examining", dir, e))
-            .context(Failure::new(format!("destination {loc} is not usable")).hint(
-                "create the directory, owned by the user PostgreSQL runs as, or fix the path",
-            ))),
+        Ok(_) => Err(
+            Failure::new(format!("destination {loc} is not a directory"))
+                .hint("give a directory")
+                .into(),
+        ),
+        Err(e) => Err(
+            anyhow::Error::from(fs::IoError::new("examining", dir, e)).context(
+                Failure::new(format!("destination {loc} is not usable")).hint(
+                    "create the directory, owned by the user PostgreSQL runs as, or fix the path",
+                ),
+            ),
+        ),
     }
 }
 
@@ -159,8 +163,8 @@ fn compare_local(
     Ok(Some(PutOutcome::AlreadyIdentical))
 }
 
-fn rsync(opts: &PutOptions) -> Command {
-    let mut c = Command::new(&opts.rsync_path);
+fn rsync(opts: &PutOptions) -> Program {
+    let mut c = Program::new(&opts.rsync_path);
     c.env("LC_ALL", "C");
     c
 }
@@ -179,12 +183,15 @@ fn run_rsync_upload(
             c.arg("--fsync");
         }
         c.args(extra).arg(src).arg(dst);
-        process::run(&mut c)
+        c.run()
     };
     match attempt(true) {
         Ok(o) => Ok(o),
         Err(e) if e.to_string().contains("--fsync") => {
-            crate::log_warning!("{} has no --fsync; the remote copy is not fsynced", opts.rsync_path.display());
+            crate::log_warning!(
+                "{} has no --fsync; the remote copy is not fsynced",
+                opts.rsync_path.display()
+            );
             Ok(attempt(false)?)
         }
         Err(e) => Err(e.into()),
@@ -195,7 +202,7 @@ fn run_rsync_upload(
 fn fetch_remote(opts: &PutOptions, remote: &str, local: &Path) -> anyhow::Result<bool> {
     let mut c = rsync(opts);
     c.arg("-q").arg(remote).arg(local);
-    match process::run(&mut c) {
+    match c.run() {
         Ok(_) => Ok(true),
         // rsync exits 23 ("partial transfer") when the source file does not exist.
         Err(e) if e.code() == Some(23) && e.to_string().contains("No such file") => Ok(false),
@@ -208,8 +215,8 @@ fn put_remote(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Res
     let local = opts.scratch_dir.join(&file_name);
     // The scratch copy exists only to give rsync a file with the right name and mtime.
     {
-        let mut f = std::fs::File::create(&local)
-            .map_err(|e| fs::IoError::new("creating", &local, e))?;
+        let mut f =
+            std::fs::File::create(&local).map_err(|e| fs::IoError::new("creating", &local, e))?;
         fs::write_all(&mut f, &local, p.stored)?;
         if let Some(t) = p.mtime {
             fs::set_mtime(&f, &local, t)?;
@@ -244,9 +251,9 @@ fn put_remote(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Res
 
 fn put_pipe(loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let file_name = loc.file_name(p.wal_name);
-    let mut c = Command::new(&loc.target);
-    c.arg(&file_name);
-    process::run_with_stdin(&mut c, p.stored)
+    Program::new(&loc.target)
+        .arg(&file_name)
+        .run_with_stdin(p.stored)
         .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
     Ok(PutOutcome::Stored)
 }
@@ -373,11 +380,18 @@ mod tests {
         assert_eq!(put(&loc, &p, &o).unwrap(), PutOutcome::AlreadyIdentical);
         // Same content compressed at another level is still the same content.
         let other_level = Codec::Zstd(19).compress(&plain).unwrap();
-        let p2 = Payload { stored: &other_level, ..p };
+        let p2 = Payload {
+            stored: &other_level,
+            ..p
+        };
         assert_eq!(put(&loc, &p2, &o).unwrap(), PutOutcome::AlreadyIdentical);
         let plain3 = vec![6u8; 100_000];
         let stored3 = loc.codec.compress(&plain3).unwrap();
-        let p3 = Payload { plain: &plain3, stored: &stored3, ..p };
+        let p3 = Payload {
+            plain: &plain3,
+            stored: &stored3,
+            ..p
+        };
         let err = put(&loc, &p3, &o).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -82,7 +82,10 @@ impl std::error::Error for Failure {}
 
 /// The first [`Failure`] in an error chain, if any.
 pub fn find_failure(err: &anyhow::Error) -> Option<&Failure> {
-    err.chain().find_map(|e| e.downcast_ref::<Failure>())
+    // `anyhow::Error::downcast_ref` also finds a `Failure` attached as context at any depth;
+    // the chain walk finds one wrapped inside another error type's source.
+    err.downcast_ref::<Failure>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Failure>()))
 }
 
 #[cfg(test)]
@@ -100,5 +103,16 @@ mod tests {
         assert_eq!(f.hint_text(), Some("check the archive"));
         assert_eq!(f.status_code(), Some(RESTORE_FATAL));
         assert_eq!(format!("{err:#}"), "archiving X: segment X differs");
+    }
+
+    #[test]
+    fn failure_is_found_as_context() {
+        let err = anyhow::anyhow!("no such file")
+            .context(Failure::new("destination D is not usable").hint("create it"))
+            .context("sending X");
+        assert_eq!(
+            find_failure(&err).and_then(Failure::hint_text),
+            Some("create it")
+        );
     }
 }

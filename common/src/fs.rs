@@ -158,6 +158,29 @@ where
     result
 }
 
+/// Replaces `path` atomically with `bytes` through a temporary name and `rename(2)`, **without
+/// fsync**: for files whose reader re-requests them after a crash (`restore_command`'s `%p`;
+/// PostgreSQL uses the file only after a zero exit and asks again after a crash, so the fsync
+/// would buy nothing). Never use it for archives, backup sets or state.
+pub fn write_atomic_nosync(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| IoError::new("creating", &tmp, e))?;
+        write_all(&mut f, &tmp, bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| IoError::new("renaming into place", path, e))
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// Is this error (anywhere in the chain) an "already exists" from [`write_durable`]?
 pub fn is_already_exists(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -173,6 +196,7 @@ pub fn write_all(file: &mut File, path: &Path, buf: &[u8]) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -180,13 +204,10 @@ mod tests {
     fn durable_write_creates_and_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("000000010000000000000001");
-        write_durable(&p, Replace::Never, None, |f| {
-            Ok(f.write_all(b"first")?)
-        })
-        .unwrap();
+        write_durable(&p, Replace::Never, None, |f| Ok(f.write_all(b"first")?)).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"first");
-        let err = write_durable(&p, Replace::Never, None, |f| Ok(f.write_all(b"second")?))
-            .unwrap_err();
+        let err =
+            write_durable(&p, Replace::Never, None, |f| Ok(f.write_all(b"second")?)).unwrap_err();
         assert!(is_already_exists(&err), "{err:#}");
         assert_eq!(std::fs::read(&p).unwrap(), b"first");
         write_durable(&p, Replace::Allow, None, |f| Ok(f.write_all(b"third")?)).unwrap();

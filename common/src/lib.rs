@@ -19,6 +19,8 @@ pub mod log;
 pub mod pg;
 pub mod pidfile;
 pub mod process;
+pub mod signal;
+pub mod source;
 pub mod state;
 pub mod wal;
 pub mod walpage;

@@ -190,11 +190,17 @@ mod tests {
         let l = Location::parse(Kind::Local, "zstd:19=/srv/wal/").unwrap();
         assert_eq!(l.codec, Codec::Zstd(19));
         assert_eq!(l.target, "/srv/wal");
-        assert_eq!(l.file_name("000000010000000000000001"), "000000010000000000000001.zst");
+        assert_eq!(
+            l.file_name("000000010000000000000001"),
+            "000000010000000000000001.zst"
+        );
         let l = Location::parse(Kind::Local, "/srv/a=b").unwrap();
         assert_eq!((l.codec, l.target.as_str()), (Codec::None, "/srv/a=b"));
         let l = Location::parse(Kind::Local, "gzip=relative/dir").unwrap();
-        assert_eq!((l.codec, l.target.as_str()), (Codec::Gzip(6), "relative/dir"));
+        assert_eq!(
+            (l.codec, l.target.as_str()),
+            (Codec::Gzip(6), "relative/dir")
+        );
         assert_eq!(Location::parse(Kind::Local, "/").unwrap().target, "/");
     }
 
@@ -225,7 +231,9 @@ mod tests {
     #[test]
     fn codec_errors_name_the_spec() {
         assert_eq!(
-            Location::parse(Kind::Local, "lz5=/dir").unwrap_err().to_string(),
+            Location::parse(Kind::Local, "lz5=/dir")
+                .unwrap_err()
+                .to_string(),
             "lz5=/dir: unknown codec \"lz5\""
         );
         assert!(matches!(

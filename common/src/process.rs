@@ -3,8 +3,67 @@
 //! A failed command becomes a [`CommandError`] that names the program and carries the last
 //! lines of its stderr, so that the PostgreSQL log says why rsync failed, not only that it did.
 
+use std::ffi::OsStr;
 use std::io;
 use std::process::{Command, Output, Stdio};
+
+/// A program to run, built by the caller and run only through this module.
+#[derive(Debug)]
+pub struct Program {
+    cmd: Command,
+}
+
+impl Program {
+    /// The program `program` (a path, or a name looked up in PATH).
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Program {
+            cmd: Command::new(program),
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, a: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(&mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(&mut self, k: impl AsRef<OsStr>) -> &mut Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
+    /// Runs it to completion (see [`run`]).
+    pub fn run(&mut self) -> Result<Output, CommandError> {
+        run(&mut self.cmd)
+    }
+
+    /// Runs it with `input` on stdin (see [`run_with_stdin`]).
+    pub fn run_with_stdin(&mut self, input: &[u8]) -> Result<Output, CommandError> {
+        run_with_stdin(&mut self.cmd, input)
+    }
+
+    /// Starts it in the background (see [`spawn_detached`]).
+    pub fn spawn_detached(&mut self) -> Result<u32, CommandError> {
+        spawn_detached(&mut self.cmd)
+    }
+}
 
 /// A program that could not be run, or exited unsuccessfully.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +125,7 @@ fn status_text(status: std::process::ExitStatus) -> String {
 
 /// Runs `cmd` to completion with stdin closed, capturing stdout and stderr; an unsuccessful exit
 /// is an error.
-pub fn run(cmd: &mut Command) -> Result<Output, CommandError> {
+fn run(cmd: &mut Command) -> Result<Output, CommandError> {
     let program = program_name(cmd);
     let out = cmd
         .stdin(Stdio::null())
@@ -95,7 +154,7 @@ pub fn check(program: &str, out: Output) -> Result<Output, CommandError> {
 }
 
 /// Runs `cmd` with `input` written to its stdin, capturing stdout and stderr.
-pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, CommandError> {
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, CommandError> {
     use std::io::Write;
     let program = program_name(cmd);
     let spawn_err = |source| CommandError::Spawn {
@@ -112,10 +171,12 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, Command
         Some(mut stdin) => stdin.write_all(input),
         None => Ok(()),
     };
-    let out = child.wait_with_output().map_err(|source| CommandError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| CommandError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
     let out = check(&program, out)?;
     // A program that exits 0 without reading all of its input has not received the file.
     if let Err(e) = write_result {
@@ -129,26 +190,54 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, Command
     Ok(out)
 }
 
+/// Starts `cmd` in a session of its own and does not wait for it: for background work that
+/// must outlive the caller (pitr-restore's prefetch worker). stdin and stdout are closed;
+/// stderr is inherited so that its log lines reach the same place as the caller's.
+fn spawn_detached(cmd: &mut Command) -> Result<u32, CommandError> {
+    use std::os::unix::process::CommandExt;
+    let program = program_name(cmd);
+    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| CommandError::Spawn { program, source })?;
+    Ok(child.id())
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn failure_carries_stderr() {
-        let err = run(Command::new("sh").args(["-c", "echo oops >&2; exit 23"])).unwrap_err();
+        let err = Program::new("sh")
+            .args(["-c", "echo oops >&2; exit 23"])
+            .run()
+            .unwrap_err();
         assert_eq!(err.to_string(), "sh failed (exit status 23): oops");
         assert_eq!(err.code(), Some(23));
     }
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let err = run(&mut Command::new("/nonexistent/pitr-prog")).unwrap_err();
+        let err = Program::new("/nonexistent/pitr-prog").run().unwrap_err();
         assert_eq!(err.to_string(), "cannot run /nonexistent/pitr-prog");
     }
 
     #[test]
     fn stdin_is_delivered() {
-        let out = run_with_stdin(&mut Command::new("cat"), b"hello").unwrap();
+        let out = Program::new("cat").run_with_stdin(b"hello").unwrap();
         assert_eq!(out.stdout, b"hello");
     }
 }

@@ -39,7 +39,8 @@ impl FromStr for Lsn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ParseError::BadLsn(s.to_string());
         let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
-        let ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
             return Err(bad());
         }
@@ -348,15 +349,24 @@ mod tests {
     #[test]
     fn next_rolls_over_ff_for_16mb() {
         let n = WalFileName::parse("0000000100000000000000FF").unwrap();
-        assert_eq!(n.next(MB16).unwrap().to_string(), "000000010000000100000000");
+        assert_eq!(
+            n.next(MB16).unwrap().to_string(),
+            "000000010000000100000000"
+        );
     }
 
     #[test]
     fn segment_arithmetic_for_other_sizes() {
         // 64 MiB segments: 64 per log, so ...3F is the last of a log.
         let n = WalFileName::parse("00000002000000050000003F").unwrap();
-        assert_eq!(n.next(64 << 20).unwrap().to_string(), "000000020000000600000000");
-        assert!(n.next(128 << 20).is_err(), "0x3F is out of range for 128 MiB");
+        assert_eq!(
+            n.next(64 << 20).unwrap().to_string(),
+            "000000020000000600000000"
+        );
+        assert!(
+            n.next(128 << 20).is_err(),
+            "0x3F is out of range for 128 MiB"
+        );
         // 1 GiB segments: 4 per log.
         let lsn = Lsn(0x0000_0002_C000_0000);
         let name = WalFileName::containing(Timeline(3), lsn, 1 << 30);

@@ -185,12 +185,12 @@ impl LongPageHeader {
                 seg_size: self.seg_size,
             });
         }
-        let expected = name
-            .start_lsn(u64::from(self.seg_size))
-            .map_err(|_| Error::BadSegmentSize {
-                name: n.clone(),
-                seg_size: self.seg_size,
-            })?;
+        let expected =
+            name.start_lsn(u64::from(self.seg_size))
+                .map_err(|_| Error::BadSegmentSize {
+                    name: n.clone(),
+                    seg_size: self.seg_size,
+                })?;
         if self.page_addr != expected.0 {
             return Err(Error::WrongAddress {
                 name: n,
@@ -273,14 +273,19 @@ mod tests {
             "0000000100000002000000A4 starts at WAL location 2/A3000000 but its name says 2/A4000000"
         );
         assert_eq!(
-            h.check(&n, u64::from(MB16), Some(7)).unwrap_err().to_string(),
+            h.check(&n, u64::from(MB16), Some(7))
+                .unwrap_err()
+                .to_string(),
             "0000000100000002000000A3 is from database system 42, not 7"
         );
         // Pages of an earlier timeline under a later timeline's name are normal.
         h.check(&name("0000000200000002000000A3"), u64::from(MB16), None)
             .unwrap();
-        let h3 = LongPageHeader::parse("x", &fake_header(&name("0000000300000002000000A3"), MB16, 42))
-            .unwrap();
+        let h3 = LongPageHeader::parse(
+            "x",
+            &fake_header(&name("0000000300000002000000A3"), MB16, 42),
+        )
+        .unwrap();
         assert!(matches!(
             h3.check(&name("0000000200000002000000A3"), u64::from(MB16), None),
             Err(Error::WrongTimeline { .. })

@@ -1,0 +1,262 @@
+//! Reading WAL files back out of archive directories, verified.
+//!
+//! An archived WAL file may be stored under its own name or with a codec's extension; the reader
+//! looks for every form, so that changing the archive's codec never hides a file. Before a file
+//! is handed to anyone it is decompressed completely and, for segments, its page header is
+//! checked against the name asked for, its length and the cluster's system identifier: a
+//! truncated, damaged, misnamed or foreign file is an error, never data.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::compress::{self, Codec, Stored};
+use crate::fs::IoError;
+use crate::location::Location;
+use crate::wal::WalFileName;
+use crate::walpage::{self, LongPageHeader};
+
+/// An archived copy of a WAL file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its path.
+    pub path: PathBuf,
+    /// How it is stored.
+    pub codec: Codec,
+    /// Its modification time (the WAL file's, as archived).
+    pub mtime: SystemTime,
+}
+
+/// A problem with an archived file or an archive directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive directory or file cannot be read.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// Stored with a codec we recognise but cannot decode.
+    #[error("{} is compressed with {codec}, which pitr cannot decompress", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The codec.
+        codec: &'static str,
+    },
+    /// Decompression failed.
+    #[error("{} cannot be decompressed", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content does not belong under this name, at this size or to this cluster.
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: walpage::Error,
+    },
+}
+
+const EXTENSIONS: &[&str] = &["", ".zst", ".gz", ".bz2", ".xz", ".lz4", ".lzma"];
+
+/// Looks for `name` in `dir` under every stored form, the preferred codec's first.
+pub fn find_in(dir: &Path, preferred: Codec, name: &WalFileName) -> Result<Option<Found>, Error> {
+    let base = name.to_string();
+    let first = preferred.extension();
+    let order = std::iter::once(first).chain(EXTENSIONS.iter().copied().filter(|e| *e != first));
+    for ext in order {
+        let path = dir.join(format!("{base}{ext}"));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {
+                let codec = match compress::split_stored_name(&format!("x{ext}")).1 {
+                    Stored::Readable(c) => c,
+                    Stored::Unreadable(codec) => return Err(Error::Unsupported { path, codec }),
+                };
+                let mtime = m
+                    .modified()
+                    .map_err(|e| IoError::new("reading the mtime of", &path, e))?;
+                return Ok(Some(Found { path, codec, mtime }));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IoError::new("examining", &path, e).into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Looks for `name` in each source in order.
+pub fn find(sources: &[Location], name: &WalFileName) -> Result<Option<Found>, Error> {
+    for s in sources {
+        if let Some(f) = find_in(Path::new(&s.target), s.codec, name)? {
+            return Ok(Some(f));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads and decompresses `found`, and checks that it is `name` of the database system
+/// `system_identifier` (segments only; history and backup files are text).
+pub fn read_verified(
+    found: &Found,
+    name: &WalFileName,
+    system_identifier: u64,
+) -> Result<Vec<u8>, Error> {
+    let raw = std::fs::read(&found.path).map_err(|e| IoError::new("reading", &found.path, e))?;
+    let data = match found.codec {
+        Codec::None => raw,
+        c => c
+            .decompress(&raw, 16 << 20)
+            .map_err(|source| Error::Corrupt {
+                path: found.path.clone(),
+                source,
+            })?,
+    };
+    verify(&found.path, name, &data, system_identifier)?;
+    Ok(data)
+}
+
+/// Checks WAL content against the name asked for and the cluster.
+pub fn verify(
+    path: &Path,
+    name: &WalFileName,
+    data: &[u8],
+    system_identifier: u64,
+) -> Result<(), Error> {
+    if !name.has_wal_pages() {
+        return Ok(());
+    }
+    let invalid = |source| Error::Invalid {
+        path: path.to_path_buf(),
+        source,
+    };
+    let n = name.to_string();
+    let h = LongPageHeader::parse(&n, data).map_err(invalid)?;
+    h.check(name, data.len() as u64, Some(system_identifier))
+        .map_err(invalid)
+}
+
+/// An archived WAL file seen in a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The WAL file it holds.
+    pub wal: WalFileName,
+    /// Its file name in the directory.
+    pub file_name: String,
+}
+
+/// Lists the WAL files in an archive directory (any stored form), ignoring everything else
+/// (temporary files, markers, unknown names).
+pub fn list(dir: &Path) -> Result<Vec<Entry>, IoError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let file_name = ent.file_name().to_string_lossy().into_owned();
+        let (base, _) = compress::split_stored_name(&file_name);
+        if let Ok(wal) = WalFileName::parse(base) {
+            out.push(Entry { wal, file_name });
+        }
+    }
+    out.sort_by(|a, b| a.wal.cmp(&b.wal).then(a.file_name.cmp(&b.file_name)));
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::location::Kind;
+
+    const SEG: u32 = 1 << 20;
+
+    fn segment(name: &WalFileName, sysid: u64) -> Vec<u8> {
+        let mut b = walpage::fake_header(name, SEG, sysid);
+        b.resize(SEG as usize, 0xAB);
+        b
+    }
+
+    #[test]
+    fn finds_any_stored_form_and_verifies() {
+        let d = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000003").unwrap();
+        let data = segment(&name, 9);
+        std::fs::write(
+            d.path().join("000000010000000000000003.gz"),
+            Codec::Gzip(1).compress(&data).unwrap(),
+        )
+        .unwrap();
+        let src = [Location::parse(Kind::Local, &format!("zstd={}", d.path().display())).unwrap()];
+        let f = find(&src, &name).unwrap().unwrap();
+        assert_eq!(f.codec, Codec::Gzip(6));
+        assert_eq!(read_verified(&f, &name, 9).unwrap(), data);
+        let err = read_verified(&f, &name, 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: 000000010000000000000003 is from database system 9, not 10",
+                f.path.display()
+            )
+        );
+        let other = WalFileName::parse("000000010000000000000004").unwrap();
+        assert_eq!(find(&src, &other).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_files_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000003").unwrap();
+        let data = segment(&name, 9);
+        let mut z = Codec::Zstd(3).compress(&data).unwrap();
+        z.truncate(z.len() - 10);
+        let p = d.path().join("000000010000000000000003.zst");
+        std::fs::write(&p, &z).unwrap();
+        let f = find_in(d.path(), Codec::None, &name).unwrap().unwrap();
+        assert!(matches!(
+            read_verified(&f, &name, 9),
+            Err(Error::Corrupt { .. })
+        ));
+        std::fs::write(&p, Codec::Zstd(3).compress(&data[..1000]).unwrap()).unwrap();
+        assert!(matches!(
+            read_verified(&f, &name, 9),
+            Err(Error::Invalid { .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(d.path().join("000000010000000000000003.bz2"), b"x").unwrap();
+        assert!(matches!(
+            find_in(d.path(), Codec::None, &name),
+            Err(Error::Unsupported { codec: "bzip2", .. })
+        ));
+    }
+
+    #[test]
+    fn list_ignores_other_files() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "000000010000000000000002.zst",
+            "000000010000000000000001",
+            "00000002.history",
+            ".pitr-cluster",
+            ".000000010000000000000003.zst.pitr-tmp.77",
+            "README",
+        ] {
+            std::fs::write(d.path().join(n), b"").unwrap();
+        }
+        let names: Vec<String> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.file_name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "000000010000000000000001",
+                "000000010000000000000002.zst",
+                "00000002.history"
+            ]
+        );
+    }
+}
