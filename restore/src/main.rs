@@ -1,7 +1,34 @@
-//! `pitr-restore`: not yet implemented beyond `--help` and `--version`.
+//! `pitr-restore`: PostgreSQL `restore_command`.
+//!
+//! Invoked by the startup process as `pitr-restore --source DIR %f %p`. Waits for the WAL file
+//! `%f` to appear in the archive, verifies it (complete decompression; for segments the page
+//! header against the name, the size and this cluster) and renames it into `%p`. Prefetches the
+//! following segments in the background. Removes unneeded segments while waiting if asked.
+//!
+//! Exit status: 0 restored, 1 not available (ends archive recovery), 126 an error that must
+//! stop recovery instead, 127 a usage error; see `pitr_common::exit` and ARCHITECTURE.md.
+
+mod args;
+mod fetch;
+mod prefetch;
+mod remove;
 
 use std::process::ExitCode;
 
+use pitr_common::exit;
+
 fn main() -> ExitCode {
-    pitr_common::cli::placeholder("pitr-restore")
+    let args: args::Args = pitr_common::cli::parse_args("pitr-restore", exit::RESTORE_USAGE);
+    let log = args.log.clone();
+    let verbose = args.verbose;
+    pitr_common::cli::run(
+        "pitr-restore",
+        log.as_deref(),
+        verbose,
+        exit::RESTORE_FATAL,
+        || {
+            let config = args.into_config()?;
+            fetch::run(&config)
+        },
+    )
 }

@@ -1,0 +1,272 @@
+//! Prefetch: the next segments decompressed and verified ahead of PostgreSQL's requests.
+//!
+//! After handing a segment over, pitr-restore starts a background worker (this binary again,
+//! with `--prefetch-worker`, in a session of its own) that fills `pg_wal/.pitr-prefetch` with the
+//! next `--prefetch` segments: each decompressed fully, verified like any restored file, and
+//! written durably under its own name with the archived file's mtime. The next request then
+//! only checks the spooled copy's size and page header (against the name asked for and this
+//! cluster) and renames it into `%p`. The spool is inside `pg_wal`, so the rename never crosses
+//! file systems, and `pg_basebackup` and pitr-backup never copy it.
+//!
+//! Bounded: one worker at a time (a lock), at most `--prefetch` files, and each worker first
+//! removes what is stale (other timelines, positions already passed, leftovers of killed
+//! workers). A spooled file that fails its check is removed and never handed over.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use pitr_common::fs::{self, IoError, Replace};
+use pitr_common::process::Program;
+use pitr_common::wal::{WalFileName, WalKind};
+use pitr_common::walpage::{self, LongPageHeader};
+use pitr_common::{lock, log_verbose, log_warning, pg, source};
+
+use crate::args::Config;
+
+/// Name of the spool directory inside pg_wal.
+pub const SPOOL_DIR: &str = ".pitr-prefetch";
+const LOCK_FILE: &str = ".lock";
+
+/// The prefetch spool of one data directory.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool of `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Spool {
+            dir: data_dir.join(pg::PG_WAL).join(SPOOL_DIR),
+        }
+    }
+
+    fn path(&self, name: &WalFileName) -> PathBuf {
+        self.dir.join(name.to_string())
+    }
+
+    /// If a spooled copy of `name` exists and passes its check, its mtime; a copy that fails
+    /// is removed and reported.
+    pub fn take(
+        &self,
+        name: &WalFileName,
+        seg_size: u64,
+        sysid: u64,
+    ) -> anyhow::Result<Option<SystemTime>> {
+        let path = self.path(name);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(IoError::new("examining", &path, e).into()),
+        };
+        let check = || -> anyhow::Result<SystemTime> {
+            if meta.len() != seg_size {
+                anyhow::bail!("{} is {} bytes, not {seg_size}", path.display(), meta.len());
+            }
+            let mut head = [0u8; walpage::LONG_HEADER_LEN];
+            let mut f = fs::open(&path)?;
+            std::io::Read::read_exact(&mut f, &mut head)
+                .map_err(|e| IoError::new("reading", &path, e))?;
+            let n = name.to_string();
+            let h = LongPageHeader::parse(&n, &head)?;
+            h.check(name, meta.len(), Some(sysid))?;
+            Ok(meta
+                .modified()
+                .map_err(|e| IoError::new("reading the mtime of", &path, e))?)
+        };
+        match check() {
+            Ok(mtime) => Ok(Some(mtime)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves the spooled `name` to `target`.
+    pub fn hand_over(&self, name: &WalFileName, target: &Path) -> anyhow::Result<()> {
+        let path = self.path(name);
+        match std::fs::rename(&path, target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+                let data = fs::read(&path)?;
+                fs::write_atomic_nosync(target, &data)?;
+                fs::remove_file_if_exists(&path)?;
+                Ok(())
+            }
+            Err(e) => Err(IoError::new("renaming into place", target, e).into()),
+        }
+    }
+}
+
+fn libc_exdev() -> i32 {
+    // EXDEV is 18 on every Linux architecture.
+    18
+}
+
+/// Starts the background worker for the segments after the one just handed over. Failing to
+/// start it costs speed, not correctness: it is logged and ignored.
+pub fn start_worker(cfg: &Config, spool: &Spool, seg_size: u64) {
+    let _ = seg_size;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            log_warning!("cannot start the prefetch worker: cannot find our own binary: {e}");
+            return;
+        }
+    };
+    let mut cmd = Program::new(exe);
+    cmd.arg("--prefetch-worker")
+        .arg("--data-dir")
+        .arg(&cfg.data_dir)
+        .arg("--prefetch")
+        .arg(cfg.prefetch.to_string());
+    for s in &cfg.sources {
+        cmd.arg("--source").arg(s.to_string());
+    }
+    if let Some(l) = &cfg.log {
+        cmd.arg("--log").arg(l);
+    }
+    if cfg.verbose {
+        cmd.arg("--verbose");
+    }
+    if let Some(p) = &cfg.pgcontroldata {
+        cmd.arg("--pgcontroldata-path").arg(p);
+    }
+    cmd.arg(cfg.wanted.to_string());
+    if let Err(e) = cmd.spawn_detached() {
+        log_warning!(
+            "cannot start the prefetch worker for {}: {e}",
+            spool.dir.display()
+        );
+    }
+}
+
+/// Removes stale spool entries: other timelines, positions at or before `after`, or beyond the
+/// window, and temporary files of killed workers.
+fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: u64) -> anyhow::Result<()> {
+    let after_no = after.segno(seg_size)?.0;
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let fname = ent.file_name().to_string_lossy().into_owned();
+        if fname == LOCK_FILE {
+            continue;
+        }
+        let keep = match WalFileName::parse(&fname) {
+            Ok(w) if w.kind == WalKind::Segment && w.timeline == after.timeline => w
+                .segno(seg_size)
+                .map(|n| n.0 > after_no && n.0 <= after_no + window)
+                .unwrap_or(false),
+            _ => false,
+        };
+        if !keep {
+            fs::remove_file_if_exists(&ent.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The worker: fills the spool with the segments after `cfg.wanted`.
+pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let spool = Spool::new(&cfg.data_dir);
+    std::fs::create_dir_all(&spool.dir)
+        .map_err(|e| IoError::new("creating prefetch spool", &spool.dir, e))?;
+    let Some(_guard) = lock::try_lock(&spool.dir.join(LOCK_FILE))? else {
+        log_verbose!("another prefetch worker is running; leaving it to it");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let control = crate::fetch::read_control(cfg)?;
+    let seg_size = u64::from(control.wal_segment_size);
+    let sysid = control.system_identifier;
+    let window = u64::from(cfg.prefetch);
+    clean(&spool.dir, &cfg.wanted, window, seg_size)?;
+    let mut name = cfg.wanted;
+    for _ in 0..window {
+        name = name.next(seg_size)?;
+        let path = spool.path(&name);
+        if path.exists() {
+            continue;
+        }
+        let Some(found) = source::find(&cfg.sources, &name)? else {
+            break;
+        };
+        let data = match source::read_verified(&found, &name, sysid) {
+            Ok(d) => d,
+            Err(e) => {
+                // The foreground call will meet it, log it and refuse it; nothing to do here.
+                log_verbose!("not prefetching {name}: {e}");
+                break;
+            }
+        };
+        fs::write_durable(&path, Replace::Allow, Some(found.mtime), |f| {
+            Ok(fs::write_all(f, &path, &data)?)
+        })
+        .with_context(|| format!("prefetching {name}"))?;
+        log_verbose!("prefetched {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const SEG: u32 = 1 << 20;
+
+    fn seg(name: &WalFileName, sysid: u64) -> Vec<u8> {
+        let mut b = walpage::fake_header(name, SEG, sysid);
+        b.resize(SEG as usize, 1);
+        b
+    }
+
+    #[test]
+    fn take_checks_and_discards() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        std::fs::create_dir_all(&spool.dir).unwrap();
+        let n = WalFileName::parse("000000010000000000000005").unwrap();
+        assert!(spool.take(&n, u64::from(SEG), 7).unwrap().is_none());
+        std::fs::write(spool.path(&n), seg(&n, 7)).unwrap();
+        assert!(spool.take(&n, u64::from(SEG), 7).unwrap().is_some());
+        let target = d.path().join("RECOVERYXLOG");
+        spool.hand_over(&n, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), seg(&n, 7));
+        // Foreign: discarded.
+        std::fs::write(spool.path(&n), seg(&n, 8)).unwrap();
+        assert!(spool.take(&n, u64::from(SEG), 7).is_err());
+        assert!(!spool.path(&n).exists());
+        // Misnamed: discarded.
+        let m = WalFileName::parse("000000010000000000000006").unwrap();
+        std::fs::write(spool.path(&m), seg(&n, 7)).unwrap();
+        assert!(spool.take(&m, u64::from(SEG), 7).is_err());
+        assert!(!spool.path(&m).exists());
+    }
+
+    #[test]
+    fn clean_keeps_only_the_window() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "000000010000000000000004",
+            "000000010000000000000005",
+            "000000010000000000000006",
+            "000000010000000000000009",
+            "000000020000000000000006",
+            ".000000010000000000000007.pitr-tmp.99",
+            ".lock",
+        ] {
+            std::fs::write(d.path().join(f), b"").unwrap();
+        }
+        let after = WalFileName::parse("000000010000000000000005").unwrap();
+        clean(d.path(), &after, 3, u64::from(SEG)).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".lock", "000000010000000000000006"]);
+    }
+}

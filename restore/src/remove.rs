@@ -1,0 +1,158 @@
+//! Removing archived segments a standby no longer needs (`--remove-unneeded`).
+//!
+//! The oldest file still needed is `--oldest-needed` (PostgreSQL's `%r`) or pg_control's REDO
+//! WAL file, whose timeline is printed in hex (OmniPITR printed it in decimal). Files are
+//! compared by position only, ignoring the timeline, as `pg_archivecleanup` does; `.history`
+//! files are never removed; nothing is removed while `--removal-pause-trigger` exists; at most
+//! `--remove-at-a-time` files go per pass.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pitr_common::exit::{self, Failure};
+use pitr_common::wal::{Lsn, Timeline, WalFileName, WalKind};
+use pitr_common::{fs, log_error, log_info, source};
+
+use crate::args::{Config, OnControlError};
+
+/// Removal state kept across the passes of one call.
+#[derive(Debug)]
+pub struct Remover {
+    pause_logged: bool,
+    suspended_until: Option<Instant>,
+}
+
+impl Remover {
+    /// A remover for this call.
+    pub fn new(_cfg: &Config) -> Self {
+        Remover {
+            pause_logged: false,
+            suspended_until: None,
+        }
+    }
+
+    fn oldest_needed(&mut self, cfg: &Config) -> anyhow::Result<Option<WalFileName>> {
+        if let Some(n) = cfg.oldest_needed {
+            return Ok(Some(n));
+        }
+        match crate::fetch::read_control(cfg) {
+            Ok(c) => Ok(Some(WalFileName::containing(
+                Timeline(c.timeline),
+                Lsn(c.redo_lsn),
+                u64::from(c.wal_segment_size),
+            ))),
+            Err(e) => match cfg.on_control_error {
+                OnControlError::Break => Err(e),
+                OnControlError::Ignore => {
+                    log_error!("{e:#}; not removing anything for 5 minutes");
+                    self.suspended_until = Some(Instant::now() + Duration::from_secs(300));
+                    Ok(None)
+                }
+                OnControlError::Hang => {
+                    log_error!(
+                        "{e:#}; hanging until the server stops (--error-pgcontroldata hang)"
+                    );
+                    let parent = pitr_common::signal::parent_pid();
+                    while pitr_common::signal::parent_pid() == parent {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Err(Failure::new("the server that called pitr-restore is gone")
+                        .status(exit::NOT_FOUND)
+                        .into())
+                }
+            },
+        }
+    }
+
+    /// One removal pass.
+    pub fn pass(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        if let Some(t) = &cfg.removal_pause_trigger {
+            if t.exists() {
+                if !self.pause_logged {
+                    log_info!(
+                        "removal pause trigger {} exists; not removing any old segments",
+                        t.display()
+                    );
+                    self.pause_logged = true;
+                }
+                return Ok(());
+            }
+        }
+        if self.suspended_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        let Some(oldest) = self.oldest_needed(cfg)? else {
+            return Ok(());
+        };
+        let mut budget = cfg.remove_at_a_time;
+        for s in &cfg.sources {
+            if budget == 0 {
+                break;
+            }
+            budget -= remove_older(Path::new(&s.target), &oldest, budget)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes up to `limit` files in `dir` older than `oldest` (segments, `.partial` and `.backup`
+/// files, by position); returns how many went.
+pub fn remove_older(dir: &Path, oldest: &WalFileName, limit: usize) -> anyhow::Result<usize> {
+    let victims: Vec<source::Entry> = source::list(dir)?
+        .into_iter()
+        .filter(|e| e.wal.kind != WalKind::History)
+        .filter(|e| e.wal.cmp_position(oldest) == std::cmp::Ordering::Less)
+        .take(limit)
+        .collect();
+    for v in &victims {
+        fs::remove_file_if_exists(&dir.join(&v.file_name))?;
+        log_info!(
+            "Segment {} ({}) removed, as it is too old (older than {oldest})",
+            v.wal,
+            dir.join(&v.file_name).display()
+        );
+    }
+    if !victims.is_empty() {
+        fs::fsync_dir(dir)?;
+    }
+    Ok(victims.len())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_by_position_keeps_history() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "000000010000000000000001.zst",
+            "000000010000000000000002.zst",
+            "000000010000000000000002.00000028.backup",
+            "00000001.history",
+            "00000002.history",
+            "000000010000000000000003.partial",
+            "000000020000000000000003.zst",
+            "000000020000000000000004.zst",
+        ] {
+            std::fs::write(d.path().join(f), b"").unwrap();
+        }
+        let oldest = WalFileName::parse("000000020000000000000004").unwrap();
+        assert_eq!(remove_older(d.path(), &oldest, 2).unwrap(), 2);
+        assert_eq!(remove_older(d.path(), &oldest, 10).unwrap(), 3);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "00000001.history",
+                "00000002.history",
+                "000000020000000000000004.zst"
+            ]
+        );
+    }
+}
