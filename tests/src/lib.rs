@@ -1,0 +1,128 @@
+//! `pitr-tests`: the harness behind the integration tests that run the pitr binaries against a
+//! real PostgreSQL server.
+//!
+//! The tests themselves live in one integration binary (`tests/it/main.rs`, STYLE.md §5); this
+//! library gives them [`Cluster`] (initdb, `pg_ctl -w`, psql, pgbench), [`Tool`] (run one of our
+//! binaries and assert on its exit status and log lines), [`RsyncDaemon`] (a throwaway rsync
+//! daemon with a `wal_archive` module) and [`ArchiveDir`] (listing and decompressing archived
+//! WAL). The suite runs as root in CI, and PostgreSQL refuses root, so everything the server
+//! touches runs as, and is owned by, an unprivileged [`PgUser`]. Every wait polls with a
+//! deadline ([`wait_until`]); nothing sleeps blindly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod archive_dir;
+pub mod cluster;
+pub mod port;
+pub mod rsyncd;
+pub mod tool;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use archive_dir::ArchiveDir;
+pub use cluster::{Cluster, ClusterOpts};
+pub use rsyncd::RsyncDaemon;
+pub use tool::{CmdResult, RunningTool, Tool};
+pub use user::{pg_user, PgTempDir, PgUser};
+
+/// The directory holding the PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`,
+/// `psql`, `pgbench`): `PG_BINDIR`, else `pg_config --bindir` when that directory has an
+/// `initdb`, else Debian's `/usr/lib/postgresql/15/bin`.
+///
+/// Panics when `initdb` is not there: a missing PostgreSQL must fail the suite, never skip it.
+pub fn pg_bindir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("PG_BINDIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+                let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+                (out.status.success() && dir.join("initdb").is_file()).then_some(dir)
+            })
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+        assert!(
+            dir.join("initdb").is_file(),
+            "PostgreSQL server binaries not found in {}; run `cargo xtask test` (it installs \
+             them) or set PG_BINDIR",
+            dir.display()
+        );
+        dir
+    })
+}
+
+/// The path of one PostgreSQL program (`psql`, `pg_ctl`, ...) in [`pg_bindir`].
+pub fn pg_program(name: &str) -> PathBuf {
+    let path = pg_bindir().join(name);
+    assert!(
+        path.is_file(),
+        "PostgreSQL program {} not found; run `cargo xtask test` (it installs PostgreSQL) or set \
+         PG_BINDIR",
+        path.display()
+    );
+    path
+}
+
+/// The directory holding our binaries (`pitr-archive`, ...): `PITR_BIN_DIR`, else two levels
+/// above this test executable (`target/debug/deps/it-HASH` → `target/debug`).
+pub fn pitr_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("PITR_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("test executable has no grandparent directory")
+                .to_path_buf()
+        }
+    })
+}
+
+/// The path of one of our binaries, e.g. `pitr_bin("pitr-archive")`.
+///
+/// Panics with the command to run when the binary has not been built.
+pub fn pitr_bin(name: &str) -> PathBuf {
+    let path = pitr_bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} not found; run `cargo build --workspace` or `cargo xtask test` (or set PITR_BIN_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, and panics with `what` once `timeout` has
+/// passed. The single place where the harness waits.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = cond() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Like [`wait_until`], but returns `None` on timeout instead of panicking, so the caller can
+/// add its own diagnostics (a server log, a listing) to the failure.
+pub fn poll_until<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = cond() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,795 @@
+//! `pitr-archive` against PostgreSQL 15: delivery to local, rsync and pipe destinations through
+//! a real `archive_command`, retries after an unreachable standby, duplicate and foreign WAL,
+//! a kill -9 in the middle of a write, and the error cases with their exact messages and exit
+//! statuses (0 success, 2 error that PostgreSQL retries, 3 usage error, 4 pid file held).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pitr_tests::archive_dir::{FileStamp, CLUSTER_MARKER};
+use pitr_tests::user::{is_root, set_mode};
+use pitr_tests::{
+    pg_user, pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, PgTempDir,
+    RsyncDaemon, Tool,
+};
+
+/// How long a test waits for PostgreSQL's archiver. Generous: the binaries under test are
+/// usually debug builds, and gzip in a debug build is slow.
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A segment name the tests use for files that do not exist or are fakes.
+const MISSING_SEGMENT: &str = "000000010000000000000007";
+
+/// Settings of a cluster whose `pg_wal` files the test compares with the archive: keep them.
+fn keep_wal() -> ClusterOpts {
+    ClusterOpts::new().set("wal_keep_size", "1GB")
+}
+
+/// A cluster whose `archive_command` is the three-destination setup of the runbook.
+///
+/// It uses 1 MiB segments: the tests then run many archive calls on little data (gzip in a
+/// debug build manages only a few MiB/s), and pitr-archive must read the segment size from
+/// the WAL rather than assume 16 MiB.
+fn three_destination_cluster(name: &str, command: &str) -> Cluster {
+    Cluster::init(
+        name,
+        keep_wal()
+            .wal_segsize_mb(1)
+            .set("archive_mode", "on")
+            .set("archive_command", command),
+    )
+}
+
+/// `pitr-archive --data-dir DATA`, run as the PostgreSQL user (as `archive_command` is).
+fn archive(cluster: &Cluster) -> Tool {
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .arg("--data-dir")
+        .arg(cluster.data_dir())
+}
+
+/// `pg_wal/NAME`, the form of `%p`.
+fn wal_path(name: &str) -> String {
+    format!("pg_wal/{name}")
+}
+
+/// A started cluster (archive_mode off, 16 MiB segments) with one completed segment; returns
+/// the segment name.
+fn cluster_with_segment(name: &str) -> (Cluster, String) {
+    cluster_with_segment_opts(name, keep_wal())
+}
+
+/// [`cluster_with_segment`] with other options.
+fn cluster_with_segment_opts(name: &str, opts: ClusterOpts) -> (Cluster, String) {
+    let cluster = Cluster::init(name, opts);
+    cluster.start();
+    cluster.psql("CREATE TABLE filler AS SELECT generate_series(1, 1000) AS i");
+    let segment = cluster.switch_wal();
+    (cluster, segment)
+}
+
+/// Every regular file below `dir`, as paths relative to it, sorted.
+fn files_below(dir: &Path) -> BTreeSet<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(path.strip_prefix(root).expect("below root").to_owned());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The WAL file name an archived file stands for (`X.zst` → `X`).
+fn wal_name_of(archived: &str) -> &str {
+    archived
+        .strip_suffix(".zst")
+        .or_else(|| archived.strip_suffix(".gz"))
+        .unwrap_or(archived)
+}
+
+/// Asserts that every WAL file PostgreSQL marked `.done` is in each of `dirs`, byte-identical
+/// to `pg_wal/NAME` once decompressed and with the same mtime (seconds), and that the archives
+/// hold nothing else.
+fn assert_archives_match_pg_wal(cluster: &Cluster, dirs: &[&ArchiveDir]) -> Vec<String> {
+    let done = cluster.done_segments();
+    assert!(!done.is_empty(), "no WAL file was archived");
+    for name in &done {
+        let bytes = cluster.wal_file(name);
+        let mtime = FileStamp::of(&cluster.wal_dir().join(name)).mtime;
+        for dir in dirs {
+            dir.assert_holds(name, &bytes);
+            let archived = dir.path_for(name);
+            assert_eq!(
+                FileStamp::of(&archived).mtime,
+                mtime,
+                "mtime of {} differs from pg_wal/{name}",
+                archived.display()
+            );
+        }
+    }
+    for dir in dirs {
+        let archived: BTreeSet<String> = dir
+            .names()
+            .iter()
+            .map(|n| wal_name_of(n).to_owned())
+            .collect();
+        assert_eq!(
+            archived,
+            done.iter().cloned().collect(),
+            "{} holds other files than those PostgreSQL marked done",
+            dir.path().display()
+        );
+    }
+    done
+}
+
+/// The `archive_command` of the three-destination setup of the runbook: two compressed local
+/// copies and an uncompressed rsync daemon module, with a state dir.
+fn three_destination_command(a: &Path, b: &Path, remote: &str, state: &Path) -> String {
+    format!(
+        "{bin} --dst-local zstd={a} --dst-local gzip={b} --dst-remote {remote} --state-dir \
+         {state} %p",
+        bin = pitr_bin("pitr-archive").display(),
+        a = a.display(),
+        b = b.display(),
+        state = state.display(),
+    )
+}
+
+#[test]
+fn archive_command_delivers_every_wal_file_to_all_destinations() {
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let work = PgTempDir::new("three-dest");
+    let (a, b, state) = (
+        work.subdir("zstd"),
+        work.subdir("gzip"),
+        work.subdir("state"),
+    );
+    let command = three_destination_command(&a, &b, &rsyncd.url(), &state);
+    let cluster = three_destination_cluster("three-dest", &command);
+    cluster.start();
+    cluster.pgbench_init(1);
+    let mut switched = vec![cluster.switch_wal()];
+    for _ in 0..2 {
+        cluster.pgbench(200, 2);
+        switched.push(cluster.switch_wal());
+    }
+    // A base backup leaves a `.backup` history file to archive too.
+    cluster.psql_session(&[
+        "SELECT pg_backup_start('pitr-tests', true)",
+        "SELECT lsn FROM pg_backup_stop(false)",
+    ]);
+    switched.push(cluster.switch_wal());
+    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
+    assert!(
+        cluster.server_log().contains(&format!(
+            "LOG : Segment pg_wal/{} successfully sent to all destinations.",
+            switched[0]
+        )),
+        "no success line for {} in the server log:\n{}",
+        switched[0],
+        cluster.server_log()
+    );
+
+    // A clean shutdown archives the last segment; after it the pg_wal files are stable.
+    cluster.stop();
+    assert_eq!(
+        cluster.ready_segments(),
+        Vec::<String>::new(),
+        "WAL left unarchived at shutdown"
+    );
+    let dirs = [
+        ArchiveDir::new(&a),
+        ArchiveDir::new(&b),
+        ArchiveDir::new(rsyncd.dir()),
+    ];
+    let done = assert_archives_match_pg_wal(&cluster, &dirs.iter().collect::<Vec<_>>());
+    for dir in &dirs {
+        assert!(
+            dir.all_names().iter().any(|n| n == CLUSTER_MARKER),
+            "no {CLUSTER_MARKER} marker in {}",
+            dir.path().display()
+        );
+    }
+    for name in &switched {
+        assert!(done.contains(name), "{name} not marked done: {done:?}");
+    }
+    assert!(
+        done.iter().any(|n| n.ends_with(".backup")),
+        "no .backup file archived: {done:?}"
+    );
+    let leftovers: Vec<PathBuf> = files_below(&state)
+        .into_iter()
+        .filter(|p| {
+            done.iter()
+                .any(|d| p.to_string_lossy().contains(d.as_str()))
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the state dir still holds entries for archived files: {leftovers:?}"
+    );
+}
+
+#[test]
+fn archive_command_retries_only_the_unreachable_destination() {
+    let mut rsyncd = RsyncDaemon::start("wal_archive");
+    let work = PgTempDir::new("retry");
+    let (a, b, state) = (
+        work.subdir("zstd"),
+        work.subdir("gzip"),
+        work.subdir("state"),
+    );
+    let command = three_destination_command(&a, &b, &rsyncd.url(), &state);
+    let cluster = three_destination_cluster("retry", &command);
+    cluster.start();
+    let first = cluster.switch_wal();
+    cluster.wait_archived(&first, ARCHIVE_TIMEOUT);
+    let state_before = files_below(&state);
+
+    rsyncd.stop();
+    let failed_before = cluster.archiver_stats().failed_count;
+    cluster.psql("CREATE TABLE filler AS SELECT generate_series(1, 10000) AS i");
+    let stuck = cluster.switch_wal();
+    wait_until(
+        "archive_command to fail while the rsync daemon is down",
+        ARCHIVE_TIMEOUT,
+        || {
+            let stats = cluster.archiver_stats();
+            (stats.failed_count > failed_before && stats.last_failed_wal == stuck).then_some(())
+        },
+    );
+    let (dir_a, dir_b, remote) = (
+        ArchiveDir::new(&a),
+        ArchiveDir::new(&b),
+        ArchiveDir::new(rsyncd.dir()),
+    );
+    let stamp_a = dir_a.stamp(&format!("{stuck}.zst"));
+    let stamp_b = dir_b.stamp(&format!("{stuck}.gz"));
+    assert_eq!(
+        remote.file_for(&stuck),
+        None,
+        "{stuck} reached the stopped daemon"
+    );
+    let state_during = files_below(&state);
+    assert!(
+        !state_during.is_empty() && state_during != state_before,
+        "the state dir records nothing for {stuck}: {state_during:?}"
+    );
+
+    // PostgreSQL retries a failed archive_command three times, a second apart.
+    wait_until(
+        "a retry of the failed archive_command",
+        ARCHIVE_TIMEOUT,
+        || (cluster.archiver_stats().failed_count >= failed_before + 2).then_some(()),
+    );
+    wait_until(
+        "a LOG line saying the state dir lists a destination as done",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .server_log()
+                .lines()
+                .any(|l| l.contains("LOG : ") && l.contains("according to the state dir"))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        dir_a.stamp(&format!("{stuck}.zst")),
+        stamp_a,
+        "local zstd copy rewritten on retry"
+    );
+    assert_eq!(
+        dir_b.stamp(&format!("{stuck}.gz")),
+        stamp_b,
+        "local gzip copy rewritten on retry"
+    );
+
+    rsyncd.start_again();
+    // After three failures the archiver sleeps until new WAL is ready (or a minute passes):
+    // the next segment wakes it, and the backlog drains in order.
+    let next = cluster.switch_wal();
+    cluster.wait_archived(&next, ARCHIVE_TIMEOUT);
+    assert_eq!(
+        dir_a.stamp(&format!("{stuck}.zst")),
+        stamp_a,
+        "local zstd copy rewritten"
+    );
+    assert_eq!(
+        dir_b.stamp(&format!("{stuck}.gz")),
+        stamp_b,
+        "local gzip copy rewritten"
+    );
+
+    cluster.stop();
+    let done = assert_archives_match_pg_wal(&cluster, &[&dir_a, &dir_b, &remote]);
+    assert!(done.contains(&stuck));
+    assert_eq!(
+        files_below(&state),
+        state_before,
+        "the state dir was not cleaned up after full success"
+    );
+}
+
+#[test]
+fn archive_accepts_duplicate_with_identical_content() {
+    let (cluster, segment) = cluster_with_segment("dup-same");
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    let run = || {
+        archive(&cluster)
+            .arg("--dst-local")
+            .arg(format!("zstd={}", dest.display()))
+            .arg(wal_path(&segment))
+            .run()
+    };
+    run().success().stderr_contains(&format!(
+        "LOG : Segment pg_wal/{segment} successfully sent to all destinations."
+    ));
+    dir.assert_holds(&segment, &cluster.wal_file(&segment));
+    assert_eq!(
+        dir.stamp(&format!("{segment}.zst")).mtime,
+        FileStamp::of(&cluster.wal_dir().join(&segment)).mtime,
+        "archived mtime differs from the segment's"
+    );
+    let stamp = dir.stamp(&format!("{segment}.zst"));
+
+    let again = run();
+    again.success();
+    again.stderr_line_with(&[
+        "WARNING : ",
+        &format!("{segment} is already archived in"),
+        "with identical content",
+    ]);
+    assert_eq!(
+        dir.stamp(&format!("{segment}.zst")),
+        stamp,
+        "archived file rewritten"
+    );
+    assert_eq!(dir.names(), vec![format!("{segment}.zst")]);
+}
+
+#[test]
+fn archive_compares_content_not_compressed_bytes() {
+    // 1 MiB segments: zstd level 19 is slow, and this test is about content, not size.
+    let (cluster, segment) = cluster_with_segment_opts("dup-level", keep_wal().wal_segsize_mb(1));
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(format!("zstd:1={}", dest.display()))
+        .arg(wal_path(&segment))
+        .succeeds();
+    let stored = dir.raw(&format!("{segment}.zst"));
+    let mut level19 = Vec::new();
+    zstd::stream::copy_encode(cluster.wal_file(&segment).as_slice(), &mut level19, 19)
+        .expect("zstd level 19");
+    assert_ne!(
+        stored, level19,
+        "zstd levels 1 and 19 gave the same bytes: the test proves nothing"
+    );
+    // Level 19 gives other compressed bytes for the same content: still a duplicate.
+    let again = archive(&cluster)
+        .arg("--dst-local")
+        .arg(format!("zstd:19={}", dest.display()))
+        .arg(wal_path(&segment))
+        .run();
+    again.success();
+    again.stderr_line_with(&[
+        "WARNING : ",
+        &format!("{segment} is already archived in"),
+        "with identical content",
+    ]);
+    assert_eq!(dir.raw(&format!("{segment}.zst")), stored);
+}
+
+/// Asserts the exact "different content" error for `wal` in destination `dest` (as given on the
+/// command line), followed by a HINT line.
+fn assert_different_content_error(result: &pitr_tests::CmdResult, wal: &str, dest: &str) {
+    result.failure_with_status(2);
+    let line = result.stderr_line_with(&[
+        "ERROR : ",
+        &format!(
+            "{wal} is already archived in {dest} with different content; the archived file was \
+             left untouched"
+        ),
+    ]);
+    let next = result
+        .stderr_lines()
+        .get(line + 1)
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        next.contains("ERROR : HINT: "),
+        "expected an ERROR : HINT: line after the error\n{result}"
+    );
+}
+
+/// Overwrites a few bytes in the middle of `path`, keeping its size and its first page (whose
+/// header identifies the segment).
+fn corrupt_middle(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("reading the segment");
+    let at = bytes.len() / 2;
+    for b in &mut bytes[at..at + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).expect("rewriting the segment");
+}
+
+#[test]
+fn archive_refuses_duplicate_with_different_content() {
+    let (cluster, segment) = cluster_with_segment("dup-diff");
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&segment))
+        .succeeds();
+    let stored = dir.raw(&segment);
+    let stamp = dir.stamp(&segment);
+
+    // The server no longer needs the completed segment; stop it so nothing else touches it.
+    cluster.stop();
+    corrupt_middle(&cluster.wal_dir().join(&segment));
+    let result = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&segment))
+        .run();
+    assert_different_content_error(&result, &segment, &dest.display().to_string());
+    assert_eq!(dir.raw(&segment), stored, "archived bytes changed");
+    assert_eq!(dir.stamp(&segment), stamp, "archived file replaced");
+    assert_eq!(dir.names(), vec![segment]);
+}
+
+#[test]
+fn archive_refuses_duplicate_with_different_content_when_compressed() {
+    let (cluster, segment) = cluster_with_segment("dup-diff-zstd");
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    let target = format!("zstd={}", dest.display());
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&target)
+        .arg(wal_path(&segment))
+        .succeeds();
+    let name = format!("{segment}.zst");
+    let stored = dir.raw(&name);
+
+    cluster.stop();
+    corrupt_middle(&cluster.wal_dir().join(&segment));
+    let result = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&target)
+        .arg(wal_path(&segment))
+        .run();
+    result.failure_with_status(2);
+    result.stderr_line_with(&[
+        "ERROR : ",
+        &format!("{segment} is already archived in"),
+        "with different content; the archived file was left untouched",
+    ]);
+    assert_eq!(dir.raw(&name), stored, "archived bytes changed");
+    assert_eq!(dir.names(), vec![name]);
+}
+
+#[test]
+fn r0001_history_file_is_never_overwritten() {
+    let cluster = Cluster::init("history", ClusterOpts::new());
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    let history = "00000002.history";
+    let original = b"1\t0/3000000\tno recovery target specified\n";
+    let path = cluster.wal_dir().join(history);
+    pg_user().write_file(&path, original);
+    let run = || {
+        archive(&cluster)
+            .arg("--dst-local")
+            .arg(&dest)
+            .arg(wal_path(history))
+            .run()
+    };
+    run().success();
+    dir.assert_holds(history, original);
+
+    pg_user().write_file(&path, b"1\t0/4000000\tbefore 2026-01-01 00:00:00+00\n");
+    assert_different_content_error(&run(), history, &dest.display().to_string());
+    assert_eq!(dir.raw(history), original, "history file overwritten");
+
+    pg_user().write_file(&path, original);
+    run().success().stderr_contains("with identical content");
+    assert_eq!(dir.names(), vec![history.to_owned()]);
+}
+
+#[test]
+fn archive_refuses_segment_of_another_database_system() {
+    let (first, first_segment) = cluster_with_segment("sysid-first");
+    let second = Cluster::init("sysid-second", keep_wal());
+    second.start();
+    // Two switches, so that the second cluster's segment has another name than the first's
+    // and the refusal can only come from the system identifier.
+    second.switch_wal();
+    let second_segment = second.switch_wal();
+    assert_ne!(first_segment, second_segment);
+    let (first_id, second_id) = (first.system_identifier(), second.system_identifier());
+    assert_ne!(
+        first_id, second_id,
+        "initdb gave two clusters the same system identifier"
+    );
+
+    let dest = first.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    archive(&first)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&first_segment))
+        .succeeds();
+    let before = dir.all_names();
+
+    let result = archive(&second)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&second_segment))
+        .run();
+    result.failure_with_status(2);
+    result.stderr_line_with(&[&format!("is from database system {second_id} but")]);
+    result.stderr_line_with(&[&format!("holds WAL of database system {first_id}")]);
+    assert_eq!(
+        dir.all_names(),
+        before,
+        "something was written for the foreign segment"
+    );
+}
+
+#[test]
+fn archive_killed_mid_write_leaves_no_partial_file() {
+    let (cluster, segment) = cluster_with_segment("kill9");
+    let dest = cluster.root().subdir("archive");
+    let dir = ArchiveDir::new(&dest);
+    let tool = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&segment));
+    let mut running = tool.clone().env("PITR_TEST_WRITE_DELAY_MS", "200").spawn();
+    let temp_prefix = format!(".{segment}.pitr-tmp.");
+    let seen = poll_until(Duration::from_secs(30), || {
+        if dir.all_names().iter().any(|n| n.starts_with(&temp_prefix)) {
+            return Some(true);
+        }
+        running.has_exited().then_some(false)
+    });
+    match seen {
+        Some(true) => {}
+        Some(false) => panic!(
+            "pitr-archive exited before its temp file {temp_prefix}PID appeared (does it honour \
+             PITR_TEST_WRITE_DELAY_MS?)\n{}",
+            running.wait()
+        ),
+        None => panic!(
+            "no temp file {temp_prefix}PID in {} within 30 s: {:?}",
+            dest.display(),
+            dir.all_names()
+        ),
+    }
+    running.kill();
+    let killed = running.wait();
+    assert_eq!(
+        killed.signal(),
+        Some(9),
+        "pitr-archive was not killed mid-write\n{killed}"
+    );
+    assert!(
+        !dest.join(&segment).exists(),
+        "a final {segment} exists after kill -9 mid-write: {:?}",
+        dir.all_names()
+    );
+
+    tool.run().success();
+    dir.assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
+#[test]
+fn archive_pipe_destination_gets_name_and_compressed_stream() {
+    let (cluster, segment) = cluster_with_segment("pipe");
+    let received = cluster.root().subdir("received");
+    let script = cluster.root().path().join("receive.sh");
+    pg_user().write_file(
+        &script,
+        format!("#!/bin/sh\nexec cat > '{}'/\"$1\"\n", received.display()).as_bytes(),
+    );
+    set_mode(&script, 0o755);
+    archive(&cluster)
+        .arg("--dst-pipe")
+        .arg(format!("zstd={}", script.display()))
+        .arg(wal_path(&segment))
+        .succeeds();
+    let dir = ArchiveDir::new(&received);
+    assert_eq!(dir.names(), vec![format!("{segment}.zst")]);
+    dir.assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
+#[test]
+fn archive_exits_4_while_another_instance_holds_the_pid_file() {
+    let cluster = Cluster::init("pidfile", ClusterOpts::new());
+    let dest = cluster.root().subdir("archive");
+    let pid_file = cluster.root().subdir("run").join("pitr-archive.pid");
+    let segment = "000000010000000000000001";
+    let mut holder = pg_user()
+        .command("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawning sleep");
+    pg_user().write_file(&pid_file, format!("{}\n", holder.id()).as_bytes());
+    let run = || {
+        archive(&cluster)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--dst-local")
+            .arg(&dest)
+            .arg(wal_path(segment))
+            .run()
+    };
+    let result = run();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    result.failure_with_status(4);
+    ArchiveDir::new(&dest).assert_empty();
+
+    // Its holder is gone: the stale pid file is replaced and the run goes ahead.
+    run().success();
+    ArchiveDir::new(&dest).assert_holds(segment, &cluster.wal_file(segment));
+}
+
+/// An initdb'ed data dir (server not started; its first segment is a real WAL file) and an
+/// empty destination directory owned by the PostgreSQL user.
+fn scratch(name: &str) -> (Cluster, PathBuf) {
+    let cluster = Cluster::init(name, ClusterOpts::new());
+    let dest = cluster.root().subdir("archive");
+    (cluster, dest)
+}
+
+/// The first segment initdb wrote.
+const FIRST_SEGMENT: &str = "000000010000000000000001";
+
+#[test]
+fn archive_without_wal_file_is_a_usage_error() {
+    let (cluster, dest) = scratch("no-wal");
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : no WAL file given");
+    ArchiveDir::new(&dest).assert_empty();
+}
+
+#[test]
+fn archive_with_two_wal_files_is_a_usage_error() {
+    let (cluster, dest) = scratch("two-wal");
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(FIRST_SEGMENT))
+        .arg(wal_path("000000010000000000000002"))
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : more than one WAL file given");
+    ArchiveDir::new(&dest).assert_empty();
+}
+
+#[test]
+fn archive_of_missing_wal_file_fails_naming_it() {
+    let (cluster, dest) = scratch("missing");
+    let result = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(MISSING_SEGMENT))
+        .run();
+    result.failure_with_status(2);
+    result.stderr_line_with(&[&wal_path(MISSING_SEGMENT), "No such file or directory"]);
+    ArchiveDir::new(&dest).assert_empty();
+}
+
+#[test]
+fn archive_of_non_wal_name_is_a_usage_error() {
+    let (cluster, dest) = scratch("not-wal");
+    pg_user().write_file(&cluster.wal_dir().join("foo"), b"not WAL");
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg("pg_wal/foo")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("\"foo\" is not a WAL file name");
+    ArchiveDir::new(&dest).assert_empty();
+}
+
+#[test]
+fn archive_with_unknown_codec_is_a_usage_error() {
+    let (cluster, dest) = scratch("codec");
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(format!("lz5={}", dest.display()))
+        .arg(wal_path(FIRST_SEGMENT))
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("unknown codec \"lz5\"");
+    ArchiveDir::new(&dest).assert_empty();
+}
+
+#[test]
+fn archive_with_two_destinations_requires_state_dir() {
+    let (cluster, dest) = scratch("no-state");
+    let other = cluster.root().subdir("other");
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg("--dst-local")
+        .arg(&other)
+        .arg(wal_path(FIRST_SEGMENT))
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("more than one destination but no --state-dir");
+    ArchiveDir::new(&dest).assert_empty();
+    ArchiveDir::new(&other).assert_empty();
+}
+
+#[test]
+fn archive_to_unwritable_destination_fails() {
+    let (cluster, _) = scratch("unwritable");
+    // Root may write anywhere, so the tool runs as the PostgreSQL user against a directory it
+    // can read but not write: root-owned 0755, or (not root) its own 0555.
+    let parent = tempfile::Builder::new()
+        .prefix("pitr-test-unwritable-")
+        .tempdir()
+        .expect("temp dir");
+    set_mode(parent.path(), 0o755);
+    let dest = parent.path().join("archive");
+    std::fs::create_dir(&dest).expect("mkdir");
+    set_mode(&dest, if is_root() { 0o755 } else { 0o555 });
+    let archive_status = ArchiveDir::new(cluster.wal_dir().join("archive_status"));
+    let status_before = archive_status.all_names();
+
+    let result = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(FIRST_SEGMENT))
+        .run();
+    set_mode(&dest, 0o755);
+    result.failure_with_status(2);
+    result.stderr_line_with(&[&dest.display().to_string(), "Permission denied"]);
+    ArchiveDir::new(&dest).assert_empty();
+    assert_eq!(
+        archive_status.all_names(),
+        status_before,
+        "pitr-archive touched archive_status"
+    );
+}
+
+#[test]
+fn archive_refuses_wal_file_of_wrong_size() {
+    let (cluster, dest) = scratch("short");
+    let name = "000000010000000000000009";
+    // The start of a real segment with its page address moved to segment 9: only the size
+    // tells it from a genuine segment 9.
+    let mut head = cluster.wal_file(FIRST_SEGMENT)[..1000].to_vec();
+    let pageaddr: u64 = 9 * 16 * 1024 * 1024;
+    head[8..16].copy_from_slice(&pageaddr.to_le_bytes());
+    pg_user().write_file(&cluster.wal_dir().join(name), &head);
+    let result = archive(&cluster)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(name))
+        .run();
+    result.failure_with_status(2);
+    result.stderr_line_with(&[name, "size"]);
+    ArchiveDir::new(&dest).assert_empty();
+}
