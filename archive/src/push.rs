@@ -1,15 +1,15 @@
 //! Delivering one WAL file to every destination.
 //!
 //! The file is read once into memory and checked (name, size and WAL page header, database
-//! system against pg_control); it is compressed once per codec in use (codecs in parallel);
-//! then it is delivered to the destinations still missing it, up to `--parallel-jobs` at a
-//! time. One failing destination does not stop the others; the run succeeds only when every
-//! destination durably holds the file.
+//! system against pg_control). It is delivered to the destinations still missing it, up to
+//! `--parallel-jobs` at a time, and compressed at most once per codec, only when a destination
+//! needs the bytes. One failing destination does not stop the others; the run succeeds only
+//! when every destination durably holds the file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -132,32 +132,35 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
-    // Compress once per codec, the codecs in parallel.
-    let t = Instant::now();
+    // Compress once per codec, on demand: the first delivery that needs a codec's bytes
+    // computes them, deliveries with other codecs run (and compress) in parallel, and a
+    // destination that already holds the file costs no compression at all.
     let mut codecs: Vec<Codec> = pending.iter().map(|d| d.location.codec).collect();
     codecs.sort_by_key(|c| c.to_string());
     codecs.dedup();
-    let compressed: HashMap<Codec, Vec<u8>> = std::thread::scope(|s| {
-        let handles: Vec<_> = codecs
-            .iter()
-            .filter(|c| **c != Codec::None)
-            .map(|c| (*c, s.spawn(|| c.compress(&plain))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|(c, h)| {
-                let out = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("compression thread for {c} failed"))?
-                    .with_context(|| format!("compressing {name} with {c}"))?;
-                Ok((c, out))
-            })
-            .collect::<anyhow::Result<_>>()
-    })?;
-    log_verbose!(
-        "Timer [Compressing {name}] took: {:.3}s",
-        t.elapsed().as_secs_f64()
-    );
+    let compressed: HashMap<Codec, OnceLock<Result<Vec<u8>, String>>> =
+        codecs.iter().map(|c| (*c, OnceLock::new())).collect();
+    let compressed_for = |c: Codec| -> anyhow::Result<&[u8]> {
+        if c == Codec::None {
+            return Ok(&plain);
+        }
+        let cell = compressed
+            .get(&c)
+            .ok_or_else(|| anyhow::anyhow!("no compression slot for {c}"))?;
+        let r = cell.get_or_init(|| {
+            let t = Instant::now();
+            let r = c.compress(&plain).map_err(|e| e.to_string());
+            log_verbose!(
+                "Timer [Compressing {name} with {c}] took: {:.3}s",
+                t.elapsed().as_secs_f64()
+            );
+            r
+        });
+        match r {
+            Ok(v) => Ok(v.as_slice()),
+            Err(e) => Err(anyhow::anyhow!("compressing {name} with {c}: {e}")),
+        }
+    };
 
     let scratch = if pending
         .iter()
@@ -192,14 +195,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
                 let Some(d) = next else { break };
                 let t = Instant::now();
-                let stored = match d.location.codec {
-                    Codec::None => plain.as_slice(),
-                    c => compressed.get(&c).map(Vec::as_slice).unwrap_or_default(),
-                };
+                let codec = d.location.codec;
+                let stored = || compressed_for(codec);
                 let payload = Payload {
                     wal_name: &name,
                     plain: &plain,
-                    stored,
+                    stored: &stored,
                     mtime: Some(mtime),
                 };
                 let r = match sysid {

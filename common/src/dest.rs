@@ -44,18 +44,30 @@ pub struct PutOptions {
     pub write_delay: Option<std::time::Duration>,
 }
 
-/// One file to put: its name without codec extension, its plain content and the same content
-/// compressed with the destination's codec.
-#[derive(Debug, Clone, Copy)]
+/// One file to put: its name without codec extension, its plain content and a way to get the
+/// same content compressed with the destination's codec. The compressed bytes are asked for
+/// only when they are about to be written, so a destination that already holds the file costs
+/// no compression.
+#[derive(Clone, Copy)]
 pub struct Payload<'a> {
     /// WAL file name (no extension).
     pub wal_name: &'a str,
     /// Uncompressed bytes, for comparison with an existing copy.
     pub plain: &'a [u8],
-    /// Bytes to store (compressed with the location's codec).
-    pub stored: &'a [u8],
+    /// Bytes to store (compressed with the location's codec), computed on demand.
+    pub stored: &'a (dyn Fn() -> anyhow::Result<&'a [u8]> + Sync),
     /// The source's modification time, given to the archived file.
     pub mtime: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("wal_name", &self.wal_name)
+            .field("plain_len", &self.plain.len())
+            .field("mtime", &self.mtime)
+            .finish()
+    }
 }
 
 fn different_content(loc: &Location, p: &Payload<'_>) -> anyhow::Error {
@@ -116,11 +128,12 @@ fn put_local(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Resu
         return Ok(outcome);
     }
     let delay = opts.write_delay;
+    let stored = (p.stored)()?;
     let res = fs::write_durable(&path, Replace::Never, p.mtime, |f| {
         match delay {
-            None => fs::write_all(f, &path, p.stored)?,
+            None => fs::write_all(f, &path, stored)?,
             Some(d) => {
-                for chunk in p.stored.chunks(1 << 20) {
+                for chunk in stored.chunks(1 << 20) {
                     fs::write_all(f, &path, chunk)?;
                     std::thread::sleep(d);
                 }
@@ -217,7 +230,7 @@ fn put_remote(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Res
     {
         let mut f =
             std::fs::File::create(&local).map_err(|e| fs::IoError::new("creating", &local, e))?;
-        fs::write_all(&mut f, &local, p.stored)?;
+        fs::write_all(&mut f, &local, (p.stored)()?)?;
         if let Some(t) = p.mtime {
             fs::set_mtime(&f, &local, t)?;
         }
@@ -253,7 +266,7 @@ fn put_pipe(loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let file_name = loc.file_name(p.wal_name);
     Program::new(&loc.target)
         .arg(&file_name)
-        .run_with_stdin(p.stored)
+        .run_with_stdin((p.stored)()?)
         .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
     Ok(PutOutcome::Stored)
 }
@@ -369,10 +382,11 @@ mod tests {
         let loc = Location::parse(Kind::Local, &format!("zstd={}", d.path().display())).unwrap();
         let plain = vec![5u8; 100_000];
         let stored = loc.codec.compress(&plain).unwrap();
+        let get = || -> anyhow::Result<&[u8]> { Ok(&stored) };
         let p = Payload {
             wal_name: "000000010000000000000001",
             plain: &plain,
-            stored: &stored,
+            stored: &get,
             mtime: None,
         };
         let o = opts(d.path());
@@ -380,16 +394,15 @@ mod tests {
         assert_eq!(put(&loc, &p, &o).unwrap(), PutOutcome::AlreadyIdentical);
         // Same content compressed at another level is still the same content.
         let other_level = Codec::Zstd(19).compress(&plain).unwrap();
-        let p2 = Payload {
-            stored: &other_level,
-            ..p
-        };
+        let get2 = || -> anyhow::Result<&[u8]> { Ok(&other_level) };
+        let p2 = Payload { stored: &get2, ..p };
         assert_eq!(put(&loc, &p2, &o).unwrap(), PutOutcome::AlreadyIdentical);
         let plain3 = vec![6u8; 100_000];
         let stored3 = loc.codec.compress(&plain3).unwrap();
+        let get3 = || -> anyhow::Result<&[u8]> { Ok(&stored3) };
         let p3 = Payload {
             plain: &plain3,
-            stored: &stored3,
+            stored: &get3,
             ..p
         };
         let err = put(&loc, &p3, &o).unwrap_err();
