@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pitr_common::exit::{self, Failure};
-use pitr_common::wal::{Lsn, Timeline, WalFileName, WalKind};
-use pitr_common::{fs, log_error, log_info, source};
+use pitr_common::wal::{Lsn, Timeline, WalFileName};
+use pitr_common::{log_error, log_info, source};
 
 use crate::args::{Config, OnControlError};
 
@@ -89,70 +89,16 @@ impl Remover {
             if budget == 0 {
                 break;
             }
-            budget -= remove_older(Path::new(&s.target), &oldest, budget)?;
+            let removed = source::remove_older(Path::new(&s.target), &oldest, Some(budget), false)?;
+            for r in &removed {
+                log_info!(
+                    "Segment {} ({}) removed, as it is too old (older than {oldest})",
+                    r.wal,
+                    r.path.display()
+                );
+            }
+            budget -= removed.len();
         }
         Ok(())
-    }
-}
-
-/// Removes up to `limit` files in `dir` older than `oldest` (segments, `.partial` and `.backup`
-/// files, by position); returns how many went.
-pub fn remove_older(dir: &Path, oldest: &WalFileName, limit: usize) -> anyhow::Result<usize> {
-    let victims: Vec<source::Entry> = source::list(dir)?
-        .into_iter()
-        .filter(|e| e.wal.kind != WalKind::History)
-        .filter(|e| e.wal.cmp_position(oldest) == std::cmp::Ordering::Less)
-        .take(limit)
-        .collect();
-    for v in &victims {
-        fs::remove_file_if_exists(&dir.join(&v.file_name))?;
-        log_info!(
-            "Segment {} ({}) removed, as it is too old (older than {oldest})",
-            v.wal,
-            dir.join(&v.file_name).display()
-        );
-    }
-    if !victims.is_empty() {
-        fs::fsync_dir(dir)?;
-    }
-    Ok(victims.len())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn removes_by_position_keeps_history() {
-        let d = tempfile::tempdir().unwrap();
-        for f in [
-            "000000010000000000000001.zst",
-            "000000010000000000000002.zst",
-            "000000010000000000000002.00000028.backup",
-            "00000001.history",
-            "00000002.history",
-            "000000010000000000000003.partial",
-            "000000020000000000000003.zst",
-            "000000020000000000000004.zst",
-        ] {
-            std::fs::write(d.path().join(f), b"").unwrap();
-        }
-        let oldest = WalFileName::parse("000000020000000000000004").unwrap();
-        assert_eq!(remove_older(d.path(), &oldest, 2).unwrap(), 2);
-        assert_eq!(remove_older(d.path(), &oldest, 10).unwrap(), 3);
-        let mut left: Vec<String> = std::fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            [
-                "00000001.history",
-                "00000002.history",
-                "000000020000000000000004.zst"
-            ]
-        );
     }
 }

@@ -1,0 +1,122 @@
+//! Removing what is no longer needed: archived WAL below `%r` (form 1), and backup sets and WAL
+//! outside the retention (form 2, see [`crate::plan`]).
+//!
+//! Both forms take the archive's lock (`.pitr-cleanup.lock` in the archive directory), so two
+//! cleanups never overlap, and both do nothing while `--removal-pause-trigger` exists.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use pitr_common::exit::{self, Failure};
+use pitr_common::pidfile::PidFile;
+use pitr_common::wal::WalFileName;
+use pitr_common::{lock, log_info, log_verbose, source};
+
+use crate::args::{Config, Mode};
+
+/// Name of the lock file in the archive directory.
+pub const LOCK_FILE: &str = ".pitr-cleanup.lock";
+
+/// Formats a byte count for people.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Removes archived WAL older than `oldest` from `dir` and logs what went.
+pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Result<u64> {
+    let removed = source::remove_older(dir, oldest, None, dry_run)?;
+    let mut total = 0;
+    for r in &removed {
+        total += r.size;
+        if dry_run {
+            log_info!(
+                "(dry-run) would remove WAL file {} ({})",
+                r.path.display(),
+                human(r.size)
+            );
+        } else {
+            log_verbose!("Segment {} removed ({})", r.path.display(), human(r.size));
+        }
+    }
+    let verb = if dry_run {
+        "would be removed"
+    } else {
+        "removed"
+    };
+    log_info!(
+        "{} WAL files older than {oldest} {verb} from {}, {}",
+        removed.len(),
+        dir.display(),
+        human(total)
+    );
+    Ok(total)
+}
+
+/// Runs pitr-cleanup.
+pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let _pid = match &cfg.pid_file {
+        Some(p) => Some(
+            PidFile::acquire(p, "pitr-cleanup")
+                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY)))?,
+        ),
+        None => None,
+    };
+    let dir = Path::new(&cfg.archive.target);
+    if !dir.is_dir() {
+        return Err(
+            Failure::new(format!("archive {} is not a directory", dir.display()))
+                .hint("give the WAL archive directory that pitr-archive writes to")
+                .into(),
+        );
+    }
+    if let Some(t) = &cfg.removal_pause_trigger {
+        if t.exists() {
+            log_info!(
+                "removal pause trigger {} exists; not removing anything",
+                t.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let Some(_lock) = lock::try_lock(&lock_path)? else {
+        return Err(Failure::new(format!(
+            "another pitr-cleanup is working on {} (lock {})",
+            dir.display(),
+            lock_path.display()
+        ))
+        .hint("wait for it to finish; two cleanups never run at once")
+        .status(exit::BUSY)
+        .into());
+    };
+    match &cfg.mode {
+        Mode::Archive { oldest } => {
+            remove_wal(dir, oldest, cfg.dry_run)?;
+        }
+        Mode::Retention { .. } => crate::plan::run(cfg, dir)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(16 << 20), "16.0 MiB");
+        assert_eq!(human(1536), "1.5 KiB");
+    }
+}
