@@ -1,0 +1,202 @@
+//! `pitr-cleanup` form 1 (`archive_cleanup_command ... %r`): what it removes (by position,
+//! timeline ignored, `.history` kept), the pause trigger, `--dry-run`, the lock that keeps two
+//! cleanups apart, and bad input with exact messages and statuses (0 done, 2 error, 3 usage,
+//! 4 busy).
+
+use std::path::Path;
+
+use pitr_tests::{ArchiveDir, PgTempDir, Tool};
+
+/// An archive holding (empty stand-ins for) these files.
+fn archive_with(files: &[&str]) -> (PgTempDir, ArchiveDir) {
+    let tmp = PgTempDir::new("cleanup");
+    let dir = tmp.subdir("archive");
+    for f in files {
+        std::fs::write(dir.join(f), vec![0u8; 1000]).unwrap();
+    }
+    let archive = ArchiveDir::new(&dir);
+    (tmp, archive)
+}
+
+const FILES: &[&str] = &[
+    "000000010000000000000001.zst",
+    "000000010000000000000002.gz",
+    "000000010000000000000002.00000028.backup.zst",
+    "00000001.history",
+    "00000002.history.zst",
+    "000000010000000000000003.partial.zst",
+    "000000020000000000000003.zst",
+    "000000020000000000000004.zst",
+    "000000020000000000000005",
+    ".pitr-cluster",
+    "unrelated.txt",
+];
+
+fn cleanup(archive: &ArchiveDir) -> Tool {
+    Tool::new("pitr-cleanup")
+        .arg("--archive")
+        .arg(format!("zstd={}", archive.path().display()))
+}
+
+fn names(archive: &ArchiveDir) -> Vec<String> {
+    let mut n = archive.all_names();
+    n.sort();
+    n
+}
+
+#[test]
+fn cleanup_removes_wal_older_than_r_by_position_and_keeps_history() {
+    let (_tmp, archive) = archive_with(FILES);
+    let out = cleanup(&archive).arg("000000020000000000000004").succeeds();
+    out.stderr_contains(&format!(
+        "LOG : 5 WAL files older than 000000020000000000000004 removed from {}, 4.9 KiB",
+        archive.path().display()
+    ));
+    assert_eq!(
+        names(&archive),
+        [
+            ".pitr-cleanup.lock",
+            ".pitr-cluster",
+            "00000001.history",
+            "00000002.history.zst",
+            "000000020000000000000004.zst",
+            "000000020000000000000005",
+            "unrelated.txt",
+        ]
+    );
+    // Nothing older is left: a second run removes nothing and says so.
+    cleanup(&archive)
+        .arg("000000020000000000000004")
+        .succeeds()
+        .stderr_contains("LOG : 0 WAL files older than 000000020000000000000004 removed");
+}
+
+#[test]
+fn cleanup_dry_run_lists_files_with_sizes_and_removes_nothing() {
+    let (_tmp, archive) = archive_with(FILES);
+    let before = names(&archive);
+    let out = cleanup(&archive)
+        .args(["--dry-run", "000000010000000000000003"])
+        .succeeds();
+    for f in [
+        "000000010000000000000001.zst",
+        "000000010000000000000002.gz",
+        "000000010000000000000002.00000028.backup.zst",
+    ] {
+        out.stderr_contains(&format!(
+            "(dry-run) would remove WAL file {} (1000 B)",
+            archive.path().join(f).display()
+        ));
+    }
+    out.stderr_lacks("000000010000000000000003.partial.zst (")
+        .stderr_contains("3 WAL files older than 000000010000000000000003 would be removed");
+    let mut after = names(&archive);
+    after.retain(|n| n != ".pitr-cleanup.lock");
+    assert_eq!(after, before);
+}
+
+#[test]
+fn cleanup_removes_nothing_while_the_pause_trigger_exists() {
+    let (tmp, archive) = archive_with(FILES);
+    let trigger = tmp.path().join("backup-running");
+    std::fs::write(&trigger, b"1234\n").unwrap();
+    let before = names(&archive);
+    cleanup(&archive)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .arg("000000020000000000000005")
+        .succeeds()
+        .stderr_contains(&format!(
+            "removal pause trigger {} exists; not removing anything",
+            trigger.display()
+        ));
+    assert_eq!(names(&archive), before);
+    std::fs::remove_file(&trigger).unwrap();
+    cleanup(&archive)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .arg("000000020000000000000005")
+        .succeeds();
+    assert!(!archive.path().join("000000020000000000000004.zst").exists());
+}
+
+#[test]
+fn cleanup_exits_4_while_another_cleanup_holds_the_lock() {
+    let (_tmp, archive) = archive_with(FILES);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(archive.path().join(".pitr-cleanup.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let before = names(&archive);
+    cleanup(&archive)
+        .arg("000000020000000000000005")
+        .run()
+        .failure_with_status(4)
+        .stderr_contains(&format!(
+            "ERROR : another pitr-cleanup is working on {} (lock {})",
+            archive.path().display(),
+            archive.path().join(".pitr-cleanup.lock").display()
+        ))
+        .stderr_contains("ERROR : HINT: ");
+    assert_eq!(names(&archive), before);
+    drop(lock);
+    cleanup(&archive).arg("000000020000000000000005").succeeds();
+}
+
+#[test]
+fn cleanup_bad_input_is_refused_with_exact_messages() {
+    let (_tmp, archive) = archive_with(FILES);
+    let before = names(&archive);
+    Tool::new("pitr-cleanup")
+        .arg("000000010000000000000003")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : no --archive given")
+        .stderr_contains("FATAL : HINT: ");
+    cleanup(&archive)
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : neither %r nor --backup-dir given");
+    cleanup(&archive)
+        .arg("pg_wal/000000010000000000000003")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : \"pg_wal/000000010000000000000003\" is not a WAL file name");
+    cleanup(&archive)
+        .arg("00000002.history")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : \"00000002.history\" is a history file, not a WAL segment");
+    cleanup(&archive)
+        .args(["000000010000000000000003", "000000010000000000000004"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : too many arguments");
+    cleanup(&archive)
+        .args(["--keep-days", "3", "000000010000000000000003"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : --keep-days and --keep-count need --backup-dir");
+    Tool::new("pitr-cleanup")
+        .args(["--archive", "lz5=/srv/wal", "000000010000000000000003"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : --archive lz5=/srv/wal: unknown codec \"lz5\"");
+    let missing = Path::new("/nonexistent/pitr/archive");
+    Tool::new("pitr-cleanup")
+        .arg("--archive")
+        .arg(missing)
+        .arg("000000010000000000000003")
+        .run()
+        .failure_with_status(2)
+        .stderr_contains("ERROR : archive /nonexistent/pitr/archive is not a directory");
+    Tool::new("pitr-cleanup")
+        .arg("--bogus")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("FATAL : Unrecognized argument: --bogus");
+    assert_eq!(names(&archive), before);
+}
