@@ -11,6 +11,8 @@
 mod args;
 mod fetch;
 mod prefetch;
+#[allow(dead_code)] // Used by --from-backup, being written.
+mod recovery;
 mod remove;
 
 use std::process::ExitCode;
