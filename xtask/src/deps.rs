@@ -179,7 +179,7 @@ impl Missing {
 }
 
 /// `apt-get update`, then a non-interactive install of `packages` without recommends.
-fn install(packages: &[&str]) -> Result<()> {
+pub fn install(packages: &[&str]) -> Result<()> {
     println!(
         "xtask: installing {} with apt-get (Debian, running as root)",
         packages.join(" ")

@@ -4,14 +4,22 @@
 //! only thing a contributor needs is cargo. `test` runs every test, the real-PostgreSQL ones
 //! included, after making sure PostgreSQL 15 and rsync are installed (on Debian as root it installs
 //! them itself); `tidy` checks the house style of STYLE.md and also runs as `#[test]`s under
-//! `cargo test -p xtask`, so a plain `cargo test` enforces it. `dist`, `rpm`, `demo` and `bench`
-//! are named in SPEC.md but not written yet: they say so and exit 2.
+//! `cargo test -p xtask`, so a plain `cargo test` enforces it. `dist` stages a release build as
+//! the `/opt/pitr` tree (binaries, documents, man pages made from `--help`, example
+//! configuration) and `rpm` packages that tree, `rpm --check` verifying the package with the
+//! real `rpm` program. `demo` and `bench` are named in SPEC.md but not written yet: they say so
+//! and exit 2.
 //!
 //! Everything here runs from the workspace root, found from `CARGO_MANIFEST_DIR`, whatever the
 //! current directory.
 
 mod deps;
+mod dist;
+mod examples;
+mod help;
 mod itest;
+mod manpage;
+mod rpm;
 mod tidy;
 
 use std::env;
@@ -35,21 +43,11 @@ struct Xtask {
 enum Task {
     Test(itest::TestArgs),
     Tidy(tidy::TidyArgs),
-    Dist(Dist),
-    Rpm(Rpm),
+    Dist(dist::DistArgs),
+    Rpm(rpm::RpmArgs),
     Demo(Demo),
     Bench(Bench),
 }
-
-/// Build a release and stage target/dist/opt/pitr (not implemented yet).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "dist")]
-struct Dist {}
-
-/// Build an installable RPM of /opt/pitr (not implemented yet).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "rpm")]
-struct Rpm {}
 
 /// Run the archive, backup, standby, failover and PITR scenario on throwaway clusters (not
 /// implemented yet).
@@ -67,8 +65,8 @@ fn main() -> ExitCode {
     let result = match args.task {
         Task::Test(args) => itest::run(&args),
         Task::Tidy(args) => tidy::run(&args),
-        Task::Dist(_) => Ok(not_implemented("dist")),
-        Task::Rpm(_) => Ok(not_implemented("rpm")),
+        Task::Dist(args) => dist::run(&args),
+        Task::Rpm(args) => rpm::run(&args),
         Task::Demo(_) => Ok(not_implemented("demo")),
         Task::Bench(_) => Ok(not_implemented("bench")),
     };
@@ -84,7 +82,7 @@ fn main() -> ExitCode {
 /// The answer of a subcommand that SPEC.md names but nobody has written yet.
 fn not_implemented(task: &str) -> ExitCode {
     eprintln!("xtask: {task}: not implemented yet (see issue)");
-    eprintln!("xtask: what runs today: `cargo xtask test` and `cargo xtask tidy`");
+    eprintln!("xtask: what runs today: `cargo xtask test`, `tidy`, `dist` and `rpm [--check]`");
     ExitCode::from(2)
 }
 

@@ -1,0 +1,477 @@
+//! `cargo xtask dist`: a release build staged as the tree that gets installed under
+//! `/opt/pitr`.
+//!
+//! `target/dist/opt/pitr/` receives `bin/` (the four binaries, stripped by the release
+//! profile), `share/doc/pitr/` (README.md, ARCHITECTURE.md, docs/runbook.md when it exists, and
+//! a man page per binary made from its `--help` by [`crate::manpage`]) and
+//! `share/pitr/examples/` (the files of `packaging/examples/`, after checking every option they
+//! give a binary against its `--help`, see [`crate::examples`]). Modes
+//! are set explicitly (0755 for directories and binaries, 0644 for the rest) whatever the umask,
+//! and the tree is rebuilt from scratch each time. [`expected_paths`] is the layout written out
+//! by hand: the staging and the RPM check (`cargo xtask rpm --check`) are compared with it.
+//!
+//! Install from source: `cargo xtask dist`, then copy `target/dist/opt/pitr` to `/opt/pitr`.
+
+use std::env;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use argh::FromArgs;
+
+use crate::{cargo, examples, help, manpage, project_root, target_dir};
+
+/// The binaries we ship, which are also the names of their packages.
+pub const BINARIES: [&str; 4] = [
+    "pitr-archive",
+    "pitr-restore",
+    "pitr-backup",
+    "pitr-cleanup",
+];
+
+/// Where the product is installed.
+pub const PREFIX: &str = "/opt/pitr";
+
+/// The documents shipped in `share/doc/pitr`: repository path, and whether it must exist.
+const DOCS: &[(&str, bool)] = &[
+    ("README.md", true),
+    ("ARCHITECTURE.md", true),
+    ("docs/runbook.md", false),
+];
+
+/// Build a release and stage it as target/dist/opt/pitr (bin, share/doc/pitr with man pages,
+/// share/pitr/examples).
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "dist",
+    note = "Runs `cargo build --release --locked --bins` for the four binaries. To install from \
+            source, copy target/dist/opt/pitr to /opt/pitr (cp -a target/dist/opt/pitr /opt/)."
+)]
+pub struct DistArgs {}
+
+/// The version of the product: the workspace version, which xtask inherits.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// What a staged path is, which decides its mode and how the RPM marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory the package owns.
+    Dir,
+    /// An executable in `bin/`.
+    Binary,
+    /// Documentation: the Markdown files and the man pages.
+    Doc,
+    /// An example configuration file.
+    Example,
+}
+
+impl Kind {
+    /// The permission bits it is staged and packaged with.
+    pub fn mode(self) -> u32 {
+        match self {
+            Kind::Dir | Kind::Binary => 0o755,
+            Kind::Doc | Kind::Example => 0o644,
+        }
+    }
+}
+
+/// One staged file or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Where it is installed: `/opt/pitr/bin/pitr-archive`.
+    pub path: String,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// The staged tree.
+#[derive(Debug)]
+pub struct Staged {
+    /// `target/dist`: the install root the paths are relative to.
+    pub dist_dir: PathBuf,
+    /// Every directory and file, parents before children.
+    pub items: Vec<Item>,
+    /// Seconds since the epoch the build is dated with (`SOURCE_DATE_EPOCH`, else the last
+    /// commit's time).
+    pub source_date: u32,
+}
+
+impl Staged {
+    /// Where a staged item is on disk.
+    pub fn source(&self, item: &Item) -> PathBuf {
+        self.dist_dir.join(item.path.trim_start_matches('/'))
+    }
+}
+
+/// `cargo xtask dist`.
+pub fn run(_args: &DistArgs) -> Result<ExitCode> {
+    let root = project_root();
+    let staged = build(&root)?;
+    let files = staged.items.iter().filter(|i| i.kind != Kind::Dir).count();
+    println!(
+        "xtask: dist: {files} files staged in {}",
+        staged
+            .dist_dir
+            .join(PREFIX.trim_start_matches('/'))
+            .display()
+    );
+    println!(
+        "xtask: install from source with: cp -a {} /opt/",
+        staged
+            .dist_dir
+            .join(PREFIX.trim_start_matches('/'))
+            .display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the release binaries and stages them in `target/dist`.
+pub fn build(root: &Path) -> Result<Staged> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root)
+        .args(["build", "--release", "--locked", "--bins"]);
+    // Only the shipped binaries: `--bins` alone would also build xtask in release mode.
+    for binary in BINARIES {
+        cmd.args(["--package", binary]);
+    }
+    crate::run(&mut cmd)?;
+    let target = target_dir(root);
+    stage(
+        root,
+        &target.join("release"),
+        &target.join("dist"),
+        source_date_epoch(root),
+    )
+}
+
+/// Stages the binaries of `bin_dir`, the documents, man pages and examples under
+/// `dist_dir/opt/pitr`, replacing whatever was there.
+pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> Result<Staged> {
+    if dist_dir.exists() {
+        fs::remove_dir_all(dist_dir)
+            .with_context(|| format!("removing the old {}", dist_dir.display()))?;
+    }
+    let mut staged = Staged {
+        dist_dir: dist_dir.to_path_buf(),
+        items: Vec::new(),
+        source_date,
+    };
+    let bin = format!("{PREFIX}/bin");
+    let doc = format!("{PREFIX}/share/doc/pitr");
+    let examples_dir = format!("{PREFIX}/share/pitr/examples");
+    for dir in [
+        PREFIX.to_owned(),
+        bin.clone(),
+        format!("{PREFIX}/share"),
+        format!("{PREFIX}/share/doc"),
+        doc.clone(),
+        format!("{PREFIX}/share/pitr"),
+        examples_dir.clone(),
+    ] {
+        add_dir(&mut staged, dir)?;
+    }
+
+    for binary in BINARIES {
+        let from = bin_dir.join(binary);
+        add_copy(&mut staged, &from, format!("{bin}/{binary}"), Kind::Binary)?;
+    }
+
+    for (path, required) in DOCS {
+        let from = root.join(path);
+        if !required && !from.exists() {
+            continue;
+        }
+        let name = Path::new(path)
+            .file_name()
+            .map_or_else(|| (*path).to_owned(), |n| n.to_string_lossy().into_owned());
+        add_copy(&mut staged, &from, format!("{doc}/{name}"), Kind::Doc)?;
+    }
+
+    let date = civil_date(source_date);
+    for binary in BINARIES {
+        let help = help::of_binary(&bin_dir.join(binary))?;
+        let page = manpage::render(
+            &help,
+            &manpage::Page {
+                tool: binary,
+                version: version(),
+                date: &date,
+                see_also: &BINARIES,
+            },
+        );
+        add_contents(&mut staged, page.as_bytes(), format!("{doc}/{binary}.1"))?;
+    }
+
+    // Never ship an example whose options the binaries do not accept.
+    let checked = examples::check(root, bin_dir)?;
+    if !checked.problems.is_empty() {
+        bail!(
+            "example files out of step with the binaries:\n{}",
+            checked.problems.join("\n")
+        );
+    }
+    println!(
+        "xtask: dist: {} options of the example files checked against --help",
+        checked.checked
+    );
+    for name in examples::FILES {
+        let from = examples::dir(root).join(name);
+        add_copy(
+            &mut staged,
+            &from,
+            format!("{examples_dir}/{name}"),
+            Kind::Example,
+        )?;
+    }
+    Ok(staged)
+}
+
+fn add_dir(staged: &mut Staged, path: String) -> Result<()> {
+    let item = Item {
+        path,
+        kind: Kind::Dir,
+    };
+    let dir = staged.source(&item);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode(&dir, Kind::Dir.mode())?;
+    staged.items.push(item);
+    Ok(())
+}
+
+fn add_copy(staged: &mut Staged, from: &Path, path: String, kind: Kind) -> Result<()> {
+    let item = Item { path, kind };
+    let to = staged.source(&item);
+    fs::copy(from, &to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    set_mode(&to, kind.mode())?;
+    staged.items.push(item);
+    Ok(())
+}
+
+fn add_contents(staged: &mut Staged, contents: &[u8], path: String) -> Result<()> {
+    let item = Item {
+        path,
+        kind: Kind::Doc,
+    };
+    let to = staged.source(&item);
+    fs::write(&to, contents).with_context(|| format!("writing {}", to.display()))?;
+    set_mode(&to, Kind::Doc.mode())?;
+    staged.items.push(item);
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode {mode:o} on {}", path.display()))
+}
+
+/// Every path installed under `/opt/pitr`, directories included, in staging order: the layout
+/// of SPEC.md "Packaging", written out by hand so that a change to it is a visible change here.
+pub fn expected_paths(with_runbook: bool) -> Vec<String> {
+    let mut paths: Vec<&str> = vec![
+        "/opt/pitr",
+        "/opt/pitr/bin",
+        "/opt/pitr/share",
+        "/opt/pitr/share/doc",
+        "/opt/pitr/share/doc/pitr",
+        "/opt/pitr/share/pitr",
+        "/opt/pitr/share/pitr/examples",
+        "/opt/pitr/bin/pitr-archive",
+        "/opt/pitr/bin/pitr-restore",
+        "/opt/pitr/bin/pitr-backup",
+        "/opt/pitr/bin/pitr-cleanup",
+        "/opt/pitr/share/doc/pitr/README.md",
+        "/opt/pitr/share/doc/pitr/ARCHITECTURE.md",
+    ];
+    if with_runbook {
+        paths.push("/opt/pitr/share/doc/pitr/runbook.md");
+    }
+    paths.extend([
+        "/opt/pitr/share/doc/pitr/pitr-archive.1",
+        "/opt/pitr/share/doc/pitr/pitr-restore.1",
+        "/opt/pitr/share/doc/pitr/pitr-backup.1",
+        "/opt/pitr/share/doc/pitr/pitr-cleanup.1",
+        "/opt/pitr/share/pitr/examples/archive.conf",
+        "/opt/pitr/share/pitr/examples/restore.conf",
+        "/opt/pitr/share/pitr/examples/backup.conf",
+        "/opt/pitr/share/pitr/examples/cleanup.conf",
+        "/opt/pitr/share/pitr/examples/pitr.cron",
+        "/opt/pitr/share/pitr/examples/rsyncd.conf",
+        "/opt/pitr/share/pitr/examples/postgresql-primary.conf",
+        "/opt/pitr/share/pitr/examples/postgresql-warm-standby.conf",
+        "/opt/pitr/share/pitr/examples/postgresql-streaming-standby.conf",
+    ]);
+    paths.into_iter().map(str::to_owned).collect()
+}
+
+/// Whether the repository has the runbook that is shipped when it exists.
+pub fn has_runbook(root: &Path) -> bool {
+    root.join("docs").join("runbook.md").exists()
+}
+
+/// The time the build is dated with, for reproducible output: `SOURCE_DATE_EPOCH` if set, else
+/// the time of the last commit, else now.
+pub fn source_date_epoch(root: &Path) -> u32 {
+    if let Some(epoch) = env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+    {
+        return epoch;
+    }
+    let commit_time = Command::new("git")
+        .current_dir(root)
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok());
+    commit_time.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|since| u32::try_from(since.as_secs()).ok())
+            .unwrap_or(0)
+    })
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time, by the days-to-civil algorithm of Howard Hinnant's
+/// "chrono-Compatible Low-Level Date Algorithms".
+pub fn civil_date(epoch: u32) -> String {
+    let days = i64::from(epoch) / 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The debug binaries of the workspace, built once per test run (`cargo build --workspace
+/// --bins`, the build `cargo xtask test` makes first, so there it costs nothing): tests that
+/// read the binaries' `--help` need them, and a plain `cargo test` does not build them.
+#[cfg(test)]
+pub fn debug_binaries() -> Result<PathBuf> {
+    use std::sync::OnceLock;
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = project_root();
+            let mut cmd = Command::new(cargo());
+            cmd.current_dir(&root)
+                .args(["build", "--quiet", "--workspace", "--bins"]);
+            let status = cmd
+                .status()
+                .map_err(|e| format!("cannot run {}: {e}", crate::display(&cmd)))?;
+            if !status.success() {
+                return Err(format!("{} failed ({status})", crate::display(&cmd)));
+            }
+            Ok(target_dir(&root).join("debug"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_date_of_known_days() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+        assert_eq!(civil_date(1_795_574_595), "2026-11-25");
+        assert_eq!(civil_date(u32::MAX), "2106-02-07");
+    }
+
+    #[test]
+    fn modes_are_0755_for_dirs_and_binaries_0644_for_the_rest() {
+        assert_eq!(Kind::Dir.mode(), 0o755);
+        assert_eq!(Kind::Binary.mode(), 0o755);
+        assert_eq!(Kind::Doc.mode(), 0o644);
+        assert_eq!(Kind::Example.mode(), 0o644);
+    }
+
+    #[test]
+    fn source_date_epoch_prefers_the_environment_variable() {
+        // Without the variable (tests do not set it), the last commit's time or now: both are
+        // well after the project started.
+        if env::var_os("SOURCE_DATE_EPOCH").is_none() {
+            assert!(source_date_epoch(&project_root()) > 1_700_000_000);
+        }
+    }
+
+    /// Stages the debug binaries into a temporary directory and checks the tree against the
+    /// hand-written layout, file by file, with modes; then every option of every binary's
+    /// `--help` must appear in its man page.
+    #[test]
+    fn stage_lays_out_the_documented_tree_with_man_pages() -> Result<()> {
+        let root = project_root();
+        let bin_dir = debug_binaries()?;
+        let scratch = tempfile::tempdir()?;
+        let dist = scratch.path().join("dist");
+        let staged = stage(&root, &bin_dir, &dist, 1_795_574_595)?;
+
+        let paths: Vec<&str> = staged.items.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, expected_paths(has_runbook(&root)));
+        for item in &staged.items {
+            let meta = fs::metadata(staged.source(item))?;
+            assert_eq!(meta.is_dir(), item.kind == Kind::Dir, "{}", item.path);
+            assert_eq!(
+                meta.permissions().mode() & 0o7777,
+                item.kind.mode(),
+                "{}",
+                item.path
+            );
+        }
+
+        for binary in BINARIES {
+            let help = help::of_binary(&bin_dir.join(binary))?;
+            let page =
+                fs::read_to_string(dist.join(format!("opt/pitr/share/doc/pitr/{binary}.1")))?;
+            assert!(
+                page.contains(&format!("\"pitr {}\"", version())),
+                "{binary}"
+            );
+            assert!(page.contains("\"2026\\-11\\-25\""), "{binary}");
+            let text = manpage::plain_text(&page);
+            let options = help.option_names();
+            assert!(options.contains(&"--help"), "{binary}: {options:?}");
+            for option in options {
+                let shown = format!("{option} ");
+                let tagged = text.lines().any(|line| {
+                    line == option
+                        || line.starts_with(&shown)
+                        || line.starts_with(&format!("{option},"))
+                });
+                assert!(
+                    tagged,
+                    "{binary}.1 has no entry for {option}; the page reads:\n{text}"
+                );
+            }
+            for positional in &help.positionals {
+                assert!(
+                    text.lines().any(|line| line == positional.name),
+                    "{binary}.1 has no entry for {}",
+                    positional.name
+                );
+            }
+        }
+
+        // Staging again replaces the tree: nothing stale survives.
+        let stale = dist.join("opt/pitr/bin/stale");
+        fs::write(&stale, "x")?;
+        stage(&root, &bin_dir, &dist, 1_795_574_595)?;
+        assert!(!stale.exists());
+        Ok(())
+    }
+}
