@@ -80,8 +80,6 @@ pub enum Mode {
         oldest: WalFileName,
     },
     /// Form 2: retention.
-    // Read by `plan`, which is being written against pitr-backup's backup set format.
-    #[allow(dead_code)]
     Retention {
         /// Backup directory.
         backup_dir: PathBuf,

@@ -1,18 +1,210 @@
 //! Retention (form 2): which backup sets and WAL to remove.
 //!
-//! Not written yet: it needs the backup set format of pitr-backup.
+//! The sets are found by their meta files (`pitr_common::backupset::list_local`); a set is
+//! *valid* when its data, digest and (if named) WAL files exist at the sizes the meta file
+//! records. The kept sets are the valid ones started within `--keep-days`, plus the newest
+//! `--keep-count` valid ones, plus always the newest valid one. Every set older than the oldest
+//! kept one is removed (meta file first, so that a half-removed set is never taken for a whole
+//! one), then the WAL older than the oldest kept set's first segment (`Min-Xlog`). With no valid
+//! set at all nothing is removed (OmniPITR removed every backup in that case).
 
 use std::path::Path;
 
+use pitr_common::backupset::{self, FoundSet};
 use pitr_common::exit::Failure;
+use pitr_common::{fs, log_info, log_warning};
 
-use crate::args::Config;
+use crate::args::{Config, Mode};
+use crate::prune::{human, remove_wal};
+
+/// Why a set is not valid, if it is not.
+fn invalid_reason(set: &FoundSet) -> Option<String> {
+    let dir = set.dir();
+    let mut expect = vec![(set.meta.data_file.as_str(), Some(set.meta.data_size))];
+    if let Some(x) = &set.meta.xlog_file {
+        expect.push((x.as_str(), Some(set.meta.xlog_size)));
+    }
+    expect.push((set.meta.digest_file.as_str(), None));
+    for (name, size) in expect {
+        match std::fs::metadata(dir.join(name)) {
+            Ok(m) if size.is_none_or(|s| s == m.len()) => {}
+            Ok(m) => {
+                return Some(format!(
+                    "{name} is {} bytes, the meta file says {}",
+                    m.len(),
+                    size.unwrap_or(0)
+                ))
+            }
+            Err(e) => return Some(format!("{name}: {e}")),
+        }
+    }
+    None
+}
+
+/// The decision: indexes (into the oldest-first list) of the sets to keep.
+pub fn choose(
+    started: &[(i64, bool)],
+    now: i64,
+    keep_days: Option<u32>,
+    keep_count: Option<u32>,
+) -> Vec<bool> {
+    let mut keep = vec![false; started.len()];
+    let valid: Vec<usize> = (0..started.len()).filter(|i| started[*i].1).collect();
+    let Some(&newest) = valid.last() else {
+        return keep;
+    };
+    keep[newest] = true;
+    if let Some(days) = keep_days {
+        let cutoff = now - i64::from(days) * 86_400;
+        for &i in &valid {
+            if started[i].0 >= cutoff {
+                keep[i] = true;
+            }
+        }
+    }
+    if let Some(n) = keep_count {
+        for &i in valid.iter().rev().take(n as usize) {
+            keep[i] = true;
+        }
+    }
+    // Everything newer than the oldest kept set stays too (an invalid set there may be a
+    // backup still being written, or one an operator is looking into).
+    if let Some(first) = keep.iter().position(|k| *k) {
+        for k in keep.iter_mut().skip(first) {
+            *k = true;
+        }
+    }
+    keep
+}
+
+fn remove_set(set: &FoundSet, dry_run: bool) -> anyhow::Result<u64> {
+    let mut total = 0;
+    // Meta file first: a set without it is incomplete and never mistaken for a whole one.
+    let mut files = set.files();
+    files.rotate_right(1);
+    for f in &files {
+        let size = match std::fs::metadata(f) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(fs::IoError::new("examining", f, e).into()),
+        };
+        total += size;
+        if dry_run {
+            log_info!(
+                "(dry-run) would remove backup file {} ({})",
+                f.display(),
+                human(size)
+            );
+        } else {
+            fs::remove_file_if_exists(f)?;
+            log_info!("removed backup file {} ({})", f.display(), human(size));
+            // Make the meta file's removal durable before the rest goes.
+            fs::fsync_dir(set.dir())?;
+        }
+    }
+    Ok(total)
+}
 
 /// Applies the retention.
-pub fn run(_cfg: &Config, _archive: &Path) -> anyhow::Result<()> {
-    Err(
-        Failure::new("retention (--backup-dir) is not implemented yet")
-            .hint("use pitr-cleanup --archive DIR %r for now")
-            .into(),
-    )
+pub fn run(cfg: &Config, archive: &Path) -> anyhow::Result<()> {
+    let Mode::Retention {
+        backup_dir,
+        keep_days,
+        keep_count,
+    } = &cfg.mode
+    else {
+        return Ok(());
+    };
+    if !backup_dir.is_dir() {
+        return Err(Failure::new(format!(
+            "backup directory {} is not a directory",
+            backup_dir.display()
+        ))
+        .hint("give the directory pitr-backup writes its sets to (--dst-local)")
+        .into());
+    }
+    let sets = backupset::list_local(backup_dir)?;
+    let validity: Vec<Option<String>> = sets.iter().map(invalid_reason).collect();
+    for (s, why) in sets.iter().zip(&validity) {
+        if let Some(why) = why {
+            log_warning!("backup set {} is not valid: {why}", s.meta_path.display());
+        }
+    }
+    let started: Vec<(i64, bool)> = sets
+        .iter()
+        .zip(&validity)
+        .map(|(s, v)| (s.meta.started_epoch, v.is_none()))
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let keep = choose(&started, now, *keep_days, *keep_count);
+    let Some(oldest_kept) = keep.iter().position(|k| *k) else {
+        return Err(Failure::new(format!(
+            "no valid backup set in {}; nothing removed",
+            backup_dir.display()
+        ))
+        .hint("retention never removes the last backups: check that pitr-backup succeeds")
+        .into());
+    };
+    let mut total = 0;
+    let mut count = 0;
+    for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
+        total += remove_set(set, cfg.dry_run)?;
+        count += 1;
+    }
+    let verb = if cfg.dry_run {
+        "would be removed"
+    } else {
+        "removed"
+    };
+    log_info!(
+        "{count} backup sets {verb}, {}; {} kept, the oldest kept started at epoch {}",
+        human(total),
+        sets.len() - count,
+        sets[oldest_kept].meta.started_epoch
+    );
+    remove_wal(archive, &sets[oldest_kept].meta.min_xlog, cfg.dry_run)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn keeps_days_count_and_always_the_newest_valid() {
+        let now = 100 * DAY;
+        let sets = [
+            (now - 10 * DAY, true),
+            (now - 8 * DAY, true),
+            (now - 5 * DAY, true),
+            (now - 2 * DAY, true),
+            (now - DAY, false),
+        ];
+        assert_eq!(
+            choose(&sets, now, Some(3), None),
+            [false, false, false, true, true]
+        );
+        assert_eq!(
+            choose(&sets, now, Some(6), None),
+            [false, false, true, true, true]
+        );
+        assert_eq!(
+            choose(&sets, now, None, Some(3)),
+            [false, true, true, true, true]
+        );
+        assert_eq!(
+            choose(&sets, now, Some(3), Some(3)),
+            [false, true, true, true, true]
+        );
+        // Nothing within a day: the newest valid backup survives anyway.
+        assert_eq!(
+            choose(&sets, now, Some(1), None),
+            [false, false, false, true, true]
+        );
+        // No valid backup: nothing is kept, and the caller removes nothing.
+        assert_eq!(choose(&[(now, false)], now, Some(1), None), [false]);
+        assert_eq!(choose(&[], now, Some(1), None), Vec::<bool>::new());
+    }
 }

@@ -223,6 +223,28 @@ fn fetch_remote(opts: &PutOptions, remote: &str, local: &Path) -> anyhow::Result
     }
 }
 
+/// Whether `remote` (an rsync path) exists, asked with `rsync --list-only`.
+pub fn remote_exists(opts: &PutOptions, remote: &str) -> anyhow::Result<bool> {
+    let mut c = rsync(opts);
+    c.arg("--list-only").arg(remote);
+    match c.run() {
+        Ok(_) => Ok(true),
+        // rsync exits 23 ("partial transfer") when the source file does not exist.
+        Err(e) if e.code() == Some(23) && e.to_string().contains("No such file") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Uploads the local file `local` to `remote` with rsync's temp-and-rename, `--fsync` where
+/// rsync has it and `--ignore-existing`: `Ok(false)` when rsync did not transfer it because the
+/// name already exists there (the existing file is untouched).
+pub fn upload_new(opts: &PutOptions, local: &Path, remote: &str) -> anyhow::Result<bool> {
+    let out = run_rsync_upload(opts, &[], local, remote)?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("<f") || l.starts_with(">f")))
+}
+
 fn put_remote(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Result<PutOutcome> {
     let file_name = loc.file_name(p.wal_name);
     let local = opts.scratch_dir.join(&file_name);

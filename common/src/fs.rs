@@ -116,46 +116,121 @@ pub fn write_durable<F>(
 where
     F: FnOnce(&mut File) -> anyhow::Result<()>,
 {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = temp_path(path);
-    // A leftover from a killed writer with our pid is stale by definition: we are that pid now.
-    remove_file_if_exists(&tmp)?;
-    let result = (|| -> anyhow::Result<()> {
-        let mut file = OpenOptions::new()
+    let mut file = DurableFile::create(path, replace)?;
+    fill(file.file())?;
+    file.commit(mtime)?;
+    Ok(())
+}
+
+/// A file being written durably by a streaming writer: the same contract as
+/// [`write_durable`] (temporary name beside `path`, fsync, link or rename, fsync of the
+/// directory), for content that is produced over time (a backup archive) or written to several
+/// files at once. [`DurableFile::commit`] moves it into place; dropping it uncommitted removes
+/// the temporary file, so an error or an early return leaves nothing under any name.
+#[derive(Debug)]
+pub struct DurableFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+    replace: Replace,
+    committed: bool,
+}
+
+impl DurableFile {
+    /// Creates the temporary file beside `path`. With [`Replace::Never`] an existing `path` is
+    /// an `AlreadyExists` error at once, before anything is written (the final link checks
+    /// again).
+    pub fn create(path: &Path, replace: Replace) -> Result<DurableFile> {
+        if replace == Replace::Never && std::fs::symlink_metadata(path).is_ok() {
+            return Err(IoError::new(
+                "creating",
+                path,
+                io::Error::from(io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let tmp = temp_path(path);
+        // A leftover from a killed writer with our pid is stale by definition: we are that pid now.
+        remove_file_if_exists(&tmp)?;
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| IoError::new("creating", &tmp, e))?;
-        fill(&mut file)?;
-        file.flush().map_err(|e| IoError::new("writing", &tmp, e))?;
+        Ok(DurableFile {
+            path: path.to_path_buf(),
+            tmp,
+            file,
+            replace,
+            committed: false,
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The final name.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary name the content is written under.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Flushes and fsyncs the file, gives it `mtime` if set, moves it to its final name
+    /// (no-clobber `link(2)` for [`Replace::Never`], `rename(2)` for [`Replace::Allow`]) and
+    /// fsyncs the directory. On error the temporary file is removed.
+    pub fn commit(mut self, mtime: Option<std::time::SystemTime>) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|e| IoError::new("writing", &self.tmp, e))?;
         if let Some(t) = mtime {
-            set_mtime(&file, &tmp, t)?;
+            set_mtime(&self.file, &self.tmp, t)?;
         }
-        file.sync_all()
-            .map_err(|e| IoError::new("fsyncing", &tmp, e))?;
-        drop(file);
-        match replace {
-            Replace::Allow => std::fs::rename(&tmp, path)
-                .map_err(|e| IoError::new("renaming into place", path, e))?,
+        self.file
+            .sync_all()
+            .map_err(|e| IoError::new("fsyncing", &self.tmp, e))?;
+        match self.replace {
+            Replace::Allow => std::fs::rename(&self.tmp, &self.path)
+                .map_err(|e| IoError::new("renaming into place", &self.path, e))?,
             Replace::Never => {
                 // link(2) fails with EEXIST instead of replacing: the no-clobber move.
-                std::fs::hard_link(&tmp, path)
-                    .map_err(|e| IoError::new("linking into place", path, e))?;
-                remove_file_if_exists(&tmp)?;
+                std::fs::hard_link(&self.tmp, &self.path)
+                    .map_err(|e| IoError::new("linking into place", &self.path, e))?;
+                self.committed = true;
+                remove_file_if_exists(&self.tmp)?;
             }
         }
-        fsync_dir(&dir)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        // The original error is what matters; a failure to remove the temp file is secondary
-        // and the file is hidden and per-pid, so it is replaced by the next writer of that pid.
-        let _ = std::fs::remove_file(&tmp);
+        self.committed = true;
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fsync_dir(&dir)
     }
-    result
+}
+
+impl Write for DurableFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for DurableFile {
+    fn drop(&mut self) {
+        // Not committed (or the commit failed before the link): the temporary file goes. The
+        // original error is what matters; the name is hidden and per-pid anyway.
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Replaces `path` atomically with `bytes` through a temporary name and `rename(2)`, **without
@@ -228,6 +303,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(format!("{err:#}"), "compression failed");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn durable_file_streams_commits_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("set-data.tar");
+        let mut f = DurableFile::create(&p, Replace::Never).unwrap();
+        f.write_all(b"part one ").unwrap();
+        assert!(!p.exists(), "nothing under the final name while writing");
+        assert!(f.temp_path().exists());
+        f.write_all(b"part two").unwrap();
+        f.commit(None).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"part one part two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // An existing final name is refused before anything is written.
+        let err = DurableFile::create(&p, Replace::Never).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        // Dropped without commit: the temporary file goes.
+        let q = dir.path().join("other");
+        let mut f = DurableFile::create(&q, Replace::Never).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 #![warn(missing_docs)]
 
+pub mod backupset;
+pub mod checksum;
 pub mod cli;
 pub mod compress;
 pub mod config;
@@ -13,9 +15,11 @@ pub mod controldata;
 pub mod dest;
 pub mod exit;
 pub mod fs;
+pub mod label;
 pub mod location;
 pub mod lock;
 pub mod log;
+pub mod manifest;
 pub mod pg;
 pub mod pidfile;
 pub mod process;

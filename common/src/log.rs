@@ -201,6 +201,16 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     }
 }
 
+/// Expands a template in which every `^` stands for the `%` of `strftime(3)` (a literal `%`
+/// stays literal), in local time at `at`: the syntax of `--log` and of pitr-backup's
+/// `--filename-template`. `^z` gives the numeric UTC offset (`+0100`).
+pub fn expand_time_template(template: &str, at: SystemTime) -> Result<String, Error> {
+    let format = template_to_cstring(template)?;
+    let (secs, _) = unix_now(at);
+    let path = expand_template(&format, &local_tm(secs))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
 /// Writes one message to stderr in log format under `tool`, whatever the logger's target: for
 /// usage errors found before the logger is set up.
 pub(crate) fn log_to_stderr(tool: &str, level: Level, message: &str) {

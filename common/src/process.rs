@@ -59,6 +59,12 @@ impl Program {
         run_with_stdin(&mut self.cmd, input)
     }
 
+    /// Starts it with a pipe on stdin that the caller streams into (see [`PipeChild`]): for
+    /// content too large to hold in memory (a backup archive sent to a `--dst-pipe` program).
+    pub fn spawn_with_stdin(&mut self) -> Result<PipeChild, CommandError> {
+        spawn_with_stdin(&mut self.cmd)
+    }
+
     /// Starts it in the background (see [`spawn_detached`]).
     pub fn spawn_detached(&mut self) -> Result<u32, CommandError> {
         spawn_detached(&mut self.cmd)
@@ -190,6 +196,104 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, CommandErro
     Ok(out)
 }
 
+/// A running program whose stdin the caller writes to, made by [`Program::spawn_with_stdin`].
+/// [`PipeChild::finish`] closes stdin and waits; a non-zero exit is an error carrying its
+/// stderr. Dropped without `finish`, the program is killed and reaped.
+#[derive(Debug)]
+pub struct PipeChild {
+    program: String,
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+fn spawn_with_stdin(cmd: &mut Command) -> Result<PipeChild, CommandError> {
+    use std::io::Read;
+    let program = program_name(cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| CommandError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let stdin = child.stdin.take();
+    // stderr is drained in a thread, so that a chatty program never blocks on a full pipe.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            // A read error ends the capture; the exit status tells what happened.
+            let _ = e.read_to_end(&mut buf);
+            buf
+        })
+    });
+    Ok(PipeChild {
+        program,
+        child,
+        stdin,
+        stderr,
+    })
+}
+
+impl PipeChild {
+    /// Closes stdin, waits for the program and checks its exit status.
+    pub fn finish(mut self) -> Result<(), CommandError> {
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|source| CommandError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        check(
+            &self.program,
+            Output {
+                status,
+                stdout: Vec::new(),
+                stderr,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// The program, for messages.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+}
+
+impl io::Write for PipeChild {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.stdin.as_mut() {
+            Some(s) => s.write(buf),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stdin.as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PipeChild {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Not finished: an error path. The program must not take a partial stream for a
+            // whole one, so it is killed rather than given EOF.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `cmd` in a session of its own and does not wait for it: for background work that
 /// must outlive the caller (pitr-restore's prefetch worker). stdin and stdout are closed;
 /// stderr is inherited so that its log lines reach the same place as the caller's.
@@ -233,6 +337,30 @@ mod tests {
     fn missing_program_is_a_spawn_error() {
         let err = Program::new("/nonexistent/pitr-prog").run().unwrap_err();
         assert_eq!(err.to_string(), "cannot run /nonexistent/pitr-prog");
+    }
+
+    #[test]
+    fn streamed_stdin_is_delivered_and_failures_carry_stderr() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut p = Program::new("sh")
+            .arg("-c")
+            .arg(format!("cat > {}", out.display()))
+            .spawn_with_stdin()
+            .unwrap();
+        p.write_all(b"hello ").unwrap();
+        p.write_all(b"world").unwrap();
+        p.finish().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"hello world");
+        let p = Program::new("sh")
+            .args(["-c", "cat >/dev/null; echo nope >&2; exit 3"])
+            .spawn_with_stdin()
+            .unwrap();
+        assert_eq!(
+            p.finish().unwrap_err().to_string(),
+            "sh failed (exit status 3): nope"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use pitr_common::wal::WalFileName;
 
 /// Restores one WAL file from the archive for PostgreSQL, waiting for it to appear:
 /// restore_command = '/opt/pitr/bin/pitr-restore --source zstd=/srv/wal %f %p'.
+/// With --from-backup, restores a backup set made by pitr-backup into a new data directory and
+/// writes the recovery settings (see below).
 ///
 /// The file is decompressed fully and, for a segment, its header is checked against the name
 /// asked for, its size and this cluster's system identifier before it is renamed into %p:
@@ -22,6 +24,15 @@ use pitr_common::wal::WalFileName;
 /// never promotes by itself). 126: an error that must not end recovery (source directory
 /// missing or unreadable, pg_control unreadable, pg_control error with
 /// --error-pgcontroldata break): PostgreSQL stops instead of promoting. 127: a usage error.
+///
+/// Restoring a backup: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE
+/// [--backup NAME|latest] [--standby] [--target-time T | --target-lsn L | --target-xid X |
+/// --target-name N | --target-immediate] [--target-action pause|promote|shutdown]
+/// [--target-timeline latest|current|N] verifies the set's digests, extracts data and WAL into
+/// the empty NEW directory, and writes restore_command (this program with --source and the
+/// finish trigger, delay and removal options given here), the target and recovery.signal or
+/// standby.signal into it; then start the server with pg_ctl. Exit status: 0 done, 2 error, 3
+/// usage error.
 #[derive(FromArgs, Debug)]
 pub struct Args {
     /// archive directory to read from, [CODEC=]DIR (the codec says which stored form to look
@@ -117,9 +128,94 @@ pub struct Args {
     #[allow(dead_code)]
     pub config_file: Vec<PathBuf>,
 
+    /// restore a backup set from this directory (made by pitr-backup --dst-local), [CODEC=]DIR
+    #[argh(option)]
+    pub from_backup: Option<String>,
+
+    /// with --from-backup: the new data directory (must not exist, or be empty)
+    #[argh(option)]
+    pub target_data_dir: Option<PathBuf>,
+
+    /// with --from-backup: which set, by the name of any of its files, or latest (default: the
+    /// latest, or with --target-time the latest that ended before it)
+    #[argh(option)]
+    pub backup: Option<String>,
+
+    /// with --from-backup: start as a standby (standby.signal, --streaming-replication) instead
+    /// of archive recovery (recovery.signal)
+    #[argh(switch)]
+    pub standby: bool,
+
+    /// with --from-backup: recover up to this time, YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]
+    /// (without an offset: this machine's local time)
+    #[argh(option)]
+    pub target_time: Option<String>,
+
+    /// with --from-backup: recover up to this WAL location (X/Y)
+    #[argh(option)]
+    pub target_lsn: Option<String>,
+
+    /// with --from-backup: recover up to this transaction id
+    #[argh(option)]
+    pub target_xid: Option<u64>,
+
+    /// with --from-backup: recover up to this restore point (pg_create_restore_point)
+    #[argh(option)]
+    pub target_name: Option<String>,
+
+    /// with --from-backup: stop as soon as the backup is consistent
+    #[argh(switch)]
+    pub target_immediate: bool,
+
+    /// with --from-backup and a target: pause (default), promote or shutdown at the target
+    #[argh(option)]
+    pub target_action: Option<String>,
+
+    /// with --from-backup: latest, current or a timeline number to recover along
+    #[argh(option)]
+    pub target_timeline: Option<String>,
+
+    /// with --from-backup: use this postgresql.conf instead of the backed-up one
+    #[argh(option)]
+    pub postgresql_conf: Option<PathBuf>,
+
     /// the WAL file wanted and where to put it: PostgreSQL's %f and %p
     #[argh(positional)]
     pub files: Vec<String>,
+}
+
+/// Settings of `--from-backup`.
+#[derive(Debug)]
+pub struct BackupConfig {
+    /// The backup directory.
+    pub from: Location,
+    /// The new data directory.
+    pub target_dir: PathBuf,
+    /// Which set (`None` = latest suitable).
+    pub backup: Option<String>,
+    /// The WAL archive(s) for restore_command.
+    pub sources: Vec<Location>,
+    /// Where recovery stops.
+    pub target: crate::recovery::Target,
+    /// recovery_target_action.
+    pub action: Option<String>,
+    /// recovery_target_timeline.
+    pub timeline: Option<String>,
+    /// Standby mode.
+    pub standby: bool,
+    /// A postgresql.conf to use.
+    pub postgresql_conf: Option<PathBuf>,
+    /// The options handed on to the restore_command.
+    pub restore_args: Vec<String>,
+}
+
+/// What this run does.
+#[derive(Debug)]
+pub enum Mode {
+    /// restore_command.
+    Wal(Config),
+    /// --from-backup.
+    Backup(BackupConfig),
 }
 
 /// What to do when pg_control cannot be read for removal.
@@ -189,7 +285,199 @@ pub fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
 const EXAMPLE: &str = "restore_command = 'pitr-restore --source zstd=/srv/wal %f %p'";
 
 impl Args {
-    /// Validates the arguments.
+    /// Validates the arguments, for either form.
+    pub fn into_mode(self) -> anyhow::Result<Mode> {
+        if self.from_backup.is_some() {
+            self.into_backup_config().map(Mode::Backup)
+        } else {
+            let backup_only = [
+                (self.target_data_dir.is_some(), "--target-data-dir"),
+                (self.backup.is_some(), "--backup"),
+                (self.standby, "--standby"),
+                (self.target_time.is_some(), "--target-time"),
+                (self.target_lsn.is_some(), "--target-lsn"),
+                (self.target_xid.is_some(), "--target-xid"),
+                (self.target_name.is_some(), "--target-name"),
+                (self.target_immediate, "--target-immediate"),
+                (self.target_action.is_some(), "--target-action"),
+                (self.target_timeline.is_some(), "--target-timeline"),
+                (self.postgresql_conf.is_some(), "--postgresql-conf"),
+            ];
+            if let Some((_, opt)) = backup_only.iter().find(|(given, _)| *given) {
+                return Err(usage(
+                    format!("{opt} needs --from-backup"),
+                    "restoring a backup: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE",
+                ));
+            }
+            self.into_config().map(Mode::Wal)
+        }
+    }
+
+    fn into_backup_config(self) -> anyhow::Result<BackupConfig> {
+        use crate::recovery::Target;
+        const FORM2: &str = "pitr-restore --from-backup /srv/backups --target-data-dir /var/lib/postgresql/15/new --source zstd=/srv/wal";
+        let bad = |msg: String, hint: &str| -> anyhow::Error {
+            Failure::new(msg).hint(hint).status(exit::USAGE).into()
+        };
+        let from_spec = self.from_backup.clone().unwrap_or_default();
+        let from = Location::parse(Kind::Local, &from_spec).map_err(|e| {
+            bad(
+                format!("--from-backup {e}"),
+                "give the directory holding the backup sets",
+            )
+        })?;
+        let Some(target_dir) = self.target_data_dir.clone() else {
+            return Err(bad(
+                "--from-backup needs --target-data-dir".into(),
+                &format!("for example {FORM2}"),
+            ));
+        };
+        if !self.files.is_empty() {
+            return Err(bad(
+                format!(
+                    "--from-backup takes no %f %p arguments, got: {}",
+                    self.files.join(" ")
+                ),
+                "restore_command and --from-backup are two different uses of pitr-restore",
+            ));
+        }
+        if self.source.is_empty() {
+            return Err(bad(
+                "--from-backup needs --source, the WAL archive the restored server will recover from".into(),
+                &format!("for example {FORM2}"),
+            ));
+        }
+        let mut sources = Vec::new();
+        for s in &self.source {
+            sources.push(Location::parse(Kind::Local, s).map_err(|e| {
+                bad(
+                    format!("--source {e}"),
+                    "write [CODEC=]DIR with CODEC none, gzip or zstd",
+                )
+            })?);
+        }
+        let mut targets = Vec::new();
+        if let Some(t) = &self.target_time {
+            let local = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+            let parsed = crate::recovery::parse_time(t, local).ok_or_else(|| {
+                bad(
+                    format!("--target-time \"{t}\" is not a time"),
+                    "write YYYY-MM-DD HH:MM:SS, optionally with .ffffff and an offset like +00 or +05:30",
+                )
+            })?;
+            targets.push(Target::Time(parsed));
+        }
+        if let Some(l) = &self.target_lsn {
+            let lsn = l.parse().map_err(|e: pitr_common::wal::ParseError| {
+                bad(
+                    format!("--target-lsn {e}"),
+                    "write a WAL location like 0/3000060",
+                )
+            })?;
+            targets.push(Target::Lsn(lsn));
+        }
+        if let Some(x) = self.target_xid {
+            targets.push(Target::Xid(x));
+        }
+        if let Some(n) = &self.target_name {
+            targets.push(Target::Name(n.clone()));
+        }
+        if self.target_immediate {
+            targets.push(Target::Immediate);
+        }
+        if targets.len() > 1 {
+            return Err(bad(
+                "more than one recovery target given".into(),
+                "give one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate",
+            ));
+        }
+        let target = targets.pop().unwrap_or(Target::End);
+        let action = match self.target_action.as_deref() {
+            None => None,
+            Some(a @ ("pause" | "promote" | "shutdown")) => {
+                if target == Target::End {
+                    return Err(bad(
+                        "--target-action without a recovery target".into(),
+                        "give a target (--target-time, ...) or leave --target-action out",
+                    ));
+                }
+                Some(a.to_string())
+            }
+            Some(other) => {
+                return Err(bad(
+                    format!("invalid --target-action \"{other}\""),
+                    "give pause, promote or shutdown",
+                ))
+            }
+        };
+        let timeline = match self.target_timeline.as_deref() {
+            None => None,
+            Some(t @ ("latest" | "current")) => Some(t.to_string()),
+            Some(t) if t.parse::<u32>().is_ok_and(|n| n > 0) => Some(t.to_string()),
+            Some(t) => {
+                return Err(bad(
+                    format!("invalid --target-timeline \"{t}\""),
+                    "give latest, current or a timeline number",
+                ))
+            }
+        };
+        if self.standby && target != Target::End {
+            return Err(bad(
+                "--standby with a recovery target".into(),
+                "a standby follows the archive; for a point-in-time restore leave --standby out",
+            ));
+        }
+        // The options the restore_command runs with.
+        let mut restore_args = Vec::new();
+        for s in &sources {
+            restore_args.push("--source".to_string());
+            restore_args.push(s.to_string());
+        }
+        if let Some(f) = &self.finish_trigger {
+            restore_args.push("--finish-trigger".into());
+            restore_args.push(f.to_string_lossy().into_owned());
+        }
+        if let Some(d) = self.recovery_delay {
+            restore_args.push("--recovery-delay".into());
+            restore_args.push(d.to_string());
+        }
+        if self.remove_unneeded {
+            restore_args.push("--remove-unneeded".into());
+        }
+        if let Some(p) = &self.removal_pause_trigger {
+            restore_args.push("--removal-pause-trigger".into());
+            restore_args.push(p.to_string_lossy().into_owned());
+        }
+        if let Some(p) = self.poll_interval {
+            restore_args.push("--poll-interval".into());
+            restore_args.push(p.to_string());
+        }
+        if let Some(p) = self.prefetch {
+            restore_args.push("--prefetch".into());
+            restore_args.push(p.to_string());
+        }
+        if let Some(l) = &self.log {
+            restore_args.push("--log".into());
+            restore_args.push(l.clone());
+        }
+        if self.standby || self.streaming_replication {
+            restore_args.push("--streaming-replication".into());
+        }
+        Ok(BackupConfig {
+            from,
+            target_dir,
+            backup: self.backup.clone().filter(|b| b != "latest"),
+            sources,
+            target,
+            action,
+            timeline,
+            standby: self.standby,
+            postgresql_conf: self.postgresql_conf.clone(),
+            restore_args,
+        })
+    }
+
+    /// Validates the arguments of the restore_command form.
     pub fn into_config(self) -> anyhow::Result<Config> {
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("."));
         if self.source.is_empty() {

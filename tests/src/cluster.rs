@@ -14,6 +14,8 @@ use std::time::Duration;
 use crate::user::{pg_user, PgTempDir};
 use crate::{pg_bindir, pg_program, poll_until, port};
 
+pub mod standby;
+
 /// How long `pg_ctl -w` may wait for a start or a stop.
 const PG_CTL_TIMEOUT_SECS: &str = "60";
 

@@ -14,6 +14,7 @@
 pub mod archive_dir;
 pub mod cluster;
 pub mod port;
+pub mod procs;
 pub mod rsyncd;
 pub mod tool;
 pub mod user;

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive;
+mod backup;
 mod cleanup;
 mod harness;

@@ -1,0 +1,444 @@
+//! Command line of `pitr-backup`, and its validation into a [`Config`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use argh::FromArgs;
+use pitr_common::backupset::FilenameTemplate;
+use pitr_common::exit::{self, Failure};
+use pitr_common::location::{Kind, Location};
+
+/// Takes an online base backup of a running PostgreSQL cluster (primary or hot standby) into a
+/// backup set: a data archive with a backup_manifest that pg_verifybackup accepts, a WAL
+/// archive, a sha256sum -c digest file and a meta file written last. From cron:
+/// pitr-backup --data-dir /var/lib/postgresql/15/main --dst-local zstd=/srv/backups
+/// --xlogs /var/lib/postgresql/backup-xlogs
+///
+/// Exit status: 0 when every destination holds the complete set; 2 on an error or when
+/// interrupted (the server leaves backup mode, partial outputs are removed); 3 on a usage
+/// error; 4 when another pitr-backup of this cluster runs (lock) or holds --pid-file.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// data directory of the cluster to back up (required; must be the server's own, checked
+    /// against the server's system identifier and data_directory)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+
+    /// database server host, or a Unix socket directory when it starts with / (default:
+    /// $PGHOST, else /var/run/postgresql)
+    #[argh(option)]
+    pub host: Option<String>,
+
+    /// database server port (default: $PGPORT, else 5432)
+    #[argh(option)]
+    pub port: Option<u16>,
+
+    /// database user, who needs the right to run pg_backup_start (default: $PGUSER, else the
+    /// operating system user); the password comes from $PGPASSWORD
+    #[argh(option)]
+    pub username: Option<String>,
+
+    /// database to connect to (default: $PGDATABASE, else postgres)
+    #[argh(option)]
+    pub database: Option<String>,
+
+    /// local destination directory, [CODEC=]DIR with CODEC none, gzip or zstd (default none)
+    /// and an optional level (zstd:19=/srv/backups); repeatable
+    #[argh(option)]
+    pub dst_local: Vec<String>,
+
+    /// remote destination, [CODEC=]TARGET with TARGET rsync://host[:port]/module/path,
+    /// host::module/path or [user@]host:/path, sent with rsync; repeatable
+    #[argh(option)]
+    pub dst_remote: Vec<String>,
+
+    /// program that receives each file of the set on stdin and its name as its only argument,
+    /// [CODEC=]PROGRAM; repeatable
+    #[argh(option)]
+    pub dst_pipe: Vec<String>,
+
+    /// directory that pitr-archive's --dst-backup fills with WAL while the backup runs; it is
+    /// created at the start (it must not exist) and removed at the end
+    #[argh(option)]
+    pub xlogs: Option<PathBuf>,
+
+    /// the WAL archive to take the backup's WAL from instead of --xlogs, [CODEC=]DIR (any
+    /// stored form is found; the codec only says which to look for first)
+    #[argh(option)]
+    pub wal_source: Option<String>,
+
+    /// make no WAL archive: the backup then needs the WAL archive to be restored
+    #[argh(switch)]
+    pub skip_xlogs: bool,
+
+    /// seconds to wait for each WAL segment the backup needs to be archived (default 300)
+    #[argh(option, default = "300")]
+    pub wal_timeout: u64,
+
+    /// names of the set's files: __HOSTNAME__, __FILETYPE__ (required: data, xlog, sha256,
+    /// meta), __CEXT__ (the codec's extension) and ^ for the % of strftime, evaluated once at
+    /// the start (default: __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__)
+    #[argh(option)]
+    pub filename_template: Option<String>,
+
+    /// the backup label (default: pitr-backup and the start time)
+    #[argh(option)]
+    pub label: Option<String>,
+
+    /// ask for an immediate checkpoint at the start instead of a spread one
+    #[argh(switch)]
+    pub fast_checkpoint: bool,
+
+    /// file created for the duration of the backup (it must not exist), so that pitr-restore
+    /// and pitr-cleanup keep the WAL the backup needs; for backups of a standby
+    #[argh(option)]
+    pub removal_pause_trigger: Option<PathBuf>,
+
+    /// lock file that keeps two backups of one cluster from running at once (default:
+    /// pitr-backup.lock in the data directory, left out of backups)
+    #[argh(option)]
+    pub lock_file: Option<PathBuf>,
+
+    /// directory for scratch files: the manifest being written, files staged for rsync
+    /// (default: $TMPDIR or /tmp)
+    #[argh(option)]
+    pub temp_dir: Option<PathBuf>,
+
+    /// the rsync program used for --dst-remote (default: rsync from PATH)
+    #[argh(option)]
+    pub rsync_path: Option<PathBuf>,
+
+    /// zstd worker threads (default: the number of CPUs)
+    #[argh(option)]
+    pub compress_threads: Option<u32>,
+
+    /// seconds between progress lines in the log (default 10)
+    #[argh(option, default = "10")]
+    pub progress_interval: u64,
+
+    /// log file template, ^ standing for % of strftime (/var/log/pitr/^Y-^m-^d.log), or - for
+    /// stdout (default: stderr)
+    #[argh(option)]
+    pub log: Option<String>,
+
+    /// log timings and the arguments pitr-backup was called with
+    #[argh(switch)]
+    pub verbose: bool,
+
+    /// refuse to run while the process whose pid is in this file is alive
+    #[argh(option)]
+    pub pid_file: Option<PathBuf>,
+
+    /// read options from FILE, one per line (--dst-local /srv/backups), # starts a comment
+    #[argh(option)]
+    // Expanded in place by `cli::parse_args` before argh sees the arguments; declared here so
+    // that --help lists it.
+    #[allow(dead_code)]
+    pub config_file: Vec<PathBuf>,
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Host name, address or Unix socket directory.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database user.
+    pub user: String,
+    /// Database.
+    pub dbname: String,
+    /// Password, from `$PGPASSWORD`.
+    pub password: Option<String>,
+}
+
+/// Where the backup's WAL comes from.
+#[derive(Debug, Clone)]
+pub enum WalInput {
+    /// The `--xlogs` directory pitr-archive fills.
+    Xlogs(PathBuf),
+    /// A WAL archive.
+    Source(Location),
+    /// No WAL archive (`--skip-xlogs`).
+    Skip,
+}
+
+/// Validated settings of one run.
+#[derive(Debug)]
+pub struct Config {
+    /// The data directory, absolute and with symbolic links resolved.
+    pub data_dir: PathBuf,
+    /// The database connection.
+    pub conn: Connection,
+    /// Destinations, without duplicates.
+    pub destinations: Vec<Location>,
+    /// Where WAL comes from.
+    pub wal: WalInput,
+    /// Longest wait for one WAL segment.
+    pub wal_timeout: Duration,
+    /// File names.
+    pub template: FilenameTemplate,
+    /// Label, if given.
+    pub label: Option<String>,
+    /// Immediate checkpoint.
+    pub fast_checkpoint: bool,
+    /// Removal pause trigger.
+    pub removal_pause_trigger: Option<PathBuf>,
+    /// Lock file.
+    pub lock_file: PathBuf,
+    /// Scratch parent directory.
+    pub temp_dir: PathBuf,
+    /// rsync program.
+    pub rsync_path: PathBuf,
+    /// zstd workers.
+    pub compress_threads: u32,
+    /// Progress log interval.
+    pub progress_interval: Duration,
+    /// Pid file.
+    pub pid_file: Option<PathBuf>,
+    /// Test hook (`PITR_TEST_COPY_DELAY_MS`): sleep after each file copied, so that a test can
+    /// interrupt a backup in the middle.
+    pub copy_delay: Option<Duration>,
+}
+
+/// The name of the default lock file in the data directory.
+pub const LOCK_FILE_NAME: &str = "pitr-backup.lock";
+
+fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
+    Failure::new(msg).hint(hint).status(exit::USAGE).into()
+}
+
+const EXAMPLE: &str = "pitr-backup --data-dir /var/lib/postgresql/15/main --dst-local zstd=/srv/backups --xlogs /var/lib/postgresql/backup-xlogs";
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// Checks that `dir` is an existing directory; `what` names the option.
+fn existing_dir(dir: &Path, what: &str, hint: &str) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(usage(
+            format!("{what} {} is not a directory", dir.display()),
+            hint,
+        )),
+        Err(e) => Err(usage(format!("{what} {}: {e}", dir.display()), hint)),
+    }
+}
+
+impl Args {
+    /// Validates the arguments against the file system and the environment.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let Some(data_dir) = self.data_dir else {
+            return Err(usage(
+                "no --data-dir given",
+                &format!("give the data directory of the cluster: {EXAMPLE}"),
+            ));
+        };
+        existing_dir(
+            &data_dir,
+            "--data-dir",
+            "give the data directory of the running cluster",
+        )?;
+        let data_dir = std::fs::canonicalize(&data_dir).map_err(|e| {
+            usage(
+                format!("--data-dir {}: {e}", data_dir.display()),
+                "give the data directory of the running cluster",
+            )
+        })?;
+
+        let mut destinations: Vec<Location> = Vec::new();
+        for (kind, specs) in [
+            (Kind::Local, &self.dst_local),
+            (Kind::Remote, &self.dst_remote),
+            (Kind::Pipe, &self.dst_pipe),
+        ] {
+            for spec in specs {
+                let location = Location::parse(kind, spec).map_err(|e| {
+                    usage(
+                        format!("{} {e}", kind.option()),
+                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/backups)",
+                    )
+                })?;
+                if kind == Kind::Local {
+                    existing_dir(
+                        Path::new(&location.target),
+                        "--dst-local",
+                        "create the directory first, writable by the user pitr-backup runs as",
+                    )?;
+                }
+                if !destinations.iter().any(|d| d.key() == location.key()) {
+                    destinations.push(location);
+                }
+            }
+        }
+        // Two destinations that would write the same names into one place would clash.
+        for (i, a) in destinations.iter().enumerate() {
+            if let Some(b) = destinations[i + 1..].iter().find(|b| {
+                b.kind == a.kind
+                    && b.kind != Kind::Pipe
+                    && b.target == a.target
+                    && b.codec.extension() == a.codec.extension()
+            }) {
+                return Err(usage(
+                    format!("destinations {a} and {b} would write the same files"),
+                    "give each directory one codec",
+                ));
+            }
+        }
+        if destinations.is_empty() {
+            return Err(usage(
+                "no destination given",
+                &format!("give --dst-local, --dst-remote or --dst-pipe: {EXAMPLE}"),
+            ));
+        }
+
+        let wal = match (&self.xlogs, &self.wal_source, self.skip_xlogs) {
+            (Some(x), None, false) => {
+                if !x.is_absolute() {
+                    return Err(usage(
+                        format!("--xlogs {} is not an absolute path", x.display()),
+                        "give the same absolute directory as pitr-archive's --dst-backup",
+                    ));
+                }
+                let parent = x.parent().unwrap_or(Path::new("/"));
+                existing_dir(
+                    parent,
+                    "the parent of --xlogs",
+                    "create it, writable by the user PostgreSQL and pitr-backup run as",
+                )?;
+                WalInput::Xlogs(x.clone())
+            }
+            (None, Some(s), false) => {
+                let location = Location::parse(Kind::Local, s).map_err(|e| {
+                    usage(
+                        format!("--wal-source {e}"),
+                        "give the WAL archive directory, [CODEC=]DIR",
+                    )
+                })?;
+                existing_dir(
+                    Path::new(&location.target),
+                    "--wal-source",
+                    "give the WAL archive directory the cluster archives into",
+                )?;
+                WalInput::Source(location)
+            }
+            (None, None, true) => WalInput::Skip,
+            (None, None, false) => {
+                return Err(usage(
+                    "no WAL source given",
+                    "give --xlogs DIR (with pitr-archive --dst-backup DIR), --wal-source ARCHIVE, or --skip-xlogs",
+                ))
+            }
+            _ => {
+                return Err(usage(
+                    "--xlogs, --wal-source and --skip-xlogs exclude each other",
+                    "give exactly one of them",
+                ))
+            }
+        };
+
+        let template = match &self.filename_template {
+            Some(t) => FilenameTemplate::parse(t).map_err(|e| {
+                usage(
+                    format!("--filename-template: {e}"),
+                    "include __FILETYPE__ and no '/', e.g. __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__",
+                )
+            })?,
+            None => FilenameTemplate::default(),
+        };
+        if let Some(l) = &self.label {
+            if l.contains('\n') || l.contains('\r') || l.is_empty() {
+                return Err(usage(
+                    "--label must be one non-empty line",
+                    "give a short label without line breaks",
+                ));
+            }
+        }
+        if let Some(t) = &self.removal_pause_trigger {
+            let parent = t.parent().filter(|p| !p.as_os_str().is_empty());
+            existing_dir(
+                parent.unwrap_or(Path::new(".")),
+                "the directory of --removal-pause-trigger",
+                "give a file in an existing directory, the one pitr-restore --removal-pause-trigger watches",
+            )?;
+        }
+        let temp_dir = self.temp_dir.unwrap_or_else(std::env::temp_dir);
+        existing_dir(
+            &temp_dir,
+            "--temp-dir",
+            "give an existing writable directory",
+        )?;
+        if self.wal_timeout == 0 || self.progress_interval == 0 {
+            return Err(usage(
+                "--wal-timeout and --progress-interval must be at least 1 second",
+                "give a number of seconds",
+            ));
+        }
+        let compress_threads = match self.compress_threads {
+            Some(0) => {
+                return Err(usage(
+                    "--compress-threads must be at least 1",
+                    "give a number of zstd worker threads",
+                ))
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(1))
+                .unwrap_or(1),
+        };
+        let conn = Connection {
+            host: self
+                .host
+                .or_else(|| env_nonempty("PGHOST"))
+                .unwrap_or_else(|| "/var/run/postgresql".to_string()),
+            port: match self.port {
+                Some(p) => p,
+                None => match env_nonempty("PGPORT") {
+                    Some(p) => p.parse().map_err(|_| {
+                        usage(
+                            format!("$PGPORT {p:?} is not a port number"),
+                            "fix PGPORT or give --port",
+                        )
+                    })?,
+                    None => 5432,
+                },
+            },
+            user: self
+                .username
+                .or_else(|| env_nonempty("PGUSER"))
+                .or_else(|| env_nonempty("USER"))
+                .or_else(|| env_nonempty("LOGNAME"))
+                .unwrap_or_else(|| "postgres".to_string()),
+            dbname: self
+                .database
+                .or_else(|| env_nonempty("PGDATABASE"))
+                .unwrap_or_else(|| "postgres".to_string()),
+            password: env_nonempty("PGPASSWORD"),
+        };
+        let copy_delay = std::env::var("PITR_TEST_COPY_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        Ok(Config {
+            lock_file: self
+                .lock_file
+                .unwrap_or_else(|| data_dir.join(LOCK_FILE_NAME)),
+            data_dir,
+            conn,
+            destinations,
+            wal,
+            wal_timeout: Duration::from_secs(self.wal_timeout),
+            template,
+            label: self.label,
+            fast_checkpoint: self.fast_checkpoint,
+            removal_pause_trigger: self.removal_pause_trigger,
+            temp_dir,
+            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
+            compress_threads,
+            progress_interval: Duration::from_secs(self.progress_interval),
+            pid_file: self.pid_file,
+            copy_delay,
+        })
+    }
+}

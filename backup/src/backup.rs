@@ -1,0 +1,467 @@
+//! One backup run, from the lock to the meta file.
+//!
+//! Order matters for safety: everything that can be checked is checked before the server
+//! enters backup mode (the lock, the data directory against the server, free output names,
+//! writable destinations); every resource the run creates (temporary outputs, the `--xlogs`
+//! directory, the removal pause trigger, the scratch directory) is a guard that undoes itself
+//! when dropped, so an error or a signal at any point leaves nothing behind; the database
+//! session is dropped on error, which makes the server abort the backup.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use pitr_common::backupset::{self, FileType, Meta};
+use pitr_common::checksum::{self, SumLine};
+use pitr_common::exit::{self, Failure};
+use pitr_common::manifest::{unix_seconds, WalRange};
+use pitr_common::pg::{self, PgDataDir};
+use pitr_common::pidfile::PidFile;
+use pitr_common::{controldata, fs, lock, log_info, log_warning, signal};
+
+use crate::args::{Config, WalInput};
+use crate::copy::{self, Copier, Kind, Rules};
+use crate::output::SetWriter;
+use crate::progress::{human, Progress};
+use crate::session::{self, check_interrupt, Session};
+use crate::xlog;
+
+/// The file pitr-backup puts into the `--xlogs` directory it creates: it proves that a
+/// leftover directory (after `kill -9`) is ours and may be removed.
+const XLOGS_MARKER: &str = ".pitr-backup-xlogs";
+
+/// What a removal pause trigger written by pitr-backup starts with.
+const TRIGGER_PREFIX: &str = "pitr-backup ";
+
+/// A directory removed (with everything in it) when dropped.
+struct TempDirGuard {
+    path: PathBuf,
+    what: &'static str,
+}
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        if let Err(e) = remove_dir(&self.path) {
+            log_warning!("cannot remove {} {}: {e:#}", self.what, self.path.display());
+        }
+    }
+}
+
+/// Removes the directory `dir` and everything in it, first renaming it to a hidden name
+/// beside it: pitr-archive may be writing into `--xlogs` at this very moment, and once the
+/// name is gone it neither creates files there nor sees the directory, so the removal cannot
+/// race with it ("Directory not empty"); its interrupted write fails and PostgreSQL retries
+/// the segment, which then no longer goes to the backup.
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let hidden = dir.with_file_name(format!(
+        ".{}.removing.{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    match std::fs::rename(dir, &hidden) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fs::IoError::new("renaming", dir, e).into()),
+    }
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(&hidden) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // A writer that had opened a file by the old path a moment before the rename.
+            Err(_) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(fs::IoError::new("removing", &hidden, e).into()),
+        }
+    }
+}
+
+/// A file removed when dropped.
+struct FileGuard {
+    path: PathBuf,
+    what: &'static str,
+}
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file_if_exists(&self.path) {
+            log_warning!("cannot remove {} {}: {e}", self.what, self.path.display());
+        }
+    }
+}
+
+fn scratch_dir(cfg: &Config) -> anyhow::Result<TempDirGuard> {
+    let path = cfg
+        .temp_dir
+        .join(format!("pitr-backup.{}", std::process::id()));
+    // A leftover with our pid is from a dead process by definition.
+    if path.exists() {
+        std::fs::remove_dir_all(&path).map_err(|e| fs::IoError::new("removing", &path, e))?;
+    }
+    std::fs::create_dir(&path).map_err(|e| {
+        anyhow::Error::from(fs::IoError::new("creating", &path, e)).context(
+            Failure::new("cannot create a scratch directory in --temp-dir")
+                .hint("give --temp-dir a writable directory"),
+        )
+    })?;
+    Ok(TempDirGuard {
+        path,
+        what: "scratch directory",
+    })
+}
+
+/// Creates the `--xlogs` directory; a leftover of ours (marker inside) is removed first, which
+/// is safe because we hold the lock, so no other backup of this cluster runs.
+fn create_xlogs(dir: &Path) -> anyhow::Result<TempDirGuard> {
+    if std::fs::symlink_metadata(dir).is_ok() {
+        if dir.join(XLOGS_MARKER).is_file() {
+            log_warning!(
+                "removing {} left behind by an interrupted pitr-backup",
+                dir.display()
+            );
+            remove_dir(dir)?;
+        } else {
+            return Err(Failure::new(format!("--xlogs {} already exists", dir.display()))
+                .hint("pitr-backup creates it for the duration of a backup and removes it after; it must not exist beforehand (remove it if no backup runs)")
+                .into());
+        }
+    }
+    std::fs::create_dir(dir).map_err(|e| fs::IoError::new("creating", dir, e))?;
+    let guard = TempDirGuard {
+        path: dir.to_path_buf(),
+        what: "--xlogs directory",
+    };
+    let marker = dir.join(XLOGS_MARKER);
+    std::fs::write(&marker, format!("{}\n", std::process::id()))
+        .map_err(|e| fs::IoError::new("writing", &marker, e))?;
+    Ok(guard)
+}
+
+/// Creates the removal pause trigger; a leftover of ours is taken over (we hold the lock).
+fn create_trigger(path: &Path) -> anyhow::Result<FileGuard> {
+    match std::fs::read(path) {
+        Ok(content) if content.starts_with(TRIGGER_PREFIX.as_bytes()) => {
+            log_warning!(
+                "taking over removal pause trigger {} left behind by an interrupted pitr-backup",
+                path.display()
+            );
+        }
+        Ok(_) => {
+            return Err(Failure::new(format!(
+                "removal pause trigger {} already exists",
+                path.display()
+            ))
+            .hint("it must not exist beforehand: another tool or an operator paused WAL removal; find out why before removing it")
+            .into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fs::IoError::new("reading", path, e).into()),
+    }
+    let guard = FileGuard {
+        path: path.to_path_buf(),
+        what: "removal pause trigger",
+    };
+    let text = format!("{TRIGGER_PREFIX}{}\n", std::process::id());
+    fs::write_durable(path, fs::Replace::Allow, None, |f| {
+        Ok(fs::write_all(f, path, text.as_bytes())?)
+    })
+    .context("creating the removal pause trigger")?;
+    Ok(guard)
+}
+
+/// Checks that the server we are connected to runs on `--data-dir`.
+fn check_same_cluster(
+    cfg: &Config,
+    session: &Session,
+    control: &controldata::ControlData,
+) -> anyhow::Result<()> {
+    let facts = session.facts();
+    if facts.system_identifier != control.system_identifier {
+        return Err(Failure::new(format!(
+            "--data-dir {} belongs to database system {}, but the server at {} is database system {}",
+            cfg.data_dir.display(),
+            control.system_identifier,
+            cfg.conn.host,
+            facts.system_identifier
+        ))
+        .hint("give the data directory of the server pitr-backup connects to (--host/--port)")
+        .into());
+    }
+    if let Some(dd) = &facts.data_directory {
+        // A standby on the same host shares the system identifier: compare the paths too.
+        if let Ok(theirs) = std::fs::canonicalize(dd) {
+            if theirs != cfg.data_dir {
+                return Err(Failure::new(format!(
+                    "--data-dir {} is not the data directory of the server at {} ({})",
+                    cfg.data_dir.display(),
+                    cfg.conn.host,
+                    theirs.display()
+                ))
+                .hint(
+                    "give the data directory of the server pitr-backup connects to (--host/--port)",
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one backup.
+pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
+    signal::catch_termination();
+    let started_at = SystemTime::now();
+    let _pid_file = match &cfg.pid_file {
+        Some(p) => Some(
+            PidFile::acquire(p, "pitr-backup")
+                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY)))?,
+        ),
+        None => None,
+    };
+    let data = PgDataDir::open(&cfg.data_dir).map_err(|e| {
+        anyhow::Error::from(e).context(
+            Failure::new("--data-dir is not usable")
+                .hint("give the data directory of the running cluster"),
+        )
+    })?;
+    let major = data.major_version()?;
+    let _lock = match lock::try_lock(&cfg.lock_file) {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            return Err(Failure::new(format!(
+                "another pitr-backup of {} is running (it holds {})",
+                cfg.data_dir.display(),
+                cfg.lock_file.display()
+            ))
+            .hint("wait for it to finish; one backup per cluster runs at a time")
+            .status(exit::BUSY)
+            .into())
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(
+                Failure::new("cannot take the backup lock")
+                    .hint("run pitr-backup as the user that owns the data directory, or give --lock-file in a writable directory"),
+            ))
+        }
+    };
+
+    let control = controldata::read(&cfg.data_dir, None)
+        .with_context(|| format!("reading pg_control of {}", cfg.data_dir.display()))?;
+    check_interrupt()?;
+
+    let mut session = Session::connect(&cfg.conn)?;
+    check_same_cluster(cfg, &session, &control)?;
+    let facts = session.facts().clone();
+    let role = if facts.in_recovery {
+        "standby"
+    } else {
+        "primary"
+    };
+
+    let hostname = backupset::hostname();
+    let names = cfg
+        .template
+        .stamp(&hostname, started_at)
+        .map_err(|e| Failure::new(e.to_string()).status(exit::USAGE))?;
+    let scratch = scratch_dir(cfg)?;
+    let mut file_types = vec![FileType::Data];
+    if !matches!(cfg.wal, WalInput::Skip) {
+        file_types.push(FileType::Xlog);
+    }
+    file_types.extend([FileType::Sha256, FileType::Meta]);
+    let mut set = SetWriter::new(
+        &cfg.destinations,
+        names,
+        &scratch.path,
+        &cfg.rsync_path,
+        cfg.compress_threads,
+    );
+    set.check_names_free(&file_types)?;
+    let mut data_stream = set.open(FileType::Data)?;
+
+    let xlogs_guard = match &cfg.wal {
+        WalInput::Xlogs(dir) => Some(create_xlogs(dir)?),
+        _ => None,
+    };
+    let trigger_guard = match &cfg.removal_pause_trigger {
+        Some(t) => Some(create_trigger(t)?),
+        None => None,
+    };
+
+    let label = match &cfg.label {
+        Some(l) => l.clone(),
+        None => format!(
+            "pitr-backup {}",
+            pitr_common::log::expand_time_template("^Y-^m-^d ^H:^M:^S", started_at)?
+        ),
+    };
+    log_info!(
+        "starting backup of the {role} at {} (PostgreSQL {}, database system {}), label {label:?}",
+        cfg.data_dir.display(),
+        facts.version,
+        facts.system_identifier
+    );
+    let start_lsn = session.start_backup(&label, cfg.fast_checkpoint)?;
+    log_info!("pg_backup_start returned {start_lsn}");
+
+    let rules = Rules {
+        tablespace_prefix: format!("PG_{major}_"),
+        own_file: (cfg.lock_file.parent() == Some(cfg.data_dir.as_path()))
+            .then(|| cfg.lock_file.file_name())
+            .flatten()
+            .map(|n| n.to_string_lossy().into_owned()),
+    };
+    let mut total = 0u64;
+    copy::walk(&cfg.data_dir, &rules, &mut |e| {
+        if let Kind::File = e.kind {
+            total += e.meta.len();
+        }
+        Ok(())
+    })?;
+    let mut progress = Progress::new(total, cfg.progress_interval);
+    let manifest_path = scratch.path.join(pg::BACKUP_MANIFEST);
+    let owner = fs::metadata(&cfg.data_dir)?;
+    let mut copier = Copier::new(
+        &mut data_stream,
+        &manifest_path,
+        &owner,
+        &mut progress,
+        cfg.copy_delay,
+    )?;
+    copy::walk(&cfg.data_dir, &rules, &mut |e| copier.add(e))?;
+    copier.file(Path::new(pg::PG_CONTROL), &data.control_file())?;
+    let files = copier.files;
+    copier.progress().log();
+
+    let stop = session.stop_backup()?;
+    log_info!("pg_backup_stop returned {}", stop.stop_lsn);
+    let backup_label = session::parse_label(&stop.label_file)?;
+    copier.content(Path::new(pg::BACKUP_LABEL), stop.label_file.as_bytes())?;
+    if !stop.tablespace_map.is_empty() {
+        copier.content(
+            Path::new(pg::TABLESPACE_MAP),
+            stop.tablespace_map.as_bytes(),
+        )?;
+    }
+    let range = WalRange {
+        timeline: backup_label.timeline,
+        start: backup_label.start_lsn,
+        end: stop.stop_lsn,
+    };
+    copier.finish(&[range])?;
+    // The server is done with us; the rest is WAL collection and delivery.
+    drop(session);
+    let data_bytes = data_stream.bytes();
+    let data_sizes = set.commit(data_stream)?;
+    log_info!(
+        "data archive done: {files} files, {} ({})",
+        human(data_bytes),
+        data_sizes
+            .iter()
+            .map(|(c, s)| format!("{c}: {}", human(*s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let seg_size = u64::from(control.wal_segment_size);
+    let segments = xlog::needed_segments(range.timeline, range.start, range.end, seg_size)?;
+    let (min_xlog, stop_xlog) = match (segments.first(), segments.last()) {
+        (Some(a), Some(b)) => (*a, *b),
+        _ => anyhow::bail!("the backup needs no WAL segment; that cannot be"),
+    };
+    if !matches!(cfg.wal, WalInput::Skip) {
+        log_info!(
+            "collecting WAL {min_xlog} to {stop_xlog} ({} segments)",
+            segments.len()
+        );
+        let mut xlog_stream = set.open(FileType::Xlog)?;
+        let mut tar = tar::Builder::new(&mut xlog_stream);
+        let wal_bytes = xlog::collect(
+            &cfg.wal,
+            &segments,
+            facts.system_identifier,
+            cfg.wal_timeout,
+            &mut tar,
+        )?;
+        tar.into_inner().context("ending the WAL archive")?;
+        set.commit(xlog_stream)?;
+        log_info!("WAL archive done: {}", human(wal_bytes));
+    }
+    drop(xlogs_guard);
+    drop(trigger_guard);
+    check_interrupt()?;
+
+    let digest_lines = |codec| -> Vec<SumLine> {
+        [FileType::Data, FileType::Xlog]
+            .iter()
+            .filter_map(|ft| set.produced(codec, *ft))
+            .map(|p| SumLine {
+                digest: p.digest,
+                file_name: p.name.clone(),
+            })
+            .collect()
+    };
+    let sums: Vec<_> = set
+        .codecs()
+        .into_iter()
+        .map(|c| (c, checksum::render_sums(&digest_lines(c))))
+        .collect();
+    set.write_small(FileType::Sha256, |codec| {
+        sums.iter()
+            .find(|(c, _)| *c == codec)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    })?;
+
+    let timezone = pitr_common::log::expand_time_template("^z", started_at)?;
+    let finished = unix_seconds(SystemTime::now());
+    let metas: Vec<_> = set
+        .codecs()
+        .into_iter()
+        .map(|codec| {
+            let data = set.produced(codec, FileType::Data);
+            let xlog = set.produced(codec, FileType::Xlog);
+            let meta = Meta {
+                min_xlog,
+                started_epoch: unix_seconds(started_at),
+                timezone: timezone.clone(),
+                hostname: hostname.clone(),
+                stop_xlog,
+                start_lsn: range.start,
+                stop_lsn: range.end,
+                timeline: range.timeline,
+                label: label.clone(),
+                backup_from: role.to_string(),
+                system_identifier: facts.system_identifier,
+                postgresql_version: facts.version.clone(),
+                data_size: data.map_or(0, |p| p.size),
+                xlog_size: xlog.map_or(0, |p| p.size),
+                data_file: set.name(FileType::Data, codec),
+                xlog_file: xlog.map(|p| p.name.clone()),
+                digest_file: set.name(FileType::Sha256, codec),
+                finished_epoch: finished,
+            };
+            (codec, meta.render())
+        })
+        .collect();
+    set.write_small(FileType::Meta, |codec| {
+        metas
+            .iter()
+            .find(|(c, _)| *c == codec)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    })?;
+    set.upload_remotes(&file_types)?;
+    set.keep();
+    drop(scratch);
+    log_info!(
+        "backup complete: {} of the {role}, WAL {min_xlog} to {stop_xlog}, in {:.1} s",
+        human(data_bytes),
+        progress.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,457 @@
+//! The files of a backup set, streamed to every destination at once.
+//!
+//! Destinations are grouped by codec: each group compresses the stream once (zstd with worker
+//! threads) and fans the compressed bytes out to the group's local destinations (each a
+//! [`DurableFile`]: hidden temporary name, fsync, no-clobber link, directory fsync) and pipe
+//! programs (streamed on stdin). rsync destinations get the finished file afterwards, from a
+//! local destination of the same codec when there is one, else from a copy staged in the
+//! scratch directory; rsync's own temp-and-rename keeps partial files from final names there.
+//!
+//! Every name of the set is checked free in every destination before anything is written, and
+//! a failure removes what this run already put under a final name (local and rsync; a pipe
+//! program cannot be told, which is why the meta file comes last everywhere).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pitr_common::backupset::{FileType, SetNames};
+use pitr_common::checksum::{Digest, Sha256Writer};
+use pitr_common::compress::{Codec, Encoder};
+use pitr_common::dest::{self, PutOptions};
+use pitr_common::exit::Failure;
+use pitr_common::fs::{self, DurableFile, Replace};
+use pitr_common::location::{Kind, Location};
+use pitr_common::process::{PipeChild, Program};
+use pitr_common::{log_info, log_warning};
+
+/// The destinations of one codec.
+#[derive(Debug, Clone)]
+struct Group {
+    codec: Codec,
+    locals: Vec<Location>,
+    pipes: Vec<Location>,
+    remotes: Vec<Location>,
+}
+
+/// One file of the set as produced for one codec.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    /// Its name.
+    pub name: String,
+    /// SHA-256 of the stored (compressed) bytes.
+    pub digest: Digest,
+    /// Size of the stored bytes.
+    pub size: u64,
+    /// A local copy to send to rsync destinations from.
+    source: Option<PathBuf>,
+}
+
+enum Sink {
+    Local(DurableFile, String),
+    Pipe(PipeChild, String),
+    Stage(File, PathBuf),
+}
+
+/// The compressed side of one codec group: every sink gets every byte.
+struct Fanout {
+    sinks: Vec<Sink>,
+}
+
+impl Write for Fanout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for sink in &mut self.sinks {
+            let (r, what) = match sink {
+                Sink::Local(f, what) => (f.write_all(buf), what.as_str()),
+                Sink::Pipe(p, what) => (p.write_all(buf), what.as_str()),
+                Sink::Stage(f, path) => (f.write_all(buf), path.to_str().unwrap_or("stage")),
+            };
+            r.map_err(|e| io::Error::new(e.kind(), format!("writing to {what}: {e}")))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct OpenGroup {
+    codec: Codec,
+    name: String,
+    encoder: Encoder<BufWriter<Sha256Writer<Fanout>>>,
+}
+
+/// The write size towards the destinations (tar headers alone are 512 bytes).
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// One file of the set being written to every destination; write the uncompressed content
+/// into it, then hand it to [`SetWriter::commit`]. Dropped uncommitted, it removes its
+/// temporary files and kills its pipe programs.
+pub struct Stream {
+    file_type: FileType,
+    groups: Vec<OpenGroup>,
+    /// Uncompressed bytes written.
+    bytes: u64,
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for g in &mut self.groups {
+            g.encoder.write_all(buf)?;
+        }
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream {
+    /// Uncompressed bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// Writes one backup set to every destination.
+pub struct SetWriter {
+    groups: Vec<Group>,
+    names: SetNames,
+    scratch: PathBuf,
+    opts: PutOptions,
+    threads: u32,
+    produced: HashMap<(Codec, FileType), Produced>,
+    /// Final names this run created locally, removed again on failure.
+    created_local: Vec<PathBuf>,
+    /// Remote files this run created, removed again on failure.
+    created_remote: Vec<(Location, String)>,
+    done: bool,
+}
+
+impl SetWriter {
+    /// Groups `destinations` by codec.
+    pub fn new(
+        destinations: &[Location],
+        names: SetNames,
+        scratch: &Path,
+        rsync_path: &Path,
+        threads: u32,
+    ) -> SetWriter {
+        let mut groups: Vec<Group> = Vec::new();
+        for d in destinations {
+            let idx = match groups.iter().position(|g| g.codec == d.codec) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group {
+                        codec: d.codec,
+                        locals: Vec::new(),
+                        pipes: Vec::new(),
+                        remotes: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[idx];
+            match d.kind {
+                Kind::Local => g.locals.push(d.clone()),
+                Kind::Pipe => g.pipes.push(d.clone()),
+                Kind::Remote => g.remotes.push(d.clone()),
+            }
+        }
+        SetWriter {
+            groups,
+            names,
+            scratch: scratch.to_path_buf(),
+            opts: PutOptions {
+                rsync_path: rsync_path.to_path_buf(),
+                scratch_dir: scratch.to_path_buf(),
+                write_delay: None,
+            },
+            threads,
+            produced: HashMap::new(),
+            created_local: Vec::new(),
+            created_remote: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The name of `file_type` in destinations with `codec`.
+    pub fn name(&self, file_type: FileType, codec: Codec) -> String {
+        self.names.name(file_type, codec)
+    }
+
+    /// The codecs in use.
+    pub fn codecs(&self) -> Vec<Codec> {
+        self.groups.iter().map(|g| g.codec).collect()
+    }
+
+    /// Checks that no name of the set exists in any local or rsync destination.
+    pub fn check_names_free(&self, file_types: &[FileType]) -> anyhow::Result<()> {
+        for g in &self.groups {
+            for ft in file_types {
+                let name = self.name(*ft, g.codec);
+                for loc in &g.locals {
+                    let path = Path::new(&loc.target).join(&name);
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        return Err(exists(loc, &name));
+                    }
+                }
+                for loc in &g.remotes {
+                    if dest::remote_exists(&self.opts, &loc.remote_path(&name))
+                        .with_context(|| format!("checking {loc}"))?
+                    {
+                        return Err(exists(loc, &name));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stage_path(&self, codec: Codec, name: &str) -> PathBuf {
+        self.scratch
+            .join(format!("stage-{}", codec.to_string().replace(':', "-")))
+            .join(name)
+    }
+
+    /// Opens `file_type` in every destination: temporary local files, started pipe programs,
+    /// staged copies for rsync.
+    pub fn open(&self, file_type: FileType) -> anyhow::Result<Stream> {
+        let mut groups = Vec::new();
+        for g in &self.groups {
+            let name = self.name(file_type, g.codec);
+            let mut sinks = Vec::new();
+            for loc in &g.locals {
+                let path = Path::new(&loc.target).join(&name);
+                let f = DurableFile::create(&path, Replace::Never).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        exists(loc, &name)
+                    } else {
+                        anyhow::Error::from(e).context(
+                            Failure::new(format!("cannot write to destination {loc}")).hint(
+                                "make the directory writable by the user pitr-backup runs as",
+                            ),
+                        )
+                    }
+                })?;
+                sinks.push(Sink::Local(f, format!("{loc}")));
+            }
+            for loc in &g.pipes {
+                let child = Program::new(&loc.target)
+                    .arg(&name)
+                    .spawn_with_stdin()
+                    .with_context(|| format!("sending {name} to {loc}"))?;
+                sinks.push(Sink::Pipe(child, format!("{loc}")));
+            }
+            if !g.remotes.is_empty() && g.locals.is_empty() {
+                let path = self.stage_path(g.codec, &name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| fs::IoError::new("creating", parent, e))?;
+                }
+                let f = File::create(&path).map_err(|e| fs::IoError::new("creating", &path, e))?;
+                sinks.push(Sink::Stage(f, path));
+            }
+            let encoder = g
+                .codec
+                .encoder(
+                    BufWriter::with_capacity(WRITE_BUFFER, Sha256Writer::new(Fanout { sinks })),
+                    self.threads,
+                )
+                .with_context(|| format!("starting the {} compressor", g.codec))?;
+            groups.push(OpenGroup {
+                codec: g.codec,
+                name,
+                encoder,
+            });
+        }
+        Ok(Stream {
+            file_type,
+            groups,
+            bytes: 0,
+        })
+    }
+
+    /// Ends the stream: finishes compression, moves local files into place, waits for the pipe
+    /// programs. Returns the stored size per codec.
+    pub fn commit(&mut self, stream: Stream) -> anyhow::Result<Vec<(Codec, u64)>> {
+        let mut sizes = Vec::new();
+        for og in stream.groups {
+            let hashed = og
+                .encoder
+                .finish()
+                .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+                .with_context(|| format!("finishing {}", og.name))?;
+            let (fanout, digest, size) = hashed.finish();
+            let mut source = None;
+            for sink in fanout.sinks {
+                match sink {
+                    Sink::Local(f, what) => {
+                        let path = f.path().to_path_buf();
+                        f.commit(None)
+                            .with_context(|| format!("storing {} in {what}", og.name))?;
+                        self.created_local.push(path.clone());
+                        source.get_or_insert(path);
+                    }
+                    Sink::Pipe(p, what) => p
+                        .finish()
+                        .with_context(|| format!("sending {} to {what}", og.name))?,
+                    Sink::Stage(mut f, path) => {
+                        f.flush()
+                            .map_err(|e| fs::IoError::new("writing", &path, e))?;
+                        source = Some(path);
+                    }
+                }
+            }
+            sizes.push((og.codec, size));
+            self.produced.insert(
+                (og.codec, stream.file_type),
+                Produced {
+                    name: og.name,
+                    digest,
+                    size,
+                    source,
+                },
+            );
+        }
+        Ok(sizes)
+    }
+
+    /// What was produced for `file_type` with `codec`.
+    pub fn produced(&self, codec: Codec, file_type: FileType) -> Option<&Produced> {
+        self.produced.get(&(codec, file_type))
+    }
+
+    /// Writes a small file (digest, meta) to every destination, its content per codec given by
+    /// `content` (stored as is: these files are plain text whatever the codec).
+    pub fn write_small(
+        &mut self,
+        file_type: FileType,
+        content: impl Fn(Codec) -> String,
+    ) -> anyhow::Result<()> {
+        for g in self.groups.clone() {
+            let name = self.name(file_type, g.codec);
+            let text = content(g.codec);
+            let mut source = None;
+            for loc in &g.locals {
+                let path = Path::new(&loc.target).join(&name);
+                fs::write_durable(&path, Replace::Never, None, |f| {
+                    Ok(fs::write_all(f, &path, text.as_bytes())?)
+                })
+                .with_context(|| format!("storing {name} in {loc}"))?;
+                self.created_local.push(path.clone());
+                source.get_or_insert(path);
+            }
+            for loc in &g.pipes {
+                Program::new(&loc.target)
+                    .arg(&name)
+                    .run_with_stdin(text.as_bytes())
+                    .with_context(|| format!("sending {name} to {loc}"))?;
+            }
+            if !g.remotes.is_empty() && source.is_none() {
+                let path = self.stage_path(g.codec, &name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| fs::IoError::new("creating", parent, e))?;
+                }
+                std::fs::write(&path, text.as_bytes())
+                    .map_err(|e| fs::IoError::new("writing", &path, e))?;
+                source = Some(path);
+            }
+            let digest = Digest::of(text.as_bytes());
+            self.produced.insert(
+                (g.codec, file_type),
+                Produced {
+                    name,
+                    digest,
+                    size: text.len() as u64,
+                    source,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends the finished set to every rsync destination, in set order (meta file last).
+    pub fn upload_remotes(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        for g in self.groups.clone() {
+            for loc in &g.remotes {
+                for ft in file_types {
+                    let Some(p) = self.produced.get(&(g.codec, *ft)).cloned() else {
+                        continue;
+                    };
+                    let Some(src) = &p.source else { continue };
+                    let remote = loc.remote_path(&p.name);
+                    log_info!("sending {} to {loc}", p.name);
+                    let sent = dest::upload_new(&self.opts, src, &remote)
+                        .with_context(|| format!("sending {} to {loc}", p.name))?;
+                    if !sent {
+                        return Err(exists(loc, &p.name));
+                    }
+                    self.created_remote.push((loc.clone(), p.name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The set is complete everywhere: keep it.
+    pub fn keep(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for SetWriter {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // A failed run: what it put under final names goes, in reverse order (the meta file, if
+        // it got that far, first), so that no reader takes a partial set for a whole one.
+        for path in self.created_local.iter().rev() {
+            match fs::remove_file_if_exists(path) {
+                Ok(()) => log_info!("removed partial output {}", path.display()),
+                Err(e) => log_warning!("cannot remove partial output: {e}"),
+            }
+        }
+        for (loc, name) in self.created_remote.iter().rev() {
+            if let Err(e) = remove_remote(&self.opts, &self.scratch, loc, name) {
+                log_warning!("cannot remove partial output {name} from {loc}: {e:#}");
+            }
+        }
+    }
+}
+
+/// Removes `name` from an rsync destination: an empty directory synced with `--delete` onto
+/// the target, limited to that one name.
+fn remove_remote(
+    opts: &PutOptions,
+    scratch: &Path,
+    loc: &Location,
+    name: &str,
+) -> anyhow::Result<()> {
+    let empty = scratch.join("empty");
+    std::fs::create_dir_all(&empty).map_err(|e| fs::IoError::new("creating", &empty, e))?;
+    let mut src = empty.into_os_string();
+    src.push("/");
+    Program::new(&opts.rsync_path)
+        .env("LC_ALL", "C")
+        .args(["-r", "--delete"])
+        .arg(format!("--include=/{name}"))
+        .arg("--exclude=*")
+        .arg(src)
+        .arg(format!("{}/", loc.target))
+        .run()?;
+    Ok(())
+}
+
+fn exists(loc: &Location, name: &str) -> anyhow::Error {
+    Failure::new(format!("{name} already exists in {loc}"))
+        .hint("another backup started in the same second, or --filename-template lacks a time of day; the existing file was left untouched")
+        .into()
+}

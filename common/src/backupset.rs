@@ -1,0 +1,487 @@
+//! Backup sets: how pitr-backup names its output files, the meta file that marks a set
+//! complete, and finding sets in a directory.
+//!
+//! A set is up to four files named from one `--filename-template` (OmniPITR's syntax:
+//! `__HOSTNAME__`, `__FILETYPE__` (required), `__CEXT__` (the codec's extension), `^` for the
+//! `%` of `strftime(3)`, evaluated once when the backup starts): the data archive (`data`), the
+//! WAL archive (`xlog`), a `sha256sum -c` digest file (`sha256`) and the meta file (`meta`),
+//! written last. The meta file is plain `Key: value` text (OmniPITR's `Min-Xlog`,
+//! `Started-epoch`, `Timezone`, `Hostname`, then ours); a set without a readable meta file is
+//! incomplete. Readers (pitr-restore `--from-backup`, pitr-cleanup) find sets by their meta
+//! files' content, whatever template made them: see [`list_local`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use crate::compress::Codec;
+use crate::fs::IoError;
+use crate::wal::{Lsn, WalFileName};
+
+/// The default `--filename-template`: OmniPITR's, plus the time of day so that two backups a
+/// day do not collide.
+pub const DEFAULT_TEMPLATE: &str = "__HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__";
+
+const HOSTNAME: &str = "__HOSTNAME__";
+const FILETYPE: &str = "__FILETYPE__";
+const CEXT: &str = "__CEXT__";
+
+/// The largest meta file [`list_local`] reads; anything bigger is not one.
+const MAX_META_SIZE: u64 = 64 * 1024;
+
+/// The files of a backup set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// The data directory archive (tar, compressed with the destination's codec).
+    Data,
+    /// The WAL archive (tar of `pg_wal/<segment>` entries).
+    Xlog,
+    /// The digest file, `sha256sum -c` format.
+    Sha256,
+    /// The meta file, written last.
+    Meta,
+}
+
+impl FileType {
+    /// The `__FILETYPE__` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::Data => "data",
+            FileType::Xlog => "xlog",
+            FileType::Sha256 => "sha256",
+            FileType::Meta => "meta",
+        }
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A problem with a template, a meta file or a set directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The template lacks `__FILETYPE__`.
+    #[error("filename template {0:?} does not contain __FILETYPE__")]
+    NoFileType(String),
+    /// The template would name a file in another directory.
+    #[error("filename template {0:?} contains '/'")]
+    Slash(String),
+    /// The template cannot be expanded.
+    #[error("filename template {template:?} cannot be expanded")]
+    Expand {
+        /// The template.
+        template: String,
+        /// Why.
+        #[source]
+        source: crate::log::Error,
+    },
+    /// The expanded name is unusable (a hostname with `/`, an empty name, `.`/`..`).
+    #[error("filename template {template:?} gives the unusable file name {name:?}")]
+    BadName {
+        /// The template.
+        template: String,
+        /// The name.
+        name: String,
+    },
+    /// A meta file line is missing or malformed.
+    #[error("meta file: {0}")]
+    Meta(String),
+    /// A directory or file could not be read.
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// A validated `--filename-template`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilenameTemplate(String);
+
+impl FilenameTemplate {
+    /// Checks that `s` has `__FILETYPE__` and no `/`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        if !s.contains(FILETYPE) {
+            return Err(Error::NoFileType(s.to_string()));
+        }
+        if s.contains('/') {
+            return Err(Error::Slash(s.to_string()));
+        }
+        Ok(FilenameTemplate(s.to_string()))
+    }
+
+    /// The template as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Evaluates the time (`^` marks, local time at `at`) and the hostname, once for a whole
+    /// set; the file type and codec are filled in per file by [`SetNames::name`].
+    pub fn stamp(&self, hostname: &str, at: SystemTime) -> Result<SetNames, Error> {
+        let expanded =
+            crate::log::expand_time_template(&self.0, at).map_err(|source| Error::Expand {
+                template: self.0.clone(),
+                source,
+            })?;
+        let stamped = expanded.replace(HOSTNAME, hostname);
+        let names = SetNames {
+            template: self.0.clone(),
+            stamped,
+        };
+        // Check one name now, so that a bad hostname fails before any work is done.
+        for ft in [FileType::Data, FileType::Meta] {
+            names.checked_name(ft, Codec::None)?;
+        }
+        Ok(names)
+    }
+}
+
+impl FromStr for FilenameTemplate {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FilenameTemplate::parse(s)
+    }
+}
+
+impl Default for FilenameTemplate {
+    fn default() -> Self {
+        FilenameTemplate(DEFAULT_TEMPLATE.to_string())
+    }
+}
+
+/// The names of one backup set: the template with time and hostname filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetNames {
+    template: String,
+    stamped: String,
+}
+
+impl SetNames {
+    /// The file name of `file_type` for a destination with `codec`.
+    pub fn name(&self, file_type: FileType, codec: Codec) -> String {
+        self.stamped
+            .replace(FILETYPE, file_type.as_str())
+            .replace(CEXT, codec.extension())
+    }
+
+    fn checked_name(&self, file_type: FileType, codec: Codec) -> Result<String, Error> {
+        let name = self.name(file_type, codec);
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(Error::BadName {
+                template: self.template.clone(),
+                name,
+            });
+        }
+        Ok(name)
+    }
+}
+
+/// This machine's host name (`gethostname(2)`), for `__HOSTNAME__` and the meta file.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is what we pass.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
+    if r != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
+/// The content of a meta file: what a set holds and where its WAL starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The first WAL segment the backup needs (OmniPITR's `Min-Xlog`): WAL before it may go.
+    pub min_xlog: WalFileName,
+    /// Start of the backup, Unix seconds (`Started-epoch`).
+    pub started_epoch: i64,
+    /// Local UTC offset at the start, `+0100` (`Timezone`).
+    pub timezone: String,
+    /// The host that took the backup (`Hostname`).
+    pub hostname: String,
+    /// The last WAL segment the backup needs (`Stop-Xlog`).
+    pub stop_xlog: WalFileName,
+    /// The backup's start location, REDO of its checkpoint (`Start-LSN`).
+    pub start_lsn: Lsn,
+    /// The backup's stop location (`Stop-LSN`).
+    pub stop_lsn: Lsn,
+    /// The timeline of the backup (`Timeline`).
+    pub timeline: u32,
+    /// The backup label (`Label`).
+    pub label: String,
+    /// `primary` or `standby` (`Backup-From`).
+    pub backup_from: String,
+    /// The database system identifier (`System-Identifier`).
+    pub system_identifier: u64,
+    /// The server version, `15.4` (`PostgreSQL-Version`).
+    pub postgresql_version: String,
+    /// Size in bytes of the data file as stored (`Data-Size`).
+    pub data_size: u64,
+    /// Size in bytes of the WAL file as stored, 0 without one (`Xlog-Size`).
+    pub xlog_size: u64,
+    /// The data file's name (`Data-File`).
+    pub data_file: String,
+    /// The WAL file's name, absent with `--skip-xlogs` (`Xlog-File`).
+    pub xlog_file: Option<String>,
+    /// The digest file's name (`Digest-File`).
+    pub digest_file: String,
+    /// End of the backup, Unix seconds (`Finished-epoch`).
+    pub finished_epoch: i64,
+}
+
+impl Meta {
+    /// The meta file's text: one `Key: value` line per field, OmniPITR's four keys first.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "Min-Xlog: {}\nStarted-epoch: {}\nTimezone: {}\nHostname: {}\n\
+             Stop-Xlog: {}\nStart-LSN: {}\nStop-LSN: {}\nTimeline: {}\nLabel: {}\n\
+             Backup-From: {}\nSystem-Identifier: {}\nPostgreSQL-Version: {}\n\
+             Data-File: {}\nData-Size: {}\n",
+            self.min_xlog,
+            self.started_epoch,
+            self.timezone,
+            self.hostname,
+            self.stop_xlog,
+            self.start_lsn,
+            self.stop_lsn,
+            self.timeline,
+            self.label,
+            self.backup_from,
+            self.system_identifier,
+            self.postgresql_version,
+            self.data_file,
+            self.data_size,
+        );
+        if let Some(x) = &self.xlog_file {
+            s.push_str(&format!("Xlog-File: {x}\n"));
+        }
+        s.push_str(&format!(
+            "Xlog-Size: {}\nDigest-File: {}\nFinished-epoch: {}\n",
+            self.xlog_size, self.digest_file, self.finished_epoch
+        ));
+        s
+    }
+
+    /// Parses a meta file (unknown keys are ignored, so later versions may add some).
+    pub fn parse(text: &str) -> Result<Meta, Error> {
+        let get = |key: &str| -> Option<&str> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+                .map(str::trim_end)
+        };
+        let req = |key: &str| get(key).ok_or_else(|| Error::Meta(format!("no {key} line")));
+        fn typed<T: FromStr>(key: &str, v: &str) -> Result<T, Error> {
+            v.parse()
+                .map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
+        }
+        let wal = |key: &str| -> Result<WalFileName, Error> {
+            let v = req(key)?;
+            WalFileName::parse(v).map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
+        };
+        Ok(Meta {
+            min_xlog: wal("Min-Xlog")?,
+            started_epoch: typed("Started-epoch", req("Started-epoch")?)?,
+            timezone: req("Timezone")?.to_string(),
+            hostname: req("Hostname")?.to_string(),
+            stop_xlog: wal("Stop-Xlog")?,
+            start_lsn: typed("Start-LSN", req("Start-LSN")?)?,
+            stop_lsn: typed("Stop-LSN", req("Stop-LSN")?)?,
+            timeline: typed("Timeline", req("Timeline")?)?,
+            label: req("Label")?.to_string(),
+            backup_from: req("Backup-From")?.to_string(),
+            system_identifier: typed("System-Identifier", req("System-Identifier")?)?,
+            postgresql_version: req("PostgreSQL-Version")?.to_string(),
+            data_size: typed("Data-Size", req("Data-Size")?)?,
+            xlog_size: typed("Xlog-Size", req("Xlog-Size")?)?,
+            data_file: req("Data-File")?.to_string(),
+            xlog_file: get("Xlog-File").map(str::to_string),
+            digest_file: req("Digest-File")?.to_string(),
+            finished_epoch: typed("Finished-epoch", req("Finished-epoch")?)?,
+        })
+    }
+}
+
+/// A backup set found in a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundSet {
+    /// The meta file.
+    pub meta_path: PathBuf,
+    /// Its content.
+    pub meta: Meta,
+}
+
+impl FoundSet {
+    /// The directory holding the set.
+    pub fn dir(&self) -> &Path {
+        self.meta_path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The paths of the set's files, meta file last (the order to remove them in reverse).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let dir = self.dir();
+        let mut v = vec![dir.join(&self.meta.data_file)];
+        if let Some(x) = &self.meta.xlog_file {
+            v.push(dir.join(x));
+        }
+        v.push(dir.join(&self.meta.digest_file));
+        v.push(self.meta_path.clone());
+        v
+    }
+}
+
+/// The complete backup sets in `dir` (those with a readable meta file), oldest first. Hidden
+/// files (temporary names) and files too big to be meta files are skipped without reading.
+pub fn list_local(dir: &Path) -> Result<Vec<FoundSet>, Error> {
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let name = ent.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = ent.path();
+        let Ok(m) = ent.metadata() else { continue };
+        if !m.is_file() || m.len() > MAX_META_SIZE {
+            continue;
+        }
+        let mut head = [0u8; 10];
+        let is_meta = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && &head == b"Min-Xlog: ";
+        if !is_meta {
+            continue;
+        }
+        let text = crate::fs::read(&path)?;
+        if let Ok(meta) = Meta::parse(&String::from_utf8_lossy(&text)) {
+            out.push(FoundSet {
+                meta_path: path,
+                meta,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.meta.started_epoch, &a.meta_path).cmp(&(b.meta.started_epoch, &b.meta_path))
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn sample() -> Meta {
+        Meta {
+            min_xlog: WalFileName::parse("000000010000000000000002").unwrap(),
+            started_epoch: 1_795_574_577,
+            timezone: "+0000".into(),
+            hostname: "vm".into(),
+            stop_xlog: WalFileName::parse("000000010000000000000003").unwrap(),
+            start_lsn: Lsn(0x0200_0028),
+            stop_lsn: Lsn(0x0300_0100),
+            timeline: 1,
+            label: "pitr-backup vm".into(),
+            backup_from: "primary".into(),
+            system_identifier: 7_000_000_000_000_000_001,
+            postgresql_version: "15.4".into(),
+            data_size: 1234,
+            xlog_size: 99,
+            data_file: "vm-data-2026-11-25_024257.tar.zst".into(),
+            xlog_file: Some("vm-xlog-2026-11-25_024257.tar.zst".into()),
+            digest_file: "vm-sha256-2026-11-25_024257.tar.zst".into(),
+            finished_epoch: 1_795_574_600,
+        }
+    }
+
+    #[test]
+    fn template_validation_and_names() {
+        assert!(matches!(
+            FilenameTemplate::parse("backup-^Y.tar"),
+            Err(Error::NoFileType(_))
+        ));
+        assert!(matches!(
+            FilenameTemplate::parse("a/__FILETYPE__"),
+            Err(Error::Slash(_))
+        ));
+        let t = FilenameTemplate::parse("__HOSTNAME__-__FILETYPE__-^Y%.tar__CEXT__").unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_574_595);
+        let names = t.stamp("vm", at).unwrap();
+        let year = crate::log::expand_time_template("^Y", at).unwrap();
+        assert_eq!(
+            names.name(FileType::Data, Codec::Zstd(3)),
+            format!("vm-data-{year}%.tar.zst")
+        );
+        assert_eq!(
+            names.name(FileType::Meta, Codec::None),
+            format!("vm-meta-{year}%.tar")
+        );
+        assert!(matches!(t.stamp("a/b", at), Err(Error::BadName { .. })));
+        assert!(FilenameTemplate::default().as_str().contains("^H^M^S"));
+    }
+
+    #[test]
+    fn meta_round_trip() {
+        let m = sample();
+        let text = m.render();
+        assert!(text.starts_with(
+            "Min-Xlog: 000000010000000000000002\nStarted-epoch: 1795574577\nTimezone: +0000\nHostname: vm\n"
+        ));
+        assert!(text.ends_with("Finished-epoch: 1795574600\n"));
+        assert_eq!(Meta::parse(&text).unwrap(), m);
+        let no_xlog = Meta {
+            xlog_file: None,
+            xlog_size: 0,
+            ..m
+        };
+        assert_eq!(Meta::parse(&no_xlog.render()).unwrap(), no_xlog);
+        assert_eq!(
+            Meta::parse("Min-Xlog: 000000010000000000000002\n")
+                .unwrap_err()
+                .to_string(),
+            "meta file: no Started-epoch line"
+        );
+    }
+
+    #[test]
+    fn lists_complete_sets_only() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = sample();
+        a.started_epoch = 20;
+        let mut b = sample();
+        b.started_epoch = 10;
+        std::fs::write(d.path().join("a-meta"), a.render()).unwrap();
+        std::fs::write(d.path().join("b-meta"), b.render()).unwrap();
+        std::fs::write(d.path().join(".c-meta.pitr-tmp.1"), b.render()).unwrap();
+        std::fs::write(d.path().join("a-data"), b"Min-Xlog: garbage").unwrap();
+        std::fs::write(d.path().join("x"), b"other").unwrap();
+        let sets = list_local(d.path()).unwrap();
+        let names: Vec<_> = sets
+            .iter()
+            .map(|s| {
+                s.meta_path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["b-meta", "a-meta"]);
+        assert_eq!(sets[0].files().len(), 4);
+        assert_eq!(sets[0].files()[3], d.path().join("b-meta"));
+    }
+
+    #[test]
+    fn hostname_is_not_empty() {
+        assert!(!hostname().is_empty());
+    }
+}

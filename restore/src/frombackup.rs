@@ -1,0 +1,330 @@
+//! `pitr-restore --from-backup`: a backup set into a new data directory, ready to recover.
+//!
+//! Replaces the runbook's manual steps (copy the tarball, stop, move directories, untar, write
+//! recovery.conf, copy the configuration back). In order, and nothing is written into the target
+//! before the set has been chosen and its digests checked:
+//! 1. the target directory must not exist or be empty;
+//! 2. the set is chosen (by name, the latest, or the latest that ended before `--target-time`;
+//!    a target time before the chosen backup's end, or in the future, is refused);
+//! 3. every file named in the set's digest file is checked against its SHA-256;
+//! 4. the data archive and then the WAL archive are extracted into the target (the WAL goes to
+//!    `pg_wal`), the configuration is kept or replaced by `--postgresql-conf`;
+//! 5. the recovery settings and the signal file are written (see [`crate::recovery`]);
+//! 6. the directory gets mode 0700 and, when run as root, the owner of its parent.
+//!
+//! If anything fails after extraction started, the target is emptied again (what we created is
+//! removed), so a retry starts from the same state.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pitr_common::backupset::{self, FoundSet};
+use pitr_common::checksum;
+use pitr_common::compress::{self, Stored};
+use pitr_common::exit::Failure;
+use pitr_common::fs::IoError;
+use pitr_common::{log_info, pg};
+
+use crate::args::BackupConfig;
+use crate::recovery::{self, Settings, Target};
+
+fn failure(msg: String, hint: &str) -> anyhow::Error {
+    Failure::new(msg).hint(hint).into()
+}
+
+/// Checks that `dir` is absent or empty; creates it when absent. Returns whether we created it.
+fn prepare_target(dir: &Path) -> anyhow::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(failure(
+                    format!("target data directory {} is not empty", dir.display()),
+                    "restore into a new or empty directory; pitr-restore never overwrites a data directory",
+                ));
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir)
+                .map_err(|e| IoError::new("creating target data directory", dir, e))?;
+            Ok(true)
+        }
+        Err(e) => Err(IoError::new("reading target data directory", dir, e).into()),
+    }
+}
+
+/// Picks the set to restore.
+fn choose<'a>(
+    sets: &'a [FoundSet],
+    cfg: &BackupConfig,
+    dir: &Path,
+) -> anyhow::Result<&'a FoundSet> {
+    if sets.is_empty() {
+        return Err(failure(
+            format!("no backup set in {}", dir.display()),
+            "give the directory pitr-backup wrote to (its meta files mark complete sets)",
+        ));
+    }
+    if let Some(name) = &cfg.backup {
+        return sets
+            .iter()
+            .find(|s| {
+                let meta_name = s
+                    .meta_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                meta_name.as_deref() == Some(name.as_str())
+                    || s.meta.data_file == *name
+                    || s.meta.xlog_file.as_deref() == Some(name.as_str())
+                    || s.meta.digest_file == *name
+            })
+            .ok_or_else(|| {
+                failure(
+                    format!("no backup set named {name} in {}", dir.display()),
+                    "give the name of one of the set's files (its meta or data file), or latest",
+                )
+            });
+    }
+    if let Target::Time(t) = cfg.target {
+        let target = t.unix_timestamp();
+        return sets
+            .iter()
+            .rev()
+            .find(|s| s.meta.finished_epoch < target)
+            .ok_or_else(|| {
+                failure(
+                    format!(
+                        "no backup set in {} ended before the target time {}",
+                        dir.display(),
+                        recovery::format_time(t)
+                    ),
+                    "a point-in-time restore needs a backup that finished before the target",
+                )
+            });
+    }
+    sets.last().ok_or_else(|| {
+        failure(
+            format!("no backup set in {}", dir.display()),
+            "take a backup first",
+        )
+    })
+}
+
+fn check_target_time(cfg: &BackupConfig, set: &FoundSet) -> anyhow::Result<()> {
+    let Target::Time(t) = cfg.target else {
+        return Ok(());
+    };
+    let when = t.unix_timestamp();
+    if when <= set.meta.finished_epoch {
+        return Err(failure(
+            format!(
+                "target time {} is before the end of backup {} (epoch {})",
+                recovery::format_time(t),
+                set.meta_path.display(),
+                set.meta.finished_epoch
+            ),
+            "a backup can be recovered only to a point after it ended: choose an older backup or a later time",
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if when > now {
+        return Err(failure(
+            format!("target time {} is in the future", recovery::format_time(t)),
+            "recovery would replay everything and then wait for WAL that does not exist yet",
+        ));
+    }
+    Ok(())
+}
+
+fn verify_digests(set: &FoundSet) -> anyhow::Result<()> {
+    let dir = set.dir();
+    let digest_path = dir.join(&set.meta.digest_file);
+    let text = std::fs::read_to_string(&digest_path)
+        .map_err(|e| IoError::new("reading digest file", &digest_path, e))?;
+    let lines = checksum::parse_sums(&text)
+        .with_context(|| format!("reading digest file {}", digest_path.display()))?;
+    let mut needed = vec![set.meta.data_file.clone()];
+    needed.extend(set.meta.xlog_file.clone());
+    for n in &needed {
+        if !lines.iter().any(|l| &l.file_name == n) {
+            return Err(failure(
+                format!("digest file {} has no line for {n}", digest_path.display()),
+                "the set is incomplete or was not written by pitr-backup",
+            ));
+        }
+    }
+    for l in &lines {
+        checksum::verify_line(dir, l).map_err(|e| {
+            anyhow::Error::from(e).context(
+                Failure::new(format!(
+                    "backup set {} failed its digest check",
+                    set.meta_path.display()
+                ))
+                .hint("the backup is damaged: restore another backup set; nothing was extracted"),
+            )
+        })?;
+        log_info!("digest of {} verified", l.file_name);
+    }
+    Ok(())
+}
+
+fn extract(archive: &Path, into: &Path) -> anyhow::Result<()> {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let codec = match compress::split_stored_name(&name).1 {
+        Stored::Readable(c) => c,
+        Stored::Unreadable(c) => {
+            return Err(failure(
+                format!(
+                    "{} is compressed with {c}, which pitr cannot read",
+                    archive.display()
+                ),
+                "restore a set made by pitr-backup",
+            ))
+        }
+    };
+    let file = pitr_common::fs::open(archive)?;
+    let reader = codec
+        .decoder(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| IoError::new("decompressing", archive, e))?;
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_mtime(true);
+    tar.set_overwrite(false);
+    // `unpack` refuses entries that would land outside `into` (absolute paths, `..`).
+    tar.unpack(into)
+        .map_err(|e| IoError::new("extracting", archive, e))
+        .with_context(|| format!("extracting into {}", into.display()))?;
+    Ok(())
+}
+
+/// Gives `dir` and everything below it to `uid`/`gid`.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+        .map_err(|e| IoError::new("changing the owner of", dir, e))?;
+    if std::fs::symlink_metadata(dir)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        for ent in std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))? {
+            let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+            chown_tree(&ent.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what we put into the target after a failure.
+fn undo(dir: &Path, created: bool) {
+    if created {
+        let _ = std::fs::remove_dir_all(dir);
+    } else if let Ok(rd) = std::fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            let p = ent.path();
+            let _ = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()> {
+    let set_dir = set.dir().to_path_buf();
+    extract(&set_dir.join(&set.meta.data_file), dir)?;
+    log_info!("extracted {} into {}", set.meta.data_file, dir.display());
+    if let Some(x) = &set.meta.xlog_file {
+        extract(&set_dir.join(x), dir)?;
+        log_info!("extracted {x} into {}", dir.join(pg::PG_WAL).display());
+    }
+    if let Some(conf) = &cfg.postgresql_conf {
+        let dst = dir.join(pg::POSTGRESQL_CONF);
+        let text = pitr_common::fs::read(conf)?;
+        pitr_common::fs::write_durable(&dst, pitr_common::fs::Replace::Allow, None, |f| {
+            Ok(pitr_common::fs::write_all(f, &dst, &text)?)
+        })?;
+        log_info!("postgresql.conf replaced by {}", conf.display());
+    }
+    let program = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("finding the pitr-restore binary for restore_command")?;
+    let settings = Settings {
+        restore_command: recovery::restore_command(&program, &cfg.restore_args),
+        target: cfg.target.clone(),
+        action: cfg.action.clone(),
+        timeline: cfg.timeline.clone(),
+        standby: cfg.standby,
+        waits: !cfg.standby,
+    };
+    let stamp = recovery::format_time(time::OffsetDateTime::now_utc());
+    recovery::write(dir, &settings, &stamp)?;
+    // PostgreSQL refuses a data directory other users can read.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| IoError::new("setting the mode of", dir, e))?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let m = std::fs::metadata(parent).map_err(|e| IoError::new("examining", parent, e))?;
+        let (uid, gid) = (
+            std::os::unix::fs::MetadataExt::uid(&m),
+            std::os::unix::fs::MetadataExt::gid(&m),
+        );
+        chown_tree(dir, uid, gid)?;
+    }
+    pitr_common::fs::fsync_dir(dir)?;
+    Ok(())
+}
+
+/// Runs `--from-backup`.
+pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
+    let from = PathBuf::from(&cfg.from.target);
+    if !from.is_dir() {
+        return Err(failure(
+            format!("backup directory {} is not a directory", from.display()),
+            "give the directory pitr-backup wrote its sets to (--dst-local)",
+        ));
+    }
+    for s in &cfg.sources {
+        if !Path::new(&s.target).is_dir() {
+            return Err(failure(
+                format!("WAL archive {} is not a directory", s.target),
+                "--source names the archive the restored server recovers from; pitr-archive writes it",
+            ));
+        }
+    }
+    let sets = backupset::list_local(&from)?;
+    let set = choose(&sets, cfg, &from)?;
+    check_target_time(cfg, set)?;
+    log_info!(
+        "restoring backup set {} (started at epoch {}, WAL {} to {})",
+        set.meta_path.display(),
+        set.meta.started_epoch,
+        set.meta.min_xlog,
+        set.meta.stop_xlog
+    );
+    verify_digests(set)?;
+    let dir = cfg.target_dir.clone();
+    let created = prepare_target(&dir)?;
+    if let Err(e) = install(cfg, set, &dir) {
+        undo(&dir, created);
+        return Err(e.context(format!("restoring into {}", dir.display())));
+    }
+    let signal = if cfg.standby {
+        pg::STANDBY_SIGNAL
+    } else {
+        pg::RECOVERY_SIGNAL
+    };
+    log_info!(
+        "backup restored into {} with {signal}; start it with: pg_ctl -D {} start",
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,849 @@
+//! pitr-backup against real PostgreSQL 15 clusters: backups of a primary under pgbench load and
+//! of a hot standby, restored by extracting the archives (with the tar, zstd and flate2 crates,
+//! independently of pitr-common) into an empty directory that must start as a server, pass
+//! `pg_verifybackup`, and hold the primary's rows; tablespaces; digests checked with
+//! `sha256sum -c`; interruption by SIGTERM and SIGKILL; the lock; bad input; and memory that
+//! does not grow with the number of files.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitr_tests::cluster::standby::STANDBY_SIGNAL;
+use pitr_tests::{
+    pg_program, pg_user, pitr_bin, wait_until, Cluster, ClusterOpts, CmdResult, PgTempDir,
+    RsyncDaemon, Tool,
+};
+
+/// A primary archiving with pitr-archive into `archive`, and copying WAL into `xlogs` while a
+/// backup runs (`--dst-backup`), plus a `backups` destination.
+struct Primary {
+    cluster: Cluster,
+    work: PgTempDir,
+    archive: PathBuf,
+    xlogs: PathBuf,
+    backups: PathBuf,
+}
+
+impl Primary {
+    fn new(name: &str) -> Primary {
+        Primary::with_opts(name, ClusterOpts::new())
+    }
+
+    fn with_opts(name: &str, opts: ClusterOpts) -> Primary {
+        let work = PgTempDir::new(&format!("{name}-work"));
+        let archive = work.subdir("archive");
+        let backups = work.subdir("backups");
+        let xlogs = work.path().join("xlogs");
+        let command = format!(
+            "{} --dst-local {} --dst-backup {} %p",
+            pitr_bin("pitr-archive").display(),
+            archive.display(),
+            xlogs.display()
+        );
+        let cluster = Cluster::init(
+            name,
+            opts.set("archive_mode", "on")
+                .set("archive_command", &command)
+                .set("wal_keep_size", "512MB"),
+        );
+        cluster.start();
+        Primary {
+            cluster,
+            work,
+            archive,
+            xlogs,
+            backups,
+        }
+    }
+
+    /// `pitr-backup` for this primary, run as the PostgreSQL user, with the connection and data
+    /// directory options.
+    fn backup(&self) -> Tool {
+        backup_tool(&self.cluster)
+    }
+}
+
+/// `pitr-backup` connected to `cluster` (Unix socket), as the PostgreSQL user.
+fn backup_tool(cluster: &Cluster) -> Tool {
+    Tool::new("pitr-backup")
+        .as_pg_user()
+        .arg("--data-dir")
+        .arg(cluster.data_dir())
+        .arg("--host")
+        .arg(cluster.socket_dir())
+        .arg("--port")
+        .arg(cluster.port().to_string())
+        .args(["--username", "postgres", "--fast-checkpoint"])
+        .timeout(Duration::from_secs(240))
+}
+
+/// The file names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `Key: value` lines of the one meta file in `dir`.
+fn meta(dir: &Path) -> Vec<(String, String)> {
+    let metas: Vec<String> = names(dir)
+        .into_iter()
+        .filter(|n| n.contains("-meta-") && !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        metas.len(),
+        1,
+        "one meta file expected in {}: {metas:?}",
+        dir.display()
+    );
+    let text = std::fs::read_to_string(dir.join(&metas[0])).unwrap();
+    text.lines()
+        .map(|l| {
+            let (k, v) = l
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("bad meta line {l:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn meta_value(meta: &[(String, String)], key: &str) -> Option<String> {
+    meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// Runs `sha256sum -c` on the set's digest file in `dir`.
+fn sha256sum_check(dir: &Path) {
+    let m = meta(dir);
+    let digest = meta_value(&m, "Digest-File").expect("Digest-File in meta");
+    let out = Command::new("sha256sum")
+        .arg("-c")
+        .arg(&digest)
+        .current_dir(dir)
+        .output()
+        .expect("running sha256sum");
+    assert!(
+        out.status.success(),
+        "sha256sum -c {digest} in {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = 1 + usize::from(meta_value(&m, "Xlog-File").is_some());
+    assert_eq!(text.matches(": OK").count(), expected, "{text}");
+}
+
+/// Extracts one archive (decompressing by its extension) into `into`.
+fn unpack(archive: &Path, into: &Path) {
+    let file = std::fs::File::open(archive)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", archive.display()));
+    let name = archive.to_string_lossy();
+    let reader: Box<dyn Read> = if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(file).unwrap())
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_ownerships(true);
+    tar.unpack(into)
+        .unwrap_or_else(|e| panic!("extracting {}: {e}", archive.display()));
+}
+
+/// Gives everything under `path` to the PostgreSQL user.
+fn chown_tree(path: &Path) {
+    pg_user().chown(path);
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path());
+        }
+    }
+}
+
+/// Extracts the set in `dir` (data, then WAL) into a new cluster's data directory; checks it
+/// with `pg_verifybackup` before anything touches it; `adjust` may rearrange the files
+/// (tablespaces) before the cluster is configured.
+fn restore_set(dir: &Path, name: &str, adjust: impl FnOnce(&Path)) -> Cluster {
+    let m = meta(dir);
+    let root = PgTempDir::new(name);
+    let data = root.subdir("data");
+    unpack(&dir.join(meta_value(&m, "Data-File").unwrap()), &data);
+    if let Some(x) = meta_value(&m, "Xlog-File") {
+        unpack(&dir.join(x), &data);
+    }
+    chown_tree(&data);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(data.join("backup_label").is_file(), "no backup_label");
+    assert!(data.join("backup_manifest").is_file(), "no backup_manifest");
+    assert!(!data.join("postmaster.pid").exists());
+    assert!(data.join("pg_wal/archive_status").is_dir());
+    let out = pg_user()
+        .command(pg_program("pg_verifybackup"))
+        .arg(&data)
+        .output()
+        .expect("running pg_verifybackup");
+    assert!(
+        out.status.success(),
+        "pg_verifybackup {} failed: {}\n{}{}",
+        data.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    adjust(&data);
+    Cluster::adopt(name, root, ClusterOpts::new())
+}
+
+/// The pgbench invariant: every transaction moves the same delta into an account, a teller, a
+/// branch and the history, so on any consistent snapshot the four sums agree.
+fn assert_pgbench_consistent(c: &Cluster) {
+    let sums = c.psql(
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ' ' || \
+                (SELECT sum(tbalance) FROM pgbench_tellers) || ' ' || \
+                (SELECT sum(bbalance) FROM pgbench_branches) || ' ' || \
+                (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+    );
+    let v: Vec<&str> = sums.split(' ').collect();
+    assert!(
+        v.len() == 4 && v.iter().all(|x| *x == v[0]),
+        "pgbench sums differ (accounts, tellers, branches, history): {sums}"
+    );
+}
+
+/// Runs `pgbench -T seconds` in the background.
+fn pgbench_load(c: &Cluster, seconds: u32) -> std::process::Child {
+    pg_user()
+        .command(pg_program("pgbench"))
+        .arg("-h")
+        .arg(c.socket_dir())
+        .arg("-p")
+        .arg(c.port().to_string())
+        .args([
+            "-U",
+            "postgres",
+            "-n",
+            "-c",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "postgres",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting pgbench")
+}
+
+/// Sessions of pitr-backup still open on the server.
+fn backup_sessions(c: &Cluster) -> u64 {
+    c.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pitr-backup'")
+        .parse()
+        .unwrap()
+}
+
+/// The server is not left in backup mode: no pitr-backup session remains, and a backup can
+/// be started and stopped at once.
+fn assert_not_in_backup(c: &Cluster) {
+    wait_until(
+        "the pitr-backup session to end",
+        Duration::from_secs(20),
+        || (backup_sessions(c) == 0).then_some(()),
+    );
+    let out = c.psql_session(&[
+        "SELECT pg_backup_start('check', true) IS NOT NULL",
+        "SELECT lsn IS NOT NULL FROM pg_backup_stop(false)",
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["t", "t"], "{out}");
+}
+
+/// No file of a set under a final name (hidden temporary files may remain after SIGKILL).
+fn assert_no_final_files(dir: &Path) {
+    let visible: Vec<String> = names(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(
+        visible.is_empty(),
+        "files under final names in {}: {visible:?}",
+        dir.display()
+    );
+}
+
+#[test]
+fn backup_of_primary_under_load_restores_and_verifies() {
+    let p = Primary::new("bk-load");
+    p.cluster.pgbench_init(2);
+    p.cluster.psql("CREATE TABLE marker (v text)");
+    p.cluster
+        .psql("INSERT INTO marker VALUES ('before backup')");
+    let before = p.cluster.count_rows("pgbench_history");
+    let mut load = pgbench_load(&p.cluster, 6);
+    std::thread::sleep(Duration::from_millis(500));
+    let result = p
+        .backup()
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .succeeds();
+    load.wait().expect("waiting for pgbench");
+    result.stderr_contains("pg_backup_start returned");
+    result.stderr_contains("backup complete");
+    assert!(!p.xlogs.exists(), "--xlogs left behind");
+    let after = p.cluster.count_rows("pgbench_history");
+
+    let files = names(&p.backups);
+    assert_eq!(files.len(), 4, "{files:?}");
+    for t in ["data", "xlog", "sha256", "meta"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.contains(&format!("-{t}-")) && f.ends_with(".tar.zst")),
+            "no {t} file in {files:?}"
+        );
+    }
+    let m = meta(&p.backups);
+    assert_eq!(meta_value(&m, "Backup-From").as_deref(), Some("primary"));
+    assert_eq!(
+        meta_value(&m, "System-Identifier").unwrap(),
+        p.cluster.system_identifier()
+    );
+    for key in [
+        "Min-Xlog",
+        "Started-epoch",
+        "Timezone",
+        "Hostname",
+        "Stop-Xlog",
+        "Start-LSN",
+        "Stop-LSN",
+        "Timeline",
+        "Label",
+        "PostgreSQL-Version",
+        "Data-Size",
+        "Xlog-Size",
+        "Finished-epoch",
+    ] {
+        assert!(meta_value(&m, key).is_some(), "no {key} in meta {m:?}");
+    }
+    sha256sum_check(&p.backups);
+
+    let restored = restore_set(&p.backups, "bk-load-restored", |_| {});
+    restored.start();
+    assert_eq!(restored.psql("SELECT v FROM marker"), "before backup");
+    assert_eq!(restored.count_rows("pgbench_accounts"), 200_000);
+    assert_pgbench_consistent(&restored);
+    let n = restored.count_rows("pgbench_history");
+    assert!(
+        (before..=after).contains(&n),
+        "restored history rows {n} not within [{before}, {after}]"
+    );
+}
+
+#[test]
+fn backup_gzip_to_rsync_pipe_and_local_matches_primary() {
+    let p = Primary::new("bk-gzip");
+    p.cluster.pgbench_init(1);
+    p.cluster.pgbench(200, 2);
+    let daemon = RsyncDaemon::start("backups");
+    let piped = p.work.subdir("piped");
+    let script = p.work.path().join("pipe.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexec cat > '{}'/\"$1\"\n", piped.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.cluster.switch_wal();
+    p.backup()
+        .arg("--dst-remote")
+        .arg(format!("gzip={}", daemon.url()))
+        .arg("--dst-local")
+        .arg(format!("gzip={}", p.backups.display()))
+        .arg("--dst-pipe")
+        .arg(format!("zstd={}", script.display()))
+        .arg("--wal-source")
+        .arg(&p.archive)
+        .succeeds();
+    let history = p.cluster.count_rows("pgbench_history");
+    let balance = p.cluster.psql("SELECT sum(abalance) FROM pgbench_accounts");
+
+    // Both gzip destinations hold the same bytes (one compression per codec).
+    assert_eq!(names(daemon.dir()), names(&p.backups));
+    for name in names(&p.backups) {
+        let same = std::fs::read(daemon.dir().join(&name)).unwrap()
+            == std::fs::read(p.backups.join(&name)).unwrap();
+        assert!(
+            same,
+            "{name} differs between the rsync and the local destination"
+        );
+    }
+    assert!(names(&piped).iter().all(|n| n.ends_with(".tar.zst")));
+    for dir in [daemon.dir(), p.backups.as_path(), piped.as_path()] {
+        assert_eq!(names(dir).len(), 4, "{}: {:?}", dir.display(), names(dir));
+        sha256sum_check(dir);
+    }
+    for (i, dir) in [daemon.dir(), piped.as_path()].into_iter().enumerate() {
+        let restored = restore_set(dir, &format!("bk-gzip-restored{i}"), |_| {});
+        restored.start();
+        assert_eq!(restored.count_rows("pgbench_history"), history);
+        assert_eq!(
+            restored.psql("SELECT sum(abalance) FROM pgbench_accounts"),
+            balance
+        );
+    }
+}
+
+#[test]
+fn backup_of_hot_standby_needs_no_primary_connection() {
+    let p = Primary::new("bk-sb-primary");
+    p.cluster.pgbench_init(1);
+    p.cluster.psql("CREATE TABLE marker (v text)");
+    p.cluster
+        .psql("INSERT INTO marker VALUES ('before backup')");
+    let conninfo = format!(
+        "host={} port={} user=postgres",
+        p.cluster.socket_dir().display(),
+        p.cluster.port()
+    );
+    let standby = p.cluster.base_backup(
+        "bk-sb-standby",
+        "stream",
+        ClusterOpts::new().set("primary_conninfo", &conninfo),
+    );
+    standby.write_signal(STANDBY_SIGNAL);
+    standby.start();
+    let (_, lsn) = p.cluster.switch_wal_at();
+    standby.wait_replayed(&lsn, Duration::from_secs(60));
+    let before = p.cluster.count_rows("pgbench_history");
+    let trigger = p.work.path().join("pause-removal");
+
+    // The primary keeps writing and switching segments, so that the standby's stop segment
+    // reaches the archive; the standby backup itself talks to the standby only.
+    let mut load = pgbench_load(&p.cluster, 4);
+    let done = Arc::new(AtomicBool::new(false));
+    let saw_trigger = Arc::new(AtomicBool::new(false));
+    let switcher = {
+        let done = Arc::clone(&done);
+        let saw = Arc::clone(&saw_trigger);
+        let trigger = trigger.clone();
+        let sock = p.cluster.socket_dir().to_path_buf();
+        let port = p.cluster.port();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if trigger.exists() {
+                    saw.store(true, Ordering::SeqCst);
+                }
+                let _ = pg_user()
+                    .command(pg_program("psql"))
+                    .arg("-h")
+                    .arg(&sock)
+                    .args(["-p", &port.to_string(), "-U", "postgres", "-X", "-q"])
+                    .args(["-c", "SELECT pg_logical_emit_message(false, 'x', 'y')"])
+                    .args(["-c", "SELECT pg_switch_wal()"])
+                    .output();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let result = backup_tool(&standby)
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--wal-source")
+        .arg(&p.archive)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .run();
+    done.store(true, Ordering::SeqCst);
+    switcher.join().unwrap();
+    load.wait().unwrap();
+    result.success();
+    assert!(
+        saw_trigger.load(Ordering::SeqCst),
+        "the pause trigger was never seen"
+    );
+    assert!(!trigger.exists(), "the pause trigger was left behind");
+    let after = p.cluster.count_rows("pgbench_history");
+    let m = meta(&p.backups);
+    assert_eq!(meta_value(&m, "Backup-From").as_deref(), Some("standby"));
+    sha256sum_check(&p.backups);
+
+    let restored = restore_set(&p.backups, "bk-sb-restored", |_| {});
+    restored.start();
+    assert!(!restored.is_in_recovery());
+    assert_eq!(restored.psql("SELECT v FROM marker"), "before backup");
+    assert_pgbench_consistent(&restored);
+    let n = restored.count_rows("pgbench_history");
+    assert!(
+        (before..=after).contains(&n),
+        "restored history rows {n} not within [{before}, {after}]"
+    );
+}
+
+#[test]
+fn backup_with_tablespace_restores_it() {
+    let p = Primary::new("bk-ts");
+    let ts = p.work.subdir("tablespace");
+    p.cluster.psql(&format!(
+        "CREATE TABLESPACE extra LOCATION '{}'",
+        ts.display()
+    ));
+    p.cluster.psql("CREATE TABLE far (id int) TABLESPACE extra");
+    p.cluster
+        .psql("INSERT INTO far SELECT generate_series(1, 5000)");
+    let oid = p
+        .cluster
+        .psql("SELECT oid FROM pg_tablespace WHERE spcname = 'extra'");
+    p.backup()
+        .arg("--dst-local")
+        .arg(p.backups.display().to_string())
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .succeeds();
+    sha256sum_check(&p.backups);
+    let relocated = p.work.path().join("relocated");
+    let restored = restore_set(&p.backups, "bk-ts-restored", |data| {
+        // The layout: the tablespace's contents under pg_tblspc/<oid>/ and its original
+        // location in tablespace_map. Restoring elsewhere moves the directory and rewrites
+        // the map; PostgreSQL makes the symbolic link at startup.
+        let map = std::fs::read_to_string(data.join("tablespace_map")).unwrap();
+        assert_eq!(map.trim(), format!("{oid} {}", ts.display()));
+        let inside = data.join("pg_tblspc").join(&oid);
+        assert!(inside.is_dir());
+        std::fs::rename(&inside, &relocated).unwrap();
+        std::fs::write(
+            data.join("tablespace_map"),
+            format!("{oid} {}\n", relocated.display()),
+        )
+        .unwrap();
+        pg_user().chown(&data.join("tablespace_map"));
+    });
+    restored.start();
+    assert_eq!(restored.count_rows("far"), 5000);
+    let link = std::fs::read_link(restored.data_dir().join("pg_tblspc").join(&oid)).unwrap();
+    assert_eq!(link, relocated);
+}
+
+/// Starts a slowed-down backup and waits until it is copying (its temporary data file exists).
+fn start_slow_backup(p: &Primary, trigger: &Path) -> pitr_tests::RunningTool {
+    let running = p
+        .backup()
+        .env("PITR_TEST_COPY_DELAY_MS", "30")
+        .args(["--progress-interval", "1"])
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .arg("--removal-pause-trigger")
+        .arg(trigger)
+        .spawn();
+    wait_until(
+        "the backup to start copying",
+        Duration::from_secs(60),
+        || {
+            (names(&p.backups).iter().any(|n| n.contains(".pitr-tmp."))
+                && p.xlogs.is_dir()
+                && backup_sessions(&p.cluster) == 1)
+                .then_some(())
+        },
+    );
+    running
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child we started.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill {pid} {sig}");
+}
+
+#[test]
+fn backup_interrupted_by_sigterm_cleans_up() {
+    let p = Primary::new("bk-term");
+    let trigger = p.work.path().join("pause");
+    let running = start_slow_backup(&p, &trigger);
+    assert!(trigger.exists());
+    // Long enough for a progress line (--progress-interval 1).
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(running.pid(), libc::SIGTERM);
+    let result = running.wait();
+    result
+        .failure_with_status(2)
+        .stderr_contains("interrupted by a signal")
+        .stderr_contains("LOG : progress: ");
+    assert_eq!(
+        names(&p.backups),
+        Vec::<String>::new(),
+        "partial outputs left"
+    );
+    assert!(!p.xlogs.exists(), "--xlogs left behind");
+    assert!(!trigger.exists(), "pause trigger left behind");
+    assert_not_in_backup(&p.cluster);
+    p.backup()
+        .arg("--dst-local")
+        .arg(p.backups.display().to_string())
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .succeeds();
+    assert_eq!(names(&p.backups).len(), 4);
+}
+
+#[test]
+fn backup_killed_by_sigkill_next_run_recovers() {
+    let p = Primary::new("bk-kill");
+    let trigger = p.work.path().join("pause");
+    let mut running = start_slow_backup(&p, &trigger);
+    running.kill();
+    let result = running.wait();
+    assert_eq!(result.signal(), Some(libc::SIGKILL));
+    assert_no_final_files(&p.backups);
+    // The session died with the process, so the server aborted the backup by itself.
+    assert_not_in_backup(&p.cluster);
+    assert!(
+        p.xlogs.exists(),
+        "kill -9 leaves --xlogs: the next run must cope"
+    );
+    let next = p
+        .backup()
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .succeeds();
+    next.stderr_contains("left behind by an interrupted pitr-backup");
+    assert!(!p.xlogs.exists());
+    assert!(!trigger.exists());
+    let visible: Vec<String> = names(&p.backups)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(visible.len(), 4, "{visible:?}");
+    sha256sum_check(&p.backups);
+}
+
+#[test]
+fn second_backup_of_one_cluster_is_busy() {
+    let p = Primary::new("bk-lock");
+    let trigger = p.work.path().join("pause");
+    let running = start_slow_backup(&p, &trigger);
+    let other = p.work.subdir("other");
+    p.backup()
+        .arg("--dst-local")
+        .arg(other.display().to_string())
+        .arg("--skip-xlogs")
+        .run()
+        .failure_with_status(4)
+        .stderr_contains("another pitr-backup of");
+    assert_eq!(names(&other), Vec::<String>::new());
+    signal(running.pid(), libc::SIGTERM);
+    running.wait().failure_with_status(2);
+}
+
+#[test]
+fn backup_refuses_bad_input_and_leaves_nothing() {
+    let p = Primary::new("bk-bad");
+    let dst = || {
+        vec![
+            "--dst-local".to_string(),
+            p.backups.display().to_string(),
+            "--xlogs".to_string(),
+            p.xlogs.display().to_string(),
+        ]
+    };
+    let check_clean = |r: &CmdResult| {
+        r.failure_with_status(2);
+        assert_eq!(names(&p.backups), Vec::<String>::new(), "{r}");
+        assert!(!p.xlogs.exists(), "{r}");
+        assert_not_in_backup(&p.cluster);
+    };
+
+    // Unreachable server.
+    let free = pitr_tests::port::free_port();
+    let r = Tool::new("pitr-backup")
+        .as_pg_user()
+        .arg("--data-dir")
+        .arg(p.cluster.data_dir())
+        .args(["--host", "127.0.0.1", "--port", &free.to_string()])
+        .args(dst())
+        .run();
+    r.stderr_contains("cannot connect to the database server at 127.0.0.1:");
+    r.stderr_contains("HINT: check that the server runs");
+    check_clean(&r);
+
+    // A data directory that is not this server's.
+    let other = Cluster::init("bk-bad-other", ClusterOpts::new());
+    let r = Tool::new("pitr-backup")
+        .as_pg_user()
+        .arg("--data-dir")
+        .arg(other.data_dir())
+        .arg("--host")
+        .arg(p.cluster.socket_dir())
+        .arg("--port")
+        .arg(p.cluster.port().to_string())
+        .args(["--username", "postgres"])
+        .args(dst())
+        .run();
+    r.stderr_contains("belongs to database system");
+    check_clean(&r);
+
+    // An unwritable destination (owned by root, mode 0755; pitr-backup runs as the
+    // PostgreSQL user).
+    if pitr_tests::user::is_root() {
+        let locked = p.work.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = p
+            .backup()
+            .arg("--dst-local")
+            .arg(&locked)
+            .arg("--xlogs")
+            .arg(&p.xlogs)
+            .run();
+        r.stderr_contains("cannot write to destination");
+        check_clean(&r);
+        assert_eq!(names(&locked), Vec::<String>::new());
+    }
+
+    // An existing output name: refused before anything is written, the file untouched.
+    let template = ["--filename-template", "fixed-__FILETYPE__.tar__CEXT__"];
+    p.backup().args(template).args(dst()).succeeds();
+    let first: Vec<(String, Vec<u8>)> = names(&p.backups)
+        .into_iter()
+        .map(|n| {
+            let b = std::fs::read(p.backups.join(&n)).unwrap();
+            (n, b)
+        })
+        .collect();
+    let r = p.backup().args(template).args(dst()).run();
+    r.failure_with_status(2)
+        .stderr_contains("fixed-data.tar already exists in");
+    let again: Vec<(String, Vec<u8>)> = names(&p.backups)
+        .into_iter()
+        .map(|n| {
+            let b = std::fs::read(p.backups.join(&n)).unwrap();
+            (n, b)
+        })
+        .collect();
+    assert_eq!(first, again);
+    assert!(!p.xlogs.exists());
+    assert_not_in_backup(&p.cluster);
+
+    // WAL that never arrives: the data archive already written is removed again.
+    let empty_archive = p.work.subdir("empty-archive");
+    let fresh = p.work.subdir("fresh");
+    let r = p
+        .backup()
+        .arg("--dst-local")
+        .arg(&fresh)
+        .arg("--wal-source")
+        .arg(&empty_archive)
+        .args(["--wal-timeout", "2"])
+        .run();
+    r.failure_with_status(2)
+        .stderr_contains("did not appear in")
+        .stderr_contains("removed partial output");
+    assert_eq!(names(&fresh), Vec::<String>::new());
+    assert_not_in_backup(&p.cluster);
+
+    // Usage errors exit 3.
+    Tool::new("pitr-backup")
+        .args([
+            "--data-dir",
+            "/nonexistent",
+            "--skip-xlogs",
+            "--dst-local",
+            "/tmp",
+        ])
+        .run()
+        .failure_with_status(3);
+    Tool::new("pitr-backup")
+        .arg("--data-dir")
+        .arg(p.cluster.data_dir())
+        .args(["--dst-local", "/tmp", "--skip-xlogs"])
+        .args(["--filename-template", "no-type.tar"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("__FILETYPE__");
+}
+
+/// Peak resident memory (VmHWM, KiB) of a backup of a data directory holding `files` extra
+/// small files.
+fn peak_rss_with_files(p: &Primary, files: usize) -> u64 {
+    let dir = p.cluster.data_dir().join("pitr_many_files");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..files {
+        std::fs::write(
+            dir.join(format!("file-{i:06}")),
+            format!("{i}\n").repeat(10),
+        )
+        .unwrap();
+    }
+    chown_tree(&dir);
+    let out = p.work.subdir(&format!("rss-{files}"));
+    let mut running = p
+        .backup()
+        .arg("--dst-local")
+        .arg(format!("zstd={}", out.display()))
+        .arg("--skip-xlogs")
+        .spawn();
+    let status = format!("/proc/{}/status", running.pid());
+    let mut peak = 0;
+    while !running.has_exited() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.wait().success();
+    assert!(peak > 0, "no VmHWM reading");
+    peak
+}
+
+#[test]
+fn backup_memory_does_not_grow_with_file_count() {
+    let p = Primary::new("bk-rss");
+    // zstd's multithreaded compressor takes buffers as the stream grows, up to a fixed pool
+    // (a few jobs of 4 x its window); a ballast file brings both runs past that point, so that
+    // what is compared is the cost per file, not zstd's warm-up.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let ballast: Vec<u8> = (0..96 << 20)
+        .map(|i| {
+            if i % 4 == 0 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+            }
+            (state >> ((i % 4) * 8)) as u8 & 0x3F
+        })
+        .collect();
+    pg_user().write_file(&p.cluster.data_dir().join("pitr_ballast"), &ballast);
+    drop(ballast);
+    let small = peak_rss_with_files(&p, 5_000);
+    let large = peak_rss_with_files(&p, 50_000);
+    eprintln!("peak RSS: {small} KiB with 5,000 files, {large} KiB with 50,000 files");
+    assert!(
+        large <= small + small / 10 + 4096,
+        "peak RSS grew from {small} KiB (5,000 files) to {large} KiB (50,000 files)"
+    );
+}
