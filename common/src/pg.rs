@@ -20,6 +20,8 @@ pub const PG_VERSION: &str = "PG_VERSION";
 pub const BACKUP_LABEL: &str = "backup_label";
 /// The tablespace map written into a base backup.
 pub const TABLESPACE_MAP: &str = "tablespace_map";
+/// Directory of tablespace links (or, in an extracted pitr-backup, of tablespace contents).
+pub const PG_TBLSPC: &str = "pg_tblspc";
 /// Archive recovery (PostgreSQL 12+): recovery ends when `restore_command` fails.
 pub const RECOVERY_SIGNAL: &str = "recovery.signal";
 /// Standby mode (PostgreSQL 12+): recovery never ends by itself.

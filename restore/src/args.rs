@@ -179,6 +179,11 @@ pub struct Args {
     #[argh(option)]
     pub postgresql_conf: Option<PathBuf>,
 
+    /// with --from-backup: put the tablespace that was at OLD into NEW instead, OLD=NEW (as
+    /// pg_basebackup -T); repeatable
+    #[argh(option)]
+    pub tablespace_mapping: Vec<String>,
+
     /// the WAL file wanted and where to put it: PostgreSQL's %f and %p
     #[argh(positional)]
     pub files: Vec<String>,
@@ -205,6 +210,8 @@ pub struct BackupConfig {
     pub standby: bool,
     /// A postgresql.conf to use.
     pub postgresql_conf: Option<PathBuf>,
+    /// Tablespace relocations, old location to new.
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
     /// The options handed on to the restore_command.
     pub restore_args: Vec<String>,
 }
@@ -302,6 +309,7 @@ impl Args {
                 (self.target_action.is_some(), "--target-action"),
                 (self.target_timeline.is_some(), "--target-timeline"),
                 (self.postgresql_conf.is_some(), "--postgresql-conf"),
+                (!self.tablespace_mapping.is_empty(), "--tablespace-mapping"),
             ];
             if let Some((_, opt)) = backup_only.iter().find(|(given, _)| *given) {
                 return Err(usage(
@@ -463,7 +471,24 @@ impl Args {
         if self.standby || self.streaming_replication {
             restore_args.push("--streaming-replication".into());
         }
+        let mut tablespace_mapping = Vec::new();
+        for m in &self.tablespace_mapping {
+            match m.split_once('=') {
+                Some((old, new))
+                    if Path::new(old).is_absolute() && Path::new(new).is_absolute() =>
+                {
+                    tablespace_mapping.push((PathBuf::from(old), PathBuf::from(new)));
+                }
+                _ => {
+                    return Err(bad(
+                        format!("invalid --tablespace-mapping \"{m}\""),
+                        "write OLD=NEW with two absolute directories",
+                    ))
+                }
+            }
+        }
         Ok(BackupConfig {
+            tablespace_mapping,
             from,
             target_dir,
             backup: self.backup.clone().filter(|b| b != "latest"),

@@ -8,7 +8,9 @@
 //!    a target time before the chosen backup's end, or in the future, is refused);
 //! 3. every file named in the set's digest file is checked against its SHA-256;
 //! 4. the data archive and then the WAL archive are extracted into the target (the WAL goes to
-//!    `pg_wal`), the configuration is kept or replaced by `--postgresql-conf`;
+//!    `pg_wal`), each tablespace is moved from `pg_tblspc/<oid>` to its location in
+//!    `tablespace_map` (which must be empty or absent), the configuration is kept or replaced by
+//!    `--postgresql-conf`;
 //! 5. the recovery settings and the signal file are written (see [`crate::recovery`]);
 //! 6. the directory gets mode 0700 and, when run as root, the owner of its parent.
 //!
@@ -233,6 +235,73 @@ fn undo(dir: &Path, created: bool) {
     }
 }
 
+/// Moves each tablespace from `pg_tblspc/<oid>` (where the data archive stores it) to the
+/// location `tablespace_map` names; PostgreSQL then creates the links when it starts. Returns
+/// the locations, for ownership.
+fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Result<Vec<PathBuf>> {
+    let map = dir.join(pg::TABLESPACE_MAP);
+    let text = match std::fs::read_to_string(&map) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::new("reading", &map, e).into()),
+    };
+    let mut placed = Vec::new();
+    let mut rewritten = String::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Some((oid, location)) = line.split_once(' ') else {
+            return Err(failure(
+                format!("cannot parse line {line:?} of {}", map.display()),
+                "the backup's tablespace_map is damaged",
+            ));
+        };
+        let src = dir.join(pg::PG_TBLSPC).join(oid);
+        let dst = mapping
+            .iter()
+            .find(|(old, _)| old == Path::new(location))
+            .map(|(_, new)| new.clone())
+            .unwrap_or_else(|| PathBuf::from(location));
+        rewritten.push_str(&format!("{oid} {}\n", dst.display()));
+        if std::fs::symlink_metadata(&src)
+            .map(|m| !m.is_dir())
+            .unwrap_or(true)
+        {
+            continue;
+        }
+        match std::fs::read_dir(&dst) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(failure(
+                        format!("tablespace location {} is not empty", dst.display()),
+                        "the backup's tablespace goes there: empty it, or restore on another host",
+                    ));
+                }
+                std::fs::remove_dir(&dst).map_err(|e| IoError::new("replacing", &dst, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = dst.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| IoError::new("creating", parent, e))?;
+                }
+            }
+            Err(e) => return Err(IoError::new("examining", &dst, e).into()),
+        }
+        std::fs::rename(&src, &dst).map_err(|e| {
+            anyhow::Error::from(IoError::new("moving tablespace to", &dst, e)).context(
+                Failure::new(format!("cannot move tablespace {oid} to {}", dst.display()))
+                    .hint("the tablespace location must be on the same file system as the target data directory"),
+            )
+        })?;
+        log_info!("tablespace {oid} placed at {}", dst.display());
+        placed.push(dst);
+    }
+    if !mapping.is_empty() {
+        pitr_common::fs::write_durable(&map, pitr_common::fs::Replace::Allow, None, |f| {
+            Ok(pitr_common::fs::write_all(f, &map, rewritten.as_bytes())?)
+        })?;
+    }
+    Ok(placed)
+}
+
 fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()> {
     let set_dir = set.dir().to_path_buf();
     extract(&set_dir.join(&set.meta.data_file), dir)?;
@@ -241,6 +310,7 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
         extract(&set_dir.join(x), dir)?;
         log_info!("extracted {x} into {}", dir.join(pg::PG_WAL).display());
     }
+    let tablespaces = place_tablespaces(dir, &cfg.tablespace_mapping)?;
     if let Some(conf) = &cfg.postgresql_conf {
         let dst = dir.join(pg::POSTGRESQL_CONF);
         let text = pitr_common::fs::read(conf)?;
@@ -277,6 +347,9 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
             std::os::unix::fs::MetadataExt::gid(&m),
         );
         chown_tree(dir, uid, gid)?;
+        for t in &tablespaces {
+            chown_tree(t, uid, gid)?;
+        }
     }
     pitr_common::fs::fsync_dir(dir)?;
     Ok(())
