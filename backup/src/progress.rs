@@ -26,21 +26,7 @@ pub struct Progress {
     drawn: bool,
 }
 
-/// `1.5 GiB`-style sizes.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use pitr_common::log::human_bytes as human;
 
 fn duration(d: Duration) -> String {
     let s = d.as_secs();

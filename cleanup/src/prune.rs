@@ -17,21 +17,7 @@ use crate::args::{Config, Mode};
 /// Name of the lock file in the archive directory.
 pub const LOCK_FILE: &str = ".pitr-cleanup.lock";
 
-/// Formats a byte count for people.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use pitr_common::log::human_bytes as human;
 
 /// Removes archived WAL older than `oldest` from `dir` and logs what went.
 pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Result<u64> {

@@ -211,6 +211,22 @@ pub fn expand_time_template(template: &str, at: SystemTime) -> Result<String, Er
     Ok(path.to_string_lossy().into_owned())
 }
 
+/// A byte count for people: `512 B`, `1.5 KiB`, `16.0 MiB` (binary units).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// Writes one message to stderr in log format under `tool`, whatever the logger's target: for
 /// usage errors found before the logger is set up.
 pub(crate) fn log_to_stderr(tool: &str, level: Level, message: &str) {
