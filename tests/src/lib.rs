@@ -13,6 +13,7 @@
 
 pub mod archive_dir;
 pub mod cluster;
+pub mod pitr_util;
 pub mod port;
 pub mod procs;
 pub mod rsyncd;

@@ -8,3 +8,4 @@ mod archive;
 mod backup;
 mod cleanup;
 mod harness;
+mod pitr;
