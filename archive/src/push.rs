@@ -185,16 +185,36 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         write_delay: cfg.write_delay,
     };
 
-    // Deliver, up to parallel_jobs at a time.
-    let queue = Mutex::new(pending.iter().copied());
+    // Deliver, up to parallel_jobs at a time. Each remote destination stages its files (the
+    // cluster marker, the WAL file, an existing copy to compare) in a scratch subdirectory of
+    // its own: the names are fixed, and two rsync destinations run in parallel.
+    let queue = Mutex::new(pending.iter().copied().enumerate());
     let results: Mutex<Vec<(&Destination, anyhow::Result<PutOutcome>)>> = Mutex::new(Vec::new());
     let workers = cfg.parallel_jobs.min(pending.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some(d) = next else { break };
+                let Some((index, d)) = next else { break };
                 let t = Instant::now();
+                let (opts, staged) = match scratch.as_ref() {
+                    Some(dir) if d.location.kind == pitr_common::location::Kind::Remote => {
+                        let sub = dir.0.join(index.to_string());
+                        let made = std::fs::create_dir_all(&sub).map_err(|e| {
+                            anyhow::Error::from(fs::IoError::new(
+                                "creating scratch directory",
+                                &sub,
+                                e,
+                            ))
+                        });
+                        let own = PutOptions {
+                            scratch_dir: sub,
+                            ..opts.clone()
+                        };
+                        (own, made)
+                    }
+                    _ => (opts.clone(), Ok(())),
+                };
                 let codec = d.location.codec;
                 let stored = || compressed_for(codec);
                 let payload = Payload {
@@ -203,11 +223,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                     stored: &stored,
                     mtime: Some(mtime),
                 };
-                let r = match sysid {
-                    Some(id) => dest::check_cluster(&d.location, &name, id, &opts),
-                    None => Ok(()),
-                }
-                .and_then(|()| dest::put(&d.location, &payload, &opts));
+                let r = staged
+                    .and_then(|()| match sysid {
+                        Some(id) => dest::check_cluster(&d.location, &name, id, &opts),
+                        None => Ok(()),
+                    })
+                    .and_then(|()| dest::put(&d.location, &payload, &opts));
                 log_verbose!(
                     "Sending {} to {} ended in {:.6}s",
                     cfg.wal_arg,
