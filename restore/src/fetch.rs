@@ -106,8 +106,14 @@ struct Quiet {
 
 impl Quiet {
     fn say(&mut self, error: bool, msg: String) {
+        self.say_as(error, msg.clone(), msg);
+    }
+
+    /// Like [`Quiet::say`], but a repeat is recognised by `key` rather than by the message, so
+    /// that a message carrying a countdown is not logged on every poll.
+    fn say_as(&mut self, error: bool, key: String, msg: String) {
         let due = match &self.last {
-            Some((m, at)) => *m != msg || at.elapsed() >= Duration::from_secs(60),
+            Some((k, at)) => *k != key || at.elapsed() >= Duration::from_secs(60),
             None => true,
         };
         if due {
@@ -116,9 +122,20 @@ impl Quiet {
             } else {
                 log_info!("{msg}");
             }
-            self.last = Some((msg, Instant::now()));
+            self.last = Some((key, Instant::now()));
         }
     }
+}
+
+/// The message for a segment held back by `--recovery-delay`, and its key for [`Quiet`].
+fn too_fresh(name: &str, left: Duration) -> (String, String) {
+    (
+        format!("{name} is too fresh"),
+        format!(
+            "{name} found, but it is too fresh: waiting {}s more (--recovery-delay)",
+            left.as_secs()
+        ),
+    )
 }
 
 /// A warm spare waits in restore_command; PostgreSQL 15+'s WAL read-ahead then asks for the
@@ -207,7 +224,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             match spool.take(&cfg.wanted, seg_size, sysid) {
                 Ok(Some(mtime)) => {
                     if let Some(left) = is_fresh(cfg, mtime, finishing) {
-                        quiet.say(false, format!("{name} found, but it is too fresh: waiting {}s more (--recovery-delay)", left.as_secs()));
+                        let (key, msg) = too_fresh(&name, left);
+                        quiet.say_as(false, key, msg);
                     } else {
                         spool.hand_over(&cfg.wanted, target)?;
                         prefetch::start_worker(cfg, &spool, seg_size);
@@ -243,13 +261,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         };
         match outcome {
             Some(found) => match is_fresh(cfg, found.mtime, finishing) {
-                Some(left) => quiet.say(
-                    false,
-                    format!(
-                        "{name} found, but it is too fresh: waiting {}s more (--recovery-delay)",
-                        left.as_secs()
-                    ),
-                ),
+                Some(left) => {
+                    let (key, msg) = too_fresh(&name, left);
+                    quiet.say_as(false, key, msg);
+                }
                 None => match source::read_verified(&found, &cfg.wanted, sysid) {
                     Ok(data) => {
                         fs::write_atomic_nosync(target, &data)?;
@@ -266,15 +281,16 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                     Err(e) => {
                         // Never hand PostgreSQL a damaged or foreign file. Wait: the archive can
                         // be repaired; ending recovery here would promote at the wrong point.
-                        quiet.say(
-                            true,
-                            format!("archived {name} is not usable, not restoring it: {e:#}"),
-                        );
+                        let refusal =
+                            format!("archived {name} is not usable, not restoring it: {e:#}");
                         if cfg.streaming {
+                            log_error!("{refusal}");
                             log_error!("HINT: replace the archived file with a good copy; the standby retries it");
                             return Ok(ExitCode::from(exit::NOT_FOUND));
                         }
-                        quiet.say(true, "HINT: replace the archived file with a good copy; pitr-restore keeps checking it".to_string());
+                        // One message with its HINT, so that Quiet sees the same condition on
+                        // every poll (two alternating messages were each logged every poll).
+                        quiet.say(true, format!("{refusal}\nHINT: replace the archived file with a good copy; pitr-restore keeps checking it"));
                     }
                 },
             },

@@ -9,3 +9,4 @@ mod backup;
 mod cleanup;
 mod harness;
 mod pitr;
+mod restore;

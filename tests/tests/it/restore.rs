@@ -1,0 +1,1323 @@
+//! `pitr-restore` as PostgreSQL 15's `restore_command`: a warm spare (`recovery.signal`, a
+//! restore_command that waits) follows a primary that archives with pitr-archive, finishes
+//! smartly or at once on its trigger, stops cleanly on a fast shutdown, holds segments back
+//! with `--recovery-delay`, removes what its restartpoints no longer need, refuses damaged or
+//! foreign segments until they are repaired, and stops recovery (instead of promoting) on a
+//! mistyped command or a missing archive; a standby (`standby.signal`,
+//! `--streaming-replication`) follows the archive and is promoted with `pg_ctl promote`; a
+//! standby follows the new timeline of a promoted one. The exit statuses (0 restored, 1 not
+//! available, 126 error that stops recovery, 127 usage) and the prefetch spool are also
+//! checked on the binary directly.
+//!
+//! Every server uses 1 MiB WAL segments and `--poll-interval 0.2`, so that the scenarios run
+//! on little WAL and wait little.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pitr_tests::archive_dir::FileStamp;
+use pitr_tests::cluster::standby::{RECOVERY_SIGNAL, STANDBY_SIGNAL};
+use pitr_tests::procs::{processes_matching, wait_no_process_matching, Process};
+use pitr_tests::{
+    pg_user, pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, PgTempDir,
+    RsyncDaemon, Tool,
+};
+
+/// How long a test waits for archiving, replay or promotion. Generous: the binaries are debug
+/// builds and the machine is shared.
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The table the load writes: one row per committed transaction.
+const TABLE: &str = "rows";
+
+/// The pgbench transaction of the load.
+const LOAD: &str = "INSERT INTO rows (payload) VALUES (repeat('x', 200));\n";
+
+/// WAL segment size of every cluster here, in MiB.
+const SEG_MB: u32 = 1;
+
+/// A primary that archives with pitr-archive, and a scratch directory for archives, feeds
+/// and trigger files.
+struct Setup {
+    work: PgTempDir,
+    archive: PathBuf,
+    primary: Cluster,
+}
+
+impl Setup {
+    /// A started primary whose `archive_command` is
+    /// `pitr-archive --dst-local zstd=WORK/archive %p`, with the load table created.
+    fn local(name: &str) -> Setup {
+        let work = PgTempDir::new(name);
+        let archive = work.subdir("archive");
+        let command = format!(
+            "{} --dst-local zstd={} %p",
+            pitr_bin("pitr-archive").display(),
+            archive.display()
+        );
+        let primary = start_primary(&format!("{name}-primary"), &command);
+        Setup {
+            work,
+            archive,
+            primary,
+        }
+    }
+
+    /// `--source zstd=ARCHIVE`.
+    fn source(&self) -> String {
+        format!("--source zstd={}", self.archive.display())
+    }
+
+    /// A path in the work dir for a trigger file (not created).
+    fn trigger(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+}
+
+/// A started primary with 1 MiB segments, archiving with `archive_command`, and the load
+/// table.
+fn start_primary(name: &str, archive_command: &str) -> Cluster {
+    let primary = Cluster::init(
+        name,
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("archive_mode", "on")
+            .set("archive_command", archive_command)
+            .set("wal_keep_size", "64MB"),
+    );
+    primary.start();
+    primary.psql(&format!(
+        "CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, payload text)"
+    ));
+    primary
+}
+
+/// `restore_command` running pitr-restore with `args` and a short poll interval.
+fn restore_command(args: &str) -> String {
+    format!(
+        "{} --poll-interval 0.2 {args} %f %p",
+        pitr_bin("pitr-restore").display()
+    )
+}
+
+/// A warm spare of the runbook, not started: a base backup of `primary` taken with
+/// `-X none` (so every WAL file after the backup's checkpoint comes from the archive),
+/// `recovery.signal`, `recovery_prefetch = off` and pitr-restore with `args` as
+/// restore_command; `extra` settings come last.
+fn warm_spare(primary: &Cluster, name: &str, args: &str, extra: &[(&str, &str)]) -> Cluster {
+    let mut opts = ClusterOpts::new()
+        .set("restore_command", &restore_command(args))
+        .set("recovery_prefetch", "off");
+    for (key, value) in extra {
+        opts = opts.set(key, value);
+    }
+    let spare = primary.base_backup(name, "none", opts);
+    spare.write_signal(RECOVERY_SIGNAL);
+    spare
+}
+
+/// What one round of load left behind.
+struct Round {
+    /// The segment the round's switch completed.
+    segment: String,
+    /// The LSN `pg_switch_wal()` returned.
+    lsn: String,
+    /// Rows in the table after the round.
+    rows: u64,
+}
+
+/// One round of load: two pgbench clients commit `transactions` rows each, then the segment
+/// is switched (so the rows are archived).
+fn load_round(primary: &Cluster, transactions: u32) -> Round {
+    primary.pgbench_script(LOAD, transactions, 2);
+    let (segment, lsn) = primary.switch_wal_at();
+    Round {
+        segment,
+        lsn,
+        rows: primary.count_rows(TABLE),
+    }
+}
+
+/// SIGKILLs processes a failed test left behind (they would poll forever).
+fn kill_all(processes: &[Process]) {
+    for p in processes {
+        // SAFETY: kill has no memory-safety preconditions; the pid came from /proc.
+        unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// The segment after `name` for [`SEG_MB`] segments.
+fn next_segment(name: &str) -> String {
+    assert_eq!(name.len(), 24, "{name:?} is not a segment name");
+    let tli = &name[..8];
+    let log = u32::from_str_radix(&name[8..16], 16).expect("hex log");
+    let seg = u32::from_str_radix(&name[16..24], 16).expect("hex seg");
+    let per_log = 0x1_0000_0000_u64 / (u64::from(SEG_MB) << 20);
+    let (log, seg) = if u64::from(seg) + 1 == per_log {
+        (log + 1, 0)
+    } else {
+        (log, seg + 1)
+    };
+    format!("{tli}{log:08X}{seg:08X}")
+}
+
+/// The WAL file name an archived file stands for (`X.zst` → `X`).
+fn wal_name_of(archived: &str) -> &str {
+    archived
+        .strip_suffix(".zst")
+        .or_else(|| archived.strip_suffix(".gz"))
+        .unwrap_or(archived)
+}
+
+/// Copies archived files from `from` to `to` (the standby's source), each through a hidden
+/// temp name and a rename, keeping its mtime and giving it to the PostgreSQL user; only the
+/// files whose WAL name passes `keep` and that `to` does not hold yet. Returns their names.
+fn feed(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut copied = Vec::new();
+    for name in ArchiveDir::new(from).names() {
+        if name.starts_with('.') || !keep(wal_name_of(&name)) || to.join(&name).exists() {
+            continue;
+        }
+        let mtime = std::fs::metadata(from.join(&name))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let bytes = std::fs::read(from.join(&name)).expect("read");
+        place_with_mtime(&to.join(&name), &bytes, Some(mtime));
+        copied.push(name);
+    }
+    copied
+}
+
+/// Writes `bytes` to `path` through a hidden temp name and a rename, so that pitr-restore
+/// never sees a partial file, and gives it to the PostgreSQL user.
+fn place(path: &Path, bytes: &[u8]) {
+    place_with_mtime(path, bytes, None);
+}
+
+/// [`place`], setting the file's mtime before it appears under its name.
+fn place_with_mtime(path: &Path, bytes: &[u8], mtime: Option<std::time::SystemTime>) {
+    let name = path.file_name().expect("file name").to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.feeding"));
+    pg_user().write_file(&temp, bytes);
+    if let Some(mtime) = mtime {
+        std::fs::File::options()
+            .write(true)
+            .open(&temp)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("setting the mtime");
+    }
+    std::fs::rename(&temp, path).expect("renaming into the feed");
+}
+
+/// `keep` for [`feed`]: WAL files up to and including segment `last` (history files too).
+fn up_to(last: &str) -> impl Fn(&str) -> bool + '_ {
+    move |wal: &str| wal.get(..24).is_none_or(|prefix| prefix <= last)
+}
+
+/// Waits until the server log, from byte `since`, has a line holding every fragment; returns
+/// that line. Panics with the log's tail after `timeout`.
+fn wait_log(cluster: &Cluster, since: usize, fragments: &[&str], timeout: Duration) -> String {
+    let found = poll_until(timeout, || {
+        cluster
+            .server_log_since(since)
+            .lines()
+            .find(|l| fragments.iter().all(|f| l.contains(f)))
+            .map(str::to_owned)
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no server log line with all of {fragments:?} within {timeout:?}\n--- server log \
+             (tail)\n{}",
+            pitr_tests::cluster::tail(&cluster.server_log_since(since), 40)
+        )
+    })
+}
+
+/// Asserts that the server log has a line holding every fragment.
+fn assert_log_line(cluster: &Cluster, fragments: &[&str]) {
+    let log = cluster.server_log();
+    assert!(
+        log.lines().any(|l| fragments.iter().all(|f| l.contains(f))),
+        "no server log line with all of {fragments:?}\n--- server log (tail)\n{}",
+        pitr_tests::cluster::tail(&log, 40)
+    );
+}
+
+/// The warm spare of the runbook, from its start to a smart finish: it follows the primary
+/// through several rounds of load, and once its trigger exists it replays what is archived
+/// and promotes with exactly the primary's archived rows, not the ones committed after.
+fn follow_and_finish_smartly(primary: &Cluster, name: &str, source: &str, trigger: &Path) {
+    let spare = warm_spare(
+        primary,
+        name,
+        &format!("{source} --finish-trigger {}", trigger.display()),
+        &[],
+    );
+    spare.start();
+    assert!(spare.is_in_recovery(), "the warm spare is not in recovery");
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(load_round(primary, 100));
+    }
+    let last = last.expect("a round");
+    primary.wait_archived(&last.segment, TIMEOUT);
+    spare.wait_replayed(&last.lsn, TIMEOUT);
+    assert_eq!(spare.count_rows(TABLE), last.rows);
+    let next = next_segment(&last.segment);
+    wait_log(&spare, 0, &["LOG : waiting for", &next], TIMEOUT);
+
+    // Committed, but never archived (no switch): the spare must not have these.
+    primary.pgbench_script(LOAD, 20, 2);
+    assert!(primary.count_rows(TABLE) > last.rows);
+
+    pg_user().write_file(trigger, b"");
+    spare.wait_promoted(TIMEOUT);
+    assert_eq!(
+        spare.count_rows(TABLE),
+        last.rows,
+        "the promoted spare does not hold exactly the archived rows"
+    );
+    assert_log_line(
+        &spare,
+        &[&format!(
+            "finish requested and {next} is not in the archive; ending recovery"
+        )],
+    );
+    spare.psql(&format!("INSERT INTO {TABLE} (payload) VALUES ('after')"));
+}
+
+#[test]
+fn warm_spare_follows_the_primary_and_finishes_smartly() {
+    let setup = Setup::local("warm-zstd");
+    follow_and_finish_smartly(
+        &setup.primary,
+        "warm-zstd-spare",
+        &setup.source(),
+        &setup.trigger("finish.trigger"),
+    );
+}
+
+#[test]
+fn warm_spare_fed_by_rsync_with_gzip_follows_and_finishes_smartly() {
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let command = format!(
+        "{} --dst-remote gzip={} %p",
+        pitr_bin("pitr-archive").display(),
+        rsyncd.url()
+    );
+    let primary = start_primary("warm-gzip-primary", &command);
+    let work = PgTempDir::new("warm-gzip");
+    follow_and_finish_smartly(
+        &primary,
+        "warm-gzip-spare",
+        &format!("--source gzip={}", rsyncd.dir().display()),
+        &work.path().join("finish.trigger"),
+    );
+    let names = ArchiveDir::new(rsyncd.dir()).names();
+    assert!(
+        names.iter().any(|n| n.ends_with(".gz")) && names.iter().all(|n| n.ends_with(".gz")),
+        "the rsync-fed archive does not hold gzip files only: {names:?}"
+    );
+}
+
+#[test]
+fn warm_spare_finish_now_leaves_archived_segments_unreplayed() {
+    let setup = Setup::local("finish-now");
+    let source = setup.work.subdir("feed");
+    let trigger = setup.trigger("finish.trigger");
+    let spare = warm_spare(
+        &setup.primary,
+        "finish-now-spare",
+        &format!(
+            "--source zstd={} --finish-trigger {}",
+            source.display(),
+            trigger.display()
+        ),
+        &[],
+    );
+    // What the base backup needs; the rest is fed by hand.
+    feed(&setup.archive, &source, |_| true);
+    spare.start();
+    let rounds: Vec<Round> = (0..3).map(|_| load_round(&setup.primary, 100)).collect();
+    setup.primary.wait_archived(&rounds[2].segment, TIMEOUT);
+    for pair in rounds.windows(2) {
+        assert_eq!(
+            pair[1].segment,
+            next_segment(&pair[0].segment),
+            "a round of load filled more than one segment; the test assumes one"
+        );
+    }
+    assert!(rounds[1].rows < rounds[2].rows);
+
+    feed(&setup.archive, &source, up_to(&rounds[0].segment));
+    spare.wait_replayed(&rounds[0].lsn, TIMEOUT);
+    // Hold replay: the spare takes the next segment but replays nothing of it yet.
+    spare.psql("SELECT pg_wal_replay_pause()");
+    let fed = feed(&setup.archive, &source, |_| true);
+    assert!(
+        fed.iter().any(|n| n.starts_with(&rounds[2].segment)),
+        "{fed:?}"
+    );
+    wait_until("replay paused on the spare", TIMEOUT, || {
+        (spare.psql("SELECT pg_get_wal_replay_pause_state()") == "paused").then_some(())
+    });
+    wait_log(
+        &spare,
+        0,
+        &[&format!("Segment {} restored", rounds[1].segment)],
+        TIMEOUT,
+    );
+
+    // Segment 3 is in the archive (and likely prefetched): NOW must leave it alone.
+    pg_user().write_file(&trigger, b"NOW\n");
+    spare.psql("SELECT pg_wal_replay_resume()");
+    spare.wait_promoted(TIMEOUT);
+    assert_eq!(
+        spare.count_rows(TABLE),
+        rounds[1].rows,
+        "the spare did not stop right after the segment it was replaying"
+    );
+    assert_log_line(
+        &spare,
+        &[&format!(
+            "immediate finish requested; not restoring {}, ending recovery",
+            rounds[2].segment
+        )],
+    );
+    assert_eq!(setup.primary.count_rows(TABLE), rounds[2].rows);
+}
+
+#[test]
+fn fast_shutdown_of_a_waiting_warm_spare_leaves_no_pitr_restore_behind() {
+    let setup = Setup::local("fast-stop");
+    let spare = warm_spare(&setup.primary, "fast-stop-spare", &setup.source(), &[]);
+    spare.start();
+    let round = load_round(&setup.primary, 50);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    spare.wait_replayed(&round.lsn, TIMEOUT);
+    let next = next_segment(&round.segment);
+    wait_log(&spare, 0, &["LOG : waiting for", &next], TIMEOUT);
+
+    // The restore_command's command line (and its prefetch worker's) names the archive.
+    let archive = setup.archive.display().to_string();
+    let pattern = ["pitr-restore", archive.as_str()];
+    let waiting = processes_matching(&pattern);
+    assert!(
+        waiting.iter().any(|p| p.cmdline.contains(&next)),
+        "no pitr-restore waiting for {next}: {waiting:?}"
+    );
+
+    let started = Instant::now();
+    spare.stop();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "pg_ctl stop -m fast took {took:?}"
+    );
+    let left = wait_no_process_matching(&pattern, Duration::from_secs(10));
+    kill_all(&left);
+    assert!(
+        left.is_empty(),
+        "pitr-restore processes left running after the server stopped: {left:?}"
+    );
+}
+
+#[test]
+fn standby_mode_follows_the_archive_and_promotes_with_pg_ctl_promote() {
+    let setup = Setup::local("standby-mode");
+    let standby = setup.primary.base_backup(
+        "standby-mode-standby",
+        "none",
+        ClusterOpts::new()
+            .set(
+                "restore_command",
+                &restore_command(&format!("--streaming-replication {}", setup.source())),
+            )
+            // PostgreSQL retries every wal_retrieve_retry_interval when the archive has
+            // nothing new; the default 5 s would slow the test down.
+            .set("wal_retrieve_retry_interval", "200ms"),
+    );
+    standby.write_signal(STANDBY_SIGNAL);
+    standby.start();
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(load_round(&setup.primary, 100));
+    }
+    let last = last.expect("a round");
+    setup.primary.wait_archived(&last.segment, TIMEOUT);
+    standby.wait_replayed(&last.lsn, TIMEOUT);
+    assert_eq!(standby.count_rows(TABLE), last.rows);
+    assert!(standby.is_in_recovery());
+    let log = standby.server_log();
+    assert!(
+        !log.contains("LOG : waiting for"),
+        "pitr-restore waited in standby mode\n{}",
+        pitr_tests::cluster::tail(&log, 40)
+    );
+    assert!(
+        log.contains("pitr-restore : LOG : Segment"),
+        "nothing restored by pitr-restore\n{}",
+        pitr_tests::cluster::tail(&log, 40)
+    );
+
+    standby.promote();
+    assert!(!standby.is_in_recovery());
+    assert_eq!(standby.count_rows(TABLE), last.rows);
+    standby.psql(&format!("INSERT INTO {TABLE} (payload) VALUES ('after')"));
+}
+
+#[test]
+fn recovery_delay_holds_back_a_truncate_until_a_finish_now() {
+    /// The delay: long enough to check the standby and touch the trigger after the
+    /// TRUNCATE's segment is archived, even on a busy machine.
+    const DELAY: u64 = 20;
+    let setup = Setup::local("delay");
+    let trigger = setup.trigger("finish.trigger");
+    let base = format!("{} --finish-trigger {}", setup.source(), trigger.display());
+    // Start without a delay, so that the base backup's segments need not age first.
+    let standby = warm_spare(&setup.primary, "delay-standby", &base, &[]);
+    standby.start();
+    let delayed = restore_command(&format!("{base} --verbose --recovery-delay {DELAY}"));
+    standby.append_conf(&[("restore_command", &delayed)]);
+    standby.reload();
+    wait_until("the reloaded restore_command", TIMEOUT, || {
+        standby
+            .psql("SHOW restore_command")
+            .contains("--recovery-delay")
+            .then_some(())
+    });
+    // The call already waiting runs the old command: it takes the next segment at once.
+    let (first, first_lsn) = setup.primary.switch_wal_at();
+    standby.wait_replayed(&first_lsn, TIMEOUT);
+    let next = next_segment(&first);
+    wait_log(
+        &standby,
+        0,
+        &["Called with parameters", "--recovery-delay", &next],
+        TIMEOUT,
+    );
+
+    // Rows committed now reach the standby only once their segment is DELAY seconds old.
+    let round = load_round(&setup.primary, 50);
+    let switched = Instant::now();
+    assert_eq!(round.segment, next);
+    let too_fresh = format!("{next} found, but it is too fresh");
+    let held = poll_until(TIMEOUT, || {
+        if standby.server_log().contains(&too_fresh) {
+            return Some(true);
+        }
+        standby.has_replayed(&round.lsn).then_some(false)
+    });
+    assert_eq!(
+        held,
+        Some(true),
+        "{next} was not held back (replayed: {}) after {:?}",
+        standby.has_replayed(&round.lsn),
+        switched.elapsed()
+    );
+    standby.wait_replayed(&round.lsn, TIMEOUT + Duration::from_secs(DELAY));
+    let took = switched.elapsed();
+    assert!(
+        took >= Duration::from_secs(DELAY - 2),
+        "{next} was replayed {took:?} after it was archived, before the {DELAY} s delay"
+    );
+    assert_eq!(standby.count_rows(TABLE), round.rows);
+    let repeats = standby
+        .server_log()
+        .lines()
+        .filter(|l| l.contains(&too_fresh))
+        .count();
+    assert!(
+        repeats <= 2,
+        "the wait for {next} was logged {repeats} times in {DELAY} s: a waiting condition is \
+         logged when it changes, and once a minute while it lasts"
+    );
+
+    // The operator's mistake: caught within the window.
+    setup.primary.psql(&format!("TRUNCATE {TABLE}"));
+    let (truncate, _) = setup.primary.switch_wal_at();
+    let truncated = Instant::now();
+    setup.primary.wait_archived(&truncate, TIMEOUT);
+    let archived = ArchiveDir::new(&setup.archive).path_for(&truncate);
+    assert_eq!(
+        FileStamp::of(&archived).mtime,
+        FileStamp::of(&setup.primary.wal_dir().join(&truncate)).mtime,
+        "the archived {truncate} does not keep the WAL file's mtime"
+    );
+    wait_log(
+        &standby,
+        0,
+        &[&format!("{truncate} found, but it is too fresh")],
+        TIMEOUT,
+    );
+    assert_eq!(standby.count_rows(TABLE), round.rows);
+    pg_user().write_file(&trigger, b"NOW\n");
+    standby.wait_promoted(TIMEOUT);
+    let window = truncated.elapsed();
+    assert!(
+        window < Duration::from_secs(DELAY),
+        "the finish came {window:?} after the TRUNCATE, outside the {DELAY} s window: the \
+         test proves nothing"
+    );
+    assert_eq!(
+        standby.count_rows(TABLE),
+        round.rows,
+        "the TRUNCATE reached the promoted standby"
+    );
+    assert_eq!(setup.primary.count_rows(TABLE), 0);
+}
+
+#[test]
+fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
+    let setup = Setup::local("remove");
+    let pause = setup.trigger("removal.pause");
+    pg_user().write_file(&pause, b"");
+    let history = "00000007.history";
+    pg_user().write_file(
+        &setup.archive.join(history),
+        b"1\t0/9000000\tno recovery target specified\n",
+    );
+    let standby = warm_spare(
+        &setup.primary,
+        "remove-standby",
+        &format!(
+            "{} --remove-unneeded --removal-pause-trigger {}",
+            setup.source(),
+            pause.display()
+        ),
+        &[],
+    );
+    standby.start();
+    for _ in 0..2 {
+        load_round(&setup.primary, 50);
+    }
+    // A checkpoint on the primary, replayed, lets a CHECKPOINT on the standby make a
+    // restartpoint: its REDO location moves forward.
+    setup.primary.psql("CHECKPOINT");
+    let round = load_round(&setup.primary, 50);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    standby.wait_replayed(&round.lsn, TIMEOUT);
+    standby.psql("CHECKPOINT");
+    let redo = standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
+    let archive = ArchiveDir::new(&setup.archive);
+    let unneeded = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                !n.starts_with('.') && wal_name_of(n).get(..24).is_some_and(|p| p < redo.as_str())
+            })
+            .cloned()
+            .collect()
+    };
+    let old = unneeded(&archive.names());
+    assert!(
+        old.len() >= 3,
+        "too few archived files before the REDO file {redo}: {:?}",
+        archive.names()
+    );
+
+    // A call that starts now sees the new REDO location and the pause trigger.
+    let since = standby.server_log_len();
+    let round = load_round(&setup.primary, 10);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    standby.wait_replayed(&round.lsn, TIMEOUT);
+    let paused = format!(
+        "removal pause trigger {} exists; not removing any old segments",
+        pause.display()
+    );
+    let seen = poll_until(TIMEOUT, || {
+        if unneeded(&archive.names()) != old {
+            return Some(false);
+        }
+        standby
+            .server_log_since(since)
+            .contains(&paused)
+            .then_some(true)
+    });
+    let still = unneeded(&archive.names());
+    assert_eq!(still, old, "files removed while the pause trigger existed");
+    assert_eq!(
+        seen,
+        Some(true),
+        "no {paused:?} in the log\n{}",
+        pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
+    );
+
+    std::fs::remove_file(&pause).expect("removing the pause trigger");
+    wait_until(
+        "the standby to remove the archived files older than its REDO file",
+        TIMEOUT,
+        || unneeded(&archive.names()).is_empty().then_some(()),
+    );
+    let names = archive.names();
+    assert!(
+        names.contains(&history.to_owned()),
+        "{history} removed: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| wal_name_of(n) == redo),
+        "the REDO file {redo} itself was removed: {names:?}"
+    );
+    assert_log_line(
+        &standby,
+        &["removed, as it is too old", &format!("older than {redo}")],
+    );
+
+    // What is left is enough to start again.
+    standby.stop();
+    standby.start();
+    assert!(standby.is_in_recovery());
+    assert_eq!(standby.count_rows(TABLE), round.rows);
+}
+
+/// Flips 64 bytes in the middle of `bytes`.
+fn flipped(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let at = out.len() / 2;
+    for b in &mut out[at..at + 64] {
+        *b ^= 0x5a;
+    }
+    out
+}
+
+/// A segment called `name` from another database system: a second cluster switches WAL until
+/// it completes a segment of that name.
+fn foreign_segment(name: &str) -> Vec<u8> {
+    let other = Cluster::init(
+        "foreign",
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("wal_keep_size", "64MB"),
+    );
+    other.start();
+    let segment = wait_until("the other cluster to reach the segment", TIMEOUT, || {
+        let done = other.switch_wal();
+        assert!(
+            done.as_str() <= name,
+            "the other cluster went past {name} ({done})"
+        );
+        (done == name).then_some(done)
+    });
+    let bytes = other.wal_file(&segment);
+    other.stop();
+    bytes
+}
+
+#[test]
+fn damaged_or_foreign_archived_segment_is_refused_until_repaired() {
+    let setup = Setup::local("damaged");
+    let source = setup.work.subdir("feed");
+    let spare = warm_spare(
+        &setup.primary,
+        "damaged-spare",
+        &format!("--source zstd={}", source.display()),
+        &[],
+    );
+    feed(&setup.archive, &source, |_| true);
+    spare.start();
+    let before = spare.count_rows(TABLE);
+    let round = load_round(&setup.primary, 100);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    let name = round.segment.clone();
+    let archive = ArchiveDir::new(&setup.archive);
+    let good = archive.raw(&format!("{name}.zst"));
+    let previous = archive.raw(
+        &archive
+            .file_for(&archive_previous(&archive, &name))
+            .expect("the previous segment's archived file"),
+    );
+    let zst = source.join(format!("{name}.zst"));
+    let raw = source.join(&name);
+    let truncated = good[..good.len() / 2].to_vec();
+    let cases: Vec<(&str, &Path, Vec<u8>, &str)> = vec![
+        (
+            "flipped bytes",
+            zst.as_path(),
+            flipped(&good),
+            "cannot be decompressed",
+        ),
+        (
+            "another database system's segment",
+            raw.as_path(),
+            foreign_segment(&name),
+            "is from database system",
+        ),
+        (
+            "truncated",
+            zst.as_path(),
+            truncated,
+            "cannot be decompressed",
+        ),
+        (
+            "the previous segment under this name",
+            zst.as_path(),
+            previous,
+            "but its name says",
+        ),
+    ];
+    // One pitr-restore call waits for the segment throughout: every refusal, and then the
+    // restore, must come from that process. Had it exited, recovery would have ended.
+    let waiting = wait_log(&spare, 0, &["LOG : waiting for", &name], TIMEOUT);
+    let pid = log_pid(&waiting);
+    let from_pid = format!(" : {pid} : pitr-restore : ");
+    for (what, path, bytes, why) in cases {
+        let since = spare.server_log_len();
+        place(path, &bytes);
+        let fragments = [
+            from_pid.as_str(),
+            "ERROR : ",
+            &format!("archived {name} is not usable, not restoring it"),
+            &path.display().to_string(),
+            why,
+        ];
+        let seen = poll_until(TIMEOUT, || {
+            let log = spare.server_log_since(since);
+            if let Some(line) = log
+                .lines()
+                .find(|l| fragments.iter().all(|f| l.contains(f)))
+            {
+                return Some(Ok(line.to_owned()));
+            }
+            (!Path::new(&format!("/proc/{pid}")).exists()).then_some(Err(log))
+        });
+        let line = match seen {
+            Some(Ok(line)) => line,
+            Some(Err(log)) => panic!(
+                "the pitr-restore waiting for {name} (pid {pid}) exited on a segment with \
+                 {what}\n--- server log since\n{log}"
+            ),
+            None => panic!(
+                "no refusal of the segment with {what} within {TIMEOUT:?}; wanted a line with \
+                 {fragments:?}\n--- server log since\n{}",
+                spare.server_log_since(since)
+            ),
+        };
+        assert!(
+            spare.is_in_recovery(),
+            "the spare left recovery on a segment with {what}: {line}"
+        );
+        assert_eq!(
+            spare.count_rows(TABLE),
+            before,
+            "the spare replayed a segment with {what}"
+        );
+        std::fs::remove_file(path).expect("removing the bad file");
+    }
+
+    feed(&setup.archive, &source, |_| true);
+    spare.wait_replayed(&round.lsn, TIMEOUT);
+    assert_eq!(spare.count_rows(TABLE), round.rows);
+    assert!(spare.is_in_recovery());
+    assert_log_line(
+        &spare,
+        &[&from_pid, &format!("LOG : Segment {name} restored")],
+    );
+}
+
+/// The pid in a pitr log line (`DATE TIME ZONE : PID : TOOL : LEVEL : message`).
+fn log_pid(line: &str) -> u32 {
+    line.split(" : ")
+        .nth(1)
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in log line {line:?}"))
+}
+
+/// The archived segment just before `name` (the archive holds it: segments are archived in
+/// order).
+fn archive_previous(archive: &ArchiveDir, name: &str) -> String {
+    archive
+        .names()
+        .iter()
+        .map(|n| wal_name_of(n).to_owned())
+        .filter(|n| n.len() == 24 && n.as_str() < name)
+        .max()
+        .unwrap_or_else(|| panic!("no segment before {name} in {:?}", archive.names()))
+}
+
+/// Starts `spare` expecting recovery to stop: pg_ctl fails, the server is gone, it did not
+/// promote (`recovery.signal` is still there, no new timeline) and its log has pitr-restore's
+/// FATAL line with `reason` and PostgreSQL's own FATAL.
+fn assert_refuses_recovery(spare: &Cluster, reason: &str) {
+    let since = spare.server_log_len();
+    let started = spare.try_start();
+    assert!(
+        started.is_err(),
+        "the server started with a broken restore_command\n{}",
+        pitr_tests::cluster::tail(&spare.server_log(), 40)
+    );
+    wait_until("the refused server to exit", TIMEOUT, || {
+        (!spare.server_alive()).then_some(())
+    });
+    spare.mark_stopped();
+    let log = spare.server_log_since(since);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("pitr-restore : FATAL : ") && l.contains(reason)),
+        "no pitr-restore FATAL line with {reason:?}\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FATAL:") && l.contains("could not restore file")),
+        "PostgreSQL did not stop recovery on the restore_command's status\n{log}"
+    );
+    assert!(spare.has_file(RECOVERY_SIGNAL), "recovery.signal is gone");
+    assert!(
+        !spare.has_file("pg_wal/00000002.history"),
+        "the server switched to a new timeline"
+    );
+}
+
+#[test]
+fn mistyped_restore_command_or_missing_archive_stops_recovery_instead_of_promoting() {
+    let setup = Setup::local("typo");
+    let spare = warm_spare(
+        &setup.primary,
+        "typo-spare",
+        &format!("--sorce zstd={}", setup.archive.display()),
+        &[],
+    );
+    assert_refuses_recovery(&spare, "--sorce");
+
+    let missing = setup.work.path().join("no-such-archive");
+    spare.append_conf(&[(
+        "restore_command",
+        &restore_command(&format!("--source zstd={}", missing.display())),
+    )]);
+    assert_refuses_recovery(&spare, &format!("cannot read source {}", missing.display()));
+
+    // Nothing was damaged: with the command fixed, recovery goes on.
+    spare.append_conf(&[("restore_command", &restore_command(&setup.source()))]);
+    spare.start();
+    assert!(spare.is_in_recovery());
+    assert_eq!(spare.count_rows(TABLE), setup.primary.count_rows(TABLE));
+}
+
+#[test]
+fn promoted_standby_starts_a_timeline_that_a_second_standby_follows() {
+    let setup = Setup::local("timeline");
+    let trigger = setup.trigger("finish.trigger");
+    // A archives after its promotion, with the primary's archive_command (same archive).
+    let a = warm_spare(
+        &setup.primary,
+        "timeline-a",
+        &format!("{} --finish-trigger {}", setup.source(), trigger.display()),
+        &[("archive_mode", "on")],
+    );
+    // B starts later from the same base backup, without a trigger, on the latest timeline.
+    let b = a.clone_stopped(
+        "timeline-b",
+        ClusterOpts::new()
+            .set("restore_command", &restore_command(&setup.source()))
+            .set("recovery_target_timeline", "latest"),
+    );
+    a.start();
+    let round = load_round(&setup.primary, 100);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    a.wait_replayed(&round.lsn, TIMEOUT);
+
+    // Failover: the primary is gone, everything it committed is archived.
+    setup.primary.stop();
+    assert_eq!(setup.primary.ready_segments(), Vec::<String>::new());
+    pg_user().write_file(&trigger, b"");
+    a.wait_promoted(TIMEOUT);
+    assert_eq!(a.count_rows(TABLE), round.rows);
+    a.wait_archived("00000002.history", TIMEOUT);
+    a.pgbench_script(LOAD, 100, 2);
+    a.psql("CHECKPOINT");
+    let (segment, lsn) = a.switch_wal_at();
+    assert!(
+        segment.starts_with("00000002"),
+        "{segment} is not on timeline 2"
+    );
+    a.wait_archived(&segment, TIMEOUT);
+    let rows = a.count_rows(TABLE);
+    assert!(rows > round.rows);
+    let archive = ArchiveDir::new(&setup.archive);
+    assert!(archive.file_for("00000002.history").is_some());
+
+    b.start();
+    b.wait_replayed(&lsn, TIMEOUT);
+    assert!(b.is_in_recovery());
+    assert_eq!(b.count_rows(TABLE), rows, "B lacks the rows of timeline 2");
+    b.psql("CHECKPOINT");
+    assert_eq!(
+        b.psql("SELECT timeline_id FROM pg_control_checkpoint()"),
+        "2",
+        "B's restartpoint is not on timeline 2"
+    );
+    assert_log_line(&b, &["pitr-restore : LOG : ", "00000002.history"]);
+}
+
+// ---- The binary on its own (the data dir only provides pg_control). ----
+
+/// pitr-restore run as the PostgreSQL user from the data dir of `cluster`, as the startup
+/// process runs it; a call that waits instead of answering fails the test after 20 s.
+fn restore(cluster: &Cluster) -> Tool {
+    restore_polling(cluster, "0.2")
+}
+
+/// [`restore`] with another `--poll-interval`.
+fn restore_polling(cluster: &Cluster, seconds: &str) -> Tool {
+    Tool::new("pitr-restore")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .timeout(Duration::from_secs(20))
+        .args(["--poll-interval", seconds])
+}
+
+/// An initdb'ed cluster (never started) and an empty archive directory.
+fn scratch(name: &str) -> (Cluster, PathBuf) {
+    let cluster = Cluster::init(name, ClusterOpts::new().wal_segsize_mb(SEG_MB));
+    let archive = cluster.root().subdir("archive");
+    (cluster, archive)
+}
+
+/// The segment an initdb'ed cluster writes to: the first in `pg_wal` (initdb leaves
+/// recycled segments after it, whose headers carry their old names).
+fn current_segment(cluster: &Cluster) -> String {
+    ArchiveDir::new(cluster.wal_dir())
+        .names()
+        .into_iter()
+        .filter(|n| n.len() == 24)
+        .min()
+        .expect("a segment in pg_wal")
+}
+
+/// `%p` as PostgreSQL passes it for segments.
+const RECOVERYXLOG: &str = "pg_wal/RECOVERYXLOG";
+
+#[test]
+fn restore_exits_1_at_once_for_a_missing_history_file() {
+    let (cluster, archive) = scratch("no-history");
+    let started = Instant::now();
+    restore(&cluster)
+        .arg("--source")
+        .arg(format!("zstd={}", archive.display()))
+        .args(["00000002.history", "pg_wal/RECOVERYHISTORY"])
+        .run()
+        .failure_with_status(1)
+        .stderr_contains("LOG : requested history file 00000002.history is not in the archive");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!cluster.data_path("pg_wal/RECOVERYHISTORY").exists());
+}
+
+#[test]
+fn restore_exits_1_at_once_for_a_missing_segment_in_standby_mode() {
+    let (cluster, archive) = scratch("no-segment");
+    restore(&cluster)
+        .arg("--streaming-replication")
+        .arg("--source")
+        .arg(format!("zstd={}", archive.display()))
+        .args(["000000010000000000000005", RECOVERYXLOG])
+        .run()
+        .failure_with_status(1)
+        .stderr_lacks("ERROR");
+    assert!(!cluster.data_path(RECOVERYXLOG).exists());
+}
+
+#[test]
+fn restore_usage_error_exits_127_with_a_fatal_line() {
+    let (cluster, archive) = scratch("usage");
+    restore(&cluster)
+        .arg("--sorce")
+        .arg(format!("zstd={}", archive.display()))
+        .args(["000000010000000000000001", RECOVERYXLOG])
+        .run()
+        .failure_with_status(127)
+        .stderr_line_with(&["pitr-restore : FATAL : ", "--sorce"]);
+    restore(&cluster)
+        .arg("--source")
+        .arg(&archive)
+        .arg("000000010000000000000001")
+        .run()
+        .failure_with_status(127)
+        .stderr_line_with(&[
+            "pitr-restore : FATAL : ",
+            "the WAL file name and the destination path were not both given",
+        ]);
+}
+
+#[test]
+fn restore_exits_126_when_the_source_directory_is_missing() {
+    let (cluster, archive) = scratch("no-source");
+    let missing = archive.join("missing");
+    let result = restore(&cluster)
+        .arg("--source")
+        .arg(format!("zstd={}", missing.display()))
+        .args(["000000010000000000000001", RECOVERYXLOG])
+        .run();
+    result.failure_with_status(126);
+    let line = result.stderr_line_with(&[
+        "pitr-restore : FATAL : ",
+        &format!("cannot read source {}", missing.display()),
+    ]);
+    assert!(
+        result.stderr_lines()[line + 1].contains("FATAL : HINT: "),
+        "no HINT line\n{result}"
+    );
+}
+
+#[test]
+fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
+    let (cluster, archive) = scratch("finish");
+    let first = current_segment(&cluster);
+    let first = first.as_str();
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .arg("--dst-local")
+        .arg(format!("zstd={}", archive.display()))
+        .arg(format!("pg_wal/{first}"))
+        .succeeds();
+    let trigger = cluster.root().path().join("finish.trigger");
+    let run = |wal: &str| {
+        restore(&cluster)
+            .arg("--source")
+            .arg(format!("zstd={}", archive.display()))
+            .arg("--finish-trigger")
+            .arg(&trigger)
+            .args([wal, RECOVERYXLOG])
+            .run()
+    };
+
+    pg_user().write_file(&trigger, b"NOW\n");
+    run(first).failure_with_status(1).stderr_contains(&format!(
+        "immediate finish requested; not restoring {first}, ending recovery"
+    ));
+    assert!(!cluster.data_path(RECOVERYXLOG).exists());
+
+    // A smart finish still restores what is archived, and ends at the first missing file.
+    pg_user().write_file(&trigger, b"");
+    run(first)
+        .success()
+        .stderr_contains(&format!("Segment {first} restored"));
+    assert_eq!(
+        std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
+        cluster.wal_file(first)
+    );
+    let second = next_segment(first);
+    run(&second)
+        .failure_with_status(1)
+        .stderr_contains(&format!(
+            "finish requested and {second} is not in the archive; ending recovery"
+        ));
+}
+
+#[test]
+fn restore_exits_when_the_server_that_called_it_is_gone() {
+    let (cluster, archive) = scratch("orphan");
+    let wanted = "000000010000000000000042";
+    let log = cluster.root().path().join("restore.log");
+    // A shell stands in for the startup process; `; true` keeps it from exec'ing.
+    let line = format!(
+        "{} --poll-interval 0.2 --source zstd={} {wanted} {RECOVERYXLOG} 2>{}; true",
+        pitr_bin("pitr-restore").display(),
+        archive.display(),
+        log.display()
+    );
+    let mut caller = pg_user()
+        .command("sh")
+        .arg("-c")
+        .arg(&line)
+        .current_dir(cluster.data_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning sh");
+    let archive_arg = format!("zstd={}", archive.display());
+    let pattern = ["pitr-restore", archive_arg.as_str(), wanted];
+    wait_until("pitr-restore to wait for the segment", TIMEOUT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains(&format!("LOG : waiting for {wanted}"))
+            && processes_matching(&pattern)
+                .iter()
+                .any(|p| !p.cmdline.starts_with("sh ")))
+        .then_some(())
+    });
+    // SIGKILL: the shell dies without passing anything on; pitr-restore is orphaned.
+    caller.kill().expect("killing the caller");
+    caller.wait().expect("reaping the caller");
+    let left = wait_no_process_matching(&pattern, Duration::from_secs(10));
+    kill_all(&left);
+    assert!(
+        left.is_empty(),
+        "pitr-restore outlived its caller: {left:?}"
+    );
+    let text = std::fs::read_to_string(&log).expect("restore log");
+    assert!(
+        text.contains(&format!(
+            "LOG : the server that asked for {wanted} is gone; exiting"
+        )),
+        "{text}"
+    );
+    assert!(!cluster.data_path(RECOVERYXLOG).exists());
+}
+
+#[test]
+fn restore_refuses_a_damaged_segment_logging_it_once_while_it_waits() {
+    let (cluster, archive) = scratch("damaged-once");
+    let segment = current_segment(&cluster);
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .arg("--dst-local")
+        .arg(format!("zstd={}", archive.display()))
+        .arg(format!("pg_wal/{segment}"))
+        .succeeds();
+    let stored = archive.join(format!("{segment}.zst"));
+    let good = std::fs::read(&stored).expect("archived segment");
+    std::fs::write(&stored, flipped(&good)).expect("damaging the archived segment");
+    let log = cluster.root().path().join("restore.log");
+    let mut running = restore_polling(&cluster, "0.05")
+        .arg("--log")
+        .arg(&log)
+        .arg("--source")
+        .arg(format!("zstd={}", archive.display()))
+        .args([segment.as_str(), RECOVERYXLOG])
+        .spawn();
+    let refusals = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("archived {segment} is not usable")))
+            .count()
+    };
+    wait_until("the refusal in the log", TIMEOUT, || {
+        assert!(!running.has_exited(), "pitr-restore exited before refusing");
+        (refusals() > 0).then_some(())
+    });
+    // 40 polls in 2 s: the refusal must not come back on each of them.
+    let repeated = poll_until(Duration::from_secs(2), || (refusals() > 1).then_some(()));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        repeated.is_none(),
+        "the same refusal is logged on every poll\n{text}"
+    );
+    assert!(
+        text.contains("ERROR : HINT: replace the archived file with a good copy"),
+        "{text}"
+    );
+    assert!(
+        !running.has_exited(),
+        "pitr-restore gave up on the damaged segment\n{text}"
+    );
+    // SIGUSR1 means "finish now".
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe { libc::kill(running.pid() as libc::pid_t, libc::SIGUSR1) };
+    let result = running.wait();
+    result.failure_with_status(1);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains(&format!(
+            "immediate finish requested; not restoring {segment}, ending recovery"
+        )),
+        "{text}"
+    );
+    assert!(!cluster.data_path(RECOVERYXLOG).exists());
+}
+
+/// A stopped cluster whose archive (zstd) holds `count` completed segments; returns them.
+fn archived_segments(name: &str, count: usize) -> (PgTempDir, PathBuf, Cluster, Vec<String>) {
+    let work = PgTempDir::new(name);
+    let archive = work.subdir("archive");
+    let command = format!(
+        "{} --dst-local zstd={} %p",
+        pitr_bin("pitr-archive").display(),
+        archive.display()
+    );
+    let cluster = start_primary(&format!("{name}-cluster"), &command);
+    let segments: Vec<String> = (0..count)
+        .map(|_| {
+            cluster.pgbench_script(LOAD, 20, 1);
+            cluster.switch_wal()
+        })
+        .collect();
+    cluster.wait_archived(segments.last().expect("a segment"), TIMEOUT);
+    cluster.stop();
+    (work, archive, cluster, segments)
+}
+
+#[test]
+fn restore_prefetches_the_next_segment_and_hands_it_over() {
+    let (_work, archive, cluster, segments) = archived_segments("prefetch", 3);
+    let source = format!("zstd={}", archive.display());
+    let spool = cluster.data_path("pg_wal/.pitr-prefetch");
+    restore(&cluster)
+        .arg("--source")
+        .arg(&source)
+        .args([&segments[0], RECOVERYXLOG])
+        .run()
+        .success()
+        .stderr_contains(&format!("LOG : Segment {} restored", segments[0]));
+    wait_until(
+        "the next segment in the prefetch spool",
+        Duration::from_secs(10),
+        || spool.join(&segments[1]).is_file().then_some(()),
+    );
+    let archived = ArchiveDir::new(&archive);
+    restore(&cluster)
+        .arg("--source")
+        .arg(&source)
+        .args([&segments[1], RECOVERYXLOG])
+        .run()
+        .success()
+        .stderr_contains(&format!(
+            "LOG : Segment {} restored (prefetched)",
+            segments[1]
+        ));
+    assert_eq!(
+        std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
+        archived.wal_content(&segments[1])
+    );
+}
+
+#[test]
+fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
+    let (_work, archive, cluster, segments) = archived_segments("spool", 3);
+    let source = format!("zstd={}", archive.display());
+    let spool = cluster.data_path("pg_wal/.pitr-prefetch");
+    pg_user().create_dir(&spool, 0o700);
+    let archived = ArchiveDir::new(&archive);
+    let wanted = &segments[1];
+    let good = archived.wal_content(wanted);
+    // The next segment under this name, and this segment from another database system
+    // (its header's system identifier changed).
+    let mut other_system = good.clone();
+    other_system[24] ^= 0xff;
+    let planted = [
+        (
+            "a misnamed segment",
+            archived.wal_content(&segments[2]),
+            "but its name says",
+        ),
+        (
+            "another system's segment",
+            other_system,
+            "is from database system",
+        ),
+    ];
+    for (what, bytes, why) in planted {
+        pg_user().write_file(&spool.join(wanted), &bytes);
+        let result = restore(&cluster)
+            .arg("--source")
+            .arg(&source)
+            .args([wanted.as_str(), RECOVERYXLOG])
+            .run();
+        result.success();
+        result.stderr_line_with(&[
+            "WARNING : ",
+            &format!("discarding prefetched {wanted}"),
+            why,
+        ]);
+        result
+            .stderr_contains(&format!("LOG : Segment {wanted} restored"))
+            .stderr_lacks("(prefetched)");
+        assert_eq!(
+            std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
+            good,
+            "{what} was handed over"
+        );
+        assert!(!spool.join(wanted).exists(), "{what} left in the spool");
+    }
+}
