@@ -29,7 +29,13 @@ impl RsyncDaemon {
     /// Writes the configuration and starts the daemon with module `module` (path: a fresh
     /// directory owned by the PostgreSQL test user, writable, not chrooted).
     pub fn start(module: &str) -> RsyncDaemon {
-        let root = PgTempDir::new("rsyncd");
+        RsyncDaemon::start_labeled("rsyncd", module)
+    }
+
+    /// [`RsyncDaemon::start`] with the daemon's temp dir named after `label` (the demo names
+    /// them after its hosts, `db2-wal_archive`, so that the paths it prints say whose they are).
+    pub fn start_labeled(label: &str, module: &str) -> RsyncDaemon {
+        let root = PgTempDir::new(label);
         let dir = root.subdir(module);
         let user = pg_user();
         let owner = if user.switch {

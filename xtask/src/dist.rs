@@ -2,7 +2,7 @@
 //! `/opt/pitr`.
 //!
 //! `target/dist/opt/pitr/` receives `bin/` (the four binaries, stripped by the release
-//! profile), `share/doc/pitr/` (README.md, ARCHITECTURE.md, docs/runbook.md when it exists, and
+//! profile), `share/doc/pitr/` (README.md, ARCHITECTURE.md, docs/runbook.md, and
 //! a man page per binary made from its `--help` by [`crate::manpage`]) and
 //! `share/pitr/examples/` (the files of `packaging/examples/`, after checking every option they
 //! give a binary against its `--help`, see [`crate::examples`]). Modes
@@ -35,12 +35,8 @@ pub const BINARIES: [&str; 4] = [
 /// Where the product is installed.
 pub const PREFIX: &str = "/opt/pitr";
 
-/// The documents shipped in `share/doc/pitr`: repository path, and whether it must exist.
-const DOCS: &[(&str, bool)] = &[
-    ("README.md", true),
-    ("ARCHITECTURE.md", true),
-    ("docs/runbook.md", false),
-];
+/// The documents shipped in `share/doc/pitr` (repository paths; each must exist).
+const DOCS: &[&str] = &["README.md", "ARCHITECTURE.md", "docs/runbook.md"];
 
 /// Build a release and stage it as target/dist/opt/pitr (bin, share/doc/pitr with man pages,
 /// share/pitr/examples).
@@ -182,11 +178,8 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
         add_copy(&mut staged, &from, format!("{bin}/{binary}"), Kind::Binary)?;
     }
 
-    for (path, required) in DOCS {
+    for path in DOCS {
         let from = root.join(path);
-        if !required && !from.exists() {
-            continue;
-        }
         let name = Path::new(path)
             .file_name()
             .map_or_else(|| (*path).to_owned(), |n| n.to_string_lossy().into_owned());
@@ -273,8 +266,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Every path installed under `/opt/pitr`, directories included, in staging order: the layout
 /// of SPEC.md "Packaging", written out by hand so that a change to it is a visible change here.
-pub fn expected_paths(with_runbook: bool) -> Vec<String> {
-    let mut paths: Vec<&str> = vec![
+pub fn expected_paths() -> Vec<String> {
+    let paths: Vec<&str> = vec![
         "/opt/pitr",
         "/opt/pitr/bin",
         "/opt/pitr/share",
@@ -288,11 +281,7 @@ pub fn expected_paths(with_runbook: bool) -> Vec<String> {
         "/opt/pitr/bin/pitr-cleanup",
         "/opt/pitr/share/doc/pitr/README.md",
         "/opt/pitr/share/doc/pitr/ARCHITECTURE.md",
-    ];
-    if with_runbook {
-        paths.push("/opt/pitr/share/doc/pitr/runbook.md");
-    }
-    paths.extend([
+        "/opt/pitr/share/doc/pitr/runbook.md",
         "/opt/pitr/share/doc/pitr/pitr-archive.1",
         "/opt/pitr/share/doc/pitr/pitr-restore.1",
         "/opt/pitr/share/doc/pitr/pitr-backup.1",
@@ -306,13 +295,8 @@ pub fn expected_paths(with_runbook: bool) -> Vec<String> {
         "/opt/pitr/share/pitr/examples/postgresql-primary.conf",
         "/opt/pitr/share/pitr/examples/postgresql-warm-standby.conf",
         "/opt/pitr/share/pitr/examples/postgresql-streaming-standby.conf",
-    ]);
+    ];
     paths.into_iter().map(str::to_owned).collect()
-}
-
-/// Whether the repository has the runbook that is shipped when it exists.
-pub fn has_runbook(root: &Path) -> bool {
-    root.join("docs").join("runbook.md").exists()
 }
 
 /// The time the build is dated with, for reproducible output: `SOURCE_DATE_EPOCH` if set, else
@@ -422,7 +406,7 @@ mod tests {
         let staged = stage(&root, &bin_dir, &dist, 1_795_574_595)?;
 
         let paths: Vec<&str> = staged.items.iter().map(|i| i.path.as_str()).collect();
-        assert_eq!(paths, expected_paths(has_runbook(&root)));
+        assert_eq!(paths, expected_paths());
         for item in &staged.items {
             let meta = fs::metadata(staged.source(item))?;
             assert_eq!(meta.is_dir(), item.kind == Kind::Dir, "{}", item.path);

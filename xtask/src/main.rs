@@ -7,12 +7,14 @@
 //! `cargo test -p xtask`, so a plain `cargo test` enforces it. `dist` stages a release build as
 //! the `/opt/pitr` tree (binaries, documents, man pages made from `--help`, example
 //! configuration) and `rpm` packages that tree, `rpm --check` verifying the package with the
-//! real `rpm` program. `demo` and `bench` are named in SPEC.md but not written yet: they say so
-//! and exit 2.
+//! real `rpm` program. `demo` plays the runbook (archive, backup, two warm spares, failover,
+//! rebuilding the old primary, retention, point-in-time restore) on throwaway clusters and
+//! prints PASS or FAIL. `bench` is named in SPEC.md but not written yet: it says so and exits 2.
 //!
 //! Everything here runs from the workspace root, found from `CARGO_MANIFEST_DIR`, whatever the
 //! current directory.
 
+mod demo;
 mod deps;
 mod dist;
 mod examples;
@@ -45,15 +47,9 @@ enum Task {
     Tidy(tidy::TidyArgs),
     Dist(dist::DistArgs),
     Rpm(rpm::RpmArgs),
-    Demo(Demo),
+    Demo(demo::DemoArgs),
     Bench(Bench),
 }
-
-/// Run the archive, backup, standby, failover and PITR scenario on throwaway clusters (not
-/// implemented yet).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "demo")]
-struct Demo {}
 
 /// Measure archive and restore throughput (not implemented yet).
 #[derive(FromArgs)]
@@ -67,7 +63,7 @@ fn main() -> ExitCode {
         Task::Tidy(args) => tidy::run(&args),
         Task::Dist(args) => dist::run(&args),
         Task::Rpm(args) => rpm::run(&args),
-        Task::Demo(_) => Ok(not_implemented("demo")),
+        Task::Demo(args) => demo::run(&args),
         Task::Bench(_) => Ok(not_implemented("bench")),
     };
     match result {
@@ -82,7 +78,9 @@ fn main() -> ExitCode {
 /// The answer of a subcommand that SPEC.md names but nobody has written yet.
 fn not_implemented(task: &str) -> ExitCode {
     eprintln!("xtask: {task}: not implemented yet (see issue)");
-    eprintln!("xtask: what runs today: `cargo xtask test`, `tidy`, `dist` and `rpm [--check]`");
+    eprintln!(
+        "xtask: what runs today: `cargo xtask demo`, `test`, `tidy`, `dist` and `rpm [--check]`"
+    );
     ExitCode::from(2)
 }
 

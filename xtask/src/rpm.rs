@@ -181,8 +181,8 @@ pub fn package(staged: &Staged, release: &str, out_dir: &Path) -> Result<PathBuf
 
 /// Every path of the package with the mode `rpm -qp --qf '%{FILEMODES:perms}'` shows for it
 /// and whether it is `%config(noreplace)` / `%doc`, sorted by path as `rpm -qlp` lists them.
-pub fn expected_entries(with_runbook: bool) -> Vec<(String, &'static str, &'static str)> {
-    let mut entries: Vec<(String, &'static str, &'static str)> = dist::expected_paths(with_runbook)
+pub fn expected_entries() -> Vec<(String, &'static str, &'static str)> {
+    let mut entries: Vec<(String, &'static str, &'static str)> = dist::expected_paths()
         .into_iter()
         .map(|path| {
             let (perms, flags) = if path.starts_with("/opt/pitr/bin/") {
@@ -223,7 +223,7 @@ pub fn check(root: &Path, package: &Path) -> Result<()> {
         .lines()
         .map(str::to_owned)
         .collect();
-    let expected = expected_entries(dist::has_runbook(root));
+    let expected = expected_entries();
     let expected_paths: Vec<String> = expected.iter().map(|(p, _, _)| p.clone()).collect();
     if listed != expected_paths {
         bail!(
@@ -382,8 +382,8 @@ mod tests {
 
     #[test]
     fn expected_entries_cover_the_layout_and_the_cron_file() {
-        let entries = expected_entries(false);
-        assert_eq!(entries.len(), dist::expected_paths(false).len() + 1);
+        let entries = expected_entries();
+        assert_eq!(entries.len(), dist::expected_paths().len() + 1);
         let find = |path: &str| entries.iter().find(|(p, _, _)| p == path);
         assert_eq!(
             find("/etc/cron.d/pitr").map(|(_, m, f)| (*m, *f)),
