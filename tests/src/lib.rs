@@ -128,3 +128,33 @@ pub fn poll_until<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The entry names in `dir`, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `pitr-backup` connected to `cluster` over its Unix socket as the PostgreSQL user, with a
+/// fast checkpoint and a generous deadline.
+pub fn backup_tool(cluster: &Cluster) -> Tool {
+    Tool::new("pitr-backup")
+        .as_pg_user()
+        .arg("--data-dir")
+        .arg(cluster.data_dir())
+        .arg("--host")
+        .arg(cluster.socket_dir())
+        .arg("--port")
+        .arg(cluster.port().to_string())
+        .args(["--username", "postgres", "--fast-checkpoint"])
+        .timeout(std::time::Duration::from_secs(240))
+}

@@ -64,37 +64,13 @@ impl Primary {
     /// `pitr-backup` for this primary, run as the PostgreSQL user, with the connection and data
     /// directory options.
     fn backup(&self) -> Tool {
-        backup_tool(&self.cluster)
+        pitr_tests::backup_tool(&self.cluster)
     }
-}
-
-/// `pitr-backup` connected to `cluster` (Unix socket), as the PostgreSQL user.
-fn backup_tool(cluster: &Cluster) -> Tool {
-    Tool::new("pitr-backup")
-        .as_pg_user()
-        .arg("--data-dir")
-        .arg(cluster.data_dir())
-        .arg("--host")
-        .arg(cluster.socket_dir())
-        .arg("--port")
-        .arg(cluster.port().to_string())
-        .args(["--username", "postgres", "--fast-checkpoint"])
-        .timeout(Duration::from_secs(240))
-}
-
-/// The file names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The `Key: value` lines of the one meta file in `dir`.
 fn meta(dir: &Path) -> Vec<(String, String)> {
-    let metas: Vec<String> = names(dir)
+    let metas: Vec<String> = pitr_tests::dir_names(dir)
         .into_iter()
         .filter(|n| n.contains("-meta-") && !n.starts_with('.'))
         .collect();
@@ -268,7 +244,7 @@ fn assert_not_in_backup(c: &Cluster) {
 
 /// No file of a set under a final name (hidden temporary files may remain after SIGKILL).
 fn assert_no_final_files(dir: &Path) {
-    let visible: Vec<String> = names(dir)
+    let visible: Vec<String> = pitr_tests::dir_names(dir)
         .into_iter()
         .filter(|n| !n.starts_with('.'))
         .collect();
@@ -302,7 +278,7 @@ fn backup_of_primary_under_load_restores_and_verifies() {
     assert!(!p.xlogs.exists(), "--xlogs left behind");
     let after = p.cluster.count_rows("pgbench_history");
 
-    let files = names(&p.backups);
+    let files = pitr_tests::dir_names(&p.backups);
     assert_eq!(files.len(), 4, "{files:?}");
     for t in ["data", "xlog", "sha256", "meta"] {
         assert!(
@@ -378,8 +354,11 @@ fn backup_gzip_to_rsync_pipe_and_local_matches_primary() {
     let balance = p.cluster.psql("SELECT sum(abalance) FROM pgbench_accounts");
 
     // Both gzip destinations hold the same bytes (one compression per codec).
-    assert_eq!(names(daemon.dir()), names(&p.backups));
-    for name in names(&p.backups) {
+    assert_eq!(
+        pitr_tests::dir_names(daemon.dir()),
+        pitr_tests::dir_names(&p.backups)
+    );
+    for name in pitr_tests::dir_names(&p.backups) {
         let same = std::fs::read(daemon.dir().join(&name)).unwrap()
             == std::fs::read(p.backups.join(&name)).unwrap();
         assert!(
@@ -387,9 +366,17 @@ fn backup_gzip_to_rsync_pipe_and_local_matches_primary() {
             "{name} differs between the rsync and the local destination"
         );
     }
-    assert!(names(&piped).iter().all(|n| n.ends_with(".tar.zst")));
+    assert!(pitr_tests::dir_names(&piped)
+        .iter()
+        .all(|n| n.ends_with(".tar.zst")));
     for dir in [daemon.dir(), p.backups.as_path(), piped.as_path()] {
-        assert_eq!(names(dir).len(), 4, "{}: {:?}", dir.display(), names(dir));
+        assert_eq!(
+            pitr_tests::dir_names(dir).len(),
+            4,
+            "{}: {:?}",
+            dir.display(),
+            pitr_tests::dir_names(dir)
+        );
         sha256sum_check(dir);
     }
     for (i, dir) in [daemon.dir(), piped.as_path()].into_iter().enumerate() {
@@ -455,7 +442,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
             }
         })
     };
-    let result = backup_tool(&standby)
+    let result = pitr_tests::backup_tool(&standby)
         .arg("--dst-local")
         .arg(format!("zstd={}", p.backups.display()))
         .arg("--wal-source")
@@ -550,7 +537,9 @@ fn start_slow_backup(p: &Primary, trigger: &Path) -> pitr_tests::RunningTool {
         "the backup to start copying",
         Duration::from_secs(60),
         || {
-            (names(&p.backups).iter().any(|n| n.contains(".pitr-tmp."))
+            (pitr_tests::dir_names(&p.backups)
+                .iter()
+                .any(|n| n.contains(".pitr-tmp."))
                 && p.xlogs.is_dir()
                 && backup_sessions(&p.cluster) == 1)
                 .then_some(())
@@ -580,7 +569,7 @@ fn backup_interrupted_by_sigterm_cleans_up() {
         .stderr_contains("interrupted by a signal")
         .stderr_contains("LOG : progress: ");
     assert_eq!(
-        names(&p.backups),
+        pitr_tests::dir_names(&p.backups),
         Vec::<String>::new(),
         "partial outputs left"
     );
@@ -595,7 +584,7 @@ fn backup_interrupted_by_sigterm_cleans_up() {
         .arg("--removal-pause-trigger")
         .arg(&trigger)
         .succeeds();
-    assert_eq!(names(&p.backups).len(), 4);
+    assert_eq!(pitr_tests::dir_names(&p.backups).len(), 4);
 }
 
 #[test]
@@ -625,7 +614,7 @@ fn backup_killed_by_sigkill_next_run_recovers() {
     next.stderr_contains("left behind by an interrupted pitr-backup");
     assert!(!p.xlogs.exists());
     assert!(!trigger.exists());
-    let visible: Vec<String> = names(&p.backups)
+    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
         .into_iter()
         .filter(|n| !n.starts_with('.'))
         .collect();
@@ -646,7 +635,7 @@ fn second_backup_of_one_cluster_is_busy() {
         .run()
         .failure_with_status(4)
         .stderr_contains("another pitr-backup of");
-    assert_eq!(names(&other), Vec::<String>::new());
+    assert_eq!(pitr_tests::dir_names(&other), Vec::<String>::new());
     signal(running.pid(), libc::SIGTERM);
     running.wait().failure_with_status(2);
 }
@@ -664,7 +653,11 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
     };
     let check_clean = |r: &CmdResult| {
         r.failure_with_status(2);
-        assert_eq!(names(&p.backups), Vec::<String>::new(), "{r}");
+        assert_eq!(
+            pitr_tests::dir_names(&p.backups),
+            Vec::<String>::new(),
+            "{r}"
+        );
         assert!(!p.xlogs.exists(), "{r}");
         assert_not_in_backup(&p.cluster);
     };
@@ -713,13 +706,13 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
             .run();
         r.stderr_contains("cannot write to destination");
         check_clean(&r);
-        assert_eq!(names(&locked), Vec::<String>::new());
+        assert_eq!(pitr_tests::dir_names(&locked), Vec::<String>::new());
     }
 
     // An existing output name: refused before anything is written, the file untouched.
     let template = ["--filename-template", "fixed-__FILETYPE__.tar__CEXT__"];
     p.backup().args(template).args(dst()).succeeds();
-    let first: Vec<(String, Vec<u8>)> = names(&p.backups)
+    let first: Vec<(String, Vec<u8>)> = pitr_tests::dir_names(&p.backups)
         .into_iter()
         .map(|n| {
             let b = std::fs::read(p.backups.join(&n)).unwrap();
@@ -729,7 +722,7 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
     let r = p.backup().args(template).args(dst()).run();
     r.failure_with_status(2)
         .stderr_contains("fixed-data.tar already exists in");
-    let again: Vec<(String, Vec<u8>)> = names(&p.backups)
+    let again: Vec<(String, Vec<u8>)> = pitr_tests::dir_names(&p.backups)
         .into_iter()
         .map(|n| {
             let b = std::fs::read(p.backups.join(&n)).unwrap();
@@ -754,7 +747,7 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
     r.failure_with_status(2)
         .stderr_contains("did not appear in")
         .stderr_contains("removed partial output");
-    assert_eq!(names(&fresh), Vec::<String>::new());
+    assert_eq!(pitr_tests::dir_names(&fresh), Vec::<String>::new());
     assert_not_in_backup(&p.cluster);
 
     // Usage errors exit 3.

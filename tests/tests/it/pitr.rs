@@ -81,7 +81,7 @@ impl Drill {
 
     /// `pitr-backup` of the primary into `BACKUPS` (zstd), its WAL collected in `--xlogs`.
     fn backup(&self) -> Tool {
-        backup_of(&self.primary)
+        pitr_tests::backup_tool(&self.primary)
             .arg("--dst-local")
             .arg(format!("zstd={}", self.backups.display()))
             .arg("--xlogs")
@@ -126,7 +126,7 @@ impl Drill {
 
     /// The one meta file in BACKUPS.
     fn only_meta(&self) -> String {
-        let metas: Vec<String> = names(&self.backups)
+        let metas: Vec<String> = pitr_tests::dir_names(&self.backups)
             .into_iter()
             .filter(|n| n.contains("-meta-"))
             .collect();
@@ -144,30 +144,6 @@ fn from_backup(backups: &Path, archive: &Path) -> Tool {
         .arg("--source")
         .arg(format!("zstd={}", archive.display()))
         .args(["--poll-interval", "0.2"])
-}
-
-/// `pitr-backup` connected to `cluster` over its socket, as the PostgreSQL user.
-fn backup_of(cluster: &Cluster) -> Tool {
-    Tool::new("pitr-backup")
-        .as_pg_user()
-        .arg("--data-dir")
-        .arg(cluster.data_dir())
-        .arg("--host")
-        .arg(cluster.socket_dir())
-        .arg("--port")
-        .arg(cluster.port().to_string())
-        .args(["--username", "postgres", "--fast-checkpoint"])
-        .timeout(Duration::from_secs(240))
-}
-
-/// The entry names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The `Key: value` lines of a meta file.
@@ -351,7 +327,7 @@ fn pitr_restore_across_a_timeline_switch_with_target_timeline() {
     tl2.wait_archived(&segment, TIMEOUT);
     // The promoted server is the new primary: back it up too.
     let tl2_backups = d.work.subdir("tl2-backups");
-    backup_of(&tl2)
+    pitr_tests::backup_tool(&tl2)
         .arg("--dst-local")
         .arg(format!("zstd={}", tl2_backups.display()))
         .arg("--wal-source")
@@ -683,8 +659,8 @@ impl RetentionFixture {
         // never has one, so no recovery here reads it).
         let history = d.archive.join("00000001.history");
         pg_user().write_file(&history, b"fixture\n");
-        assert_eq!(names(&d.backups).len(), 12);
-        let archive_names = names(&d.archive);
+        assert_eq!(pitr_tests::dir_names(&d.backups).len(), 12);
+        let archive_names = pitr_tests::dir_names(&d.archive);
         assert!(
             sets[0].min_xlog < sets[1].min_xlog && sets[1].min_xlog < sets[2].min_xlog,
             "{sets:?}"
@@ -725,11 +701,11 @@ impl RetentionFixture {
         let (gone_b, gone_a) = self.expected_removal(kept);
         assert!(!gone_a.is_empty(), "{label}: the scenario removes no WAL");
         assert_eq!(
-            names(&b),
-            minus(&names(&self.drill.backups), &gone_b),
+            pitr_tests::dir_names(&b),
+            minus(&pitr_tests::dir_names(&self.drill.backups), &gone_b),
             "{label}: backup files left\n{out}"
         );
-        let mut left = names(&a);
+        let mut left = pitr_tests::dir_names(&a);
         left.retain(|n| n != CLEANUP_LOCK);
         assert_eq!(
             left,
@@ -783,8 +759,12 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
             f.sets[2].files[0]
         ));
         let (gone_b, gone_a) = f.expected_removal(&[1, 2]);
-        assert_eq!(names(&b), minus(&names(&f.drill.backups), &gone_b), "{out}");
-        let mut left = names(&a);
+        assert_eq!(
+            pitr_tests::dir_names(&b),
+            minus(&pitr_tests::dir_names(&f.drill.backups), &gone_b),
+            "{out}"
+        );
+        let mut left = pitr_tests::dir_names(&a);
         left.retain(|n| n != CLEANUP_LOCK);
         assert_eq!(left, minus(&f.archive_names, &gone_a), "{out}");
     }
@@ -795,7 +775,7 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         for s in &f.sets {
             std::fs::remove_file(b.join(&s.files[2])).unwrap();
         }
-        let before_b = names(&b);
+        let before_b = pitr_tests::dir_names(&b);
         let out = retention(&b, &a).args(["--keep-days", "1"]).run();
         out.failure_with_status(2)
             .stderr_contains(&format!(
@@ -803,8 +783,8 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
                 b.display()
             ))
             .stderr_contains("ERROR : HINT: ");
-        assert_eq!(names(&b), before_b);
-        let mut left = names(&a);
+        assert_eq!(pitr_tests::dir_names(&b), before_b);
+        let mut left = pitr_tests::dir_names(&a);
         left.retain(|n| n != CLEANUP_LOCK);
         assert_eq!(left, f.archive_names);
     }
@@ -822,8 +802,11 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
                 "removal pause trigger {} exists; not removing anything",
                 pause.display()
             ));
-        assert_eq!(names(&b), names(&f.drill.backups));
-        assert_eq!(names(&a), f.archive_names);
+        assert_eq!(
+            pitr_tests::dir_names(&b),
+            pitr_tests::dir_names(&f.drill.backups)
+        );
+        assert_eq!(pitr_tests::dir_names(&a), f.archive_names);
     }
 
     // On the real directories: a dry run lists, with sizes, exactly what the real run then
@@ -843,14 +826,14 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         v.sort();
         v
     };
-    let all_backups = names(&d.backups);
+    let all_backups = pitr_tests::dir_names(&d.backups);
     let dry = retention(&d.backups, &d.archive)
         .args(["--keep-days", "30", "--dry-run"])
         .succeeds();
     dry.stderr_contains("1 backup sets would be removed");
     assert_eq!(removal_lines(&dry), sizes, "{dry}");
-    assert_eq!(names(&d.backups).len(), 12);
-    let mut left = names(&d.archive);
+    assert_eq!(pitr_tests::dir_names(&d.backups).len(), 12);
+    let mut left = pitr_tests::dir_names(&d.archive);
     left.retain(|n| n != CLEANUP_LOCK);
     assert_eq!(left, f.archive_names);
     let real = retention(&d.backups, &d.archive)
@@ -858,8 +841,11 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         .succeeds();
     real.stderr_contains("1 backup sets removed");
     assert_eq!(removal_lines(&real), sizes, "{real}");
-    assert_eq!(names(&d.backups), minus(&all_backups, &gone_b));
-    let mut left = names(&d.archive);
+    assert_eq!(
+        pitr_tests::dir_names(&d.backups),
+        minus(&all_backups, &gone_b)
+    );
+    let mut left = pitr_tests::dir_names(&d.archive);
     left.retain(|n| n != CLEANUP_LOCK);
     assert_eq!(left, minus(&f.archive_names, &gone_a));
 
@@ -925,7 +911,7 @@ fn restartpoint(d: &Drill, standby: &Cluster) -> (Vec<String>, String) {
     let (segment, lsn) = d.primary.switch_wal_at();
     d.primary.wait_archived(&segment, TIMEOUT);
     standby.wait_replayed(&lsn, TIMEOUT);
-    let mut before = names(&d.archive);
+    let mut before = pitr_tests::dir_names(&d.archive);
     before.retain(|n| n != CLEANUP_LOCK);
     standby.psql("CHECKPOINT");
     let redo = standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
@@ -948,7 +934,7 @@ fn count_files(dir: &Path) -> usize {
 }
 
 fn archive_now(d: &Drill) -> Vec<String> {
-    let mut v = names(&d.archive);
+    let mut v = pitr_tests::dir_names(&d.archive);
     v.retain(|n| n != CLEANUP_LOCK);
     v
 }
@@ -991,7 +977,7 @@ fn pitr_archive_cleanup_command_follows_restartpoints_and_pauses_for_a_standby_b
         .clamp(2, 50)
         .to_string();
     let backups2 = d.work.subdir("standby-backups");
-    let running = backup_of(&standby)
+    let running = pitr_tests::backup_tool(&standby)
         .env("PITR_TEST_COPY_DELAY_MS", &delay_ms)
         .arg("--dst-local")
         .arg(format!("zstd={}", backups2.display()))
@@ -1024,10 +1010,10 @@ fn pitr_archive_cleanup_command_follows_restartpoints_and_pauses_for_a_standby_b
     let result = running.wait();
     result.success();
     assert!(!pause.exists(), "pause trigger left behind\n{result}");
-    assert_eq!(names(&backups2).len(), 4, "{result}");
+    assert_eq!(pitr_tests::dir_names(&backups2).len(), 4, "{result}");
     let m = meta_lines(
         &backups2.join(
-            names(&backups2)
+            pitr_tests::dir_names(&backups2)
                 .into_iter()
                 .find(|n| n.contains("-meta-"))
                 .unwrap(),
@@ -1052,14 +1038,14 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
     let finished: i64 = meta_value(&meta, "Finished-epoch").parse().unwrap();
     let data_file = meta_value(&meta, "Data-File");
     d.archive_all();
-    let backups_before = names(&d.backups);
-    let archive_before = names(&d.archive);
+    let backups_before = pitr_tests::dir_names(&d.backups);
+    let archive_before = pitr_tests::dir_names(&d.archive);
     let target = d.work.path().join("new-data");
     let restore = || d.restore_tool().arg("--target-data-dir").arg(&target);
     let unchanged = |r: &CmdResult| {
         assert!(!target.exists(), "target directory created\n{r}");
-        assert_eq!(names(&d.backups), backups_before, "{r}");
-        assert_eq!(names(&d.archive), archive_before, "{r}");
+        assert_eq!(pitr_tests::dir_names(&d.backups), backups_before, "{r}");
+        assert_eq!(pitr_tests::dir_names(&d.archive), archive_before, "{r}");
     };
 
     // A target directory that is not empty.
@@ -1072,7 +1058,7 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
             busy.display()
         ))
         .stderr_contains("ERROR : HINT: ");
-    assert_eq!(names(&busy), ["PG_VERSION"]);
+    assert_eq!(pitr_tests::dir_names(&busy), ["PG_VERSION"]);
     assert_eq!(std::fs::read(busy.join("PG_VERSION")).unwrap(), b"15\n");
     unchanged(&r);
 
@@ -1200,7 +1186,11 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         .arg(&missing_conf)
         .run();
     r.failure_with_status(2);
-    assert_eq!(names(&empty_target), Vec::<String>::new(), "{r}");
+    assert_eq!(
+        pitr_tests::dir_names(&empty_target),
+        Vec::<String>::new(),
+        "{r}"
+    );
 
     // The intact set still restores (and the refusals above left nothing in the way).
     let c = restore_backup(
@@ -1280,8 +1270,8 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         "ERROR : no valid backup set in {}; nothing removed",
         empty.display()
     ));
-    let mut left = names(&d.archive);
+    let mut left = pitr_tests::dir_names(&d.archive);
     left.retain(|n| n != CLEANUP_LOCK);
     assert_eq!(left, archive_before);
-    assert_eq!(names(&d.backups), backups_before);
+    assert_eq!(pitr_tests::dir_names(&d.backups), backups_before);
 }
