@@ -158,3 +158,28 @@ pub fn backup_tool(cluster: &Cluster) -> Tool {
         .args(["--username", "postgres", "--fast-checkpoint"])
         .timeout(std::time::Duration::from_secs(240))
 }
+
+/// Runs `pgbench -T seconds -c 2` against `cluster` in the background (output discarded); the
+/// caller waits for the child.
+pub fn pgbench_load(cluster: &Cluster, seconds: u32) -> std::process::Child {
+    pg_user()
+        .command(pg_program("pgbench"))
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .arg("-p")
+        .arg(cluster.port().to_string())
+        .args([
+            "-U",
+            "postgres",
+            "-n",
+            "-c",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "postgres",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting pgbench")
+}

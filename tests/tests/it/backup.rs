@@ -196,30 +196,6 @@ fn assert_pgbench_consistent(c: &Cluster) {
     );
 }
 
-/// Runs `pgbench -T seconds` in the background.
-fn pgbench_load(c: &Cluster, seconds: u32) -> std::process::Child {
-    pg_user()
-        .command(pg_program("pgbench"))
-        .arg("-h")
-        .arg(c.socket_dir())
-        .arg("-p")
-        .arg(c.port().to_string())
-        .args([
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "postgres",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting pgbench")
-}
-
 /// Sessions of pitr-backup still open on the server.
 fn backup_sessions(c: &Cluster) -> u64 {
     c.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pitr-backup'")
@@ -263,7 +239,7 @@ fn backup_of_primary_under_load_restores_and_verifies() {
     p.cluster
         .psql("INSERT INTO marker VALUES ('before backup')");
     let before = p.cluster.count_rows("pgbench_history");
-    let mut load = pgbench_load(&p.cluster, 6);
+    let mut load = pitr_tests::pgbench_load(&p.cluster, 6);
     std::thread::sleep(Duration::from_millis(500));
     let result = p
         .backup()
@@ -416,7 +392,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
 
     // The primary keeps writing and switching segments, so that the standby's stop segment
     // reaches the archive; the standby backup itself talks to the standby only.
-    let mut load = pgbench_load(&p.cluster, 4);
+    let mut load = pitr_tests::pgbench_load(&p.cluster, 4);
     let done = Arc::new(AtomicBool::new(false));
     let saw_trigger = Arc::new(AtomicBool::new(false));
     let switcher = {

@@ -22,8 +22,7 @@ use pitr_tests::cluster::standby::RECOVERY_SIGNAL;
 use pitr_tests::cluster::standby::STANDBY_SIGNAL;
 use pitr_tests::pitr_util::{current_timeline, human, restore_backup, unix_now, wal_position};
 use pitr_tests::{
-    pg_program, pg_user, pitr_bin, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult,
-    PgTempDir, Tool,
+    pg_user, pitr_bin, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir, Tool,
 };
 
 /// How long a test waits for archiving, replay or promotion. Generous: the binaries are debug
@@ -413,30 +412,6 @@ fn pitr_restore_across_a_timeline_switch_with_target_timeline() {
     assert_recovers_to(&c, "timeline 1 end", "archive recovery complete");
 }
 
-/// Runs `pgbench -T seconds -c 2` on the primary in the background.
-fn pgbench_load(c: &Cluster, seconds: u32) -> std::process::Child {
-    pg_user()
-        .command(pg_program("pgbench"))
-        .arg("-h")
-        .arg(c.socket_dir())
-        .arg("-p")
-        .arg(c.port().to_string())
-        .args([
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            "2",
-            "-T",
-            &seconds.to_string(),
-        ])
-        .arg("postgres")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting pgbench")
-}
-
 /// What pgbench changed: history rows and the balance sum.
 fn pgbench_state(c: &Cluster) -> String {
     c.psql(
@@ -472,7 +447,7 @@ fn pitr_backup_bootstraps_a_warm_standby_that_fails_over_on_its_finish_trigger()
     assert!(standby.is_in_recovery());
     // It follows the primary under load: rows written after the backup show up while pgbench
     // still runs.
-    let mut load = pgbench_load(&d.primary, 10);
+    let mut load = pitr_tests::pgbench_load(&d.primary, 10);
     let mut last_switch = Instant::now();
     wait_until(
         "the warm standby to replay pgbench rows during the load",
