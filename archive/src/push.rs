@@ -98,6 +98,12 @@ fn read_wal(cfg: &Config) -> anyhow::Result<(Vec<u8>, std::time::SystemTime, Opt
     Ok((bytes, mtime, Some(header.system_identifier)))
 }
 
+/// Threads for compressing one segment: every core. PostgreSQL archives one segment at a
+/// time, so the other cores are otherwise idle while the archiver waits for us.
+fn compress_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs one archive call.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -149,7 +155,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow::anyhow!("no compression slot for {c}"))?;
         let r = cell.get_or_init(|| {
             let t = Instant::now();
-            let r = c.compress(&plain).map_err(|e| e.to_string());
+            let r = c
+                .compress_parallel(&plain, compress_threads())
+                .map_err(|e| e.to_string());
             log_verbose!(
                 "Timer [Compressing {name} with {c}] took: {:.3}s",
                 t.elapsed().as_secs_f64()

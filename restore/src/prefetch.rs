@@ -3,7 +3,7 @@
 //! After handing a segment over, pitr-restore starts a background worker (this binary again,
 //! with `--prefetch-worker`, in a session of its own) that fills `pg_wal/.pitr-prefetch` with the
 //! next `--prefetch` segments: each decompressed fully, verified like any restored file, and
-//! written durably under its own name with the archived file's mtime. The next request then
+//! written (temp name, rename) under its own name with the archived file's mtime. The next request then
 //! only checks the spooled copy's size and page header (against the name asked for and this
 //! cluster) and renames it into `%p`. The spool is inside `pg_wal`, so the rename never crosses
 //! file systems, and `pg_basebackup` and pitr-backup never copy it.
@@ -11,6 +11,13 @@
 //! Bounded: one worker at a time (a lock), at most `--prefetch` files, and each worker first
 //! removes what is stale (other timelines, positions already passed, leftovers of killed
 //! workers). A spooled file that fails its check is removed and never handed over.
+//!
+//! Spooled files are not fsynced: a 16 MiB fsync per segment would cost more than the
+//! decompression it saves. Instead the spool belongs to one boot of the machine: its `.boot_id`
+//! file (written durably before any segment) holds the kernel's boot id, and a spool from
+//! another boot, whose unsynced files a crash may have torn, is never read, only emptied. Within
+//! one boot the page cache is the file's content, complete once renamed. Where the kernel has
+//! no boot id, the worker fsyncs every file as before.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +35,15 @@ use crate::args::Config;
 /// Name of the spool directory inside pg_wal.
 pub const SPOOL_DIR: &str = ".pitr-prefetch";
 const LOCK_FILE: &str = ".lock";
+const BOOT_FILE: &str = ".boot_id";
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// This boot of the machine, as the kernel names it; `None` where it cannot be read.
+fn current_boot() -> Option<String> {
+    let id = std::fs::read_to_string(BOOT_ID_PATH).ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
 
 /// The prefetch spool of one data directory.
 #[derive(Debug)]
@@ -47,15 +63,39 @@ impl Spool {
         self.dir.join(name.to_string())
     }
 
+    /// Whether unsynced spooled files can be trusted: the spool was filled during this boot.
+    /// Without a boot id every spooled file was fsynced.
+    fn from_this_boot(&self, boot: Option<&str>) -> bool {
+        match boot {
+            None => true,
+            Some(b) => {
+                std::fs::read_to_string(self.dir.join(BOOT_FILE)).is_ok_and(|text| text.trim() == b)
+            }
+        }
+    }
+
     /// If a spooled copy of `name` exists and passes its check, its mtime; a copy that fails
-    /// is removed and reported.
+    /// is removed and reported. A spool from another boot counts as empty.
     pub fn take(
         &self,
         name: &WalFileName,
         seg_size: u64,
         sysid: u64,
     ) -> anyhow::Result<Option<SystemTime>> {
+        self.take_in_boot(name, seg_size, sysid, current_boot().as_deref())
+    }
+
+    fn take_in_boot(
+        &self,
+        name: &WalFileName,
+        seg_size: u64,
+        sysid: u64,
+        boot: Option<&str>,
+    ) -> anyhow::Result<Option<SystemTime>> {
         let path = self.path(name);
+        if !self.from_this_boot(boot) {
+            return Ok(None);
+        }
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -152,7 +192,7 @@ fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: u64) -> anyhow:
     for ent in rd {
         let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
         let fname = ent.file_name().to_string_lossy().into_owned();
-        if fname == LOCK_FILE {
+        if fname == LOCK_FILE || fname == BOOT_FILE {
             continue;
         }
         let keep = match WalFileName::parse(&fname) {
@@ -169,6 +209,45 @@ fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: u64) -> anyhow:
     Ok(())
 }
 
+/// Makes the spool this boot's: a spool from another boot (or of unknown boot) is emptied,
+/// then the boot id is written durably, before any unsynced segment relies on it.
+fn claim_for_boot(spool: &Spool, boot: Option<&str>) -> anyhow::Result<()> {
+    let Some(b) = boot else { return Ok(()) };
+    if spool.from_this_boot(Some(b)) {
+        return Ok(());
+    }
+    let rd = std::fs::read_dir(&spool.dir).map_err(|e| IoError::new("listing", &spool.dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", &spool.dir, e))?;
+        if ent.file_name() != LOCK_FILE {
+            fs::remove_file_if_exists(&ent.path())?;
+        }
+    }
+    let path = spool.dir.join(BOOT_FILE);
+    fs::write_durable(&path, Replace::Allow, None, |f| {
+        Ok(fs::write_all(f, &path, format!("{b}\n").as_bytes())?)
+    })
+}
+
+/// Writes `data` to `path` under a temporary name, sets its mtime, and renames it into place,
+/// without fsync (see the module notes on boots).
+fn write_unsynced(path: &Path, data: &[u8], mtime: SystemTime) -> anyhow::Result<()> {
+    let tmp = fs::temp_path(path);
+    let res = (|| -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| IoError::new("creating", &tmp, e))?;
+        fs::write_all(&mut f, &tmp, data)?;
+        f.set_modified(mtime)
+            .map_err(|e| IoError::new("setting the mtime of", &tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| IoError::new("renaming into place", path, e))?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// The worker: fills the spool with the segments after `cfg.wanted`.
 pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::new(&cfg.data_dir);
@@ -182,6 +261,8 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let seg_size = u64::from(control.wal_segment_size);
     let sysid = control.system_identifier;
     let window = u64::from(cfg.prefetch);
+    let boot = current_boot();
+    claim_for_boot(&spool, boot.as_deref())?;
     clean(&spool.dir, &cfg.wanted, window, seg_size)?;
     let mut name = cfg.wanted;
     for _ in 0..window {
@@ -201,9 +282,13 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
                 break;
             }
         };
-        fs::write_durable(&path, Replace::Allow, Some(found.mtime), |f| {
-            Ok(fs::write_all(f, &path, &data)?)
-        })
+        if boot.is_some() {
+            write_unsynced(&path, &data, found.mtime)
+        } else {
+            fs::write_durable(&path, Replace::Allow, Some(found.mtime), |f| {
+                Ok(fs::write_all(f, &path, &data)?)
+            })
+        }
         .with_context(|| format!("prefetching {name}"))?;
         log_verbose!("prefetched {name}");
     }
@@ -228,6 +313,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let spool = Spool::new(d.path());
         std::fs::create_dir_all(&spool.dir).unwrap();
+        claim_for_boot(&spool, current_boot().as_deref()).unwrap();
         let n = WalFileName::parse("000000010000000000000005").unwrap();
         assert!(spool.take(&n, u64::from(SEG), 7).unwrap().is_none());
         std::fs::write(spool.path(&n), seg(&n, 7)).unwrap();
@@ -244,6 +330,57 @@ mod tests {
         std::fs::write(spool.path(&m), seg(&n, 7)).unwrap();
         assert!(spool.take(&m, u64::from(SEG), 7).is_err());
         assert!(!spool.path(&m).exists());
+    }
+
+    #[test]
+    fn a_spool_of_another_boot_is_never_read_and_is_emptied_by_the_worker() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        std::fs::create_dir_all(&spool.dir).unwrap();
+        let n = WalFileName::parse("000000010000000000000005").unwrap();
+        claim_for_boot(&spool, Some("boot-a")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(spool.dir.join(BOOT_FILE)).unwrap(),
+            "boot-a\n"
+        );
+        let mtime = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        write_unsynced(&spool.path(&n), &seg(&n, 7), mtime).unwrap();
+        assert_eq!(
+            spool
+                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-a"))
+                .unwrap(),
+            Some(mtime)
+        );
+        // After a reboot the same, valid-looking file is not handed over...
+        assert_eq!(
+            spool
+                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-b"))
+                .unwrap(),
+            None
+        );
+        // ...and the next worker empties the spool before writing anything.
+        std::fs::write(spool.dir.join(LOCK_FILE), b"").unwrap();
+        claim_for_boot(&spool, Some("boot-b")).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&spool.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [BOOT_FILE, LOCK_FILE]);
+        // A spool without a boot file (older pitr-restore, fsynced files) counts as another
+        // boot's when the kernel has a boot id, and as trusted when it has none.
+        std::fs::remove_file(spool.dir.join(BOOT_FILE)).unwrap();
+        write_unsynced(&spool.path(&n), &seg(&n, 7), mtime).unwrap();
+        assert_eq!(
+            spool
+                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-b"))
+                .unwrap(),
+            None
+        );
+        assert!(spool
+            .take_in_boot(&n, u64::from(SEG), 7, None)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
