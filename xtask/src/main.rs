@@ -9,7 +9,7 @@
 //! configuration) and `rpm` packages that tree, `rpm --check` verifying the package with the
 //! real `rpm` program. `demo` plays the runbook (archive, backup, two warm spares, failover,
 //! rebuilding the old primary, retention, point-in-time restore) on throwaway clusters and
-//! prints PASS or FAIL. `bench` measures archiving throughput against pgBackRest and a shell baseline (restore and backup measurements are not written yet).
+//! prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
 //!
 //! Everything here runs from the workspace root, found from `CARGO_MANIFEST_DIR`, whatever the
 //! current directory.

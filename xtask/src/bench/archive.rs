@@ -1,46 +1,197 @@
-//! `cargo xtask bench`: pitr measured against its peers in one run, on this machine.
+//! Archiving: PostgreSQL's own archiver draining a backlog of a pgbench WAL set.
 //!
-//! Not a test: nothing here asserts a time. It builds release binaries, installs pgBackRest and
-//! zstd from apt when missing (as root on Debian), creates a throwaway PostgreSQL 15 cluster,
-//! produces a fixed WAL set with pgbench, and measures, with the contenders interleaved
-//! (A B C … A B C …) and medians over `--rounds`:
-//!
-//! - **archiving**: PostgreSQL's own archiver draining a backlog of the WAL set. The backlog is
-//!   built with an empty `archive_command` (the archiver waits), then for each measurement the
-//!   set's `archive_status` files are turned back into `.ready`, `archive_command` is set to the
-//!   contender, and the server is started; the time until every segment of the set is `.done`
-//!   gives MiB/s of WAL. Contenders: pitr-archive zstd / gzip / none to a local directory,
-//!   `pgbackrest archive-push` (sync: gz, its default, zst, none; async zst with process-max 2),
-//!   and the shell floor `zstd -1 -c %p > tmp && sync tmp && mv`.
-//!
-//! It prints one markdown table of figures and ratios and writes the same as JSON under
-//! `target/bench/`. Restore and base backup measurements are not written yet.
-//!
-//! The harness is the test crate's (`pitr_tests`): its functions panic on failure, and with
-//! `panic = "abort"` a failed bench can leave its server running in a temp directory; the
-//! message says which.
+//! The backlog is built with an empty `archive_command` (the archiver waits). For each
+//! measurement the set's `archive_status` files are turned back into `.ready`,
+//! `archive_command` is set to the contender, and the server is started; the time until every
+//! segment of the set is `.done` gives MiB/s of WAL. Then each command is also run by hand,
+//! once per segment, for its per-call latency (p50/p95) and peak RSS.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use argh::FromArgs;
+use anyhow::{Context, Result};
 use pitr_tests::{pg_user, Cluster, ClusterOpts, PgTempDir};
 
-/// Measure pitr against pgBackRest and shell baselines (archiving; prints a markdown table and
-/// writes target/bench/archive.json).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "bench")]
-pub struct BenchArgs {
-    /// measurement rounds per contender (default 3; the median is reported)
-    #[argh(option, default = "3")]
-    rounds: usize,
+use super::{
+    dir_size, empty_dir, median, percentile, pgbackrest_as_pg, ratio_table, round2, run_timed,
+    shell_as_pg, wait_for, Ctx, Part, Ratio,
+};
 
-    /// WAL segments in the set (default 100)
-    #[argh(option, default = "100")]
-    segments: usize,
+/// The WAL set every archiving and restore measurement works on, and the clusters around it.
+pub struct WalSet {
+    /// Holds the contenders' archives and pgBackRest's repository.
+    pub tmp: PgTempDir,
+    /// The primary (stopped); its pg_wal holds the set.
+    pub cluster: Cluster,
+    /// A base backup taken just before the set was written (never started; cloned per restore).
+    pub base: Cluster,
+    /// The set's segment names, in order; the first one holds the base backup's start.
+    pub names: Vec<String>,
+    pub seg_bytes: u64,
+    /// pgBackRest's configuration (stanza `bench`).
+    pub pgbackrest_conf: PathBuf,
+}
+
+impl WalSet {
+    /// MiB of WAL in the set.
+    pub fn mib(&self) -> f64 {
+        (self.seg_bytes * self.names.len() as u64) as f64 / f64::from(1 << 20)
+    }
+
+    /// The archive directory of contender `short` (created on first use).
+    pub fn dest(&self, short: &str) -> PathBuf {
+        self.tmp.subdir(short)
+    }
+
+    /// pgBackRest's repository.
+    pub fn pgbackrest_dir(&self) -> PathBuf {
+        self.tmp.path().join("pgbackrest")
+    }
+
+    /// Builds the set: a cluster at pgbench scale 20, a base backup, then pgbench with a
+    /// checkpoint every round (so the WAL carries full-page images as a busy server's does)
+    /// until at least `ctx.segments` segments are ready.
+    pub fn build(ctx: &Ctx) -> Result<WalSet> {
+        let tmp = PgTempDir::new("bench");
+        let cluster = Cluster::init(
+            "bench",
+            ClusterOpts::new()
+                .set("archive_mode", "on")
+                .set("archive_command", "")
+                .set("max_wal_size", "16GB")
+                // Archived segments must stay for every round (and for the restore part).
+                .set("wal_keep_size", "16GB")
+                .set("checkpoint_timeout", "1h")
+                .set("shared_buffers", "128MB")
+                .set("synchronous_commit", "off"),
+        );
+        println!(
+            "xtask: bench: cluster in {}, building a WAL set of {} segments with pgbench",
+            cluster.data_dir().display(),
+            ctx.segments
+        );
+        cluster.start();
+        cluster.pgbench_init(20);
+        // What pgbench -i wrote is not part of the set.
+        cluster.switch_wal();
+        let status = cluster.data_dir().join("pg_wal/archive_status");
+        mark_done(&status, |_| true)?;
+        let base = cluster.base_backup("bench-base", "stream", ClusterOpts::new());
+        let label = std::fs::read_to_string(base.data_dir().join("backup_label"))
+            .context("reading the base backup's backup_label")?;
+        let first = label
+            .lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("(file ")?;
+                rest.strip_suffix(')').map(str::to_owned)
+            })
+            .context("no START WAL LOCATION file in backup_label")?;
+        let t = Instant::now();
+        while ready(&status).len() < ctx.segments + 1 {
+            cluster.pgbench(3000, 2);
+            cluster.psql("CHECKPOINT");
+        }
+        cluster.switch_wal();
+        cluster.stop();
+        let mut names: Vec<String> = ready(&status)
+            .into_iter()
+            .filter(|n| n.len() == 24 && n.as_str() >= first.as_str())
+            .collect();
+        names.sort();
+        names.truncate(ctx.segments);
+        anyhow::ensure!(
+            names.first() == Some(&first),
+            "the set does not start at the base backup's segment {first}"
+        );
+        // Segments after the set stay .done so they are not part of any measurement.
+        mark_done(&status, |n| !names.iter().any(|s| s == n))?;
+        let seg_bytes = std::fs::metadata(cluster.data_dir().join("pg_wal").join(&names[0]))?.len();
+        println!(
+            "xtask: bench: WAL set {}..{} built in {:.0} s",
+            names[0],
+            names[names.len() - 1],
+            t.elapsed().as_secs_f64()
+        );
+
+        let br = tmp.subdir("pgbackrest");
+        for d in ["repo", "log", "lock", "spool"] {
+            pg_user().create_dir(&br.join(d), 0o700);
+        }
+        let conf = br.join("pgbackrest.conf");
+        pg_user().write_file(
+            &conf,
+            format!(
+                "[global]\nrepo1-path={0}/repo\nlog-path={0}/log\nlock-path={0}/lock\nspool-path={0}/spool\n\
+                 log-level-console=warn\nlog-level-file=off\n\n[bench]\npg1-path={1}\npg1-port={2}\npg1-socket-path={3}\n",
+                br.display(),
+                cluster.data_dir().display(),
+                cluster.port(),
+                cluster.socket_dir().display()
+            )
+            .as_bytes(),
+        );
+        cluster.start();
+        pgbackrest_as_pg(&conf, &["--stanza=bench", "stanza-create"])?;
+        cluster.stop();
+        Ok(WalSet {
+            tmp,
+            cluster,
+            base,
+            names,
+            seg_bytes,
+            pgbackrest_conf: conf,
+        })
+    }
+
+    /// Turns the set's `.done` files back into `.ready`.
+    fn reset_status(&self) -> Result<()> {
+        let status = self.cluster.data_dir().join("pg_wal/archive_status");
+        for s in &self.names {
+            let done = status.join(format!("{s}.done"));
+            if done.exists() {
+                std::fs::rename(&done, status.join(format!("{s}.ready")))
+                    .with_context(|| format!("renaming {}", done.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn all_done(&self) -> bool {
+        let status = self.cluster.data_dir().join("pg_wal/archive_status");
+        self.names
+            .iter()
+            .all(|s| status.join(format!("{s}.done")).exists())
+    }
+}
+
+/// Names of the segments (and other files) with a `.ready` status.
+fn ready(status: &Path) -> Vec<String> {
+    std::fs::read_dir(status)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".ready")
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Renames `.ready` to `.done` for the names `which` selects.
+fn mark_done(status: &Path, which: impl Fn(&str) -> bool) -> Result<()> {
+    for n in ready(status) {
+        if which(&n) {
+            std::fs::rename(
+                status.join(format!("{n}.ready")),
+                status.join(format!("{n}.done")),
+            )
+            .with_context(|| format!("marking {n} done"))?;
+        }
+    }
+    Ok(())
 }
 
 /// One archive_command to measure.
@@ -53,304 +204,109 @@ struct Contender {
     keep: &'static [&'static str],
     /// A spool directory to empty as well (async pgBackRest).
     spool: Option<PathBuf>,
+    /// Whether the command stores the WAL (the archiver-alone floor does not).
+    stores: bool,
 }
 
-fn ensure_tools() -> Result<()> {
-    crate::deps::ensure()?;
-    let mut missing = Vec::new();
-    if crate::deps::find_on_path("pgbackrest").is_none() {
-        missing.push("pgbackrest");
-    }
-    if crate::deps::find_on_path("zstd").is_none() {
-        missing.push("zstd");
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if crate::deps::is_root() && Path::new("/etc/debian_version").exists() {
-        crate::deps::install(&missing)
-    } else {
-        bail!(
-            "the benchmark needs {}: install them",
-            missing.join(" and ")
-        )
-    }
-}
-
-/// Empties `dir` except the names in `keep`, recursing into kept-out directories entirely.
-fn empty_dir(dir: &Path, keep: &[&str]) -> Result<()> {
-    for ent in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let ent = ent?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        if keep.contains(&name.as_str()) {
-            if ent.file_type()?.is_dir() {
-                // archive/<stanza>/<version>: keep archive.info, drop the WAL directories.
-                empty_dir(&ent.path(), keep)?;
-            }
-            continue;
+impl Contender {
+    fn empty(&self) -> Result<()> {
+        empty_dir(&self.dest, self.keep)?;
+        if let Some(s) = &self.spool {
+            empty_dir(s, &[])?;
         }
-        let p = ent.path();
-        if ent.file_type()?.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        }
-        .with_context(|| format!("removing {}", p.display()))?;
-    }
-    Ok(())
-}
-
-/// Turns the set's `.done` files back into `.ready`.
-fn reset_status(data: &Path, set: &[String]) -> Result<()> {
-    let status = data.join("pg_wal/archive_status");
-    for s in set {
-        let done = status.join(format!("{s}.done"));
-        if done.exists() {
-            std::fs::rename(&done, status.join(format!("{s}.ready")))
-                .with_context(|| format!("renaming {}", done.display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn all_done(data: &Path, set: &[String]) -> bool {
-    let status = data.join("pg_wal/archive_status");
-    set.iter()
-        .all(|s| status.join(format!("{s}.done")).exists())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[v.len() / 2]
+        Ok(())
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => total += dir_size(&e.path()),
-                Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
-fn pgbackrest_as_pg(conf: &Path, args: &[&str]) -> Result<()> {
-    let mut cmd = pg_user().command("pgbackrest");
-    cmd.arg(format!("--config={}", conf.display())).args(args);
-    let out = cmd.output().context("running pgbackrest")?;
-    if !out.status.success() {
-        bail!(
-            "pgbackrest {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// Runs the benchmark.
-pub fn run(args: &BenchArgs) -> Result<ExitCode> {
-    ensure_tools()?;
-    let root = crate::project_root();
-    crate::run(Command::new(crate::cargo()).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "pitr-archive",
-    ]))?;
-    let bin = crate::target_dir(&root).join("release");
-    let archive_bin = bin.join("pitr-archive");
-
-    let tmp = PgTempDir::new("bench");
-    let cluster = Cluster::init(
-        "bench",
-        ClusterOpts::new()
-            .set("archive_mode", "on")
-            .set("archive_command", "")
-            .set("wal_keep_size", "16GB")
-            .set("max_wal_size", "8GB")
-            .set("checkpoint_timeout", "1h")
-            .set("shared_buffers", "128MB")
-            .set("fsync", "on"),
-    );
-    println!(
-        "xtask: bench: cluster in {}, building a WAL set of {} segments with pgbench",
-        cluster.data_dir().display(),
-        args.segments
-    );
-    cluster.start();
-    cluster.pgbench_init(10);
-    let status_dir = cluster.data_dir().join("pg_wal/archive_status");
-    let ready = |dir: &Path| -> usize {
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
-                    .count()
-            })
-            .unwrap_or(0)
+fn contenders(ctx: &Ctx, set: &WalSet) -> Vec<Contender> {
+    let archive_bin = ctx.bin("pitr-archive");
+    let pitr = |name, short: &str, codec: &str| Contender {
+        name,
+        command: format!(
+            "{} --dst-local {codec}{} %p",
+            archive_bin.display(),
+            set.dest(short).display()
+        ),
+        dest: set.dest(short),
+        keep: &[],
+        spool: None,
+        stores: true,
     };
-    while ready(&status_dir) < args.segments {
-        cluster.pgbench(2000, 2);
-    }
-    cluster.switch_wal();
-    cluster.stop();
-    let mut set: Vec<String> = std::fs::read_dir(&status_dir)?
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".ready")
-                .map(str::to_owned)
-        })
-        .filter(|n| n.len() == 24)
-        .collect();
-    set.sort();
-    set.truncate(args.segments);
-    let seg_bytes = std::fs::metadata(cluster.data_dir().join("pg_wal").join(&set[0]))?.len();
-    let set_mib = (seg_bytes * set.len() as u64) as f64 / (1 << 20) as f64;
-    // Segments after the set stay .done so they are not part of any measurement.
-    for e in std::fs::read_dir(&status_dir)?.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if let Some(base) = n.strip_suffix(".ready") {
-            if !set.iter().any(|s| s == base) {
-                std::fs::rename(e.path(), status_dir.join(format!("{base}.done")))?;
-            }
-        }
-    }
-
-    // pgBackRest: one stanza, a repository per compression would be fairer to nobody; one repo,
-    // emptied before each measurement.
-    let br = tmp.subdir("pgbackrest");
-    for d in ["repo", "log", "lock", "spool"] {
-        pg_user().create_dir(&br.join(d), 0o700);
-    }
-    let conf = br.join("pgbackrest.conf");
-    pg_user().write_file(
-        &conf,
-        format!(
-            "[global]\nrepo1-path={0}/repo\nlog-path={0}/log\nlock-path={0}/lock\nspool-path={0}/spool\n\
-             log-level-console=warn\nlog-level-file=off\n\n[bench]\npg1-path={1}\npg1-port={2}\npg1-socket-path={3}\n",
-            br.display(),
-            cluster.data_dir().display(),
-            cluster.port(),
-            cluster.socket_dir().display()
-        )
-        .as_bytes(),
-    );
-    cluster.start();
-    pgbackrest_as_pg(&conf, &["--stanza=bench", "stanza-create"])?;
-    cluster.stop();
-    reset_status(cluster.data_dir(), &set)?;
-
-    let dest = |name: &str| -> PathBuf { tmp.subdir(name) };
-    let push = |extra: &str| {
-        format!(
-            "pgbackrest --config={} --stanza=bench {extra} archive-push %p",
-            conf.display()
-        )
-    };
-    let repo_archive = br.join("repo/archive");
-    let mut contenders = vec![
-        Contender {
-            name: "pitr-archive zstd",
-            command: format!(
-                "{} --dst-local zstd={} %p",
-                archive_bin.display(),
-                dest("pz").display()
-            ),
-            dest: dest("pz"),
-            keep: &[],
-            spool: None,
-        },
-        Contender {
-            name: "pitr-archive gzip",
-            command: format!(
-                "{} --dst-local gzip={} %p",
-                archive_bin.display(),
-                dest("pg").display()
-            ),
-            dest: dest("pg"),
-            keep: &[],
-            spool: None,
-        },
-        Contender {
-            name: "pitr-archive none",
-            command: format!(
-                "{} --dst-local {} %p",
-                archive_bin.display(),
-                dest("pn").display()
-            ),
-            dest: dest("pn"),
-            keep: &[],
-            spool: None,
-        },
+    let mut v = vec![
+        pitr("pitr-archive zstd", "pz", "zstd="),
+        pitr("pitr-archive gzip", "pg", "gzip="),
+        pitr("pitr-archive none", "pn", ""),
         Contender {
             name: "shell zstd -1 + sync + mv",
             command: format!(
                 "zstd -1 -q -c %p > {0}/%f.tmp && sync {0}/%f.tmp && mv {0}/%f.tmp {0}/%f.zst",
-                dest("sh").display()
+                set.dest("sh").display()
             ),
-            dest: dest("sh"),
+            dest: set.dest("sh"),
             keep: &[],
             spool: None,
+            stores: true,
+        },
+        Contender {
+            name: "archiver alone (true)",
+            command: "true".into(),
+            dest: set.dest("true"),
+            keep: &[],
+            spool: None,
+            stores: false,
         },
     ];
+    let br = set.pgbackrest_dir();
+    // The last pgBackRest contender is zst: its repository is what the restore part reads.
     for (name, extra) in [
         ("pgbackrest sync gz", "--compress-type=gz"),
-        ("pgbackrest sync zst", "--compress-type=zst"),
         ("pgbackrest sync none", "--compress-type=none"),
         (
             "pgbackrest async zst 2 proc",
             "--compress-type=zst --archive-async --process-max=2",
         ),
+        ("pgbackrest sync zst", "--compress-type=zst"),
     ] {
-        contenders.push(Contender {
+        v.push(Contender {
             name,
-            command: push(extra),
-            dest: repo_archive.clone(),
+            command: format!(
+                "pgbackrest --config={} --stanza=bench {extra} archive-push %p",
+                set.pgbackrest_conf.display()
+            ),
+            dest: br.join("repo/archive"),
             keep: &["bench", "15-1", "archive.info", "archive.info.copy"],
             spool: Some(br.join("spool")),
+            stores: true,
         });
     }
+    v
+}
 
+/// Runs the archiving part.
+pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
+    let contenders = contenders(ctx, set);
+    let set_mib = set.mib();
+    let cluster = &set.cluster;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     let mut sizes: Vec<u64> = vec![0; contenders.len()];
-    for round in 0..args.rounds {
+    for round in 0..ctx.rounds {
         for (i, c) in contenders.iter().enumerate() {
-            empty_dir(&c.dest, c.keep)?;
-            if let Some(s) = &c.spool {
-                empty_dir(s, &[])?;
-            }
-            reset_status(cluster.data_dir(), &set)?;
+            c.empty()?;
+            set.reset_status()?;
             cluster.append_conf(&[("archive_command", &c.command)]);
             let t = Instant::now();
             cluster.start();
-            let deadline = t + Duration::from_secs(900);
-            while !all_done(cluster.data_dir(), &set) {
-                if Instant::now() > deadline {
-                    bail!(
-                        "{}: the archiver did not drain the set within 15 minutes",
-                        c.name
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for(
+                &format!("{}: the archiver draining the set", c.name),
+                Duration::from_secs(900),
+                || set.all_done(),
+            )?;
             let secs = t.elapsed().as_secs_f64();
             cluster.stop();
             sizes[i] = dir_size(&c.dest);
             let rate = set_mib / secs;
             println!(
-                "xtask: bench: round {} {:<28} {:>7.1} MiB/s ({secs:.2} s)",
+                "xtask: bench: archive round {} {:<30} {:>7.1} MiB/s ({secs:.2} s)",
                 round + 1,
                 c.name,
                 rate
@@ -359,90 +315,127 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
     }
 
+    // Per call, by hand: each command once per segment of the set, serially, page cache warm,
+    // with the status files PostgreSQL keeps (`.ready` until the call succeeds, then `.done`;
+    // pgBackRest's async mode reads them).
+    let wal = cluster.data_dir().join("pg_wal");
+    let status = wal.join("archive_status");
+    let mut lat: Vec<(f64, f64, f64)> = Vec::new();
+    for c in &contenders {
+        c.empty()?;
+        set.reset_status()?;
+        let mut secs = Vec::new();
+        let mut rss = 0u64;
+        for n in &set.names {
+            let p = wal.join(n);
+            let cmd = c
+                .command
+                .replace("%p", &p.display().to_string())
+                .replace("%f", n);
+            let t = run_timed(&mut shell_as_pg(&cmd))
+                .with_context(|| format!("{}: archiving {n} by hand", c.name))?;
+            secs.push(t.secs * 1000.0);
+            std::fs::rename(
+                status.join(format!("{n}.ready")),
+                status.join(format!("{n}.done")),
+            )?;
+            rss = rss.max(t.max_rss_kib);
+        }
+        let p50 = percentile(&mut secs, 50.0);
+        let p95 = percentile(&mut secs, 95.0);
+        println!(
+            "xtask: bench: per call {:<30} p50 {p50:.1} ms p95 {p95:.1} ms peak RSS {:.1} MiB",
+            c.name,
+            rss as f64 / 1024.0
+        );
+        lat.push((p50, p95, rss as f64 / 1024.0));
+    }
+
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
     let by_name = |n: &str| -> f64 {
         contenders
             .iter()
             .position(|c| c.name == n)
-            .map(|i| medians[i])
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, |i| medians[i])
     };
-    let mut table = String::new();
-    writeln!(
-        table,
-        "Archiving: PostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of pgbench WAL), median of {} rounds\n",
-        set.len(),
-        args.rounds
-    )?;
-    writeln!(table, "| contender | MiB/s of WAL | archived size |")?;
-    writeln!(table, "|---|---|---|")?;
+    let mut md = format!(
+        "### Archiving\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of pgbench WAL) to a local \
+         directory, median of {} rounds; per call: each command run by hand once per segment (p50/p95 wall time, \
+         peak RSS of the command and what it waited for; pgBackRest async returns once its background process has \
+         taken the segment).\n\n\
+         | contender | MiB/s of WAL | archived size | per call p50 ms | p95 ms | peak RSS MiB |\n|---|---|---|---|---|---|\n",
+        set.names.len(),
+        ctx.rounds
+    );
+    let mut results = Vec::new();
     for (i, c) in contenders.iter().enumerate() {
-        writeln!(
-            table,
-            "| {} | {:.0} | {:.1} % |",
-            c.name,
-            medians[i],
-            100.0 * sizes[i] as f64 / (set_mib * (1 << 20) as f64)
-        )?;
+        let size = if c.stores {
+            format!(
+                "{:.1} %",
+                100.0 * sizes[i] as f64 / (set_mib * f64::from(1 << 20))
+            )
+        } else {
+            "—".into()
+        };
+        md.push_str(&format!(
+            "| {} | {:.0} | {size} | {:.1} | {:.1} | {:.1} |\n",
+            c.name, medians[i], lat[i].0, lat[i].1, lat[i].2
+        ));
+        results.push(serde_json::json!({
+            "name": c.name,
+            "command": c.command,
+            "median_mib_s": round2(medians[i]),
+            "rounds_mib_s": rates[i].iter().map(|r| round2(*r)).collect::<Vec<_>>(),
+            "archived_bytes": if c.stores { Some(sizes[i]) } else { None },
+            "per_call_p50_ms": round2(lat[i].0),
+            "per_call_p95_ms": round2(lat[i].1),
+            "peak_rss_mib": round2(lat[i].2),
+        }));
     }
     let zstd = by_name("pitr-archive zstd");
-    writeln!(table, "\n| ratio | value | target |")?;
-    writeln!(table, "|---|---|---|")?;
-    for (what, peer, target) in [
-        (
-            "pitr zstd / pgbackrest sync zst",
-            "pgbackrest sync zst",
-            1.6,
+    let ratios = vec![
+        Ratio::new(
+            "pitr-archive zstd / pgbackrest sync zst",
+            zstd / by_name("pgbackrest sync zst"),
+            Some(1.6),
         ),
-        ("pitr zstd / pgbackrest sync gz", "pgbackrest sync gz", 5.0),
-        (
-            "pitr zstd / shell zstd -1 + sync",
-            "shell zstd -1 + sync + mv",
-            1.1,
+        Ratio::new(
+            "pitr-archive zstd / pgbackrest sync gz",
+            zstd / by_name("pgbackrest sync gz"),
+            Some(5.0),
         ),
-        (
-            "pitr zstd / pgbackrest async zst 2 proc",
-            "pgbackrest async zst 2 proc",
-            f64::NAN,
+        Ratio::new(
+            "pitr-archive zstd / shell zstd -1 + sync + mv",
+            zstd / by_name("shell zstd -1 + sync + mv"),
+            Some(1.1),
         ),
-    ] {
-        let r = zstd / by_name(peer);
-        let t = if target.is_nan() {
-            "—".to_string()
-        } else {
-            format!("≥ {target} {}", if r >= target { "met" } else { "MISSED" })
-        };
-        writeln!(table, "| {what} | {r:.2} | {t} |")?;
-    }
-    println!("\n{table}");
-
-    let out_dir = crate::target_dir(&root).join("bench");
-    std::fs::create_dir_all(&out_dir)?;
-    let mut json = format!(
-        "{{\"kind\":\"archive\",\"segments\":{},\"segment_bytes\":{seg_bytes},\"rounds\":{},\"results\":[",
-        set.len(),
-        args.rounds
-    );
-    for (i, c) in contenders.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        let rs: Vec<String> = rates[i].iter().map(|r| format!("{r:.1}")).collect();
-        write!(
-            json,
-            "{{\"name\":\"{}\",\"median_mib_s\":{:.1},\"rounds_mib_s\":[{}],\"archived_bytes\":{}}}",
-            c.name,
-            medians[i],
-            rs.join(","),
-            sizes[i]
-        )?;
-    }
-    json.push_str("]}\n");
-    std::fs::write(out_dir.join("archive.json"), json)?;
-    std::fs::write(out_dir.join("archive.md"), &table)?;
-    println!(
-        "xtask: bench: wrote {}",
-        out_dir.join("archive.json").display()
-    );
-    Ok(ExitCode::SUCCESS)
+        Ratio::new(
+            "pitr-archive zstd / pgbackrest async zst 2 proc",
+            zstd / by_name("pgbackrest async zst 2 proc"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive gzip / pgbackrest sync gz",
+            by_name("pitr-archive gzip") / by_name("pgbackrest sync gz"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive none / pgbackrest sync none",
+            by_name("pitr-archive none") / by_name("pgbackrest sync none"),
+            None,
+        ),
+    ];
+    md.push('\n');
+    md.push_str(&ratio_table(&ratios));
+    Ok(Part {
+        key: "archive",
+        markdown: md,
+        json: serde_json::json!({
+            "segments": set.names.len(),
+            "segment_bytes": set.seg_bytes,
+            "rounds": ctx.rounds,
+            "results": results,
+            "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+        }),
+    })
 }

@@ -1,0 +1,368 @@
+//! `cargo xtask bench`: pitr measured against its peers in one run, on this machine.
+//!
+//! Not a test: nothing here asserts a time. It builds release binaries, installs pgBackRest and
+//! zstd from apt when missing (as root on Debian), creates throwaway PostgreSQL 15 clusters and
+//! measures, with the contenders interleaved (A B C … A B C …) and medians over `--rounds`:
+//!
+//! - [`archive`]: PostgreSQL's own archiver draining a backlog of a pgbench WAL set, plus the
+//!   per-call latency and peak RSS of each archive command run by hand over the same set;
+//! - [`restore`]: a standby replaying that WAL set from each contender's archive;
+//! - [`backup`]: a base backup of a pgbench cluster, and pitr-backup's peak RSS as the number
+//!   of files grows.
+//!
+//! It prints one markdown table per part with figures and ratios (pitr / peer, with the targets
+//! of the performance issue) and writes the same as JSON under `target/bench/`.
+//!
+//! The harness is the test crate's (`pitr_tests`): its functions panic on failure, and with
+//! `panic = "abort"` a failed bench can leave its server running in a temp directory; the
+//! message says which.
+
+mod archive;
+mod backup;
+mod restore;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use argh::FromArgs;
+use pitr_tests::pg_user;
+
+/// Measure pitr against pgBackRest, pg_basebackup and shell baselines (prints markdown tables
+/// and writes target/bench/bench.json).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    /// measurement rounds per contender (default 3; the median is reported)
+    #[argh(option, default = "3")]
+    rounds: usize,
+
+    /// WAL segments in the archiving and restore set (default 100)
+    #[argh(option, default = "100")]
+    segments: usize,
+
+    /// pgbench scale of the base backup cluster (default 65, about 1 GB)
+    #[argh(option, default = "65")]
+    scale: u32,
+
+    /// run only these parts, comma-separated: archive, restore, backup (default: all; restore
+    /// needs archive)
+    #[argh(option)]
+    only: Option<String>,
+}
+
+/// Everything the parts share: where the release binaries are, how many rounds.
+pub struct Ctx {
+    pub bin: PathBuf,
+    pub rounds: usize,
+    pub segments: usize,
+    pub scale: u32,
+}
+
+impl Ctx {
+    /// The release binary `name`.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+}
+
+/// One part's results: the markdown printed and the JSON written.
+pub struct Part {
+    pub key: &'static str,
+    pub markdown: String,
+    pub json: serde_json::Value,
+}
+
+/// A ratio of pitr to a peer with the issue's target (if it sets one).
+pub struct Ratio {
+    pub what: String,
+    pub value: f64,
+    pub target: Option<f64>,
+}
+
+impl Ratio {
+    pub fn new(what: impl Into<String>, value: f64, target: Option<f64>) -> Ratio {
+        Ratio {
+            what: what.into(),
+            value,
+            target,
+        }
+    }
+
+    pub fn met(&self) -> Option<bool> {
+        self.target.map(|t| self.value >= t)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "what": self.what,
+            "value": round2(self.value),
+            "target": self.target,
+            "met": self.met(),
+        })
+    }
+}
+
+/// Renders ratios as a markdown table.
+pub fn ratio_table(ratios: &[Ratio]) -> String {
+    let mut s = String::from("| ratio | value | target |\n|---|---|---|\n");
+    for r in ratios {
+        let t = match r.target {
+            Some(t) => format!("≥ {t} {}", if r.value >= t { "met" } else { "**MISSED**" }),
+            None => "—".to_string(),
+        };
+        let _ = writeln!(s, "| {} | {:.2} | {t} |", r.what, r.value);
+    }
+    s
+}
+
+pub fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The median of `v` (sorted in place); NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+/// The `p`th percentile of `v` (nearest rank, sorted in place); NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Total size of the regular files under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => total += dir_size(&e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Number of regular files under `dir`.
+pub fn file_count(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => total += file_count(&e.path()),
+                Ok(t) if t.is_file() => total += 1,
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Empties `dir` except the names in `keep`, recursing into kept directories (so that
+/// pgBackRest's `archive/<stanza>/archive.info` survives while its WAL directories go).
+pub fn empty_dir(dir: &Path, keep: &[&str]) -> Result<()> {
+    for ent in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let ent = ent?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let p = ent.path();
+        if keep.contains(&name.as_str()) {
+            if ent.file_type()?.is_dir() {
+                empty_dir(&p, keep)?;
+            }
+            continue;
+        }
+        if ent.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        }
+        .with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// What one timed run of a program cost.
+pub struct Timed {
+    pub secs: f64,
+    /// Peak resident set size of the program or of its largest descendant it waited for, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Runs `cmd` to completion (stdout discarded, stderr kept for the error), timing it and
+/// reading its peak RSS from `wait4`. Fails when it does not exit 0.
+pub fn run_timed(cmd: &mut Command) -> Result<Timed> {
+    let err = tempfile::tempfile().context("creating a temp file for stderr")?;
+    let mut err_read = err.try_clone()?;
+    let shown = crate::display(cmd);
+    let t = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("running {shown}"))?;
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data, zero is a valid value; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet waited for; status and ru are valid pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let secs = t.elapsed().as_secs_f64();
+    if r != pid {
+        bail!("wait4 for {shown}: {}", std::io::Error::last_os_error());
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !ok {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        err_read.seek(std::io::SeekFrom::Start(0))?;
+        err_read.read_to_string(&mut text)?;
+        bail!("{shown} failed (wait status {status}): {}", text.trim());
+    }
+    Ok(Timed {
+        secs,
+        max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+    })
+}
+
+/// `sh -c COMMAND` as the PostgreSQL user, the way the server runs archive and restore commands.
+pub fn shell_as_pg(command: &str) -> Command {
+    let mut cmd = pg_user().command("/bin/sh");
+    cmd.arg("-c").arg(command);
+    cmd
+}
+
+/// Runs pgBackRest as the PostgreSQL user with `conf`.
+pub fn pgbackrest_as_pg(conf: &Path, args: &[&str]) -> Result<()> {
+    let mut cmd = pg_user().command("pgbackrest");
+    cmd.arg(format!("--config={}", conf.display())).args(args);
+    let out = cmd.output().context("running pgbackrest")?;
+    if !out.status.success() {
+        bail!(
+            "pgbackrest {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Polls `cond` every 20 ms until it holds; fails after `timeout` naming `what`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("{what}: not done within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn ensure_tools() -> Result<()> {
+    crate::deps::ensure()?;
+    let mut missing = Vec::new();
+    if crate::deps::find_on_path("pgbackrest").is_none() {
+        missing.push("pgbackrest");
+    }
+    if crate::deps::find_on_path("zstd").is_none() {
+        missing.push("zstd");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if crate::deps::is_root() && Path::new("/etc/debian_version").exists() {
+        crate::deps::install(&missing)
+    } else {
+        bail!(
+            "the benchmark needs {}: install them",
+            missing.join(" and ")
+        )
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let parts: Vec<String> = match &args.only {
+        Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+        None => vec!["archive".into(), "restore".into(), "backup".into()],
+    };
+    for p in &parts {
+        if !["archive", "restore", "backup"].contains(&p.as_str()) {
+            bail!("--only: unknown part {p:?} (archive, restore, backup)");
+        }
+    }
+    if parts.iter().any(|p| p == "restore") && !parts.iter().any(|p| p == "archive") {
+        bail!("--only: restore replays the archives the archive part writes; add archive");
+    }
+    ensure_tools()?;
+    let root = crate::project_root();
+    crate::run(Command::new(crate::cargo()).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "pitr-archive",
+        "-p",
+        "pitr-restore",
+        "-p",
+        "pitr-backup",
+    ]))?;
+    let ctx = Ctx {
+        bin: crate::target_dir(&root).join("release"),
+        rounds: args.rounds,
+        segments: args.segments,
+        scale: args.scale,
+    };
+    let want = |p: &str| parts.iter().any(|q| q == p);
+
+    let mut done: Vec<Part> = Vec::new();
+    if want("archive") {
+        let set = archive::WalSet::build(&ctx)?;
+        done.push(archive::run(&ctx, &set)?);
+        if want("restore") {
+            done.push(restore::run(&ctx, &set)?);
+        }
+    }
+    if want("backup") {
+        done.push(backup::run(&ctx)?);
+    }
+
+    let out_dir = crate::target_dir(&root).join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut md = format!(
+        "pitr bench, {} rounds, medians; {} cores\n\n",
+        args.rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut json = serde_json::Map::new();
+    for p in &done {
+        md.push_str(&p.markdown);
+        md.push('\n');
+        json.insert(p.key.to_string(), p.json.clone());
+        std::fs::write(
+            out_dir.join(format!("{}.json", p.key)),
+            serde_json::to_string_pretty(&p.json)?,
+        )?;
+    }
+    println!("\n{md}");
+    std::fs::write(out_dir.join("bench.md"), &md)?;
+    std::fs::write(
+        out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&serde_json::Value::Object(json))?,
+    )?;
+    println!(
+        "xtask: bench: wrote {} and bench.md",
+        out_dir.join("bench.json").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
