@@ -1,8 +1,10 @@
 //! A WAL archive directory as the tests see it: listings, decompression by file extension, and
 //! assertions that compare archived WAL with the server's `pg_wal` files.
 //!
-//! Decompression uses the `zstd` and `flate2` crates directly, independently of `pitr-common`,
-//! so a codec bug cannot hide itself by being on both sides of the comparison.
+//! Decompression is independent of `pitr-common`, so a codec bug cannot hide itself by being on
+//! both sides of the comparison: `.zst` through the reference zstd library's streaming decoder
+//! (the `zstd` crate, as `zstd -d` reads), `.gz` through the system's `gzip -dc`, the tool a DBA
+//! would reach for.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -128,9 +130,8 @@ impl ArchiveDir {
                 .and_then(|mut d| d.read_to_end(&mut out))
                 .unwrap_or_else(|e| panic!("zstd-decoding {name} in {}: {e}", self.path.display()));
         } else if name.ends_with(".gz") {
-            flate2::read::GzDecoder::new(raw.as_slice())
-                .read_to_end(&mut out)
-                .unwrap_or_else(|e| panic!("gunzipping {name} in {}: {e}", self.path.display()));
+            out = gzip_dc(&raw)
+                .unwrap_or_else(|e| panic!("gzip -dc of {name} in {}: {e}", self.path.display()));
         } else {
             out = raw;
         }
@@ -166,5 +167,33 @@ impl ArchiveDir {
     /// The [`FileStamp`] of file `name`.
     pub fn stamp(&self, name: &str) -> FileStamp {
         FileStamp::of(&self.path.join(name))
+    }
+}
+
+/// `gzip -dc` of `raw`: the whole stream, every member.
+fn gzip_dc(raw: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running gzip: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin for gzip")?;
+    let out = std::thread::scope(|s| {
+        let feeder = s.spawn(move || stdin.write_all(raw));
+        let out = child.wait_with_output();
+        (feeder.join(), out)
+    });
+    match out {
+        (Ok(Ok(())), Ok(o)) if o.status.success() => Ok(o.stdout),
+        (_, Ok(o)) => Err(format!(
+            "gzip -dc exited with {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        (_, Err(e)) => Err(format!("waiting for gzip: {e}")),
     }
 }

@@ -1278,6 +1278,9 @@ fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
     pg_user().create_dir(&spool, 0o700);
+    // A spool filled during this boot of the machine, as the prefetch worker marks it.
+    let boot = std::fs::read("/proc/sys/kernel/random/boot_id").expect("the kernel's boot id");
+    pg_user().write_file(&spool.join(".boot_id"), &boot);
     let archived = ArchiveDir::new(&archive);
     let wanted = &segments[1];
     let good = archived.wal_content(wanted);
@@ -1320,4 +1323,24 @@ fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
         );
         assert!(!spool.join(wanted).exists(), "{what} left in the spool");
     }
+
+    // A spool of another boot: its files were not fsynced and a crash may have torn them, so
+    // even a misnamed one is not looked at; the archive's copy is restored.
+    pg_user().write_file(&spool.join(".boot_id"), b"another-boot\n");
+    pg_user().write_file(&spool.join(wanted), &archived.wal_content(&segments[2]));
+    let result = restore(&cluster)
+        .arg("--source")
+        .arg(&source)
+        .args([wanted.as_str(), RECOVERYXLOG])
+        .run();
+    result.success();
+    result
+        .stderr_contains(&format!("LOG : Segment {wanted} restored"))
+        .stderr_lacks("(prefetched)")
+        .stderr_lacks("discarding prefetched");
+    assert_eq!(
+        std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
+        good,
+        "a spooled file of another boot was handed over"
+    );
 }
