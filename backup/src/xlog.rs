@@ -24,8 +24,9 @@ use pitr_common::{log_info, log_warning};
 use crate::args::WalInput;
 use crate::session::check_interrupt;
 
-/// How often a missing segment is looked for.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a missing segment is looked for (a few `stat`s: the end of the backup waits on
+/// it, usually for the segment the archiver is writing at that moment).
+const POLL: Duration = Duration::from_millis(50);
 /// How often the wait is logged.
 const WAIT_LOG: Duration = Duration::from_secs(10);
 
