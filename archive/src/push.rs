@@ -47,8 +47,9 @@ fn cluster_system_identifier(data_dir: &Path) -> anyhow::Result<Option<u64>> {
     Ok(Some(cd.system_identifier))
 }
 
-/// Reads and checks the WAL file; returns its bytes, mtime and database system (when known).
-fn read_wal(cfg: &Config) -> anyhow::Result<(Vec<u8>, std::time::SystemTime, Option<u64>)> {
+/// Reads (maps) and checks the WAL file; returns its bytes, mtime and database system (when
+/// known).
+fn read_wal(cfg: &Config) -> anyhow::Result<(fs::FileBytes, std::time::SystemTime, Option<u64>)> {
     let name = cfg.wal_name.to_string();
     let meta = std::fs::metadata(&cfg.wal_path)
         .map_err(|e| anyhow::Error::from(fs::IoError::new("reading WAL file", &cfg.wal_path, e)))?;
@@ -59,7 +60,7 @@ fn read_wal(cfg: &Config) -> anyhow::Result<(Vec<u8>, std::time::SystemTime, Opt
         ))
         .into());
     }
-    let bytes = fs::read(&cfg.wal_path)?;
+    let bytes = fs::map_or_read(&cfg.wal_path)?;
     let mtime = meta
         .modified()
         .map_err(|e| fs::IoError::new("reading the mtime of", &cfg.wal_path, e))?;

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// An I/O error with the operation and the path it concerns.
@@ -51,6 +51,57 @@ pub fn open(path: &Path) -> Result<File> {
 /// Reads all of `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| IoError::new("reading", path, e))
+}
+
+/// A whole file's bytes, mapped or read (see [`map_or_read`]).
+#[derive(Debug)]
+pub enum FileBytes {
+    /// Mapped read-only from the page cache.
+    Mapped(memmap2::Mmap),
+    /// Read into memory (small files, or where mapping failed).
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Read(v) => v,
+        }
+    }
+}
+
+/// Files at least this large are mapped by [`map_or_read`].
+const MAP_AT_LEAST: u64 = 1 << 20;
+
+/// The whole content of `path`, for a file nobody writes or truncates while we hold it (a WAL
+/// segment PostgreSQL has finished: marked `.ready`, it is not written again and is only ever
+/// renamed or removed, never truncated, and only after it is archived).
+///
+/// Files of 1 MiB and more are mapped read-only with the pages populated up front: reading a
+/// 16 MiB segment into a fresh buffer cost ~18 ms here, nearly all of it page faults on the
+/// new memory; mapping it costs ~1.6 ms and copies nothing. Where mapping fails the file is
+/// read. Should the file be truncated anyway while mapped, touching a page past its new end
+/// raises SIGBUS and the process dies by that signal: a failed call for PostgreSQL, which
+/// retries it; nothing is renamed into place by a call that does not finish.
+pub fn map_or_read(path: &Path) -> Result<FileBytes> {
+    let f = open(path)?;
+    let len = f
+        .metadata()
+        .map_err(|e| IoError::new("examining", path, e))?
+        .len();
+    if len >= MAP_AT_LEAST {
+        // SAFETY: the mapping is read-only and private to this process; the caller guarantees
+        // the file is not modified or truncated while it is mapped (see above).
+        if let Ok(m) = unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
+            return Ok(FileBytes::Mapped(m));
+        }
+    }
+    let mut v = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    (&f).read_to_end(&mut v)
+        .map_err(|e| IoError::new("reading", path, e))?;
+    Ok(FileBytes::Read(v))
 }
 
 /// The metadata of `path` (following links).

@@ -59,6 +59,9 @@ pub enum Error {
         #[source]
         source: walpage::Error,
     },
+    /// Writing the restored copy failed (the destination's problem, not the archive's).
+    #[error(transparent)]
+    Write(IoError),
 }
 
 const EXTENSIONS: &[&str] = &["", ".zst", ".gz", ".bz2", ".xz", ".lz4", ".lzma"];
@@ -118,6 +121,110 @@ pub fn read_verified(
     };
     verify(&found.path, name, &data, system_identifier)?;
     Ok(data)
+}
+
+/// How [`restore_verified`] writes its copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Give the copy this modification time.
+    pub mtime: Option<SystemTime>,
+    /// fsync the copy before the rename and its directory after.
+    pub durable: bool,
+}
+
+/// Writes `found`, decompressed and checked exactly as [`read_verified`] checks it, to `dest`:
+/// under a temporary name beside it, renamed into place only once the whole content is written
+/// and checked, removed on any failure. The content is never held in memory (see
+/// [`Codec::decompress_to_file`]); an uncompressed archive file is copied by the kernel.
+/// Archive-side problems are [`Error::Io`], [`Error::Corrupt`] or [`Error::Invalid`];
+/// problems writing `dest` are [`Error::Write`].
+pub fn restore_verified(
+    found: &Found,
+    name: &WalFileName,
+    system_identifier: u64,
+    dest: &Path,
+    opts: RestoreOptions,
+) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    let tmp = crate::fs::temp_path(dest);
+    let write_err = |what: &'static str, path: &Path, e: std::io::Error| {
+        Error::Write(IoError::new(what, path, e))
+    };
+    let result = (|| -> Result<(), Error> {
+        let out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| write_err("creating", &tmp, e))?;
+        let len = if found.codec == Codec::None {
+            let mut src = std::fs::File::open(&found.path)
+                .map_err(|e| IoError::new("reading", &found.path, e))?;
+            // copy_file_range where the kernel has it: no bytes pass through this process.
+            std::io::copy(&mut src, &mut &out).map_err(|e| {
+                // Which side failed is not told apart by io::copy; both name the path.
+                write_err("copying into", &tmp, e)
+            })?
+        } else {
+            let raw =
+                std::fs::read(&found.path).map_err(|e| IoError::new("reading", &found.path, e))?;
+            found
+                .codec
+                .decompress_to_file(&raw, &out)
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied => {
+                        write_err("writing", &tmp, source)
+                    }
+                    _ => Error::Corrupt {
+                        path: found.path.clone(),
+                        source,
+                    },
+                })?
+        };
+        if name.has_wal_pages() {
+            let mut head = [0u8; walpage::LONG_HEADER_LEN];
+            let got = if len >= head.len() as u64 {
+                out.read_exact_at(&mut head, 0)
+                    .map_err(|e| write_err("reading back", &tmp, e))?;
+                &head[..]
+            } else {
+                &head[..0]
+            };
+            let invalid = |source| Error::Invalid {
+                path: found.path.clone(),
+                source,
+            };
+            let n = name.to_string();
+            let h = LongPageHeader::parse(&n, got).map_err(invalid)?;
+            h.check(name, len, Some(system_identifier))
+                .map_err(invalid)?;
+        }
+        if let Some(t) = opts.mtime {
+            out.set_modified(t)
+                .map_err(|e| write_err("setting the mtime of", &tmp, e))?;
+        }
+        if opts.durable {
+            out.sync_all().map_err(|e| write_err("fsyncing", &tmp, e))?;
+        }
+        drop(out);
+        std::fs::rename(&tmp, dest).map_err(|e| write_err("renaming into place", dest, e))?;
+        if opts.durable {
+            if let Some(dir) = dest.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                crate::fs::fsync_dir(dir).map_err(Error::Write)?;
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Checks WAL content against the name asked for and the cluster.
@@ -257,6 +364,55 @@ mod tests {
         );
         let other = WalFileName::parse("000000010000000000000004").unwrap();
         assert_eq!(find(&src, &other).unwrap(), None);
+    }
+
+    #[test]
+    fn restore_verified_writes_checked_copies_and_leaves_nothing_on_refusal() {
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("RECOVERYXLOG");
+        let name = WalFileName::parse("000000010000000000000003").unwrap();
+        let data = segment(&name, 9);
+        let p = |ext: &str| d.path().join(format!("000000010000000000000003{ext}"));
+        let mtime = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        for (ext, bytes) in [
+            (".zst", Codec::Zstd(3).compress_parallel(&data, 2).unwrap()),
+            (".gz", Codec::Gzip(6).compress_parallel(&data, 2).unwrap()),
+            ("", data.clone()),
+        ] {
+            std::fs::write(p(ext), &bytes).unwrap();
+            let f = find_in(d.path(), Codec::None, &name).unwrap().unwrap();
+            for durable in [false, true] {
+                let opts = RestoreOptions {
+                    mtime: Some(mtime),
+                    durable,
+                };
+                restore_verified(&f, &name, 9, &dest, opts).unwrap();
+                assert_eq!(std::fs::read(&dest).unwrap(), data, "{ext}");
+                assert_eq!(std::fs::metadata(&dest).unwrap().modified().unwrap(), mtime);
+            }
+            std::fs::remove_file(&dest).unwrap();
+            // Another system's cluster, a misnamed request: refused, nothing left behind.
+            let e = restore_verified(&f, &name, 10, &dest, RestoreOptions::default()).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{ext}: {e}");
+            let next = WalFileName::parse("000000010000000000000004").unwrap();
+            let e = restore_verified(&f, &next, 9, &dest, RestoreOptions::default()).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{ext}: {e}");
+            assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "{ext}");
+            std::fs::remove_file(p(ext)).unwrap();
+        }
+        // Truncated and damaged compressed copies are Corrupt (or Invalid when a complete
+        // frame list decodes to a short segment), never a file.
+        let z = Codec::Zstd(3).compress_parallel(&data, 2).unwrap();
+        std::fs::write(p(".zst"), &z[..z.len() - 7]).unwrap();
+        let f = find_in(d.path(), Codec::None, &name).unwrap().unwrap();
+        let e = restore_verified(&f, &name, 9, &dest, RestoreOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let first_frame = zstd::zstd_safe::find_frame_compressed_size(&z).unwrap();
+        std::fs::write(p(".zst"), &z[..first_frame]).unwrap();
+        let e = restore_verified(&f, &name, 9, &dest, RestoreOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     #[test]

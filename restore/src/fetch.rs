@@ -15,7 +15,7 @@ use pitr_common::controldata::{self, ControlData};
 use pitr_common::exit::{self, Failure};
 use pitr_common::pidfile::PidFile;
 use pitr_common::wal::WalKind;
-use pitr_common::{fs, log_error, log_info, log_verbose, log_warning, pg, signal, source};
+use pitr_common::{log_error, log_info, log_verbose, log_warning, pg, signal, source};
 
 use crate::args::Config;
 use crate::{prefetch, remove};
@@ -265,9 +265,14 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                     let (key, msg) = too_fresh(&name, left);
                     quiet.say_as(false, key, msg);
                 }
-                None => match source::read_verified(&found, &cfg.wanted, sysid) {
-                    Ok(data) => {
-                        fs::write_atomic_nosync(target, &data)?;
+                None => match source::restore_verified(
+                    &found,
+                    &cfg.wanted,
+                    sysid,
+                    target,
+                    source::RestoreOptions::default(),
+                ) {
+                    Ok(()) => {
                         if cfg.wanted.kind == WalKind::Segment && cfg.prefetch > 0 {
                             prefetch::start_worker(cfg, &spool, seg_size);
                         }
@@ -278,6 +283,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                         );
                         return Ok(ExitCode::SUCCESS);
                     }
+                    Err(source::Error::Write(e)) => return Err(e.into()),
                     Err(e) => {
                         // Never hand PostgreSQL a damaged or foreign file. Wait: the archive can
                         // be repaired; ending recovery here would promote at the wrong point.

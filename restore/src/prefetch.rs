@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Context;
 use pitr_common::fs::{self, IoError, Replace};
 use pitr_common::process::Program;
 use pitr_common::wal::{WalFileName, WalKind};
@@ -65,7 +64,7 @@ impl Spool {
 
     /// Whether unsynced spooled files can be trusted: the spool was filled during this boot.
     /// Without a boot id every spooled file was fsynced.
-    fn from_this_boot(&self, boot: Option<&str>) -> bool {
+    fn filled_this_boot(&self, boot: Option<&str>) -> bool {
         match boot {
             None => true,
             Some(b) => {
@@ -93,7 +92,7 @@ impl Spool {
         boot: Option<&str>,
     ) -> anyhow::Result<Option<SystemTime>> {
         let path = self.path(name);
-        if !self.from_this_boot(boot) {
+        if !self.filled_this_boot(boot) {
             return Ok(None);
         }
         let meta = match std::fs::metadata(&path) {
@@ -213,7 +212,7 @@ fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: u64) -> anyhow:
 /// then the boot id is written durably, before any unsynced segment relies on it.
 fn claim_for_boot(spool: &Spool, boot: Option<&str>) -> anyhow::Result<()> {
     let Some(b) = boot else { return Ok(()) };
-    if spool.from_this_boot(Some(b)) {
+    if spool.filled_this_boot(Some(b)) {
         return Ok(());
     }
     let rd = std::fs::read_dir(&spool.dir).map_err(|e| IoError::new("listing", &spool.dir, e))?;
@@ -227,25 +226,6 @@ fn claim_for_boot(spool: &Spool, boot: Option<&str>) -> anyhow::Result<()> {
     fs::write_durable(&path, Replace::Allow, None, |f| {
         Ok(fs::write_all(f, &path, format!("{b}\n").as_bytes())?)
     })
-}
-
-/// Writes `data` to `path` under a temporary name, sets its mtime, and renames it into place,
-/// without fsync (see the module notes on boots).
-fn write_unsynced(path: &Path, data: &[u8], mtime: SystemTime) -> anyhow::Result<()> {
-    let tmp = fs::temp_path(path);
-    let res = (|| -> anyhow::Result<()> {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| IoError::new("creating", &tmp, e))?;
-        fs::write_all(&mut f, &tmp, data)?;
-        f.set_modified(mtime)
-            .map_err(|e| IoError::new("setting the mtime of", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| IoError::new("renaming into place", path, e))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 /// The worker: fills the spool with the segments after `cfg.wanted`.
@@ -274,22 +254,21 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         let Some(found) = source::find(&cfg.sources, &name)? else {
             break;
         };
-        let data = match source::read_verified(&found, &name, sysid) {
-            Ok(d) => d,
+        let opts = source::RestoreOptions {
+            mtime: Some(found.mtime),
+            durable: boot.is_none(),
+        };
+        match source::restore_verified(&found, &name, sysid, &path, opts) {
+            Ok(()) => {}
+            Err(source::Error::Write(e)) => {
+                return Err(anyhow::Error::from(e).context(format!("prefetching {name}")))
+            }
             Err(e) => {
                 // The foreground call will meet it, log it and refuse it; nothing to do here.
                 log_verbose!("not prefetching {name}: {e}");
                 break;
             }
-        };
-        if boot.is_some() {
-            write_unsynced(&path, &data, found.mtime)
-        } else {
-            fs::write_durable(&path, Replace::Allow, Some(found.mtime), |f| {
-                Ok(fs::write_all(f, &path, &data)?)
-            })
         }
-        .with_context(|| format!("prefetching {name}"))?;
         log_verbose!("prefetched {name}");
     }
     Ok(ExitCode::SUCCESS)
@@ -301,6 +280,26 @@ mod tests {
     use super::*;
 
     const SEG: u32 = 1 << 20;
+
+    /// What the worker leaves: `data` under `path` with `mtime`, unsynced.
+    fn write_unsynced(path: &Path, data: &[u8], mtime: SystemTime) -> anyhow::Result<()> {
+        let tmp = fs::temp_path(path);
+        let res = (|| -> anyhow::Result<()> {
+            let mut f =
+                std::fs::File::create(&tmp).map_err(|e| IoError::new("creating", &tmp, e))?;
+            fs::write_all(&mut f, &tmp, data)?;
+            f.set_modified(mtime)
+                .map_err(|e| IoError::new("setting the mtime of", &tmp, e))?;
+            drop(f);
+            std::fs::rename(&tmp, path)
+                .map_err(|e| IoError::new("renaming into place", path, e))?;
+            Ok(())
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
 
     fn seg(name: &WalFileName, sysid: u64) -> Vec<u8> {
         let mut b = walpage::fake_header(name, SEG, sysid);

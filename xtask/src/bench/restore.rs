@@ -63,6 +63,10 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             ),
         },
         Contender {
+            name: "floor: cp of the uncompressed archive",
+            command: format!("cp {}/%f %p", set.dest("pn").display()),
+        },
+        Contender {
             name: "shell zstd -d",
             command: format!(
                 "zstd -d -q -c {}/%f.zst > %p",
@@ -121,7 +125,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mut md = format!(
         "### Restore\n\nA standby started from a base backup replaying {} segments ({replayed_mib:.0} MiB) from a local \
          zstd archive (standby.signal, recovery_prefetch = off, hot standby; time from pg_ctl start to replay \
-         reaching the last segment), median of {} rounds.\n\n\
+         reaching the last segment), median of {} rounds. The floor row restores with `cp` from pitr-archive's \
+         uncompressed archive: what replay alone costs, which bounds every ratio.\n\n\
          | contender | MiB/s of WAL | seconds to catch up |\n|---|---|---|\n",
         set.names.len() - 1,
         ctx.rounds
@@ -157,6 +162,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         Ratio::new(
             "pitr-restore prefetch / pitr-restore no prefetch",
             by_name("pitr-restore zstd, no prefetch") / pitr,
+            None,
+        ),
+        Ratio::new(
+            "pitr-restore prefetch / floor (cp, replay alone)",
+            by_name("floor: cp of the uncompressed archive") / pitr,
             None,
         ),
         Ratio::new(
