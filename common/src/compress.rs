@@ -246,7 +246,13 @@ impl Codec {
     /// buffer cost more in page faults here than decoding into it). zstd frames that declare
     /// their content size (all that we write do) are decoded in parallel, each at its own
     /// offset, and each must produce exactly what it declares; anything else is streamed.
-    pub fn decompress_to_file(&self, input: &[u8], out: &std::fs::File) -> io::Result<u64> {
+    /// At most `threads` threads decode (at least one).
+    pub fn decompress_to_file(
+        &self,
+        input: &[u8],
+        out: &std::fs::File,
+        threads: usize,
+    ) -> io::Result<u64> {
         use std::os::unix::fs::FileExt;
         let copy = |r: &mut dyn Read, mut at: u64| -> io::Result<u64> {
             let mut buf = vec![0u8; 256 << 10];
@@ -292,9 +298,7 @@ impl Codec {
                 ))
             }
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(frames.len());
+        let threads = threads.min(frames.len());
         if threads <= 1 {
             for i in 0..frames.len() {
                 decode(i)?;
@@ -666,7 +670,7 @@ mod tests {
             let z = c.compress_parallel(&data, threads).unwrap();
             let f = tempfile::tempfile().unwrap();
             assert_eq!(
-                c.decompress_to_file(&z, &f).unwrap(),
+                c.decompress_to_file(&z, &f, threads).unwrap(),
                 data.len() as u64,
                 "{c}"
             );
@@ -682,7 +686,7 @@ mod tests {
         let i = frames[2].start + frames[2].len / 2;
         z[i] ^= 0x55;
         let f = tempfile::tempfile().unwrap();
-        assert!(c.decompress_to_file(&z, &f).is_err());
+        assert!(c.decompress_to_file(&z, &f, 2).is_err());
     }
 
     #[test]

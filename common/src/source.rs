@@ -130,6 +130,8 @@ pub struct RestoreOptions {
     pub mtime: Option<SystemTime>,
     /// fsync the copy before the rename and its directory after.
     pub durable: bool,
+    /// Decode on at most this many threads; 0 means every core.
+    pub threads: usize,
 }
 
 /// Writes `found`, decompressed and checked exactly as [`read_verified`] checks it, to `dest`:
@@ -147,6 +149,10 @@ pub fn restore_verified(
 ) -> Result<(), Error> {
     use std::os::unix::fs::FileExt;
     let tmp = crate::fs::temp_path(dest);
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let write_err = |what: &'static str, path: &Path, e: std::io::Error| {
         Error::Write(IoError::new(what, path, e))
     };
@@ -171,7 +177,7 @@ pub fn restore_verified(
                 std::fs::read(&found.path).map_err(|e| IoError::new("reading", &found.path, e))?;
             found
                 .codec
-                .decompress_to_file(&raw, &out)
+                .decompress_to_file(&raw, &out, threads)
                 .map_err(|source| match source.kind() {
                     std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied => {
                         write_err("writing", &tmp, source)
@@ -386,6 +392,7 @@ mod tests {
                 let opts = RestoreOptions {
                     mtime: Some(mtime),
                     durable,
+                    threads: if durable { 1 } else { 0 },
                 };
                 restore_verified(&f, &name, 9, &dest, opts).unwrap();
                 assert_eq!(std::fs::read(&dest).unwrap(), data, "{ext}");

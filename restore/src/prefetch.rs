@@ -228,6 +228,13 @@ fn claim_for_boot(spool: &Spool, boot: Option<&str>) -> anyhow::Result<()> {
     })
 }
 
+/// Decoding threads of the worker: all cores but one. The worker runs while PostgreSQL's
+/// startup process replays, which needs a core of its own (on two cores, decoding on both slowed
+/// replay more than it sped up the spool, which stays ahead on one).
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 /// The worker: fills the spool with the segments after `cfg.wanted`.
 pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::new(&cfg.data_dir);
@@ -257,6 +264,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         let opts = source::RestoreOptions {
             mtime: Some(found.mtime),
             durable: boot.is_none(),
+            threads: worker_threads(),
         };
         match source::restore_verified(&found, &name, sysid, &path, opts) {
             Ok(()) => {}
