@@ -126,6 +126,20 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         .destinations
         .iter()
         .filter(|d| {
+            if d.backup {
+                // A --dst-backup directory left by a pitr-backup killed with -9 stays until the
+                // next backup removes it; nobody will read what we would add.
+                if let Some(pid) =
+                    pitr_common::backupset::xlogs_owner_gone(Path::new(&d.location.target))
+                {
+                    log_warning!(
+                        "not sending {name} to --dst-backup {}: the pitr-backup that created it (pid {pid}) is gone",
+                        d.location.target
+                    );
+                    log_warning!("HINT: the next pitr-backup removes the directory; remove it by hand if no backup is planned");
+                    return false;
+                }
+            }
             let done = state
                 .as_ref()
                 .is_some_and(|s| s.is_delivered(&d.location.key()));

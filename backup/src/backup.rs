@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use pitr_common::backupset::{self, FileType, Meta};
+use pitr_common::backupset::{self, FileType, Meta, XLOGS_MARKER};
 use pitr_common::checksum::{self, SumLine};
 use pitr_common::exit::{self, Failure};
 use pitr_common::manifest::{unix_seconds, WalRange};
@@ -26,10 +26,6 @@ use crate::output::SetWriter;
 use crate::progress::{human, Progress};
 use crate::session::{self, check_interrupt, Session};
 use crate::xlog;
-
-/// The file pitr-backup puts into the `--xlogs` directory it creates: it proves that a
-/// leftover directory (after `kill -9`) is ours and may be removed.
-const XLOGS_MARKER: &str = ".pitr-backup-xlogs";
 
 /// What a removal pause trigger written by pitr-backup starts with.
 const TRIGGER_PREFIX: &str = "pitr-backup ";

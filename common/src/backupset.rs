@@ -23,6 +23,20 @@ use crate::wal::{Lsn, WalFileName};
 /// day do not collide.
 pub const DEFAULT_TEMPLATE: &str = "__HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__";
 
+/// The file pitr-backup puts into the `--xlogs` directory it creates, holding its PID: it
+/// proves that a leftover directory (after `kill -9`) is ours and may be removed, and tells
+/// pitr-archive's `--dst-backup` whether the backup that wants the WAL still runs.
+pub const XLOGS_MARKER: &str = ".pitr-backup-xlogs";
+
+/// Whether the `--xlogs` directory `dir` belongs to a pitr-backup that is gone: its marker
+/// names a process that does not exist. A directory without a readable marker, or whose marker
+/// names a live process, is not (the backup may be starting, or still running).
+pub fn xlogs_owner_gone(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(XLOGS_MARKER)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    (!crate::signal::process_alive(pid)).then_some(pid)
+}
+
 const HOSTNAME: &str = "__HOSTNAME__";
 const FILETYPE: &str = "__FILETYPE__";
 const CEXT: &str = "__CEXT__";

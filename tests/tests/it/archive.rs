@@ -357,6 +357,55 @@ fn archive_accepts_duplicate_with_identical_content() {
 }
 
 #[test]
+fn archive_skips_the_xlogs_dir_of_a_backup_that_is_gone() {
+    let (cluster, segment) = cluster_with_segment("xlogs-gone");
+    let dest = cluster.root().subdir("archive");
+    let xlogs = cluster.root().subdir("xlogs");
+    let run = || {
+        archive(&cluster)
+            .arg("--dst-local")
+            .arg(dest.display().to_string())
+            .arg("--dst-backup")
+            .arg(&xlogs)
+            .arg(wal_path(&segment))
+            .run()
+    };
+    // The marker of a pitr-backup that runs (here: this test process) gets the WAL.
+    pg_user().write_file(
+        &xlogs.join(".pitr-backup-xlogs"),
+        format!("{}\n", std::process::id()).as_bytes(),
+    );
+    run().success();
+    ArchiveDir::new(&xlogs).assert_holds(&segment, &cluster.wal_file(&segment));
+    std::fs::remove_file(xlogs.join(&segment)).expect("removing the delivered copy");
+
+    // The marker of one killed with -9 (a process that has exited) does not: nobody would
+    // read it, and the directory would grow until the next backup.
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("running true");
+    let pid = gone.id();
+    gone.wait().expect("waiting for true");
+    pg_user().write_file(
+        &xlogs.join(".pitr-backup-xlogs"),
+        format!("{pid}\n").as_bytes(),
+    );
+    let result = run();
+    result.success();
+    result.stderr_line_with(&[
+        "WARNING : ",
+        &format!("not sending {segment} to --dst-backup {}", xlogs.display()),
+        &format!("the pitr-backup that created it (pid {pid}) is gone"),
+    ]);
+    assert_eq!(
+        ArchiveDir::new(&xlogs).names(),
+        vec![".pitr-backup-xlogs".to_owned()],
+        "WAL (or a temp file) written into the xlogs dir of a backup that is gone"
+    );
+    ArchiveDir::new(&dest).assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
+#[test]
 fn archive_compares_content_not_compressed_bytes() {
     // 1 MiB segments: zstd level 19 is slow, and this test is about content, not size.
     let (cluster, segment) = cluster_with_segment_opts("dup-level", keep_wal().wal_segsize_mb(1));
