@@ -141,6 +141,13 @@ fn too_fresh(name: &str, left: Duration) -> (String, String) {
 /// A warm spare waits in restore_command; PostgreSQL 15+'s WAL read-ahead then asks for the
 /// next segment before replaying the current one, and a fresh standby never gets consistent.
 fn warn_if_recovery_prefetch_on(data_dir: &Path) {
+    // Before 15 there is no read-ahead (and no such setting to suggest).
+    let major = std::fs::read_to_string(data_dir.join(pg::PG_VERSION))
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if major.is_some_and(|m| m < 15) {
+        return;
+    }
     let mut setting: Option<String> = None;
     for f in [pg::POSTGRESQL_CONF, pg::POSTGRESQL_AUTO_CONF] {
         let Ok(text) = std::fs::read_to_string(data_dir.join(f)) else {

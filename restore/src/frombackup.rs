@@ -302,6 +302,21 @@ fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Resu
     Ok(placed)
 }
 
+/// The major version of the restored data directory, from its `PG_VERSION`.
+fn major_version(dir: &Path) -> anyhow::Result<u32> {
+    let path = dir.join(pg::PG_VERSION);
+    let text = String::from_utf8_lossy(&pitr_common::fs::read(&path)?).into_owned();
+    text.trim().parse().map_err(|_| {
+        Failure::new(format!(
+            "{} holds {:?}, not a PostgreSQL major version",
+            path.display(),
+            text.trim()
+        ))
+        .hint("the backup set is damaged or not a PostgreSQL data directory")
+        .into()
+    })
+}
+
 fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()> {
     let set_dir = set.dir().to_path_buf();
     extract(&set_dir.join(&set.meta.data_file), dir)?;
@@ -328,7 +343,9 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
         action: cfg.action.clone(),
         timeline: cfg.timeline.clone(),
         standby: cfg.standby,
-        waits: !cfg.standby,
+        // recovery_prefetch exists from PostgreSQL 15 on; an older server refuses to start on
+        // a parameter it does not know.
+        waits: !cfg.standby && major_version(dir)? >= 15,
     };
     let stamp = recovery::format_time(time::OffsetDateTime::now_utc());
     recovery::write(dir, &settings, &stamp)?;

@@ -159,7 +159,8 @@ pub struct Settings {
     pub timeline: Option<String>,
     /// Standby (standby.signal) rather than archive recovery (recovery.signal).
     pub standby: bool,
-    /// Whether the restore_command waits (warm spare): then `recovery_prefetch = off`.
+    /// Whether to write `recovery_prefetch = off`: the restore_command waits (warm spare) and
+    /// the server (15+) has WAL read-ahead.
     pub waits: bool,
 }
 
