@@ -336,7 +336,7 @@ impl Codec {
 
 /// The largest content [`Codec::decompress`] allocates up front from zstd frame headers (a WAL
 /// segment is at most 1 GiB); larger or undeclared content is streamed.
-const MAX_DECLARED_CONTENT: u64 = 1 << 31;
+const MAX_DECLARED_CONTENT: u64 = 1 << 30;
 
 /// One zstd frame of a file: where it is and how much it decodes to.
 struct ZstdFrame {

@@ -24,6 +24,7 @@ const PG_CTL_TIMEOUT_SECS: &str = "60";
 pub struct ClusterOpts {
     wal_segsize_mb: Option<u32>,
     settings: Vec<(String, String)>,
+    server_bindir: Option<PathBuf>,
 }
 
 impl ClusterOpts {
@@ -35,6 +36,14 @@ impl ClusterOpts {
     /// `initdb --wal-segsize MB`.
     pub fn wal_segsize_mb(mut self, mb: u32) -> ClusterOpts {
         self.wal_segsize_mb = Some(mb);
+        self
+    }
+
+    /// Runs the server programs (`initdb`, `pg_ctl`, `postgres`) from `dir` instead of
+    /// [`pg_bindir`] (another major version: see [`crate::pg_major_bindir`]). The client
+    /// programs stay PostgreSQL 15's.
+    pub fn server_bindir(mut self, dir: &Path) -> ClusterOpts {
+        self.server_bindir = Some(dir.to_path_buf());
         self
     }
 
@@ -68,6 +77,8 @@ pub struct Cluster {
     log: PathBuf,
     port: u16,
     running: Cell<bool>,
+    /// Where `initdb`, `pg_ctl` and `postgres` come from.
+    server_bin: PathBuf,
 }
 
 /// Quotes `value` as a `postgresql.conf` string literal.
@@ -99,7 +110,11 @@ impl Cluster {
         user.write_file(&log, b"");
         let port = port::free_port();
 
-        let mut initdb = user.command(pg_program("initdb"));
+        let server_bin = opts
+            .server_bindir
+            .clone()
+            .unwrap_or_else(|| pg_bindir().to_path_buf());
+        let mut initdb = user.command(server_bin.join("initdb"));
         initdb
             .arg("-D")
             .arg(&data)
@@ -147,13 +162,19 @@ impl Cluster {
             log,
             port,
             running: Cell::new(false),
+            server_bin,
         }
+    }
+
+    /// `pg_ctl` of this cluster's server version.
+    fn pg_ctl(&self) -> PathBuf {
+        self.server_bin.join("pg_ctl")
     }
 
     /// `pg_ctl -w start`; panics with the server log when the server does not come up.
     pub fn start(&self) {
         let out = pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .arg("-l")
@@ -186,7 +207,7 @@ impl Cluster {
 
     fn pg_ctl_stop(&self, mode: &str) {
         let out = pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "-m", mode, "stop"])
@@ -448,7 +469,7 @@ impl Drop for Cluster {
             // Errors are ignored on purpose: Drop must never panic, and a server that is
             // already gone is what we want.
             let _ = pg_user()
-                .command(pg_bindir().join("pg_ctl"))
+                .command(self.pg_ctl())
                 .arg("-D")
                 .arg(&self.data)
                 .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "-m", "immediate", "stop"])

@@ -69,6 +69,24 @@ pub fn pg_program(name: &str) -> PathBuf {
     path
 }
 
+/// The bin directory of PostgreSQL `major`'s server programs (`initdb`, `pg_ctl`, `postgres`),
+/// from `PITR_TEST_PG<major>_BINDIR`, which `cargo xtask test` sets after fetching them.
+///
+/// Panics when it is not set or holds no `postgres`: a missing version must fail the test,
+/// never skip it.
+pub fn pg_major_bindir(major: u32) -> PathBuf {
+    let var = format!("PITR_TEST_PG{major}_BINDIR");
+    let dir = std::env::var_os(&var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: run the tests with `cargo xtask test`, which fetches PostgreSQL {major}")
+    });
+    assert!(
+        dir.join("postgres").is_file(),
+        "{var}={} holds no postgres program",
+        dir.display()
+    );
+    dir
+}
+
 /// The directory holding our binaries (`pitr-archive`, ...): `PITR_BIN_DIR`, else two levels
 /// above this test executable (`target/debug/deps/it-HASH` → `target/debug`).
 pub fn pitr_bin_dir() -> &'static Path {

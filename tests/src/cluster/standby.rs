@@ -47,7 +47,7 @@ impl Cluster {
             &format!("pg_basebackup of cluster {} into {name}", self.name),
             out,
         );
-        Cluster::adopt(name, root, opts)
+        Cluster::adopt(name, root, self.same_server(opts))
     }
 
     /// Copies this cluster's data directory (the server must be stopped, or never started
@@ -68,7 +68,15 @@ impl Cluster {
             .output()
             .expect("running cp -a");
         check(&format!("cp -a of cluster {}", self.name), out);
-        Cluster::adopt(name, root, opts)
+        Cluster::adopt(name, root, self.same_server(opts))
+    }
+
+    /// `opts`, running this cluster's server version unless they name another.
+    fn same_server(&self, mut opts: ClusterOpts) -> ClusterOpts {
+        if opts.server_bindir.is_none() {
+            opts.server_bindir = Some(self.server_bin.clone());
+        }
+        opts
     }
 
     /// A [`Cluster`] for the data directory `ROOT/data` copied from another cluster: gives it
@@ -88,6 +96,10 @@ impl Cluster {
             log,
             port,
             running: Cell::new(false),
+            server_bin: opts
+                .server_bindir
+                .clone()
+                .unwrap_or_else(|| crate::pg_bindir().to_path_buf()),
         };
         let mut settings = vec![
             ("port".to_owned(), port.to_string()),
@@ -141,7 +153,7 @@ impl Cluster {
     /// [`Cluster::try_start`] with pg_ctl's wait limited to `timeout_secs`.
     pub fn try_start_within(&self, timeout_secs: &str) -> Result<(), String> {
         let out = pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .arg("-l")
@@ -168,7 +180,7 @@ impl Cluster {
     /// Whether a postmaster runs on this data directory (`pg_ctl status`).
     pub fn server_alive(&self) -> bool {
         pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .arg("status")
@@ -187,7 +199,7 @@ impl Cluster {
     /// `pg_ctl reload`.
     pub fn reload(&self) {
         let out = pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .arg("reload")
@@ -199,7 +211,7 @@ impl Cluster {
     /// `pg_ctl -w promote` (standby mode's failover).
     pub fn promote(&self) {
         let out = pg_user()
-            .command(pg_program("pg_ctl"))
+            .command(self.pg_ctl())
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "promote"])

@@ -8,5 +8,6 @@ mod archive;
 mod backup;
 mod cleanup;
 mod harness;
+mod majors;
 mod pitr;
 mod restore;
