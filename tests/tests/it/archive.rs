@@ -219,6 +219,50 @@ fn archive_command_delivers_every_wal_file_to_all_destinations() {
 }
 
 #[test]
+fn archive_command_delivers_to_two_rsync_daemons_in_parallel() {
+    // The runbook's primary: one rsync daemon module per standby, different codecs, sent in
+    // parallel (each remote destination stages in a scratch directory of its own).
+    let standby1 = RsyncDaemon::start_labeled("standby1", "wal_archive");
+    let standby2 = RsyncDaemon::start_labeled("standby2", "wal_archive");
+    let work = PgTempDir::new("two-remote");
+    let state = work.subdir("state");
+    let command = format!(
+        "{bin} --dst-remote zstd={one} --dst-remote {two} --state-dir {state} %p",
+        bin = pitr_bin("pitr-archive").display(),
+        one = standby1.url(),
+        two = standby2.url(),
+        state = state.display(),
+    );
+    let cluster = three_destination_cluster("two-remote", &command);
+    cluster.start();
+    cluster.pgbench_init(1);
+    let mut switched = vec![cluster.switch_wal()];
+    for _ in 0..3 {
+        cluster.pgbench(200, 2);
+        switched.push(cluster.switch_wal());
+    }
+    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
+    assert_eq!(
+        cluster.archiver_stats().failed_count,
+        0,
+        "archive_command failed:\n{}",
+        cluster.server_log()
+    );
+    cluster.stop();
+    assert_eq!(cluster.ready_segments(), Vec::<String>::new());
+    let (one, two) = (
+        ArchiveDir::new(standby1.dir()),
+        ArchiveDir::new(standby2.dir()),
+    );
+    let done = assert_archives_match_pg_wal(&cluster, &[&one, &two]);
+    for name in &switched {
+        assert!(done.contains(name), "{name} not marked done: {done:?}");
+        assert_eq!(one.file_for(name), Some(format!("{name}.zst")));
+        assert_eq!(two.file_for(name), Some(name.clone()));
+    }
+}
+
+#[test]
 fn archive_command_retries_only_the_unreachable_destination() {
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     let work = PgTempDir::new("retry");
