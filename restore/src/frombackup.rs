@@ -348,6 +348,7 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
         waits: !cfg.standby && major_version(dir)? >= 15,
     };
     let stamp = recovery::format_time(time::OffsetDateTime::now_utc());
+    recovery::disable_in_postgresql_conf(dir)?;
     recovery::write(dir, &settings, &stamp)?;
     // PostgreSQL refuses a data directory other users can read.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))

@@ -12,7 +12,9 @@
 //! every backup of it. They are commented out before the new settings are appended (see
 //! [`disable_earlier_recovery`]): PostgreSQL refuses to start with two kinds of target set
 //! ("multiple recovery targets specified"), and a stale target, action or timeline that this
-//! restore does not override would silently change where and how recovery ends.
+//! restore does not override would silently change where and how recovery ends. The same
+//! settings left in `postgresql.conf` (a server once recovered by hand) are commented out there
+//! too, each with a WARNING ([`disable_in_postgresql_conf`]).
 
 use std::path::Path;
 
@@ -235,6 +237,42 @@ pub fn disable_earlier_recovery(text: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// Comments out the settings of an earlier recovery in the restored `postgresql.conf` (a
+/// server once recovered by hand keeps them there; PostgreSQL ignores them outside recovery,
+/// so every backup carries them) and says which, with a WARNING each: left in place, a stale
+/// target would end this recovery early, or with ours make PostgreSQL refuse to start. Returns
+/// the lines disabled.
+pub fn disable_in_postgresql_conf(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let conf = data_dir.join(pitr_common::pg::POSTGRESQL_CONF);
+    let text = match std::fs::read_to_string(&conf) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(fs::IoError::new("reading", &conf, e).into()),
+    };
+    let disabled: Vec<String> = text
+        .lines()
+        .filter(|l| parameter_of(l).is_some_and(|p| EARLIER_RECOVERY.contains(&p.as_str())))
+        .map(|l| l.trim().to_string())
+        .collect();
+    if disabled.is_empty() {
+        return Ok(disabled);
+    }
+    let new = disable_earlier_recovery(&text);
+    fs::write_durable(&conf, Replace::Allow, None, |f| {
+        Ok(fs::write_all(f, &conf, new.as_bytes())?)
+    })?;
+    for line in &disabled {
+        pitr_common::log_warning!(
+            "{}: commented out \"{line}\", a setting of an earlier recovery",
+            conf.display()
+        );
+    }
+    pitr_common::log_warning!(
+        "HINT: recovery settings come from pitr-restore's options (--target-*, --target-action, --target-timeline); the restored postgresql.auto.conf holds them"
+    );
+    Ok(disabled)
 }
 
 /// Appends the settings to `postgresql.auto.conf` (after disabling those of an earlier

@@ -294,6 +294,60 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
 }
 
 #[test]
+fn pitr_restore_disables_recovery_settings_left_in_postgresql_conf() {
+    // A server once recovered by hand keeps its recovery settings in postgresql.conf; outside
+    // recovery PostgreSQL ignores them, and every backup carries them. Restored as they are, a
+    // stale target plus ours makes PostgreSQL refuse to start ("multiple recovery targets").
+    let d = Drill::new("pitr-stale-conf");
+    d.primary.append_conf(&[
+        ("recovery_target_name", "an old restore point"),
+        ("recovery_target_action", "shutdown"),
+    ]);
+    d.set_marker("at backup");
+    d.backup().succeeds();
+    d.churn();
+    d.set_marker("after backup");
+    d.archive_all();
+
+    let restore = d
+        .restore_tool()
+        .args(["--target-immediate", "--target-action", "promote"]);
+    let out = restore
+        .clone()
+        .arg("--target-data-dir")
+        .arg(d.work.path().join("probe"))
+        .run();
+    out.success();
+    for line in [
+        "recovery_target_name = 'an old restore point'",
+        "recovery_target_action = 'shutdown'",
+    ] {
+        out.stderr_line_with(&[
+            "WARNING : ",
+            "postgresql.conf: commented out",
+            line,
+            "a setting of an earlier recovery",
+        ]);
+    }
+
+    let c = d.restore(
+        "pitr-stale-conf-restored",
+        &["--target-immediate", "--target-action", "promote"],
+        ClusterOpts::new(),
+    );
+    let conf = std::fs::read_to_string(c.data_path("postgresql.conf")).unwrap();
+    assert!(
+        conf.contains("# disabled by pitr-restore --from-backup: recovery_target_name = 'an old restore point'"),
+        "{conf}"
+    );
+    assert_recovers_to(
+        &c,
+        "at backup",
+        "recovery stopping after reaching consistency",
+    );
+}
+
+#[test]
 fn pitr_restore_across_a_timeline_switch_with_target_timeline() {
     let d = Drill::new("pitr-tl");
     d.set_marker("at backup");
