@@ -143,7 +143,17 @@ fn cleanup_exits_4_while_another_cleanup_holds_the_lock() {
         .stderr_contains("ERROR : HINT: ");
     assert_eq!(names(&archive), before);
     drop(lock);
-    cleanup(&archive).arg("000000020000000000000005").succeeds();
+    // The other tests of this process fork children, and a child between fork and exec holds a
+    // copy of every descriptor, the lock's too, for a moment: poll until the lock is free.
+    let freed = pitr_tests::wait_until(
+        "pitr-cleanup to get the released lock",
+        std::time::Duration::from_secs(10),
+        || {
+            let r = cleanup(&archive).arg("000000020000000000000005").run();
+            (r.code() != Some(4)).then_some(r)
+        },
+    );
+    freed.success();
 }
 
 #[test]
