@@ -90,9 +90,43 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Mode::Archive { oldest } => {
             remove_wal(dir, oldest, cfg.dry_run)?;
         }
-        Mode::Retention { .. } => crate::plan::run(cfg, dir)?,
+        Mode::Retention { backup_dir, .. } => {
+            crate::plan::run(cfg, dir)?;
+            remove_stale_temps(backup_dir, cfg.dry_run)?;
+        }
     }
+    remove_stale_temps(dir, cfg.dry_run)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a temporary file of a dead writer stays before a cleanup removes it.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files that killed writers (pitr-archive, pitr-backup) left in `dir`
+/// (see [`source::stale_temp_files`]), and logs each.
+pub fn remove_stale_temps(dir: &Path, dry_run: bool) -> anyhow::Result<()> {
+    // Test hook: PITR_TEST_STALE_TEMP_SECS lowers the age, so that a test can sweep the temp
+    // file of a pitr-archive it has just killed.
+    let age = std::env::var("PITR_TEST_STALE_TEMP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(STALE_TEMP_AGE, std::time::Duration::from_secs);
+    let stale = source::stale_temp_files(dir, age)?;
+    for p in &stale {
+        if dry_run {
+            log_info!(
+                "(dry-run) would remove {}, left by a writer that is gone",
+                p.display()
+            );
+        } else {
+            pitr_common::fs::remove_file_if_exists(p)?;
+            log_info!("removed {}, left by a writer that is gone", p.display());
+        }
+    }
+    if !stale.is_empty() && !dry_run {
+        pitr_common::fs::fsync_dir(dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -253,6 +253,46 @@ pub fn verify(
         .map_err(invalid)
 }
 
+/// Temporary files our writers leave in `dir` when they are killed mid-write
+/// (`.NAME.pitr-tmp.PID`, see [`crate::fs::temp_path`]): those whose writer is not a live process
+/// here and whose status last changed at least `min_age` ago (a live write changes it with
+/// every block; the mtime is no guide, it is set to the WAL file's). Never a final name.
+pub fn stale_temp_files(dir: &Path, min_age: std::time::Duration) -> Result<Vec<PathBuf>, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_file_writer(&name) else {
+            continue;
+        };
+        let Ok(meta) = ent.metadata() else { continue };
+        let changed = u64::try_from(meta.ctime()).unwrap_or(0);
+        if meta.is_file()
+            && now.saturating_sub(changed) >= min_age.as_secs()
+            && !crate::signal::process_alive(pid)
+        {
+            out.push(ent.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The writer's PID of a temporary file name `.NAME.pitr-tmp.PID`.
+fn temp_file_writer(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (base, pid) = rest.rsplit_once(".pitr-tmp.")?;
+    if base.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// An archived WAL file seen in a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -420,6 +460,37 @@ mod tests {
         let e = restore_verified(&f, &name, 9, &dest, RestoreOptions::default()).unwrap_err();
         assert!(matches!(e, Error::Invalid { .. }), "{e}");
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temp_files_are_old_leftovers_of_dead_writers_only() {
+        let d = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let me = std::process::id();
+        for name in [
+            format!(".000000010000000000000003.zst.pitr-tmp.{dead_pid}"),
+            format!(".000000010000000000000004.zst.pitr-tmp.{me}"),
+            "000000010000000000000003.zst".to_string(),
+            ".pitr-cluster".to_string(),
+            ".x.pitr-tmp.notapid".to_string(),
+        ] {
+            std::fs::write(d.path().join(name), b"x").unwrap();
+        }
+        // Just written: too young, whoever wrote it.
+        let young = stale_temp_files(d.path(), std::time::Duration::from_secs(3600)).unwrap();
+        assert!(young.is_empty(), "{young:?}");
+        // With no minimum age: only the dead writer's temp file.
+        let stale = stale_temp_files(d.path(), std::time::Duration::ZERO).unwrap();
+        assert_eq!(
+            stale,
+            [d.path()
+                .join(format!(".000000010000000000000003.zst.pitr-tmp.{dead_pid}"))]
+        );
+        assert_eq!(temp_file_writer(".a.pitr-tmp.12"), Some(12));
+        assert_eq!(temp_file_writer("a.pitr-tmp.12"), None);
+        assert_eq!(temp_file_writer("..pitr-tmp.12"), None);
     }
 
     #[test]

@@ -684,9 +684,40 @@ fn archive_killed_mid_write_leaves_no_partial_file() {
         "a final {segment} exists after kill -9 mid-write: {:?}",
         dir.all_names()
     );
+    let leftover = killed_temp(&dir, &temp_prefix);
+
+    // pitr-cleanup sweeps the temp file of a writer that is gone, once it is an hour old (the
+    // test hook makes "an hour" now); a younger one, or a live writer's, stays.
+    let sweep = || {
+        Tool::new("pitr-cleanup")
+            .as_pg_user()
+            .arg("--archive")
+            .arg(&dest)
+            .arg("000000010000000000000001")
+    };
+    sweep().succeeds();
+    assert!(dir.all_names().contains(&leftover), "{:?}", dir.all_names());
+    let swept = sweep().env("PITR_TEST_STALE_TEMP_SECS", "0").succeeds();
+    swept.stderr_line_with(&["LOG : removed ", &leftover, "left by a writer that is gone"]);
+    assert!(
+        !dir.all_names().contains(&leftover),
+        "{:?}",
+        dir.all_names()
+    );
 
     tool.run().success();
     dir.assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
+/// The one temp file named `prefix*` in `dir`.
+fn killed_temp(dir: &ArchiveDir, prefix: &str) -> String {
+    let temps: Vec<String> = dir
+        .all_names()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    temps[0].clone()
 }
 
 #[test]
