@@ -42,7 +42,7 @@ const FILETYPE: &str = "__FILETYPE__";
 const CEXT: &str = "__CEXT__";
 
 /// The largest meta file [`list_local`] reads; anything bigger is not one.
-const MAX_META_SIZE: u64 = 64 * 1024;
+pub const MAX_META_SIZE: u64 = 64 * 1024;
 
 /// The files of a backup set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

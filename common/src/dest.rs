@@ -223,6 +223,45 @@ fn fetch_remote(opts: &PutOptions, remote: &str, local: &Path) -> anyhow::Result
     }
 }
 
+/// Copies files of the remote directory `remote_dir` (an rsync path) into the local directory
+/// `local` with `rsync -t`: the top-level files of at most `max_size` bytes when `names` is
+/// `None` (subdirectories are skipped), else exactly the files `names` (every one must exist).
+/// rsync writes each under a temporary name and renames it.
+pub fn fetch_from_remote_dir(
+    rsync_path: &Path,
+    remote_dir: &str,
+    local: &Path,
+    max_size: u64,
+    names: Option<&[String]>,
+) -> anyhow::Result<()> {
+    let mut c = Program::new(rsync_path);
+    c.env("LC_ALL", "C").arg("-t").arg("-q");
+    let src = if remote_dir.ends_with('/') {
+        remote_dir.to_string()
+    } else {
+        format!("{remote_dir}/")
+    };
+    match names {
+        None => {
+            c.arg("-d")
+                .arg("--exclude=*/")
+                .arg(format!("--max-size={max_size}"));
+        }
+        Some(list) => {
+            let list_file = local.join(".pitr-fetch-list");
+            std::fs::write(&list_file, list.join("\n") + "\n")
+                .map_err(|e| fs::IoError::new("writing", &list_file, e))?;
+            c.arg(format!("--files-from={}", list_file.display()));
+        }
+    }
+    c.arg(&src).arg(local);
+    c.run()?;
+    if names.is_some() {
+        fs::remove_file_if_exists(&local.join(".pitr-fetch-list"))?;
+    }
+    Ok(())
+}
+
 /// Whether `remote` (an rsync path) exists, asked with `rsync --list-only`.
 pub fn remote_exists(opts: &PutOptions, remote: &str) -> anyhow::Result<bool> {
     let mut c = rsync(opts);

@@ -128,9 +128,15 @@ pub struct Args {
     #[allow(dead_code)]
     pub config_file: Vec<PathBuf>,
 
-    /// restore a backup set from this directory (made by pitr-backup --dst-local), [CODEC=]DIR
+    /// restore a backup set from this directory (made by pitr-backup), [CODEC=]DIR: a local
+    /// directory or an rsync target (rsync://host[:port]/module/path, host::module/path,
+    /// [user@]host:/path), whose set is fetched next to --target-data-dir first
     #[argh(option)]
     pub from_backup: Option<String>,
+
+    /// with --from-backup from an rsync target: the rsync program (default: rsync from PATH)
+    #[argh(option)]
+    pub rsync_path: Option<PathBuf>,
 
     /// with --from-backup: the new data directory (must not exist, or be empty)
     #[argh(option)]
@@ -192,8 +198,10 @@ pub struct Args {
 /// Settings of `--from-backup`.
 #[derive(Debug)]
 pub struct BackupConfig {
-    /// The backup directory.
+    /// The backup directory (local, or an rsync target).
     pub from: Location,
+    /// The rsync program, for an rsync `from`.
+    pub rsync_path: PathBuf,
     /// The new data directory.
     pub target_dir: PathBuf,
     /// Which set (`None` = latest suitable).
@@ -310,6 +318,7 @@ impl Args {
                 (self.target_timeline.is_some(), "--target-timeline"),
                 (self.postgresql_conf.is_some(), "--postgresql-conf"),
                 (!self.tablespace_mapping.is_empty(), "--tablespace-mapping"),
+                (self.rsync_path.is_some(), "--rsync-path"),
             ];
             if let Some((_, opt)) = backup_only.iter().find(|(given, _)| *given) {
                 return Err(usage(
@@ -328,7 +337,14 @@ impl Args {
             Failure::new(msg).hint(hint).status(exit::USAGE).into()
         };
         let from_spec = self.from_backup.clone().unwrap_or_default();
-        let from = Location::parse(Kind::Local, &from_spec).map_err(|e| {
+        let (_, from_target) = pitr_common::location::split_codec(&from_spec)
+            .unwrap_or((pitr_common::compress::Codec::None, from_spec.as_str()));
+        let from_kind = if pitr_common::location::is_rsync_target(from_target) {
+            Kind::Remote
+        } else {
+            Kind::Local
+        };
+        let from = Location::parse(from_kind, &from_spec).map_err(|e| {
             bad(
                 format!("--from-backup {e}"),
                 "give the directory holding the backup sets",
@@ -490,6 +506,7 @@ impl Args {
         Ok(BackupConfig {
             tablespace_mapping,
             from,
+            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
             target_dir,
             backup: self.backup.clone().filter(|b| b != "latest"),
             sources,

@@ -26,7 +26,7 @@ use pitr_common::checksum;
 use pitr_common::compress::{self, Stored};
 use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
-use pitr_common::{log_info, pg};
+use pitr_common::{dest, log_info, log_warning, pg};
 
 use crate::args::BackupConfig;
 use crate::recovery::{self, Settings, Target};
@@ -35,8 +35,8 @@ fn failure(msg: String, hint: &str) -> anyhow::Error {
     Failure::new(msg).hint(hint).into()
 }
 
-/// Checks that `dir` is absent or empty; creates it when absent. Returns whether we created it.
-fn prepare_target(dir: &Path) -> anyhow::Result<bool> {
+/// Checks that `dir` is absent or empty; returns whether it exists.
+fn check_target(dir: &Path) -> anyhow::Result<bool> {
     match std::fs::read_dir(dir) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -45,15 +45,20 @@ fn prepare_target(dir: &Path) -> anyhow::Result<bool> {
                     "restore into a new or empty directory; pitr-restore never overwrites a data directory",
                 ));
             }
-            Ok(false)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dir)
-                .map_err(|e| IoError::new("creating target data directory", dir, e))?;
             Ok(true)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(IoError::new("reading target data directory", dir, e).into()),
     }
+}
+
+/// Checks that `dir` is absent or empty; creates it when absent. Returns whether we created it.
+fn prepare_target(dir: &Path) -> anyhow::Result<bool> {
+    if check_target(dir)? {
+        return Ok(false);
+    }
+    std::fs::create_dir(dir).map_err(|e| IoError::new("creating target data directory", dir, e))?;
+    Ok(true)
 }
 
 /// Picks the set to restore.
@@ -374,8 +379,82 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
 }
 
 /// Runs `--from-backup`.
+/// A local copy of what a remote backup directory holds, removed when dropped.
+struct Fetched(PathBuf);
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log_warning!("cannot remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+/// For an rsync `--from-backup`: fetches the meta files of the remote directory into a new
+/// directory beside the target (same file system, so the set's space is checked where it will
+/// be needed), chooses the set there as for a local directory, then fetches that set's other
+/// files. Digests are checked on the local copies afterwards, as for a local set.
+fn fetch_remote_set(cfg: &BackupConfig) -> anyhow::Result<Fetched> {
+    let target = &cfg.target_dir;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    let dir = parent.join(format!(".{name}.pitr-fetch.{}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| IoError::new("creating", &dir, e))?;
+    let fetched = Fetched(dir);
+    let remote = &cfg.from.target;
+    log_info!(
+        "fetching the meta files of {remote} into {}",
+        fetched.0.display()
+    );
+    dest::fetch_from_remote_dir(
+        &cfg.rsync_path,
+        remote,
+        &fetched.0,
+        backupset::MAX_META_SIZE,
+        None,
+    )
+    .map_err(|e| {
+        e.context(
+            Failure::new(format!("cannot list the backup sets in {remote}")).hint(
+                "check the rsync target (and --rsync-path); pitr-backup --dst-remote writes there",
+            ),
+        )
+    })?;
+    let sets = backupset::list_local(&fetched.0)?;
+    let set = choose(&sets, cfg, &fetched.0)?;
+    let mut names = vec![set.meta.data_file.clone(), set.meta.digest_file.clone()];
+    names.extend(set.meta.xlog_file.clone());
+    log_info!(
+        "fetching backup set {} from {remote}: {}",
+        set.meta_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        names.join(", ")
+    );
+    dest::fetch_from_remote_dir(&cfg.rsync_path, remote, &fetched.0, 0, Some(&names))
+        .map_err(|e| e.context(format!("fetching the backup set from {remote}")))?;
+    Ok(fetched)
+}
+
 pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
-    let from = PathBuf::from(&cfg.from.target);
+    let fetched = if cfg.from.kind == pitr_common::location::Kind::Remote {
+        // Before fetching gigabytes for a restore that cannot happen.
+        check_target(&cfg.target_dir)?;
+        Some(fetch_remote_set(cfg)?)
+    } else {
+        None
+    };
+    let from = match &fetched {
+        Some(f) => f.0.clone(),
+        None => PathBuf::from(&cfg.from.target),
+    };
     if !from.is_dir() {
         return Err(failure(
             format!("backup directory {} is not a directory", from.display()),

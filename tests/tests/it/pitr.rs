@@ -22,7 +22,8 @@ use pitr_tests::cluster::standby::RECOVERY_SIGNAL;
 use pitr_tests::cluster::standby::STANDBY_SIGNAL;
 use pitr_tests::pitr_util::{current_timeline, human, restore_backup, unix_now, wal_position};
 use pitr_tests::{
-    pg_user, pitr_bin, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir, Tool,
+    pg_user, pitr_bin, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir,
+    RsyncDaemon, Tool,
 };
 
 /// How long a test waits for archiving, replay or promotion. Generous: the binaries are debug
@@ -345,6 +346,78 @@ fn pitr_restore_disables_recovery_settings_left_in_postgresql_conf() {
         "at backup",
         "recovery stopping after reaching consistency",
     );
+}
+
+#[test]
+fn pitr_restore_fetches_a_backup_set_from_an_rsync_daemon() {
+    let d = Drill::new("pitr-rsync-set");
+    d.set_marker("first backup");
+    d.backup().succeeds();
+    // Set names carry the start time in seconds: the second set must start in a later one.
+    let finished: i64 = meta_value(&d.meta(&d.only_meta()), "Finished-epoch")
+        .parse()
+        .unwrap();
+    wait_until(
+        "the clock to pass the first backup's end",
+        Duration::from_secs(5),
+        || (unix_now() > finished).then_some(()),
+    );
+    d.churn();
+    d.set_marker("second backup");
+    d.backup().succeeds();
+    d.churn();
+    d.set_marker("after backups");
+    d.archive_all();
+    // The backup host's module holds both sets (copied as pitr-backup --dst-remote would).
+    let rsyncd = RsyncDaemon::start("backups");
+    for name in pitr_tests::dir_names(&d.backups) {
+        std::fs::copy(d.backups.join(&name), rsyncd.dir().join(&name)).unwrap();
+    }
+    let latest_data = pitr_tests::dir_names(&d.backups)
+        .into_iter()
+        .filter(|n| n.contains("-data-"))
+        .max()
+        .unwrap();
+
+    let root = PgTempDir::new("pitr-rsync-set-restored");
+    let data = root.path().join("data");
+    let out = Tool::new("pitr-restore")
+        .arg("--from-backup")
+        .arg(rsyncd.url())
+        .arg("--source")
+        .arg(format!("zstd={}", d.archive.display()))
+        .args(["--poll-interval", "0.2", "--target-immediate"])
+        .args(["--target-action", "promote", "--target-data-dir"])
+        .arg(&data)
+        .succeeds();
+    out.stderr_line_with(&["LOG : fetching backup set", &latest_data]);
+    // Nothing of the fetched copy is left beside the new data directory.
+    assert_eq!(pitr_tests::dir_names(root.path()), ["data"]);
+    let c = Cluster::adopt("pitr-rsync-set-restored", root, ClusterOpts::new());
+    assert_recovers_to(
+        &c,
+        "second backup",
+        "recovery stopping after reaching consistency",
+    );
+
+    // A damaged set on the remote side is refused by its digests, and leaves nothing behind.
+    let data_in_module = rsyncd.dir().join(&latest_data);
+    let mut bytes = std::fs::read(&data_in_module).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&data_in_module, &bytes).unwrap();
+    let work = PgTempDir::new("pitr-rsync-set-damaged");
+    let refused = Tool::new("pitr-restore")
+        .arg("--from-backup")
+        .arg(rsyncd.url())
+        .arg("--source")
+        .arg(format!("zstd={}", d.archive.display()))
+        .arg("--target-data-dir")
+        .arg(work.path().join("data"))
+        .run();
+    refused.failure_with_status(2);
+    refused.stderr_line_with(&["ERROR : ", &latest_data]);
+    assert_eq!(pitr_tests::dir_names(work.path()), Vec::<String>::new());
 }
 
 #[test]
