@@ -251,6 +251,16 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let boot = current_boot();
     claim_for_boot(&spool, boot.as_deref())?;
     clean(&spool.dir, &cfg.wanted, window, seg_size)?;
+    // A pitr-restore killed while writing `%p` leaves `.RECOVERYXLOG.pitr-tmp.PID` (16 MiB) in
+    // pg_wal, which PostgreSQL never removes; its writer is gone once its PID is.
+    let pg_wal = cfg.data_dir.join(pg::PG_WAL);
+    for p in source::stale_temp_files(&pg_wal, std::time::Duration::ZERO)? {
+        fs::remove_file_if_exists(&p)?;
+        log_verbose!(
+            "removed {}, left by a pitr-restore that is gone",
+            p.display()
+        );
+    }
     let mut name = cfg.wanted;
     for _ in 0..window {
         name = name.next(seg_size)?;

@@ -1243,6 +1243,20 @@ fn restore_prefetches_the_next_segment_and_hands_it_over() {
     let (_work, archive, cluster, segments) = archived_segments("prefetch", 3);
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
+    // What a pitr-restore killed while writing %p leaves in pg_wal (PostgreSQL never removes
+    // it): the worker removes it once its writer is gone, and leaves a live writer's alone.
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("running true");
+    let dead = gone.id();
+    gone.wait().expect("waiting for true");
+    let dead_temp = cluster.data_path(format!("pg_wal/.RECOVERYXLOG.pitr-tmp.{dead}"));
+    let live_temp = cluster.data_path(format!(
+        "pg_wal/.RECOVERYXLOG.pitr-tmp.{}",
+        std::process::id()
+    ));
+    pg_user().write_file(&dead_temp, b"partial");
+    pg_user().write_file(&live_temp, b"partial");
     restore(&cluster)
         .arg("--source")
         .arg(&source)
@@ -1255,6 +1269,17 @@ fn restore_prefetches_the_next_segment_and_hands_it_over() {
         Duration::from_secs(10),
         || spool.join(&segments[1]).is_file().then_some(()),
     );
+    assert!(
+        !dead_temp.exists(),
+        "{} left in pg_wal",
+        dead_temp.display()
+    );
+    assert!(
+        live_temp.exists(),
+        "a live writer's {} removed",
+        live_temp.display()
+    );
+    std::fs::remove_file(&live_temp).unwrap();
     let archived = ArchiveDir::new(&archive);
     restore(&cluster)
         .arg("--source")
