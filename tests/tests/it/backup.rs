@@ -496,7 +496,9 @@ fn backup_with_tablespace_restores_it() {
     assert_eq!(link, relocated);
 }
 
-/// Starts a slowed-down backup and waits until it is copying (its temporary data file exists).
+/// Starts a slowed-down backup and waits until it is copying: its temporary data file, its
+/// `--xlogs` directory and its removal pause trigger exist (pitr-backup opens the data file
+/// first, then makes the other two) and its session is connected.
 fn start_slow_backup(p: &Primary, trigger: &Path) -> pitr_tests::RunningTool {
     let running = p
         .backup()
@@ -517,6 +519,7 @@ fn start_slow_backup(p: &Primary, trigger: &Path) -> pitr_tests::RunningTool {
                 .iter()
                 .any(|n| n.contains(".pitr-tmp."))
                 && p.xlogs.is_dir()
+                && trigger.exists()
                 && backup_sessions(&p.cluster) == 1)
                 .then_some(())
         },
