@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -135,13 +136,18 @@ impl Tool {
         let stdin = child.stdin.take().expect("piped stdin");
         let writer = feed(stdin, self.stdin.clone().unwrap_or_default());
         let stdout = collect(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        let stderr_so_far = Arc::new(Mutex::new(Vec::new()));
+        let stderr = collect_shared(
+            child.stderr.take().expect("piped stderr"),
+            Arc::clone(&stderr_so_far),
+        );
         RunningTool {
             child,
             command_line: self.command_line(),
             writer: Some(writer),
             stdout: Some(stdout),
             stderr: Some(stderr),
+            stderr_so_far,
         }
     }
 
@@ -195,6 +201,30 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
+/// Like [`collect`], and also appends each chunk to `so_far` as it arrives, so that a test can
+/// wait for a line while the binary still runs.
+fn collect_shared(
+    mut pipe: impl Read + Send + 'static,
+    so_far: Arc<Mutex<Vec<u8>>>,
+) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // A read error ends the capture; the exit status tells what happened.
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            so_far
+                .lock()
+                .expect("stderr buffer")
+                .extend_from_slice(&chunk[..n]);
+        }
+        buf
+    })
+}
+
 /// A binary started by [`Tool::spawn`].
 pub struct RunningTool {
     child: Child,
@@ -202,6 +232,7 @@ pub struct RunningTool {
     writer: Option<JoinHandle<()>>,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    stderr_so_far: Arc<Mutex<Vec<u8>>>,
 }
 
 impl RunningTool {
@@ -214,6 +245,11 @@ impl RunningTool {
     pub fn kill(&mut self) {
         // An error means the process is already gone, which is what we want.
         let _ = self.child.kill();
+    }
+
+    /// What the binary has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_so_far.lock().expect("stderr buffer")).into_owned()
     }
 
     /// True once the process has exited (without reaping its output).

@@ -240,7 +240,10 @@ fn backup_of_primary_under_load_restores_and_verifies() {
         .psql("INSERT INTO marker VALUES ('before backup')");
     let before = p.cluster.count_rows("pgbench_history");
     let mut load = pitr_tests::pgbench_load(&p.cluster, 6);
-    std::thread::sleep(Duration::from_millis(500));
+    // The load is running once it has committed something.
+    wait_until("pgbench to commit", Duration::from_secs(30), || {
+        (p.cluster.count_rows("pgbench_history") > before).then_some(())
+    });
     let result = p
         .backup()
         .arg("--dst-local")
@@ -539,8 +542,14 @@ fn backup_interrupted_by_sigterm_cleans_up() {
     let trigger = p.work.path().join("pause");
     let running = start_slow_backup(&p, &trigger);
     assert!(trigger.exists());
-    // Long enough for a progress line (--progress-interval 1).
-    std::thread::sleep(Duration::from_millis(1500));
+    // A progress line (--progress-interval 1) first: the signal then hits a backup in the
+    // middle of its copy.
+    wait_until("a progress line", Duration::from_secs(30), || {
+        running
+            .stderr_so_far()
+            .contains("LOG : progress: ")
+            .then_some(())
+    });
     signal(running.pid(), libc::SIGTERM);
     let result = running.wait();
     result
