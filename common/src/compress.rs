@@ -171,13 +171,7 @@ impl Codec {
                 .chunks(size)
                 .map(|piece| s.spawn(move || self.compress_piece(piece)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
-                })
-                .collect()
+            join_all(handles, "compression")
         });
         let mut out = Vec::with_capacity(input.len() / 4 + 4096);
         for p in parts {
@@ -324,20 +318,28 @@ impl Codec {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(io::Error::other("a decompression thread panicked"))
-                    })
-                })
-                .collect()
+            join_all(handles, "decompression")
         });
         for r in results {
             r?;
         }
         Ok(total)
     }
+}
+
+/// Joins the threads of one parallel (de)compression, in order; a thread that panicked is an
+/// error naming `what`, never a panic here.
+fn join_all<T>(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, io::Result<T>>>,
+    what: &str,
+) -> Vec<io::Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other(format!("a {what} thread panicked"))))
+        })
+        .collect()
 }
 
 /// The largest content [`Codec::decompress`] allocates up front from zstd frame headers (a WAL
@@ -413,13 +415,7 @@ fn decompress_zstd_frames(input: &[u8], frames: &[ZstdFrame]) -> io::Result<Vec<
             rest = tail;
             handles.push(s.spawn(move || decode(f, dst)));
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a decompression thread panicked")))
-            })
-            .collect()
+        join_all(handles, "decompression")
     });
     for r in results {
         r?;
