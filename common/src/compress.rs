@@ -285,18 +285,7 @@ impl Codec {
             let f = &frames[i];
             let mut d = zstd::stream::read::Decoder::with_buffer(&input[f.start..f.start + f.len])?
                 .single_frame();
-            let n = copy(&mut d, offsets[i])?;
-            if n == f.content as u64 {
-                Ok(())
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "zstd frame at byte {} declares {} bytes but holds {n}",
-                        f.start, f.content
-                    ),
-                ))
-            }
+            f.check_decoded(copy(&mut d, offsets[i])?)
         };
         let threads = threads.min(frames.len());
         if threads <= 1 {
@@ -353,6 +342,23 @@ struct ZstdFrame {
     content: usize,
 }
 
+impl ZstdFrame {
+    /// A decoded frame must hold exactly the content size it declares.
+    fn check_decoded(&self, n: u64) -> io::Result<()> {
+        if n == self.content as u64 {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "zstd frame at byte {} declares {} bytes but holds {n}",
+                    self.start, self.content
+                ),
+            ))
+        }
+    }
+}
+
 /// The frames of `input` when every one of them declares its content size and the total is
 /// sane; `None` sends the caller to the streaming decoder, which reports any damage.
 fn zstd_frames(input: &[u8]) -> Option<Vec<ZstdFrame>> {
@@ -384,18 +390,7 @@ fn decompress_zstd_frames(input: &[u8], frames: &[ZstdFrame]) -> io::Result<Vec<
     let mut out = vec![0u8; total];
     let decode = |f: &ZstdFrame, dst: &mut [u8]| -> io::Result<()> {
         let mut d = zstd::bulk::Decompressor::new()?;
-        let n = d.decompress_to_buffer(&input[f.start..f.start + f.len], dst)?;
-        if n == f.content {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "zstd frame at byte {} declares {} bytes but holds {n}",
-                    f.start, f.content
-                ),
-            ))
-        }
+        f.check_decoded(d.decompress_to_buffer(&input[f.start..f.start + f.len], dst)? as u64)
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if frames.len() == 1 || threads == 1 {
