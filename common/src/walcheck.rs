@@ -30,10 +30,10 @@
 //!   segment was being written, or zeroed pages).
 //! - **Lost continuations.** When crash recovery finds a record cut short, it writes an
 //!   `XLOG_OVERWRITE_CONTRECORD` record at the start of the page where the continuation was
-//!   lost and flags that page `XLP_FIRST_IS_OVERWRITE_CONTRECORD` (PostgreSQL 15, backpatched
-//!   to 10.18, 11.13, 12.8, 13.4 and 14.0). As PostgreSQL does, the cut record is skipped and
-//!   reading restarts on that page; the record there must be the overwrite record and name the
-//!   cut record.
+//!   lost and flags that page `XLP_FIRST_IS_OVERWRITE_CONTRECORD` (PostgreSQL 15, and the
+//!   minor releases of 10 to 14 since late 2021). As PostgreSQL does, the cut record is skipped
+//!   and reading restarts on that page; the record there must be the overwrite record and name
+//!   the cut record.
 //!
 //! Legitimate layouts this accepts: the first segment of a new timeline (pages of the parent
 //! timeline copied up to the switch point, then pages of the new one; the name's timeline is
