@@ -86,12 +86,12 @@
 //!    between its neighbours' (never in a segment of timeline 1; in a later one, for instance
 //!    the page where a new timeline's first segment goes from its parent's pages to its own:
 //!    where that happens is in the history file, and PostgreSQL also compares with the previous
-//!    segment's last page); the `XLP_BKP_REMOVABLE` flag (`0x0004`), which PostgreSQL sets or clears per page depending on
-//!    whether a base backup was running, and which recovery never reads. Also page 0's
-//!    `xlp_magic` changed to another `0xD1xx` value when no other page of the segment is read
-//!    (its WAL ends on page 0 with a switch record): any `0xD1xx` is accepted so that a new
-//!    major version does not stop recovery, and the other pages' magic is compared with page
-//!    0's.
+//!    segment's last page); the `XLP_BKP_REMOVABLE` flag (`0x0004`), which PostgreSQL sets or
+//!    clears per page depending on whether a base backup was running, and which recovery never
+//!    reads; and page 0's `xlp_magic` changed to another `0xD1xx` value when no other page of
+//!    the segment is read (its WAL ends on page 0 with a switch record): any `0xD1xx` is
+//!    accepted so that a new major version does not stop recovery, and the other pages' magic
+//!    is compared with page 0's.
 //! 6. **CRC-32C collisions.** CRC-32C detects every error burst of up to 32 bits, so in a
 //!    checked record any single flipped bit, and any damaged run of up to four bytes within its
 //!    data or within its header, is always caught; other damage escapes with a probability of
