@@ -97,8 +97,8 @@
 //!    data or within its header, is always caught; other damage escapes with a probability of
 //!    about 2^-32 per record.
 //!
-//! The cost is one pass over the bytes with hardware CRC-32C, about as fast as reading them
-//! from memory (see `docs/walcheck.md` for measurements).
+//! The cost is one pass over the bytes with hardware CRC-32C: about 5 ms of CPU for a 16 MiB
+//! segment here, a third of decoding it with zstd (see `docs/walcheck.md`).
 
 use std::fmt;
 use std::ops::Range;
