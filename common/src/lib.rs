@@ -27,4 +27,5 @@ pub mod signal;
 pub mod source;
 pub mod state;
 pub mod wal;
+pub mod walcheck;
 pub mod walpage;
