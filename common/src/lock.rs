@@ -24,16 +24,31 @@ impl LockGuard {
     }
 }
 
-/// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
-/// process holds it.
-pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
-    let file = OpenOptions::new()
+fn open(path: &Path) -> Result<File, IoError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| IoError::new("opening lock file", path, e))?;
+        .map_err(|e| IoError::new("opening lock file", path, e))
+}
+
+/// Takes an exclusive lock on `path` (created if missing), waiting for another holder to let
+/// go: for short critical sections that every writer passes through.
+pub fn lock(path: &Path) -> Result<LockGuard, IoError> {
+    let file = open(path)?;
+    file.lock().map_err(|e| IoError::new("locking", path, e))?;
+    Ok(LockGuard {
+        _file: file,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
+/// process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
+    let file = open(path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(LockGuard {
             _file: file,

@@ -104,7 +104,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::wal::{Lsn, WalFileName, WalKind};
-use crate::walpage::{self, LongPageHeader, LONG_HEADER_LEN};
+use crate::walpage::{self, LONG_HEADER_LEN};
 
 /// `XLOG_BLCKSZ`.
 const WAL_BLOCK_SIZE: u32 = 8192;
@@ -515,12 +515,16 @@ pub fn check(
             name: name.to_string(),
         });
     }
-    let header = LongPageHeader::parse(&name.to_string(), bytes)?;
-    header.check(name, bytes.len() as u64, system_identifier)?;
+    let header =
+        walpage::verify(name, bytes, bytes.len() as u64, system_identifier)?.ok_or_else(|| {
+            Error::NotASegment {
+                name: name.to_string(),
+            }
+        })?;
     let mut walk = Walk {
         name,
         b: bytes,
-        base: header.page_addr,
+        base: header.page_addr.0,
         blk: header.block_size as usize,
         magic: header.magic,
         name_tli: name.timeline.0,
@@ -552,6 +556,12 @@ pub fn check(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Where the records of a segment start, after what continues from the previous one.
+struct Start {
+    pos: usize,
+    overwrite: Option<Option<usize>>,
 }
 
 /// A page header's facts the walk needs.
@@ -785,18 +795,17 @@ impl Walk<'_> {
         Ok(next)
     }
 
-    fn run(&mut self, page0: Page) -> Result<End, Error> {
+    /// The start of page 0: the rest of a record from an earlier segment (unverifiable) is
+    /// followed through its pages. Returns where the first record of this segment starts and
+    /// whether it must be an overwrite record, or how the segment ends when it is all
+    /// continuation.
+    fn skip_continuation(&mut self, page0: Page) -> Result<Result<Start, End>, Error> {
         let len = self.b.len();
         let mut pos = page0.header_len;
-        // LSN of the last record read whole: what the next record's xl_prev must be. `None`
-        // until then: that record is in an earlier segment.
-        let mut prev: Option<u64> = None;
         // Set when the next record must be an XLOG_OVERWRITE_CONTRECORD record; holds the
         // offset of the record it overwrites, when that record starts in this segment.
         let mut overwrite: Option<Option<usize>> = None;
-
         if page0.info & XLP_FIRST_IS_CONTRECORD != 0 {
-            // The rest of a record from an earlier segment: follow its pages, unverifiable.
             let mut remaining = page0.rem_len as usize;
             let mut cur = pos;
             loop {
@@ -808,7 +817,7 @@ impl Walk<'_> {
                 }
                 if cur == len {
                     self.push(pos, len, Reason::ContinuedFromPrevious);
-                    return Ok(End::NextSegment { record: None });
+                    return Ok(Err(End::NextSegment { record: None }));
                 }
                 match self.continuation(cur, None, remaining)? {
                     Ok(next) => cur = next,
@@ -824,16 +833,31 @@ impl Walk<'_> {
                 self.push(pos, cur, Reason::ContinuedFromPrevious);
                 if self.is_switch_tail(pos, cur) && is_zero(&self.b[cur..]) {
                     self.push(cur, len, Reason::AfterSwitch);
-                    return Ok(End::Switch {
+                    return Ok(Err(End::Switch {
                         record: None,
                         rest_is_zero: true,
-                    });
+                    }));
                 }
                 pos = self.padding(cur)?;
             }
         } else if page0.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 {
             overwrite = Some(None);
         }
+        Ok(Ok(Start { pos, overwrite }))
+    }
+
+    fn run(&mut self, page0: Page) -> Result<End, Error> {
+        let len = self.b.len();
+        let Start {
+            mut pos,
+            mut overwrite,
+        } = match self.skip_continuation(page0)? {
+            Ok(start) => start,
+            Err(end) => return Ok(end),
+        };
+        // LSN of the last record read whole: what the next record's xl_prev must be. `None`
+        // until then: that record is in an earlier segment.
+        let mut prev: Option<u64> = None;
         self.valid_end = pos;
 
         loop {
