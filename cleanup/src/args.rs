@@ -66,9 +66,6 @@ impl Tool for Args {
     }
 }
 
-/// How long a temporary file of a dead writer stays before a cleanup removes it.
-pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-
 /// What to do.
 #[derive(Debug)]
 pub enum Mode {
@@ -99,10 +96,11 @@ pub struct Config {
     pub dry_run: bool,
     /// Pause trigger.
     pub removal_pause_trigger: Option<PathBuf>,
-    /// How old a dead writer's temporary file must be to be removed: [`STALE_TEMP_AGE`], or
-    /// less with the test hook `PITR_TEST_STALE_TEMP_SECS` (so that a test can sweep the temp
-    /// file of a pitr-archive it has just killed).
+    /// How old a dead writer's temporary file must be to be removed: `tempname::stale_age`.
     pub stale_temp_age: Duration,
+    /// Test hook (`PITR_TEST_REMOVE_DELAY_MS`): a pause after each backup file removed, so that
+    /// a test can kill a retention run half-way through a set.
+    pub remove_delay: Option<Duration>,
 }
 
 fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
@@ -190,10 +188,11 @@ impl Args {
             archive,
             dry_run: self.dry_run,
             removal_pause_trigger: self.removal_pause_trigger,
-            stale_temp_age: std::env::var("PITR_TEST_STALE_TEMP_SECS")
+            stale_temp_age: pitr_common::tempname::stale_age(),
+            remove_delay: std::env::var("PITR_TEST_REMOVE_DELAY_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .map_or(STALE_TEMP_AGE, Duration::from_secs),
+                .map(Duration::from_millis),
         })
     }
 }
