@@ -1256,6 +1256,8 @@ fn archived_segments(name: &str, count: usize) -> (PgTempDir, PathBuf, Cluster, 
 #[test]
 fn restore_prefetches_the_next_segment_and_hands_it_over() {
     let (_work, archive, cluster, segments) = archived_segments("prefetch", 3);
+    // Prefetching is for a running server's startup process (pg_rewind calls with it down).
+    cluster.start();
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
     // What a pitr-restore killed while writing %p leaves in pg_wal (PostgreSQL never removes
@@ -1315,6 +1317,7 @@ fn restore_prefetches_the_next_segment_and_hands_it_over() {
 #[test]
 fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
     let (_work, archive, cluster, segments) = archived_segments("spool", 3);
+    cluster.start();
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
     pg_user().create_dir(&spool, 0o700);
@@ -1629,4 +1632,122 @@ fn r12_9_standby_mode_with_a_missing_archive_exits_1_and_keeps_streaming() {
         .args(["000000010000000000000005", RECOVERYXLOG])
         .run()
         .failure_with_status(126);
+}
+
+/// `host=SOCKET port=PORT user=postgres` of `cluster`.
+fn conninfo(cluster: &Cluster) -> String {
+    format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.socket_dir().display(),
+        cluster.port()
+    )
+}
+
+/// Defect 8 of issue 12: `pg_rewind --restore-target-wal` runs the target's `restore_command`
+/// from its own working directory with an absolute `%p`; pitr-restore defaulted `--data-dir`
+/// to `.` and exited 126. The restore_command `--from-backup` writes now names the data
+/// directory, and pitr-restore finds it from an absolute `%p` too. A real pg_rewind of an old
+/// primary whose WAL since the divergence is only in the archive.
+#[test]
+fn r12_8_pg_rewind_restore_target_wal_runs_pitr_restore() {
+    let work = PgTempDir::new("r12-8");
+    let archive = work.subdir("archive");
+    let a = Cluster::init(
+        "r12-8-a",
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("archive_mode", "on")
+            .set(
+                "archive_command",
+                &format!(
+                    "{} --dst-local zstd={} %p",
+                    pitr_bin("pitr-archive").display(),
+                    archive.display()
+                ),
+            )
+            .set("wal_log_hints", "on")
+            .set("wal_keep_size", "0")
+            .set("min_wal_size", "2MB")
+            .set("max_wal_size", "4MB"),
+    );
+    a.start();
+    a.psql(&format!(
+        "CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, payload text)"
+    ));
+    a.pgbench_script(LOAD, 50, 1);
+    let b = a.base_backup(
+        "r12-8-b",
+        "stream",
+        ClusterOpts::new().set("primary_conninfo", &conninfo(&a)),
+    );
+    b.write_signal(STANDBY_SIGNAL);
+    b.start();
+    let (_, lsn) = a.switch_wal_at();
+    b.wait_replayed(&lsn, TIMEOUT);
+    b.promote();
+    b.wait_promoted(TIMEOUT);
+    b.pgbench_script(LOAD, 20, 1);
+    let rows_b = b.count_rows(TABLE);
+
+    // A diverges, then writes and checkpoints on until the WAL of the divergence has left its
+    // pg_wal (archived first): pg_rewind must fetch it through restore_command.
+    let mut last = String::new();
+    for _ in 0..12 {
+        a.pgbench_script(LOAD, 200, 1);
+        last = a.switch_wal();
+        a.psql("CHECKPOINT");
+    }
+    a.wait_archived(&last, TIMEOUT);
+    a.psql("CHECKPOINT");
+    a.stop();
+    // The restore_command pitr-restore --from-backup writes: --data-dir absolute.
+    a.append_conf(&[(
+        "restore_command",
+        &format!(
+            "{} --data-dir {} --source zstd={} %f %p",
+            pitr_bin("pitr-restore").canonicalize().unwrap().display(),
+            a.data_dir().display(),
+            archive.display()
+        ),
+    )]);
+    let out = pg_user()
+        .command(pitr_tests::pg_program("pg_rewind"))
+        .current_dir(work.path())
+        .arg("--target-pgdata")
+        .arg(a.data_dir())
+        .arg("--source-server")
+        .arg(conninfo(&b))
+        .arg("--restore-target-wal")
+        .output()
+        .expect("running pg_rewind");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "pg_rewind failed: {}\n{text}",
+        out.status
+    );
+    assert!(
+        text.contains("pitr-restore : LOG : Segment ") && text.contains(" restored"),
+        "pg_rewind did not need pitr-restore (the test's WAL churn is too small)\n{text}"
+    );
+    assert!(!text.contains("ERROR") && !text.contains("FATAL"), "{text}");
+
+    // The rewound A follows B: pg_rewind copied B's configuration, so A gets its own port back.
+    a.append_conf(&[
+        ("port", &a.port().to_string()),
+        (
+            "unix_socket_directories",
+            &a.socket_dir().display().to_string(),
+        ),
+        ("primary_conninfo", &conninfo(&b)),
+    ]);
+    a.write_signal(STANDBY_SIGNAL);
+    a.start();
+    let (_, lsn) = b.switch_wal_at();
+    a.wait_replayed(&lsn, TIMEOUT);
+    assert_eq!(a.count_rows(TABLE), rows_b);
 }
