@@ -1751,3 +1751,66 @@ fn r12_8_pg_rewind_restore_target_wal_runs_pitr_restore() {
     a.wait_replayed(&lsn, TIMEOUT);
     assert_eq!(a.count_rows(TABLE), rows_b);
 }
+
+/// Defect 7 of issue 12 (pitr-restore's part): a bad `%p` and `--from-backup` errors had no
+/// HINT. Each is one line naming the path, then a HINT: a bad `%p` is FATAL and stops recovery
+/// (126); a `--from-backup` run by hand on a missing backup directory or a directory without
+/// a set is an ERROR (2). (A non-empty target: pitr::pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing.)
+#[test]
+fn r12_7_restore_errors_name_the_path_and_give_a_hint() {
+    let (cluster, name) = full_segment("r12-7r");
+    let dir = cluster.root().subdir("r12-7r-archive");
+    pg_user().write_file(&dir.join(&name), &cluster.wal_file(&name));
+    let lost = cluster.root().path().join("no-such-dir/RECOVERYXLOG");
+    let lost_text = lost.display().to_string();
+    let r = restore(&cluster)
+        .arg("--source")
+        .arg(format!("none={}", dir.display()))
+        .args([name.as_str(), lost_text.as_str()])
+        .run();
+    r.failure_with_status(126);
+    let l = r.stderr_line_with(&["pitr-restore : FATAL : ", &lost_text]);
+    assert!(
+        r.stderr_lines()[l + 1].contains("FATAL : HINT: "),
+        "no HINT\n{r}"
+    );
+
+    let target = cluster.root().path().join("restored");
+    let missing_backups = cluster.root().path().join("no-backups");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec![
+                "--from-backup".into(),
+                missing_backups.display().to_string(),
+                "--target-data-dir".into(),
+                target.display().to_string(),
+            ],
+            missing_backups.display().to_string(),
+        ),
+        (
+            vec![
+                "--from-backup".into(),
+                dir.display().to_string(),
+                "--target-data-dir".into(),
+                target.display().to_string(),
+            ],
+            dir.display().to_string(),
+        ),
+    ];
+    for (args, path) in cases {
+        let r = Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(&args)
+            .arg("--source")
+            .arg(format!("none={}", dir.display()))
+            .run();
+        // 2 for what is wrong on disk, 3 for what is wrong on the command line.
+        r.failure_with_status(2);
+        let l = r.stderr_line_with(&["pitr-restore : ERROR : ", &path]);
+        assert!(
+            r.stderr_lines()[l + 1].contains("ERROR : HINT: "),
+            "no HINT\n{r}"
+        );
+        assert!(!target.exists(), "{} created\n{r}", target.display());
+    }
+}
