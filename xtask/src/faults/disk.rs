@@ -153,7 +153,7 @@ fn check_failure(tally: &mut Tally, done: &Done, statuses: &[i32], what: &str, r
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let base = ctx.dir(NAME);
     let out = base.join("out");
-    let (cluster, segments) = runner::cluster_with_segments("disk-full", ClusterOpts::new(), 2);
+    let (cluster, segments) = runner::cluster_with_segments("disk-full", ClusterOpts::new(), 1, 3);
     let segments: Vec<String> = segments.into_iter().rev().take(3).collect();
     let data = cluster.data_dir().to_path_buf();
     // Stored sizes per codec, from archives on an ordinary disk (also the restore sources).

@@ -34,8 +34,8 @@ const CODECS: [(&str, &str); 3] = [("none", ""), ("gzip", ".gz"), ("zstd", ".zst
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let base = ctx.dir(NAME);
     let out = base.join("out");
-    let (one, segs_one) = runner::cluster_with_segments("race-one", ClusterOpts::new(), 2);
-    let (two, segs_two) = runner::cluster_with_segments("race-two", ClusterOpts::new(), 1);
+    let (one, segs_one) = runner::cluster_with_segments("race-one", ClusterOpts::new(), 1, 2);
+    let (two, segs_two) = runner::cluster_with_segments("race-two", ClusterOpts::new(), 1, 1);
     anyhow::ensure!(!segs_one.is_empty() && !segs_two.is_empty(), "no segments");
 
     // A second "data directory" holding a diverged copy of a segment (one record byte changed,

@@ -37,7 +37,12 @@ enum Phase {
 }
 
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
-    let (cluster, segments) = runner::cluster_with_segments("restore-kill", ClusterOpts::new(), 3);
+    let (cluster, segments) = runner::cluster_with_segments(
+        "restore-kill",
+        ClusterOpts::new().wal_segsize_mb(ctx.pick(1, 16)),
+        1,
+        6,
+    );
     let segments: Vec<String> = segments.into_iter().rev().take(6).collect::<Vec<_>>();
     anyhow::ensure!(segments.len() >= 3, "too few segments");
     let base = ctx.dir(NAME);

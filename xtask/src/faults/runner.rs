@@ -671,22 +671,31 @@ pub fn is_segment_name(name: &str) -> bool {
 }
 
 /// A started cluster (16 MiB segments unless `opts` say otherwise, WAL kept) after
-/// `pgbench -i -s scale`, and the names of its completed segments in `pg_wal`, oldest first:
-/// real WAL, full to the last page.
+/// `pgbench -i -s scale` and as many inserts as it takes for `want` completed segments; returns
+/// the names of its completed segments in `pg_wal`, oldest first: real WAL, full to the last
+/// page.
 pub fn cluster_with_segments(
     name: &str,
     opts: pitr_tests::ClusterOpts,
     scale: u32,
+    want: usize,
 ) -> (pitr_tests::Cluster, Vec<String>) {
     let cluster = pitr_tests::Cluster::init(name, opts.set("wal_keep_size", "4GB"));
     cluster.start();
     cluster.pgbench_init(scale);
-    let current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    let segments: Vec<String> = names(&cluster.wal_dir())
-        .into_iter()
-        .filter(|n| is_segment_name(n) && n.as_str() < current.as_str())
-        .collect();
-    (cluster, segments)
+    cluster.psql("CREATE TABLE filler (i int, pad text)");
+    loop {
+        let current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        let segments: Vec<String> = names(&cluster.wal_dir())
+            .into_iter()
+            .filter(|n| is_segment_name(n) && n.as_str() < current.as_str())
+            .collect();
+        if segments.len() >= want {
+            return (cluster, segments);
+        }
+        // About 6 MB of WAL.
+        cluster.psql("INSERT INTO filler SELECT g, repeat(md5(g::text), 10) FROM generate_series(1, 15000) g");
+    }
 }
 
 #[cfg(test)]
