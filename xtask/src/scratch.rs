@@ -95,8 +95,10 @@ impl Drop for Scratch {
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread it starts later; call it
-/// first thing, while the process has one thread. Children get an empty mask again (std
-/// resets it when it spawns a program), so the servers and tools are unaffected.
+/// first thing, while the process has one thread. Programs started from here inherit the
+/// mask (std keeps it across fork and exec; seen here on a waiting pitr-restore that ignored
+/// SIGTERM): PostgreSQL sets its own, and a caller that signals a child must unblock them in
+/// it ([`unblock_in_child`]).
 pub fn block_signals() -> Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -115,6 +117,23 @@ pub fn block_signals() -> Result<libc::sigset_t> {
         );
     }
     Ok(set)
+}
+
+/// Makes `cmd`'s program start with no blocked signal, whatever [`block_signals`] did here.
+pub fn unblock_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only sigemptyset and
+    // sigprocmask, which are async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Arms the panic hook and starts the thread that waits for the blocked signals.

@@ -252,6 +252,9 @@ impl Call {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .process_group(0);
+        // The campaign blocks SIGINT/SIGTERM/SIGHUP for its own signal thread; the programs
+        // under test must see the signals the campaign sends them.
+        crate::scratch::unblock_in_child(&mut cmd);
         let started = Instant::now();
         let child = cmd
             .spawn()
