@@ -153,7 +153,12 @@ fn check_failure(tally: &mut Tally, done: &Done, statuses: &[i32], what: &str, r
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let base = ctx.dir(NAME);
     let out = base.join("out");
-    let (cluster, segments) = runner::cluster_with_segments("disk-full", ClusterOpts::new(), 1, 3);
+    let (cluster, segments) = runner::cluster_with_segments(
+        "disk-full",
+        ClusterOpts::new().wal_segsize_mb(ctx.pick(4, 16)),
+        1,
+        3,
+    );
     let segments: Vec<String> = segments.into_iter().rev().take(3).collect();
     let data = cluster.data_dir().to_path_buf();
     // Stored sizes per codec, from archives on an ordinary disk (also the restore sources).
@@ -181,7 +186,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     // ---- archive into a full destination.
     let fs_dest = Tmpfs::mount(&base.join("tmpfs-archive"), 48 << 20)?;
     let mut run = 0u64;
-    for _ in 0..ctx.pick(9, 30) {
+    for _ in 0..ctx.pick(8, 30) {
         let this = run;
         run += 1;
         if ctx.only_run.is_some_and(|r| r != this) {
@@ -285,7 +290,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         &rdata.join("global/pg_control"),
     )?;
     let pg_wal = Tmpfs::mount(&rdata.join("pg_wal"), 40 << 20)?;
-    for _ in 0..ctx.pick(9, 30) {
+    for _ in 0..ctx.pick(8, 30) {
         let this = run;
         run += 1;
         if ctx.only_run.is_some_and(|r| r != this) {
@@ -409,6 +414,8 @@ fn wait_workers(data: &Path) {
 fn backup_full(ctx: &Ctx, tally: &mut Tally, run: &mut u64, base: &Path, out: &Path) -> Result<()> {
     let xlogs = base.join("xlogs");
     let trigger = base.join("pause.trigger");
+    let backup_archive = base.join("backup-archive");
+    runner::pg_dir(&backup_archive);
     let cluster = Cluster::init(
         "disk-full-backup",
         ClusterOpts::new()
@@ -419,7 +426,7 @@ fn backup_full(ctx: &Ctx, tally: &mut Tally, run: &mut u64, base: &Path, out: &P
                 &format!(
                     "{} --dst-local zstd={} --dst-backup {} %p",
                     ctx.bin("pitr-archive").display(),
-                    base.join("archive-zstd").display(),
+                    backup_archive.display(),
                     xlogs.display()
                 ),
             ),
@@ -454,7 +461,7 @@ fn backup_full(ctx: &Ctx, tally: &mut Tally, run: &mut u64, base: &Path, out: &P
         .map(|m| m.len())
         .sum();
     tally.note(format!("a backup set takes {total} bytes"));
-    for _ in 0..ctx.pick(4, 12) {
+    for _ in 0..ctx.pick(3, 12) {
         let this = *run;
         *run += 1;
         if ctx.only_run.is_some_and(|r| r != this) {

@@ -34,8 +34,18 @@ const CODECS: [(&str, &str); 3] = [("none", ""), ("gzip", ".gz"), ("zstd", ".zst
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let base = ctx.dir(NAME);
     let out = base.join("out");
-    let (one, segs_one) = runner::cluster_with_segments("race-one", ClusterOpts::new(), 1, 2);
-    let (two, segs_two) = runner::cluster_with_segments("race-two", ClusterOpts::new(), 1, 1);
+    let (one, segs_one) = runner::cluster_with_segments(
+        "race-one",
+        ClusterOpts::new().wal_segsize_mb(ctx.pick(1, 16)),
+        1,
+        2,
+    );
+    let (two, segs_two) = runner::cluster_with_segments(
+        "race-two",
+        ClusterOpts::new().wal_segsize_mb(ctx.pick(1, 16)),
+        1,
+        1,
+    );
     anyhow::ensure!(!segs_one.is_empty() && !segs_two.is_empty(), "no segments");
 
     // A second "data directory" holding a diverged copy of a segment (one record byte changed,
@@ -312,7 +322,7 @@ fn cleanup_during_backup(ctx: &Ctx, tally: &mut Tally, run: &mut u64, out: &Path
             ),
     );
     cluster.start();
-    cluster.pgbench_init(2);
+    cluster.pgbench_init(1);
     for with_trigger in [true, false] {
         for rep in 0..ctx.pick(1u64, 3) {
             let this = *run;
