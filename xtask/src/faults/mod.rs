@@ -80,7 +80,8 @@ pub struct FaultsArgs {
     #[argh(switch)]
     release: bool,
 
-    /// where to write the report (default: docs/faults.md)
+    /// where to write the report (default: docs/faults.md for a whole campaign, target/faults/
+    /// faults.md with --only or --run, so that a replay does not replace the published report)
     #[argh(option)]
     out: Option<PathBuf>,
 }
@@ -223,8 +224,34 @@ pub fn run(args: &FaultsArgs) -> Result<ExitCode> {
         mode.name(),
         ctx.root.display()
     );
+    let out = match (&args.out, args.only.is_some() || args.run.is_some()) {
+        (Some(out), _) => out.clone(),
+        (None, false) => root.join("docs").join("faults.md"),
+        (None, true) => {
+            let dir = target_dir(&root).join("faults");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join("faults.md")
+        }
+    };
+    let git = report::GitState::of(&root);
+    // The report is rewritten after each campaign, so that an interrupted run leaves what it
+    // found, with the campaigns it did not reach named.
+    let report = |tallies: &[Tally], pending: &[&Campaign]| report::Report {
+        git: git.clone(),
+        mode,
+        seed,
+        only: args.only.clone(),
+        run: args.run,
+        release: args.release,
+        elapsed: started.elapsed(),
+        tallies: tallies.to_vec(),
+        pending: pending.iter().map(|c| c.name).collect(),
+    };
+    let write = |r: &report::Report| {
+        std::fs::write(&out, r.render()).with_context(|| format!("writing {}", out.display()))
+    };
     let mut tallies = Vec::new();
-    for campaign in selected {
+    for (i, campaign) in selected.iter().enumerate() {
         scratch::set_step(&format!("campaign {}", campaign.name));
         println!("\n== {}: {}", campaign.name, campaign.what);
         let mut tally = Tally::new(campaign.name, campaign.what);
@@ -239,25 +266,11 @@ pub fn run(args: &FaultsArgs) -> Result<ExitCode> {
         }
         println!("   {}", tally.summary());
         tallies.push(tally);
+        write(&report(&tallies, &selected[i + 1..]))?;
     }
     drop(scratch);
-
-    let report = report::Report {
-        git: report::GitState::of(&root),
-        mode,
-        seed,
-        only: args.only.clone(),
-        run: args.run,
-        release: args.release,
-        elapsed: started.elapsed(),
-        tallies: &tallies,
-    };
-    let markdown = report.render();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join("docs").join("faults.md"));
-    std::fs::write(&out, &markdown).with_context(|| format!("writing {}", out.display()))?;
+    let report = report(&tallies, &[]);
+    write(&report)?;
     println!("\n{}", report.table());
     println!("faults: wrote {}", out.display());
     let bad: u64 = tallies.iter().map(Tally::bad_total).sum();

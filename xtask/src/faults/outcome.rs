@@ -68,7 +68,7 @@ pub struct Finding {
 }
 
 /// The counters of one campaign.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tally {
     pub name: &'static str,
     pub what: &'static str,

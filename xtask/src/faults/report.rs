@@ -14,6 +14,7 @@ use super::runner::Mode;
 const LISTED: usize = 15;
 
 /// The commit the run was built from.
+#[derive(Clone)]
 pub struct GitState {
     pub commit: String,
     pub dirty: bool,
@@ -44,7 +45,7 @@ impl GitState {
     }
 }
 
-pub struct Report<'a> {
+pub struct Report {
     pub git: GitState,
     pub mode: Mode,
     pub seed: u64,
@@ -52,10 +53,12 @@ pub struct Report<'a> {
     pub run: Option<u64>,
     pub release: bool,
     pub elapsed: Duration,
-    pub tallies: &'a [Tally],
+    pub tallies: Vec<Tally>,
+    /// Campaigns selected but not run (yet): the report of an interrupted run names them.
+    pub pending: Vec<&'static str>,
 }
 
-impl Report<'_> {
+impl Report {
     /// The summary table: one row per campaign, one column per bad outcome.
     pub fn table(&self) -> String {
         let mut s = String::from("| campaign | runs | faults injected |");
@@ -69,7 +72,7 @@ impl Report<'_> {
         s.push('\n');
         let mut total = [0u64; Bad::ALL.len()];
         let (mut runs, mut faults) = (0, 0);
-        for t in self.tallies {
+        for t in &self.tallies {
             let name = if t.aborted.is_some() {
                 format!("{} (stopped early)", t.name)
             } else {
@@ -136,6 +139,13 @@ impl Report<'_> {
         if let Some(run) = self.run {
             let _ = writeln!(s, "- one run replayed: `--run {run}`");
         }
+        if !self.pending.is_empty() {
+            let _ = writeln!(
+                s,
+                "- **not run** (the run stopped before them): {}",
+                self.pending.join(", ")
+            );
+        }
         let _ = writeln!(
             s,
             "- duration: {:.0} s on {} cores\n",
@@ -145,10 +155,10 @@ impl Report<'_> {
         s.push_str(&self.table());
         s.push('\n');
         let bad: u64 = self.tallies.iter().map(Tally::bad_total).sum();
-        if bad == 0 && self.tallies.iter().all(|t| t.aborted.is_none()) {
+        if bad == 0 && self.pending.is_empty() && self.tallies.iter().all(|t| t.aborted.is_none()) {
             s.push_str("No bad outcome was counted.\n\n");
         }
-        for t in self.tallies {
+        for t in &self.tallies {
             let _ = writeln!(s, "## {}\n\n{}\n", t.name, t.what);
             let _ = writeln!(
                 s,
@@ -260,7 +270,7 @@ mod tests {
             "boom",
             "cargo xtask faults --only x --seed 1 --run 0",
         );
-        let tallies = [t];
+        let tallies = vec![t];
         let r = Report {
             git: GitState {
                 commit: "abc".into(),
@@ -272,7 +282,8 @@ mod tests {
             run: None,
             release: false,
             elapsed: Duration::from_secs(1),
-            tallies: &tallies,
+            tallies,
+            pending: Vec::new(),
         };
         let table = r.table();
         assert!(
