@@ -245,9 +245,12 @@ proptest! {
         let text = manifest_text();
         let body_len = text.trim_end_matches('\n').rfind('\n').unwrap() + 1;
         let changed = replace_char(&text[..body_len], at, c.chars().next().unwrap());
-        prop_assume!(changed != text[..body_len]);
-        let bad = format!("{changed}{}", &text[body_len..]);
-        prop_assert!(manifest::parse(&bad).is_err());
+        // Replacing a character by itself changes nothing: not a case (and not a rejection,
+        // which proptest caps).
+        if changed != text[..body_len] {
+            let bad = format!("{changed}{}", &text[body_len..]);
+            prop_assert!(manifest::parse(&bad).is_err());
+        }
     }
 
     #[test]

@@ -169,6 +169,10 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         times.push(done.elapsed);
     }
     let measured = runner::median(&mut times);
+    tally.note(ctx.show(&format!(
+        "command line: {}",
+        env.backup(ctx, "LABEL").line()
+    )));
     tally.note(format!(
         "a backup (pgbench scale 1, 1 MiB segments, zstd) takes {:.2} s",
         measured.as_secs_f64()
@@ -210,11 +214,12 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                 measured.as_secs_f64() * 1000.0
             )
         };
-        let what = ctx.show(&format!(
-            "{} killed with {sig_name} (to the {}) {when}",
-            call.line(),
+        // The command line is the same for every run but the template's label: it is in the
+        // notes once.
+        let what = format!(
+            "pitr-backup (run {label}) killed with {sig_name} (to the {}) {when}",
             target.name()
-        ));
+        );
         tally.run();
         if stuck {
             pitr_tests::pg_user().write_file(&env.stuck, b"");

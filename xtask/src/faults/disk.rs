@@ -402,10 +402,9 @@ fn wait_workers(data: &Path) {
     let _ = pitr_tests::poll_until(Duration::from_secs(60), || {
         runner::pids_matching(&["--prefetch-worker"])
             .into_iter()
-            .filter(|p| {
+            .find(|p| {
                 fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c.display().to_string() == d)
             })
-            .next()
             .is_none()
             .then_some(())
     });
@@ -461,6 +460,7 @@ fn backup_full(ctx: &Ctx, tally: &mut Tally, run: &mut u64, base: &Path, out: &P
         .map(|m| m.len())
         .sum();
     tally.note(format!("a backup set takes {total} bytes"));
+    tally.note(ctx.show(&format!("backup command line: {}", call("LABEL").line())));
     for _ in 0..ctx.pick(3, 12) {
         let this = *run;
         *run += 1;

@@ -1111,7 +1111,7 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
     }
     // Damaged copies of the set.
     let meta_text = fs::read_to_string(fix.backups.join(&set.meta))?;
-    let mut damaged_sets: Vec<(String, Box<dyn Fn(&Path) -> Result<()>>)> = Vec::new();
+    let mut damaged_sets: Vec<(String, Damager)> = Vec::new();
     let m = set.meta.clone();
     damaged_sets.push((
         "meta file of random bytes".into(),
@@ -1634,6 +1634,9 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
     }
     Ok(v)
 }
+
+/// Spoils a copy of the fixture's backup set in the given directory.
+type Damager = Box<dyn Fn(&Path) -> Result<()>>;
 
 /// The files of the fixture's backup set.
 struct SetFiles {

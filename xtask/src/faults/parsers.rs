@@ -47,12 +47,18 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         tally.run();
         if verdict.trim() != "ok" {
             let detail = failure_detail(&stdout, name);
-            let bad = if detail.contains("panicked") && !detail.contains("Test failed:") {
-                Bad::Panic
+            if detail.contains("panicked at common/src") {
+                // The parser itself panicked.
+                tally.bad(Bad::Panic, format!("property {name}: {detail}"), &repro);
+            } else if detail.contains("Test failed") {
+                // A property that does not hold: corrupt input accepted, or no round trip.
+                tally.bad(Bad::Corrupt, format!("property {name}: {detail}"), &repro);
             } else {
-                Bad::Corrupt
-            };
-            tally.bad(bad, format!("property {name} failed: {detail}"), &repro);
+                // The property itself could not run (too many rejected inputs, ...): a fault
+                // of the campaign, not of the parser.
+                tally.note(format!("property {name} could not run: {detail}"));
+                tally.aborted = Some(format!("property {name} could not run"));
+            }
         }
     }
     tally.faults = tally.runs * u64::from(cases);

@@ -200,7 +200,7 @@ impl Report {
     }
 }
 
-/// `text` on one line (newlines shown as ` / `), at most 400 characters.
+/// `text` on one line (newlines shown as ` / `), at most 700 characters.
 fn one_line(text: &str) -> String {
     let joined = text
         .lines()
@@ -208,8 +208,8 @@ fn one_line(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" / ");
-    if joined.chars().count() > 400 {
-        let cut: String = joined.chars().take(400).collect();
+    if joined.chars().count() > 700 {
+        let cut: String = joined.chars().take(700).collect();
         format!("{cut}…")
     } else {
         joined
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn one_line_joins_and_cuts() {
         assert_eq!(one_line("a\n  b\n\nc"), "a / b / c");
-        assert_eq!(one_line(&"x".repeat(500)).chars().count(), 401);
+        assert_eq!(one_line(&"x".repeat(800)).chars().count(), 701);
     }
 
     #[test]
