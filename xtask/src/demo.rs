@@ -14,9 +14,7 @@
 //! It reuses the integration tests' harness (`pitr-tests`: [`Cluster`], [`RsyncDaemon`],
 //! [`PgTempDir`], ...), which runs PostgreSQL as an unprivileged user when we are root. The
 //! harness panics on failures and the workspace aborts on panic, so cleanup does not rely on
-//! unwinding: see [`cleanup`]. The demo's own checks return errors.
-
-mod cleanup;
+//! unwinding: see [`crate::scratch`]. The demo's own checks return errors.
 
 use std::env;
 use std::fs;
@@ -32,7 +30,7 @@ use pitr_tests::{
     RsyncDaemon, Tool,
 };
 
-use crate::{cargo, deps, project_root, target_dir};
+use crate::{cargo, deps, project_root, scratch, target_dir};
 
 /// How long any one wait of the demo may take (archiving, replay, promotion).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -59,7 +57,7 @@ pub struct DemoArgs {}
 pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     // First, while this is the only thread: every thread started later inherits the mask.
-    let signals = cleanup::block_signals()?;
+    let signals = scratch::block_signals()?;
     let root = project_root();
 
     println!("xtask: checking for PostgreSQL 15 server programs and rsync");
@@ -71,13 +69,13 @@ pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
     )?;
     let bin_dir = target_dir(&root).join("debug");
 
-    let scratch = cleanup::Scratch::create()?;
+    let scratch = scratch::Scratch::create("demo")?;
     // Still one thread: the harness reads these, and TMPDIR puts every temp dir it makes (and
     // the binaries' scratch files) inside the scratch directory.
     env::set_var("PG_BINDIR", &deps.pg_bindir);
     env::set_var("PITR_BIN_DIR", &bin_dir);
     env::set_var("TMPDIR", scratch.path());
-    cleanup::install(signals)?;
+    scratch::install(signals)?;
 
     let mut demo = Demo {
         bin_dir,
@@ -181,7 +179,7 @@ impl Demo {
         self.finish_step();
         self.step += 1;
         self.step_started = Instant::now();
-        cleanup::set_step(&format!("step {} ({title})", self.step));
+        scratch::set_step(&format!("step {} ({title})", self.step));
         println!("\n== step {}: {title}", self.step);
     }
 

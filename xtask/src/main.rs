@@ -10,6 +10,8 @@
 //! real `rpm` program. `demo` plays the runbook (archive, backup, two warm spares, failover,
 //! rebuilding the old primary, retention, point-in-time restore) on throwaway clusters and
 //! prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
+//! `faults` injects faults (kills, full disks, damaged archives, hostile input, races) into the
+//! built binaries on real PostgreSQL and writes what went wrong to `docs/faults.md`.
 //!
 //! Everything here runs from the workspace root, found from `CARGO_MANIFEST_DIR`, whatever the
 //! current directory.
@@ -19,11 +21,13 @@ mod demo;
 mod deps;
 mod dist;
 mod examples;
+mod faults;
 mod help;
 mod itest;
 mod manpage;
 mod pgmajors;
 mod rpm;
+mod scratch;
 mod tidy;
 
 use std::env;
@@ -51,6 +55,7 @@ enum Task {
     Rpm(rpm::RpmArgs),
     Demo(demo::DemoArgs),
     Bench(bench::BenchArgs),
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Task::Rpm(args) => rpm::run(&args),
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Faults(args) => faults::run(&args),
     };
     match result {
         Ok(code) => code,
