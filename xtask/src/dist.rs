@@ -435,10 +435,13 @@ mod tests {
             assert!(options.contains(&"--help"), "{binary}: {options:?}");
             for option in options {
                 let shown = format!("{option} ");
+                // An entry may start with a short spelling: `-c, --check check`.
                 let tagged = text.lines().any(|line| {
-                    line == option
-                        || line.starts_with(&shown)
-                        || line.starts_with(&format!("{option},"))
+                    line.split(", ").any(|spelling| {
+                        spelling == option
+                            || spelling.starts_with(&shown)
+                            || spelling.starts_with(&format!("{option},"))
+                    })
                 });
                 assert!(
                     tagged,

@@ -342,6 +342,23 @@ mod tests {
     }
 
     #[test]
+    fn short_spellings_find_their_value_name() -> Result<()> {
+        let help = parse(
+            "Usage: pitr-monitor [-c <check>] [--archive <archive>] [-v]\n\nChecks.\n\n\
+             Options:\n  -c, --check       the check\n  --archive         the archive\n  \
+             -v, --verbose     chatty\n  --help, help      display usage information\n",
+        )?;
+        assert_eq!(
+            help.option_names(),
+            ["--check", "--archive", "--verbose", "--help"]
+        );
+        assert_eq!(help.value_name("-c, --check"), Some("check"));
+        assert_eq!(help.value_name("--archive"), Some("archive"));
+        assert_eq!(help.value_name("-v, --verbose"), None);
+        Ok(())
+    }
+
+    #[test]
     fn rejects_text_that_is_not_argh_help() {
         assert!(parse("pitr-archive 0.1.0\n").is_err());
         assert!(parse("Usage: x\n\nabout\n\nOptions:\n                    orphan\n").is_err());
