@@ -155,17 +155,12 @@ impl Metric {
         }
     }
 
-    fn perfdata_label(&self) -> String {
-        let mut label = self.name.to_string();
-        for (_, v) in &self.labels {
-            label.push('_');
-            label.push_str(v);
-        }
-        // Quotes are needed around labels with spaces or '='; a quote inside is doubled.
-        if label.contains([' ', '=', '\'']) {
-            format!("'{}'", label.replace('\'', "''"))
-        } else {
-            label
+    /// The perfdata label: the name, numbered (`backup_sets_2`) when several values share it;
+    /// label values (paths) stay out of it, they are for Prometheus and JSON.
+    fn perfdata_label(&self, nth: Option<usize>) -> String {
+        match nth {
+            Some(n) => format!("{}_{n}", self.name),
+            None => self.name.to_string(),
         }
     }
 }
@@ -219,7 +214,17 @@ impl Report {
     /// The monitoring-plugin text: `STATUS - summary | perfdata`, then the detail lines.
     pub fn plugin_text(&self) -> String {
         let mut out = format!("{} - {}", self.final_status().as_str(), self.summary);
-        let perf: Vec<String> = self.metrics.iter().map(perfdata).collect();
+        let perf: Vec<String> = self
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let same = |o: &Metric| o.name == m.name;
+                let nth = (self.metrics.iter().filter(|o| same(o)).count() > 1)
+                    .then(|| self.metrics[..=i].iter().filter(|o| same(o)).count());
+                perfdata(m, nth)
+            })
+            .collect();
         if !perf.is_empty() {
             out.push_str(" | ");
             out.push_str(&perf.join(" "));
@@ -322,10 +327,10 @@ pub fn number(v: f64) -> String {
     }
 }
 
-fn perfdata(m: &Metric) -> String {
+fn perfdata(m: &Metric, nth: Option<usize>) -> String {
     format!(
         "{}={}{};{};{};{};",
-        m.perfdata_label(),
+        m.perfdata_label(nth),
         number(m.value),
         m.unit.perfdata(),
         m.warning.as_ref().map_or("", Range::as_str),
@@ -504,8 +509,17 @@ mod tests {
         assert_eq!(number(3.0), "3");
         assert_eq!(number(0.1234), "0.123");
         assert_eq!(number(2.5), "2.5");
-        let m = Metric::new("backup_sets", "", 1.0, Unit::Count).label("location", "my dir");
-        assert_eq!(perfdata(&m), "'backup_sets_my dir'=1;;;0;");
+        let mut r = Report::new("info", "x");
+        for dir in ["/a", "/b b"] {
+            r.metrics
+                .push(Metric::new("backup_sets", "", 1.0, Unit::Count).label("location", dir));
+        }
+        r.metrics
+            .push(Metric::new("archive_segments", "", 9.0, Unit::Count));
+        assert_eq!(
+            r.plugin_text(),
+            "OK - x | backup_sets_1=1;;;0; backup_sets_2=1;;;0; archive_segments=9;;;0;\n"
+        );
         assert_eq!("json".parse::<Output>(), Ok(Output::Json));
         assert!("xml".parse::<Output>().is_err());
     }
