@@ -378,7 +378,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads the lines of every file of `templates` added since the last scan into `state`, and
-/// forgets files that are gone.
+/// forgets files that are gone. Files of other templates (another check sharing the state
+/// directory) keep their positions: reading them again from the start would report their
+/// errors twice.
 pub fn scan(state: &mut State, templates: &[String], now: f64) -> anyhow::Result<Scanned> {
     let mut seen = std::collections::BTreeSet::new();
     let mut total = Scanned::default();
@@ -398,7 +400,9 @@ pub fn scan(state: &mut State, templates: &[String], now: f64) -> anyhow::Result
         total.lines += lines;
         seen.insert(key);
     }
-    state.files.retain(|k, _| seen.contains(k));
+    state
+        .files
+        .retain(|k, _| seen.contains(k) || Path::new(k).is_file());
     Ok(total)
 }
 
@@ -637,6 +641,10 @@ mod tests {
         std::fs::write(&log, line(3, "four")).unwrap();
         assert_eq!(scan(&mut s, &templates, NOW).unwrap().lines, 1);
         assert_eq!(s.errors.last().unwrap().message, "four");
+        // Another check with other templates: this file keeps its position.
+        let other = vec![d.path().join("other-^Y.log").display().to_string()];
+        assert_eq!(scan(&mut s, &other, NOW).unwrap().files, 0);
+        assert_eq!(scan(&mut s, &templates, NOW).unwrap().lines, 0);
         // Gone: forgotten.
         std::fs::remove_file(&log).unwrap();
         assert_eq!(scan(&mut s, &templates, NOW).unwrap(), Scanned::default());
