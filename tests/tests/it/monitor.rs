@@ -2,8 +2,8 @@
 //! both timelines and `verify` finds no gap across the switch, then exactly the segment removed
 //! and the one damaged (CRITICAL); with the archiver stuck on `/bin/false`, `archive-queue`
 //! and `last-archive-age` cross their thresholds; `errors` reports each ERROR line of a real
-//! failing pitr-archive once across calls. The JSON output is parsed wherever a test reads
-//! details.
+//! failing pitr-archive once across calls; rsync locations read as local ones are. The JSON
+//! output is parsed wherever a test reads details.
 //!
 //! The clusters use 1 MiB WAL segments: little WAL per scenario, and pitr-monitor must read
 //! the segment size from the headers.
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use pitr_tests::pitr_util::{current_timeline, restore_backup};
 use pitr_tests::{
-    pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir, Tool,
+    pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir,
+    RsyncDaemon, Tool,
 };
 use serde_json::Value;
 
@@ -520,4 +521,98 @@ fn monitor_errors_reports_each_error_once_across_calls() {
         assert_eq!(got, format!("{stamp} : {pid} : {rest}"));
     }
     assert_status(&errors().run(), 0);
+}
+
+#[test]
+fn monitor_info_and_verify_read_rsync_locations_as_they_read_local_ones() {
+    let wal = RsyncDaemon::start("wal_archive");
+    let backups = RsyncDaemon::start("backups");
+    let work = PgTempDir::new("mon-rsync-work");
+    let scratch = work.subdir("tmp");
+    let command = format!(
+        "{} --dst-remote zstd={} %p",
+        pitr_bin("pitr-archive").display(),
+        wal.url()
+    );
+    let c = Cluster::init(
+        "mon-rsync",
+        ClusterOpts::new()
+            .wal_segsize_mb(1)
+            .set("archive_mode", "on")
+            .set("archive_command", &command),
+    );
+    c.start();
+    c.psql("CREATE TABLE filler (id serial PRIMARY KEY, payload text)");
+    let seg = churn(&c);
+    c.wait_archived(&seg, TIMEOUT);
+    pitr_tests::backup_tool(&c)
+        .arg("--dst-remote")
+        .arg(format!("zstd={}", backups.url()))
+        .arg("--wal-source")
+        .arg(format!("zstd={}", wal.dir().display()))
+        .succeeds();
+    churn(&c);
+    let last = churn(&c);
+    c.wait_archived(&last, TIMEOUT);
+    c.stop();
+
+    let run = |check: &str, backup_dir: String, archive: String| {
+        let out = monitor(["--check", check, "--backup-dir", &backup_dir, "--archive"])
+            .arg(archive)
+            .args(["--output", "json", "--temp-dir"])
+            .arg(&scratch)
+            .run();
+        let v = json(&out);
+        (out, v)
+    };
+    let local = || {
+        (
+            backups.dir().display().to_string(),
+            format!("zstd={}", wal.dir().display()),
+        )
+    };
+    let remote = || (backups.url(), format!("zstd={}", wal.url()));
+
+    let (out, l) = run("info", local().0, local().1);
+    assert_status(&out, 0);
+    let (out, r) = run("info", remote().0, remote().1);
+    assert_status(&out, 0);
+    // rsync lists modification times in whole seconds.
+    let set = |v: &Value| {
+        let mut s = v["details"]["locations"][0]["sets"][0].clone();
+        let until = &mut s["recoverable"]["until"]["time"];
+        *until = serde_json::json!(until.as_f64().unwrap_or(0.0).floor());
+        s
+    };
+    assert_eq!(set(&r), set(&l), "{r}");
+    assert_eq!(set(&r)["valid"], true, "{r}");
+    assert_eq!(r["details"]["locations"][0]["location"], backups.url());
+    assert_eq!(
+        r["details"]["archive"]["segments"],
+        l["details"]["archive"]["segments"]
+    );
+
+    let (out, l) = run("verify", local().0, local().1);
+    assert_status(&out, 0);
+    let (out, r) = run("verify", remote().0, remote().1);
+    assert_status(&out, 0);
+    assert_eq!(r["details"]["files_checked"], l["details"]["files_checked"]);
+    assert_eq!(r["details"]["bytes_checked"], l["details"]["bytes_checked"]);
+    assert_eq!(r["details"]["problems"], serde_json::json!([]));
+    // The scratch directory of the fetched copies is gone.
+    assert_eq!(pitr_tests::dir_names(&scratch), Vec::<String>::new());
+
+    // A segment removed on the rsync side is missing there too.
+    let dir = ArchiveDir::new(wal.dir());
+    let removed = segments_of(&dir, "00000001")
+        .into_iter()
+        .rev()
+        .nth(1)
+        .unwrap();
+    std::fs::remove_file(dir.path_for(&removed)).unwrap();
+    let (out, r) = run("verify", remote().0, remote().1);
+    assert_status(&out, 2);
+    assert_eq!(r["details"]["problems"][0]["kind"], "missing_segments");
+    assert_eq!(r["details"]["problems"][0]["name"], removed.as_str());
+    assert_eq!(r["details"]["problems"].as_array().unwrap().len(), 1, "{r}");
 }
