@@ -560,6 +560,13 @@ mod tests {
         // --from looks back whatever was reported.
         let from = config(d.path(), "errors", &["--from", "3600"]);
         assert_eq!(run(&from).unwrap().lines.len(), 3);
+        // dump-state prints the state as JSON, in every output form.
+        let r = run(&config(d.path(), "dump-state", &[])).unwrap();
+        let state: State = serde_json::from_str(&r.omnipitr).unwrap();
+        assert_eq!(state.errors.len(), 3);
+        assert_eq!(state.errors_reported_below, 4);
+        assert_eq!(r.details["state"]["next_error_seq"], 4);
+        assert_eq!(r.final_status(), Status::Ok);
     }
 
     #[test]
