@@ -7,7 +7,8 @@
 //! spare to fail over to (its archive pruned by pitr-restore), db3 the warm spare that keeps
 //! the WAL archive for point-in-time restores and runs retention. The steps: set up, archive,
 //! base backup, bootstrap both standbys from it, traffic, failover to db2, db3 onto timeline 2,
-//! rebuild db1 as a standby of db2, retention, and a point-in-time restore of a dropped table.
+//! rebuild db1 as a standby of db2, retention, a point-in-time restore of a dropped table, and
+//! pitr-monitor's `info` and `verify` of db3's archive.
 //! Each step prints the pitr commands it runs (paths under the scratch dir as `$DEMO`) and what
 //! it checked; the end is `PASS` (exit 0) or `FAIL` (exit 1).
 //!
@@ -825,6 +826,41 @@ impl Demo {
         for host in [&db1, &db2, &db3] {
             self.show_sizes(host);
         }
+
+        self.begin_step("monitoring db3's archive: pitr-monitor info and verify");
+        let (_, lsn) = pg2.switch_wal_at();
+        pg3.wait_replayed(&lsn, TIMEOUT);
+        let locations = [
+            "--backup-dir".to_owned(),
+            db3.backup_dir().display().to_string(),
+            "--archive".to_owned(),
+            format!("zstd={}", db3.archive().display()),
+        ];
+        let mut info_args = vec!["--check".to_owned(), "info".to_owned()];
+        info_args.extend(locations.iter().cloned());
+        let info = self.pitr("pitr-monitor", &info_args, true)?;
+        let summary = info.stdout().lines().next().unwrap_or_default().to_owned();
+        self.check(
+            summary.starts_with("OK - 1 backup set in 1 location")
+                && summary.contains(" on timeline 2)"),
+            "info: the backup set kept by retention, recoverable on timeline 2",
+            || info.stdout().to_owned(),
+        )?;
+        self.check(
+            info.stdout().contains(", timelines 1, 2, ")
+                || info.stdout().contains(", timelines 2, "),
+            "info: the archive's timelines are listed",
+            || info.stdout().to_owned(),
+        )?;
+        let mut verify_args = vec!["--check".to_owned(), "verify".to_owned()];
+        verify_args.extend(locations.iter().cloned());
+        let verify = self.pitr("pitr-monitor", &verify_args, true)?;
+        self.check(
+            verify.stdout().starts_with("OK - archive ")
+                && verify.stdout().contains("no problem found"),
+            "verify: no gap, damaged file or duplicate from the kept backup's start on",
+            || verify.stdout().to_owned(),
+        )?;
         Ok(())
     }
 

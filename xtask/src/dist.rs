@@ -1,7 +1,7 @@
 //! `cargo xtask dist`: a release build staged as the tree that gets installed under
 //! `/opt/pitr`.
 //!
-//! `target/dist/opt/pitr/` receives `bin/` (the four binaries, stripped by the release
+//! `target/dist/opt/pitr/` receives `bin/` (the five binaries, stripped by the release
 //! profile), `share/doc/pitr/` (README.md, ARCHITECTURE.md, docs/runbook.md, and
 //! a man page per binary made from its `--help` by [`crate::manpage`]) and
 //! `share/pitr/examples/` (the files of `packaging/examples/`, after checking every option they
@@ -25,11 +25,12 @@ use argh::FromArgs;
 use crate::{cargo, examples, help, manpage, project_root, target_dir};
 
 /// The binaries we ship, which are also the names of their packages.
-pub const BINARIES: [&str; 4] = [
+pub const BINARIES: [&str; 5] = [
     "pitr-archive",
     "pitr-restore",
     "pitr-backup",
     "pitr-cleanup",
+    "pitr-monitor",
 ];
 
 /// Where the product is installed.
@@ -44,7 +45,7 @@ const DOCS: &[&str] = &["README.md", "ARCHITECTURE.md", "docs/runbook.md"];
 #[argh(
     subcommand,
     name = "dist",
-    note = "Runs `cargo build --release --locked --bins` for the four binaries. To install from \
+    note = "Runs `cargo build --release --locked --bins` for the five binaries. To install from \
             source, copy target/dist/opt/pitr to /opt/pitr (cp -a target/dist/opt/pitr /opt/)."
 )]
 pub struct DistArgs {}
@@ -279,6 +280,7 @@ pub fn expected_paths() -> Vec<String> {
         "/opt/pitr/bin/pitr-restore",
         "/opt/pitr/bin/pitr-backup",
         "/opt/pitr/bin/pitr-cleanup",
+        "/opt/pitr/bin/pitr-monitor",
         "/opt/pitr/share/doc/pitr/README.md",
         "/opt/pitr/share/doc/pitr/ARCHITECTURE.md",
         "/opt/pitr/share/doc/pitr/runbook.md",
@@ -286,6 +288,7 @@ pub fn expected_paths() -> Vec<String> {
         "/opt/pitr/share/doc/pitr/pitr-restore.1",
         "/opt/pitr/share/doc/pitr/pitr-backup.1",
         "/opt/pitr/share/doc/pitr/pitr-cleanup.1",
+        "/opt/pitr/share/doc/pitr/pitr-monitor.1",
         "/opt/pitr/share/pitr/examples/archive.conf",
         "/opt/pitr/share/pitr/examples/restore.conf",
         "/opt/pitr/share/pitr/examples/backup.conf",
@@ -432,10 +435,13 @@ mod tests {
             assert!(options.contains(&"--help"), "{binary}: {options:?}");
             for option in options {
                 let shown = format!("{option} ");
+                // An entry may start with a short spelling: `-c, --check check`.
                 let tagged = text.lines().any(|line| {
-                    line == option
-                        || line.starts_with(&shown)
-                        || line.starts_with(&format!("{option},"))
+                    line.split(", ").any(|spelling| {
+                        spelling == option
+                            || spelling.starts_with(&shown)
+                            || spelling.starts_with(&format!("{option},"))
+                    })
                 });
                 assert!(
                     tagged,

@@ -50,6 +50,7 @@ const TOOLS: &[&str] = &[
     "pitr-restore",
     "pitr-backup",
     "pitr-cleanup",
+    "pitr-monitor",
 ];
 
 /// Where the example files are kept.

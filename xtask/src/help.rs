@@ -63,20 +63,24 @@ impl Help {
 
     /// The placeholder the usage line gives an option's value (`data-dir` for
     /// `[--data-dir <data-dir>]`, `dst-local...` for a repeatable one), `None` for a switch.
+    /// An entry with a short spelling (`-c, --check`) is looked up under each spelling: the
+    /// usage line names the option by its short one.
     pub fn value_name(&self, option: &str) -> Option<&str> {
-        let mut words = self
-            .usage
-            .split_whitespace()
-            .map(|word| word.trim_start_matches('[').trim_end_matches(']'));
-        while let Some(word) = words.next() {
-            if word == option {
-                return words
-                    .next()
-                    .and_then(|value| value.strip_prefix('<'))
-                    .and_then(|value| value.strip_suffix('>'));
+        option.split(", ").find_map(|spelling| {
+            let mut words = self
+                .usage
+                .split_whitespace()
+                .map(|word| word.trim_start_matches('[').trim_end_matches(']'));
+            while let Some(word) = words.next() {
+                if word == spelling {
+                    return words
+                        .next()
+                        .and_then(|value| value.strip_prefix('<'))
+                        .and_then(|value| value.strip_suffix('>'));
+                }
             }
-        }
-        None
+            None
+        })
     }
 
     /// The first sentence of the description, up to a colon that introduces an example, for a
@@ -334,6 +338,23 @@ mod tests {
         assert_eq!(help.value_name("--remove-unneeded"), None);
         assert_eq!(help.value_name("--nope"), None);
         assert_eq!(help.summary(), "Restores one WAL file from the archive");
+        Ok(())
+    }
+
+    #[test]
+    fn short_spellings_find_their_value_name() -> Result<()> {
+        let help = parse(
+            "Usage: pitr-monitor [-c <check>] [--archive <archive>] [-v]\n\nChecks.\n\n\
+             Options:\n  -c, --check       the check\n  --archive         the archive\n  \
+             -v, --verbose     chatty\n  --help, help      display usage information\n",
+        )?;
+        assert_eq!(
+            help.option_names(),
+            ["--check", "--archive", "--verbose", "--help"]
+        );
+        assert_eq!(help.value_name("-c, --check"), Some("check"));
+        assert_eq!(help.value_name("--archive"), Some("archive"));
+        assert_eq!(help.value_name("-v, --verbose"), None);
         Ok(())
     }
 

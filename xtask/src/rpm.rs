@@ -36,8 +36,10 @@ const DESCRIPTION: &str = "\
 pitr is PostgreSQL continuous archiving and point-in-time recovery: pitr-archive \
 (archive_command: compressed, checksummed, durably written WAL archives on local directories, \
 rsync targets or pipes), pitr-restore (restore_command for warm spares and streaming standbys), \
-pitr-backup (base backups of a running cluster) and pitr-cleanup (retention of backups and \
-WAL), for PostgreSQL 13 and later. Installed under /opt/pitr: binaries in /opt/pitr/bin, man \
+pitr-backup (base backups of a running cluster), pitr-cleanup (retention of backups and \
+WAL) and pitr-monitor (Nagios, JSON and Prometheus checks: archiving and restore lag, errors, \
+backup sets and their recoverable windows, gaps and damage in the archive), for PostgreSQL 13 \
+and later. Installed under /opt/pitr: binaries in /opt/pitr/bin, man \
 pages and documents in /opt/pitr/share/doc/pitr, example configuration in \
 /opt/pitr/share/pitr/examples, and a cron file whose jobs are commented out in /etc/cron.d/pitr.";
 
