@@ -496,7 +496,7 @@ mod tests {
                  pitr\\-restore \\- restores one WAL file from the archive\n\
                  .SH SYNOPSIS\n\
                  .B pitr\\-restore\n\
-                 [\\fB\\-\\-source\\fR\\ \\fI[CODEC=]DIR\\fR]...\n\
+                 [\\fB\\-\\-source\\fR\\ \\fI[CODEC=]DIR\\fR]...\\&\n\
                  [\\fB\\-\\-poll\\-interval\\fR\\ \\fISECONDS\\fR]\n\
                  [\\fB\\-\\-streaming\\-replication\\fR]\n\
                  [\\fB\\-\\-remove\\-unneeded\\fR]\n\
