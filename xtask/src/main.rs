@@ -1,15 +1,16 @@
 //! `cargo xtask`: the project's own automation, written in Rust instead of shell or make.
 //!
 //! `cargo xtask` is an alias (`.cargo/config.toml`) for `cargo run --package xtask --`, so the
-//! only thing a contributor needs is cargo. `test` runs every test, the real-PostgreSQL ones
+//! only thing a contributor needs is cargo; the alias keeps cargo's progress output, since the
+//! first run compiles the whole workspace. `test` runs every test, the real-PostgreSQL ones
 //! included, after making sure PostgreSQL 15 and rsync are installed (on Debian as root it installs
 //! them itself); `tidy` checks the house style of STYLE.md and also runs as `#[test]`s under
 //! `cargo test -p xtask`, so a plain `cargo test` enforces it. `dist` stages a release build as
 //! the `/opt/pitr` tree (binaries, documents, man pages made from `--help`, example
-//! configuration) and `rpm` packages that tree, `rpm --check` verifying the package with the
-//! real `rpm` program. `demo` plays the runbook (archive, backup, two warm spares, failover,
-//! rebuilding the old primary, retention, point-in-time restore) on throwaway clusters and
-//! prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
+//! configuration) with its files in `/etc`, and `rpm` packages that tree, `rpm --check`
+//! verifying the package with the real `rpm` program. `demo` plays the runbook (archive,
+//! backup, two warm spares, failover, rebuilding the old primary, retention, point-in-time
+//! restore, a delayed standby) on throwaway clusters and prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
 //! `faults` injects faults (kills, full disks, damaged archives, hostile input, races) into the
 //! built binaries on real PostgreSQL and writes what went wrong to `docs/faults.md`.
 //!
@@ -28,6 +29,8 @@ mod manpage;
 mod pgmajors;
 mod rpm;
 mod scratch;
+#[cfg(test)]
+mod runbook;
 mod tidy;
 
 use std::env;
