@@ -17,7 +17,7 @@ use pitr_common::exit::Failure;
 use pitr_common::location::Target;
 use pitr_common::state::DeliveryState;
 use pitr_common::tempname::ScratchDir;
-use pitr_common::{controldata, fs, log_error, log_info, log_verbose, log_warning, pg, walpage};
+use pitr_common::{controldata, fs, log_error, log_info, log_verbose, log_warning, walpage};
 
 use crate::args::{Config, Destination};
 
@@ -30,12 +30,9 @@ struct WalFile {
     sysid: Option<u64>,
 }
 
-/// The database system the WAL file must belong to, from pg_control, when the data directory
-/// has one.
+/// The database system the WAL file must belong to, from pg_control: a data directory without
+/// one is the wrong directory, and WAL is never archived unchecked.
 fn cluster_system_identifier(data_dir: &Path) -> anyhow::Result<Option<u64>> {
-    if !data_dir.join(pg::PG_CONTROL).is_file() {
-        return Ok(None);
-    }
     let cd = controldata::read(data_dir, None).map_err(|e| {
         anyhow::Error::from(e).context(
             Failure::new(format!("cannot read pg_control of {}", data_dir.display())).hint(

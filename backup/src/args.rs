@@ -335,30 +335,10 @@ impl Args {
             self.skip_xlogs,
         )?;
 
-        let template = match &self.filename_template {
-            Some(t) => FilenameTemplate::parse(t).map_err(|e| {
-                usage(
-                    format!("--filename-template: {e}"),
-                    "include __FILETYPE__ and no '/', e.g. __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__",
-                )
-            })?,
-            None => FilenameTemplate::default(),
-        };
-        if let Some(l) = &self.label {
-            if l.contains('\n') || l.contains('\r') || l.is_empty() {
-                return Err(usage(
-                    "--label must be one non-empty line",
-                    "give a short label without line breaks",
-                ));
-            }
-        }
+        let template = template(self.filename_template.as_deref())?;
+        check_label(self.label.as_deref())?;
         if let Some(t) = &self.removal_pause_trigger {
-            let parent = t.parent().filter(|p| !p.as_os_str().is_empty());
-            existing_dir(
-                parent.unwrap_or(Path::new(".")),
-                "the directory of --removal-pause-trigger",
-                "give a file in an existing directory, the one pitr-restore --removal-pause-trigger watches",
-            )?;
+            check_trigger_dir(t)?;
         }
         let temp_dir = common.temp_dir();
         existing_dir(
@@ -372,18 +352,7 @@ impl Args {
                 "give a number of seconds",
             ));
         }
-        let compress_threads = match self.compress_threads {
-            Some(0) => {
-                return Err(usage(
-                    "--compress-threads must be at least 1",
-                    "give a number of zstd worker threads",
-                ))
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism()
-                .map(|n| u32::try_from(n.get()).unwrap_or(1))
-                .unwrap_or(1),
-        };
+        let compress_threads = compress_threads(self.compress_threads)?;
         let conn = Connection::from_options(
             self.host.clone(),
             self.port,
@@ -413,6 +382,54 @@ impl Args {
             progress_interval: Duration::from_secs(self.progress_interval),
             copy_delay,
         })
+    }
+}
+
+/// The `--filename-template`, or the default one.
+fn template(given: Option<&str>) -> anyhow::Result<FilenameTemplate> {
+    match given {
+        Some(t) => FilenameTemplate::parse(t).map_err(|e| {
+            usage(
+                format!("--filename-template: {e}"),
+                "include __FILETYPE__ and no '/', e.g. __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__",
+            )
+        }),
+        None => Ok(FilenameTemplate::default()),
+    }
+}
+
+/// A `--label` is one non-empty line.
+fn check_label(label: Option<&str>) -> anyhow::Result<()> {
+    match label {
+        Some(l) if l.contains('\n') || l.contains('\r') || l.is_empty() => Err(usage(
+            "--label must be one non-empty line",
+            "give a short label without line breaks",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `--removal-pause-trigger` file must be in an existing directory.
+fn check_trigger_dir(trigger: &Path) -> anyhow::Result<()> {
+    let parent = trigger.parent().filter(|p| !p.as_os_str().is_empty());
+    existing_dir(
+        parent.unwrap_or(Path::new(".")),
+        "the directory of --removal-pause-trigger",
+        "give a file in an existing directory, the one pitr-restore --removal-pause-trigger watches",
+    )
+}
+
+/// `--compress-threads`, defaulting to the number of CPUs.
+fn compress_threads(given: Option<u32>) -> anyhow::Result<u32> {
+    match given {
+        Some(0) => Err(usage(
+            "--compress-threads must be at least 1",
+            "give a number of zstd worker threads",
+        )),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(1))
+            .unwrap_or(1)),
     }
 }
 

@@ -295,6 +295,17 @@ impl Meta {
             v.parse()
                 .map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
         }
+        // Names of the set's files: plain names in the set's directory, never a path (a meta
+        // file naming ../x must not make retention remove x).
+        let file = |key: &str, v: &str| -> Result<String, Error> {
+            if v.is_empty() || v == "." || v == ".." || v.contains('/') || v.contains('\0') {
+                Err(Error::Meta(format!(
+                    "bad {key} value {v:?}: not a file name"
+                )))
+            } else {
+                Ok(v.to_string())
+            }
+        };
         let wal = |key: &str| -> Result<WalFileName, Error> {
             let v = req(key)?;
             WalFileName::parse(v).map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
@@ -314,9 +325,9 @@ impl Meta {
             postgresql_version: req("PostgreSQL-Version")?.to_string(),
             data_size: typed("Data-Size", req("Data-Size")?)?,
             xlog_size: typed("Xlog-Size", req("Xlog-Size")?)?,
-            data_file: req("Data-File")?.to_string(),
-            xlog_file: get("Xlog-File").map(str::to_string),
-            digest_file: req("Digest-File")?.to_string(),
+            data_file: file("Data-File", req("Data-File")?)?,
+            xlog_file: get("Xlog-File").map(|v| file("Xlog-File", v)).transpose()?,
+            digest_file: file("Digest-File", req("Digest-File")?)?,
             finished_epoch: typed("Finished-epoch", req("Finished-epoch")?)?,
         })
     }
@@ -664,6 +675,14 @@ mod tests {
                 .to_string(),
             "meta file: no Started-epoch line"
         );
+        // A meta file naming a path outside its directory is not a set.
+        for bad in ["../victim", "/etc/passwd", "..", ""] {
+            let m = Meta {
+                data_file: bad.into(),
+                ..sample()
+            };
+            assert!(Meta::parse(&m.render()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

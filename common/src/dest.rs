@@ -10,8 +10,8 @@
 //! is refused too.
 //!
 //! - A local directory: the check and the no-clobber `link(2)` of [`fs::DurableFile`] happen
-//!   under a lock in the directory ([`NAMES_LOCK`]), so two writers of one name in different
-//!   forms cannot both succeed.
+//!   under a lock on the directory itself (`flock` of the directory; no lock file), so two
+//!   writers of one name in different forms cannot both succeed.
 //! - An rsync target ([`crate::rsync`]): one run fetches the cluster marker and every stored form
 //!   of the name, one run uploads with `--ignore-existing`. (Two writers of different forms at
 //!   the same instant cannot be told apart there: rsync has no lock; the archive's cluster
@@ -36,10 +36,6 @@ use crate::rsync::Rsync;
 
 /// Name of the marker file recording which database system an archive belongs to.
 pub const CLUSTER_MARKER: &str = ".pitr-cluster";
-
-/// Lock file in a local archive directory, held while a writer checks the stored forms of a
-/// name and links its file into place.
-pub const NAMES_LOCK: &str = ".pitr-names.lock";
 
 /// What a successful delivery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +85,14 @@ impl std::fmt::Debug for Payload<'_> {
 }
 
 fn different_content(loc: &Location, wal_name: &str, existing: &str) -> anyhow::Error {
+    // The stored form is named when it is not this destination's own.
+    let form = if existing == loc.file_name(wal_name) {
+        String::new()
+    } else {
+        format!(" (as {existing})")
+    };
     Failure::new(format!(
-        "{wal_name} is already archived in {loc} with different content (as {existing}); the archived file was left untouched"
+        "{wal_name} is already archived in {loc} with different content{form}; the archived file was left untouched"
     ))
     .hint(
         "two servers may be archiving into one archive (split brain after a failover?), \
@@ -209,8 +211,15 @@ fn put_local(
             }
         }
     }
+    // A plain copy carries its CRC-32C with it (see walcrc), for every byte, boundary records
+    // included.
+    if loc.codec == Codec::None {
+        crate::walcrc::set(file.file(), crate::walcrc::of(stored)).map_err(|e| {
+            fs::IoError::new("setting the checksum attribute of", file.temp_path(), e)
+        })?;
+    }
     // Under the names lock: no other form of this name appears between our look and our link.
-    let _names = crate::lock::lock(&dir.join(NAMES_LOCK))?;
+    let _names = crate::lock::lock_dir(dir)?;
     if let Some(o) = compare_local(loc, dir, p)? {
         return Ok(o);
     }
@@ -475,7 +484,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "000000010000000000000001 is already archived in zstd:3={} with different content (as 000000010000000000000001.zst); the archived file was left untouched",
+                "000000010000000000000001 is already archived in zstd:3={} with different content; the archived file was left untouched",
                 d.path().display()
             )
         );

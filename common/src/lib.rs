@@ -32,4 +32,5 @@ pub mod state;
 pub mod tempname;
 pub mod wal;
 pub mod walcheck;
+pub mod walcrc;
 pub mod walpage;

@@ -34,14 +34,15 @@ fn open(path: &Path) -> Result<File, IoError> {
         .map_err(|e| IoError::new("opening lock file", path, e))
 }
 
-/// Takes an exclusive lock on `path` (created if missing), waiting for another holder to let
-/// go: for short critical sections that every writer passes through.
-pub fn lock(path: &Path) -> Result<LockGuard, IoError> {
-    let file = open(path)?;
-    file.lock().map_err(|e| IoError::new("locking", path, e))?;
+/// Takes an exclusive lock on the directory `dir` itself (no lock file is created in it),
+/// waiting for another holder to let go: for short critical sections that every writer of the
+/// directory passes through.
+pub fn lock_dir(dir: &Path) -> Result<LockGuard, IoError> {
+    let file = File::open(dir).map_err(|e| IoError::new("opening directory", dir, e))?;
+    file.lock().map_err(|e| IoError::new("locking", dir, e))?;
     Ok(LockGuard {
         _file: file,
-        path: path.to_path_buf(),
+        path: dir.to_path_buf(),
     })
 }
 
@@ -72,5 +73,19 @@ mod tests {
         assert!(try_lock(&p).unwrap().is_none());
         drop(g);
         assert!(try_lock(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_directory_lock_creates_nothing_and_excludes_others() {
+        let d = tempfile::tempdir().unwrap();
+        let g = lock_dir(d.path()).unwrap();
+        let other = File::open(d.path()).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(g);
+        other.try_lock().unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

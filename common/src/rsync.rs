@@ -116,15 +116,16 @@ impl Rsync {
         if names.is_empty() {
             return Ok(BTreeSet::new());
         }
+        // One run listing the directory, filtered down to the names (a list of remote sources
+        // would make the last one the destination).
         let mut c = self.command();
-        c.args(["--list-only", "--files-from=-"]).arg(dir.as_dir());
-        let out = c.output_with_stdin(list(names).as_bytes())?;
-        // Status 23 with "No such file": some names are absent; the others are listed anyway.
-        if let Err(e) = crate::process::check(&self.program.to_string_lossy(), out.clone()) {
-            if !is_missing_source(&e) {
-                return Err(e.into());
-            }
+        c.arg("--list-only");
+        for n in names {
+            c.arg(format!("--include=/{n}"));
         }
+        c.arg("--exclude=*").arg(dir.as_dir());
+        let out = c.output_with_stdin(b"")?;
+        crate::process::check(&self.program.to_string_lossy(), out.clone())?;
         Ok(listed_names(&String::from_utf8_lossy(&out.stdout), names))
     }
 

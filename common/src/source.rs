@@ -61,6 +61,17 @@ pub enum Error {
         #[source]
         source: walcheck::Error,
     },
+    /// A plain archived file whose content does not match the checksum recorded when pitr
+    /// archived it ([`crate::walcrc`]).
+    #[error("{} does not match the checksum recorded when it was archived (CRC-32C {found:08x}, recorded {expected:08x})", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Recorded.
+        expected: u32,
+        /// Computed.
+        found: u32,
+    },
     /// Writing the restored copy failed (the destination's problem, not the archive's).
     #[error(transparent)]
     Write(IoError),
@@ -117,6 +128,9 @@ pub fn read_verified(
                 source,
             })?,
     };
+    if found.codec == Codec::None {
+        check_recorded_crc(&found.path, &data)?;
+    }
     check(&found.path, name, &data, system_identifier)?;
     Ok(data)
 }
@@ -190,14 +204,33 @@ pub fn restore_verified(
                     .map_err(|e| write_err("reading back", e))?,
             )
         };
-        check(
-            &found.path,
-            name,
-            written.as_deref().unwrap_or(&[]),
-            system_identifier,
-        )?;
+        let written = written.as_deref().unwrap_or(&[]);
+        if found.codec == Codec::None {
+            check_recorded_crc(&found.path, written)?;
+        }
+        check(&found.path, name, written, system_identifier)?;
     }
     out.commit(opts.mtime).map_err(Error::Write)
+}
+
+/// A plain archived file's content against the CRC-32C recorded when pitr archived it, if one
+/// was ([`crate::walcrc`]).
+pub fn check_recorded_crc(path: &Path, content: &[u8]) -> Result<(), Error> {
+    let Some(expected) = crate::walcrc::get(path)
+        .map_err(|e| IoError::new("reading the checksum attribute of", path, e))?
+    else {
+        return Ok(());
+    };
+    let found = crate::walcrc::of(content);
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Error::Checksum {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        })
+    }
 }
 
 /// The one check of a WAL file's content before it is handed to anyone: for segments and
@@ -369,5 +402,54 @@ mod tests {
             assert!(read_verified(&f, &name, sysid).is_err(), "{codec}");
             std::fs::remove_file(&file).unwrap();
         }
+    }
+
+    /// A flip in the record that continues into the next segment: walcheck cannot verify its
+    /// CRC (its end is in the next segment), but a plain file pitr archived carries its own
+    /// CRC-32C, which catches it.
+    #[test]
+    fn a_plain_file_pitr_archived_is_checked_to_the_last_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("RECOVERYXLOG");
+        let (name, data, sysid) = real_segment();
+        let loc = Location::dir(Codec::None, d.path());
+        let get = || -> anyhow::Result<&[u8]> { Ok(&data) };
+        let p = crate::dest::Payload {
+            wal_name: &name.to_string(),
+            plain: &data,
+            stored: &get,
+            mtime: None,
+        };
+        let opts = crate::dest::PutOptions {
+            rsync: crate::rsync::Rsync::new("rsync"),
+            scratch_dir: out.path().to_path_buf(),
+            write_delay: None,
+        };
+        crate::dest::deliver(&loc, &p, None, &opts).unwrap();
+        let path = d.path().join(name.to_string());
+        if crate::walcrc::get(&path).unwrap().is_none() {
+            // No user extended attributes here: nothing to show.
+            return;
+        }
+        let summary = walcheck::check(&name, &data, Some(sysid)).unwrap();
+        let tail = summary
+            .unverified
+            .iter()
+            .find(|u| u.reason == walcheck::Reason::ContinuesIntoNext)
+            .map(|u| u.range.clone());
+        let at = tail.map_or(data.len() - 10, |r| (r.start + r.end) as usize / 2);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at] ^= 0x01;
+        // Written in place, the attribute stays: what damage on disk looks like.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .unwrap();
+        let f = find_in(d.path(), Codec::None, &name).unwrap().unwrap();
+        let e = restore_verified(&f, &name, sysid, &dest, RestoreOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Checksum { .. }), "{e}");
+        assert!(!dest.exists());
     }
 }

@@ -86,8 +86,11 @@ pub struct ScratchDir {
 
 impl ScratchDir {
     /// Creates `PARENT/.PREFIX.PID.N` (mode 0700), `N` counting up past names that exist.
+    /// Scratch directories of the same prefix whose process is gone (killed with -9) are
+    /// removed first, so that none is left for good.
     pub fn create(parent: &Path, prefix: &str) -> Result<ScratchDir, IoError> {
         use std::os::unix::fs::DirBuilderExt;
+        sweep_scratch(parent, prefix);
         let pid = std::process::id();
         let mut n = 0u32;
         loop {
@@ -111,6 +114,36 @@ impl ScratchDir {
         std::fs::create_dir_all(&p)
             .map_err(|e| IoError::new("creating scratch directory", &p, e))?;
         Ok(p)
+    }
+}
+
+/// Removes `PARENT/.PREFIX.PID.N` directories whose process is not alive. Best effort: a
+/// directory that cannot be removed (another user's) is left, and only logged.
+fn sweep_scratch(parent: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let head = format!(".{prefix}.");
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&head) else {
+            continue;
+        };
+        let pid: Option<u32> = rest.split('.').next().and_then(|p| p.parse().ok());
+        let Some(pid) = pid else { continue };
+        if crate::signal::process_alive(pid) || !ent.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(ent.path()) {
+            Ok(()) => crate::log_info!(
+                "removed scratch directory {}, left by a process that is gone",
+                ent.path().display()
+            ),
+            Err(e) => crate::log_warning!(
+                "cannot remove scratch directory {} of a process that is gone: {e}",
+                ent.path().display()
+            ),
+        }
     }
 }
 
@@ -167,6 +200,15 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        // One of a process killed with -9: swept by the next run.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let left = d.path().join(format!(".pitr-archive.{dead_pid}.0"));
+        std::fs::create_dir_all(left.join("0")).unwrap();
+        let c = ScratchDir::create(d.path(), "pitr-archive").unwrap();
+        assert!(!left.exists());
+        drop(c);
     }
 
     #[test]

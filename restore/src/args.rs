@@ -207,7 +207,7 @@ pitr_common::tool_args! {
 
         /// the new data directory (must not exist, or be empty)
         #[argh(option)]
-        pub target_data_dir: PathBuf,
+        pub target_data_dir: Option<PathBuf>,
 
         /// the WAL archive the restored server recovers from, [CODEC=]DIR; repeatable
         #[argh(option)]
@@ -786,6 +786,12 @@ impl BackupArgs {
     pub fn into_config(self) -> anyhow::Result<BackupConfig> {
         let from = Location::parse(Opt::FromBackup, &self.from_backup)
             .map_err(|e| backup_usage(e.to_string(), e.opt().syntax()))?;
+        let Some(target_data_dir) = self.target_data_dir.clone() else {
+            return Err(backup_usage(
+                "--from-backup needs --target-data-dir",
+                &format!("for example {FORM2}"),
+            ));
+        };
         if self.source.is_empty() {
             return Err(backup_usage(
                 "--from-backup needs --source, the WAL archive the restored server will recover from",
@@ -810,8 +816,8 @@ impl BackupArgs {
         let tablespace_mapping = self.tablespace_mapping()?;
         let common = self.common();
         // Absolute, so that the restore_command works from any working directory.
-        let data_dir = std::path::absolute(&self.target_data_dir)
-            .unwrap_or_else(|_| self.target_data_dir.clone());
+        let data_dir =
+            std::path::absolute(&target_data_dir).unwrap_or_else(|_| target_data_dir.clone());
         let command = CommandOptions {
             data_dir: Some(data_dir),
             sources: sources.clone(),
@@ -829,7 +835,7 @@ impl BackupArgs {
         Ok(BackupConfig {
             from,
             rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
-            target_dir: self.target_data_dir,
+            target_dir: target_data_dir,
             backup: self.backup.filter(|b| b != "latest"),
             sources,
             target,
@@ -900,8 +906,8 @@ mod tests {
             ]),
             Ok(Args::Backup(_))
         ));
-        let e = parse(&["--from-backup", "/b", "--source", "/a"]).unwrap_err();
-        assert!(e.output.contains("--target-data-dir"), "{}", e.output);
+        let e = parse(&["--from-backup"]).unwrap_err();
+        assert!(e.output.contains("--from-backup"), "{}", e.output);
         assert_eq!(Args::usage_status(&["--from-backup".into()]), exit::USAGE);
         assert_eq!(
             Args::usage_status(&["--from-backup=/b".into()]),

@@ -57,9 +57,6 @@ impl CommandOptions {
         if let Some(d) = self.recovery_delay {
             a.extend(["--recovery-delay".into(), d.to_string()]);
         }
-        if self.streaming {
-            a.push("--streaming-replication".into());
-        }
         if self.remove_unneeded {
             a.push("--remove-unneeded".into());
         }
@@ -80,6 +77,9 @@ impl CommandOptions {
         }
         if self.verbose {
             a.push("--verbose".into());
+        }
+        if self.streaming {
+            a.push("--streaming-replication".into());
         }
         a
     }

@@ -63,23 +63,7 @@ pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
         .section("Error codes")
         .map_or(&[][..], |s| &s.lines[..]);
     let examples = help.section("Examples").map_or(&[][..], |s| &s.lines[..]);
-    let missing: Vec<&str> = [
-        (exit_codes.is_empty(), "exit statuses (error_code)"),
-        (files.is_empty(), "a \"Files:\" note"),
-        (examples.is_empty(), "examples (example)"),
-        (help.description.is_empty(), "a description"),
-    ]
-    .iter()
-    .filter(|(absent, _)| *absent)
-    .map(|(_, what)| *what)
-    .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} --help lacks {} for its man page",
-            page.tool,
-            missing.join(", ")
-        );
-    }
+    check_complete(help, page, &files, exit_codes, examples)?;
 
     let mut out = String::new();
     let tool = escape(page.tool);
@@ -123,23 +107,7 @@ pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
             tagged(&mut out, &format!("\\fI{}\\fR", escape(&entry.name)), entry);
         }
     }
-    out.push_str(".SH OPTIONS\n");
-    for entry in &help.options {
-        tagged(&mut out, &option_tag(help, &entry.name), entry);
-    }
-    let shows_version = help.usage.iter().any(|form| {
-        form.split_whitespace()
-            .any(|w| strip_group(w) == "--version")
-    });
-    if shows_version {
-        out.push_str(".TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n");
-        let _ = writeln!(
-            out,
-            "print the program's name and version ({} {}) and exit",
-            tool,
-            escape(page.version)
-        );
-    }
+    options_section(&mut out, help, page);
 
     out.push_str(".SH \"EXIT STATUS\"\n");
     for (code, text) in tagged_lines(exit_codes, |line| {
@@ -166,6 +134,65 @@ pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
     out.push_str(".SH EXAMPLES\n");
     examples_section(&mut out, examples);
 
+    other_sections(&mut out, help);
+    see_also(&mut out, page);
+    Ok(out)
+}
+
+/// Refuses a page that would lack a mandatory section.
+fn check_complete(
+    help: &Help,
+    page: &Page<'_>,
+    files: &[(String, String)],
+    exit_codes: &[String],
+    examples: &[String],
+) -> Result<()> {
+    let missing: Vec<&str> = [
+        (exit_codes.is_empty(), "exit statuses (error_code)"),
+        (files.is_empty(), "a \"Files:\" note"),
+        (examples.is_empty(), "examples (example)"),
+        (help.description.is_empty(), "a description"),
+    ]
+    .iter()
+    .filter(|(absent, _)| *absent)
+    .map(|(_, what)| *what)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} --help lacks {} for its man page",
+            page.tool,
+            missing.join(", ")
+        );
+    }
+
+    Ok(())
+}
+
+/// OPTIONS, with `--version` when the usage shows it.
+fn options_section(out: &mut String, help: &Help, page: &Page<'_>) {
+    let tool = escape(page.tool);
+    out.push_str(".SH OPTIONS\n");
+    for entry in &help.options {
+        tagged(out, &option_tag(help, &entry.name), entry);
+    }
+    let shows_version = help.usage.iter().any(|form| {
+        form.split_whitespace()
+            .any(|w| strip_group(w) == "--version")
+    });
+    if shows_version {
+        out.push_str(".TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n");
+        let _ = writeln!(
+            out,
+            "print the program's name and version ({} {}) and exit",
+            tool,
+            escape(page.version)
+        );
+    }
+
+}
+
+/// Sections `--help` carries beyond the standard ones, verbatim.
+fn other_sections(out: &mut String, help: &Help) {
     for section in &help.sections {
         if matches!(section.title.as_str(), "Notes" | "Error codes" | "Examples") {
             continue;
@@ -178,6 +205,10 @@ pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
         out.push_str(".fi\n");
     }
 
+}
+
+/// SEE ALSO: the other pages of the suite.
+fn see_also(out: &mut String, page: &Page<'_>) {
     let others: Vec<String> = page
         .see_also
         .iter()
@@ -187,7 +218,6 @@ pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
     out.push_str(".SH \"SEE ALSO\"\n");
     out.push_str(&others.join(",\n"));
     out.push('\n');
-    Ok(out)
 }
 
 /// Lines of `(tag, text)` entries: a line at the section's indent starts an entry, split into
