@@ -19,12 +19,25 @@ use pitr_common::checksum::{self, Digest};
 use pitr_common::config;
 use pitr_common::controldata;
 use pitr_common::label::BackupLabel;
-use pitr_common::location::{Kind, Location};
+use pitr_common::location::{Location, Opt};
 use pitr_common::manifest::{self, ManifestWriter};
-use pitr_common::wal::{Lsn, WalFileName};
+use pitr_common::wal::{Lsn, SegSize, Timeline, WalFileName};
 use pitr_common::walpage::LongPageHeader;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+
+/// Every option that takes a location.
+const OPTS: [Opt; 9] = [
+    Opt::DstLocal,
+    Opt::DstRemote,
+    Opt::DstPipe,
+    Opt::DstBackup,
+    Opt::Source,
+    Opt::WalSource,
+    Opt::FromBackup,
+    Opt::Archive,
+    Opt::BackupDir,
+];
 
 /// Cases per property: `PITR_FUZZ_CASES`, default 256.
 fn cases() -> u32 {
@@ -63,7 +76,7 @@ fn long_header(name: &WalFileName) -> Vec<u8> {
     h[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
     h[2..4].copy_from_slice(&0x0002u16.to_le_bytes());
     h[4..8].copy_from_slice(&1u32.to_le_bytes());
-    let start = name.start_lsn(16 << 20).unwrap();
+    let start = name.start_lsn(SegSize::DEFAULT).unwrap();
     h[8..16].copy_from_slice(&start.0.to_le_bytes());
     h[24..32].copy_from_slice(&7_312_345_678_901_234_567u64.to_le_bytes());
     h[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
@@ -93,7 +106,7 @@ fn manifest_text() -> String {
     )
     .unwrap();
     let range = manifest::WalRange {
-        timeline: 1,
+        timeline: Timeline(1),
         start: Lsn(0x0200_0028),
         end: Lsn(0x0300_0100),
     };
@@ -134,21 +147,20 @@ proptest! {
     }
 
     #[test]
-    fn locations_never_panic(kind in 0..3usize, s in "\\PC{0,60}") {
-        let kind = [Kind::Local, Kind::Remote, Kind::Pipe][kind];
-        let _ = Location::parse(kind, &s);
+    fn locations_never_panic(opt in 0..OPTS.len(), s in "\\PC{0,60}") {
+        let _ = Location::parse(OPTS[opt], &s);
     }
 
     #[test]
     fn locations_near_valid_never_panic(
-        kind in 0..3usize,
+        opt in 0..OPTS.len(),
         s in "((none|gzip|zstd|bz2|ZSTD)(:[0-9]{0,3})?=)?(/[a-z/]{0,8}|rsync://[a-z0-9.:]{0,12}/[a-z]{0,4}/?[a-z]{0,3}|[a-z]{0,4}@?[a-z]{0,4}::?/?[a-z]{0,4})"
     ) {
-        let kind = [Kind::Local, Kind::Remote, Kind::Pipe][kind];
-        if let Ok(l) = Location::parse(kind, &s) {
+        let opt = OPTS[opt];
+        if let Ok(l) = Location::parse(opt, &s) {
             // What a location prints is a location again.
             let shown = l.to_string();
-            prop_assert!(Location::parse(kind, &shown).is_ok(), "{s} shown as {shown}");
+            prop_assert!(Location::parse(opt, &shown).is_ok(), "{s} shown as {shown}");
         }
     }
 
@@ -196,7 +208,9 @@ proptest! {
 
     #[test]
     fn page_headers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..64), name in "[0-9A-F]{24}") {
-        let _ = LongPageHeader::parse(&name, &b);
+        if let Ok(name) = WalFileName::parse(&name) {
+            let _ = LongPageHeader::parse(&name, &b);
+        }
     }
 
     #[test]
@@ -208,11 +222,11 @@ proptest! {
     ) {
         let name = WalFileName::parse(&format!("00000001{log:08X}{seg:08X}")).unwrap();
         let good = long_header(&name);
-        let h = LongPageHeader::parse(&name.to_string(), &good).unwrap();
+        let h = LongPageHeader::parse(&name, &good).unwrap();
         prop_assert!(h.check(&name, 16 << 20, Some(7_312_345_678_901_234_567)).is_ok());
         let mut bad = good.clone();
         bad[at] ^= 1 << bit;
-        let verdict = LongPageHeader::parse(&name.to_string(), &bad)
+        let verdict = LongPageHeader::parse(&name, &bad)
             .and_then(|h| h.check(&name, 16 << 20, Some(7_312_345_678_901_234_567)));
         // Magic's high byte, page address, system identifier and segment size are checked;
         // a timeline flip to a later one is refused (an earlier one may be right).

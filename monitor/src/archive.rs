@@ -6,7 +6,7 @@
 //! bytes are decompressed), never assumed; the system identifier from the archive's cluster
 //! marker, else from those headers.
 
-use pitr_common::wal::{WalFileName, WalKind};
+use pitr_common::wal::{SegNo, SegSize, Timeline, WalFileName, WalKind};
 
 use crate::integrity;
 use crate::store::{archived_files, ArchivedFile, Listed, Remote, Store};
@@ -36,7 +36,7 @@ pub struct ArchiveView {
 
 impl ArchiveView {
     /// The segment size, when known.
-    pub fn seg_size(&self) -> Option<u64> {
+    pub fn seg_size(&self) -> Option<SegSize> {
         self.map.as_ref().map(WalMap::seg_size)
     }
 
@@ -46,13 +46,8 @@ impl ArchiveView {
     }
 
     /// The archived file of the complete segment `segno` on `tli`, any stored form.
-    pub fn segment_file(&self, tli: u32, segno: u64) -> Option<&ArchivedFile> {
-        let seg_size = self.seg_size()?;
-        let name = WalFileName::segment(
-            pitr_common::wal::Timeline(tli),
-            pitr_common::wal::SegNo(segno),
-            seg_size,
-        );
+    pub fn segment_file(&self, tli: Timeline, segno: SegNo) -> Option<&ArchivedFile> {
+        let name = WalFileName::segment(tli, segno, self.seg_size()?);
         let i = self.files.partition_point(|f| f.wal < name);
         self.files[i..].iter().take_while(|f| f.wal == name).next()
     }
@@ -98,7 +93,7 @@ pub fn load(store: &Store, remote: Option<&Remote>) -> anyhow::Result<ArchiveVie
 
     let mut bad_histories = Vec::new();
     let map = header.map(|h| {
-        let mut map = WalMap::new(u64::from(h.seg_size));
+        let mut map = WalMap::new(h.seg_size);
         for f in &files {
             map.add(&f.wal);
         }
@@ -123,7 +118,7 @@ pub fn load(store: &Store, remote: Option<&Remote>) -> anyhow::Result<ArchiveVie
             match integrity::read_text(p, codec, &f.wal)
                 .and_then(|t| parse_history(&t).map_err(|e| format!("{}: {e}", p.display())))
             {
-                Ok(entries) => map.add_history(f.wal.timeline.0, entries),
+                Ok(entries) => map.add_history(f.wal.timeline, entries),
                 Err(e) => bad_histories.push((f.file.name.clone(), e)),
             }
         }

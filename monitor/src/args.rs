@@ -1,10 +1,12 @@
 //! Command line of `pitr-monitor`, and its validation into a [`Config`].
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::SystemTime;
 
 use argh::FromArgs;
+use pitr_common::cli::{CommonOptions, HasCommon, Parse, Tool};
 use pitr_common::exit::Failure;
 use pitr_common::log_warning;
 
@@ -126,9 +128,51 @@ pub struct Args {
 
     /// read options from FILE, one per line, # starts a comment
     #[argh(option)]
-    // Expanded in place by `cli::parse_args`; declared so that --help lists it.
+    // Expanded in place by `cli::main`; declared so that --help lists it.
     #[allow(dead_code)]
     pub config_file: Vec<PathBuf>,
+}
+
+impl HasCommon for Args {
+    /// Only `--verbose` and `--temp-dir` are the tools' common options here: `--log` names the
+    /// logs to read (OmniPITR's monitor), so this program's own lines go to stderr, and the pid
+    /// file is taken by [`crate::check::run`] once the arguments are valid, so that a busy pid
+    /// file is reported as an UNKNOWN like any other error.
+    fn common(&self) -> CommonOptions {
+        CommonOptions {
+            log: None,
+            verbose: self.verbose,
+            pid_file: None,
+            temp_dir: self.temp_dir.clone(),
+        }
+    }
+}
+
+impl Parse for Args {
+    fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        <Args as FromArgs>::from_args(&[tool], args)
+    }
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "pitr-monitor";
+
+    /// Usage errors are UNKNOWN, as every error of a monitoring plugin.
+    fn usage_status(_args: &[String]) -> u8 {
+        UNKNOWN
+    }
+
+    fn error_status(&self) -> u8 {
+        UNKNOWN
+    }
+
+    fn busy_status(&self) -> u8 {
+        UNKNOWN
+    }
+
+    fn run(self) -> anyhow::Result<ExitCode> {
+        crate::check::main(self)
+    }
 }
 
 /// The checks.
@@ -321,9 +365,9 @@ impl Args {
             log_warning!("--psql-path is ignored: pitr-monitor talks to the server itself");
         }
         let store = |opt: &str, spec: &str| -> anyhow::Result<Store> {
-            Store::parse(spec).map(|(s, _)| s).map_err(|e| {
+            Store::parse(opt, spec).map(|(s, _)| s).map_err(|e| {
                 usage(
-                    format!("{opt} {e}"),
+                    e,
                     "give [CODEC=]DIR or an rsync target (rsync://host/module/path)",
                 )
             })
@@ -528,7 +572,11 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert_eq!(c.archive, Some(Store::Rsync("rsync://h/wal".into())));
+        assert_eq!(
+            c.archive.as_ref().map(ToString::to_string).as_deref(),
+            Some("rsync://h/wal")
+        );
+        assert!(c.archive.as_ref().is_some_and(Store::is_remote));
         assert_eq!(c.warning.unwrap().as_str(), "5");
         assert_eq!(c.output, Output::Json);
         assert_eq!(

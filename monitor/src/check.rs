@@ -1,6 +1,6 @@
 //! Running one check: validation, the pid file, the scratch directory rsync locations need, the
 //! check itself, and its output; an error becomes an UNKNOWN in the chosen output form (and an
-//! ERROR line on stderr, from `cli::run`).
+//! ERROR line on stderr, from `cli::main`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,7 +74,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         None
     };
     let remote = scratch.as_ref().map(|s| Remote {
-        rsync_path: cfg.rsync_path.clone(),
+        rsync: pitr_common::rsync::Rsync::new(&cfg.rsync_path),
         scratch: s.0.clone(),
     });
     let remote = remote.as_ref();

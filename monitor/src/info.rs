@@ -15,7 +15,7 @@
 
 use pitr_common::backupset::Meta;
 use pitr_common::compress::{self, Stored};
-use pitr_common::wal::Lsn;
+use pitr_common::wal::{Lsn, SegNo, SegSize, Timeline, WalFileName};
 use serde_json::{json, Value};
 
 use crate::archive::{self, ArchiveView};
@@ -30,7 +30,7 @@ pub struct Window {
     /// Where recovery can end at the latest: the end of the last unbroken segment.
     pub until_lsn: Lsn,
     /// Its timeline.
-    pub until_timeline: u32,
+    pub until_timeline: Timeline,
     /// That segment's name.
     pub until_wal: String,
     /// About when: the segment's modification time (or the backup's end for its own WAL).
@@ -141,7 +141,7 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String>
     let (Ok(start), Ok(stop)) = (meta.min_xlog.segno(seg), meta.stop_xlog.segno(seg)) else {
         return Err(format!(
             "its WAL names do not fit the archive's {} segments",
-            pitr_common::log::human_bytes(seg)
+            pitr_common::log::human_bytes(seg.bytes())
         ));
     };
     let newest = map.newest_from(meta.timeline);
@@ -150,34 +150,27 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String>
     } else {
         map.lineage(meta.timeline)
     };
-    let covered = |p: u64| has_xlog && (start.0..=stop.0).contains(&p);
-    let Some((tli, last)) = map.contiguous_end(&lineage, start.0, covered) else {
+    let covered = |p: SegNo| has_xlog && (start..=stop).contains(&p);
+    let Some((tli, last)) = map.contiguous_end(&lineage, start, covered) else {
         return Err(format!(
             "its first segment {} is not in the archive",
             meta.min_xlog
         ));
     };
-    if last < stop.0 {
-        let missing = pitr_common::wal::WalFileName::segment(
-            pitr_common::wal::Timeline(map.timeline_at(&lineage, last + 1)),
-            pitr_common::wal::SegNo(last + 1),
-            seg,
-        );
+    let after = SegNo(last.0 + 1);
+    if last < stop {
+        let missing = WalFileName::segment(map.timeline_at(&lineage, after), after, seg);
         return Err(format!(
             "segment {missing}, which the backup needs, is missing"
         ));
     }
-    let wal = pitr_common::wal::WalFileName::segment(
-        pitr_common::wal::Timeline(tli),
-        pitr_common::wal::SegNo(last),
-        seg,
-    );
+    let wal = WalFileName::segment(tli, last, seg);
     let until_time = match view.segment_file(tli, last) {
         Some(f) => unix_seconds(f.file.mtime),
         None => meta.finished_epoch as f64,
     };
     Ok(Window {
-        until_lsn: Lsn((last + 1) * seg),
+        until_lsn: Lsn(after.0 * seg.bytes()),
         until_timeline: tli,
         until_wal: wal.to_string(),
         until_time: until_time.max(meta.finished_epoch as f64),
@@ -219,7 +212,7 @@ fn set_json(i: &SetInfo, s: &SetListing) -> Value {
         "finished": m.finished_epoch,
         "start_lsn": m.start_lsn.to_string(),
         "stop_lsn": m.stop_lsn.to_string(),
-        "timeline": m.timeline,
+        "timeline": m.timeline.0,
         "min_xlog": m.min_xlog.to_string(),
         "stop_xlog": m.stop_xlog.to_string(),
         "size": i.size,
@@ -229,9 +222,9 @@ fn set_json(i: &SetInfo, s: &SetListing) -> Value {
         "valid": i.problems.is_empty(),
         "problems": i.problems,
         "recoverable": i.window.as_ref().map(|w| json!({
-            "from": {"time": m.started_epoch, "lsn": m.start_lsn.to_string(), "timeline": m.timeline},
+            "from": {"time": m.started_epoch, "lsn": m.start_lsn.to_string(), "timeline": m.timeline.0},
             "consistent": {"time": m.finished_epoch, "lsn": m.stop_lsn.to_string()},
-            "until": {"time": w.until_time, "lsn": w.until_lsn.to_string(), "timeline": w.until_timeline, "wal": w.until_wal},
+            "until": {"time": w.until_time, "lsn": w.until_lsn.to_string(), "timeline": w.until_timeline.0, "wal": w.until_wal},
         })),
         "not_recoverable_because": i.window_note,
     })
@@ -268,11 +261,11 @@ fn archive_json(view: &ArchiveView) -> Value {
     let newest = view.files.iter().rev().find(|f| f.wal.has_wal_pages());
     json!({
         "location": view.store.to_string(),
-        "segment_size": view.seg_size(),
+        "segment_size": view.seg_size().map(SegSize::bytes),
         "system_identifier": view.system_identifier().map(|s| s.to_string()),
         "files": view.files.len(),
         "segments": segments,
-        "timelines": view.map.as_ref().map(|m| m.timelines().into_iter().collect::<Vec<_>>()).unwrap_or_default(),
+        "timelines": view.map.as_ref().map(|m| m.timelines().into_iter().map(|t| t.0).collect::<Vec<_>>()).unwrap_or_default(),
         "newest": newest.map(|f| json!({"wal": f.wal.to_string(), "time": unix_seconds(f.file.mtime)})),
         "unreadable_histories": view.bad_histories.iter().map(|(n, e)| json!({"file": n, "error": e})).collect::<Vec<_>>(),
     })
@@ -387,7 +380,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             "archive {}: {segs} segment files{}{}",
             v.store,
             v.seg_size()
-                .map(|s| format!(" of {}", pitr_common::log::human_bytes(s)))
+                .map(|s| format!(" of {}", pitr_common::log::human_bytes(s.bytes())))
                 .unwrap_or_default(),
             if tls.is_empty() {
                 String::new()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use pitr_common::checksum::Digest;
 use pitr_common::compress::Codec;
 use pitr_common::source::{self, Found};
-use pitr_common::wal::WalFileName;
+use pitr_common::wal::{SegSize, WalFileName};
 use pitr_common::walpage::{LongPageHeader, LONG_HEADER_LEN};
 
 /// What a file that passed holds.
@@ -22,7 +22,7 @@ pub struct Verified {
     /// Bytes after decompression.
     pub bytes: u64,
     /// The segment size in its header (segments and `.partial` files).
-    pub seg_size: Option<u32>,
+    pub seg_size: Option<SegSize>,
     /// SHA-256 of the decompressed content, when asked for (to compare two stored forms).
     pub digest: Option<Digest>,
 }
@@ -43,9 +43,7 @@ pub fn check(
     };
     let data = source::read_verified(&found, name, system_identifier).map_err(|e| one_line(&e))?;
     let seg_size = if name.has_wal_pages() {
-        LongPageHeader::parse(&name.to_string(), &data)
-            .ok()
-            .map(|h| h.seg_size)
+        LongPageHeader::parse(name, &data).ok().map(|h| h.seg_size)
     } else {
         None
     };
@@ -93,7 +91,7 @@ pub fn header(path: &Path, codec: Codec, name: &WalFileName) -> Result<LongPageH
         .decoder(file)
         .and_then(|r| r.take(LONG_HEADER_LEN as u64).read_to_end(&mut head))
         .map_err(|e| format!("{} cannot be decompressed: {e}", path.display()))?;
-    LongPageHeader::parse(&name.to_string(), &head).map_err(|e| format!("{}: {e}", path.display()))
+    LongPageHeader::parse(name, &head).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -102,22 +100,26 @@ mod tests {
     use super::*;
     use pitr_common::walpage::fake_header;
 
-    const SEG: u32 = 1 << 20;
+    const SEG: u64 = 1 << 20;
+
+    fn seg_size() -> SegSize {
+        SegSize::new(SEG).unwrap()
+    }
 
     #[test]
     fn passes_good_files_and_names_what_is_wrong() {
         let d = tempfile::tempdir().unwrap();
         let name = WalFileName::parse("000000010000000000000003").unwrap();
-        let mut data = fake_header(&name, SEG, 9);
-        data.resize(SEG as usize, 7);
+        let mut data = fake_header(&name, seg_size(), 9);
+        data.resize(seg_size().as_usize(), 7);
         let z = d.path().join("000000010000000000000003.zst");
         std::fs::write(&z, Codec::Zstd(3).compress(&data).unwrap()).unwrap();
         let v = check(&z, Codec::Zstd(3), &name, 9, true).unwrap();
-        assert_eq!(v.bytes, u64::from(SEG));
-        assert_eq!(v.seg_size, Some(SEG));
+        assert_eq!(v.bytes, SEG);
+        assert_eq!(v.seg_size, Some(seg_size()));
         assert_eq!(v.digest, Some(Digest::of(&data)));
         let h = header(&z, Codec::Zstd(3), &name).unwrap();
-        assert_eq!((h.seg_size, h.system_identifier), (SEG, 9));
+        assert_eq!((h.seg_size, h.system_identifier), (seg_size(), 9));
         // Another system, a byte flipped in the compressed stream, a short plain file.
         assert_eq!(
             check(&z, Codec::Zstd(3), &name, 8, false).unwrap_err(),

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use pitr_common::wal::WalFileName;
+use pitr_common::wal::{SegNo, SegSize, WalFileName};
 use serde_json::json;
 
 use crate::args::{Check, Config};
@@ -389,9 +389,9 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
         return Ok(unknown(r, "archive_mode is off on this server".into()));
     }
     let seg_size = facts.seg_size;
-    let position = |name: &str| -> Option<u64> {
+    let position = |name: &str| -> Option<SegNo> {
         let w = WalFileName::parse(name).ok()?;
-        w.segment_name()?.segno(seg_size).ok().map(|s| s.0)
+        crate::timeline::segment_of(&w)?.segno(seg_size).ok()
     };
     let Some(current) = facts.current_wal.as_deref().and_then(position) else {
         return Ok(unknown(
@@ -411,7 +411,7 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
                 .into(),
         ));
     };
-    let queue = current.saturating_sub(1).saturating_sub(last_pos);
+    let queue = current.0.saturating_sub(1).saturating_sub(last_pos.0);
     let (w, c) = thresholds(cfg, (None, None));
     r.metrics.push(
         Metric::new(
@@ -448,14 +448,17 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
             "last_failed_wal": facts.last_failed_wal,
         },
         "from_logs": from_logs,
-        "segment_size": seg_size,
+        "segment_size": seg_size.bytes(),
     });
     r.omnipitr = format!("{queue}\n");
     Ok(r)
 }
 
 /// The archived segment (or `.partial`) with the highest position in the logs.
-fn newest_archived_segment(spans: &BTreeMap<String, Span>, seg_size: u64) -> Option<WalFileName> {
+fn newest_archived_segment(
+    spans: &BTreeMap<String, Span>,
+    seg_size: SegSize,
+) -> Option<WalFileName> {
     spans
         .iter()
         .filter(|(_, s)| s.end.is_some())
@@ -598,7 +601,7 @@ mod tests {
                     .load()
                     .unwrap()
                     .archive,
-                16 << 20
+                SegSize::DEFAULT
             )
             .unwrap()
             .to_string(),

@@ -1,36 +1,7 @@
-//! `pitr-monitor`: what the archive holds, whether it is whole, and whether anything is late.
-//!
-//! OmniPITR's checks (`--check last-archive-age`, `archive-queue`, `errors`, ...) from the
-//! tools' logs and the server, plus `info` (backup sets and their recoverable windows across
-//! timelines) and `verify` (gaps, damaged files and duplicates in the archive), printed as a
-//! monitoring-plugin line with perfdata, as JSON, or as OmniPITR printed them, and optionally
-//! written as a Prometheus textfile. See ARCHITECTURE.md.
-//!
-//! Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also usage errors and errors).
+//! `pitr-monitor`: what the archive holds, whether it is whole, and whether anything is late
+//! (see `lib.rs` and ARCHITECTURE.md). Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+//! (also usage errors and errors).
 
-mod archive;
-mod args;
-mod check;
-mod clock;
-mod info;
-mod integrity;
-mod logcheck;
-mod logscan;
-mod report;
-mod session;
-mod state;
-mod store;
-mod threshold;
-mod timeline;
-mod verify;
-
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let args: args::Args = pitr_common::cli::parse_args("pitr-monitor", report::UNKNOWN);
-    let verbose = args.verbose;
-    // --log names the logs to read, as in OmniPITR's monitor: our own lines go to stderr.
-    pitr_common::cli::run("pitr-monitor", None, verbose, report::UNKNOWN, || {
-        check::main(args)
-    })
+fn main() -> std::process::ExitCode {
+    pitr_common::cli::main::<pitr_monitor::Args>()
 }

@@ -393,7 +393,7 @@ pub fn emit(
 }
 
 /// Prints an error the way the output format reports an UNKNOWN: `UNKNOWN - error` or a JSON
-/// object with status UNKNOWN. (cli::run logs it on stderr too.)
+/// object with status UNKNOWN. (`cli::main` logs it on stderr too.)
 pub fn emit_unknown(check: &str, output: Output, err: &anyhow::Error, at: SystemTime) {
     let message = format!("{err:#}")
         .lines()

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use pitr_common::exit::Failure;
+use pitr_common::wal::SegSize;
 use postgres::{Config as PgConfig, NoTls};
 
 use crate::args::Connection;
@@ -24,8 +25,8 @@ pub struct ArchiverFacts {
     pub archive_mode: String,
     /// The WAL file being written (`pg_walfile_name(pg_current_wal_lsn())`), on a primary.
     pub current_wal: Option<String>,
-    /// `wal_segment_size` in bytes.
-    pub seg_size: u64,
+    /// `wal_segment_size`.
+    pub seg_size: SegSize,
     /// `pg_stat_archiver.last_archived_wal`.
     pub last_archived_wal: Option<String>,
     /// `pg_stat_archiver.last_archived_time`, Unix seconds.
@@ -100,12 +101,21 @@ pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
                 .hint("the user needs to read pg_stat_archiver and pg_settings (any user may)"),
             )
         })?;
-    let seg_size: i64 = row.get(3);
+    let raw_size: i64 = row.get(3);
+    let seg_size = u64::try_from(raw_size)
+        .ok()
+        .and_then(|b| SegSize::new(b).ok())
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "the server's wal_segment_size {raw_size} is not a WAL segment size"
+            ))
+            .hint("check that --host and --port point at a PostgreSQL server")
+        })?;
     Ok(ArchiverFacts {
         in_recovery: row.get(0),
         archive_mode: row.get(1),
         current_wal: row.get(2),
-        seg_size: u64::try_from(seg_size).unwrap_or(0),
+        seg_size,
         last_archived_wal: row.get(4),
         last_archived_time: row.get(5),
         failed_count: row.get(6),

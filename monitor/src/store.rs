@@ -4,20 +4,19 @@
 //! mtime), reading its cluster marker, finding its backup sets, and making some of its files
 //! readable as local paths.
 //!
-//! rsync targets are listed with `rsync --list-only` (under `TZ=UTC`, so the times it prints are
-//! exact) and read by fetching files into a private scratch directory with
-//! `pitr_common::dest::fetch_from_remote_dir`, rsync's own temp-and-rename.
+//! rsync targets are listed ([`Rsync::list`]) and read by fetching files into a private scratch
+//! directory ([`Rsync::fetch`], rsync's own temp-and-rename), through `pitr_common::rsync`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use pitr_common::backupset::{self, FoundSet};
 use pitr_common::compress::{self, Codec, Stored};
 use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
-use pitr_common::location;
-use pitr_common::process::Program;
+use pitr_common::location::{self, Location, Opt, RsyncTarget, Target};
+use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
 
 /// A location to read from.
@@ -26,7 +25,7 @@ pub enum Store {
     /// A local directory.
     Local(PathBuf),
     /// An rsync target (`rsync://host/module/path`, `host::module/path`, `[user@]host:/path`).
-    Rsync(String),
+    Rsync(RsyncTarget),
 }
 
 /// A file in a location.
@@ -95,27 +94,31 @@ pub struct SetListing {
 #[derive(Debug, Clone)]
 pub struct Remote {
     /// The rsync program.
-    pub rsync_path: PathBuf,
+    pub rsync: Rsync,
     /// A private scratch directory for fetched files.
     pub scratch: PathBuf,
 }
 
 impl Store {
-    /// Parses `[CODEC=]LOCATION`; the codec, if any, is what the location is written with
-    /// (reading finds every stored form anyway).
-    pub fn parse(spec: &str) -> Result<(Store, Codec), String> {
-        let (codec, target) = location::split_codec(spec).map_err(|e| e.to_string())?;
-        if target.is_empty() {
-            return Err(format!("\"{spec}\" names no location"));
-        }
-        let trimmed = match target.trim_end_matches('/') {
-            "" => "/",
-            t => t,
-        };
-        if location::is_rsync_target(target) {
-            Ok((Store::Rsync(trimmed.to_string()), codec))
-        } else {
-            Ok((Store::Local(PathBuf::from(trimmed)), codec))
+    /// Parses `[CODEC=]LOCATION` given to the option `opt` (`--archive`, `--backup-dir`); the
+    /// codec, if any, is what the location is written with (reading finds every stored form
+    /// anyway). A location is a directory or an rsync target, by syntax, as for pitr-restore's
+    /// `--from-backup`.
+    pub fn parse(opt: &str, spec: &str) -> Result<(Store, Codec), String> {
+        let loc = Location::parse(Opt::FromBackup, spec).map_err(|e| match e {
+            location::Error::Codec { spec, source, .. } => format!("{opt} {spec}: {source}"),
+            location::Error::Empty { spec, .. } => format!("{opt} \"{spec}\" names no location"),
+            location::Error::WrongKind { spec, .. } => {
+                format!("{opt} \"{spec}\" is neither a directory nor an rsync target")
+            }
+        })?;
+        match loc.target {
+            Target::Dir(d) => Ok((Store::Local(d), loc.codec)),
+            Target::Rsync(r) => Ok((Store::Rsync(r), loc.codec)),
+            Target::Program(p) => Err(format!(
+                "{opt} \"{}\" is neither a directory nor an rsync target",
+                p.display()
+            )),
         }
     }
 
@@ -130,41 +133,36 @@ impl Store {
             Store::Local(dir) => list_local(dir),
             Store::Rsync(target) => {
                 let r = need_remote(remote)?;
-                let mut c = Program::new(&r.rsync_path);
-                c.env("LC_ALL", "C")
-                    .env("TZ", "UTC")
-                    .arg("--list-only")
-                    .arg("--no-h")
-                    .arg(format!("{target}/"));
-                let out = c.run().map_err(|e| {
+                let listed = r.rsync.list(target).map_err(|e| {
                     anyhow::Error::from(e).context(
-                        Failure::new(format!("cannot list {target}"))
+                        Failure::new(format!("cannot list {}", target.as_str()))
                             .hint("check the rsync target and --rsync-path"),
                     )
                 })?;
-                Ok(parse_list_only(&String::from_utf8_lossy(&out.stdout)))
+                Ok(listed
+                    .into_iter()
+                    .map(|l| Listed {
+                        name: l.name,
+                        size: l.size,
+                        mtime: l.mtime,
+                    })
+                    .collect())
             }
         }
     }
 
     /// Makes the files `names` readable as local paths: for a local directory their paths in
-    /// it; for an rsync target, copies fetched into the scratch directory (every name must
-    /// exist). Remove the copies with [`Store::release`].
+    /// it; for an rsync target, copies fetched into the scratch directory in one run (a name
+    /// gone from the target since it was listed has no copy: its path does not exist, as for a
+    /// file removed from a local directory). Remove the copies with [`Store::release`].
     pub fn fetch(&self, names: &[String], remote: Option<&Remote>) -> anyhow::Result<Vec<PathBuf>> {
         match self {
             Store::Local(dir) => Ok(names.iter().map(|n| dir.join(n)).collect()),
             Store::Rsync(target) => {
                 let r = need_remote(remote)?;
-                if !names.is_empty() {
-                    pitr_common::dest::fetch_from_remote_dir(
-                        &r.rsync_path,
-                        target,
-                        &r.scratch,
-                        0,
-                        Some(names),
-                    )
-                    .with_context(|| format!("fetching {} files from {target}", names.len()))?;
-                }
+                r.rsync.fetch(target, names, &r.scratch).with_context(|| {
+                    format!("fetching {} files from {}", names.len(), target.as_str())
+                })?;
                 Ok(names.iter().map(|n| r.scratch.join(n)).collect())
             }
         }
@@ -213,14 +211,9 @@ impl Store {
                 let r = need_remote(remote)?;
                 let dir = r.scratch.join("backup-sets");
                 std::fs::create_dir_all(&dir).map_err(|e| IoError::new("creating", &dir, e))?;
-                pitr_common::dest::fetch_from_remote_dir(
-                    &r.rsync_path,
-                    target,
-                    &dir,
-                    backupset::MAX_META_SIZE,
-                    None,
-                )
-                .with_context(|| format!("fetching the meta files of {target}"))?;
+                r.rsync
+                    .fetch_small_files(target, &dir, backupset::MAX_META_SIZE)
+                    .with_context(|| format!("fetching the meta files of {}", target.as_str()))?;
                 (dir.clone(), Some(dir))
             }
         };
@@ -265,7 +258,7 @@ impl std::fmt::Display for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Store::Local(d) => write!(f, "{}", d.display()),
-            Store::Rsync(t) => f.write_str(t),
+            Store::Rsync(t) => f.write_str(t.as_str()),
         }
     }
 }
@@ -303,88 +296,40 @@ fn list_local(dir: &Path) -> anyhow::Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// Parses `rsync --list-only --no-h` output run under `TZ=UTC`: regular files only.
-/// `-rw-r--r--       16777216 2026/11/25 02:43:15 000000010000000000000001`
-pub fn parse_list_only(text: &str) -> Vec<Listed> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if !line.starts_with('-') {
-            continue;
-        }
-        let mut rest = line;
-        let mut field = || -> Option<&str> {
-            let t = rest.trim_start();
-            let end = t.find(' ').unwrap_or(t.len());
-            let (f, r) = t.split_at(end);
-            rest = r;
-            Some(f)
-        };
-        let (Some(_perms), Some(size), Some(date), Some(time)) =
-            (field(), field(), field(), field())
-        else {
-            continue;
-        };
-        let name = rest.strip_prefix(' ').unwrap_or(rest);
-        let Ok(size) = size.replace(',', "").parse::<u64>() else {
-            continue;
-        };
-        let Some(secs) = crate::logscan::parse_civil(&format!("{} {time}", date.replace('/', "-")))
-        else {
-            continue;
-        };
-        if name.is_empty() || name.contains('/') {
-            continue;
-        }
-        out.push(Listed {
-            name: name.to_string(),
-            size,
-            mtime: UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_locations() {
-        assert_eq!(
-            Store::parse("zstd=/srv/wal/").unwrap(),
-            (Store::Local("/srv/wal".into()), Codec::Zstd(3))
-        );
-        assert_eq!(
-            Store::parse("rsync://h:873/wal_archive/").unwrap(),
-            (
-                Store::Rsync("rsync://h:873/wal_archive".into()),
-                Codec::None
-            )
-        );
-        assert_eq!(
-            Store::parse("gzip=postgres@db2:/var/wal").unwrap(),
-            (Store::Rsync("postgres@db2:/var/wal".into()), Codec::Gzip(6))
-        );
-        assert!(Store::parse("lz5=/x").is_err());
-        assert!(Store::parse("zstd=").is_err());
+    fn rsync_store(spec: &str) -> Store {
+        match Location::parse(Opt::DstRemote, spec).unwrap().target {
+            Target::Rsync(r) => Store::Rsync(r),
+            t => panic!("{t} is not an rsync target"),
+        }
     }
 
     #[test]
-    fn parses_rsync_listings() {
-        let text = "drwxr-xr-x           4096 2026/11/25 02:40:00 .\n\
-                    -rw-------             34 2026/11/25 02:40:01 .pitr-cluster\n\
-                    -rw-r--r--         52,345 2026/11/25 02:43:15 000000010000000000000001.zst\n\
-                    lrwxrwxrwx              4 2026/11/25 02:43:15 link -> x\n\
-                    -rw-r--r--              3 2026/11/25 02:43:16 name with spaces\n";
-        let l = parse_list_only(text);
-        assert_eq!(l.len(), 3);
-        assert_eq!(l[0].name, ".pitr-cluster");
-        assert_eq!(l[1].name, "000000010000000000000001.zst");
-        assert_eq!(l[1].size, 52_345);
-        assert_eq!(l[1].mtime, UNIX_EPOCH + Duration::from_secs(1_795_574_595));
-        assert_eq!(l[2].name, "name with spaces");
+    fn parses_locations() {
+        assert_eq!(
+            Store::parse("--archive", "zstd=/srv/wal/").unwrap(),
+            (Store::Local("/srv/wal".into()), Codec::Zstd(3))
+        );
+        assert_eq!(
+            Store::parse("--archive", "rsync://h:873/wal_archive/").unwrap(),
+            (rsync_store("rsync://h:873/wal_archive"), Codec::None)
+        );
+        assert_eq!(
+            Store::parse("--backup-dir", "gzip=postgres@db2:/var/wal").unwrap(),
+            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(6))
+        );
+        assert_eq!(
+            Store::parse("--archive", "lz5=/x").unwrap_err(),
+            "--archive lz5=/x: unknown codec \"lz5\""
+        );
+        assert_eq!(
+            Store::parse("--backup-dir", "zstd=").unwrap_err(),
+            "--backup-dir \"zstd=\" names no location"
+        );
     }
 
     #[test]

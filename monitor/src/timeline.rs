@@ -17,13 +17,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use pitr_common::wal::{Lsn, WalFileName, WalKind};
+use pitr_common::wal::{Lsn, SegNo, SegSize, Timeline, WalFileName, WalKind};
 
 /// One line of a history file: timeline `parent` ended at `switch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// The ancestor timeline.
-    pub parent: u32,
+    pub parent: Timeline,
     /// Where it ended (the first location of the next timeline in the list).
     pub switch: Lsn,
 }
@@ -59,9 +59,10 @@ pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
             reason,
         };
         let mut fields = line.split_whitespace();
-        let parent: u32 = fields
+        let parent = fields
             .next()
             .and_then(|f| f.parse().ok())
+            .map(Timeline)
             .ok_or_else(|| bad("no timeline number"))?;
         let switch: Lsn = fields
             .next()
@@ -79,58 +80,81 @@ pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
 
 /// The timelines a target timeline descends through: each ancestor with the location where it
 /// ended, the target last with none.
-pub type Lineage = Vec<(u32, Option<Lsn>)>;
+pub type Lineage = Vec<(Timeline, Option<Lsn>)>;
 
 /// Segments that must be present on one timeline: `lo..=hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     /// The timeline.
-    pub timeline: u32,
-    /// First segment number.
-    pub lo: u64,
-    /// Last segment number.
-    pub hi: u64,
+    pub timeline: Timeline,
+    /// First segment.
+    pub lo: SegNo,
+    /// Last segment.
+    pub hi: SegNo,
 }
 
 /// A run of missing segments on one timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
     /// The timeline.
-    pub timeline: u32,
-    /// First missing segment number.
-    pub from: u64,
-    /// Last missing segment number.
-    pub to: u64,
+    pub timeline: Timeline,
+    /// First missing segment.
+    pub from: SegNo,
+    /// Last missing segment.
+    pub to: SegNo,
 }
 
+/// Segment numbers per timeline.
+type Positions = BTreeMap<Timeline, BTreeSet<SegNo>>;
+
 /// What an archive holds, by position.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WalMap {
-    seg_size: u64,
-    segments: BTreeMap<u32, BTreeSet<u64>>,
-    partials: BTreeMap<u32, BTreeSet<u64>>,
-    history_files: BTreeSet<u32>,
-    histories: BTreeMap<u32, Vec<HistoryEntry>>,
+    seg_size: SegSize,
+    segments: Positions,
+    partials: Positions,
+    history_files: BTreeSet<Timeline>,
+    histories: BTreeMap<Timeline, Vec<HistoryEntry>>,
+}
+
+/// The segment after `n`.
+fn succ(n: SegNo) -> SegNo {
+    SegNo(n.0 + 1)
+}
+
+/// The segment a WAL file name is about: the segment itself, a `.partial`'s or a `.backup`'s;
+/// none for a `.history` file.
+pub fn segment_of(name: &WalFileName) -> Option<WalFileName> {
+    match name.kind {
+        WalKind::History => None,
+        _ => Some(WalFileName {
+            kind: WalKind::Segment,
+            ..*name
+        }),
+    }
 }
 
 impl WalMap {
-    /// An empty map for segments of `seg_size` bytes.
-    pub fn new(seg_size: u64) -> WalMap {
+    /// An empty map for segments of `seg_size`.
+    pub fn new(seg_size: SegSize) -> WalMap {
         WalMap {
             seg_size,
-            ..WalMap::default()
+            segments: Positions::new(),
+            partials: Positions::new(),
+            history_files: BTreeSet::new(),
+            histories: BTreeMap::new(),
         }
     }
 
     /// The segment size.
-    pub fn seg_size(&self) -> u64 {
+    pub fn seg_size(&self) -> SegSize {
         self.seg_size
     }
 
     /// Records a file of the listing; names out of range at this segment size are ignored
     /// (the caller reports them).
     pub fn add(&mut self, name: &WalFileName) {
-        let tli = name.timeline.0;
+        let tli = name.timeline;
         match name.kind {
             WalKind::History => {
                 self.history_files.insert(tli);
@@ -144,29 +168,29 @@ impl WalMap {
                 } else {
                     &mut self.partials
                 };
-                map.entry(tli).or_default().insert(segno.0);
+                map.entry(tli).or_default().insert(segno);
             }
             WalKind::Backup { .. } => {}
         }
     }
 
     /// Records the parsed content of `tli`'s history file.
-    pub fn add_history(&mut self, tli: u32, entries: Vec<HistoryEntry>) {
+    pub fn add_history(&mut self, tli: Timeline, entries: Vec<HistoryEntry>) {
         self.histories.insert(tli, entries);
     }
 
     /// Whether the complete segment `segno` of `tli` is there.
-    pub fn has_segment(&self, tli: u32, segno: u64) -> bool {
+    pub fn has_segment(&self, tli: Timeline, segno: SegNo) -> bool {
         self.segments.get(&tli).is_some_and(|s| s.contains(&segno))
     }
 
     /// Whether `tli`'s history file is there.
-    pub fn has_history(&self, tli: u32) -> bool {
+    pub fn has_history(&self, tli: Timeline) -> bool {
         self.history_files.contains(&tli)
     }
 
-    /// The oldest segment number of any timeline.
-    pub fn oldest_segno(&self) -> Option<u64> {
+    /// The oldest segment of any timeline.
+    pub fn oldest_segno(&self) -> Option<SegNo> {
         self.segments
             .values()
             .chain(self.partials.values())
@@ -175,7 +199,7 @@ impl WalMap {
     }
 
     /// Timeline numbers with WAL (segments or `.partial`) or a history file.
-    pub fn timelines(&self) -> BTreeSet<u32> {
+    pub fn timelines(&self) -> BTreeSet<Timeline> {
         self.segments
             .keys()
             .chain(self.partials.keys())
@@ -186,16 +210,19 @@ impl WalMap {
 
     /// PostgreSQL's `findNewestTimeLine` from `tli`: the last of `tli+1`, `tli+2`, ... whose
     /// history file is there without a hole.
-    pub fn newest_from(&self, tli: u32) -> u32 {
+    pub fn newest_from(&self, tli: Timeline) -> Timeline {
         let mut t = tli;
-        while self.has_history(t + 1) {
-            t += 1;
+        while let Some(next) = t.0.checked_add(1).map(Timeline) {
+            if !self.has_history(next) {
+                break;
+            }
+            t = next;
         }
         t
     }
 
     /// The ancestry of `tli` from its history (just `tli` when it has none we could read).
-    pub fn lineage(&self, tli: u32) -> Lineage {
+    pub fn lineage(&self, tli: Timeline) -> Lineage {
         let mut out: Lineage = self
             .histories
             .get(&tli)
@@ -207,15 +234,15 @@ impl WalMap {
 
     /// The timeline of `lineage` that holds segment `segno`: an ancestor holds the segments
     /// before the one where it ended, which belongs to its child.
-    pub fn timeline_at(&self, lineage: &Lineage, segno: u64) -> u32 {
+    pub fn timeline_at(&self, lineage: &Lineage, segno: SegNo) -> Timeline {
         for (tli, end) in lineage {
             match end {
-                Some(e) if segno < e.0 / self.seg_size => return *tli,
+                Some(e) if segno < e.segno(self.seg_size) => return *tli,
                 Some(_) => {}
                 None => return *tli,
             }
         }
-        lineage.last().map_or(1, |(t, _)| *t)
+        lineage.last().map_or(Timeline(1), |(t, _)| *t)
     }
 
     /// Walks `lineage` from segment `from` while each segment is in the archive or `covered`
@@ -224,9 +251,9 @@ impl WalMap {
     pub fn contiguous_end(
         &self,
         lineage: &Lineage,
-        from: u64,
-        covered: impl Fn(u64) -> bool,
-    ) -> Option<(u32, u64)> {
+        from: SegNo,
+        covered: impl Fn(SegNo) -> bool,
+    ) -> Option<(Timeline, SegNo)> {
         let mut last = None;
         let mut p = from;
         loop {
@@ -235,12 +262,12 @@ impl WalMap {
                 return last;
             }
             last = Some((tli, p));
-            p += 1;
+            p = succ(p);
         }
     }
 
     /// Whether `ancestor` is `tli` or in its history.
-    pub fn descends_from(&self, tli: u32, ancestor: u32) -> bool {
+    pub fn descends_from(&self, tli: Timeline, ancestor: Timeline) -> bool {
         tli == ancestor
             || self
                 .histories
@@ -256,35 +283,39 @@ impl WalMap {
     /// A timeline's segments are needed from the one where it began (its history's last
     /// switch) to the last one archived, and, when a needed timeline descends from it, at
     /// least up to the segment before the one where it ended on that path.
-    pub fn expected(&self, start: u64, bases: Option<&BTreeSet<u32>>) -> (Vec<Expected>, Vec<u32>) {
-        let has_wal_from = |t: u32| {
-            let after = |m: &BTreeMap<u32, BTreeSet<u64>>| {
-                m.get(&t).is_some_and(|s| s.range(start..).next().is_some())
-            };
+    pub fn expected(
+        &self,
+        start: SegNo,
+        bases: Option<&BTreeSet<Timeline>>,
+    ) -> (Vec<Expected>, Vec<Timeline>) {
+        let first = Timeline(1);
+        let has_wal_from = |t: Timeline| {
+            let after =
+                |m: &Positions| m.get(&t).is_some_and(|s| s.range(start..).next().is_some());
             after(&self.segments) || after(&self.partials)
         };
-        let relevant = |t: u32| match bases {
+        let relevant = |t: Timeline| match bases {
             None => true,
             Some(b) => {
-                (!self.histories.contains_key(&t) && t > 1)
+                (!self.histories.contains_key(&t) && t > first)
                     || b.iter().any(|base| self.descends_from(t, *base))
             }
         };
-        let mut needed: BTreeSet<u32> = self
+        let mut needed: BTreeSet<Timeline> = self
             .timelines()
             .into_iter()
             .filter(|t| has_wal_from(*t) && relevant(*t))
             .collect();
         // How far each needed timeline's ancestors are needed.
-        let mut needed_end: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut needed_end: BTreeMap<Timeline, SegNo> = BTreeMap::new();
         let mut missing_history = BTreeSet::new();
         for &t in &needed.clone() {
-            if t > 1 && !self.has_history(t) {
+            if t > first && !self.has_history(t) {
                 missing_history.insert(t);
             }
             for (a, end) in self.lineage(t) {
                 let Some(end) = end else { continue };
-                let last = (end.0 / self.seg_size).checked_sub(1);
+                let last = end.segno(self.seg_size).0.checked_sub(1).map(SegNo);
                 if let Some(last) = last.filter(|l| *l >= start) {
                     let e = needed_end.entry(a).or_insert(last);
                     *e = (*e).max(last);
@@ -292,7 +323,7 @@ impl WalMap {
                         needed.insert(a);
                     }
                 }
-                if a > 1 && !self.has_history(a) {
+                if a > first && !self.has_history(a) {
                     missing_history.insert(a);
                 }
             }
@@ -303,7 +334,7 @@ impl WalMap {
                 .histories
                 .get(&t)
                 .and_then(|h| h.last())
-                .map(|e| e.switch.0 / self.seg_size);
+                .map(|e| e.switch.segno(self.seg_size));
             let first_present = [&self.segments, &self.partials]
                 .iter()
                 .filter_map(|m| m.get(&t).and_then(|s| s.range(start..).next().copied()))
@@ -345,10 +376,10 @@ impl WalMap {
                     out.push(Gap {
                         timeline: e.timeline,
                         from: next,
-                        to: p - 1,
+                        to: SegNo(p.0 - 1),
                     });
                 }
-                next = p + 1;
+                next = succ(p);
             }
             if next <= e.hi {
                 out.push(Gap {
@@ -366,16 +397,38 @@ impl WalMap {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use pitr_common::wal::{SegNo, Timeline};
-
     const MB: u64 = 1 << 20;
 
     fn seg(tli: u32, n: u64, size: u64) -> WalFileName {
-        WalFileName::segment(Timeline(tli), SegNo(n), size)
+        WalFileName::segment(Timeline(tli), SegNo(n), SegSize::new(size).unwrap())
+    }
+
+    fn exp(timeline: u32, lo: u64, hi: u64) -> Expected {
+        Expected {
+            timeline: Timeline(timeline),
+            lo: SegNo(lo),
+            hi: SegNo(hi),
+        }
+    }
+
+    fn gap(timeline: u32, from: u64, to: u64) -> Gap {
+        Gap {
+            timeline: Timeline(timeline),
+            from: SegNo(from),
+            to: SegNo(to),
+        }
+    }
+
+    fn at(tli: u32, n: u64) -> Option<(Timeline, SegNo)> {
+        Some((Timeline(tli), SegNo(n)))
+    }
+
+    fn tl(t: u32) -> Timeline {
+        Timeline(t)
     }
 
     fn map(size: u64, files: &[WalFileName]) -> WalMap {
-        let mut m = WalMap::new(size);
+        let mut m = WalMap::new(SegSize::new(size).unwrap());
         for f in files {
             m.add(f);
         }
@@ -392,11 +445,11 @@ mod tests {
             h,
             [
                 HistoryEntry {
-                    parent: 1,
+                    parent: tl(1),
                     switch: Lsn(0x0300_0060)
                 },
                 HistoryEntry {
-                    parent: 2,
+                    parent: tl(2),
                     switch: Lsn(0x0500_0000)
                 }
             ]
@@ -419,9 +472,9 @@ mod tests {
         files.push(WalFileName::history(Timeline(2)));
         let mut m = map(size, &files);
         m.add_history(
-            2,
+            tl(2),
             vec![HistoryEntry {
-                parent: 1,
+                parent: tl(1),
                 switch: Lsn(7 * size + 0x60),
             }],
         );
@@ -432,30 +485,15 @@ mod tests {
     fn no_false_gap_across_a_switch_for_any_segment_size() {
         for size in [MB, 16 * MB, 64 * MB, 1024 * MB] {
             let m = failover(size);
-            let (exp, missing) = m.expected(3, None);
-            assert_eq!(
-                exp,
-                [
-                    Expected {
-                        timeline: 1,
-                        lo: 3,
-                        hi: 6
-                    },
-                    Expected {
-                        timeline: 2,
-                        lo: 7,
-                        hi: 12
-                    }
-                ],
-                "{size}"
-            );
+            let (expected, missing) = m.expected(SegNo(3), None);
+            assert_eq!(expected, [exp(1, 3, 6), exp(2, 7, 12)], "{size}");
             assert!(missing.is_empty());
-            assert!(m.gaps(&exp).is_empty());
+            assert!(m.gaps(&expected).is_empty());
             // The window follows timeline 2 from the switch on.
-            let lineage = m.lineage(m.newest_from(1));
-            assert_eq!(m.timeline_at(&lineage, 6), 1);
-            assert_eq!(m.timeline_at(&lineage, 7), 2);
-            assert_eq!(m.contiguous_end(&lineage, 3, |_| false), Some((2, 12)));
+            let lineage = m.lineage(m.newest_from(tl(1)));
+            assert_eq!(m.timeline_at(&lineage, SegNo(6)), tl(1));
+            assert_eq!(m.timeline_at(&lineage, SegNo(7)), tl(2));
+            assert_eq!(m.contiguous_end(&lineage, SegNo(3), |_| false), at(2, 12));
         }
     }
 
@@ -463,38 +501,27 @@ mod tests {
     fn gaps_missing_history_and_needed_parent_segments() {
         let mut m = failover(MB);
         // Timeline 1's segment 5 removed: one gap of one segment.
-        m.segments.get_mut(&1).unwrap().remove(&5);
-        let (exp, _) = m.expected(3, None);
-        assert_eq!(
-            m.gaps(&exp),
-            [Gap {
-                timeline: 1,
-                from: 5,
-                to: 5
-            }]
-        );
-        let lineage = m.lineage(2);
-        assert_eq!(m.contiguous_end(&lineage, 3, |_| false), Some((1, 4)));
+        m.segments.get_mut(&tl(1)).unwrap().remove(&SegNo(5));
+        let (expected, _) = m.expected(SegNo(3), None);
+        assert_eq!(m.gaps(&expected), [gap(1, 5, 5)]);
+        let lineage = m.lineage(tl(2));
+        assert_eq!(m.contiguous_end(&lineage, SegNo(3), |_| false), at(1, 4));
         // Covered by a backup's own WAL: the run goes on.
-        assert_eq!(m.contiguous_end(&lineage, 3, |p| p <= 5), Some((2, 12)));
+        assert_eq!(
+            m.contiguous_end(&lineage, SegNo(3), |p| p <= SegNo(5)),
+            at(2, 12)
+        );
         // Timeline 1 ended at segment 6 but the archive has only up to 4: 5 and 6 are missing
         // even though nothing of timeline 1 after them is archived.
-        m.segments.get_mut(&1).unwrap().remove(&6);
-        let (exp, _) = m.expected(3, None);
-        assert_eq!(
-            m.gaps(&exp),
-            [Gap {
-                timeline: 1,
-                from: 5,
-                to: 6
-            }]
-        );
+        m.segments.get_mut(&tl(1)).unwrap().remove(&SegNo(6));
+        let (expected, _) = m.expected(SegNo(3), None);
+        assert_eq!(m.gaps(&expected), [gap(1, 5, 6)]);
         // Without 00000002.history: reported, and the newest timeline is not found.
-        m.history_files.remove(&2);
-        m.histories.remove(&2);
-        let (_, missing) = m.expected(3, None);
-        assert_eq!(missing, [2]);
-        assert_eq!(m.newest_from(1), 1);
+        m.history_files.remove(&tl(2));
+        m.histories.remove(&tl(2));
+        let (_, missing) = m.expected(SegNo(3), None);
+        assert_eq!(missing, [tl(2)]);
+        assert_eq!(m.newest_from(tl(1)), tl(1));
     }
 
     #[test]
@@ -504,60 +531,32 @@ mod tests {
         for n in 7..=9 {
             m.add(&seg(1, n, MB));
         }
-        let (exp, _) = m.expected(3, None);
-        assert_eq!(
-            exp[0],
-            Expected {
-                timeline: 1,
-                lo: 3,
-                hi: 9
-            }
-        );
-        assert!(m.gaps(&exp).is_empty());
+        let (expected, _) = m.expected(SegNo(3), None);
+        assert_eq!(expected[0], exp(1, 3, 9));
+        assert!(m.gaps(&expected).is_empty());
         // Timeline 3, a restore of timeline 1 at segment 8 (not a descendant of 2).
         m.add(&WalFileName::history(Timeline(3)));
         m.add_history(
-            3,
+            tl(3),
             vec![HistoryEntry {
-                parent: 1,
+                parent: tl(1),
                 switch: Lsn(8 * MB),
             }],
         );
         m.add(&seg(3, 9, MB));
-        let bases: BTreeSet<u32> = [2].into();
-        let (exp, missing) = m.expected(8, Some(&bases));
-        assert_eq!(
-            exp,
-            [Expected {
-                timeline: 2,
-                lo: 8,
-                hi: 12
-            }]
-        );
+        let bases: BTreeSet<Timeline> = [tl(2)].into();
+        let (expected, missing) = m.expected(SegNo(8), Some(&bases));
+        assert_eq!(expected, [exp(2, 8, 12)]);
         assert!(missing.is_empty());
-        let bases: BTreeSet<u32> = [1].into();
-        let (exp, _) = m.expected(3, Some(&bases));
+        let bases: BTreeSet<Timeline> = [tl(1)].into();
+        let (expected, _) = m.expected(SegNo(3), Some(&bases));
         assert_eq!(
-            exp.iter().map(|e| e.timeline).collect::<Vec<_>>(),
-            [1, 2, 3]
+            expected.iter().map(|e| e.timeline).collect::<Vec<_>>(),
+            [tl(1), tl(2), tl(3)]
         );
-        assert_eq!(
-            exp[2],
-            Expected {
-                timeline: 3,
-                lo: 8,
-                hi: 9
-            }
-        );
-        assert_eq!(
-            m.gaps(&exp),
-            [Gap {
-                timeline: 3,
-                from: 8,
-                to: 8
-            }]
-        );
-        assert_eq!(m.newest_from(1), 3);
-        assert!(m.descends_from(3, 1) && !m.descends_from(3, 2));
+        assert_eq!(expected[2], exp(3, 8, 9));
+        assert_eq!(m.gaps(&expected), [gap(3, 8, 8)]);
+        assert_eq!(m.newest_from(tl(1)), tl(3));
+        assert!(m.descends_from(tl(3), tl(1)) && !m.descends_from(tl(3), tl(2)));
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use pitr_common::compress::Stored;
-use pitr_common::wal::{SegNo, Timeline, WalFileName};
+use pitr_common::wal::{SegNo, SegSize, Timeline, WalFileName};
 use serde_json::{json, Value};
 
 use crate::archive::{self, ArchiveView};
@@ -33,6 +33,7 @@ use crate::args::Config;
 use crate::integrity::{self, Verified};
 use crate::report::{Metric, Report, Status, Unit};
 use crate::store::{ArchivedFile, Remote};
+use crate::timeline::segment_of;
 
 /// Files fetched from an rsync archive at a time.
 const REMOTE_BATCH: usize = 32;
@@ -85,23 +86,23 @@ impl Problem {
     }
 }
 
-fn seg_name(tli: u32, segno: u64, seg_size: u64) -> String {
-    WalFileName::segment(Timeline(tli), SegNo(segno), seg_size).to_string()
+fn seg_name(tli: Timeline, segno: SegNo, seg_size: SegSize) -> String {
+    WalFileName::segment(tli, segno, seg_size).to_string()
 }
 
 /// The files to read, with whether their digest is needed (duplicates), in walk order.
 fn files_to_check<'a>(
     view: &'a ArchiveView,
-    start: u64,
-    seg_size: u64,
+    start: SegNo,
+    seg_size: SegSize,
     problems: &mut Vec<Problem>,
 ) -> Vec<(&'a ArchivedFile, bool)> {
     let mut by_name: BTreeMap<WalFileName, Vec<&ArchivedFile>> = BTreeMap::new();
     for f in &view.files {
-        let in_walk = match f.wal.segment_name() {
+        let in_walk = match segment_of(&f.wal) {
             None => true,
             Some(s) => match s.segno(seg_size) {
-                Ok(n) => n.0 >= start,
+                Ok(n) => n >= start,
                 Err(e) => {
                     problems.push(Problem {
                         kind: "damaged",
@@ -223,13 +224,13 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
     }
     let oldest_set = sets
         .iter()
-        .filter_map(|s| s.set.meta.min_xlog.segno(seg_size).ok().map(|n| (n.0, s)))
+        .filter_map(|s| s.set.meta.min_xlog.segno(seg_size).ok().map(|n| (n, s)))
         .min_by_key(|(n, _)| *n);
     let start = match oldest_set {
         Some((n, _)) => n,
-        None => map.oldest_segno().unwrap_or(0),
+        None => map.oldest_segno().unwrap_or(SegNo(0)),
     };
-    let bases: Option<BTreeSet<u32>> =
+    let bases: Option<BTreeSet<Timeline>> =
         (!sets.is_empty()).then(|| sets.iter().map(|s| s.set.meta.timeline).collect());
 
     let mut problems = Vec::new();
@@ -239,14 +240,14 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             kind: "missing_segments",
             name: seg_name(g.timeline, g.from, seg_size),
             last: Some(seg_name(g.timeline, g.to, seg_size)),
-            count: g.to - g.from + 1,
+            count: g.to.0 - g.from.0 + 1,
             detail: String::new(),
         });
     }
     for t in missing_histories {
         problems.push(Problem {
             kind: "missing_history",
-            name: WalFileName::history(Timeline(t)).to_string(),
+            name: WalFileName::history(t).to_string(),
             last: None,
             count: 1,
             detail: String::new(),
@@ -256,7 +257,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
     let files = files_to_check(&view, start, seg_size, &mut problems);
     let jobs = cfg
         .jobs
-        .min(usize::try_from((MEMORY_BUDGET / seg_size).max(1)).unwrap_or(1))
+        .min(usize::try_from((MEMORY_BUDGET / seg_size.bytes()).max(1)).unwrap_or(1))
         .max(1);
     let results = check_all(&view, remote, &files, sysid, jobs)?;
     let mut bytes = 0u64;
@@ -269,7 +270,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             Ok(Some(v)) => {
                 checked += 1;
                 bytes += v.bytes;
-                if let Some(s) = v.seg_size.filter(|s| u64::from(*s) != seg_size) {
+                if let Some(s) = v.seg_size.filter(|s| *s != seg_size) {
                     problems.push(Problem {
                         kind: "damaged",
                         name: f.file.name.clone(),
@@ -361,7 +362,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
         .files
         .iter()
         .filter(|f| f.wal.has_wal_pages())
-        .filter_map(|f| f.wal.segno(seg_size).ok().map(|n| (n.0, f.wal)))
+        .filter_map(|f| f.wal.segno(seg_size).ok().map(|n| (n, f.wal)))
         .filter(|(n, _)| *n >= start)
         .min_by_key(|(n, w)| (*n, w.timeline))
         .map(|(_, w)| w.to_string())
@@ -449,14 +450,14 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
     ];
     report.details = json!({
         "archive": store.to_string(),
-        "segment_size": seg_size,
+        "segment_size": seg_size.bytes(),
         "system_identifier": view.system_identifier().map(|s| s.to_string()),
         "cluster_marker": view.marker_sysid.is_some(),
         "start": first,
         "start_backup": oldest_set.map(|(_, s)| s.meta_name.clone()),
         "newest": newest,
         "timelines": expected.iter().map(|e| json!({
-            "timeline": e.timeline,
+            "timeline": e.timeline.0,
             "from": seg_name(e.timeline, e.lo, seg_size),
             "to": seg_name(e.timeline, e.hi, seg_size),
         })).collect::<Vec<_>>(),
@@ -476,12 +477,21 @@ mod tests {
     use pitr_common::compress::Codec;
     use pitr_common::walpage::fake_header;
 
-    const SEG: u32 = 1 << 20;
+    const SEG: u64 = 1 << 20;
+
+    fn seg_size() -> SegSize {
+        SegSize::new(SEG).unwrap()
+    }
+
+    /// The name of segment `n` of timeline 1.
+    fn name(n: u64) -> String {
+        seg_name(Timeline(1), SegNo(n), seg_size())
+    }
 
     fn write_seg(dir: &std::path::Path, name: &str, codec: Codec) {
         let wal = WalFileName::parse(name).unwrap();
-        let mut data = fake_header(&wal, SEG, 77);
-        data.resize(SEG as usize, 1);
+        let mut data = fake_header(&wal, seg_size(), 77);
+        data.resize(seg_size().as_usize(), 1);
         let bytes = codec.compress(&data).unwrap();
         std::fs::write(dir.join(format!("{name}{}", codec.extension())), bytes).unwrap();
     }
@@ -505,19 +515,15 @@ mod tests {
         std::fs::write(dir.join(".pitr-cluster"), "system_identifier = 77\n").unwrap();
         for n in 1..=9u64 {
             if n != 4 {
-                write_seg(dir, &seg_name(1, n, u64::from(SEG)), Codec::Zstd(3));
+                write_seg(dir, &name(n), Codec::Zstd(3));
             }
         }
         // A second, identical form of segment 2; segment 6 damaged; segment 7 of another system.
-        write_seg(dir, &seg_name(1, 2, u64::from(SEG)), Codec::None);
-        std::fs::write(
-            dir.join(format!("{}.zst", seg_name(1, 6, u64::from(SEG)))),
-            b"garbage",
-        )
-        .unwrap();
-        let wal7 = WalFileName::parse(&seg_name(1, 7, u64::from(SEG))).unwrap();
-        let mut foreign = fake_header(&wal7, SEG, 78);
-        foreign.resize(SEG as usize, 1);
+        write_seg(dir, &name(2), Codec::None);
+        std::fs::write(dir.join(format!("{}.zst", name(6))), b"garbage").unwrap();
+        let wal7 = WalFileName::parse(&name(7)).unwrap();
+        let mut foreign = fake_header(&wal7, seg_size(), 78);
+        foreign.resize(seg_size().as_usize(), 1);
         std::fs::write(
             dir.join(format!("{wal7}.zst")),
             Codec::Zstd(3).compress(&foreign).unwrap(),
@@ -539,13 +545,13 @@ mod tests {
         );
         assert_eq!(r.details["files_checked"], 9);
         // Only the duplicate left: WARNING.
-        write_seg(dir, &seg_name(1, 4, u64::from(SEG)), Codec::Zstd(3));
-        write_seg(dir, &seg_name(1, 6, u64::from(SEG)), Codec::Zstd(3));
+        write_seg(dir, &name(4), Codec::Zstd(3));
+        write_seg(dir, &name(6), Codec::Zstd(3));
         std::fs::remove_file(dir.join(format!("{wal7}.zst"))).unwrap();
-        write_seg(dir, &seg_name(1, 7, u64::from(SEG)), Codec::Gzip(1));
+        write_seg(dir, &name(7), Codec::Gzip(1));
         let r = run(&config(dir), None).unwrap();
         assert_eq!(r.final_status(), Status::Warning, "{}", r.plugin_text());
-        std::fs::remove_file(dir.join(seg_name(1, 2, u64::from(SEG)))).unwrap();
+        std::fs::remove_file(dir.join(name(2))).unwrap();
         let r = run(&config(dir), None).unwrap();
         assert_eq!(r.final_status(), Status::Ok, "{}", r.plugin_text());
         assert!(r.summary.ends_with("no problem found"), "{}", r.summary);

@@ -28,9 +28,9 @@ mod itest;
 mod manpage;
 mod pgmajors;
 mod rpm;
-mod scratch;
 #[cfg(test)]
 mod runbook;
+mod scratch;
 mod tidy;
 
 use std::env;

@@ -188,7 +188,6 @@ fn options_section(out: &mut String, help: &Help, page: &Page<'_>) {
             escape(page.version)
         );
     }
-
 }
 
 /// Sections `--help` carries beyond the standard ones, verbatim.
@@ -204,7 +203,6 @@ fn other_sections(out: &mut String, help: &Help) {
         }
         out.push_str(".fi\n");
     }
-
 }
 
 /// SEE ALSO: the other pages of the suite.
