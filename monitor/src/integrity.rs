@@ -96,7 +96,7 @@ pub fn header(path: &Path, codec: Codec, name: &WalFileName) -> Result<LongPageH
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pitr_common::walpage::fake_header;
 
@@ -106,12 +106,45 @@ mod tests {
         SegSize::new(SEG).unwrap()
     }
 
+    /// A segment lying wholly inside one WAL record (as a record larger than a segment makes
+    /// them), which passes the whole-segment check whatever its content: every page, from the
+    /// long header on, continues the record. `fill` is the record's bytes.
+    pub(crate) fn fake_segment(
+        name: &WalFileName,
+        seg_size: SegSize,
+        sysid: u64,
+        fill: u8,
+    ) -> Vec<u8> {
+        const PAGE: usize = 8192;
+        let mut data = vec![fill; seg_size.as_usize()];
+        let start = name.start_lsn(seg_size).unwrap().0;
+        // What is left of the record at the start of page 0: more than the segment holds.
+        let mut rem = u32::try_from(2 * seg_size.bytes()).unwrap();
+        for (i, page) in data.chunks_mut(PAGE).enumerate() {
+            let (header, info) = if i == 0 {
+                (LONG_HEADER_LEN, 0x0007u16)
+            } else {
+                (24, 0x0005u16)
+            };
+            page[..header].fill(0);
+            if i == 0 {
+                page[..header].copy_from_slice(&fake_header(name, seg_size, sysid));
+            }
+            page[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+            page[2..4].copy_from_slice(&info.to_le_bytes());
+            page[4..8].copy_from_slice(&name.timeline.0.to_le_bytes());
+            page[8..16].copy_from_slice(&(start + (i * PAGE) as u64).to_le_bytes());
+            page[16..20].copy_from_slice(&rem.to_le_bytes());
+            rem -= u32::try_from(PAGE - header).unwrap();
+        }
+        data
+    }
+
     #[test]
     fn passes_good_files_and_names_what_is_wrong() {
         let d = tempfile::tempdir().unwrap();
         let name = WalFileName::parse("000000010000000000000003").unwrap();
-        let mut data = fake_header(&name, seg_size(), 9);
-        data.resize(seg_size().as_usize(), 7);
+        let data = fake_segment(&name, seg_size(), 9, 7);
         let z = d.path().join("000000010000000000000003.zst");
         std::fs::write(&z, Codec::Zstd(3).compress(&data).unwrap()).unwrap();
         let v = check(&z, Codec::Zstd(3), &name, 9, true).unwrap();

@@ -474,8 +474,8 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::integrity::tests::fake_segment;
     use pitr_common::compress::Codec;
-    use pitr_common::walpage::fake_header;
 
     const SEG: u64 = 1 << 20;
 
@@ -490,8 +490,7 @@ mod tests {
 
     fn write_seg(dir: &std::path::Path, name: &str, codec: Codec) {
         let wal = WalFileName::parse(name).unwrap();
-        let mut data = fake_header(&wal, seg_size(), 77);
-        data.resize(seg_size().as_usize(), 1);
+        let data = fake_segment(&wal, seg_size(), 77, 1);
         let bytes = codec.compress(&data).unwrap();
         std::fs::write(dir.join(format!("{name}{}", codec.extension())), bytes).unwrap();
     }
@@ -522,8 +521,7 @@ mod tests {
         write_seg(dir, &name(2), Codec::None);
         std::fs::write(dir.join(format!("{}.zst", name(6))), b"garbage").unwrap();
         let wal7 = WalFileName::parse(&name(7)).unwrap();
-        let mut foreign = fake_header(&wal7, seg_size(), 78);
-        foreign.resize(seg_size().as_usize(), 1);
+        let foreign = fake_segment(&wal7, seg_size(), 78, 1);
         std::fs::write(
             dir.join(format!("{wal7}.zst")),
             Codec::Zstd(3).compress(&foreign).unwrap(),
