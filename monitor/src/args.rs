@@ -14,26 +14,76 @@ use crate::report::{Output, UNKNOWN};
 use crate::store::Store;
 use crate::threshold::Range;
 
-/// Tells whether archiving, restoring and backups keep up, what the archive and the backups
-/// hold and whether the archive is whole: for Nagios, Cacti, Prometheus and people.
-///
-/// OmniPITR's checks, read from the tools' logs (--log, --state-dir): last-archive-age and
-/// current-archive-time (seconds), archive-queue (WAL segments the server finished and has not
-/// archived; asks the server), last-restore-age, current-restore-time, last-backup-age (from
-/// --backup-dir when given), errors (each ERROR or FATAL line once across calls, or since
-/// --from), dump-state. And: info (every backup set of every --backup-dir with its recoverable
-/// window through the --archive, across timelines) and verify (every gap, damaged file and
-/// duplicate in the --archive from the oldest backup's start on).
-///
-/// Output: one line "STATUS - summary | perfdata", detail lines after it; --output json for one
-/// JSON object; --output omnipitr for what omnipitr-monitor printed (a bare number for Cacti).
-/// --prometheus FILE also writes the metrics in node_exporter's textfile format.
-///
-/// Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also usage errors and errors).
+/// The command line of `pitr-monitor`. The `description`, `usage`, examples, notes and exit
+/// statuses below are its `--help` and, through `cargo xtask dist`, its man page.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "pitr-monitor --check last-archive-age --log '/var/log/pitr/archive-^Y-^m-^d.log' --state-dir /var/lib/pitr/monitor --warning 300 --critical 900\npitr-monitor --check archive-queue --host /var/run/postgresql --warning 5 --critical 20\npitr-monitor --check info --backup-dir /srv/backups --archive zstd=/srv/wal\npitr-monitor --check verify --archive zstd=/srv/wal --backup-dir /srv/backups --prometheus /var/lib/node_exporter/pitr-verify.prom",
-    note = "Thresholds use the monitoring-plugin range syntax: N alerts above N, N: below N, ~:N above N, N:M outside N..M, @N:M inside. Ages are in seconds. Without thresholds the age and queue checks are OK whatever the value; errors is WARNING from one new error; info is WARNING for an incomplete backup set; verify is CRITICAL for any gap or damaged file and WARNING for an identical duplicate, whatever the thresholds."
+    description = "Tells whether archiving, restoring and backups keep up, what the archive and the\n\
+            backups hold and whether the archive is whole: for Nagios, Cacti, Prometheus and\n\
+            people.\n\
+            \n\
+            OmniPITR's checks, read from the tools' logs (--log, --state-dir):\n\
+            last-archive-age and current-archive-time (seconds), archive-queue (WAL segments\n\
+            the server finished and has not archived; asks the server), last-restore-age,\n\
+            current-restore-time, last-backup-age (from --backup-dir when given), errors\n\
+            (each ERROR or FATAL line once across calls, or since --from), dump-state. And:\n\
+            info (every backup set of every --backup-dir with its recoverable window through\n\
+            the --archive, across timelines) and verify (every gap, damaged file and\n\
+            duplicate in the --archive from the oldest backup's start on).\n\
+            \n\
+            Output: one line \"STATUS - summary | perfdata\", detail lines after it; --output\n\
+            json for one JSON object; --output omnipitr for what omnipitr-monitor printed (a\n\
+            bare number for Cacti). --prometheus FILE also writes the metrics in\n\
+            node_exporter's textfile format.",
+    usage = "--check <CHECK> --log <TEMPLATE>... --state-dir <DIR> [--from <TIME>]\n\
+            \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
+            \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --check archive-queue [--host <HOST>] [--port <PORT>]\n\
+            \x20          [--username <USER>] [--database <DBNAME>]\n\
+            \x20          [--log <TEMPLATE>... --state-dir <DIR>] [--psql-path <PROGRAM>]\n\
+            \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
+            \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --check info|verify|last-backup-age\n\
+            \x20          [--archive <[CODEC=]LOCATION>] [--backup-dir <LOCATION>]...\n\
+            \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
+            \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
+            \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --help | --version",
+    example = "How long ago the last WAL file was archived, from pitr-archive's logs:\n\
+            \x20 pitr-monitor --check last-archive-age --log '/var/log/pitr/archive-^Y-^m-^d.log' --state-dir /var/lib/pitr/monitor --warning 300 --critical 900",
+    example = "How many finished WAL segments wait to be archived, asking the server:\n\
+            \x20 pitr-monitor --check archive-queue --host /var/run/postgresql --warning 5 --critical 20",
+    example = "The backup sets and how far each can be recovered:\n\
+            \x20 pitr-monitor --check info --backup-dir /srv/backups --archive zstd=/srv/wal",
+    example = "Whether the archive is whole from the oldest backup on, for Prometheus too:\n\
+            \x20 pitr-monitor --check verify --archive zstd=/srv/wal --backup-dir /srv/backups --prometheus /var/lib/node_exporter/pitr-verify.prom",
+    note = "Thresholds use the monitoring-plugin range syntax: N alerts above N, N: below N,\n\
+            ~:N above N, N:M outside N..M, @N:M inside. Ages are in seconds. Without\n\
+            thresholds the age and queue checks are OK whatever the value; errors is WARNING\n\
+            from one new error; info is WARNING for an incomplete backup set; verify is\n\
+            CRITICAL for any gap or damaged file and WARNING for an identical duplicate,\n\
+            whatever the thresholds.\n\
+            \n\
+            --log names the logs to read, as in OmniPITR's monitor; pitr-monitor's own log\n\
+            lines go to stderr. --config-file FILE (also spelled --config or --cfg) reads\n\
+            options from FILE, one per line, # starting a comment, as if they were given\n\
+            where --config-file stands. --version (or -V) prints the program's name and\n\
+            version.",
+    note = "\n\
+            Files:\n\
+            STATE_DIR/pitr-monitor.state\n\
+            \x20   what the log checks have read so far, and the errors already reported\n\
+            STATE_DIR/pitr-monitor.lock\n\
+            \x20   held while a check updates the state\n\
+            /opt/pitr/share/pitr/examples/pitr.cron\n\
+            \x20   info and verify from cron, written for Prometheus",
+    error_code(0, "OK"),
+    error_code(1, "WARNING"),
+    error_code(2, "CRITICAL"),
+    error_code(3, "UNKNOWN: the check could not tell, an error, or a usage error")
 )]
 pub struct Args {
     /// the check: last-archive-age, current-archive-time, archive-queue, last-restore-age,
@@ -329,49 +379,18 @@ impl Args {
 
     /// Validates the arguments.
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let names: Vec<&str> = CHECKS.iter().map(|c| c.name()).collect();
-        let check: Check = match &self.check {
-            None => {
-                return Err(usage(
-                    "--check has not been provided",
-                    &format!("give one of {}", names.join(", ")),
-                ))
-            }
-            Some(c) => c
-                .parse()
-                .map_err(|e: String| usage(e, &format!("give one of {}", names.join(", "))))?,
-        };
+        let check = self.parse_check()?;
         let output: Output = match &self.output {
             None => Output::Plugin,
             Some(o) => o
                 .parse()
                 .map_err(|e: String| usage(e, "give --output plugin, json or omnipitr"))?,
         };
-        let range = |opt: &str, v: &Option<String>| -> anyhow::Result<Option<Range>> {
-            v.as_deref()
-                .map(|t| {
-                    t.parse::<Range>().map_err(|e| {
-                        usage(
-                            format!("{opt} {e}"),
-                            "for example --warning 300 --critical 900 (alert above those values)",
-                        )
-                    })
-                })
-                .transpose()
-        };
-        let warning = range("--warning", &self.warning)?;
-        let critical = range("--critical", &self.critical)?;
+        let warning = range("--warning", self.warning.as_deref())?;
+        let critical = range("--critical", self.critical.as_deref())?;
         if self.psql_path.is_some() {
             log_warning!("--psql-path is ignored: pitr-monitor talks to the server itself");
         }
-        let store = |opt: &str, spec: &str| -> anyhow::Result<Store> {
-            Store::parse(opt, spec).map(|(s, _)| s).map_err(|e| {
-                usage(
-                    e,
-                    "give [CODEC=]DIR or an rsync target (rsync://host/module/path)",
-                )
-            })
-        };
         let archive = self
             .archive
             .as_deref()
@@ -382,9 +401,54 @@ impl Args {
             .iter()
             .map(|b| store("--backup-dir", b))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        self.check_needs(check, archive.is_some(), !backup_dirs.is_empty())?;
+        let now = SystemTime::now();
+        let from = self.parse_from(check, now)?;
+        let jobs = match self.parallel_jobs {
+            Some(0) => {
+                return Err(usage(
+                    "--parallel-jobs must be at least 1",
+                    "give a number of files to check at once, e.g. 2",
+                ))
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        };
+        let conn = connection(self.host, self.port, self.username, self.database)?;
+        Ok(Config {
+            check,
+            logs: self.log,
+            state_dir: self.state_dir,
+            archive,
+            backup_dirs,
+            conn,
+            warning,
+            critical,
+            output,
+            prometheus: self.prometheus,
+            from,
+            jobs,
+            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
+            temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
+            pid_file: self.pid_file,
+            now,
+        })
+    }
 
-        let wants_logs =
-            check.reads_logs() || (check == Check::LastBackupAge && backup_dirs.is_empty());
+    /// `--check`, required.
+    fn parse_check(&self) -> anyhow::Result<Check> {
+        let names: Vec<&str> = CHECKS.iter().map(|c| c.name()).collect();
+        let hint = format!("give one of {}", names.join(", "));
+        match &self.check {
+            None => Err(usage("--check has not been provided", &hint)),
+            Some(c) => c.parse().map_err(|e: String| usage(e, &hint)),
+        }
+    }
+
+    /// What the check needs besides `--check`: the logs and a usable state directory for the
+    /// log checks, the archive for verify, a location for info.
+    fn check_needs(&self, check: Check, archive: bool, backup_dirs: bool) -> anyhow::Result<()> {
+        let wants_logs = check.reads_logs() || (check == Check::LastBackupAge && !backup_dirs);
         if wants_logs {
             if self.log.is_empty() {
                 return Err(usage(
@@ -414,94 +478,94 @@ impl Args {
             }
         }
         match check {
-            Check::Verify if archive.is_none() => {
-                return Err(usage(
-                    "--check verify needs --archive",
-                    "for example --check verify --archive zstd=/srv/wal --backup-dir /srv/backups",
-                ))
-            }
-            Check::Info if archive.is_none() && backup_dirs.is_empty() => {
-                return Err(usage(
-                    "--check info needs --backup-dir or --archive",
-                    "for example --check info --backup-dir /srv/backups --archive zstd=/srv/wal",
-                ))
-            }
-            _ => {}
+            Check::Verify if !archive => Err(usage(
+                "--check verify needs --archive",
+                "for example --check verify --archive zstd=/srv/wal --backup-dir /srv/backups",
+            )),
+            Check::Info if !archive && !backup_dirs => Err(usage(
+                "--check info needs --backup-dir or --archive",
+                "for example --check info --backup-dir /srv/backups --archive zstd=/srv/wal",
+            )),
+            _ => Ok(()),
         }
-        let now = SystemTime::now();
-        let from = match &self.from {
-            None => None,
-            Some(_) if check != Check::Errors => {
-                return Err(usage(
-                    "--from is an option of --check errors",
-                    "leave it out, or use --check errors",
-                ))
-            }
-            Some(f) => Some(crate::clock::parse_from(f, now).map_err(|e| {
+    }
+
+    /// `--from`, an option of `--check errors` only, as Unix seconds.
+    fn parse_from(&self, check: Check, now: SystemTime) -> anyhow::Result<Option<f64>> {
+        match &self.from {
+            None => Ok(None),
+            Some(_) if check != Check::Errors => Err(usage(
+                "--from is an option of --check errors",
+                "leave it out, or use --check errors",
+            )),
+            Some(f) => crate::clock::parse_from(f, now).map(Some).map_err(|e| {
                 usage(
                     format!("bad format of given --from: {e}"),
                     "give YYYY-MM-DD HH:MI:SS (local time) or a number of seconds",
                 )
-            })?),
-        };
-        let jobs = match self.parallel_jobs {
-            Some(0) => {
-                return Err(usage(
-                    "--parallel-jobs must be at least 1",
-                    "give a number of files to check at once, e.g. 2",
-                ))
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-        };
-        let conn = Connection {
-            host: self
-                .host
-                .or_else(|| env_nonempty("PGHOST"))
-                .unwrap_or_else(|| "/var/run/postgresql".to_string()),
-            port: match self.port {
-                Some(p) => p,
-                None => match env_nonempty("PGPORT") {
-                    Some(p) => p.parse().map_err(|_| {
-                        usage(
-                            format!("$PGPORT {p:?} is not a port number"),
-                            "fix PGPORT or give --port",
-                        )
-                    })?,
-                    None => 5432,
-                },
-            },
-            user: self
-                .username
-                .or_else(|| env_nonempty("PGUSER"))
-                .or_else(|| env_nonempty("USER"))
-                .or_else(|| env_nonempty("LOGNAME"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            dbname: self
-                .database
-                .or_else(|| env_nonempty("PGDATABASE"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            password: env_nonempty("PGPASSWORD"),
-        };
-        Ok(Config {
-            check,
-            logs: self.log,
-            state_dir: self.state_dir,
-            archive,
-            backup_dirs,
-            conn,
-            warning,
-            critical,
-            output,
-            prometheus: self.prometheus,
-            from,
-            jobs,
-            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
-            temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
-            pid_file: self.pid_file,
-            now,
-        })
+            }),
+        }
     }
+}
+
+/// A threshold option's range.
+fn range(opt: &str, value: Option<&str>) -> anyhow::Result<Option<Range>> {
+    value
+        .map(|t| {
+            t.parse::<Range>().map_err(|e| {
+                usage(
+                    format!("{opt} {e}"),
+                    "for example --warning 300 --critical 900 (alert above those values)",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A location option's store.
+fn store(opt: &str, spec: &str) -> anyhow::Result<Store> {
+    Store::parse(opt, spec).map(|(s, _)| s).map_err(|e| {
+        usage(
+            e,
+            "give [CODEC=]DIR or an rsync target (rsync://host/module/path)",
+        )
+    })
+}
+
+/// The database connection of archive-queue: the options, else libpq's environment variables,
+/// else libpq's defaults.
+fn connection(
+    host: Option<String>,
+    port: Option<u16>,
+    username: Option<String>,
+    database: Option<String>,
+) -> anyhow::Result<Connection> {
+    Ok(Connection {
+        host: host
+            .or_else(|| env_nonempty("PGHOST"))
+            .unwrap_or_else(|| "/var/run/postgresql".to_string()),
+        port: match port {
+            Some(p) => p,
+            None => match env_nonempty("PGPORT") {
+                Some(p) => p.parse().map_err(|_| {
+                    usage(
+                        format!("$PGPORT {p:?} is not a port number"),
+                        "fix PGPORT or give --port",
+                    )
+                })?,
+                None => 5432,
+            },
+        },
+        user: username
+            .or_else(|| env_nonempty("PGUSER"))
+            .or_else(|| env_nonempty("USER"))
+            .or_else(|| env_nonempty("LOGNAME"))
+            .unwrap_or_else(|| "postgres".to_string()),
+        dbname: database
+            .or_else(|| env_nonempty("PGDATABASE"))
+            .unwrap_or_else(|| "postgres".to_string()),
+        password: env_nonempty("PGPASSWORD"),
+    })
 }
 
 #[cfg(test)]

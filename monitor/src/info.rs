@@ -22,7 +22,7 @@ use crate::archive::{self, ArchiveView};
 use crate::args::Config;
 use crate::clock;
 use crate::report::{unix_seconds, Metric, Report, Status, Unit};
-use crate::store::{Remote, SetListing};
+use crate::store::{Remote, SetListing, Store};
 
 /// The recoverable window of one set.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,142 +271,188 @@ fn archive_json(view: &ArchiveView) -> Value {
     })
 }
 
+/// What `info` gathers over the backup locations.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// Output lines.
+    lines: Vec<String>,
+    /// JSON of each location.
+    locations: Vec<Value>,
+    /// Sets in all locations.
+    total: usize,
+    /// The newest set's finish time and window.
+    newest: Option<(f64, Option<Window>)>,
+    /// Locations without sets and sets with problems.
+    troubled: usize,
+}
+
 /// Runs `info`.
 pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
-    let now = unix_seconds(cfg.now);
     let view = cfg
         .archive
         .as_ref()
         .map(|a| archive::load(a, remote))
         .transpose()?;
     let mut report = Report::new("info", String::new());
-    let mut lines = Vec::new();
-    let mut locations = Vec::new();
-    let mut total = 0usize;
-    let mut newest: Option<(f64, Option<Window>)> = None;
-    let mut troubled = 0usize;
+    let mut got = Gathered::default();
     for store in &cfg.backup_dirs {
-        let sets = store.backup_sets(remote)?;
-        let infos: Vec<SetInfo> = sets.iter().map(|s| describe(s, view.as_ref())).collect();
-        total += infos.len();
-        report.metrics.push(
-            Metric::new(
-                "backup_sets",
-                "Backup sets in a backup location.",
-                infos.len() as f64,
-                Unit::Count,
-            )
-            .label("location", store.to_string()),
-        );
-        lines.push(format!("backup sets in {store}: {}", infos.len()));
-        let mut rows = vec![[
-            "SET",
-            "STARTED",
-            "FINISHED",
-            "START LSN",
-            "STOP LSN",
-            "TL",
-            "SIZE",
-            "CODEC",
-            "DIGEST",
-            "RECOVERABLE UNTIL",
-        ]
-        .map(String::from)
-        .to_vec()];
-        for i in &infos {
-            let m = &i.meta;
-            let until = match &i.window {
-                Some(w) => format!(
-                    "{} ({} on timeline {})",
-                    clock::local(clock::from_unix(w.until_time)),
-                    w.until_lsn,
-                    w.until_timeline
-                ),
-                None => "not restorable".into(),
-            };
-            rows.push(vec![
-                i.name.clone(),
-                clock::local(clock::from_unix(m.started_epoch as f64)),
-                clock::local(clock::from_unix(m.finished_epoch as f64)),
-                m.start_lsn.to_string(),
-                m.stop_lsn.to_string(),
-                m.timeline.to_string(),
-                pitr_common::log::human_bytes(i.size),
-                i.codec.to_string(),
-                i.digest.to_string(),
-                until,
-            ]);
-            if newest
-                .as_ref()
-                .is_none_or(|(f, _)| m.finished_epoch as f64 > *f)
-            {
-                newest = Some((m.finished_epoch as f64, i.window.clone()));
-            }
-        }
-        if infos.is_empty() {
-            report.at_least(Status::Warning);
-            troubled += 1;
-        } else {
-            lines.extend(table(&rows));
-        }
-        for i in &infos {
-            for p in &i.problems {
-                lines.push(format!("  {}: {p}", i.name));
-            }
-            if !i.problems.is_empty() {
-                report.at_least(Status::Warning);
-                troubled += 1;
-            }
-        }
-        locations.push(json!({
-            "location": store.to_string(),
-            "sets": infos.iter().zip(&sets).map(|(i, s)| set_json(i, s)).collect::<Vec<_>>(),
-        }));
+        location(store, remote, view.as_ref(), &mut report, &mut got)?;
     }
     if let Some(v) = &view {
-        let segs = v.files.iter().filter(|f| f.wal.has_wal_pages()).count();
-        let tls = v
-            .map
-            .as_ref()
-            .map(|m| {
-                m.timelines()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        let mut line = format!(
-            "archive {}: {segs} segment files{}{}",
-            v.store,
-            v.seg_size()
-                .map(|s| format!(" of {}", pitr_common::log::human_bytes(s.bytes())))
-                .unwrap_or_default(),
-            if tls.is_empty() {
-                String::new()
-            } else {
-                format!(", timelines {tls}")
-            }
-        );
-        if let Some(f) = v.files.iter().rev().find(|f| f.wal.has_wal_pages()) {
-            line.push_str(&format!(
-                ", newest {} ({})",
-                f.wal,
-                clock::local(f.file.mtime)
-            ));
-        }
-        lines.push(line);
-        for (n, e) in &v.bad_histories {
-            lines.push(format!("  {n}: {e}"));
-            report.at_least(Status::Warning);
-        }
-        report.metrics.push(Metric::new(
-            "archive_segments",
-            "WAL segment files (and .partial files) in the archive.",
-            segs as f64,
+        archive_lines(v, &mut report, &mut got.lines);
+    }
+    report.summary = summary(cfg, &got, &mut report);
+    report.lines = got.lines;
+    report.details = json!({
+        "locations": got.locations,
+        "archive": view.as_ref().map(archive_json),
+    });
+    report.omnipitr = report.lines.iter().map(|l| format!("{l}\n")).collect();
+    Ok(report)
+}
+
+/// The sets of one backup location: a table, their problems, a metric and their JSON.
+fn location(
+    store: &Store,
+    remote: Option<&Remote>,
+    view: Option<&ArchiveView>,
+    report: &mut Report,
+    got: &mut Gathered,
+) -> anyhow::Result<()> {
+    let sets = store.backup_sets(remote)?;
+    let infos: Vec<SetInfo> = sets.iter().map(|s| describe(s, view)).collect();
+    got.total += infos.len();
+    report.metrics.push(
+        Metric::new(
+            "backup_sets",
+            "Backup sets in a backup location.",
+            infos.len() as f64,
             Unit::Count,
+        )
+        .label("location", store.to_string()),
+    );
+    got.lines
+        .push(format!("backup sets in {store}: {}", infos.len()));
+    let mut rows = vec![[
+        "SET",
+        "STARTED",
+        "FINISHED",
+        "START LSN",
+        "STOP LSN",
+        "TL",
+        "SIZE",
+        "CODEC",
+        "DIGEST",
+        "RECOVERABLE UNTIL",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for i in &infos {
+        rows.push(row(i));
+        let finished = i.meta.finished_epoch as f64;
+        if got.newest.as_ref().is_none_or(|(f, _)| finished > *f) {
+            got.newest = Some((finished, i.window.clone()));
+        }
+    }
+    if infos.is_empty() {
+        report.at_least(Status::Warning);
+        got.troubled += 1;
+    } else {
+        got.lines.extend(table(&rows));
+    }
+    for i in &infos {
+        for p in &i.problems {
+            got.lines.push(format!("  {}: {p}", i.name));
+        }
+        if !i.problems.is_empty() {
+            report.at_least(Status::Warning);
+            got.troubled += 1;
+        }
+    }
+    got.locations.push(json!({
+        "location": store.to_string(),
+        "sets": infos.iter().zip(&sets).map(|(i, s)| set_json(i, s)).collect::<Vec<_>>(),
+    }));
+    Ok(())
+}
+
+/// A set's row of the table.
+fn row(i: &SetInfo) -> Vec<String> {
+    let m = &i.meta;
+    let until = match &i.window {
+        Some(w) => format!(
+            "{} ({} on timeline {})",
+            clock::local(clock::from_unix(w.until_time)),
+            w.until_lsn,
+            w.until_timeline
+        ),
+        None => "not restorable".into(),
+    };
+    vec![
+        i.name.clone(),
+        clock::local(clock::from_unix(m.started_epoch as f64)),
+        clock::local(clock::from_unix(m.finished_epoch as f64)),
+        m.start_lsn.to_string(),
+        m.stop_lsn.to_string(),
+        m.timeline.to_string(),
+        pitr_common::log::human_bytes(i.size),
+        i.codec.to_string(),
+        i.digest.to_string(),
+        until,
+    ]
+}
+
+/// The archive's line (segments, size, timelines, newest), its unreadable history files and
+/// its metric.
+fn archive_lines(v: &ArchiveView, report: &mut Report, lines: &mut Vec<String>) {
+    let segs = v.files.iter().filter(|f| f.wal.has_wal_pages()).count();
+    let tls = v
+        .map
+        .as_ref()
+        .map(|m| {
+            m.timelines()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let mut line = format!(
+        "archive {}: {segs} segment files{}{}",
+        v.store,
+        v.seg_size()
+            .map(|s| format!(" of {}", pitr_common::log::human_bytes(s.bytes())))
+            .unwrap_or_default(),
+        if tls.is_empty() {
+            String::new()
+        } else {
+            format!(", timelines {tls}")
+        }
+    );
+    if let Some(f) = v.files.iter().rev().find(|f| f.wal.has_wal_pages()) {
+        line.push_str(&format!(
+            ", newest {} ({})",
+            f.wal,
+            clock::local(f.file.mtime)
         ));
     }
+    lines.push(line);
+    for (n, e) in &v.bad_histories {
+        lines.push(format!("  {n}: {e}"));
+        report.at_least(Status::Warning);
+    }
+    report.metrics.push(Metric::new(
+        "archive_segments",
+        "WAL segment files (and .partial files) in the archive.",
+        segs as f64,
+        Unit::Count,
+    ));
+}
+
+/// The status line's summary, with the newest backup's age and window as metrics.
+fn summary(cfg: &Config, got: &Gathered, report: &mut Report) -> String {
+    let now = unix_seconds(cfg.now);
+    let total = got.total;
     let mut summary = if cfg.backup_dirs.is_empty() {
         String::from("no --backup-dir given")
     } else {
@@ -417,7 +463,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             if cfg.backup_dirs.len() == 1 { "" } else { "s" }
         )
     };
-    if let Some((finished, window)) = &newest {
+    if let Some((finished, window)) = &got.newest {
         let age = (now - finished).max(0.0);
         summary.push_str(&format!(", newest finished {} ago", clock::age(age)));
         report.metrics.push(
@@ -444,17 +490,10 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             ));
         }
     }
-    if troubled > 0 {
-        summary.push_str(&format!(", {troubled} with problems"));
+    if got.troubled > 0 {
+        summary.push_str(&format!(", {} with problems", got.troubled));
     }
-    report.summary = summary;
-    report.lines = lines;
-    report.details = json!({
-        "locations": locations,
-        "archive": view.as_ref().map(archive_json),
-    });
-    report.omnipitr = report.lines.iter().map(|l| format!("{l}\n")).collect();
-    Ok(report)
+    summary
 }
 
 #[cfg(test)]

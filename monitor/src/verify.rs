@@ -32,8 +32,8 @@ use crate::archive::{self, ArchiveView};
 use crate::args::Config;
 use crate::integrity::{self, Verified};
 use crate::report::{Metric, Report, Status, Unit};
-use crate::store::{ArchivedFile, Remote};
-use crate::timeline::segment_of;
+use crate::store::{ArchivedFile, Remote, SetListing};
+use crate::timeline::{segment_of, Expected, WalMap};
 
 /// Files fetched from an rsync archive at a time.
 const REMOTE_BATCH: usize = 32;
@@ -196,6 +196,17 @@ fn check_all(
     Ok(results)
 }
 
+/// What reading the files found besides their problems.
+#[derive(Debug, Default)]
+struct Tally<'a> {
+    /// Files read (and not removed meanwhile).
+    checked: usize,
+    /// Bytes they held, decompressed.
+    bytes: u64,
+    /// The digest of each form of each name stored more than once (`None`: unreadable).
+    digests: BTreeMap<WalFileName, Vec<(&'a str, Option<pitr_common::checksum::Digest>)>>,
+}
+
 /// Runs `verify`.
 pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
     let started = Instant::now();
@@ -217,25 +228,123 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
     let seg_size = map.seg_size();
     let sysid = view.system_identifier().unwrap_or(0);
 
-    // Where the walk starts: the oldest kept backup's first segment.
     let mut sets = Vec::new();
     for dir in &cfg.backup_dirs {
         sets.extend(dir.backup_sets(remote)?);
     }
-    let oldest_set = sets
-        .iter()
-        .filter_map(|s| s.set.meta.min_xlog.segno(seg_size).ok().map(|n| (n, s)))
-        .min_by_key(|(n, _)| *n);
-    let start = match oldest_set {
-        Some((n, _)) => n,
-        None => map.oldest_segno().unwrap_or(SegNo(0)),
-    };
+    let (start, oldest_set) = start_of(&sets, map);
     let bases: Option<BTreeSet<Timeline>> =
         (!sets.is_empty()).then(|| sets.iter().map(|s| s.set.meta.timeline).collect());
 
-    let mut problems = Vec::new();
     let (expected, missing_histories) = map.expected(start, bases.as_ref());
-    for g in map.gaps(&expected) {
+    let mut problems = missing(map, &expected, missing_histories);
+    let files = files_to_check(&view, start, seg_size, &mut problems);
+    let jobs = cfg
+        .jobs
+        .min(usize::try_from((MEMORY_BUDGET / seg_size.bytes()).max(1)).unwrap_or(1))
+        .max(1);
+    let results = check_all(&view, remote, &files, sysid, jobs)?;
+    let tally = tally(&files, &results, seg_size, &mut problems);
+    for (n, e) in &view.bad_histories {
+        if !problems.iter().any(|p| p.kind == "damaged" && &p.name == n) {
+            problems.push(Problem {
+                kind: "damaged",
+                name: n.clone(),
+                last: None,
+                count: 1,
+                detail: format!("{n}: {e}"),
+            });
+        }
+    }
+    problems.extend(duplicates(&tally.digests));
+
+    let elapsed = started.elapsed().as_secs_f64();
+    if problems.iter().any(Problem::critical) {
+        report.at_least(Status::Critical);
+    } else if !problems.is_empty() {
+        report.at_least(Status::Warning);
+    }
+    let (first, newest) = span(&view, seg_size, start);
+    let what = format!(
+        "archive {store}: {} files checked ({}) from {} to {newest} in {elapsed:.1} s",
+        tally.checked,
+        pitr_common::log::human_bytes(tally.bytes),
+        match oldest_set {
+            Some(s) => format!("{} (start of backup {})", s.set.meta.min_xlog, s.meta_name),
+            None => first.clone(),
+        },
+    );
+    report.summary = summary(&problems, &what);
+    report.lines = problems.iter().map(Problem::line).collect();
+    report.metrics = metrics(&problems, &tally, elapsed);
+    report.details = json!({
+        "archive": store.to_string(),
+        "segment_size": seg_size.bytes(),
+        "system_identifier": view.system_identifier().map(|s| s.to_string()),
+        "cluster_marker": view.marker_sysid.is_some(),
+        "start": first,
+        "start_backup": oldest_set.map(|s| s.meta_name.clone()),
+        "newest": newest,
+        "timelines": expected.iter().map(|e| json!({
+            "timeline": e.timeline.0,
+            "from": seg_name(e.timeline, e.lo, seg_size),
+            "to": seg_name(e.timeline, e.hi, seg_size),
+        })).collect::<Vec<_>>(),
+        "files_checked": tally.checked,
+        "bytes_checked": tally.bytes,
+        "seconds": elapsed,
+        "problems": problems.iter().map(Problem::json).collect::<Vec<_>>(),
+    });
+    report.omnipitr = report.lines.iter().map(|l| format!("{l}\n")).collect();
+    Ok(report)
+}
+
+/// Where the walk starts: the first segment of the oldest kept backup (returned too), else the
+/// archive's oldest segment.
+fn start_of<'a>(sets: &'a [SetListing], map: &WalMap) -> (SegNo, Option<&'a SetListing>) {
+    let oldest = sets
+        .iter()
+        .filter_map(|s| {
+            s.set
+                .meta
+                .min_xlog
+                .segno(map.seg_size())
+                .ok()
+                .map(|n| (n, s))
+        })
+        .min_by_key(|(n, _)| *n);
+    match oldest {
+        Some((n, s)) => (n, Some(s)),
+        None => (map.oldest_segno().unwrap_or(SegNo(0)), None),
+    }
+}
+
+/// The first segment of the walk (at or after `start`) and the newest segment, by name.
+fn span(view: &ArchiveView, seg_size: SegSize, start: SegNo) -> (String, String) {
+    let first = view
+        .files
+        .iter()
+        .filter(|f| f.wal.has_wal_pages())
+        .filter_map(|f| f.wal.segno(seg_size).ok().map(|n| (n, f.wal)))
+        .filter(|(n, _)| *n >= start)
+        .min_by_key(|(n, w)| (*n, w.timeline))
+        .map(|(_, w)| w.to_string())
+        .unwrap_or_default();
+    let newest = view
+        .files
+        .iter()
+        .rev()
+        .find(|f| f.wal.has_wal_pages())
+        .map(|f| f.wal.to_string())
+        .unwrap_or_default();
+    (first, newest)
+}
+
+/// The runs of missing segments in `expected` and the missing history files.
+fn missing(map: &WalMap, expected: &[Expected], histories: Vec<Timeline>) -> Vec<Problem> {
+    let seg_size = map.seg_size();
+    let mut problems = Vec::new();
+    for g in map.gaps(expected) {
         problems.push(Problem {
             kind: "missing_segments",
             name: seg_name(g.timeline, g.from, seg_size),
@@ -244,7 +353,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             detail: String::new(),
         });
     }
-    for t in missing_histories {
+    for t in histories {
         problems.push(Problem {
             kind: "missing_history",
             name: WalFileName::history(t).to_string(),
@@ -253,23 +362,24 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             detail: String::new(),
         });
     }
+    problems
+}
 
-    let files = files_to_check(&view, start, seg_size, &mut problems);
-    let jobs = cfg
-        .jobs
-        .min(usize::try_from((MEMORY_BUDGET / seg_size.bytes()).max(1)).unwrap_or(1))
-        .max(1);
-    let results = check_all(&view, remote, &files, sysid, jobs)?;
-    let mut bytes = 0u64;
-    let mut digests: BTreeMap<WalFileName, Vec<(&str, Option<pitr_common::checksum::Digest>)>> =
-        BTreeMap::new();
-    let mut checked = 0usize;
-    for ((f, dup), r) in files.iter().zip(&results) {
+/// Goes through the check results: damaged files and segments of another size into
+/// `problems`, the rest counted.
+fn tally<'a>(
+    files: &[(&'a ArchivedFile, bool)],
+    results: &[Checked],
+    seg_size: SegSize,
+    problems: &mut Vec<Problem>,
+) -> Tally<'a> {
+    let mut t = Tally::default();
+    for ((f, dup), r) in files.iter().zip(results) {
         match r {
             Ok(None) => {}
             Ok(Some(v)) => {
-                checked += 1;
-                bytes += v.bytes;
+                t.checked += 1;
+                t.bytes += v.bytes;
                 if let Some(s) = v.seg_size.filter(|s| *s != seg_size) {
                     problems.push(Problem {
                         kind: "damaged",
@@ -283,14 +393,14 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
                     });
                 }
                 if *dup {
-                    digests
+                    t.digests
                         .entry(f.wal)
                         .or_default()
                         .push((&f.file.name, v.digest));
                 }
             }
             Err(e) => {
-                checked += 1;
+                t.checked += 1;
                 problems.push(Problem {
                     kind: "damaged",
                     name: f.file.name.clone(),
@@ -299,23 +409,24 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
                     detail: e.clone(),
                 });
                 if *dup {
-                    digests.entry(f.wal).or_default().push((&f.file.name, None));
+                    t.digests
+                        .entry(f.wal)
+                        .or_default()
+                        .push((&f.file.name, None));
                 }
             }
         }
     }
-    for (n, e) in &view.bad_histories {
-        if !problems.iter().any(|p| p.kind == "damaged" && &p.name == n) {
-            problems.push(Problem {
-                kind: "damaged",
-                name: n.clone(),
-                last: None,
-                count: 1,
-                detail: format!("{n}: {e}"),
-            });
-        }
-    }
-    for (wal, forms) in &digests {
+    t
+}
+
+/// Each name stored in more than one form: a duplicate when every form has the same content,
+/// else a conflicting one.
+fn duplicates(
+    digests: &BTreeMap<WalFileName, Vec<(&str, Option<pitr_common::checksum::Digest>)>>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (wal, forms) in digests {
         let names: Vec<&str> = forms.iter().map(|(n, _)| *n).collect();
         let first = forms.first().and_then(|(_, d)| *d);
         let identical = first.is_some() && forms.iter().all(|(_, d)| *d == first);
@@ -340,8 +451,11 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             ),
         });
     }
+    problems
+}
 
-    let elapsed = started.elapsed().as_secs_f64();
+/// Missing files, damaged files and duplicated names.
+fn counts(problems: &[Problem]) -> (u64, usize, usize) {
     let missing: u64 = problems
         .iter()
         .filter(|p| p.kind.starts_with("missing"))
@@ -352,59 +466,37 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
         .iter()
         .filter(|p| p.kind.ends_with("duplicate"))
         .count();
-    let critical = problems.iter().filter(|p| p.critical()).count();
-    if critical > 0 {
-        report.at_least(Status::Critical);
-    } else if !problems.is_empty() {
-        report.at_least(Status::Warning);
+    (missing, damaged, duplicates)
+}
+
+/// The status line: `what` was checked and, first, the problems.
+fn summary(problems: &[Problem], what: &str) -> String {
+    if problems.is_empty() {
+        return format!("{what}, no problem found");
     }
-    let first = view
-        .files
-        .iter()
-        .filter(|f| f.wal.has_wal_pages())
-        .filter_map(|f| f.wal.segno(seg_size).ok().map(|n| (n, f.wal)))
-        .filter(|(n, _)| *n >= start)
-        .min_by_key(|(n, w)| (*n, w.timeline))
-        .map(|(_, w)| w.to_string())
-        .unwrap_or_default();
-    let newest = view
-        .files
-        .iter()
-        .rev()
-        .find(|f| f.wal.has_wal_pages())
-        .map(|f| f.wal.to_string())
-        .unwrap_or_default();
-    let what = format!(
-        "archive {store}: {checked} files checked ({}) from {} to {newest} in {elapsed:.1} s",
-        pitr_common::log::human_bytes(bytes),
-        match oldest_set {
-            Some((_, s)) => format!("{} (start of backup {})", s.set.meta.min_xlog, s.meta_name),
-            None => first.clone(),
-        },
-    );
-    report.summary = if problems.is_empty() {
-        format!("{what}, no problem found")
-    } else {
-        let mut parts = Vec::new();
-        if missing > 0 {
-            parts.push(format!("{missing} missing"));
-        }
-        if damaged > 0 {
-            parts.push(format!("{damaged} damaged"));
-        }
-        if duplicates > 0 {
-            parts.push(format!("{duplicates} duplicated"));
-        }
-        format!(
-            "{} problem{} ({}): {}; {what}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            parts.join(", "),
-            problems.first().map(Problem::line).unwrap_or_default()
-        )
-    };
-    report.lines = problems.iter().map(Problem::line).collect();
-    report.metrics = vec![
+    let (missing, damaged, duplicates) = counts(problems);
+    let mut parts = Vec::new();
+    if missing > 0 {
+        parts.push(format!("{missing} missing"));
+    }
+    if damaged > 0 {
+        parts.push(format!("{damaged} damaged"));
+    }
+    if duplicates > 0 {
+        parts.push(format!("{duplicates} duplicated"));
+    }
+    format!(
+        "{} problem{} ({}): {}; {what}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        parts.join(", "),
+        problems.first().map(Problem::line).unwrap_or_default()
+    )
+}
+
+fn metrics(problems: &[Problem], tally: &Tally<'_>, elapsed: f64) -> Vec<Metric> {
+    let (missing, damaged, duplicates) = counts(problems);
+    vec![
         Metric::new(
             "verify_problems",
             "Problems verify found in the archive.",
@@ -432,13 +524,13 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
         Metric::new(
             "verify_files",
             "Archived files read and checked.",
-            checked as f64,
+            tally.checked as f64,
             Unit::Count,
         ),
         Metric::new(
             "verify_read",
             "Bytes checked, decompressed.",
-            bytes as f64,
+            tally.bytes as f64,
             Unit::Bytes,
         ),
         Metric::new(
@@ -447,27 +539,7 @@ pub fn run(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
             elapsed,
             Unit::Seconds,
         ),
-    ];
-    report.details = json!({
-        "archive": store.to_string(),
-        "segment_size": seg_size.bytes(),
-        "system_identifier": view.system_identifier().map(|s| s.to_string()),
-        "cluster_marker": view.marker_sysid.is_some(),
-        "start": first,
-        "start_backup": oldest_set.map(|(_, s)| s.meta_name.clone()),
-        "newest": newest,
-        "timelines": expected.iter().map(|e| json!({
-            "timeline": e.timeline.0,
-            "from": seg_name(e.timeline, e.lo, seg_size),
-            "to": seg_name(e.timeline, e.hi, seg_size),
-        })).collect::<Vec<_>>(),
-        "files_checked": checked,
-        "bytes_checked": bytes,
-        "seconds": elapsed,
-        "problems": problems.iter().map(Problem::json).collect::<Vec<_>>(),
-    });
-    report.omnipitr = report.lines.iter().map(|l| format!("{l}\n")).collect();
-    Ok(report)
+    ]
 }
 
 #[cfg(test)]

@@ -222,27 +222,7 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
         add_copy(&mut staged, &from, format!("{doc}/{name}"), Kind::Doc)?;
     }
 
-    let date = civil_date(source_date);
-    for binary in BINARIES {
-        let help = help::of_binary(&bin_dir.join(binary))?;
-        let problems = help::usage_problems(&help);
-        if !problems.is_empty() {
-            bail!(
-                "the usage of {binary} --help is out of step with its options:\n{}",
-                problems.join("\n")
-            );
-        }
-        let page = manpage::render(
-            &help,
-            &manpage::Page {
-                tool: binary,
-                version: version(),
-                date: &date,
-                see_also: &BINARIES,
-            },
-        )?;
-        add_contents(&mut staged, page.as_bytes(), format!("{man1}/{binary}.1"))?;
-    }
+    add_man_pages(&mut staged, bin_dir, &man1)?;
 
     // Never ship an example whose options the binaries do not accept.
     let checked = examples::check(root, bin_dir)?;
@@ -283,6 +263,33 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
         Kind::Config,
     )?;
     Ok(staged)
+}
+
+/// The man page of each binary, made from its `--help` (every form of it), into `man1`;
+/// refused when a usage is out of step with the options.
+fn add_man_pages(staged: &mut Staged, bin_dir: &Path, man1: &str) -> Result<()> {
+    let date = civil_date(staged.source_date);
+    for binary in BINARIES {
+        let help = help::of_tool(bin_dir, binary)?;
+        let problems = help::usage_problems(&help);
+        if !problems.is_empty() {
+            bail!(
+                "the usage of {binary} --help is out of step with its options:\n{}",
+                problems.join("\n")
+            );
+        }
+        let page = manpage::render(
+            &help,
+            &manpage::Page {
+                tool: binary,
+                version: version(),
+                date: &date,
+                see_also: &BINARIES,
+            },
+        )?;
+        add_contents(staged, page.as_bytes(), format!("{man1}/{binary}.1"))?;
+    }
+    Ok(())
 }
 
 fn add_dir(staged: &mut Staged, path: String) -> Result<()> {
@@ -594,7 +601,7 @@ mod tests {
         }
 
         for binary in BINARIES {
-            let help = help::of_binary(&bin_dir.join(binary))?;
+            let help = help::of_tool(&bin_dir, binary)?;
             assert_eq!(help::usage_problems(&help), Vec::<String>::new());
             let page =
                 fs::read_to_string(dist.join(format!("opt/pitr/share/man/man1/{binary}.1")))?;

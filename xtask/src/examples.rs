@@ -145,7 +145,7 @@ fn option_name(text: &str) -> Option<String> {
 pub fn check(root: &Path, bin_dir: &Path) -> Result<Checked> {
     let mut helps = BTreeMap::new();
     for tool in TOOLS {
-        helps.insert(*tool, help::of_binary(&bin_dir.join(tool))?);
+        helps.insert(*tool, help::of_tool(bin_dir, tool)?);
     }
     let mut files = Vec::new();
     for name in FILES {

@@ -14,6 +14,12 @@
 //! `pitr-archive [--dst-local <[CODEC=]DIR>]... <wal_file>`. [`Help::value_name`] reads an
 //! option's placeholder from there, and [`usage_problems`] checks the usage against the options
 //! argh lists, so that the hand-written synopsis cannot drift from what the binary accepts.
+//!
+//! A binary with more than one form has one `--help` per form: pitr-restore's restore_command
+//! form (`pitr-restore --help`) and its `--from-backup` form (`pitr-restore --from-backup -
+//! --help`) are two argument types (restore/src/args.rs). [`of_tool`] reads every form and
+//! [`Help::merge`]s them into one help: every usage form, both descriptions, the first form's
+//! options followed by the other form's own ([`Help::form_options`]), and the sections of both.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +41,10 @@ pub struct Help {
     pub positionals: Vec<Entry>,
     /// `Options:`, `--help` included.
     pub options: Vec<Entry>,
+    /// The options of the other forms of the binary ([`Help::merge`]): the option that picks
+    /// the form (`--from-backup`) and the entries of its `Options:` that [`Help::options`] does
+    /// not hold as they are (the same name with another description included).
+    pub form_options: Vec<(String, Vec<Entry>)>,
     /// Any other section (`Examples:`, `Notes:`, `Error codes:`, `Commands:`), in order, with
     /// its lines as printed minus the two-column indent.
     pub sections: Vec<Section>,
@@ -67,14 +77,70 @@ impl Help {
             .unwrap_or("")
     }
 
-    /// The long option names (`--data-dir`, ..., `--help`) of the `Options:` section, each
-    /// spelling of an entry such as `--help, help` counted when it starts with `--`.
+    /// The long option names (`--data-dir`, ..., `--help`) of the `Options:` section and of
+    /// the other forms' (each once), each spelling of an entry such as `--help, help` counted
+    /// when it starts with `--`.
     pub fn option_names(&self) -> Vec<&str> {
-        self.options
+        let mut names: Vec<&str> = Vec::new();
+        let entries = self
+            .options
             .iter()
+            .chain(self.form_options.iter().flat_map(|(_, entries)| entries));
+        for name in entries
             .flat_map(|entry| entry.name.split(", "))
             .filter(|name| name.starts_with("--"))
-            .collect()
+        {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Adds `other`, the help of the binary's form picked by the option `selector`: its usage
+    /// forms before this one's `--help | --version` form, its description paragraphs after
+    /// this one's, its positional arguments and options that this help does not list as they
+    /// are (options into [`Help::form_options`] under `selector`), and its sections' lines
+    /// appended to this help's sections of the same title, after an empty line.
+    pub fn merge(&mut self, other: Help, selector: &str) {
+        let version_form = |form: &String| {
+            form.split_whitespace()
+                .any(|w| strip_group(w) == "--version")
+        };
+        let at = self
+            .usage
+            .iter()
+            .position(version_form)
+            .unwrap_or(self.usage.len());
+        let forms: Vec<String> = other
+            .usage
+            .into_iter()
+            .filter(|f| !version_form(f))
+            .collect();
+        self.usage.splice(at..at, forms);
+        self.description.extend(other.description);
+        for entry in other.positionals {
+            if !self.positionals.contains(&entry) {
+                self.positionals.push(entry);
+            }
+        }
+        let own: Vec<Entry> = other
+            .options
+            .into_iter()
+            .filter(|entry| !self.options.contains(entry))
+            .collect();
+        if !own.is_empty() {
+            self.form_options.push((selector.to_owned(), own));
+        }
+        for section in other.sections {
+            match self.sections.iter_mut().find(|s| s.title == section.title) {
+                Some(mine) => {
+                    mine.lines.push(String::new());
+                    mine.lines.extend(section.lines);
+                }
+                None => self.sections.push(section),
+            }
+        }
     }
 
     /// The value an option takes as the usage shows it, group brackets and a repetition's
@@ -184,23 +250,43 @@ pub fn usage_problems(help: &Help) -> Vec<String> {
     problems
 }
 
-/// Runs `binary --help` and parses what it prints.
-pub fn of_binary(binary: &Path) -> Result<Help> {
+/// The other forms of a binary, each as the arguments that print its `--help`, the first of
+/// them the option that picks the form.
+fn other_forms(tool: &str) -> &'static [&'static [&'static str]] {
+    match tool {
+        "pitr-restore" => &[&["--from-backup", "-", "--help"]],
+        _ => &[],
+    }
+}
+
+/// The help of the binary `tool` in `bin_dir`, every form of it merged ([`Help::merge`]).
+pub fn of_tool(bin_dir: &Path, tool: &str) -> Result<Help> {
+    let binary = bin_dir.join(tool);
+    let mut help = of_binary(&binary, &["--help"])?;
+    for args in other_forms(tool) {
+        let other = of_binary(&binary, args)?;
+        help.merge(other, args.first().copied().unwrap_or_default());
+    }
+    Ok(help)
+}
+
+/// Runs `binary` with `args` (ending in `--help`) and parses what it prints.
+pub fn of_binary(binary: &Path, args: &[&str]) -> Result<Help> {
+    let shown = format!("{} {}", binary.display(), args.join(" "));
     let output = Command::new(binary)
-        .arg("--help")
+        .args(args)
         .output()
-        .with_context(|| format!("cannot run {} --help", binary.display()))?;
+        .with_context(|| format!("cannot run {shown}"))?;
     if !output.status.success() {
         bail!(
-            "{} --help failed ({}): {}",
-            binary.display(),
+            "{shown} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     let text = String::from_utf8(output.stdout)
-        .with_context(|| format!("{} --help printed invalid UTF-8", binary.display()))?;
-    parse(&text).with_context(|| format!("parsing the output of {} --help", binary.display()))
+        .with_context(|| format!("{shown} printed invalid UTF-8"))?;
+    parse(&text).with_context(|| format!("parsing the output of {shown}"))
 }
 
 /// Parses argh's help text.
@@ -538,6 +624,69 @@ mod tests {
                 "pitr-restore: the usage does not show --version",
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_form_merges_into_one_help() -> Result<()> {
+        let mut help = parse(SAMPLE)?;
+        let other = parse(
+            "Usage: pitr-restore --from-backup <DIR> --source <[CODEC=]DIR>... \
+             [--target-time <TIME>]\n\n\
+             --from-backup restores a backup set.\n\n\
+             Options:\n  \
+             --from-backup     the backup sets\n  \
+             --source          the WAL archive the restored server recovers from\n  \
+             --poll-interval   seconds between looks at the archive while waiting (default\n                    \
+             1; decimals allowed)\n  \
+             --target-time     recover up to this time\n  \
+             --help, help      display usage information\n\n\
+             Notes:\n  Files:\n  NEW/postgresql.auto.conf  recovery settings\n\n\
+             Error codes:\n  3 with --from-backup: a usage error\n",
+        )?;
+        help.merge(other, "--from-backup");
+        assert_eq!(help.usage.len(), 3);
+        assert!(help.usage[1].starts_with("pitr-restore --from-backup <DIR>"));
+        assert_eq!(help.usage[2], "pitr-restore --help | --version");
+        assert_eq!(
+            help.description.last().map(String::as_str),
+            Some("--from-backup restores a backup set.")
+        );
+        // The first form's options stay as they were; the other form's own follow, --source
+        // among them for its other meaning, --poll-interval and --help not repeated.
+        assert_eq!(help.options.len(), 6);
+        let (selector, own) = &help.form_options[0];
+        assert_eq!(selector, "--from-backup");
+        let own: Vec<&str> = own.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(own, ["--from-backup", "--source", "--target-time"]);
+        assert_eq!(
+            help.option_names(),
+            [
+                "--source",
+                "--poll-interval",
+                "--streaming-replication",
+                "--remove-unneeded",
+                "--error-pgcontroldata",
+                "--help",
+                "--from-backup",
+                "--target-time"
+            ]
+        );
+        assert_eq!(help.value_name("--target-time").as_deref(), Some("<TIME>"));
+        assert_eq!(usage_problems(&help), Vec::<String>::new());
+        assert_eq!(
+            help.section("Error codes").map(|s| s.lines.clone()),
+            Some(vec![
+                "0 restored".to_owned(),
+                "1 not available,".to_owned(),
+                "  which ends recovery".to_owned(),
+                String::new(),
+                "3 with --from-backup: a usage error".to_owned()
+            ])
+        );
+        assert!(help
+            .section("Notes")
+            .is_some_and(|s| s.lines.iter().any(|l| l.starts_with("NEW/postgresql"))));
         Ok(())
     }
 

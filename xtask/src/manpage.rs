@@ -10,6 +10,8 @@
 //! - DESCRIPTION from the description paragraphs;
 //! - ARGUMENTS and OPTIONS as tagged paragraphs, each option's value as the usage shows it,
 //!   and `--version` (handled by `common::cli` for every binary) when the usage shows it;
+//!   the options of a binary's other form ([`Help::form_options`]: pitr-restore's
+//!   `--from-backup`) in a subsection of their own;
 //! - EXIT STATUS from argh's `Error codes` (`error_code` attributes; an indented line
 //!   continues the previous code's text);
 //! - FILES from the note that starts with the line `Files:`: a path at the note's indent, and
@@ -187,6 +189,18 @@ fn options_section(out: &mut String, help: &Help, page: &Page<'_>) {
             tool,
             escape(page.version)
         );
+    }
+    for (selector, entries) in &help.form_options {
+        let selector = escape(selector);
+        let _ = writeln!(out, ".SS \"Options with {selector}\"");
+        let _ = writeln!(
+            out,
+            ".PP\nWith {selector}, {tool} takes these options, and those above that its \
+             synopsis shows."
+        );
+        for entry in entries {
+            tagged(out, &option_tag(help, &entry.name), entry);
+        }
     }
 }
 

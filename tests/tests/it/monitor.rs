@@ -228,13 +228,26 @@ fn monitor_info_and_verify_follow_a_failover_and_find_a_removed_and_a_damaged_se
         .map(|t| t["timeline"].as_i64().unwrap())
         .collect();
     assert_eq!(timelines, [1, 2], "{v}");
-    let out = verify().run();
+    // The runbook's cron line: the same check written for node_exporter's textfile collector.
+    let prom = work.path().join("pitr-verify.prom");
+    let prom_status = || {
+        let text = std::fs::read_to_string(&prom).unwrap();
+        assert!(
+            text.contains("# TYPE pitr_verify_problems gauge\n"),
+            "{text}"
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix("pitr_monitor_status{check=\"verify\"} "))
+            .map(str::to_owned)
+    };
+    let out = verify().arg("--prometheus").arg(&prom).run();
     assert_status(&out, 0);
     assert!(
         out.stdout().starts_with("OK - archive ") && out.stdout().contains("no problem found"),
         "{}",
         out.stdout()
     );
+    assert_eq!(prom_status().as_deref(), Some("0"));
 
     // One segment of timeline 1 removed (after the backup's start), one of timeline 2 damaged.
     let removed = tl1[tl1.len() - 2].clone();
@@ -247,8 +260,9 @@ fn monitor_info_and_verify_follow_a_failover_and_find_a_removed_and_a_damaged_se
         *b ^= 0x5A;
     }
     std::fs::write(&damaged_path, &bytes).unwrap();
-    let out = verify().run();
+    let out = verify().arg("--prometheus").arg(&prom).run();
     assert_status(&out, 2);
+    assert_eq!(prom_status().as_deref(), Some("2"));
     let lines: Vec<&str> = out.stdout().lines().collect();
     assert!(
         lines[0].starts_with("CRITICAL - 2 problems (1 missing, 1 damaged): "),
