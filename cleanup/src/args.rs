@@ -11,22 +11,54 @@ use pitr_common::location::{Location, Opt};
 use pitr_common::wal::{WalFileName, WalKind};
 
 pitr_common::tool_args! {
-/// Removes WAL and backups that are no longer needed.
-///
-/// Form 1, PostgreSQL's archive_cleanup_command on a standby:
-/// archive_cleanup_command = '/opt/pitr/bin/pitr-cleanup --archive zstd=/srv/wal %r'
-/// removes archived segments, .partial and .backup files older than %r (timeline ignored, as
-/// pg_archivecleanup does); .history files are kept; nothing is removed while
-/// --removal-pause-trigger exists.
-///
-/// Form 2, retention from cron: pitr-cleanup --backup-dir DIR --archive DIR --keep-days N
-/// [--keep-count N] [--dry-run] removes backup sets older than the retention (meta file first),
-/// then WAL older than the oldest kept backup's start; never the newest valid backup, nothing at
-/// all when no backup is valid.
-///
-/// Exit status: 0 done (also when paused); 2 error; 3 usage error; 4 another pitr-cleanup holds
-/// the archive's lock or --pid-file.
+/// The command line of `pitr-cleanup`. The `description`, `usage`, examples, notes and exit
+/// statuses below are its `--help` and, through `cargo xtask dist`, its man page.
 #[derive(FromArgs, Debug)]
+#[argh(
+    description = "Removes WAL and backups that are no longer needed, in one of two forms.\n\
+            \n\
+            As PostgreSQL's archive_cleanup_command on a standby (the first form) it removes\n\
+            archived segments, .partial and .backup files older than %r, by position with\n\
+            the timeline ignored as pg_archivecleanup does; .history files are kept.\n\
+            \n\
+            From cron with --backup-dir (the second form) it removes backup sets older than\n\
+            the retention, each set's meta file first, then WAL older than the oldest kept\n\
+            set's start. It never removes the newest valid set, and removes nothing at all\n\
+            when no set is valid.\n\
+            \n\
+            Nothing is removed while --removal-pause-trigger exists.",
+    usage = "--archive <[CODEC=]DIR> [--removal-pause-trigger <FILE>]\n\
+            \x20          [--dry-run] [--temp-dir <DIR>] [--log <FILE>] [--verbose]\n\
+            \x20          [--pid-file <FILE>] [--config-file <FILE>]... %r\n\
+            \x20      {command_name} --backup-dir <DIR> --archive <[CODEC=]DIR> [--keep-days <N>]\n\
+            \x20          [--keep-count <N>] [--removal-pause-trigger <FILE>] [--dry-run]\n\
+            \x20          [--temp-dir <DIR>] [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --help | --version",
+    example = "On a standby, in postgresql.conf:\n\
+            \x20 archive_cleanup_command = '/opt/pitr/bin/pitr-cleanup --archive zstd=/var/lib/pgsql/wal_archive %r'",
+    example = "What a week of retention, keeping at least three sets, would remove:\n\
+            \x20 pitr-cleanup --backup-dir /var/lib/pgsql/backups --archive zstd=/var/lib/pgsql/wal_archive --keep-days 7 --keep-count 3 --dry-run",
+    example = "From cron, with the options in a file:\n\
+            \x20 30 5 * * * postgres /opt/pitr/bin/pitr-cleanup --config-file /etc/pitr/cleanup.conf",
+    note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
+            one per line (\"--archive /var/lib/pgsql/wal_archive\"), # starting a comment,\n\
+            as if they were given where --config-file stands. --version (or -V) prints the\n\
+            program's name and version. Give --keep-days, --keep-count or both: there is\n\
+            no default retention.",
+    note = "\n\
+            Files:\n\
+            /etc/pitr/cleanup.conf\n\
+            \x20   options for --config-file (installed by the RPM, kept on upgrades)\n\
+            /etc/cron.d/pitr\n\
+            \x20   the nightly retention job, commented out (installed by the RPM)\n\
+            ARCHIVE/.pitr-cleanup.lock\n\
+            \x20   held while a pitr-cleanup works on the archive",
+    error_code(0, "done, also when paused by --removal-pause-trigger"),
+    error_code(2, "an error, also when no backup set is valid"),
+    error_code(3, "a usage error"),
+    error_code(4, "another pitr-cleanup holds the archive's lock or --pid-file")
+)]
 pub struct Args {
     /// the WAL archive directory, [CODEC=]DIR (every stored form of a file is removed)
     #[argh(option)]

@@ -9,5 +9,6 @@ mod backup;
 mod cleanup;
 mod harness;
 mod majors;
+mod monitor;
 mod pitr;
 mod restore;
