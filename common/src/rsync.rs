@@ -49,8 +49,13 @@ pub enum Error {
 /// source name does not exist.
 const PARTIAL: i32 = 23;
 
+/// rsync's exit status for "some files vanished before they could be transferred": listed,
+/// then gone when rsync opened them (a concurrent removal).
+const VANISHED: i32 = 24;
+
 fn is_missing_source(e: &CommandError) -> bool {
-    e.code() == Some(PARTIAL) && e.to_string().contains("No such file")
+    (e.code() == Some(PARTIAL) && e.to_string().contains("No such file"))
+        || e.code() == Some(VANISHED)
 }
 
 impl Rsync {
@@ -83,11 +88,13 @@ impl Rsync {
         if names.is_empty() {
             return Ok(BTreeSet::new());
         }
+        let (source, prefix) = files_from_source(dir);
+        let listed: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
         let mut c = self.command();
-        c.args(["-t", "-q", "--files-from=-"])
-            .arg(dir.as_dir())
+        c.args(["-t", "-q", "--no-relative", "--files-from=-"])
+            .arg(source)
             .arg(local);
-        match c.run_with_stdin(list(names).as_bytes()) {
+        match c.run_with_stdin(list(&listed).as_bytes()) {
             Ok(_) => {}
             Err(e) if is_missing_source(&e) => {}
             Err(e) => return Err(e.into()),
@@ -274,6 +281,29 @@ impl Rsync {
 }
 
 /// A list for `--files-from=-`.
+/// The source and the name prefix for a `--files-from` read of `dir`. An rsync daemon (rsync
+/// 3.2.7 here) reports every name of a `--files-from` list as vanished when the source is a
+/// directory below the module (`rsync://host/module/sub/`), so a daemon target is read from the
+/// module's root with the subdirectory in each name (`--no-relative` keeps the copies flat).
+fn files_from_source(dir: &RsyncTarget) -> (String, String) {
+    let whole = dir.as_dir();
+    let (scheme, rest) = if let Some(rest) = whole.strip_prefix("rsync://") {
+        // host[:port]/module/sub/
+        match rest.split_once('/') {
+            Some((host, path)) => (format!("rsync://{host}/"), path.to_string()),
+            None => return (whole, String::new()),
+        }
+    } else if let Some((host, path)) = whole.split_once("::") {
+        (format!("{host}::"), path.to_string())
+    } else {
+        return (whole, String::new());
+    };
+    match rest.split_once('/') {
+        Some((module, sub)) => (format!("{scheme}{module}/"), sub.to_string()),
+        None => (whole, String::new()),
+    }
+}
+
 fn list(names: &[String]) -> String {
     let mut s = names.join("\n");
     s.push('\n');
@@ -331,5 +361,35 @@ mod tests {
         );
         assert_eq!(l[1].size, 52_345);
         assert_eq!(l[1].mtime, UNIX_EPOCH + Duration::from_secs(1_795_574_595));
+    }
+
+    #[test]
+    fn files_from_reads_a_daemon_subdirectory_from_the_module_root() {
+        let t = |s: &str| match crate::location::Location::parse(crate::location::Opt::DstRemote, s)
+            .unwrap()
+            .target
+        {
+            crate::location::Target::Rsync(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            files_from_source(&t("rsync://h:873/wal_archive/db1/x")),
+            (
+                "rsync://h:873/wal_archive/".to_string(),
+                "db1/x/".to_string()
+            )
+        );
+        assert_eq!(
+            files_from_source(&t("rsync://h/wal_archive")),
+            ("rsync://h/wal_archive/".to_string(), String::new())
+        );
+        assert_eq!(
+            files_from_source(&t("h::wal_archive/db1")),
+            ("h::wal_archive/".to_string(), "db1/".to_string())
+        );
+        assert_eq!(
+            files_from_source(&t("user@h:/srv/wal")),
+            ("user@h:/srv/wal/".to_string(), String::new())
+        );
     }
 }
