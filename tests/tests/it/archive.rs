@@ -1149,3 +1149,28 @@ fn r12_7_archive_errors_name_the_path_and_give_a_hint() {
         "something archived"
     );
 }
+
+/// Found by `cargo xtask faults` (archive-kill): an rsync daemon reports every name of a
+/// `--files-from` list as vanished when the source is a directory below the module, so every
+/// call to `rsync://host/module/sub` failed once the cluster marker existed there. Two
+/// segments and a repeated call into a subdirectory of a module.
+#[test]
+fn faults_rsync_daemon_subdirectory_takes_every_call() {
+    let (cluster, first) = cluster_with_segment("rsync-sub");
+    cluster.psql("INSERT INTO filler SELECT generate_series(1, 1000)");
+    let second = cluster.switch_wal();
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let sub = rsyncd.dir().join("db1");
+    pg_user().create_dir(&sub, 0o700);
+    let target = format!("gzip={}/db1", rsyncd.url());
+    for segment in [&first, &second, &second] {
+        archive(&cluster)
+            .arg("--dst-remote")
+            .arg(&target)
+            .arg(wal_path(segment))
+            .succeeds();
+    }
+    let dir = ArchiveDir::new(&sub);
+    dir.assert_holds(&first, &cluster.wal_file(&first));
+    dir.assert_holds(&second, &cluster.wal_file(&second));
+}
