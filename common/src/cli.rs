@@ -215,6 +215,11 @@ pub fn main<T: Tool>() -> ExitCode {
     let error_status = tool.error_status();
     if let Err(e) = log::init(T::NAME, target, common.verbose) {
         log::log_to_stderr(T::NAME, Level::Fatal, &log::error_chain(&e));
+        log::log_to_stderr(
+            T::NAME,
+            Level::Fatal,
+            "HINT: give --log a file in a directory the user running this program may write, or leave --log out to log to stderr",
+        );
         return ExitCode::from(error_status);
     }
     if common.verbose {
@@ -364,10 +369,33 @@ fn error_lines(err: &anyhow::Error) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut lines = vec![one_line];
-    if let Some(hint) = exit::find_failure(err).and_then(exit::Failure::hint_text) {
+    if let Some(hint) = exit::find_failure(err)
+        .and_then(exit::Failure::hint_text)
+        .or_else(|| io_hint(err))
+    {
         lines.push(format!("HINT: {hint}"));
     }
     lines
+}
+
+/// The remedy for an error no [`exit::Failure`] explains, from the operating system's error
+/// at the bottom of its chain: a full disk, a permission, a missing path.
+fn io_hint(err: &anyhow::Error) -> Option<&'static str> {
+    let code = err.chain().find_map(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+    })?;
+    Some(match code {
+        libc::ENOSPC | libc::EDQUOT => {
+            "free space (or raise the quota) on the file system of the path named above, then run again; nothing under a final name was written"
+        }
+        libc::EACCES | libc::EPERM => {
+            "give the user running this program (PostgreSQL's user for archive_command and restore_command) access to the path named above"
+        }
+        libc::ENOENT | libc::ENOTDIR => "check that the path named above exists",
+        libc::EROFS => "the file system of the path named above is read-only",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -576,5 +604,20 @@ mod tests {
         // Our own pid is alive: a second instance (as far as the file says) is busy.
         let err = take_pid_file("pitr-archive", Some(&held), exit::BUSY).unwrap_err();
         assert_eq!(status_of(&err, exit::ERROR), exit::BUSY);
+    }
+
+    #[test]
+    fn errors_of_the_operating_system_get_a_remedy() {
+        let full = anyhow::Error::from(crate::fs::IoError::new(
+            "writing",
+            std::path::Path::new("/srv/wal/x"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        ))
+        .context("storing x");
+        let lines = error_lines(&full);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].starts_with("HINT: free space"), "{lines:?}");
+        let other = anyhow::anyhow!("something else");
+        assert_eq!(error_lines(&other).len(), 1);
     }
 }

@@ -474,8 +474,13 @@ impl Tool for Args {
         }
     }
 
+    /// As restore_command, a busy pid file must stop recovery too (126); `--from-backup` is an
+    /// ordinary command, busy like the others (4).
     fn busy_status(&self) -> u8 {
-        self.error_status()
+        match self {
+            Args::Wal(_) => exit::RESTORE_FATAL,
+            Args::Backup(_) => exit::BUSY,
+        }
     }
 
     fn run(self) -> anyhow::Result<ExitCode> {

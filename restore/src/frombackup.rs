@@ -149,10 +149,20 @@ fn check_target_time(cfg: &BackupConfig, set: &FoundSet) -> anyhow::Result<()> {
 fn verify_digests(set: &FoundSet) -> anyhow::Result<()> {
     let dir = set.dir();
     let digest_path = dir.join(&set.meta.digest_file);
-    let text = std::fs::read_to_string(&digest_path)
-        .map_err(|e| IoError::new("reading digest file", &digest_path, e))?;
+    let unusable = || {
+        Failure::new(format!(
+            "the digest file of backup set {} is unusable",
+            set.meta_path.display()
+        ))
+        .hint("the set is damaged: restore another set, or copy this one again from a place that holds it whole")
+    };
+    let text = std::fs::read_to_string(&digest_path).map_err(|e| {
+        anyhow::Error::from(IoError::new("reading digest file", &digest_path, e))
+            .context(unusable())
+    })?;
     let lines = checksum::parse_sums(&text)
-        .with_context(|| format!("reading digest file {}", digest_path.display()))?;
+        .with_context(|| format!("reading digest file {}", digest_path.display()))
+        .map_err(|e| e.context(unusable()))?;
     let mut needed = vec![set.meta.data_file.clone()];
     needed.extend(set.meta.xlog_file.clone());
     for n in &needed {
