@@ -184,7 +184,12 @@ impl Args {
             });
         }
         let (wal_arg, wal_name) = self.wal_file()?;
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        // Without --data-dir: the working directory (PostgreSQL runs archive_command there),
+        // or the data directory an absolute %p lies in.
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| {
+            pitr_common::pg::data_dir_of_wal_path(Path::new(&wal_arg))
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
         let wal_path = data_dir.join(&wal_arg);
         if configured == 0 {
             return Err(usage(

@@ -381,9 +381,17 @@ fn error_lines(err: &anyhow::Error) -> Vec<String> {
 /// The remedy for an error no [`exit::Failure`] explains, from the operating system's error
 /// at the bottom of its chain: a full disk, a permission, a missing path.
 fn io_hint(err: &anyhow::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    // The errno, or for an error re-wrapped with a message only its kind.
     let code = err.chain().find_map(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::raw_os_error)
+        let io = e.downcast_ref::<std::io::Error>()?;
+        io.raw_os_error().or(match io.kind() {
+            ErrorKind::StorageFull => Some(libc::ENOSPC),
+            ErrorKind::PermissionDenied => Some(libc::EACCES),
+            ErrorKind::NotFound => Some(libc::ENOENT),
+            ErrorKind::ReadOnlyFilesystem => Some(libc::EROFS),
+            _ => None,
+        })
     })?;
     Some(match code {
         libc::ENOSPC | libc::EDQUOT => {
@@ -617,6 +625,11 @@ mod tests {
         let lines = error_lines(&full);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[1].starts_with("HINT: free space"), "{lines:?}");
+        let rewrapped = anyhow::Error::from(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "writing to zstd=/srv/b: No space left on device",
+        ));
+        assert!(error_lines(&rewrapped)[1].starts_with("HINT: free space"));
         let other = anyhow::anyhow!("something else");
         assert_eq!(error_lines(&other).len(), 1);
     }

@@ -136,6 +136,19 @@ fn parse_pg_version(bytes: &[u8]) -> Option<u32> {
     major.parse().ok()
 }
 
+/// The data directory an absolute WAL path lies in (`<data>/pg_wal/<name>`, with
+/// `global/pg_control` there), for a command run outside the data directory without
+/// `--data-dir` (pg_rewind's restore_command, an archive_command given an absolute `%p`).
+pub fn data_dir_of_wal_path(wal_path: &Path) -> Option<PathBuf> {
+    Some(wal_path)
+        .filter(|p| p.is_absolute())
+        .and_then(Path::parent)
+        .filter(|wal| wal.file_name().is_some_and(|n| n == PG_WAL))
+        .and_then(Path::parent)
+        .filter(|d| d.join(PG_CONTROL).is_file())
+        .map(Path::to_path_buf)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -635,17 +635,8 @@ fn poll_interval(
 /// `pg_wal` names its data directory (`pg_rewind --restore-target-wal` runs restore_command
 /// from its own working directory with `%p` = `<target>/pg_wal/<name>`).
 fn default_data_dir(p: Option<&String>) -> PathBuf {
-    let from_p = p
-        .map(Path::new)
-        .filter(|p| p.is_absolute())
-        .and_then(Path::parent)
-        .filter(|wal| {
-            wal.file_name()
-                .is_some_and(|n| n == pitr_common::pg::PG_WAL)
-        })
-        .and_then(Path::parent)
-        .filter(|d| d.join(pitr_common::pg::PG_CONTROL).is_file());
-    from_p.map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    p.and_then(|p| pitr_common::pg::data_dir_of_wal_path(Path::new(p)))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 impl WalArgs {

@@ -214,9 +214,25 @@ fn extract(archive: &Path, into: &Path) -> anyhow::Result<()> {
     tar.set_preserve_mtime(true);
     tar.set_overwrite(false);
     // `unpack` refuses entries that would land outside `into` (absolute paths, `..`).
-    tar.unpack(into)
-        .map_err(|e| IoError::new("extracting", archive, e))
-        .with_context(|| format!("extracting into {}", into.display()))?;
+    tar.unpack(into).map_err(|e| {
+        use std::io::ErrorKind;
+        // A full or unwritable target is told by the OS error's own HINT; anything else is in
+        // the archive.
+        let local = matches!(
+            e.kind(),
+            ErrorKind::StorageFull | ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+        );
+        let err = anyhow::Error::from(IoError::new("extracting", archive, e))
+            .context(format!("extracting into {}", into.display()));
+        if local {
+            err
+        } else {
+            err.context(
+                Failure::new(format!("the data archive {} cannot be extracted", archive.display()))
+                    .hint("the set is damaged (its digest file matched, so it was damaged before it was written): restore another set"),
+            )
+        }
+    })?;
     Ok(())
 }
 

@@ -1174,3 +1174,21 @@ fn faults_rsync_daemon_subdirectory_takes_every_call() {
     dir.assert_holds(&first, &cluster.wal_file(&first));
     dir.assert_holds(&second, &cluster.wal_file(&second));
 }
+
+/// An absolute `%p` inside a data directory's `pg_wal` names the data directory: pitr-archive
+/// run by hand from elsewhere, without `--data-dir`, checks the segment against that
+/// cluster's pg_control (the bench archives by hand this way).
+#[test]
+fn archive_finds_the_data_directory_of_an_absolute_wal_path() {
+    let (cluster, segment) = cluster_with_segment("abs-wal");
+    let dest = cluster.root().subdir("archive");
+    let absolute = cluster.wal_dir().join(&segment);
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir("/")
+        .arg("--dst-local")
+        .arg(format!("zstd={}", dest.display()))
+        .arg(&absolute)
+        .succeeds();
+    ArchiveDir::new(&dest).assert_holds(&segment, &cluster.wal_file(&segment));
+}
