@@ -175,20 +175,7 @@ impl Tool for Args {
     }
 }
 
-/// How to reach the server.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// Host name, address or Unix socket directory.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database user.
-    pub user: String,
-    /// Database.
-    pub dbname: String,
-    /// Password, from `$PGPASSWORD`.
-    pub password: Option<String>,
-}
+pub use pitr_common::pgconn::Connection;
 
 /// Where the backup's WAL comes from.
 #[derive(Debug, Clone)]
@@ -237,43 +224,6 @@ pub struct Config {
     pub copy_delay: Option<Duration>,
 }
 
-impl Connection {
-    /// The connection options, else the libpq environment variables, else the defaults.
-    fn from_options(
-        host: Option<String>,
-        port: Option<u16>,
-        username: Option<String>,
-        database: Option<String>,
-    ) -> anyhow::Result<Connection> {
-        Ok(Connection {
-            host: host
-                .or_else(|| env_nonempty("PGHOST"))
-                .unwrap_or_else(|| "/var/run/postgresql".to_string()),
-            port: match port {
-                Some(p) => p,
-                None => match env_nonempty("PGPORT") {
-                    Some(p) => p.parse().map_err(|_| {
-                        usage(
-                            format!("$PGPORT {p:?} is not a port number"),
-                            "fix PGPORT or give --port",
-                        )
-                    })?,
-                    None => 5432,
-                },
-            },
-            user: username
-                .or_else(|| env_nonempty("PGUSER"))
-                .or_else(|| env_nonempty("USER"))
-                .or_else(|| env_nonempty("LOGNAME"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            dbname: database
-                .or_else(|| env_nonempty("PGDATABASE"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            password: env_nonempty("PGPASSWORD"),
-        })
-    }
-}
-
 /// The name of the default lock file in the data directory.
 pub const LOCK_FILE_NAME: &str = "pitr-backup.lock";
 
@@ -282,10 +232,6 @@ fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
 }
 
 const EXAMPLE: &str = "pitr-backup --data-dir /var/lib/postgresql/15/main --dst-local zstd=/srv/backups --xlogs /var/lib/postgresql/backup-xlogs";
-
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
-}
 
 /// Checks that `dir` is an existing directory; `what` names the option.
 fn existing_dir(dir: &Path, what: &str, hint: &str) -> anyhow::Result<()> {

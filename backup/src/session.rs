@@ -99,14 +99,7 @@ impl Session {
         if let Some(p) = &conn.password {
             config.password(p);
         }
-        let where_ = format!(
-            "{}{}port {} as user {} (database {})",
-            conn.host,
-            if conn.host.starts_with('/') { " " } else { ":" },
-            conn.port,
-            conn.user,
-            conn.dbname
-        );
+        let where_ = conn.describe();
         let mut client = config.connect(NoTls).map_err(|e| {
             anyhow::Error::from(
                 Failure::new(format!(

@@ -23,6 +23,7 @@ pub mod log;
 pub mod manifest;
 pub mod pg;
 pub mod pgconf;
+pub mod pgconn;
 pub mod pidfile;
 pub mod process;
 pub mod rsync;

@@ -309,19 +309,7 @@ impl FromStr for Check {
 }
 
 /// The database connection of `archive-queue`.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// Host name, address or Unix socket directory.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database user.
-    pub user: String,
-    /// Database.
-    pub dbname: String,
-    /// Password, from `$PGPASSWORD`.
-    pub password: Option<String>,
-}
+pub use pitr_common::pgconn::Connection;
 
 /// Validated settings.
 #[derive(Debug)]
@@ -362,10 +350,6 @@ pub struct Config {
 
 fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
     Failure::new(msg).hint(hint).status(UNKNOWN).into()
-}
-
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
 impl Args {
@@ -414,7 +398,8 @@ impl Args {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         };
-        let conn = connection(self.host, self.port, self.username, self.database)?;
+        let conn = Connection::from_options(self.host, self.port, self.username, self.database)
+            .map_err(|f| anyhow::Error::from(f.status(UNKNOWN)))?;
         Ok(Config {
             check,
             logs: self.log,
@@ -529,42 +514,6 @@ fn store(opt: &str, spec: &str) -> anyhow::Result<Store> {
             e,
             "give [CODEC=]DIR or an rsync target (rsync://host/module/path)",
         )
-    })
-}
-
-/// The database connection of archive-queue: the options, else libpq's environment variables,
-/// else libpq's defaults.
-fn connection(
-    host: Option<String>,
-    port: Option<u16>,
-    username: Option<String>,
-    database: Option<String>,
-) -> anyhow::Result<Connection> {
-    Ok(Connection {
-        host: host
-            .or_else(|| env_nonempty("PGHOST"))
-            .unwrap_or_else(|| "/var/run/postgresql".to_string()),
-        port: match port {
-            Some(p) => p,
-            None => match env_nonempty("PGPORT") {
-                Some(p) => p.parse().map_err(|_| {
-                    usage(
-                        format!("$PGPORT {p:?} is not a port number"),
-                        "fix PGPORT or give --port",
-                    )
-                })?,
-                None => 5432,
-            },
-        },
-        user: username
-            .or_else(|| env_nonempty("PGUSER"))
-            .or_else(|| env_nonempty("USER"))
-            .or_else(|| env_nonempty("LOGNAME"))
-            .unwrap_or_else(|| "postgres".to_string()),
-        dbname: database
-            .or_else(|| env_nonempty("PGDATABASE"))
-            .unwrap_or_else(|| "postgres".to_string()),
-        password: env_nonempty("PGPASSWORD"),
     })
 }
 
