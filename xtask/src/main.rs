@@ -19,6 +19,7 @@ mod demo;
 mod deps;
 mod dist;
 mod examples;
+mod garage;
 mod help;
 mod itest;
 mod manpage;
