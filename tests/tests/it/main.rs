@@ -11,3 +11,4 @@ mod harness;
 mod majors;
 mod pitr;
 mod restore;
+mod s3;
