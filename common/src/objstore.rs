@@ -734,7 +734,7 @@ impl Store {
     }
 
     /// A reader of `key`'s content as it arrives, or `None` when no such object exists.
-    pub fn open(&self, key: &str) -> Result<Option<ObjectReader<'_>>, Error> {
+    pub fn get_reader(&self, key: &str) -> Result<Option<ObjectReader<'_>>, Error> {
         let path = self.path(key)?;
         match self.block(self.s3.get(&path)) {
             Ok(result) => Ok(Some(ObjectReader {
@@ -972,7 +972,7 @@ struct TimedError {
 // ---------------------------------------------------------------------------------------------
 // Streaming read and write
 
-/// The content of one object, read as it arrives (see [`Store::open`]). Read errors are
+/// The content of one object, read as it arrives (see [`Store::get_reader`]). Read errors are
 /// `io::Error`s wrapping an [`Error`].
 pub struct ObjectReader<'a> {
     store: &'a Store,

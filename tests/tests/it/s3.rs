@@ -68,12 +68,12 @@ fn s3_put_get_round_trip_of_16_mib() {
     let info = store.head(key).unwrap().unwrap();
     assert_eq!((info.key.as_str(), info.size), (key, 16 << 20));
 
-    let mut reader = store.open(key).unwrap().unwrap();
+    let mut reader = store.get_reader(key).unwrap().unwrap();
     assert_eq!(reader.size(), 16 << 20);
     let mut streamed = Vec::new();
     reader.read_to_end(&mut streamed).unwrap();
     assert!(streamed == body, "streamed content differs");
-    assert!(store.open("missing").unwrap().is_none());
+    assert!(store.get_reader("missing").unwrap().is_none());
 
     // The key lives under the prefix, and delete is idempotent.
     let root = self::store(&garage, "");
@@ -292,7 +292,7 @@ fn s3_multipart_upload_of_100_mib_holds_memory_flat() {
         large >> 20
     );
     assert_eq!(store.head("large").unwrap().unwrap().size, 100 << 20);
-    let mut reader = store.open("large").unwrap().unwrap();
+    let mut reader = store.get_reader("large").unwrap().unwrap();
     let chunk = pseudo_random(1 << 20, 4);
     let mut buf = vec![0; 1 << 20];
     for part in 0..100 {
