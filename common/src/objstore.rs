@@ -1103,6 +1103,7 @@ impl Drop for Upload<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
