@@ -1,13 +1,18 @@
 //! Command line of `pitr-archive`, and its validation into a [`Config`].
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use pitr_common::cli::{HasCommon, Tool};
+use pitr_common::compress::Codec;
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{Kind, Location};
+use pitr_common::location::{self, Location, Opt};
+use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
 
+pitr_common::tool_args! {
 /// Sends one WAL file (segment, .partial, .history or .backup) to every destination, durably,
 /// never replacing a different archived copy. PostgreSQL runs it as
 /// archive_command = '/opt/pitr/bin/pitr-archive --dst-local zstd=/srv/wal %p'.
@@ -55,33 +60,18 @@ pub struct Args {
     #[argh(option)]
     pub rsync_path: Option<PathBuf>,
 
-    /// directory for scratch files handed to rsync (default: $TMPDIR or /tmp)
-    #[argh(option)]
-    pub temp_dir: Option<PathBuf>,
-
-    /// log file template, ^ standing for % of strftime (/var/log/pitr/^Y-^m-^d.log), or - for
-    /// stdout (default: stderr, which PostgreSQL puts into its own log)
-    #[argh(option)]
-    pub log: Option<String>,
-
-    /// log timings and the arguments pitr-archive was called with
-    #[argh(switch)]
-    pub verbose: bool,
-
-    /// refuse to run while the process whose pid is in this file is alive
-    #[argh(option)]
-    pub pid_file: Option<PathBuf>,
-
-    /// read options from FILE, one per line (--dst-local /srv/wal), # starts a comment
-    #[argh(option)]
-    // Expanded in place by `cli::parse_args` before argh sees the arguments; declared here so
-    // that --help lists it.
-    #[allow(dead_code)]
-    pub config_file: Vec<PathBuf>,
-
     /// the WAL file to archive: PostgreSQL's %p
     #[argh(positional)]
     pub wal_file: Vec<String>,
+}
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "pitr-archive";
+
+    fn run(self) -> anyhow::Result<ExitCode> {
+        crate::push::run(&self.into_config()?)
+    }
 }
 
 /// A destination of this run.
@@ -111,11 +101,9 @@ pub struct Config {
     /// Concurrent deliveries.
     pub parallel_jobs: usize,
     /// rsync program.
-    pub rsync_path: PathBuf,
+    pub rsync: Rsync,
     /// Scratch parent directory.
     pub temp_dir: PathBuf,
-    /// Pid file.
-    pub pid_file: Option<PathBuf>,
     /// Test hook (`PITR_TEST_WRITE_DELAY_MS`): slows local writes down so that a test can kill
     /// the process in the middle of one.
     pub write_delay: Option<Duration>,
@@ -125,84 +113,34 @@ fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
     Failure::new(msg).hint(hint).status(exit::USAGE).into()
 }
 
+fn bad_location(e: &location::Error) -> anyhow::Error {
+    usage(e.to_string(), e.opt().syntax())
+}
+
 const EXAMPLE: &str = "archive_command = 'pitr-archive --dst-local zstd=/srv/wal %p'";
 
 impl Args {
     /// Validates the arguments against the file system.
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let mut destinations: Vec<Destination> = Vec::new();
-        let mut add = |kind: Kind, specs: &[String]| -> anyhow::Result<()> {
-            for spec in specs {
-                let location = Location::parse(kind, spec).map_err(|e| {
-                    usage(
-                        format!("{} {e}", kind.option()),
-                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
-                    )
-                })?;
-                if !destinations
-                    .iter()
-                    .any(|d| d.location.key() == location.key())
-                {
-                    destinations.push(Destination {
-                        location,
-                        backup: false,
-                    });
-                }
-            }
-            Ok(())
-        };
-        add(Kind::Local, &self.dst_local)?;
-        add(Kind::Remote, &self.dst_remote)?;
-        add(Kind::Pipe, &self.dst_pipe)?;
-        let configured = destinations.len();
-
-        if let Some(b) = &self.dst_backup {
-            let spec = b.to_string_lossy();
-            let location = Location::parse(Kind::Local, &spec)
-                .map_err(|e| usage(format!("--dst-backup {e}"), "give an absolute directory"))?;
-            if location.codec != pitr_common::compress::Codec::None || spec.starts_with("none=") {
-                return Err(usage(
-                    format!("--dst-backup {spec} cannot be compressed"),
-                    "pitr-backup reads it uncompressed: give a plain absolute directory",
-                ));
-            }
-            if !b.is_absolute() {
-                return Err(usage(
-                    format!("--dst-backup {spec} is not an absolute path"),
-                    "give an absolute directory",
-                ));
-            }
-            // Used only while it exists: pitr-backup creates it for the duration of a backup.
-            if b.is_dir() {
-                destinations.push(Destination {
+        let mut destinations: Vec<Destination> =
+            location::parse_destinations(&self.dst_local, &self.dst_remote, &self.dst_pipe)
+                .map_err(|e| bad_location(&e))?
+                .into_iter()
+                .map(|location| Destination {
                     location,
-                    backup: true,
-                });
-            }
+                    backup: false,
+                })
+                .collect();
+        let configured = destinations.len();
+        if let Some(location) = self.backup_destination()? {
+            destinations.push(Destination {
+                location,
+                backup: true,
+            });
         }
-        let wal_arg = match self.wal_file.as_slice() {
-            [] => return Err(usage("no WAL file given", &format!("pass %p: {EXAMPLE}"))),
-            [one] => one.clone(),
-            _ => {
-                return Err(usage(
-                    "more than one WAL file given",
-                    &format!("pass only %p: {EXAMPLE}"),
-                ))
-            }
-        };
-        let base = Path::new(&wal_arg)
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let wal_name = WalFileName::parse(&base).map_err(|e| {
-            usage(
-                e.to_string(),
-                "pitr-archive takes WAL files only (segments, .partial, .history, .backup)",
-            )
-        })?;
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("."));
+        let (wal_arg, wal_name) = self.wal_file()?;
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         let wal_path = data_dir.join(&wal_arg);
-
         if configured == 0 {
             return Err(usage(
                 "no destination given",
@@ -216,21 +154,7 @@ impl Args {
             ));
         }
         if let Some(s) = &self.state_dir {
-            match std::fs::metadata(s) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(usage(
-                        format!("--state-dir {} is not a directory", s.display()),
-                        "give an existing directory writable by the user PostgreSQL runs as",
-                    ))
-                }
-                Err(e) => {
-                    return Err(usage(
-                        format!("--state-dir {}: {e}", s.display()),
-                        "create it, owned by the user PostgreSQL runs as",
-                    ))
-                }
-            }
+            check_state_dir(s)?;
         }
         let parallel_jobs = match self.parallel_jobs {
             Some(0) => {
@@ -252,12 +176,73 @@ impl Args {
             wal_name,
             data_dir,
             destinations,
+            temp_dir: self.common().temp_dir(),
             state_dir: self.state_dir,
             parallel_jobs,
-            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
-            temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
-            pid_file: self.pid_file,
+            rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
             write_delay,
         })
+    }
+
+    /// `--dst-backup`, when given and its directory exists (pitr-backup creates it for the
+    /// duration of a backup).
+    fn backup_destination(&self) -> anyhow::Result<Option<Location>> {
+        let Some(b) = &self.dst_backup else {
+            return Ok(None);
+        };
+        let spec = b.to_string_lossy();
+        let location = Location::parse(Opt::DstBackup, &spec).map_err(|e| bad_location(&e))?;
+        if location.codec != Codec::None || spec.starts_with("none=") {
+            return Err(usage(
+                format!("--dst-backup {spec} cannot be compressed"),
+                "pitr-backup reads it uncompressed: give a plain absolute directory",
+            ));
+        }
+        if !b.is_absolute() {
+            return Err(usage(
+                format!("--dst-backup {spec} is not an absolute path"),
+                "give an absolute directory",
+            ));
+        }
+        Ok(b.is_dir().then_some(location))
+    }
+
+    /// The one WAL file argument, as given and parsed.
+    fn wal_file(&self) -> anyhow::Result<(String, WalFileName)> {
+        let wal_arg = match self.wal_file.as_slice() {
+            [] => return Err(usage("no WAL file given", &format!("pass %p: {EXAMPLE}"))),
+            [one] => one.clone(),
+            _ => {
+                return Err(usage(
+                    "more than one WAL file given",
+                    &format!("pass only %p: {EXAMPLE}"),
+                ))
+            }
+        };
+        let base = Path::new(&wal_arg)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let wal_name = WalFileName::parse(&base).map_err(|e| {
+            usage(
+                e.to_string(),
+                "pitr-archive takes WAL files only (segments, .partial, .history, .backup)",
+            )
+        })?;
+        Ok((wal_arg, wal_name))
+    }
+}
+
+fn check_state_dir(s: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(s) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(usage(
+            format!("--state-dir {} is not a directory", s.display()),
+            "give an existing directory writable by the user PostgreSQL runs as",
+        )),
+        Err(e) => Err(usage(
+            format!("--state-dir {}: {e}", s.display()),
+            "create it, owned by the user PostgreSQL runs as",
+        )),
     }
 }

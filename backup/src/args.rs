@@ -1,13 +1,17 @@
 //! Command line of `pitr-backup`, and its validation into a [`Config`].
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
 use pitr_common::backupset::FilenameTemplate;
+use pitr_common::cli::{HasCommon, Tool};
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{Kind, Location};
+use pitr_common::location::{self, Location, Opt, Target};
+use pitr_common::rsync::Rsync;
 
+pitr_common::tool_args! {
 /// Takes an online base backup of a running PostgreSQL cluster (primary or hot standby) into a
 /// backup set: a data archive with a backup_manifest that pg_verifybackup accepts, a WAL
 /// archive, a sha256sum -c digest file and a meta file written last. From cron:
@@ -99,11 +103,6 @@ pub struct Args {
     #[argh(option)]
     pub lock_file: Option<PathBuf>,
 
-    /// directory for scratch files: the manifest being written, files staged for rsync
-    /// (default: $TMPDIR or /tmp)
-    #[argh(option)]
-    pub temp_dir: Option<PathBuf>,
-
     /// the rsync program used for --dst-remote (default: rsync from PATH)
     #[argh(option)]
     pub rsync_path: Option<PathBuf>,
@@ -115,26 +114,15 @@ pub struct Args {
     /// seconds between progress lines in the log (default 10)
     #[argh(option, default = "10")]
     pub progress_interval: u64,
+}
+}
 
-    /// log file template, ^ standing for % of strftime (/var/log/pitr/^Y-^m-^d.log), or - for
-    /// stdout (default: stderr)
-    #[argh(option)]
-    pub log: Option<String>,
+impl Tool for Args {
+    const NAME: &'static str = "pitr-backup";
 
-    /// log timings and the arguments pitr-backup was called with
-    #[argh(switch)]
-    pub verbose: bool,
-
-    /// refuse to run while the process whose pid is in this file is alive
-    #[argh(option)]
-    pub pid_file: Option<PathBuf>,
-
-    /// read options from FILE, one per line (--dst-local /srv/backups), # starts a comment
-    #[argh(option)]
-    // Expanded in place by `cli::parse_args` before argh sees the arguments; declared here so
-    // that --help lists it.
-    #[allow(dead_code)]
-    pub config_file: Vec<PathBuf>,
+    fn run(self) -> anyhow::Result<ExitCode> {
+        crate::backup::run(&self.into_config()?)
+    }
 }
 
 /// How to reach the server.
@@ -189,16 +177,51 @@ pub struct Config {
     /// Scratch parent directory.
     pub temp_dir: PathBuf,
     /// rsync program.
-    pub rsync_path: PathBuf,
+    pub rsync: Rsync,
     /// zstd workers.
     pub compress_threads: u32,
     /// Progress log interval.
     pub progress_interval: Duration,
-    /// Pid file.
-    pub pid_file: Option<PathBuf>,
     /// Test hook (`PITR_TEST_COPY_DELAY_MS`): sleep after each file copied, so that a test can
     /// interrupt a backup in the middle.
     pub copy_delay: Option<Duration>,
+}
+
+impl Connection {
+    /// The connection options, else the libpq environment variables, else the defaults.
+    fn from_options(
+        host: Option<String>,
+        port: Option<u16>,
+        username: Option<String>,
+        database: Option<String>,
+    ) -> anyhow::Result<Connection> {
+        Ok(Connection {
+            host: host
+                .or_else(|| env_nonempty("PGHOST"))
+                .unwrap_or_else(|| "/var/run/postgresql".to_string()),
+            port: match port {
+                Some(p) => p,
+                None => match env_nonempty("PGPORT") {
+                    Some(p) => p.parse().map_err(|_| {
+                        usage(
+                            format!("$PGPORT {p:?} is not a port number"),
+                            "fix PGPORT or give --port",
+                        )
+                    })?,
+                    None => 5432,
+                },
+            },
+            user: username
+                .or_else(|| env_nonempty("PGUSER"))
+                .or_else(|| env_nonempty("USER"))
+                .or_else(|| env_nonempty("LOGNAME"))
+                .unwrap_or_else(|| "postgres".to_string()),
+            dbname: database
+                .or_else(|| env_nonempty("PGDATABASE"))
+                .unwrap_or_else(|| "postgres".to_string()),
+            password: env_nonempty("PGPASSWORD"),
+        })
+    }
 }
 
 /// The name of the default lock file in the data directory.
@@ -229,6 +252,7 @@ fn existing_dir(dir: &Path, what: &str, hint: &str) -> anyhow::Result<()> {
 impl Args {
     /// Validates the arguments against the file system and the environment.
     pub fn into_config(self) -> anyhow::Result<Config> {
+        let common = self.common();
         let Some(data_dir) = self.data_dir else {
             return Err(usage(
                 "no --data-dir given",
@@ -247,45 +271,7 @@ impl Args {
             )
         })?;
 
-        let mut destinations: Vec<Location> = Vec::new();
-        for (kind, specs) in [
-            (Kind::Local, &self.dst_local),
-            (Kind::Remote, &self.dst_remote),
-            (Kind::Pipe, &self.dst_pipe),
-        ] {
-            for spec in specs {
-                let location = Location::parse(kind, spec).map_err(|e| {
-                    usage(
-                        format!("{} {e}", kind.option()),
-                        "write [CODEC=]TARGET with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/backups)",
-                    )
-                })?;
-                if kind == Kind::Local {
-                    existing_dir(
-                        Path::new(&location.target),
-                        "--dst-local",
-                        "create the directory first, writable by the user pitr-backup runs as",
-                    )?;
-                }
-                if !destinations.iter().any(|d| d.key() == location.key()) {
-                    destinations.push(location);
-                }
-            }
-        }
-        // Two destinations that would write the same names into one place would clash.
-        for (i, a) in destinations.iter().enumerate() {
-            if let Some(b) = destinations[i + 1..].iter().find(|b| {
-                b.kind == a.kind
-                    && b.kind != Kind::Pipe
-                    && b.target == a.target
-                    && b.codec.extension() == a.codec.extension()
-            }) {
-                return Err(usage(
-                    format!("destinations {a} and {b} would write the same files"),
-                    "give each directory one codec",
-                ));
-            }
-        }
+        let destinations = destinations(&self.dst_local, &self.dst_remote, &self.dst_pipe)?;
         if destinations.is_empty() {
             return Err(usage(
                 "no destination given",
@@ -293,77 +279,18 @@ impl Args {
             ));
         }
 
-        let wal = match (&self.xlogs, &self.wal_source, self.skip_xlogs) {
-            (Some(x), None, false) => {
-                if !x.is_absolute() {
-                    return Err(usage(
-                        format!("--xlogs {} is not an absolute path", x.display()),
-                        "give the same absolute directory as pitr-archive's --dst-backup",
-                    ));
-                }
-                let parent = x.parent().unwrap_or(Path::new("/"));
-                existing_dir(
-                    parent,
-                    "the parent of --xlogs",
-                    "create it, writable by the user PostgreSQL and pitr-backup run as",
-                )?;
-                WalInput::Xlogs(x.clone())
-            }
-            (None, Some(s), false) => {
-                let location = Location::parse(Kind::Local, s).map_err(|e| {
-                    usage(
-                        format!("--wal-source {e}"),
-                        "give the WAL archive directory, [CODEC=]DIR",
-                    )
-                })?;
-                existing_dir(
-                    Path::new(&location.target),
-                    "--wal-source",
-                    "give the WAL archive directory the cluster archives into",
-                )?;
-                WalInput::Source(location)
-            }
-            (None, None, true) => WalInput::Skip,
-            (None, None, false) => {
-                return Err(usage(
-                    "no WAL source given",
-                    "give --xlogs DIR (with pitr-archive --dst-backup DIR), --wal-source ARCHIVE, or --skip-xlogs",
-                ))
-            }
-            _ => {
-                return Err(usage(
-                    "--xlogs, --wal-source and --skip-xlogs exclude each other",
-                    "give exactly one of them",
-                ))
-            }
-        };
+        let wal = wal_input(
+            self.xlogs.as_deref(),
+            self.wal_source.as_deref(),
+            self.skip_xlogs,
+        )?;
 
-        let template = match &self.filename_template {
-            Some(t) => FilenameTemplate::parse(t).map_err(|e| {
-                usage(
-                    format!("--filename-template: {e}"),
-                    "include __FILETYPE__ and no '/', e.g. __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__",
-                )
-            })?,
-            None => FilenameTemplate::default(),
-        };
-        if let Some(l) = &self.label {
-            if l.contains('\n') || l.contains('\r') || l.is_empty() {
-                return Err(usage(
-                    "--label must be one non-empty line",
-                    "give a short label without line breaks",
-                ));
-            }
-        }
+        let template = template(self.filename_template.as_deref())?;
+        check_label(self.label.as_deref())?;
         if let Some(t) = &self.removal_pause_trigger {
-            let parent = t.parent().filter(|p| !p.as_os_str().is_empty());
-            existing_dir(
-                parent.unwrap_or(Path::new(".")),
-                "the directory of --removal-pause-trigger",
-                "give a file in an existing directory, the one pitr-restore --removal-pause-trigger watches",
-            )?;
+            check_trigger_dir(t)?;
         }
-        let temp_dir = self.temp_dir.unwrap_or_else(std::env::temp_dir);
+        let temp_dir = common.temp_dir();
         existing_dir(
             &temp_dir,
             "--temp-dir",
@@ -375,47 +302,13 @@ impl Args {
                 "give a number of seconds",
             ));
         }
-        let compress_threads = match self.compress_threads {
-            Some(0) => {
-                return Err(usage(
-                    "--compress-threads must be at least 1",
-                    "give a number of zstd worker threads",
-                ))
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism()
-                .map(|n| u32::try_from(n.get()).unwrap_or(1))
-                .unwrap_or(1),
-        };
-        let conn = Connection {
-            host: self
-                .host
-                .or_else(|| env_nonempty("PGHOST"))
-                .unwrap_or_else(|| "/var/run/postgresql".to_string()),
-            port: match self.port {
-                Some(p) => p,
-                None => match env_nonempty("PGPORT") {
-                    Some(p) => p.parse().map_err(|_| {
-                        usage(
-                            format!("$PGPORT {p:?} is not a port number"),
-                            "fix PGPORT or give --port",
-                        )
-                    })?,
-                    None => 5432,
-                },
-            },
-            user: self
-                .username
-                .or_else(|| env_nonempty("PGUSER"))
-                .or_else(|| env_nonempty("USER"))
-                .or_else(|| env_nonempty("LOGNAME"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            dbname: self
-                .database
-                .or_else(|| env_nonempty("PGDATABASE"))
-                .unwrap_or_else(|| "postgres".to_string()),
-            password: env_nonempty("PGPASSWORD"),
-        };
+        let compress_threads = compress_threads(self.compress_threads)?;
+        let conn = Connection::from_options(
+            self.host.clone(),
+            self.port,
+            self.username.clone(),
+            self.database.clone(),
+        )?;
         let copy_delay = std::env::var("PITR_TEST_COPY_DELAY_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -434,11 +327,141 @@ impl Args {
             fast_checkpoint: self.fast_checkpoint,
             removal_pause_trigger: self.removal_pause_trigger,
             temp_dir,
-            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
+            rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
             compress_threads,
             progress_interval: Duration::from_secs(self.progress_interval),
-            pid_file: self.pid_file,
             copy_delay,
         })
+    }
+}
+
+/// The `--filename-template`, or the default one.
+fn template(given: Option<&str>) -> anyhow::Result<FilenameTemplate> {
+    match given {
+        Some(t) => FilenameTemplate::parse(t).map_err(|e| {
+            usage(
+                format!("--filename-template: {e}"),
+                "include __FILETYPE__ and no '/', e.g. __HOSTNAME__-__FILETYPE__-^Y-^m-^d_^H^M^S.tar__CEXT__",
+            )
+        }),
+        None => Ok(FilenameTemplate::default()),
+    }
+}
+
+/// A `--label` is one non-empty line.
+fn check_label(label: Option<&str>) -> anyhow::Result<()> {
+    match label {
+        Some(l) if l.contains('\n') || l.contains('\r') || l.is_empty() => Err(usage(
+            "--label must be one non-empty line",
+            "give a short label without line breaks",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `--removal-pause-trigger` file must be in an existing directory.
+fn check_trigger_dir(trigger: &Path) -> anyhow::Result<()> {
+    let parent = trigger.parent().filter(|p| !p.as_os_str().is_empty());
+    existing_dir(
+        parent.unwrap_or(Path::new(".")),
+        "the directory of --removal-pause-trigger",
+        "give a file in an existing directory, the one pitr-restore --removal-pause-trigger watches",
+    )
+}
+
+/// `--compress-threads`, defaulting to the number of CPUs.
+fn compress_threads(given: Option<u32>) -> anyhow::Result<u32> {
+    match given {
+        Some(0) => Err(usage(
+            "--compress-threads must be at least 1",
+            "give a number of zstd worker threads",
+        )),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(1))
+            .unwrap_or(1)),
+    }
+}
+
+fn bad_location(e: &location::Error) -> anyhow::Error {
+    usage(e.to_string(), e.opt().syntax())
+}
+
+/// The destinations, local ones checked to exist; two that would write the same names into one
+/// place are refused.
+fn destinations(
+    dst_local: &[String],
+    dst_remote: &[String],
+    dst_pipe: &[String],
+) -> anyhow::Result<Vec<Location>> {
+    let destinations = location::parse_destinations(dst_local, dst_remote, dst_pipe)
+        .map_err(|e| bad_location(&e))?;
+    for d in &destinations {
+        if let Some(dir) = d.as_dir() {
+            existing_dir(
+                dir,
+                "--dst-local",
+                "create the directory first, writable by the user pitr-backup runs as",
+            )?;
+        }
+    }
+    for (i, a) in destinations.iter().enumerate() {
+        if let Some(b) = destinations[i + 1..].iter().find(|b| {
+            !matches!(b.target, Target::Program(_))
+                && b.target == a.target
+                && b.codec.extension() == a.codec.extension()
+        }) {
+            return Err(usage(
+                format!("destinations {a} and {b} would write the same files"),
+                "give each directory one codec",
+            ));
+        }
+    }
+    Ok(destinations)
+}
+
+/// Where the backup's WAL comes from: exactly one of `--xlogs`, `--wal-source`,
+/// `--skip-xlogs`.
+fn wal_input(
+    xlogs: Option<&Path>,
+    wal_source: Option<&str>,
+    skip: bool,
+) -> anyhow::Result<WalInput> {
+    match (xlogs, wal_source, skip) {
+        (Some(x), None, false) => {
+            if !x.is_absolute() {
+                return Err(usage(
+                    format!("--xlogs {} is not an absolute path", x.display()),
+                    "give the same absolute directory as pitr-archive's --dst-backup",
+                ));
+            }
+            let parent = x.parent().unwrap_or(Path::new("/"));
+            existing_dir(
+                parent,
+                "the parent of --xlogs",
+                "create it, writable by the user PostgreSQL and pitr-backup run as",
+            )?;
+            Ok(WalInput::Xlogs(x.to_path_buf()))
+        }
+        (None, Some(s), false) => {
+            let location = Location::parse(Opt::WalSource, s).map_err(|e| bad_location(&e))?;
+            if let Some(dir) = location.as_dir() {
+                existing_dir(
+                    dir,
+                    "--wal-source",
+                    "give the WAL archive directory the cluster archives into",
+                )?;
+            }
+            Ok(WalInput::Source(location))
+        }
+        (None, None, true) => Ok(WalInput::Skip),
+        (None, None, false) => Err(usage(
+            "no WAL source given",
+            "give --xlogs DIR (with pitr-archive --dst-backup DIR), --wal-source ARCHIVE, or --skip-xlogs",
+        )),
+        _ => Err(usage(
+            "--xlogs, --wal-source and --skip-xlogs exclude each other",
+            "give exactly one of them",
+        )),
     }
 }

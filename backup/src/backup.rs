@@ -17,7 +17,7 @@ use pitr_common::checksum::{self, SumLine};
 use pitr_common::exit::{self, Failure};
 use pitr_common::manifest::{unix_seconds, WalRange};
 use pitr_common::pg::{self, PgDataDir};
-use pitr_common::pidfile::PidFile;
+use pitr_common::tempname::ScratchDir;
 use pitr_common::{controldata, fs, lock, log_info, log_warning, signal};
 
 use crate::args::{Config, WalInput};
@@ -90,23 +90,12 @@ impl Drop for FileGuard {
     }
 }
 
-fn scratch_dir(cfg: &Config) -> anyhow::Result<TempDirGuard> {
-    let path = cfg
-        .temp_dir
-        .join(format!("pitr-backup.{}", std::process::id()));
-    // A leftover with our pid is from a dead process by definition.
-    if path.exists() {
-        std::fs::remove_dir_all(&path).map_err(|e| fs::IoError::new("removing", &path, e))?;
-    }
-    std::fs::create_dir(&path).map_err(|e| {
-        anyhow::Error::from(fs::IoError::new("creating", &path, e)).context(
+fn scratch_dir(cfg: &Config) -> anyhow::Result<ScratchDir> {
+    ScratchDir::create(&cfg.temp_dir, "pitr-backup").map_err(|e| {
+        anyhow::Error::from(e).context(
             Failure::new("cannot create a scratch directory in --temp-dir")
                 .hint("give --temp-dir a writable directory"),
         )
-    })?;
-    Ok(TempDirGuard {
-        path,
-        what: "scratch directory",
     })
 }
 
@@ -207,103 +196,91 @@ fn check_same_cluster(
     Ok(())
 }
 
-/// Runs one backup.
-pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
-    signal::catch_termination();
-    let started_at = SystemTime::now();
-    let _pid_file = match &cfg.pid_file {
-        Some(p) => Some(
-            PidFile::acquire(p, "pitr-backup")
-                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY)))?,
-        ),
-        None => None,
-    };
+/// Step 1: the data directory and the lock (exit 4 when another backup of the cluster runs).
+fn lock_cluster(cfg: &Config) -> anyhow::Result<(PgDataDir, lock::LockGuard)> {
     let data = PgDataDir::open(&cfg.data_dir).map_err(|e| {
         anyhow::Error::from(e).context(
             Failure::new("--data-dir is not usable")
                 .hint("give the data directory of the running cluster"),
         )
     })?;
-    let major = data.major_version()?;
-    let _lock = match lock::try_lock(&cfg.lock_file) {
-        Ok(Some(g)) => g,
-        Ok(None) => {
-            return Err(Failure::new(format!(
-                "another pitr-backup of {} is running (it holds {})",
-                cfg.data_dir.display(),
-                cfg.lock_file.display()
-            ))
-            .hint("wait for it to finish; one backup per cluster runs at a time")
-            .status(exit::BUSY)
-            .into())
-        }
-        Err(e) => {
-            return Err(anyhow::Error::from(e).context(
-                Failure::new("cannot take the backup lock")
-                    .hint("run pitr-backup as the user that owns the data directory, or give --lock-file in a writable directory"),
-            ))
-        }
-    };
+    match lock::try_lock(&cfg.lock_file) {
+        Ok(Some(g)) => Ok((data, g)),
+        Ok(None) => Err(Failure::new(format!(
+            "another pitr-backup of {} is running (it holds {})",
+            cfg.data_dir.display(),
+            cfg.lock_file.display()
+        ))
+        .hint("wait for it to finish; one backup per cluster runs at a time")
+        .status(exit::BUSY)
+        .into()),
+        Err(e) => Err(anyhow::Error::from(e).context(
+            Failure::new("cannot take the backup lock")
+                .hint("run pitr-backup as the user that owns the data directory, or give --lock-file in a writable directory"),
+        )),
+    }
+}
 
+/// Step 2: pg_control read natively, one database session, both naming the same cluster.
+fn connect(cfg: &Config) -> anyhow::Result<(controldata::ControlData, Session)> {
     let control = controldata::read(&cfg.data_dir, None)
         .with_context(|| format!("reading pg_control of {}", cfg.data_dir.display()))?;
     check_interrupt()?;
-
-    let mut session = Session::connect(&cfg.conn)?;
+    let session = Session::connect(&cfg.conn)?;
     check_same_cluster(cfg, &session, &control)?;
-    let facts = session.facts().clone();
-    let role = if facts.in_recovery {
-        "standby"
-    } else {
-        "primary"
-    };
+    Ok((control, session))
+}
 
-    let hostname = backupset::hostname();
-    let names = cfg
-        .template
-        .stamp(&hostname, started_at)
-        .map_err(|e| Failure::new(e.to_string()).status(exit::USAGE))?;
-    let scratch = scratch_dir(cfg)?;
-    let mut file_types = vec![FileType::Data];
-    if !matches!(cfg.wal, WalInput::Skip) {
-        file_types.push(FileType::Xlog);
+/// What an earlier pitr-backup killed while committing its set (or a killed cleanup) left in
+/// the local destinations is finished first (see `backupset::sweep_intents`).
+fn finish_interrupted_sets(cfg: &Config) -> anyhow::Result<()> {
+    for dir in cfg.destinations.iter().filter_map(|d| d.as_dir()) {
+        for s in backupset::sweep_intents(dir, false)? {
+            log_warning!(
+                "removed {} files of backup set {} in {}, left by an interrupted run",
+                s.removed.len(),
+                s.meta,
+                dir.display()
+            );
+        }
     }
-    file_types.extend([FileType::Sha256, FileType::Meta]);
-    let mut set = SetWriter::new(
-        &cfg.destinations,
-        names,
-        &scratch.path,
-        &cfg.rsync_path,
-        cfg.compress_threads,
-    );
-    set.check_names_free(&file_types)?;
+    Ok(())
+}
+
+/// The file types of the set, in the order they are written (meta last).
+fn file_types(cfg: &Config) -> Vec<FileType> {
+    let mut t = vec![FileType::Data];
+    if !matches!(cfg.wal, WalInput::Skip) {
+        t.push(FileType::Xlog);
+    }
+    t.extend([FileType::Sha256, FileType::Meta]);
+    t
+}
+
+/// What the data part of a backup produced (steps 5 to 7).
+struct DataPart {
+    label: String,
+    range: WalRange,
+    files: u64,
+    data_bytes: u64,
+}
+
+/// Steps 5 to 7: backup mode, the data directory walked twice (a stat-only pass for the
+/// progress total, then the copy, `global/pg_control` last), backup mode ended; then
+/// `backup_label`, `tablespace_map` and the manifest go into the data tar and the data file is
+/// committed.
+fn back_up_data(
+    cfg: &Config,
+    data: &PgDataDir,
+    session: &mut Session,
+    set: &mut SetWriter,
+    scratch: &Path,
+    label: String,
+) -> anyhow::Result<(DataPart, Progress)> {
+    let major = data.major_version()?;
     let mut data_stream = set.open(FileType::Data)?;
-
-    let xlogs_guard = match &cfg.wal {
-        WalInput::Xlogs(dir) => Some(create_xlogs(dir)?),
-        _ => None,
-    };
-    let trigger_guard = match &cfg.removal_pause_trigger {
-        Some(t) => Some(create_trigger(t)?),
-        None => None,
-    };
-
-    let label = match &cfg.label {
-        Some(l) => l.clone(),
-        None => format!(
-            "pitr-backup {}",
-            pitr_common::log::expand_time_template("^Y-^m-^d ^H:^M:^S", started_at)?
-        ),
-    };
-    log_info!(
-        "starting backup of the {role} at {} (PostgreSQL {}, database system {}), label {label:?}",
-        cfg.data_dir.display(),
-        facts.version,
-        facts.system_identifier
-    );
     let start_lsn = session.start_backup(&label, cfg.fast_checkpoint)?;
     log_info!("pg_backup_start returned {start_lsn}");
-
     let rules = Rules {
         tablespace_prefix: format!("PG_{major}_"),
         own_file: (cfg.lock_file.parent() == Some(cfg.data_dir.as_path()))
@@ -319,11 +296,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let mut progress = Progress::new(total, cfg.progress_interval);
-    let manifest_path = scratch.path.join(pg::BACKUP_MANIFEST);
     let owner = fs::metadata(&cfg.data_dir)?;
     let mut copier = Copier::new(
         &mut data_stream,
-        &manifest_path,
+        &scratch.join(pg::BACKUP_MANIFEST),
         &owner,
         &mut progress,
         cfg.copy_delay,
@@ -332,7 +308,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     copier.file(Path::new(pg::PG_CONTROL), &data.control_file())?;
     let files = copier.files;
     copier.progress().log();
-
     let stop = session.stop_backup()?;
     log_info!("pg_backup_stop returned {}", stop.stop_lsn);
     let backup_label = session::parse_label(&stop.label_file)?;
@@ -349,8 +324,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         end: stop.stop_lsn,
     };
     copier.finish(&[range])?;
-    // The server is done with us; the rest is WAL collection and delivery.
-    drop(session);
     let data_bytes = data_stream.bytes();
     let data_sizes = set.commit(data_stream)?;
     log_info!(
@@ -362,35 +335,62 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-
-    let seg_size = u64::from(control.wal_segment_size);
-    let segments = xlog::needed_segments(range.timeline, range.start, range.end, seg_size)?;
-    let (min_xlog, stop_xlog) = match (segments.first(), segments.last()) {
-        (Some(a), Some(b)) => (*a, *b),
-        _ => anyhow::bail!("the backup needs no WAL segment; that cannot be"),
+    let part = DataPart {
+        label,
+        range,
+        files,
+        data_bytes,
     };
-    if !matches!(cfg.wal, WalInput::Skip) {
-        log_info!(
-            "collecting WAL {min_xlog} to {stop_xlog} ({} segments)",
-            segments.len()
-        );
-        let mut xlog_stream = set.open(FileType::Xlog)?;
-        let mut tar = tar::Builder::new(&mut xlog_stream);
-        let wal_bytes = xlog::collect(
-            &cfg.wal,
-            &segments,
-            facts.system_identifier,
-            cfg.wal_timeout,
-            &mut tar,
-        )?;
-        tar.into_inner().context("ending the WAL archive")?;
-        set.commit(xlog_stream)?;
-        log_info!("WAL archive done: {}", human(wal_bytes));
-    }
-    drop(xlogs_guard);
-    drop(trigger_guard);
-    check_interrupt()?;
+    Ok((part, progress))
+}
 
+/// Step 8a: the backup's WAL, from `--xlogs` or `--wal-source`, into the WAL tar.
+fn back_up_wal(
+    cfg: &Config,
+    set: &mut SetWriter,
+    segments: &[pitr_common::wal::WalFileName],
+    sysid: u64,
+) -> anyhow::Result<()> {
+    if matches!(cfg.wal, WalInput::Skip) {
+        return Ok(());
+    }
+    log_info!(
+        "collecting WAL {} to {} ({} segments)",
+        segments
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        segments.last().map(ToString::to_string).unwrap_or_default(),
+        segments.len()
+    );
+    let mut xlog_stream = set.open(FileType::Xlog)?;
+    let mut tar = tar::Builder::new(&mut xlog_stream);
+    let wal_bytes = xlog::collect(&cfg.wal, segments, sysid, cfg.wal_timeout, &mut tar)?;
+    tar.into_inner().context("ending the WAL archive")?;
+    set.commit(xlog_stream)?;
+    log_info!("WAL archive done: {}", human(wal_bytes));
+    Ok(())
+}
+
+/// What the meta file says beyond what the set writer knows.
+struct Facts<'a> {
+    started_at: SystemTime,
+    hostname: &'a str,
+    role: &'a str,
+    system_identifier: u64,
+    version: &'a str,
+}
+
+/// Step 8b: the digest file, then the meta file (last: it marks the set complete).
+fn write_digest_and_meta(
+    set: &mut SetWriter,
+    part: &DataPart,
+    segments: &[pitr_common::wal::WalFileName],
+    facts: &Facts<'_>,
+) -> anyhow::Result<()> {
+    let (Some(min_xlog), Some(stop_xlog)) = (segments.first(), segments.last()) else {
+        anyhow::bail!("the backup needs no WAL segment; that cannot be");
+    };
     let digest_lines = |codec| -> Vec<SumLine> {
         [FileType::Data, FileType::Xlog]
             .iter()
@@ -412,8 +412,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .map(|(_, s)| s.clone())
             .unwrap_or_default()
     })?;
-
-    let timezone = pitr_common::log::expand_time_template("^z", started_at)?;
+    let timezone = pitr_common::log::expand_time_template("^z", facts.started_at)?;
     let finished = unix_seconds(SystemTime::now());
     let metas: Vec<_> = set
         .codecs()
@@ -422,18 +421,18 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             let data = set.produced(codec, FileType::Data);
             let xlog = set.produced(codec, FileType::Xlog);
             let meta = Meta {
-                min_xlog,
-                started_epoch: unix_seconds(started_at),
+                min_xlog: *min_xlog,
+                started_epoch: unix_seconds(facts.started_at),
                 timezone: timezone.clone(),
-                hostname: hostname.clone(),
-                stop_xlog,
-                start_lsn: range.start,
-                stop_lsn: range.end,
-                timeline: range.timeline,
-                label: label.clone(),
-                backup_from: role.to_string(),
+                hostname: facts.hostname.to_string(),
+                stop_xlog: *stop_xlog,
+                start_lsn: part.range.start,
+                stop_lsn: part.range.end,
+                timeline: part.range.timeline,
+                label: part.label.clone(),
+                backup_from: facts.role.to_string(),
                 system_identifier: facts.system_identifier,
-                postgresql_version: facts.version.clone(),
+                postgresql_version: facts.version.to_string(),
                 data_size: data.map_or(0, |p| p.size),
                 xlog_size: xlog.map_or(0, |p| p.size),
                 data_file: set.name(FileType::Data, codec),
@@ -450,13 +449,89 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .find(|(c, _)| *c == codec)
             .map(|(_, m)| m.clone())
             .unwrap_or_default()
-    })?;
-    set.upload_remotes(&file_types)?;
+    })
+}
+
+/// Runs one backup, in the steps of ARCHITECTURE.md's "pitr-backup".
+pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
+    signal::catch_termination();
+    let started_at = SystemTime::now();
+    let (data, _lock) = lock_cluster(cfg)?;
+    let (control, mut session) = connect(cfg)?;
+    let facts = session.facts().clone();
+    let role = if facts.in_recovery {
+        "standby"
+    } else {
+        "primary"
+    };
+    // Step 3: the set's names, free in every destination.
+    let hostname = backupset::hostname();
+    let names = cfg
+        .template
+        .stamp(&hostname, started_at)
+        .map_err(|e| Failure::new(e.to_string()).status(exit::USAGE))?;
+    let scratch = scratch_dir(cfg)?;
+    let file_types = file_types(cfg);
+    finish_interrupted_sets(cfg)?;
+    let mut set = SetWriter::new(
+        &cfg.destinations,
+        names,
+        scratch.path(),
+        &cfg.rsync,
+        cfg.compress_threads,
+    );
+    set.check_names_free(&file_types)?;
+    // Step 4: the WAL collection directory and the removal pause trigger.
+    let xlogs_guard = match &cfg.wal {
+        WalInput::Xlogs(dir) => Some(create_xlogs(dir)?),
+        _ => None,
+    };
+    let trigger_guard = match &cfg.removal_pause_trigger {
+        Some(t) => Some(create_trigger(t)?),
+        None => None,
+    };
+    let label = match &cfg.label {
+        Some(l) => l.clone(),
+        None => format!(
+            "pitr-backup {}",
+            pitr_common::log::expand_time_template("^Y-^m-^d ^H:^M:^S", started_at)?
+        ),
+    };
+    log_info!(
+        "starting backup of the {role} at {} (PostgreSQL {}, database system {}), label {label:?}",
+        cfg.data_dir.display(),
+        facts.version,
+        facts.system_identifier
+    );
+    let (part, progress) = back_up_data(cfg, &data, &mut session, &mut set, scratch.path(), label)?;
+    // The server is done with us; the rest is WAL collection and delivery.
+    drop(session);
+    let r = part.range;
+    let segments = xlog::needed_segments(r.timeline, r.start, r.end, control.wal_segment_size)?;
+    back_up_wal(cfg, &mut set, &segments, facts.system_identifier)?;
+    drop(xlogs_guard);
+    drop(trigger_guard);
+    check_interrupt()?;
+    let meta_facts = Facts {
+        started_at,
+        hostname: &hostname,
+        role,
+        system_identifier: facts.system_identifier,
+        version: &facts.version,
+    };
+    write_digest_and_meta(&mut set, &part, &segments, &meta_facts)?;
+    set.finish(&file_types)?;
     set.keep();
     drop(scratch);
     log_info!(
-        "backup complete: {} of the {role}, WAL {min_xlog} to {stop_xlog}, in {:.1} s",
-        human(data_bytes),
+        "backup complete: {} of the {role} ({} files), WAL {} to {}, in {:.1} s",
+        human(part.data_bytes),
+        part.files,
+        segments
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        segments.last().map(ToString::to_string).unwrap_or_default(),
         progress.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -226,107 +226,146 @@ fn walk_dir(
         };
         let name_os = ent.file_name();
         let name = name_os.to_string_lossy();
-        if is_excluded_anywhere(&name) {
+        if left_out(&name, ctx, rules, &unlogged) {
             continue;
         }
-        if ctx == Ctx::Root
-            && (EXCLUDED_TOP_FILES.contains(&name.as_ref())
-                || rules.own_file.as_deref() == Some(name.as_ref()))
-        {
-            continue;
-        }
-        if ctx == Ctx::Database && skip_in_database(&name, &unlogged) {
-            continue;
-        }
-        let abs_c = ent.path();
         let rel_c = rel.join(&name_os);
         if rel_c == Path::new(pg::PG_CONTROL) {
             continue;
         }
+        let abs_c = ent.path();
         let meta = match std::fs::symlink_metadata(&abs_c) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(IoError::new("examining", &abs_c, e).into()),
         };
-        // Directories that may be symbolic links: pg_wal (initdb -X), tablespaces.
-        let followed = || -> anyhow::Result<Option<Metadata>> {
-            match std::fs::metadata(&abs_c) {
-                Ok(m) if m.is_dir() => Ok(Some(m)),
-                Ok(_) => Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(IoError::new("examining", &abs_c, e).into()),
-            }
+        let at = At {
+            rel: &rel_c,
+            abs: &abs_c,
+            name: &name,
         };
-        if ctx == Ctx::Root {
-            if name == pg::PG_WAL {
-                if let Some(m) = followed()? {
-                    dir_entry(&rel_c, &abs_c, &m, visit)?;
-                    let status_rel = rel_c.join(pg::ARCHIVE_STATUS);
-                    let status_abs = abs_c.join(pg::ARCHIVE_STATUS);
-                    let sm = std::fs::metadata(&status_abs).unwrap_or(m);
-                    dir_entry(&status_rel, &status_abs, &sm, visit)?;
-                }
-                continue;
-            }
-            if EMPTIED_DIRS.contains(&name.as_ref()) {
-                if let Some(m) = followed()? {
-                    dir_entry(&rel_c, &abs_c, &m, visit)?;
-                }
-                continue;
-            }
+        if !walk_special(&at, &meta, ctx, rules, visit)? {
+            walk_plain(&at, &meta, ctx, rules, visit)?;
         }
-        if ctx == Ctx::Tablespaces {
-            match followed()? {
+    }
+    Ok(())
+}
+
+/// Whether an entry named `name` is left out of the backup by its name alone.
+fn left_out(name: &str, ctx: Ctx, rules: &Rules, unlogged: &HashSet<String>) -> bool {
+    is_excluded_anywhere(name)
+        || (ctx == Ctx::Root
+            && (EXCLUDED_TOP_FILES.contains(&name) || rules.own_file.as_deref() == Some(name)))
+        || (ctx == Ctx::Database && skip_in_database(name, unlogged))
+}
+
+/// One directory entry being walked.
+struct At<'a> {
+    rel: &'a Path,
+    abs: &'a Path,
+    name: &'a str,
+}
+
+/// The metadata of `abs` following a symbolic link, when it is a directory: pg_wal (`initdb
+/// -X`) and tablespaces may be links.
+fn followed_dir(abs: &Path) -> anyhow::Result<Option<Metadata>> {
+    match std::fs::metadata(abs) {
+        Ok(m) if m.is_dir() => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IoError::new("examining", abs, e).into()),
+    }
+}
+
+/// The entries whose place decides what is kept: pg_wal and the emptied directories at the
+/// top, tablespaces. Returns whether the entry was handled here.
+fn walk_special(
+    at: &At<'_>,
+    meta: &Metadata,
+    ctx: Ctx,
+    rules: &Rules,
+    visit: &mut dyn FnMut(&Entry<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    match ctx {
+        Ctx::Root if at.name == pg::PG_WAL => {
+            if let Some(m) = followed_dir(at.abs)? {
+                dir_entry(at.rel, at.abs, &m, visit)?;
+                let status_rel = at.rel.join(pg::ARCHIVE_STATUS);
+                let status_abs = at.abs.join(pg::ARCHIVE_STATUS);
+                let sm = std::fs::metadata(&status_abs).unwrap_or(m);
+                dir_entry(&status_rel, &status_abs, &sm, visit)?;
+            }
+            Ok(true)
+        }
+        Ctx::Root if EMPTIED_DIRS.contains(&at.name) => {
+            if let Some(m) = followed_dir(at.abs)? {
+                dir_entry(at.rel, at.abs, &m, visit)?;
+            }
+            Ok(true)
+        }
+        Ctx::Tablespaces => {
+            match followed_dir(at.abs)? {
                 Some(m) => {
-                    dir_entry(&rel_c, &abs_c, &m, visit)?;
-                    walk_dir(&abs_c, &rel_c, Ctx::TablespaceLocation, rules, visit)?;
+                    dir_entry(at.rel, at.abs, &m, visit)?;
+                    walk_dir(at.abs, at.rel, Ctx::TablespaceLocation, rules, visit)?;
                 }
                 None => log_verbose!(
                     "skipping {}: not a tablespace directory or link",
-                    abs_c.display()
+                    at.abs.display()
                 ),
             }
-            continue;
+            Ok(true)
         }
-        if ctx == Ctx::TablespaceLocation {
-            if meta.is_dir() && name.starts_with(&rules.tablespace_prefix) {
-                dir_entry(&rel_c, &abs_c, &meta, visit)?;
-                walk_dir(&abs_c, &rel_c, Ctx::TablespaceVersion, rules, visit)?;
+        Ctx::TablespaceLocation => {
+            if meta.is_dir() && at.name.starts_with(&rules.tablespace_prefix) {
+                dir_entry(at.rel, at.abs, meta, visit)?;
+                walk_dir(at.abs, at.rel, Ctx::TablespaceVersion, rules, visit)?;
             }
-            continue;
+            Ok(true)
         }
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            dir_entry(&rel_c, &abs_c, &meta, visit)?;
-            let child = match (ctx, name.as_ref()) {
-                (Ctx::Root, PG_TBLSPC) => Ctx::Tablespaces,
-                (Ctx::Root, "base") => Ctx::Base,
-                (Ctx::Base | Ctx::TablespaceVersion, _) => Ctx::Database,
-                _ => Ctx::Plain,
-            };
-            walk_dir(&abs_c, &rel_c, child, rules, visit)?;
-        } else if ft.is_file() {
-            visit(&Entry {
-                rel: &rel_c,
-                abs: &abs_c,
-                kind: Kind::File,
-                meta: &meta,
-            })?;
-        } else if ft.is_symlink() {
-            let target = match std::fs::read_link(&abs_c) {
-                Ok(t) => t,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(IoError::new("reading the link", &abs_c, e).into()),
-            };
-            visit(&Entry {
-                rel: &rel_c,
-                abs: &abs_c,
-                kind: Kind::Symlink(target),
-                meta: &meta,
-            })?;
-        }
-        // Sockets, FIFOs and devices have no place in a backup.
+        _ => Ok(false),
     }
+}
+
+/// An ordinary entry: a directory walked into, a file, a symbolic link stored as a link.
+fn walk_plain(
+    at: &At<'_>,
+    meta: &Metadata,
+    ctx: Ctx,
+    rules: &Rules,
+    visit: &mut dyn FnMut(&Entry<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        dir_entry(at.rel, at.abs, meta, visit)?;
+        let child = match (ctx, at.name) {
+            (Ctx::Root, PG_TBLSPC) => Ctx::Tablespaces,
+            (Ctx::Root, "base") => Ctx::Base,
+            (Ctx::Base | Ctx::TablespaceVersion, _) => Ctx::Database,
+            _ => Ctx::Plain,
+        };
+        walk_dir(at.abs, at.rel, child, rules, visit)?;
+    } else if ft.is_file() {
+        visit(&Entry {
+            rel: at.rel,
+            abs: at.abs,
+            kind: Kind::File,
+            meta,
+        })?;
+    } else if ft.is_symlink() {
+        let target = match std::fs::read_link(at.abs) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(IoError::new("reading the link", at.abs, e).into()),
+        };
+        visit(&Entry {
+            rel: at.rel,
+            abs: at.abs,
+            kind: Kind::Symlink(target),
+            meta,
+        })?;
+    }
+    // Sockets, FIFOs and devices have no place in a backup.
     Ok(())
 }
 

@@ -17,23 +17,23 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pitr_common::backupset::{FileType, SetNames};
+use pitr_common::backupset::{FileType, IntentAction, SetIntent, SetNames};
 use pitr_common::checksum::{Digest, Sha256Writer};
 use pitr_common::compress::{Codec, Encoder};
-use pitr_common::dest::{self, PutOptions};
 use pitr_common::exit::Failure;
 use pitr_common::fs::{self, DurableFile, Replace};
-use pitr_common::location::{Kind, Location};
+use pitr_common::location::{Location, RsyncTarget, Target};
 use pitr_common::process::{PipeChild, Program};
+use pitr_common::rsync::Rsync;
 use pitr_common::{log_info, log_warning};
 
-/// The destinations of one codec.
+/// The destinations of one codec, by kind.
 #[derive(Debug, Clone)]
 struct Group {
     codec: Codec,
-    locals: Vec<Location>,
-    pipes: Vec<Location>,
-    remotes: Vec<Location>,
+    locals: Vec<(Location, PathBuf)>,
+    pipes: Vec<(Location, PathBuf)>,
+    remotes: Vec<(Location, RsyncTarget)>,
 }
 
 /// One file of the set as produced for one codec.
@@ -123,13 +123,16 @@ pub struct SetWriter {
     groups: Vec<Group>,
     names: SetNames,
     scratch: PathBuf,
-    opts: PutOptions,
+    rsync: Rsync,
     threads: u32,
     produced: HashMap<(Codec, FileType), Produced>,
+    /// Local files written but not yet under their final names: committed together by
+    /// [`SetWriter::finish`], once the set is whole.
+    pending: Vec<(Codec, FileType, DurableFile, String)>,
     /// Final names this run created locally, removed again on failure.
     created_local: Vec<PathBuf>,
     /// Remote files this run created, removed again on failure.
-    created_remote: Vec<(Location, String)>,
+    created_remote: Vec<(RsyncTarget, String)>,
     done: bool,
 }
 
@@ -139,7 +142,7 @@ impl SetWriter {
         destinations: &[Location],
         names: SetNames,
         scratch: &Path,
-        rsync_path: &Path,
+        rsync: &Rsync,
         threads: u32,
     ) -> SetWriter {
         let mut groups: Vec<Group> = Vec::new();
@@ -157,23 +160,20 @@ impl SetWriter {
                 }
             };
             let g = &mut groups[idx];
-            match d.kind {
-                Kind::Local => g.locals.push(d.clone()),
-                Kind::Pipe => g.pipes.push(d.clone()),
-                Kind::Remote => g.remotes.push(d.clone()),
+            match &d.target {
+                Target::Dir(dir) => g.locals.push((d.clone(), dir.clone())),
+                Target::Program(p) => g.pipes.push((d.clone(), p.clone())),
+                Target::Rsync(r) => g.remotes.push((d.clone(), r.clone())),
             }
         }
         SetWriter {
             groups,
             names,
             scratch: scratch.to_path_buf(),
-            opts: PutOptions {
-                rsync_path: rsync_path.to_path_buf(),
-                scratch_dir: scratch.to_path_buf(),
-                write_delay: None,
-            },
+            rsync: rsync.clone(),
             threads,
             produced: HashMap::new(),
+            pending: Vec::new(),
             created_local: Vec::new(),
             created_remote: Vec::new(),
             done: false,
@@ -193,20 +193,25 @@ impl SetWriter {
     /// Checks that no name of the set exists in any local or rsync destination.
     pub fn check_names_free(&self, file_types: &[FileType]) -> anyhow::Result<()> {
         for g in &self.groups {
-            for ft in file_types {
-                let name = self.name(*ft, g.codec);
-                for loc in &g.locals {
-                    let path = Path::new(&loc.target).join(&name);
-                    if std::fs::symlink_metadata(&path).is_ok() {
-                        return Err(exists(loc, &name));
-                    }
+            let names: Vec<String> = file_types
+                .iter()
+                .map(|ft| self.name(*ft, g.codec))
+                .collect();
+            for (loc, dir) in &g.locals {
+                if let Some(name) = names
+                    .iter()
+                    .find(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+                {
+                    return Err(exists(loc, name));
                 }
-                for loc in &g.remotes {
-                    if dest::remote_exists(&self.opts, &loc.remote_path(&name))
-                        .with_context(|| format!("checking {loc}"))?
-                    {
-                        return Err(exists(loc, &name));
-                    }
+            }
+            for (loc, remote) in &g.remotes {
+                let there = self
+                    .rsync
+                    .existing(remote, &names)
+                    .with_context(|| format!("checking {loc}"))?;
+                if let Some(name) = there.iter().next() {
+                    return Err(exists(loc, name));
                 }
             }
         }
@@ -226,8 +231,8 @@ impl SetWriter {
         for g in &self.groups {
             let name = self.name(file_type, g.codec);
             let mut sinks = Vec::new();
-            for loc in &g.locals {
-                let path = Path::new(&loc.target).join(&name);
+            for (loc, dir) in &g.locals {
+                let path = dir.join(&name);
                 let f = DurableFile::create(&path, Replace::Never).map_err(|e| {
                     if e.kind() == io::ErrorKind::AlreadyExists {
                         exists(loc, &name)
@@ -241,8 +246,8 @@ impl SetWriter {
                 })?;
                 sinks.push(Sink::Local(f, format!("{loc}")));
             }
-            for loc in &g.pipes {
-                let child = Program::new(&loc.target)
+            for (loc, program) in &g.pipes {
+                let child = Program::new(program)
                     .arg(&name)
                     .spawn_with_stdin()
                     .with_context(|| format!("sending {name} to {loc}"))?;
@@ -292,11 +297,8 @@ impl SetWriter {
             for sink in fanout.sinks {
                 match sink {
                     Sink::Local(f, what) => {
-                        let path = f.path().to_path_buf();
-                        f.commit(None)
-                            .with_context(|| format!("storing {} in {what}", og.name))?;
-                        self.created_local.push(path.clone());
-                        source.get_or_insert(path);
+                        source.get_or_insert(f.path().to_path_buf());
+                        self.pending.push((og.codec, stream.file_type, f, what));
                     }
                     Sink::Pipe(p, what) => p
                         .finish()
@@ -338,17 +340,16 @@ impl SetWriter {
             let name = self.name(file_type, g.codec);
             let text = content(g.codec);
             let mut source = None;
-            for loc in &g.locals {
-                let path = Path::new(&loc.target).join(&name);
-                fs::write_durable(&path, Replace::Never, None, |f| {
-                    Ok(fs::write_all(f, &path, text.as_bytes())?)
-                })
-                .with_context(|| format!("storing {name} in {loc}"))?;
-                self.created_local.push(path.clone());
+            for (loc, dir) in &g.locals {
+                let path = dir.join(&name);
+                let mut f = DurableFile::create(&path, Replace::Never)
+                    .with_context(|| format!("storing {name} in {loc}"))?;
+                f.write_bytes(text.as_bytes())?;
                 source.get_or_insert(path);
+                self.pending.push((g.codec, file_type, f, loc.to_string()));
             }
-            for loc in &g.pipes {
-                Program::new(&loc.target)
+            for (loc, program) in &g.pipes {
+                Program::new(program)
                     .arg(&name)
                     .run_with_stdin(text.as_bytes())
                     .with_context(|| format!("sending {name} to {loc}"))?;
@@ -377,23 +378,62 @@ impl SetWriter {
         Ok(())
     }
 
-    /// Sends the finished set to every rsync destination, in set order (meta file last).
-    pub fn upload_remotes(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+    /// The set is whole: in each local destination its files get their final names, the
+    /// digest file first and the meta file last, under a [`SetIntent`] that a run killed in
+    /// between leaves for the next cleanup to undo; then the rsync destinations get it.
+    pub fn finish(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        let order = [
+            FileType::Sha256,
+            FileType::Data,
+            FileType::Xlog,
+            FileType::Meta,
+        ];
+        let mut intents = Vec::new();
         for g in self.groups.clone() {
-            for loc in &g.remotes {
+            let meta = self.name(FileType::Meta, g.codec);
+            let names: Vec<String> = file_types
+                .iter()
+                .filter(|ft| **ft != FileType::Meta)
+                .map(|ft| self.name(*ft, g.codec))
+                .collect();
+            for (_, dir) in &g.locals {
+                intents.push(SetIntent::begin(dir, &meta, IntentAction::Write, &names)?);
+            }
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|(_, ft, _, _)| order.iter().position(|o| o == ft));
+        for (_, _, f, what) in pending {
+            let path = f.path().to_path_buf();
+            f.commit(None)
+                .with_context(|| format!("storing {} in {what}", path.display()))?;
+            self.created_local.push(path);
+        }
+        for i in intents {
+            i.end()?;
+        }
+        self.upload_remotes(file_types)
+    }
+
+    /// Sends the finished set to every rsync destination, in set order (meta file last).
+    fn upload_remotes(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        for g in self.groups.clone() {
+            for (loc, remote) in &g.remotes {
                 for ft in file_types {
                     let Some(p) = self.produced.get(&(g.codec, *ft)).cloned() else {
                         continue;
                     };
-                    let Some(src) = &p.source else { continue };
-                    let remote = loc.remote_path(&p.name);
+                    let Some(src_dir) = p.source.as_deref().and_then(Path::parent) else {
+                        continue;
+                    };
                     log_info!("sending {} to {loc}", p.name);
-                    let sent = dest::upload_new(&self.opts, src, &remote)
+                    let sent = self
+                        .rsync
+                        .upload_new(src_dir, std::slice::from_ref(&p.name), remote)
                         .with_context(|| format!("sending {} to {loc}", p.name))?;
-                    if !sent {
+                    if !sent.contains(&p.name) {
                         return Err(exists(loc, &p.name));
                     }
-                    self.created_remote.push((loc.clone(), p.name.clone()));
+                    self.created_remote.push((remote.clone(), p.name.clone()));
                 }
             }
         }
@@ -419,35 +459,19 @@ impl Drop for SetWriter {
                 Err(e) => log_warning!("cannot remove partial output: {e}"),
             }
         }
-        for (loc, name) in self.created_remote.iter().rev() {
-            if let Err(e) = remove_remote(&self.opts, &self.scratch, loc, name) {
-                log_warning!("cannot remove partial output {name} from {loc}: {e:#}");
+        for (remote, name) in self.created_remote.iter().rev() {
+            let empty = self.scratch.join("empty");
+            if let Err(e) = self
+                .rsync
+                .remove(remote, std::slice::from_ref(name), &empty)
+            {
+                log_warning!(
+                    "cannot remove partial output {name} from {}: {e:#}",
+                    remote.as_str()
+                );
             }
         }
     }
-}
-
-/// Removes `name` from an rsync destination: an empty directory synced with `--delete` onto
-/// the target, limited to that one name.
-fn remove_remote(
-    opts: &PutOptions,
-    scratch: &Path,
-    loc: &Location,
-    name: &str,
-) -> anyhow::Result<()> {
-    let empty = scratch.join("empty");
-    std::fs::create_dir_all(&empty).map_err(|e| fs::IoError::new("creating", &empty, e))?;
-    let mut src = empty.into_os_string();
-    src.push("/");
-    Program::new(&opts.rsync_path)
-        .env("LC_ALL", "C")
-        .args(["-r", "--delete"])
-        .arg(format!("--include=/{name}"))
-        .arg("--exclude=*")
-        .arg(src)
-        .arg(format!("{}/", loc.target))
-        .run()?;
-    Ok(())
 }
 
 fn exists(loc: &Location, name: &str) -> anyhow::Error {

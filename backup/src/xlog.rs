@@ -18,7 +18,7 @@ use anyhow::Context;
 use pitr_common::compress::Codec;
 use pitr_common::exit::Failure;
 use pitr_common::source;
-use pitr_common::wal::{Lsn, Timeline, WalFileName};
+use pitr_common::wal::{Lsn, SegSize, Timeline, WalFileName};
 use pitr_common::{log_info, log_warning};
 
 use crate::args::WalInput;
@@ -34,12 +34,11 @@ const WAIT_LOG: Duration = Duration::from_secs(10);
 /// start segment through the one holding the byte before `stop` (PostgreSQL's
 /// `XLByteToPrevSeg` for the stop file).
 pub fn needed_segments(
-    timeline: u32,
+    tli: Timeline,
     start: Lsn,
     stop: Lsn,
-    seg_size: u64,
+    seg_size: SegSize,
 ) -> anyhow::Result<Vec<WalFileName>> {
-    let tli = Timeline(timeline);
     let first = WalFileName::containing(tli, start, seg_size);
     let last = WalFileName::containing(tli, Lsn(stop.0.max(start.0 + 1) - 1), seg_size);
     let mut out = vec![first];
@@ -54,7 +53,7 @@ pub fn needed_segments(
 fn dir_and_codec(input: &WalInput) -> Option<(PathBuf, Codec)> {
     match input {
         WalInput::Xlogs(d) => Some((d.clone(), Codec::None)),
-        WalInput::Source(l) => Some((PathBuf::from(&l.target), l.codec)),
+        WalInput::Source(l) => l.as_dir().map(|d| (d.to_path_buf(), l.codec)),
         WalInput::Skip => None,
     }
 }
@@ -173,9 +172,8 @@ mod tests {
 
     #[test]
     fn segments_from_start_to_the_byte_before_stop() {
-        let seg = 16 << 20;
         let names = |a, b| -> Vec<String> {
-            needed_segments(1, Lsn(a), Lsn(b), seg)
+            needed_segments(Timeline(1), Lsn(a), Lsn(b), SegSize::DEFAULT)
                 .unwrap()
                 .iter()
                 .map(ToString::to_string)

@@ -1,12 +1,16 @@
 //! Command line of `pitr-cleanup`, and its validation into a [`Config`].
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use argh::FromArgs;
+use pitr_common::cli::Tool;
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{Kind, Location};
+use pitr_common::location::{Location, Opt};
 use pitr_common::wal::{WalFileName, WalKind};
 
+pitr_common::tool_args! {
 /// Removes WAL and backups that are no longer needed.
 ///
 /// Form 1, PostgreSQL's archive_cleanup_command on a standby:
@@ -48,28 +52,22 @@ pub struct Args {
     #[argh(option)]
     pub removal_pause_trigger: Option<PathBuf>,
 
-    /// log file template, ^ standing for % of strftime, or - for stdout (default: stderr)
-    #[argh(option)]
-    pub log: Option<String>,
-
-    /// log what is removed, one line per file
-    #[argh(switch)]
-    pub verbose: bool,
-
-    /// refuse to run while the process whose pid is in this file is alive
-    #[argh(option)]
-    pub pid_file: Option<PathBuf>,
-
-    /// read options from FILE, one per line, # starts a comment
-    #[argh(option)]
-    // Expanded in place by `cli::parse_args`; declared so that --help lists it.
-    #[allow(dead_code)]
-    pub config_file: Vec<PathBuf>,
-
     /// form 1: the oldest WAL file still needed (PostgreSQL's %r)
     #[argh(positional)]
     pub oldest_needed: Vec<String>,
 }
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "pitr-cleanup";
+
+    fn run(self) -> anyhow::Result<ExitCode> {
+        crate::prune::run(&self.into_config()?)
+    }
+}
+
+/// How long a temporary file of a dead writer stays before a cleanup removes it.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// What to do.
 #[derive(Debug)]
@@ -101,8 +99,10 @@ pub struct Config {
     pub dry_run: bool,
     /// Pause trigger.
     pub removal_pause_trigger: Option<PathBuf>,
-    /// Pid file.
-    pub pid_file: Option<PathBuf>,
+    /// How old a dead writer's temporary file must be to be removed: [`STALE_TEMP_AGE`], or
+    /// less with the test hook `PITR_TEST_STALE_TEMP_SECS` (so that a test can sweep the temp
+    /// file of a pitr-archive it has just killed).
+    pub stale_temp_age: Duration,
 }
 
 fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
@@ -122,12 +122,8 @@ impl Args {
                     &format!("for example {FORM1}, or {FORM2}"),
                 ))
             }
-            Some(a) => Location::parse(Kind::Local, a).map_err(|e| {
-                usage(
-                    format!("--archive {e}"),
-                    "write [CODEC=]DIR with CODEC none, gzip or zstd",
-                )
-            })?,
+            Some(a) => Location::parse(Opt::Archive, a)
+                .map_err(|e| usage(e.to_string(), e.opt().syntax()))?,
         };
         let mode = match (&self.backup_dir, self.oldest_needed.as_slice()) {
             (None, []) => {
@@ -194,7 +190,10 @@ impl Args {
             archive,
             dry_run: self.dry_run,
             removal_pause_trigger: self.removal_pause_trigger,
-            pid_file: self.pid_file,
+            stale_temp_age: std::env::var("PITR_TEST_STALE_TEMP_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(STALE_TEMP_AGE, Duration::from_secs),
         })
     }
 }

@@ -82,6 +82,22 @@ fn remove_set(set: &FoundSet, dry_run: bool) -> anyhow::Result<u64> {
     // Meta file first: a set without it is incomplete and never mistaken for a whole one.
     let mut files = set.files();
     files.rotate_right(1);
+    // Recorded first, so that a cleanup killed half-way is finished by the next run.
+    let intent = if dry_run {
+        None
+    } else {
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let meta_name = names.first().cloned().unwrap_or_default();
+        Some(backupset::SetIntent::begin(
+            set.dir(),
+            &meta_name,
+            backupset::IntentAction::Remove,
+            &names[1..],
+        )?)
+    };
     for f in &files {
         let size = match std::fs::metadata(f) {
             Ok(m) => m.len(),
@@ -102,7 +118,36 @@ fn remove_set(set: &FoundSet, dry_run: bool) -> anyhow::Result<u64> {
             fs::fsync_dir(set.dir())?;
         }
     }
+    if let Some(i) = intent {
+        i.end()?;
+    }
     Ok(total)
+}
+
+/// Finishes what a killed pitr-backup or pitr-cleanup left in the backup directory (see
+/// [`backupset::sweep_intents`]), and logs it.
+pub fn finish_interrupted(backup_dir: &Path, dry_run: bool) -> anyhow::Result<()> {
+    for s in backupset::sweep_intents(backup_dir, dry_run)? {
+        let verb = if dry_run {
+            "(dry-run) would finish"
+        } else {
+            "finished"
+        };
+        let what = match s.action {
+            backupset::IntentAction::Write => "writing",
+            backupset::IntentAction::Remove => "removing",
+        };
+        log_warning!(
+            "{verb} the interrupted {what} of backup set {} in {}: {} files removed",
+            s.meta,
+            backup_dir.display(),
+            s.removed.len()
+        );
+        for p in &s.removed {
+            log_info!("removed {}", p.display());
+        }
+    }
+    Ok(())
 }
 
 /// Applies the retention.
@@ -115,14 +160,27 @@ pub fn run(cfg: &Config, archive: &Path) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    if !backup_dir.is_dir() {
-        return Err(Failure::new(format!(
-            "backup directory {} is not a directory",
-            backup_dir.display()
-        ))
-        .hint("give the directory pitr-backup writes its sets to (--dst-local)")
-        .into());
+    match std::fs::metadata(backup_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Failure::new(format!(
+                "backup directory {} is not a directory",
+                backup_dir.display()
+            ))
+            .hint("give the directory pitr-backup writes its sets to (--dst-local)")
+            .into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(format!(
+                "backup directory {} does not exist",
+                backup_dir.display()
+            ))
+            .hint("give the directory pitr-backup writes its sets to (--dst-local)")
+            .into())
+        }
+        Err(e) => return Err(fs::IoError::new("examining", backup_dir, e).into()),
     }
+    finish_interrupted(backup_dir, cfg.dry_run)?;
     let sets = backupset::list_local(backup_dir)?;
     let validity: Vec<Option<String>> = sets.iter().map(invalid_reason).collect();
     for (s, why) in sets.iter().zip(&validity) {

@@ -8,9 +8,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use pitr_common::exit::{self, Failure};
-use pitr_common::pidfile::PidFile;
 use pitr_common::wal::WalFileName;
-use pitr_common::{lock, log_info, log_verbose, source};
+use pitr_common::{archive_dir, lock, log_info, log_verbose, tempname};
 
 use crate::args::{Config, Mode};
 
@@ -21,7 +20,7 @@ pub use pitr_common::log::human_bytes as human;
 
 /// Removes archived WAL older than `oldest` from `dir` and logs what went.
 pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Result<u64> {
-    let removed = source::remove_older(dir, oldest, None, dry_run)?;
+    let removed = archive_dir::remove_older(dir, oldest, None, dry_run)?;
     let mut total = 0;
     for r in &removed {
         total += r.size;
@@ -51,14 +50,9 @@ pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Re
 
 /// Runs pitr-cleanup.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let _pid = match &cfg.pid_file {
-        Some(p) => Some(
-            PidFile::acquire(p, "pitr-cleanup")
-                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(exit::BUSY)))?,
-        ),
-        None => None,
+    let Some(dir) = cfg.archive.as_dir() else {
+        anyhow::bail!("--archive {} is not a local directory", cfg.archive);
     };
-    let dir = Path::new(&cfg.archive.target);
     if !dir.is_dir() {
         return Err(
             Failure::new(format!("archive {} is not a directory", dir.display()))
@@ -92,26 +86,21 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         }
         Mode::Retention { backup_dir, .. } => {
             crate::plan::run(cfg, dir)?;
-            remove_stale_temps(backup_dir, cfg.dry_run)?;
+            remove_stale_temps(backup_dir, cfg.stale_temp_age, cfg.dry_run)?;
         }
     }
-    remove_stale_temps(dir, cfg.dry_run)?;
+    remove_stale_temps(dir, cfg.stale_temp_age, cfg.dry_run)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long a temporary file of a dead writer stays before a cleanup removes it.
-pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// Removes the temporary files that killed writers (pitr-archive, pitr-backup) left in `dir`
-/// (see [`source::stale_temp_files`]), and logs each.
-pub fn remove_stale_temps(dir: &Path, dry_run: bool) -> anyhow::Result<()> {
-    // Test hook: PITR_TEST_STALE_TEMP_SECS lowers the age, so that a test can sweep the temp
-    // file of a pitr-archive it has just killed.
-    let age = std::env::var("PITR_TEST_STALE_TEMP_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(STALE_TEMP_AGE, std::time::Duration::from_secs);
-    let stale = source::stale_temp_files(dir, age)?;
+/// once they are `age` old (see [`tempname::stale`]), and logs each.
+pub fn remove_stale_temps(
+    dir: &Path,
+    age: std::time::Duration,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let stale = tempname::stale(dir, age)?;
     for p in &stale {
         if dry_run {
             log_info!(

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use crate::compress::Codec;
 use crate::fs::IoError;
-use crate::wal::{Lsn, WalFileName};
+use crate::wal::{Lsn, Timeline, WalFileName};
 
 /// The default `--filename-template`: OmniPITR's, plus the time of day so that two backups a
 /// day do not collide.
@@ -227,7 +227,7 @@ pub struct Meta {
     /// The backup's stop location (`Stop-LSN`).
     pub stop_lsn: Lsn,
     /// The timeline of the backup (`Timeline`).
-    pub timeline: u32,
+    pub timeline: Timeline,
     /// The backup label (`Label`).
     pub label: String,
     /// `primary` or `standby` (`Backup-From`).
@@ -295,6 +295,17 @@ impl Meta {
             v.parse()
                 .map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
         }
+        // Names of the set's files: plain names in the set's directory, never a path (a meta
+        // file naming ../x must not make retention remove x).
+        let file = |key: &str, v: &str| -> Result<String, Error> {
+            if v.is_empty() || v == "." || v == ".." || v.contains('/') || v.contains('\0') {
+                Err(Error::Meta(format!(
+                    "bad {key} value {v:?}: not a file name"
+                )))
+            } else {
+                Ok(v.to_string())
+            }
+        };
         let wal = |key: &str| -> Result<WalFileName, Error> {
             let v = req(key)?;
             WalFileName::parse(v).map_err(|_| Error::Meta(format!("bad {key} value {v:?}")))
@@ -314,9 +325,9 @@ impl Meta {
             postgresql_version: req("PostgreSQL-Version")?.to_string(),
             data_size: typed("Data-Size", req("Data-Size")?)?,
             xlog_size: typed("Xlog-Size", req("Xlog-Size")?)?,
-            data_file: req("Data-File")?.to_string(),
-            xlog_file: get("Xlog-File").map(str::to_string),
-            digest_file: req("Digest-File")?.to_string(),
+            data_file: file("Data-File", req("Data-File")?)?,
+            xlog_file: get("Xlog-File").map(|v| file("Xlog-File", v)).transpose()?,
+            digest_file: file("Digest-File", req("Digest-File")?)?,
             finished_epoch: typed("Finished-epoch", req("Finished-epoch")?)?,
         })
     }
@@ -388,6 +399,143 @@ pub fn list_local(dir: &Path) -> Result<Vec<FoundSet>, Error> {
     Ok(out)
 }
 
+/// Prefix of the hidden file that records a set being written or removed.
+pub const INTENT_PREFIX: &str = ".pitr-set.";
+
+/// What a [`SetIntent`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentAction {
+    /// pitr-backup is putting the set's files under their final names.
+    Write,
+    /// pitr-cleanup is removing the set.
+    Remove,
+}
+
+impl IntentAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            IntentAction::Write => "write",
+            IntentAction::Remove => "remove",
+        }
+    }
+}
+
+/// A set whose files are being given (or losing) their final names: recorded durably in a
+/// hidden file of the directory before the first file changes, removed once the set is whole
+/// (or gone). A process killed in between leaves it behind, and [`sweep_intents`] (pitr-cleanup,
+/// and pitr-backup before it starts) finishes the job: an unfinished write is undone (the
+/// set never got its meta file, so nobody took it for a backup), an unfinished removal is
+/// completed. So after `kill -9` only hidden files remain, and the next run removes those.
+#[derive(Debug)]
+pub struct SetIntent {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl SetIntent {
+    /// Records that `files` of the set whose meta file is `meta_name` in `dir` are about to be
+    /// written or removed.
+    pub fn begin(
+        dir: &Path,
+        meta_name: &str,
+        action: IntentAction,
+        files: &[String],
+    ) -> anyhow::Result<SetIntent> {
+        let path = dir.join(format!("{INTENT_PREFIX}{meta_name}"));
+        let mut text = format!(
+            "action: {}\npid: {}\nmeta: {meta_name}\n",
+            action.as_str(),
+            std::process::id()
+        );
+        for f in files {
+            text.push_str(&format!("file: {f}\n"));
+        }
+        crate::fs::write_durable(&path, crate::fs::Replace::Allow, None, |f| {
+            Ok(crate::fs::write_all(f, &path, text.as_bytes())?)
+        })?;
+        Ok(SetIntent {
+            path,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The set is whole (or gone): the record goes.
+    pub fn end(self) -> Result<(), IoError> {
+        crate::fs::remove_file_if_exists(&self.path)?;
+        crate::fs::fsync_dir(&self.dir)
+    }
+}
+
+/// What [`sweep_intents`] did with one left-behind record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// The set's meta file name.
+    pub meta: String,
+    /// What the killed process was doing.
+    pub action: IntentAction,
+    /// The files removed (or that would be, with `dry_run`).
+    pub removed: Vec<PathBuf>,
+}
+
+/// Finishes what killed writers and removers of backup sets left in `dir`: each record whose
+/// process is gone is an unfinished write (undone, unless its meta file made it: then the set
+/// is whole and only the record goes) or an unfinished removal (completed).
+pub fn sweep_intents(dir: &Path, dry_run: bool) -> anyhow::Result<Vec<Swept>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(INTENT_PREFIX) || crate::tempname::parse(&name).is_some() {
+            continue;
+        }
+        let path = ent.path();
+        let text = crate::fs::read(&path)?;
+        let text = String::from_utf8_lossy(&text);
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        let pid: Option<u32> = field("pid: ").and_then(|p| p.parse().ok());
+        if pid.is_some_and(crate::signal::process_alive) {
+            continue;
+        }
+        let action = match field("action: ") {
+            Some("remove") => IntentAction::Remove,
+            _ => IntentAction::Write,
+        };
+        let meta = field("meta: ").unwrap_or_default().to_string();
+        let whole = action == IntentAction::Write && !meta.is_empty() && dir.join(&meta).is_file();
+        let mut removed = Vec::new();
+        if !whole {
+            // The meta file first: a half-removed set is never taken for a whole one.
+            let files = std::iter::once(meta.as_str())
+                .chain(
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix("file: "))
+                        .map(str::trim),
+                )
+                .filter(|f| !f.is_empty() && !f.contains('/'));
+            for f in files {
+                let p = dir.join(f);
+                if p.symlink_metadata().is_ok() && !removed.contains(&p) {
+                    if !dry_run {
+                        crate::fs::remove_file_if_exists(&p)?;
+                    }
+                    removed.push(p);
+                }
+            }
+        }
+        if !dry_run {
+            crate::fs::remove_file_if_exists(&path)?;
+            crate::fs::fsync_dir(dir)?;
+        }
+        out.push(Swept {
+            meta,
+            action,
+            removed,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -403,7 +551,7 @@ mod tests {
             stop_xlog: WalFileName::parse("000000010000000000000003").unwrap(),
             start_lsn: Lsn(0x0200_0028),
             stop_lsn: Lsn(0x0300_0100),
-            timeline: 1,
+            timeline: Timeline(1),
             label: "pitr-backup vm".into(),
             backup_from: "primary".into(),
             system_identifier: 7_000_000_000_000_000_001,
@@ -415,6 +563,69 @@ mod tests {
             digest_file: "vm-sha256-2026-11-25_024257.tar.zst".into(),
             finished_epoch: 1_795_574_600,
         }
+    }
+
+    #[test]
+    fn intents_left_by_killed_processes_are_finished() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "a-data", "a-xlog", "a-sha", "b-data", "b-sha", "b-meta", "c-data", "c-meta",
+        ] {
+            std::fs::write(d.path().join(f), f).unwrap();
+        }
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A write that never got its meta file, a write that did, a removal half done.
+        let a = SetIntent::begin(
+            d.path(),
+            "a-meta",
+            IntentAction::Write,
+            &names(&["a-data", "a-xlog", "a-sha"]),
+        )
+        .unwrap();
+        let b = SetIntent::begin(
+            d.path(),
+            "b-meta",
+            IntentAction::Write,
+            &names(&["b-data", "b-sha"]),
+        )
+        .unwrap();
+        let c = SetIntent::begin(
+            d.path(),
+            "c-meta",
+            IntentAction::Remove,
+            &names(&["c-data"]),
+        )
+        .unwrap();
+        // Ours, alive: left alone.
+        assert!(sweep_intents(d.path(), false).unwrap().is_empty());
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        for i in [&a, &b, &c] {
+            let t = std::fs::read_to_string(&i.path).unwrap();
+            std::fs::write(
+                &i.path,
+                t.replace(
+                    &format!("pid: {}", std::process::id()),
+                    &format!("pid: {dead_pid}"),
+                ),
+            )
+            .unwrap();
+        }
+        let would = sweep_intents(d.path(), true).unwrap();
+        assert_eq!(would.len(), 3);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 11);
+        let mut swept = sweep_intents(d.path(), false).unwrap();
+        swept.sort_by(|x, y| x.meta.cmp(&y.meta));
+        assert_eq!(swept[0].removed.len(), 3, "{swept:?}");
+        assert!(swept[1].removed.is_empty(), "a whole set stays: {swept:?}");
+        assert_eq!(swept[2].removed.len(), 2, "{swept:?}");
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b-data", "b-meta", "b-sha"]);
     }
 
     #[test]
@@ -464,6 +675,14 @@ mod tests {
                 .to_string(),
             "meta file: no Started-epoch line"
         );
+        // A meta file naming a path outside its directory is not a set.
+        for bad in ["../victim", "/etc/passwd", "..", ""] {
+            let m = Meta {
+                data_file: bad.into(),
+                ..sample()
+            };
+            assert!(Meta::parse(&m.render()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

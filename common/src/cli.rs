@@ -1,19 +1,28 @@
-//! Command-line glue shared by the binaries: argument parsing with *our* usage exit status,
-//! logger set-up and error reporting.
+//! Command-line glue shared by the binaries: the options every binary has, argument parsing
+//! with *our* usage exit status, the pid file, logger set-up and error reporting.
 //!
-//! [`parse_args`] handles `--version`, configuration files (`--config-file`) and `--opt=value`
-//! before handing the arguments to argh, and maps a usage error to a FATAL log line and the
-//! status the binary chose (`argh::from_env` would exit 1, which PostgreSQL reads from
-//! `restore_command` as "file not found"). [`run`] sets up the logger and turns the verb's
-//! `anyhow::Result<ExitCode>` into log lines and an exit status. This module and [`crate::log`]
-//! are the only ones that print; this one is the only one that exits.
+//! A binary's `main` is [`main::<Args>()`](main): its argument type implements [`Tool`] (name,
+//! parsing, run) and declares its options with [`tool_args!`], which appends the common ones
+//! ([`CommonOptions`]: `--log`, `--verbose`, `--pid-file`, `--config-file`, `--temp-dir`).
+//! argh has no flattening of one struct into another, so a macro writes the shared fields into
+//! each struct: `--help` lists them like any other option and they are declared once.
+//!
+//! [`main`] handles `--version`, configuration files (`--config-file`) and `--opt=value` before
+//! handing the arguments to argh, maps a usage error to a FATAL log line and the tool's usage
+//! status (`argh::from_env` would exit 1, which PostgreSQL reads from `restore_command` as "file
+//! not found"), takes the pid file, and turns the verb's `anyhow::Result<ExitCode>` into log
+//! lines and an exit status. This module and [`crate::log`] are the only ones that print; this
+//! one is the only one that exits.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::exit;
+use std::path::PathBuf;
+
+use crate::exit::{self, Failure};
 use crate::log::{self, Level, LogTarget};
+use crate::pidfile::{self, PidFile};
 
 /// The version printed by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -63,21 +72,186 @@ pub fn version_line(tool: &str) -> String {
     format!("{tool} {VERSION}")
 }
 
-/// Parses the process arguments into `T`, or exits: `--version` and `--help` print to stdout
-/// and exit 0; a usage error is logged at FATAL on stderr, with a `HINT:` line, and exits with
-/// `usage_status`.
-pub fn parse_args<T: argh::FromArgs>(tool: &'static str, usage_status: u8) -> T {
+/// The options every binary has, declared by [`tool_args!`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommonOptions {
+    /// `--log`: where log lines go.
+    pub log: Option<String>,
+    /// `--verbose`: timings and the arguments the program was called with.
+    pub verbose: bool,
+    /// `--pid-file`: refuse to run while the process named in it is alive.
+    pub pid_file: Option<PathBuf>,
+    /// `--temp-dir`: where scratch files go (default `$TMPDIR` or `/tmp`).
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl CommonOptions {
+    /// The scratch parent directory.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// What [`tool_args!`] gives an argument type: its common options.
+pub trait HasCommon {
+    /// The common options as given.
+    fn common(&self) -> CommonOptions;
+}
+
+/// Parsing the raw arguments into an argument type; [`tool_args!`] implements it with argh.
+pub trait Parse: Sized {
+    /// Parses `args` (without the program name) for the program `tool`.
+    fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit>;
+}
+
+/// A binary: its name, statuses, and what it runs.
+pub trait Tool: Parse + HasCommon {
+    /// The program name, printed on every log line.
+    const NAME: &'static str;
+
+    /// The status of a usage error in an invocation with these raw arguments.
+    fn usage_status(_args: &[String]) -> u8 {
+        exit::USAGE
+    }
+
+    /// The status of an error that carries no status of its own.
+    fn error_status(&self) -> u8 {
+        exit::ERROR
+    }
+
+    /// The status when another instance holds `--pid-file`.
+    fn busy_status(&self) -> u8 {
+        exit::BUSY
+    }
+
+    /// Does the work.
+    fn run(self) -> anyhow::Result<ExitCode>;
+}
+
+/// Declares a binary's argument struct (argh's `FromArgs`) with the [`CommonOptions`] appended,
+/// and implements [`HasCommon`] and [`Parse`] for it. Write the struct as usual, its last field
+/// followed by a comma.
+#[macro_export]
+macro_rules! tool_args {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($body:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+
+            /// log file template, ^ standing for % of strftime (/var/log/pitr/^Y-^m-^d.log), or
+            /// - for stdout (default: stderr, which PostgreSQL puts into its own log)
+            #[argh(option)]
+            pub log: Option<String>,
+
+            /// log timings and the arguments the program was called with
+            #[argh(switch)]
+            pub verbose: bool,
+
+            /// refuse to run while the process whose pid is in this file is alive
+            #[argh(option)]
+            pub pid_file: Option<std::path::PathBuf>,
+
+            /// read options from FILE, one per line (--dst-local /srv/wal), # starts a comment
+            #[argh(option)]
+            pub config_file: Vec<std::path::PathBuf>,
+
+            /// directory for scratch files (default: $TMPDIR or /tmp)
+            #[argh(option)]
+            pub temp_dir: Option<std::path::PathBuf>,
+        }
+
+        impl $crate::cli::HasCommon for $name {
+            fn common(&self) -> $crate::cli::CommonOptions {
+                // --config-file is expanded in place before parsing; it is declared for --help.
+                let _ = &self.config_file;
+                $crate::cli::CommonOptions {
+                    log: self.log.clone(),
+                    verbose: self.verbose,
+                    pid_file: self.pid_file.clone(),
+                    temp_dir: self.temp_dir.clone(),
+                }
+            }
+        }
+
+        impl $crate::cli::Parse for $name {
+            fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
+                <$name as argh::FromArgs>::from_args(&[tool], args)
+            }
+        }
+    };
+}
+
+/// The `main` of every binary: parses the process arguments into `T` (or prints `--help` /
+/// `--version` and exits 0, or logs a usage error at FATAL with a HINT and exits with
+/// [`Tool::usage_status`]), sets up the logger from `--log`, takes `--pid-file`, runs
+/// [`Tool::run`] and turns an error into log lines and a status.
+pub fn main<T: Tool>() -> ExitCode {
     let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
-    match parse_from(tool, raw) {
+    let tool = match parse_from::<T>(raw) {
         Ok(t) => t,
         Err(Exit::Print(text)) => {
             print_stdout(&text);
-            std::process::exit(0)
+            return ExitCode::SUCCESS;
         }
-        Err(Exit::Usage(message)) => {
-            usage_error(tool, &message);
-            std::process::exit(i32::from(usage_status))
+        Err(Exit::Usage { message, status }) => {
+            usage_error(T::NAME, &message);
+            return ExitCode::from(status);
         }
+    };
+    let common = tool.common();
+    let target = match LogTarget::parse(common.log.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            usage_error(T::NAME, &log::error_chain(&e));
+            let raw: Vec<String> = std::env::args().skip(1).collect();
+            return ExitCode::from(T::usage_status(&raw));
+        }
+    };
+    let error_status = tool.error_status();
+    if let Err(e) = log::init(T::NAME, target, common.verbose) {
+        log::log_to_stderr(T::NAME, Level::Fatal, &log::error_chain(&e));
+        return ExitCode::from(error_status);
+    }
+    if common.verbose {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        crate::log_info!("Called with parameters: {}", args.join(" "));
+    }
+    let busy = tool.busy_status();
+    let result =
+        take_pid_file(T::NAME, common.pid_file.as_deref(), busy).and_then(|_pid_file| tool.run());
+    match result {
+        Ok(code) => code,
+        Err(e) => ExitCode::from(report_error(&e, error_status)),
+    }
+}
+
+/// Takes `--pid-file` for the run: another live instance is `busy`; a file that cannot be
+/// written is an ordinary error with a HINT.
+fn take_pid_file(
+    tool: &'static str,
+    path: Option<&std::path::Path>,
+    busy: u8,
+) -> anyhow::Result<Option<PidFile>> {
+    let Some(p) = path else { return Ok(None) };
+    match PidFile::acquire(p, tool) {
+        Ok(f) => Ok(Some(f)),
+        Err(e @ pidfile::Error::Running { .. }) => Err(Failure::new(e.to_string())
+            .hint("wait for it to finish, or give each instance a pid file of its own")
+            .status(busy)
+            .into()),
+        Err(e) => Err(anyhow::Error::from(e).context(
+            Failure::new(format!("cannot use --pid-file {}", p.display())).hint(
+                "give a pid file in an existing directory writable by the user the program runs as",
+            ),
+        )),
     }
 }
 
@@ -86,19 +260,35 @@ pub fn parse_args<T: argh::FromArgs>(tool: &'static str, usage_status: u8) -> T 
 enum Exit {
     /// Print this to stdout and exit 0 (`--help`, `--version`).
     Print(String),
-    /// A usage error with this one-line message.
-    Usage(String),
+    /// A usage error with this one-line message, and the status to exit with.
+    Usage {
+        /// The message.
+        message: String,
+        /// The tool's usage status for this invocation.
+        status: u8,
+    },
 }
 
-fn parse_from<T: argh::FromArgs>(tool: &'static str, raw: Vec<OsString>) -> Result<T, Exit> {
+fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<T, Exit> {
     if wants_version(&raw) {
-        return Err(Exit::Print(format!("{}\n", version_line(tool))));
+        return Err(Exit::Print(format!("{}\n", version_line(T::NAME))));
     }
-    let args = preprocess(raw).map_err(|e| Exit::Usage(log::error_chain(&e)))?;
+    let lossy: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let status = T::usage_status(&lossy);
+    let args = preprocess(raw).map_err(|e| Exit::Usage {
+        message: log::error_chain(&e),
+        status,
+    })?;
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    T::from_args(&[tool], &refs).map_err(|early| match early.status {
+    T::parse(T::NAME, &refs).map_err(|early| match early.status {
         Ok(()) => Exit::Print(early.output),
-        Err(()) => Exit::Usage(one_line(&early.output)),
+        Err(()) => Exit::Usage {
+            message: one_line(&early.output),
+            status,
+        },
     })
 }
 
@@ -143,38 +333,6 @@ fn usage_error(tool: &str, message: &str) {
     );
 }
 
-/// Runs the body of a binary: sets up the logger from `--log` (an unusable one is a FATAL line
-/// on stderr and `error_status`), logs the arguments with `--verbose`, runs `f`, and turns an
-/// error into an ERROR line (the whole chain on one line), an `ERROR : HINT: ...` line when the
-/// chain holds an [`exit::Failure`] with a hint, and the failure's status or `error_status`.
-pub fn run<F>(
-    tool: &'static str,
-    log_template: Option<&str>,
-    verbose: bool,
-    error_status: u8,
-    f: F,
-) -> ExitCode
-where
-    F: FnOnce() -> anyhow::Result<ExitCode>,
-{
-    let started = LogTarget::parse(log_template).and_then(|t| log::init(tool, t, verbose));
-    if let Err(e) = started {
-        log::log_to_stderr(tool, Level::Fatal, &log::error_chain(&e));
-        return ExitCode::from(error_status);
-    }
-    if verbose {
-        let args: Vec<String> = std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        crate::log_info!("Called with parameters: {}", args.join(" "));
-    }
-    match f() {
-        Ok(code) => code,
-        Err(e) => ExitCode::from(report_error(&e, error_status)),
-    }
-}
-
 /// Logs `err` at ERROR (with its HINT line, if any) and returns the status to exit with.
 fn report_error(err: &anyhow::Error, error_status: u8) -> u8 {
     let status = status_of(err, error_status);
@@ -212,39 +370,6 @@ fn error_lines(err: &anyhow::Error) -> Vec<String> {
     lines
 }
 
-/// The `main` of a binary that is not written yet: `--help` says so, `--version` prints the
-/// version, and anything else is a usage error (status [`exit::USAGE`]).
-pub fn placeholder(tool: &'static str) -> ExitCode {
-    let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
-    match placeholder_outcome(tool, &raw) {
-        Ok(text) => {
-            print_stdout(&text);
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            usage_error(tool, &message);
-            ExitCode::from(exit::USAGE)
-        }
-    }
-}
-
-fn placeholder_outcome(tool: &str, raw: &[OsString]) -> Result<String, String> {
-    if wants_version(raw) {
-        return Ok(format!("{}\n", version_line(tool)));
-    }
-    match raw {
-        [a] if a == "--help" || a == "help" => Ok(format!(
-            "Usage: {tool} [--help] [--version]\n\n\
-             {tool} is not yet implemented in this version of pitr ({VERSION}).\n\n\
-             Options:\n  --help            display usage information\n  \
-             --version         print the version and exit\n"
-        )),
-        _ => Err(format!(
-            "{tool} is not yet implemented; it accepts only --help and --version"
-        )),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -252,21 +377,31 @@ mod tests {
     use argh::FromArgs;
     use std::os::unix::ffi::OsStringExt;
 
-    /// Test tool.
-    #[derive(FromArgs, Debug)]
-    struct Args {
-        /// be chatty
-        #[argh(switch)]
-        verbose: bool,
-        /// where to log
-        #[argh(option)]
-        log: Option<String>,
-        /// destinations
-        #[argh(option)]
-        dst_local: Vec<String>,
-        /// the WAL file
-        #[argh(positional)]
-        wal: String,
+    crate::tool_args! {
+        /// Test tool.
+        #[derive(FromArgs, Debug)]
+        pub struct Args {
+            /// destinations
+            #[argh(option)]
+            pub dst_local: Vec<String>,
+            /// the WAL file
+            #[argh(positional)]
+            pub wal: String,
+        }
+    }
+
+    impl Tool for Args {
+        const NAME: &'static str = "pitr-archive";
+        fn run(self) -> anyhow::Result<ExitCode> {
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+
+    fn usage(message: &str) -> Exit {
+        Exit::Usage {
+            message: message.to_string(),
+            status: exit::USAGE,
+        }
     }
 
     fn os(v: &[&str]) -> Vec<OsString> {
@@ -323,21 +458,18 @@ mod tests {
         assert!(wants_version(&os(&["x", "--version"])));
         assert!(!wants_version(&os(&["--", "--version"])));
         assert_eq!(
-            parse_from::<Args>("pitr-archive", os(&["--version", "--bogus"])).unwrap_err(),
+            parse_from::<Args>(os(&["--version", "--bogus"])).unwrap_err(),
             Exit::Print("pitr-archive 0.1.0\n".to_string())
         );
     }
 
     #[test]
     fn parses_into_argh_struct() {
-        let a: Args = parse_from(
-            "pitr-archive",
-            os(&[
-                "--dst-local=gzip=/x",
-                "--verbose",
-                "pg_wal/000000010000000000000001",
-            ]),
-        )
+        let a: Args = parse_from(os(&[
+            "--dst-local=gzip=/x",
+            "--verbose",
+            "pg_wal/000000010000000000000001",
+        ]))
         .unwrap();
         assert!(a.verbose);
         assert_eq!(a.log, None);
@@ -347,13 +479,10 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let e = parse_from::<Args>("pitr-archive", os(&["--bogus", "x"])).unwrap_err();
-        assert_eq!(e, Exit::Usage("Unrecognized argument: --bogus".to_string()));
-        let e = parse_from::<Args>("pitr-archive", os(&["--verbose"])).unwrap_err();
-        assert_eq!(
-            e,
-            Exit::Usage("Required positional arguments not provided: wal".to_string())
-        );
+        let e = parse_from::<Args>(os(&["--bogus", "x"])).unwrap_err();
+        assert_eq!(e, usage("Unrecognized argument: --bogus"));
+        let e = parse_from::<Args>(os(&["--verbose"])).unwrap_err();
+        assert_eq!(e, usage("Required positional arguments not provided: wal"));
         assert_eq!(
             one_line("Required options not provided:\n    --a\n    --b\nRequired positional arguments not provided:\n    wal\n"),
             "Required options not provided: --a, --b; Required positional arguments not provided: wal"
@@ -362,21 +491,19 @@ mod tests {
             one_line("Unrecognized argument: x\nsecond line\n"),
             "Unrecognized argument: x; second line"
         );
-        let e =
-            parse_from::<Args>("pitr-archive", os(&["--cfg", "/nonexistent/p.conf"])).unwrap_err();
+        let e = parse_from::<Args>(os(&["--cfg", "/nonexistent/p.conf"])).unwrap_err();
         assert_eq!(
             e,
-            Exit::Usage(
+            usage(
                 "cannot read config file /nonexistent/p.conf: \
                  No such file or directory (os error 2)"
-                    .to_string()
             )
         );
     }
 
     #[test]
     fn help_is_printed_not_an_error() {
-        match parse_from::<Args>("pitr-archive", os(&["--help"])).unwrap_err() {
+        match parse_from::<Args>(os(&["--help"])).unwrap_err() {
             Exit::Print(text) => assert!(text.starts_with("Usage: pitr-archive"), "{text}"),
             other => panic!("{other:?}"),
         }
@@ -400,17 +527,54 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_accepts_help_and_version_only() {
-        let help = placeholder_outcome("pitr-backup", &os(&["--help"])).unwrap();
-        assert!(
-            help.contains("pitr-backup is not yet implemented"),
-            "{help}"
-        );
+    fn common_options_come_from_the_macro() {
+        let a: Args = parse_from(os(&[
+            "--log",
+            "-",
+            "--verbose",
+            "--pid-file",
+            "/run/x.pid",
+            "--temp-dir",
+            "/t",
+            "w",
+        ]))
+        .unwrap();
         assert_eq!(
-            placeholder_outcome("pitr-backup", &os(&["-V"])).unwrap(),
-            "pitr-backup 0.1.0\n"
+            a.common(),
+            CommonOptions {
+                log: Some("-".into()),
+                verbose: true,
+                pid_file: Some("/run/x.pid".into()),
+                temp_dir: Some("/t".into()),
+            }
         );
-        assert!(placeholder_outcome("pitr-backup", &os(&["--data-dir", "/x"])).is_err());
-        assert!(placeholder_outcome("pitr-backup", &os(&[])).is_err());
+        let help = match parse_from::<Args>(os(&["--help"])).unwrap_err() {
+            Exit::Print(text) => text,
+            other => panic!("{other:?}"),
+        };
+        for opt in [
+            "--log",
+            "--verbose",
+            "--pid-file",
+            "--config-file",
+            "--temp-dir",
+        ] {
+            assert!(help.contains(opt), "{opt} in {help}");
+        }
+    }
+
+    #[test]
+    fn pid_file_busy_and_unusable_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("no/such/dir/x.pid");
+        let err = take_pid_file("pitr-archive", Some(&missing), exit::BUSY).unwrap_err();
+        assert_eq!(status_of(&err, exit::ERROR), exit::ERROR);
+        assert!(error_lines(&err)[0]
+            .starts_with(&format!("cannot use --pid-file {}", missing.display())));
+        let held = d.path().join("x.pid");
+        let _mine = take_pid_file("pitr-archive", Some(&held), exit::BUSY).unwrap();
+        // Our own pid is alive: a second instance (as far as the file says) is busy.
+        let err = take_pid_file("pitr-archive", Some(&held), exit::BUSY).unwrap_err();
+        assert_eq!(status_of(&err, exit::ERROR), exit::BUSY);
     }
 }

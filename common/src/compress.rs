@@ -99,13 +99,12 @@ impl Codec {
         }
     }
 
-    /// The file name extension, with its dot (empty for `none`).
+    /// The file name extension, with its dot (empty for `none`), from [`STORED_FORMS`].
     pub fn extension(&self) -> &'static str {
-        match self {
-            Codec::None => "",
-            Codec::Gzip(_) => ".gz",
-            Codec::Zstd(_) => ".zst",
-        }
+        STORED_FORMS
+            .iter()
+            .find(|(_, s)| matches!(s, Stored::Readable(c) if c.name() == self.name()))
+            .map_or("", |(ext, _)| ext)
     }
 
     /// The codec family name (`none`, `gzip`, `zstd`).
@@ -495,22 +494,38 @@ pub enum Stored {
     Unreadable(&'static str),
 }
 
+/// Every stored form of a file, by extension: the one table of what `.zst`, `.gz` and a plain
+/// name mean, and of OmniPITR's extensions we recognise but cannot decode. `SEG`, `SEG.gz` and
+/// `SEG.zst` are one WAL name in the archive; readers look for each form in this order after
+/// the preferred one.
+pub const STORED_FORMS: &[(&str, Stored)] = &[
+    ("", Stored::Readable(Codec::None)),
+    (".zst", Stored::Readable(Codec::Zstd(DEFAULT_ZSTD_LEVEL))),
+    (".gz", Stored::Readable(Codec::Gzip(DEFAULT_GZIP_LEVEL))),
+    (".bz2", Stored::Unreadable("bzip2")),
+    (".xz", Stored::Unreadable("xz")),
+    (".lz4", Stored::Unreadable("lz4")),
+    (".lzma", Stored::Unreadable("lzma")),
+];
+
 /// Splits an archived file name into the WAL name and how it is stored, by its extension.
 pub fn split_stored_name(name: &str) -> (&str, Stored) {
-    const TABLE: &[(&str, Stored)] = &[
-        (".zst", Stored::Readable(Codec::Zstd(DEFAULT_ZSTD_LEVEL))),
-        (".gz", Stored::Readable(Codec::Gzip(DEFAULT_GZIP_LEVEL))),
-        (".bz2", Stored::Unreadable("bzip2")),
-        (".xz", Stored::Unreadable("xz")),
-        (".lz4", Stored::Unreadable("lz4")),
-        (".lzma", Stored::Unreadable("lzma")),
-    ];
-    for (ext, stored) in TABLE {
+    for (ext, stored) in &STORED_FORMS[1..] {
         if let Some(base) = name.strip_suffix(ext) {
             return (base, *stored);
         }
     }
     (name, Stored::Readable(Codec::None))
+}
+
+/// The file names `base` may be stored under, the form of `preferred` first.
+pub fn stored_names(base: &str, preferred: Codec) -> impl Iterator<Item = (String, Stored)> + '_ {
+    let first = preferred.extension();
+    STORED_FORMS
+        .iter()
+        .filter(move |(ext, _)| *ext == first)
+        .chain(STORED_FORMS.iter().filter(move |(ext, _)| *ext != first))
+        .map(move |(ext, stored)| (format!("{base}{ext}"), *stored))
 }
 
 #[cfg(test)]
@@ -718,7 +733,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_names() {
+    fn stored_forms_are_one_table() {
         assert_eq!(
             split_stored_name("000000010000000000000001.zst"),
             ("000000010000000000000001", Stored::Readable(Codec::Zstd(3)))
@@ -732,5 +747,14 @@ mod tests {
             ("00000002.history", Stored::Unreadable("bzip2"))
         );
         assert_eq!(Codec::Gzip(6).extension(), ".gz");
+        assert_eq!(Codec::Zstd(19).extension(), ".zst");
+        assert_eq!(Codec::None.extension(), "");
+        let names: Vec<String> = super::stored_names("S", Codec::Gzip(1))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            ["S.gz", "S", "S.zst", "S.bz2", "S.xz", "S.lz4", "S.lzma"]
+        );
     }
 }

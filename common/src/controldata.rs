@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fs::IoError;
 use crate::process::CommandError;
+use crate::wal::{Lsn, SegSize, Timeline, WalFileName};
 
 /// The state of the cluster recorded in pg_control (`DBState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,7 @@ impl fmt::Display for DbState {
     }
 }
 
-/// The facts of pg_control that pitr uses. LSNs are plain `u64` (`0/20001C0` is `0x20001C0`).
+/// The facts of pg_control that pitr uses, in the types of [`crate::wal`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlData {
     /// `PG_CONTROL_VERSION` of the file (1300 for PostgreSQL 13 to 16, 1700, 1800).
@@ -101,42 +102,27 @@ pub struct ControlData {
     /// The cluster state.
     pub state: DbState,
     /// The location of the latest checkpoint record.
-    pub checkpoint_lsn: u64,
+    pub checkpoint_lsn: Lsn,
     /// The REDO location of the latest checkpoint: replay starts there.
-    pub redo_lsn: u64,
+    pub redo_lsn: Lsn,
     /// The timeline of the latest checkpoint (`ThisTimeLineID`).
-    pub timeline: u32,
+    pub timeline: Timeline,
     /// Bytes per WAL segment.
-    pub wal_segment_size: u32,
-    /// The minimum recovery ending location (0 when not in recovery).
-    pub min_recovery_point: u64,
+    pub wal_segment_size: SegSize,
+    /// The minimum recovery ending location (0/0 when not in recovery).
+    pub min_recovery_point: Lsn,
     /// The timeline of the minimum recovery ending location (0 when not in recovery).
-    pub min_recovery_point_timeline: u32,
+    pub min_recovery_point_timeline: Timeline,
     /// The database block size.
     pub block_size: u32,
 }
 
 impl ControlData {
-    /// The name of the WAL file holding the REDO location, which recovery needs first
+    /// The WAL file holding the REDO location, which recovery needs first
     /// (`000000010000000000000002`); segments before it are no longer needed.
-    pub fn redo_wal_file_name(&self) -> String {
-        wal_file_name(self.timeline, self.redo_lsn, self.wal_segment_size)
+    pub fn redo_wal_file(&self) -> WalFileName {
+        WalFileName::containing(self.timeline, self.redo_lsn, self.wal_segment_size)
     }
-}
-
-/// The WAL file name (`TTTTTTTTXXXXXXXXYYYYYYYY`, all hexadecimal, the timeline too) of the
-/// segment holding `lsn` on `timeline` with segments of `segment_size` bytes.
-pub fn wal_file_name(timeline: u32, lsn: u64, segment_size: u32) -> String {
-    // A zero size is never valid; `max(1)` only keeps a hand-made value from dividing by zero.
-    let seg_size = u64::from(segment_size.max(1));
-    let segno = lsn / seg_size;
-    let per_log = (0x1_0000_0000 / seg_size).max(1);
-    format!(
-        "{:08X}{:08X}{:08X}",
-        timeline,
-        segno / per_log,
-        segno % per_log
-    )
 }
 
 /// pg_control bytes or `pg_controldata` text that cannot be read (no path: [`read`] adds it).
@@ -309,11 +295,6 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Is `size` a WAL segment size PostgreSQL accepts (a power of two from 1 MiB to 1 GiB)?
-fn valid_segment_size(size: u32) -> bool {
-    size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)
-}
-
 /// Is `size` a block size PostgreSQL can be built with (a power of two from 1 to 32 KiB)?
 fn valid_block_size(size: u32) -> bool {
     size.is_power_of_two() && (1024..=32768).contains(&size)
@@ -361,24 +342,23 @@ pub fn parse(bytes: &[u8]) -> Result<ControlData, ParseError> {
             value: block_size.to_string(),
         });
     }
-    let wal_segment_size = u32_at(bytes, l.xlog_seg_size);
-    if !valid_segment_size(wal_segment_size) {
-        return Err(ParseError::BadValue {
+    let seg_bytes = u32_at(bytes, l.xlog_seg_size);
+    let wal_segment_size =
+        SegSize::new(u64::from(seg_bytes)).map_err(|_| ParseError::BadValue {
             field: "bytes per WAL segment",
-            value: wal_segment_size.to_string(),
-        });
-    }
+            value: seg_bytes.to_string(),
+        })?;
     Ok(ControlData {
         pg_control_version: version,
         catalog_version: u32_at(bytes, CATALOG_VERSION),
         system_identifier: u64_at(bytes, SYSTEM_IDENTIFIER),
         state: DbState::from_code(u32_at(bytes, l.state)),
-        checkpoint_lsn: u64_at(bytes, l.checkpoint),
-        redo_lsn: u64_at(bytes, l.redo),
-        timeline: u32_at(bytes, l.timeline),
+        checkpoint_lsn: Lsn(u64_at(bytes, l.checkpoint)),
+        redo_lsn: Lsn(u64_at(bytes, l.redo)),
+        timeline: Timeline(u32_at(bytes, l.timeline)),
         wal_segment_size,
-        min_recovery_point: u64_at(bytes, l.min_recovery_point),
-        min_recovery_point_timeline: u32_at(bytes, l.min_recovery_point_timeline),
+        min_recovery_point: Lsn(u64_at(bytes, l.min_recovery_point)),
+        min_recovery_point_timeline: Timeline(u32_at(bytes, l.min_recovery_point_timeline)),
         block_size,
     })
 }
@@ -396,14 +376,6 @@ mod label {
     pub const MIN_RECOVERY_TLI: &str = "Min recovery ending loc's timeline";
     pub const BLOCK_SIZE: &str = "Database block size";
     pub const SEGMENT_SIZE: &str = "Bytes per WAL segment";
-}
-
-/// Parses an LSN as PostgreSQL prints it (`0/20001C0`).
-fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.split_once('/')?;
-    let hi = u32::from_str_radix(hi, 16).ok()?;
-    let lo = u32::from_str_radix(lo, 16).ok()?;
-    Some((u64::from(hi) << 32) | u64::from(lo))
 }
 
 /// Parses the output of `LC_ALL=C pg_controldata DATADIR`.
@@ -436,16 +408,15 @@ pub fn parse_controldata_output(text: &str) -> Result<ControlData, ParseError> {
         let v = get(field)?;
         v.parse().map_err(|_| bad(field, v))
     };
-    let lsn = |field: &'static str| -> Result<u64, ParseError> {
+    let lsn = |field: &'static str| -> Result<Lsn, ParseError> {
         let v = get(field)?;
-        parse_lsn(v).ok_or_else(|| bad(field, v))
+        v.parse().map_err(|_| bad(field, v))
     };
     let state_text = get(label::STATE)?;
     let state = DbState::from_text(state_text).ok_or_else(|| bad(label::STATE, state_text))?;
-    let wal_segment_size = number32(label::SEGMENT_SIZE)?;
-    if !valid_segment_size(wal_segment_size) {
-        return Err(bad(label::SEGMENT_SIZE, &wal_segment_size.to_string()));
-    }
+    let seg_bytes = number(label::SEGMENT_SIZE)?;
+    let wal_segment_size =
+        SegSize::new(seg_bytes).map_err(|_| bad(label::SEGMENT_SIZE, &seg_bytes.to_string()))?;
     let block_size = number32(label::BLOCK_SIZE)?;
     if !valid_block_size(block_size) {
         return Err(bad(label::BLOCK_SIZE, &block_size.to_string()));
@@ -457,10 +428,10 @@ pub fn parse_controldata_output(text: &str) -> Result<ControlData, ParseError> {
         state,
         checkpoint_lsn: lsn(label::CHECKPOINT)?,
         redo_lsn: lsn(label::REDO)?,
-        timeline: number32(label::TIMELINE)?,
+        timeline: Timeline(number32(label::TIMELINE)?),
         wal_segment_size,
         min_recovery_point: lsn(label::MIN_RECOVERY)?,
-        min_recovery_point_timeline: number32(label::MIN_RECOVERY_TLI)?,
+        min_recovery_point_timeline: Timeline(number32(label::MIN_RECOVERY_TLI)?),
         block_size,
     })
 }
@@ -568,21 +539,21 @@ mod tests {
                 catalog_version: 202209061,
                 system_identifier: 7711950571168982824,
                 state: DbState::ShutDown,
-                checkpoint_lsn: 0x4000028,
-                redo_lsn: 0x4000028,
-                timeline: 1,
-                wal_segment_size: 16 * 1024 * 1024,
-                min_recovery_point: 0,
-                min_recovery_point_timeline: 0,
+                checkpoint_lsn: Lsn(0x4000028),
+                redo_lsn: Lsn(0x4000028),
+                timeline: Timeline(1),
+                wal_segment_size: SegSize::DEFAULT,
+                min_recovery_point: Lsn(0),
+                min_recovery_point_timeline: Timeline(0),
                 block_size: 8192,
             }
         );
-        assert_eq!(cd.redo_wal_file_name(), "000000010000000000000004");
+        assert_eq!(cd.redo_wal_file().to_string(), "000000010000000000000004");
         let standby = parse(&fixture("15-standby.bin")).unwrap();
         assert_eq!(standby.state, DbState::ShutDownInRecovery);
         assert!(standby.state.is_shut_down());
-        assert_eq!(standby.min_recovery_point, 0x40000A0);
-        assert_eq!(standby.min_recovery_point_timeline, 1);
+        assert_eq!(standby.min_recovery_point, Lsn(0x40000A0));
+        assert_eq!(standby.min_recovery_point_timeline, Timeline(1));
     }
 
     /// The running fixtures were copied between two identical queries of
@@ -598,15 +569,11 @@ mod tests {
             assert_eq!(rows[0][0], cd.system_identifier.to_string(), "{major}");
             assert_eq!(rows[0][1], cd.pg_control_version.to_string(), "{major}");
             assert_eq!(rows[0][2], cd.catalog_version.to_string(), "{major}");
-            assert_eq!(parse_lsn(rows[1][0]), Some(cd.checkpoint_lsn), "{major}");
-            assert_eq!(parse_lsn(rows[1][1]), Some(cd.redo_lsn), "{major}");
-            assert_eq!(rows[1][2], cd.redo_wal_file_name(), "{major}");
+            assert_eq!(rows[1][0], cd.checkpoint_lsn.to_string(), "{major}");
+            assert_eq!(rows[1][1], cd.redo_lsn.to_string(), "{major}");
+            assert_eq!(rows[1][2], cd.redo_wal_file().to_string(), "{major}");
             assert_eq!(rows[1][3], cd.timeline.to_string(), "{major}");
-            assert_eq!(
-                parse_lsn(rows[2][0]),
-                Some(cd.min_recovery_point),
-                "{major}"
-            );
+            assert_eq!(rows[2][0], cd.min_recovery_point.to_string(), "{major}");
             assert_eq!(rows[2][1], cd.min_recovery_point_timeline.to_string());
             assert_eq!(rows[3][0], cd.wal_segment_size.to_string(), "{major}");
             assert_eq!(rows[3][1], cd.block_size.to_string(), "{major}");
@@ -625,27 +592,6 @@ mod tests {
             let cd = parse(&fixture(&format!("{major}.bin"))).unwrap();
             assert_eq!(cd.pg_control_version, version, "{major}");
         }
-    }
-
-    #[test]
-    fn wal_file_name_uses_hex_timeline_and_segment_size() {
-        assert_eq!(
-            wal_file_name(10, 0x1_2345_6789, 16 * 1024 * 1024),
-            "0000000A0000000100000023"
-        );
-        assert_eq!(
-            wal_file_name(0x1F, 0xFF00_0000, 16 * 1024 * 1024),
-            "0000001F00000000000000FF"
-        );
-        // 1 GiB segments: four per "log".
-        assert_eq!(
-            wal_file_name(1, 0x2_C000_0000, 1 << 30),
-            "000000010000000200000003"
-        );
-        assert_eq!(
-            wal_file_name(1, 0x4000028, 1 << 20),
-            "000000010000000000000040"
-        );
     }
 
     #[test]

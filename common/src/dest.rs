@@ -1,43 +1,57 @@
-//! Putting one file into a destination, durably and without ever replacing different content.
+//! Delivering one WAL file to one destination: the archive's cluster marker checked, an existing
+//! copy compared, the file written durably, never replacing different content.
 //!
-//! Local directories get the durable write of [`crate::fs::write_durable`] with no-clobber
-//! linking; rsync targets get rsync's own temp-and-rename with `--ignore-existing`, `-t` (the
-//! archived file keeps the WAL file's mtime, which `--recovery-delay` relies on) and `--fsync`;
-//! pipe programs get the bytes on stdin. When the name already exists, the archived copy is
-//! decompressed and compared with what we were asked to store: identical is success (reported
-//! as such, so the caller can warn), different is an error and the archived copy is untouched.
+//! One name, every form: `SEG`, `SEG.gz` and `SEG.zst` are one WAL name in an archive (SPEC,
+//! "Integrity, every stored form"). Before storing, every stored form of the name is looked for;
+//! an existing copy is decompressed and compared with what we were asked to store (content, not
+//! compressed bytes: a copy written at another level or with another codec is the same file).
+//! Identical is success, reported as such so that the caller can warn; different is an error and
+//! the archived copy is untouched; a form pitr cannot decode (`.bz2` …) cannot be compared and
+//! is refused too.
 //!
-//! Each archive directory also holds a marker, [`CLUSTER_MARKER`], naming the database system
-//! whose WAL it holds; WAL of another system is refused.
+//! - A local directory: the check and the no-clobber `link(2)` of [`fs::DurableFile`] happen
+//!   under a lock on the directory itself (`flock` of the directory; no lock file), so two
+//!   writers of one name in different forms cannot both succeed.
+//! - An rsync target ([`crate::rsync`]): one run fetches the cluster marker and every stored form
+//!   of the name, one run uploads with `--ignore-existing`. (Two writers of different forms at
+//!   the same instant cannot be told apart there: rsync has no lock; the archive's cluster
+//!   marker and `--ignore-existing` still keep other clusters out and a name from being
+//!   replaced.)
+//! - A pipe program gets the bytes on stdin and its exit status is the answer.
+//!
+//! Each archive holds a marker, [`CLUSTER_MARKER`], naming the database system whose WAL it
+//! holds; WAL of another system is refused.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context;
 
-use crate::compress::{self, Codec};
+use crate::compress::{self, Codec, Stored};
 use crate::exit::Failure;
 use crate::fs::{self, Replace};
-use crate::location::{Kind, Location};
+use crate::location::{Location, RsyncTarget, Target};
 use crate::process::Program;
+use crate::rsync::Rsync;
 
-/// Name of the marker file recording which database system an archive directory belongs to.
+/// Name of the marker file recording which database system an archive belongs to.
 pub const CLUSTER_MARKER: &str = ".pitr-cluster";
 
-/// What a successful put did.
+/// What a successful delivery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
     /// The file was stored.
     Stored,
-    /// The same content was already there under that name; nothing was written.
+    /// The same content was already there under that name (in some stored form); nothing was
+    /// written.
     AlreadyIdentical,
 }
 
-/// Settings shared by every put of one run.
+/// Settings shared by every delivery of one run.
 #[derive(Debug, Clone)]
 pub struct PutOptions {
     /// The rsync program.
-    pub rsync_path: PathBuf,
+    pub rsync: Rsync,
     /// A private scratch directory (created by the caller) for files handed to rsync.
     pub scratch_dir: PathBuf,
     /// Test hook: sleep this long after each MiB written to a local temp file.
@@ -70,10 +84,15 @@ impl std::fmt::Debug for Payload<'_> {
     }
 }
 
-fn different_content(loc: &Location, p: &Payload<'_>) -> anyhow::Error {
+fn different_content(loc: &Location, wal_name: &str, existing: &str) -> anyhow::Error {
+    // The stored form is named when it is not this destination's own.
+    let form = if existing == loc.file_name(wal_name) {
+        String::new()
+    } else {
+        format!(" (as {existing})")
+    };
     Failure::new(format!(
-        "{} is already archived in {} with different content; the archived file was left untouched",
-        p.wal_name, loc
+        "{wal_name} is already archived in {loc} with different content{form}; the archived file was left untouched"
     ))
     .hint(
         "two servers may be archiving into one archive (split brain after a failover?), \
@@ -82,22 +101,59 @@ fn different_content(loc: &Location, p: &Payload<'_>) -> anyhow::Error {
     .into()
 }
 
-fn same_content(codec: Codec, existing: &[u8], plain: &[u8]) -> bool {
-    match codec {
-        Codec::None => existing == plain,
-        _ => codec
-            .decompress(existing, plain.len())
-            .map(|d| d == plain)
-            .unwrap_or(false),
+fn cannot_compare(loc: &Location, wal_name: &str, existing: &str, codec: &str) -> anyhow::Error {
+    Failure::new(format!(
+        "{wal_name} is already archived in {loc} as {existing}, compressed with {codec}, which pitr cannot compare"
+    ))
+    .hint("decompress it by hand and compare it with the WAL file; remove it only if it is identical")
+    .into()
+}
+
+/// Compares an existing archived copy `existing` (stored as `stored`, file name `shown`) with
+/// the payload: identical is `Ok`, anything else is the error to report.
+fn compare(
+    loc: &Location,
+    p: &Payload<'_>,
+    shown: &str,
+    stored: Stored,
+    existing: &[u8],
+) -> anyhow::Result<PutOutcome> {
+    let codec = match stored {
+        Stored::Readable(c) => c,
+        Stored::Unreadable(name) => return Err(cannot_compare(loc, p.wal_name, shown, name)),
+    };
+    let same = match codec {
+        Codec::None => existing == p.plain,
+        c => c
+            .decompress(existing, p.plain.len())
+            .is_ok_and(|d| d == p.plain),
+    };
+    if same {
+        Ok(PutOutcome::AlreadyIdentical)
+    } else {
+        Err(different_content(loc, p.wal_name, shown))
     }
 }
 
-/// Puts `p` into `loc`.
-pub fn put(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Result<PutOutcome> {
-    match loc.kind {
-        Kind::Local => put_local(loc, p, opts),
-        Kind::Remote => put_remote(loc, p, opts),
-        Kind::Pipe => put_pipe(loc, p),
+/// Delivers `p` to `loc`: checks (and on first use records) the archive's cluster marker
+/// against `sysid` when known, then stores the file unless some stored form of its name is
+/// already there.
+pub fn deliver(
+    loc: &Location,
+    p: &Payload<'_>,
+    sysid: Option<u64>,
+    opts: &PutOptions,
+) -> anyhow::Result<PutOutcome> {
+    match &loc.target {
+        Target::Dir(dir) => {
+            check_local_dir(loc, dir)?;
+            if let Some(id) = sysid {
+                check_local_marker(loc, dir, p.wal_name, id)?;
+            }
+            put_local(loc, dir, p, opts)
+        }
+        Target::Rsync(remote) => put_rsync(loc, remote, p, sysid, opts),
+        Target::Program(program) => put_pipe(loc, program, p),
     }
 }
 
@@ -120,212 +176,151 @@ pub fn check_local_dir(loc: &Location, dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn put_local(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Result<PutOutcome> {
-    let dir = PathBuf::from(&loc.target);
-    check_local_dir(loc, &dir)?;
-    let path = dir.join(loc.file_name(p.wal_name));
-    if let Some(outcome) = compare_local(loc, &path, p)? {
-        return Ok(outcome);
+/// The copy of a WAL name already in a local directory, in whichever stored form.
+fn existing_local(dir: &Path, wal_name: &str) -> anyhow::Result<Option<(String, Stored)>> {
+    for (name, stored) in compress::stored_names(wal_name, Codec::None) {
+        match std::fs::symlink_metadata(dir.join(&name)) {
+            Ok(_) => return Ok(Some((name, stored))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fs::IoError::new("examining", dir.join(&name), e).into()),
+        }
     }
-    let delay = opts.write_delay;
+    Ok(None)
+}
+
+fn put_local(
+    loc: &Location,
+    dir: &Path,
+    p: &Payload<'_>,
+    opts: &PutOptions,
+) -> anyhow::Result<PutOutcome> {
+    // Compared before anything is compressed or written: a retry of a delivered file is cheap.
+    if let Some(o) = compare_local(loc, dir, p)? {
+        return Ok(o);
+    }
+    let path = dir.join(loc.file_name(p.wal_name));
+    let mut file = fs::DurableFile::create(&path, Replace::Never)
+        .with_context(|| format!("storing {} in {loc}", p.wal_name))?;
     let stored = (p.stored)()?;
-    let res = fs::write_durable(&path, Replace::Never, p.mtime, |f| {
-        match delay {
-            None => fs::write_all(f, &path, stored)?,
-            Some(d) => {
-                for chunk in stored.chunks(1 << 20) {
-                    fs::write_all(f, &path, chunk)?;
-                    std::thread::sleep(d);
-                }
+    match opts.write_delay {
+        None => file.write_bytes(stored)?,
+        Some(d) => {
+            for chunk in stored.chunks(1 << 20) {
+                file.write_bytes(chunk)?;
+                std::thread::sleep(d);
             }
         }
-        Ok(())
-    });
-    match res {
-        Ok(()) => Ok(PutOutcome::Stored),
-        // Someone stored the same name between our check and our link: compare again.
-        Err(e) if fs::is_already_exists(&e) => match compare_local(loc, &path, p)? {
-            Some(o) => Ok(o),
-            None => Err(e),
-        },
-        Err(e) => Err(e.context(format!("storing {} in {loc}", p.wal_name))),
     }
+    // A plain copy carries its CRC-32C with it (see walcrc), for every byte, boundary records
+    // included.
+    if loc.codec == Codec::None {
+        crate::walcrc::set(file.file(), crate::walcrc::of(stored)).map_err(|e| {
+            fs::IoError::new("setting the checksum attribute of", file.temp_path(), e)
+        })?;
+    }
+    // Under the names lock: no other form of this name appears between our look and our link.
+    let _names = crate::lock::lock_dir(dir)?;
+    if let Some(o) = compare_local(loc, dir, p)? {
+        return Ok(o);
+    }
+    file.commit(p.mtime)
+        .with_context(|| format!("storing {} in {loc}", p.wal_name))?;
+    Ok(PutOutcome::Stored)
 }
 
-/// Compares an existing archived copy with the payload: `None` when there is none.
+/// Compares an existing archived copy, in any stored form, with the payload: `None` when there
+/// is none.
 fn compare_local(
     loc: &Location,
-    path: &Path,
+    dir: &Path,
     p: &Payload<'_>,
 ) -> anyhow::Result<Option<PutOutcome>> {
-    let existing = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(fs::IoError::new("reading", path, e).into()),
+    let Some((name, stored)) = existing_local(dir, p.wal_name)? else {
+        return Ok(None);
     };
-    if !same_content(loc.codec, &existing, p.plain) {
-        return Err(different_content(loc, p));
-    }
+    let path = dir.join(&name);
+    let existing = fs::read(&path)?;
+    let outcome = compare(loc, p, &name, stored, &existing)?;
     // The copy may be from a run that crashed before its fsync: make it durable now.
-    let f = fs::open(path)?;
+    let f = fs::open(&path)?;
     f.sync_all()
-        .map_err(|e| fs::IoError::new("fsyncing", path, e))?;
-    if let Some(parent) = path.parent() {
-        fs::fsync_dir(parent)?;
-    }
-    Ok(Some(PutOutcome::AlreadyIdentical))
+        .map_err(|e| fs::IoError::new("fsyncing", &path, e))?;
+    fs::fsync_dir(dir)?;
+    Ok(Some(outcome))
 }
 
-fn rsync(opts: &PutOptions) -> Program {
-    let mut c = Program::new(&opts.rsync_path);
-    c.env("LC_ALL", "C");
-    c
-}
-
-/// Runs rsync with `--fsync`, falling back to a run without it for an rsync that lacks it.
-fn run_rsync_upload(
+/// The scratch copy handed to rsync: the stored bytes under the archived name, with the WAL
+/// file's mtime.
+fn stage(
     opts: &PutOptions,
-    extra: &[&str],
-    src: &Path,
-    dst: &str,
-) -> anyhow::Result<std::process::Output> {
-    let attempt = |fsync: bool| {
-        let mut c = rsync(opts);
-        c.arg("-t").arg("--ignore-existing").arg("-i");
-        if fsync {
-            c.arg("--fsync");
-        }
-        c.args(extra).arg(src).arg(dst);
-        c.run()
-    };
-    match attempt(true) {
-        Ok(o) => Ok(o),
-        Err(e) if e.to_string().contains("--fsync") => {
-            crate::log_warning!(
-                "{} has no --fsync; the remote copy is not fsynced",
-                opts.rsync_path.display()
-            );
-            Ok(attempt(false)?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Fetches a remote file into `local`; `Ok(false)` when it does not exist.
-fn fetch_remote(opts: &PutOptions, remote: &str, local: &Path) -> anyhow::Result<bool> {
-    let mut c = rsync(opts);
-    c.arg("-q").arg(remote).arg(local);
-    match c.run() {
-        Ok(_) => Ok(true),
-        // rsync exits 23 ("partial transfer") when the source file does not exist.
-        Err(e) if e.code() == Some(23) && e.to_string().contains("No such file") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Copies files of the remote directory `remote_dir` (an rsync path) into the local directory
-/// `local` with `rsync -t`: the top-level files of at most `max_size` bytes when `names` is
-/// `None` (subdirectories are skipped), else exactly the files `names` (every one must exist).
-/// rsync writes each under a temporary name and renames it.
-pub fn fetch_from_remote_dir(
-    rsync_path: &Path,
-    remote_dir: &str,
-    local: &Path,
-    max_size: u64,
-    names: Option<&[String]>,
+    name: &str,
+    bytes: &[u8],
+    mtime: Option<SystemTime>,
 ) -> anyhow::Result<()> {
-    let mut c = Program::new(rsync_path);
-    c.env("LC_ALL", "C").arg("-t").arg("-q");
-    let src = if remote_dir.ends_with('/') {
-        remote_dir.to_string()
-    } else {
-        format!("{remote_dir}/")
-    };
-    match names {
-        None => {
-            c.arg("-d")
-                .arg("--exclude=*/")
-                .arg(format!("--max-size={max_size}"));
-        }
-        Some(list) => {
-            let list_file = local.join(".pitr-fetch-list");
-            std::fs::write(&list_file, list.join("\n") + "\n")
-                .map_err(|e| fs::IoError::new("writing", &list_file, e))?;
-            c.arg(format!("--files-from={}", list_file.display()));
-        }
-    }
-    c.arg(&src).arg(local);
-    c.run()?;
-    if names.is_some() {
-        fs::remove_file_if_exists(&local.join(".pitr-fetch-list"))?;
+    let local = opts.scratch_dir.join(name);
+    let mut f =
+        std::fs::File::create(&local).map_err(|e| fs::IoError::new("creating", &local, e))?;
+    fs::write_all(&mut f, &local, bytes)?;
+    if let Some(t) = mtime {
+        fs::set_mtime(&f, &local, t)?;
     }
     Ok(())
 }
 
-/// Whether `remote` (an rsync path) exists, asked with `rsync --list-only`.
-pub fn remote_exists(opts: &PutOptions, remote: &str) -> anyhow::Result<bool> {
-    let mut c = rsync(opts);
-    c.arg("--list-only").arg(remote);
-    match c.run() {
-        Ok(_) => Ok(true),
-        // rsync exits 23 ("partial transfer") when the source file does not exist.
-        Err(e) if e.code() == Some(23) && e.to_string().contains("No such file") => Ok(false),
-        Err(e) => Err(e.into()),
+fn put_rsync(
+    loc: &Location,
+    remote: &RsyncTarget,
+    p: &Payload<'_>,
+    sysid: Option<u64>,
+    opts: &PutOptions,
+) -> anyhow::Result<PutOutcome> {
+    // One run: the marker and every stored form of the name, whichever exist.
+    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
+    let mut wanted: Vec<String> = forms.iter().map(|(n, _)| n.clone()).collect();
+    wanted.push(CLUSTER_MARKER.to_string());
+    let got = opts
+        .rsync
+        .fetch(remote, &wanted, &opts.scratch_dir)
+        .with_context(|| format!("looking for {} in {loc}", p.wal_name))?;
+    if let Some(id) = sysid {
+        check_rsync_marker(
+            loc,
+            remote,
+            p.wal_name,
+            id,
+            got.contains(CLUSTER_MARKER),
+            opts,
+        )?;
     }
-}
-
-/// Uploads the local file `local` to `remote` with rsync's temp-and-rename, `--fsync` where
-/// rsync has it and `--ignore-existing`: `Ok(false)` when rsync did not transfer it because the
-/// name already exists there (the existing file is untouched).
-pub fn upload_new(opts: &PutOptions, local: &Path, remote: &str) -> anyhow::Result<bool> {
-    let out = run_rsync_upload(opts, &[], local, remote)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("<f") || l.starts_with(">f")))
-}
-
-fn put_remote(loc: &Location, p: &Payload<'_>, opts: &PutOptions) -> anyhow::Result<PutOutcome> {
-    let file_name = loc.file_name(p.wal_name);
-    let local = opts.scratch_dir.join(&file_name);
-    // The scratch copy exists only to give rsync a file with the right name and mtime.
-    {
-        let mut f =
-            std::fs::File::create(&local).map_err(|e| fs::IoError::new("creating", &local, e))?;
-        fs::write_all(&mut f, &local, (p.stored)()?)?;
-        if let Some(t) = p.mtime {
-            fs::set_mtime(&f, &local, t)?;
-        }
+    if let Some((name, stored)) = forms.iter().find(|(n, _)| got.contains(n)) {
+        let existing = fs::read(&opts.scratch_dir.join(name))?;
+        return compare(loc, p, name, *stored, &existing);
     }
-    let remote = loc.remote_path(&file_name);
-    let result = (|| {
-        let out = run_rsync_upload(opts, &[], &local, &remote)
-            .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
-        let transferred = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("<f") || l.starts_with(">f"));
-        if transferred {
-            return Ok(PutOutcome::Stored);
-        }
-        // rsync skipped it: the name exists there. Compare contents.
-        let fetched = opts.scratch_dir.join(format!("{file_name}.existing"));
-        if !fetch_remote(opts, &remote, &fetched)? {
-            anyhow::bail!("rsync neither sent {file_name} to {loc} nor found it there");
-        }
-        let existing = fs::read(&fetched)?;
-        let _ = std::fs::remove_file(&fetched);
-        if same_content(loc.codec, &existing, p.plain) {
-            Ok(PutOutcome::AlreadyIdentical)
-        } else {
-            Err(different_content(loc, p))
-        }
-    })();
-    let _ = std::fs::remove_file(&local);
-    result
+    let file_name = loc.file_name(p.wal_name);
+    stage(opts, &file_name, (p.stored)()?, p.mtime)?;
+    let sent = opts
+        .rsync
+        .upload_new(&opts.scratch_dir, std::slice::from_ref(&file_name), remote)
+        .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
+    if sent.contains(&file_name) {
+        return Ok(PutOutcome::Stored);
+    }
+    // rsync skipped it: the name appeared there meanwhile. Compare with what is there now.
+    std::fs::remove_file(opts.scratch_dir.join(&file_name))
+        .map_err(|e| fs::IoError::new("removing", opts.scratch_dir.join(&file_name), e))?;
+    let got = opts
+        .rsync
+        .fetch(remote, std::slice::from_ref(&file_name), &opts.scratch_dir)?;
+    if !got.contains(&file_name) {
+        anyhow::bail!("rsync neither sent {file_name} to {loc} nor found it there");
+    }
+    let existing = fs::read(&opts.scratch_dir.join(&file_name))?;
+    compare(loc, p, &file_name, Stored::Readable(loc.codec), &existing)
 }
 
-fn put_pipe(loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
+fn put_pipe(loc: &Location, program: &Path, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let file_name = loc.file_name(p.wal_name);
-    Program::new(&loc.target)
+    Program::new(program)
         .arg(&file_name)
         .run_with_stdin((p.stored)()?)
         .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
@@ -350,78 +345,91 @@ fn foreign(loc: &Location, wal_name: &str, ours: u64, theirs: u64) -> anyhow::Er
     .into()
 }
 
-/// Makes sure the archive `loc` belongs to database system `sysid`: records it on first use,
-/// refuses WAL of another system afterwards. Pipe destinations have no marker.
-pub fn check_cluster(
+fn check_marker_text(
     loc: &Location,
+    shown: &str,
+    text: &str,
     wal_name: &str,
     sysid: u64,
-    opts: &PutOptions,
 ) -> anyhow::Result<()> {
-    match loc.kind {
-        Kind::Pipe => Ok(()),
-        Kind::Local => {
-            let dir = PathBuf::from(&loc.target);
-            check_local_dir(loc, &dir)?;
-            let path = dir.join(CLUSTER_MARKER);
-            loop {
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => {
-                        let theirs = parse_marker(&text).ok_or_else(|| {
-                            Failure::new(format!("{} is not a pitr cluster marker", path.display()))
-                                .hint("remove it if this directory is meant to be a new archive")
-                        })?;
-                        return if theirs == sysid {
-                            Ok(())
-                        } else {
-                            Err(foreign(loc, wal_name, sysid, theirs))
-                        };
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        let text = marker_text(sysid);
-                        match fs::write_durable(&path, Replace::Never, None, |f| {
-                            Ok(fs::write_all(f, &path, text.as_bytes())?)
-                        }) {
-                            Ok(()) => return Ok(()),
-                            Err(e) if fs::is_already_exists(&e) => continue,
-                            Err(e) => {
-                                return Err(e.context(format!("recording the cluster of {loc}")))
-                            }
-                        }
-                    }
-                    Err(e) => return Err(fs::IoError::new("reading", &path, e).into()),
+    let theirs = parse_marker(text).ok_or_else(|| {
+        Failure::new(format!("{shown} is not a pitr cluster marker"))
+            .hint("remove it if this directory is meant to be a new archive")
+    })?;
+    if theirs == sysid {
+        Ok(())
+    } else {
+        Err(foreign(loc, wal_name, sysid, theirs))
+    }
+}
+
+/// Makes sure the archive directory `dir` belongs to database system `sysid`: records it on
+/// first use, refuses WAL of another system afterwards.
+fn check_local_marker(
+    loc: &Location,
+    dir: &Path,
+    wal_name: &str,
+    sysid: u64,
+) -> anyhow::Result<()> {
+    let path = dir.join(CLUSTER_MARKER);
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let shown = path.display().to_string();
+                return check_marker_text(loc, &shown, &text, wal_name, sysid);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = marker_text(sysid);
+                match fs::write_durable(&path, Replace::Never, None, |f| {
+                    Ok(fs::write_all(f, &path, text.as_bytes())?)
+                }) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if fs::is_already_exists(&e) => continue,
+                    Err(e) => return Err(e.context(format!("recording the cluster of {loc}"))),
                 }
             }
-        }
-        Kind::Remote => {
-            let remote = loc.remote_path(CLUSTER_MARKER);
-            let local = opts.scratch_dir.join(CLUSTER_MARKER);
-            if !fetch_remote(opts, &remote, &local)
-                .with_context(|| format!("reading the cluster marker of {loc}"))?
-            {
-                std::fs::write(&local, marker_text(sysid))
-                    .map_err(|e| fs::IoError::new("writing", &local, e))?;
-                run_rsync_upload(opts, &[], &local, &remote)
-                    .with_context(|| format!("recording the cluster of {loc}"))?;
-                // Read it back: another writer may have won the race.
-                fetch_remote(opts, &remote, &local)?;
-            }
-            let text = fs::read(&local)?;
-            let _ = std::fs::remove_file(&local);
-            let theirs = parse_marker(&String::from_utf8_lossy(&text))
-                .ok_or_else(|| Failure::new(format!("{remote} is not a pitr cluster marker")))?;
-            if theirs == sysid {
-                Ok(())
-            } else {
-                Err(foreign(loc, wal_name, sysid, theirs))
-            }
+            Err(e) => return Err(fs::IoError::new("reading", &path, e).into()),
         }
     }
 }
 
-/// Reads a stored file's codec from its name, for readers.
-pub fn stored_codec(name: &str) -> compress::Stored {
-    compress::split_stored_name(name).1
+/// The rsync side of the cluster marker: `fetched` says whether the marker came with the
+/// first run (it is then in the scratch directory). On first use the marker is uploaded
+/// before any WAL, and read back when another writer won the race.
+fn check_rsync_marker(
+    loc: &Location,
+    remote: &RsyncTarget,
+    wal_name: &str,
+    sysid: u64,
+    fetched: bool,
+    opts: &PutOptions,
+) -> anyhow::Result<()> {
+    let local = opts.scratch_dir.join(CLUSTER_MARKER);
+    let marker = [CLUSTER_MARKER.to_string()];
+    if !fetched {
+        std::fs::write(&local, marker_text(sysid))
+            .map_err(|e| fs::IoError::new("writing", &local, e))?;
+        let sent = opts
+            .rsync
+            .upload_new(&opts.scratch_dir, &marker, remote)
+            .with_context(|| format!("recording the cluster of {loc}"))?;
+        if sent.contains(CLUSTER_MARKER) {
+            return Ok(());
+        }
+        // Another writer recorded its marker first: read it.
+        fs::remove_file_if_exists(&local)?;
+        opts.rsync
+            .fetch(remote, &marker, &opts.scratch_dir)
+            .with_context(|| format!("reading the cluster marker of {loc}"))?;
+    }
+    let text = fs::read(&local)?;
+    check_marker_text(
+        loc,
+        &remote.join(CLUSTER_MARKER),
+        &String::from_utf8_lossy(&text),
+        wal_name,
+        sysid,
+    )
 }
 
 #[cfg(test)]
@@ -431,7 +439,7 @@ mod tests {
 
     fn opts(dir: &Path) -> PutOptions {
         PutOptions {
-            rsync_path: "rsync".into(),
+            rsync: Rsync::new("rsync"),
             scratch_dir: dir.to_path_buf(),
             write_delay: None,
         }
@@ -440,7 +448,7 @@ mod tests {
     #[test]
     fn local_put_is_idempotent_and_refuses_different_content() {
         let d = tempfile::tempdir().unwrap();
-        let loc = Location::parse(Kind::Local, &format!("zstd={}", d.path().display())).unwrap();
+        let loc = Location::dir(Codec::Zstd(3), d.path());
         let plain = vec![5u8; 100_000];
         let stored = loc.codec.compress(&plain).unwrap();
         let get = || -> anyhow::Result<&[u8]> { Ok(&stored) };
@@ -451,13 +459,19 @@ mod tests {
             mtime: None,
         };
         let o = opts(d.path());
-        assert_eq!(put(&loc, &p, &o).unwrap(), PutOutcome::Stored);
-        assert_eq!(put(&loc, &p, &o).unwrap(), PutOutcome::AlreadyIdentical);
+        assert_eq!(deliver(&loc, &p, None, &o).unwrap(), PutOutcome::Stored);
+        assert_eq!(
+            deliver(&loc, &p, None, &o).unwrap(),
+            PutOutcome::AlreadyIdentical
+        );
         // Same content compressed at another level is still the same content.
         let other_level = Codec::Zstd(19).compress(&plain).unwrap();
         let get2 = || -> anyhow::Result<&[u8]> { Ok(&other_level) };
         let p2 = Payload { stored: &get2, ..p };
-        assert_eq!(put(&loc, &p2, &o).unwrap(), PutOutcome::AlreadyIdentical);
+        assert_eq!(
+            deliver(&loc, &p2, None, &o).unwrap(),
+            PutOutcome::AlreadyIdentical
+        );
         let plain3 = vec![6u8; 100_000];
         let stored3 = loc.codec.compress(&plain3).unwrap();
         let get3 = || -> anyhow::Result<&[u8]> { Ok(&stored3) };
@@ -466,7 +480,7 @@ mod tests {
             stored: &get3,
             ..p
         };
-        let err = put(&loc, &p3, &o).unwrap_err();
+        let err = deliver(&loc, &p3, None, &o).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -478,14 +492,80 @@ mod tests {
         assert_eq!(on_disk, stored);
     }
 
+    /// Defect 2 of the fault campaign: after `SEG.zst`, a different `SEG` was accepted as
+    /// `gzip=` or `none=` in the same directory.
+    #[test]
+    fn r12_2_one_name_across_every_stored_form() {
+        let d = tempfile::tempdir().unwrap();
+        let o = opts(d.path());
+        let seg = "000000010000000000000001";
+        let first = vec![5u8; 100_000];
+        let z = Codec::Zstd(3).compress(&first).unwrap();
+        let getz = || -> anyhow::Result<&[u8]> { Ok(&z) };
+        let pz = Payload {
+            wal_name: seg,
+            plain: &first,
+            stored: &getz,
+            mtime: None,
+        };
+        deliver(&Location::dir(Codec::Zstd(3), d.path()), &pz, None, &o).unwrap();
+        let other = vec![6u8; 100_000];
+        for codec in [Codec::None, Codec::Gzip(6)] {
+            let stored = codec.compress(&other).unwrap();
+            let get = || -> anyhow::Result<&[u8]> { Ok(&stored) };
+            let p = Payload {
+                plain: &other,
+                stored: &get,
+                ..pz
+            };
+            let loc = Location::dir(codec, d.path());
+            let err = deliver(&loc, &p, None, &o).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("with different content (as 000000010000000000000001.zst)"),
+                "{codec}: {err}"
+            );
+            // The same content in another form is the same file: nothing is written.
+            let same = codec.compress(&first).unwrap();
+            let get_same = || -> anyhow::Result<&[u8]> { Ok(&same) };
+            let ps = Payload {
+                stored: &get_same,
+                ..pz
+            };
+            assert_eq!(
+                deliver(&loc, &ps, None, &o).unwrap(),
+                PutOutcome::AlreadyIdentical
+            );
+        }
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["000000010000000000000001.zst"]);
+        // A form pitr cannot decode cannot be compared: refused.
+        let seg2 = "000000010000000000000002";
+        std::fs::write(d.path().join(format!("{seg2}.bz2")), b"BZh").unwrap();
+        let p = Payload {
+            wal_name: seg2,
+            ..pz
+        };
+        let err = deliver(&Location::dir(Codec::Zstd(3), d.path()), &p, None, &o).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("compressed with bzip2, which pitr cannot compare"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn marker_refuses_another_cluster() {
         let d = tempfile::tempdir().unwrap();
-        let loc = Location::parse(Kind::Local, &d.path().display().to_string()).unwrap();
-        let o = opts(d.path());
-        check_cluster(&loc, "000000010000000000000001", 11, &o).unwrap();
-        check_cluster(&loc, "000000010000000000000002", 11, &o).unwrap();
-        let err = check_cluster(&loc, "000000010000000000000003", 22, &o).unwrap_err();
+        let loc = Location::dir(Codec::None, d.path());
+        check_local_marker(&loc, d.path(), "000000010000000000000001", 11).unwrap();
+        check_local_marker(&loc, d.path(), "000000010000000000000002", 11).unwrap();
+        let err = check_local_marker(&loc, d.path(), "000000010000000000000003", 22).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -497,7 +577,7 @@ mod tests {
 
     #[test]
     fn missing_local_dir_is_named() {
-        let loc = Location::parse(Kind::Local, "/nonexistent/pitr/archive").unwrap();
+        let loc = Location::dir(Codec::None, "/nonexistent/pitr/archive");
         let err = check_local_dir(&loc, Path::new("/nonexistent/pitr/archive")).unwrap_err();
         assert_eq!(
             format!("{err:#}"),

@@ -6,7 +6,6 @@
 //! directory, fsync, rename (or link when the final name must not be replaced), fsync of the
 //! directory.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -144,14 +143,18 @@ pub enum Replace {
     Never,
 }
 
-/// The temporary name used beside `path` while it is being written: hidden, and unique per
-/// process so that two writers never share one.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(OsString::from).unwrap_or_default();
-    let mut tmp = OsString::from(".");
-    tmp.push(&name);
-    tmp.push(format!(".pitr-tmp.{}", std::process::id()));
-    path.with_file_name(tmp)
+/// The one reason a file we write may skip its fsyncs, named at the call site. Everything else
+/// written into an archive, a backup set or a state dir is fsynced, as is the directory after
+/// the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsynced {
+    /// `restore_command`'s `%p`: PostgreSQL uses the file only after a zero exit and asks for it
+    /// again after a crash, so an fsync would buy nothing (pgBackRest's archive-get makes the
+    /// same choice).
+    RestoredWal,
+    /// A prefetch spool file: the spool is tied to the kernel's boot id and never read after a
+    /// crash (see pitr-restore's `prefetch`).
+    BootScopedSpool,
 }
 
 /// Writes a file durably: `fill` writes the content into a temporary file beside `path`; the
@@ -173,17 +176,19 @@ where
     Ok(())
 }
 
-/// A file being written durably by a streaming writer: the same contract as
-/// [`write_durable`] (temporary name beside `path`, fsync, link or rename, fsync of the
-/// directory), for content that is produced over time (a backup archive) or written to several
-/// files at once. [`DurableFile::commit`] moves it into place; dropping it uncommitted removes
-/// the temporary file, so an error or an early return leaves nothing under any name.
+/// The durable write, the one way pitr puts a file under a final name: the content goes to a
+/// hidden temporary name beside `path` ([`crate::tempname`]), is fsynced, moved into place
+/// (no-clobber `link(2)` or `rename(2)`, see [`Replace`]) and the directory is fsynced.
+/// [`DurableFile::commit`] moves it into place; dropping it uncommitted removes the temporary
+/// file, so an error or an early return leaves nothing under any name. The only opt-out is
+/// [`DurableFile::unsynced`], with its reason named.
 #[derive(Debug)]
 pub struct DurableFile {
     path: PathBuf,
     tmp: PathBuf,
     file: File,
     replace: Replace,
+    unsynced: Option<Unsynced>,
     committed: bool,
 }
 
@@ -199,10 +204,12 @@ impl DurableFile {
                 io::Error::from(io::ErrorKind::AlreadyExists),
             ));
         }
-        let tmp = temp_path(path);
+        let tmp = crate::tempname::for_path(path);
         // A leftover from a killed writer with our pid is stale by definition: we are that pid now.
         remove_file_if_exists(&tmp)?;
+        // Readable too: a restored WAL file is checked from what was written.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&tmp)
@@ -212,13 +219,28 @@ impl DurableFile {
             tmp,
             file,
             replace,
+            unsynced: None,
             committed: false,
         })
+    }
+
+    /// Skips the fsyncs of the file and of its directory, for `reason`.
+    #[must_use]
+    pub fn unsynced(mut self, reason: Unsynced) -> Self {
+        self.unsynced = Some(reason);
+        self
     }
 
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// Writes all of `buf`, naming the temporary file on error.
+    pub fn write_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        self.file
+            .write_all(buf)
+            .map_err(|e| IoError::new("writing", &self.tmp, e))
     }
 
     /// The final name.
@@ -241,9 +263,11 @@ impl DurableFile {
         if let Some(t) = mtime {
             set_mtime(&self.file, &self.tmp, t)?;
         }
-        self.file
-            .sync_all()
-            .map_err(|e| IoError::new("fsyncing", &self.tmp, e))?;
+        if self.unsynced.is_none() {
+            self.file
+                .sync_all()
+                .map_err(|e| IoError::new("fsyncing", &self.tmp, e))?;
+        }
         match self.replace {
             Replace::Allow => std::fs::rename(&self.tmp, &self.path)
                 .map_err(|e| IoError::new("renaming into place", &self.path, e))?,
@@ -256,6 +280,9 @@ impl DurableFile {
             }
         }
         self.committed = true;
+        if self.unsynced.is_some() {
+            return Ok(());
+        }
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -282,29 +309,6 @@ impl Drop for DurableFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// Replaces `path` atomically with `bytes` through a temporary name and `rename(2)`, **without
-/// fsync**: for files whose reader re-requests them after a crash (`restore_command`'s `%p`;
-/// PostgreSQL uses the file only after a zero exit and asks again after a crash, so the fsync
-/// would buy nothing). Never use it for archives, backup sets or state.
-pub fn write_atomic_nosync(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| IoError::new("creating", &tmp, e))?;
-        write_all(&mut f, &tmp, bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| IoError::new("renaming into place", path, e))
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 /// Is this error (anywhere in the chain) an "already exists" from [`write_durable`]?

@@ -6,7 +6,7 @@
 //! 000000010000000000000002)`, `CHECKPOINT LOCATION`, `BACKUP METHOD`, `BACKUP FROM`,
 //! `START TIME`, `LABEL`, `START TIMELINE`.
 
-use crate::wal::{Lsn, WalFileName};
+use crate::wal::{Lsn, Timeline, WalFileName};
 
 /// The facts of a `backup_label` that pitr uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct BackupLabel {
     /// `LABEL`.
     pub label: String,
     /// `START TIMELINE` (PostgreSQL 11+).
-    pub timeline: u32,
+    pub timeline: Timeline,
 }
 
 /// A `backup_label` that cannot be read.
@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(l.checkpoint_lsn, Lsn(0x0200_0060));
         assert_eq!(l.backup_from, "standby");
         assert_eq!(l.label, "pitr-backup vm");
-        assert_eq!(l.timeline, 3);
+        assert_eq!(l.timeline, Timeline(3));
         assert_eq!(
             BackupLabel::parse("LABEL: x\n").unwrap_err().to_string(),
             "backup_label has no valid START WAL LOCATION line"

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive_dir;
 pub mod backupset;
 pub mod checksum;
 pub mod cli;
@@ -22,10 +23,15 @@ pub mod log;
 pub mod manifest;
 pub mod objstore;
 pub mod pg;
+pub mod pgconf;
 pub mod pidfile;
 pub mod process;
+pub mod rsync;
 pub mod signal;
 pub mod source;
 pub mod state;
+pub mod tempname;
 pub mod wal;
+pub mod walcheck;
+pub mod walcrc;
 pub mod walpage;

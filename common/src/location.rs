@@ -1,44 +1,174 @@
-//! `[CODEC=]TARGET` locations, as given to `--dst-local`, `--dst-remote`, `--dst-pipe` and
-//! `--source`.
+//! `[CODEC=]TARGET` locations, as given to `--dst-local`, `--dst-remote`, `--dst-pipe`,
+//! `--source`, `--from-backup`, `--wal-source`, `--archive` and `--backup-dir`.
 //!
 //! The codec prefix is recognised when the text before the first `=` contains no `/` and looks
 //! like a codec name (letters, digits, `:` for a level); anything else is the target itself, so
-//! `/srv/a=b` is a directory. A target is a local directory, an rsync target
-//! (`rsync://host[:port]/module/path`, `host::module/path`, `[user@]host:/path`) or, for pipes,
-//! a program.
+//! `/srv/a=b` is a directory. The target is typed ([`Target`]): a local directory, an rsync
+//! target (`rsync://host[:port]/module/path`, `host::module/path`, `[user@]host:/path`) or a
+//! program. Which kinds an option takes is said once, in [`Opt`]; [`Location::parse`] is the one
+//! parser every binary uses, and [`parse_destinations`] the one reading of the `--dst-*`
+//! options.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::compress::{self, Codec};
 
-/// What kind of location an option takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A local directory.
-    Local,
-    /// An rsync target, reached with the `rsync` program.
-    Remote,
-    /// A program that receives the file on stdin and its name as argv\[1\].
-    Pipe,
-}
+/// An rsync target: `rsync://host[:port]/module/path`, `host::module/path` or
+/// `[user@]host:/path`, without trailing slashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RsyncTarget(String);
 
-impl Kind {
-    /// The option that takes this kind, for messages.
-    pub fn option(&self) -> &'static str {
-        match self {
-            Kind::Local => "--dst-local",
-            Kind::Remote => "--dst-remote",
-            Kind::Pipe => "--dst-pipe",
+impl RsyncTarget {
+    /// True for the forms rsync treats as remote.
+    pub fn is_rsync(t: &str) -> bool {
+        if t.starts_with("rsync://") {
+            return true;
+        }
+        // host:path or host::module: a colon before any slash.
+        match (t.find(':'), t.find('/')) {
+            (Some(c), Some(s)) => c > 0 && c < s,
+            (Some(c), None) => c > 0,
+            _ => false,
         }
     }
 
+    /// The target as rsync takes it, for the directory itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The remote path of `file_name` inside this target.
+    pub fn join(&self, file_name: &str) -> String {
+        if self.0.ends_with('/') || self.0.ends_with(':') {
+            format!("{}{file_name}", self.0)
+        } else {
+            format!("{}/{file_name}", self.0)
+        }
+    }
+
+    /// The target as a directory source for rsync (`…/`: its content, not itself).
+    pub fn as_dir(&self) -> String {
+        self.join("")
+    }
+}
+
+/// Where a location is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A local directory.
+    Dir(PathBuf),
+    /// An rsync target, reached with the `rsync` program ([`crate::rsync`]).
+    Rsync(RsyncTarget),
+    /// A program that receives a file on stdin and its name as argv\[1\].
+    Program(PathBuf),
+}
+
+/// The kinds of [`Target`], for saying which an option accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// [`Target::Dir`].
+    Dir,
+    /// [`Target::Rsync`].
+    Rsync,
+    /// [`Target::Program`].
+    Program,
+}
+
+impl Kind {
     /// A short name, used in state files.
-    pub fn name(&self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
-            Kind::Local => "local",
-            Kind::Remote => "remote",
-            Kind::Pipe => "pipe",
+            Kind::Dir => "local",
+            Kind::Rsync => "remote",
+            Kind::Program => "pipe",
+        }
+    }
+}
+
+impl Target {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Target::Dir(_) => Kind::Dir,
+            Target::Rsync(_) => Kind::Rsync,
+            Target::Program(_) => Kind::Program,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Dir(p) | Target::Program(p) => write!(f, "{}", p.display()),
+            Target::Rsync(r) => f.write_str(r.as_str()),
+        }
+    }
+}
+
+/// The options that take a location, each with the kinds of target it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Opt {
+    /// `--dst-local`: a directory.
+    DstLocal,
+    /// `--dst-remote`: an rsync target.
+    DstRemote,
+    /// `--dst-pipe`: a program.
+    DstPipe,
+    /// `--dst-backup`: a directory, uncompressed.
+    DstBackup,
+    /// `--source` of pitr-restore: a directory.
+    Source,
+    /// `--wal-source` of pitr-backup: a directory.
+    WalSource,
+    /// `--from-backup` of pitr-restore: a directory or an rsync target.
+    FromBackup,
+    /// `--archive` of pitr-cleanup: a directory.
+    Archive,
+    /// `--backup-dir` of pitr-cleanup: a directory.
+    BackupDir,
+}
+
+impl Opt {
+    /// The option as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Opt::DstLocal => "--dst-local",
+            Opt::DstRemote => "--dst-remote",
+            Opt::DstPipe => "--dst-pipe",
+            Opt::DstBackup => "--dst-backup",
+            Opt::Source => "--source",
+            Opt::WalSource => "--wal-source",
+            Opt::FromBackup => "--from-backup",
+            Opt::Archive => "--archive",
+            Opt::BackupDir => "--backup-dir",
+        }
+    }
+
+    /// The kinds of target it accepts; the first one that the text's syntax allows is taken.
+    pub fn accepts(self) -> &'static [Kind] {
+        match self {
+            Opt::DstRemote => &[Kind::Rsync],
+            Opt::DstPipe => &[Kind::Program],
+            Opt::FromBackup => &[Kind::Rsync, Kind::Dir],
+            Opt::DstLocal
+            | Opt::DstBackup
+            | Opt::Source
+            | Opt::WalSource
+            | Opt::Archive
+            | Opt::BackupDir => &[Kind::Dir],
+        }
+    }
+
+    /// How to write a value, for HINT lines.
+    pub fn syntax(self) -> &'static str {
+        match self {
+            Opt::DstRemote => {
+                "write [CODEC=]TARGET with TARGET rsync://host[:port]/module/path, host::module/path or [user@]host:/path"
+            }
+            Opt::DstPipe => "write [CODEC=]PROGRAM",
+            Opt::FromBackup => "give the directory or rsync target holding the backup sets",
+            _ => "write [CODEC=]DIR with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
         }
     }
 }
@@ -46,21 +176,20 @@ impl Kind {
 /// A parsed location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
-    /// Its kind.
-    pub kind: Kind,
     /// How files are stored there.
     pub codec: Codec,
-    /// The target as given, without the codec prefix and without trailing slashes (a lone `/`
-    /// stays).
-    pub target: String,
+    /// Where.
+    pub target: Target,
 }
 
 /// A location that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Bad codec prefix.
-    #[error("{spec}: {source}")]
+    #[error("{opt} {spec}: {source}", opt = .opt.name())]
     Codec {
+        /// The option.
+        opt: Opt,
         /// The location as given.
         spec: String,
         /// Why.
@@ -68,18 +197,46 @@ pub enum Error {
         source: compress::Error,
     },
     /// Nothing after the prefix.
-    #[error("\"{0}\" names no target")]
-    Empty(String),
-    /// A remote location that is not an rsync target.
-    #[error("\"{0}\" is not an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)")]
-    NotRsync(String),
-    /// A local location that looks like a remote one.
-    #[error("\"{0}\" looks like an rsync target, not a local directory")]
-    NotLocal(String),
+    #[error("{opt} \"{spec}\" names no target", opt = .opt.name())]
+    Empty {
+        /// The option.
+        opt: Opt,
+        /// The location as given.
+        spec: String,
+    },
+    /// A kind of target the option does not take.
+    #[error("{opt} \"{spec}\" is not {what}", opt = .opt.name(), what = expected(*.opt))]
+    WrongKind {
+        /// The option.
+        opt: Opt,
+        /// The location as given.
+        spec: String,
+    },
+}
+
+impl Error {
+    /// The option concerned, whose [`Opt::syntax`] makes the HINT.
+    pub fn opt(&self) -> Opt {
+        match self {
+            Error::Codec { opt, .. } | Error::Empty { opt, .. } | Error::WrongKind { opt, .. } => {
+                *opt
+            }
+        }
+    }
+}
+
+fn expected(opt: Opt) -> &'static str {
+    match opt.accepts() {
+        [Kind::Rsync] => {
+            "an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
+        }
+        [Kind::Dir] => "a local directory (it looks like an rsync target)",
+        _ => "a usable location",
+    }
 }
 
 /// Splits an optional codec prefix off `spec`.
-pub fn split_codec(spec: &str) -> Result<(Codec, &str), Error> {
+fn split_codec(opt: Opt, spec: &str) -> Result<(Codec, &str), Error> {
     if let Some((prefix, rest)) = spec.split_once('=') {
         let looks_like_codec = !prefix.is_empty()
             && prefix
@@ -87,6 +244,7 @@ pub fn split_codec(spec: &str) -> Result<(Codec, &str), Error> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'-');
         if looks_like_codec {
             let codec = Codec::parse(prefix).map_err(|source| Error::Codec {
+                opt,
                 spec: spec.to_string(),
                 source,
             })?;
@@ -96,58 +254,61 @@ pub fn split_codec(spec: &str) -> Result<(Codec, &str), Error> {
     Ok((Codec::None, spec))
 }
 
-/// True for the forms rsync treats as remote.
-pub fn is_rsync_target(t: &str) -> bool {
-    if t.starts_with("rsync://") {
-        return true;
-    }
-    // host:path or host::module — a colon before any slash.
-    match (t.find(':'), t.find('/')) {
-        (Some(c), Some(s)) => c > 0 && c < s,
-        (Some(c), None) => c > 0,
-        _ => false,
-    }
-}
-
-fn trim_slashes(t: &str) -> String {
+fn trim_slashes(t: &str) -> &str {
     let trimmed = t.trim_end_matches('/');
     if trimmed.is_empty() && t.starts_with('/') {
-        "/".to_string()
+        "/"
     } else {
-        trimmed.to_string()
+        trimmed
     }
 }
 
 impl Location {
-    /// Parses `[CODEC=]TARGET` for an option of `kind`.
-    pub fn parse(kind: Kind, spec: &str) -> Result<Self, Error> {
-        let (codec, target) = split_codec(spec)?;
-        if target.is_empty() {
-            return Err(Error::Empty(spec.to_string()));
+    /// Parses `[CODEC=]TARGET` given to `opt`.
+    pub fn parse(opt: Opt, spec: &str) -> Result<Self, Error> {
+        let (codec, text) = split_codec(opt, spec)?;
+        if text.is_empty() {
+            return Err(Error::Empty {
+                opt,
+                spec: spec.to_string(),
+            });
         }
-        match kind {
-            Kind::Remote if !is_rsync_target(target) => {
-                return Err(Error::NotRsync(spec.to_string()))
-            }
-            Kind::Local if is_rsync_target(target) => {
-                return Err(Error::NotLocal(spec.to_string()))
-            }
-            _ => {}
-        }
+        let rsync = RsyncTarget::is_rsync(text);
+        let kind = opt
+            .accepts()
+            .iter()
+            .copied()
+            .find(|k| match k {
+                Kind::Rsync => rsync,
+                Kind::Dir => !rsync,
+                Kind::Program => true,
+            })
+            .ok_or_else(|| Error::WrongKind {
+                opt,
+                spec: spec.to_string(),
+            })?;
         let target = match kind {
-            Kind::Pipe => target.to_string(),
-            _ => trim_slashes(target),
+            Kind::Dir => Target::Dir(PathBuf::from(trim_slashes(text))),
+            Kind::Rsync => Target::Rsync(RsyncTarget(trim_slashes(text).to_string())),
+            Kind::Program => Target::Program(PathBuf::from(text)),
         };
-        Ok(Location {
-            kind,
-            codec,
-            target,
-        })
+        Ok(Location { codec, target })
     }
 
-    /// The local directory, for local locations.
-    pub fn local_dir(&self) -> Option<PathBuf> {
-        (self.kind == Kind::Local).then(|| PathBuf::from(&self.target))
+    /// A local directory location (for tests and callers that already hold a path).
+    pub fn dir(codec: Codec, dir: impl Into<PathBuf>) -> Self {
+        Location {
+            codec,
+            target: Target::Dir(dir.into()),
+        }
+    }
+
+    /// The local directory, when this is one.
+    pub fn as_dir(&self) -> Option<&Path> {
+        match &self.target {
+            Target::Dir(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// The name a WAL file gets here: the WAL name plus the codec's extension.
@@ -155,29 +316,48 @@ impl Location {
         format!("{wal_name}{}", self.codec.extension())
     }
 
-    /// For rsync targets: the remote path of `file_name`.
-    pub fn remote_path(&self, file_name: &str) -> String {
-        if self.target.ends_with('/') || self.target.ends_with(':') {
-            format!("{}{file_name}", self.target)
-        } else {
-            format!("{}/{file_name}", self.target)
-        }
-    }
-
     /// A stable key naming this location (kind, codec, target), used in state files; unlike
     /// OmniPITR's, two locations differing only by codec have different keys.
     pub fn key(&self) -> String {
-        format!("{} {} {}", self.kind.name(), self.codec, self.target)
+        format!(
+            "{} {} {}",
+            self.target.kind().name(),
+            self.codec,
+            self.target
+        )
     }
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.codec {
-            Codec::None => f.write_str(&self.target),
+            Codec::None => write!(f, "{}", self.target),
             c => write!(f, "{c}={}", self.target),
         }
     }
+}
+
+/// Parses the `--dst-local`, `--dst-remote` and `--dst-pipe` options of a binary into one list
+/// of destinations, in that order, without duplicates.
+pub fn parse_destinations(
+    dst_local: &[String],
+    dst_remote: &[String],
+    dst_pipe: &[String],
+) -> Result<Vec<Location>, Error> {
+    let mut out: Vec<Location> = Vec::new();
+    for (opt, specs) in [
+        (Opt::DstLocal, dst_local),
+        (Opt::DstRemote, dst_remote),
+        (Opt::DstPipe, dst_pipe),
+    ] {
+        for spec in specs {
+            let loc = Location::parse(opt, spec)?;
+            if !out.contains(&loc) {
+                out.push(loc);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -187,21 +367,21 @@ mod tests {
 
     #[test]
     fn local_with_and_without_codec() {
-        let l = Location::parse(Kind::Local, "zstd:19=/srv/wal/").unwrap();
+        let l = Location::parse(Opt::DstLocal, "zstd:19=/srv/wal/").unwrap();
         assert_eq!(l.codec, Codec::Zstd(19));
-        assert_eq!(l.target, "/srv/wal");
+        assert_eq!(l.as_dir(), Some(Path::new("/srv/wal")));
         assert_eq!(
             l.file_name("000000010000000000000001"),
             "000000010000000000000001.zst"
         );
-        let l = Location::parse(Kind::Local, "/srv/a=b").unwrap();
-        assert_eq!((l.codec, l.target.as_str()), (Codec::None, "/srv/a=b"));
-        let l = Location::parse(Kind::Local, "gzip=relative/dir").unwrap();
+        let l = Location::parse(Opt::Source, "/srv/a=b").unwrap();
+        assert_eq!(l, Location::dir(Codec::None, "/srv/a=b"));
+        let l = Location::parse(Opt::Archive, "gzip=relative/dir").unwrap();
+        assert_eq!(l, Location::dir(Codec::Gzip(6), "relative/dir"));
         assert_eq!(
-            (l.codec, l.target.as_str()),
-            (Codec::Gzip(6), "relative/dir")
+            Location::parse(Opt::DstLocal, "/").unwrap().as_dir(),
+            Some(Path::new("/"))
         );
-        assert_eq!(Location::parse(Kind::Local, "/").unwrap().target, "/");
     }
 
     #[test]
@@ -212,41 +392,86 @@ mod tests {
             "postgres@standby1:/var/lib/wal",
             "standby1:/var/lib/wal",
         ] {
-            let l = Location::parse(Kind::Remote, &format!("gzip={t}")).unwrap();
+            let l = Location::parse(Opt::DstRemote, &format!("gzip={t}")).unwrap();
             assert_eq!(l.codec, Codec::Gzip(6));
-            assert_eq!(l.target, t.trim_end_matches('/'));
+            assert_eq!(
+                l.target,
+                Target::Rsync(RsyncTarget(t.trim_end_matches('/').into()))
+            );
         }
-        let l = Location::parse(Kind::Remote, "rsync://h/m/").unwrap();
-        assert_eq!(l.remote_path("x.gz"), "rsync://h/m/x.gz");
+        let Target::Rsync(r) = Location::parse(Opt::DstRemote, "rsync://h/m/")
+            .unwrap()
+            .target
+        else {
+            panic!("not rsync")
+        };
+        assert_eq!(r.join("x.gz"), "rsync://h/m/x.gz");
+        assert_eq!(r.as_dir(), "rsync://h/m/");
         assert_eq!(
-            Location::parse(Kind::Remote, "/local/dir").unwrap_err().to_string(),
-            "\"/local/dir\" is not an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
+            Location::parse(Opt::DstRemote, "/local/dir").unwrap_err().to_string(),
+            "--dst-remote \"/local/dir\" is not an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
         );
-        assert!(matches!(
-            Location::parse(Kind::Local, "host:/x"),
-            Err(Error::NotLocal(_))
-        ));
-    }
-
-    #[test]
-    fn codec_errors_name_the_spec() {
         assert_eq!(
-            Location::parse(Kind::Local, "lz5=/dir")
+            Location::parse(Opt::DstLocal, "host:/x")
                 .unwrap_err()
                 .to_string(),
-            "lz5=/dir: unknown codec \"lz5\""
+            "--dst-local \"host:/x\" is not a local directory (it looks like an rsync target)"
         );
-        assert!(matches!(
-            Location::parse(Kind::Local, "zstd="),
-            Err(Error::Empty(_))
-        ));
+        // --from-backup takes either, by syntax.
+        assert_eq!(
+            Location::parse(Opt::FromBackup, "h::backups")
+                .unwrap()
+                .target
+                .kind(),
+            Kind::Rsync
+        );
+        assert_eq!(
+            Location::parse(Opt::FromBackup, "/srv/backups")
+                .unwrap()
+                .target
+                .kind(),
+            Kind::Dir
+        );
+        // A pipe program is taken as it is.
+        let p = Location::parse(Opt::DstPipe, "zstd=/usr/bin/put-it").unwrap();
+        assert_eq!(p.target, Target::Program("/usr/bin/put-it".into()));
     }
 
     #[test]
-    fn keys_differ_by_codec() {
-        let a = Location::parse(Kind::Local, "/a").unwrap();
-        let b = Location::parse(Kind::Local, "gzip=/a").unwrap();
-        assert_ne!(a.key(), b.key());
-        assert_eq!(b.key(), "local gzip:6 /a");
+    fn codec_errors_name_the_option_and_spec() {
+        assert_eq!(
+            Location::parse(Opt::DstLocal, "lz5=/dir")
+                .unwrap_err()
+                .to_string(),
+            "--dst-local lz5=/dir: unknown codec \"lz5\""
+        );
+        assert_eq!(
+            Location::parse(Opt::Source, "zstd=")
+                .unwrap_err()
+                .to_string(),
+            "--source \"zstd=\" names no target"
+        );
+    }
+
+    #[test]
+    fn destinations_are_parsed_in_order_without_duplicates() {
+        let d = parse_destinations(
+            &["/a".into(), "gzip=/a".into(), "/a/".into()],
+            &["h::m".into()],
+            &["/bin/cat".into()],
+        )
+        .unwrap();
+        let keys: Vec<String> = d.iter().map(Location::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "local none /a",
+                "local gzip:6 /a",
+                "remote none h::m",
+                "pipe none /bin/cat"
+            ]
+        );
+        let e = parse_destinations(&[], &["/x".into()], &[]).unwrap_err();
+        assert_eq!(e.opt(), Opt::DstRemote);
     }
 }

@@ -24,16 +24,32 @@ impl LockGuard {
     }
 }
 
-/// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
-/// process holds it.
-pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
-    let file = OpenOptions::new()
+fn open(path: &Path) -> Result<File, IoError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| IoError::new("opening lock file", path, e))?;
+        .map_err(|e| IoError::new("opening lock file", path, e))
+}
+
+/// Takes an exclusive lock on the directory `dir` itself (no lock file is created in it),
+/// waiting for another holder to let go: for short critical sections that every writer of the
+/// directory passes through.
+pub fn lock_dir(dir: &Path) -> Result<LockGuard, IoError> {
+    let file = File::open(dir).map_err(|e| IoError::new("opening directory", dir, e))?;
+    file.lock().map_err(|e| IoError::new("locking", dir, e))?;
+    Ok(LockGuard {
+        _file: file,
+        path: dir.to_path_buf(),
+    })
+}
+
+/// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
+/// process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
+    let file = open(path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(LockGuard {
             _file: file,
@@ -57,5 +73,19 @@ mod tests {
         assert!(try_lock(&p).unwrap().is_none());
         drop(g);
         assert!(try_lock(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_directory_lock_creates_nothing_and_excludes_others() {
+        let d = tempfile::tempdir().unwrap();
+        let g = lock_dir(d.path()).unwrap();
+        let other = File::open(d.path()).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(g);
+        other.try_lock().unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

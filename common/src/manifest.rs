@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::checksum::{Digest, Sha256Writer};
-use crate::wal::Lsn;
+use crate::wal::{Lsn, Timeline};
 
 /// The manifest version we write.
 pub const VERSION: u32 = 1;
@@ -29,7 +29,7 @@ pub const CHECKSUM_ALGORITHM: &str = "SHA256";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalRange {
     /// The timeline.
-    pub timeline: u32,
+    pub timeline: Timeline,
     /// The backup's start location (REDO of its checkpoint).
     pub start: Lsn,
     /// The backup's stop location.
@@ -402,6 +402,7 @@ pub fn parse(text: &str) -> Result<Manifest, Error> {
             wal_ranges.push(WalRange {
                 timeline: get_int("Timeline")
                     .and_then(|t| u32::try_from(t).ok())
+                    .map(Timeline)
                     .ok_or_else(|| syntax(n, "bad Timeline".into()))?,
                 start: lsn("Start-LSN")?,
                 end: lsn("End-LSN")?,
@@ -469,7 +470,7 @@ mod tests {
         w.add_file(Path::new("a \"q\"\tb"), 0, at(0), &Digest::of(b""))
             .unwrap();
         let range = WalRange {
-            timeline: 1,
+            timeline: Timeline(1),
             start: Lsn(0x0200_0028),
             end: Lsn(0x0200_0100),
         };

@@ -105,13 +105,19 @@ impl PgDataDir {
 
     /// The major version from `PG_VERSION` (`15`; `9` for a `9.6` cluster).
     pub fn major_version(&self) -> Result<u32, Error> {
-        let path = self.0.join(PG_VERSION);
-        let bytes = crate::fs::read(&path)?;
-        parse_pg_version(&bytes).ok_or_else(|| Error::BadVersion {
-            path,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
+        major_version(&self.0)
     }
+}
+
+/// The major version of the data directory `dir`, from its `PG_VERSION`: the one reading of
+/// that file.
+pub fn major_version(dir: &Path) -> Result<u32, Error> {
+    let path = dir.join(PG_VERSION);
+    let bytes = crate::fs::read(&path)?;
+    parse_pg_version(&bytes).ok_or_else(|| Error::BadVersion {
+        path,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 impl AsRef<Path> for PgDataDir {

@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs::IoError;
+use crate::fs::{DurableFile, IoError, Replace};
 
 /// A pid file that could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ impl PidFile {
                     }
                     // Someone created it between our read and our link: look again.
                 }
-                Existing::Pid(other) if is_alive(other) => {
+                Existing::Pid(other) if crate::signal::process_alive(other) => {
                     return Err(Error::Running {
                         tool: tool.to_string(),
                         pid: other,
@@ -137,51 +137,33 @@ fn read_pid(path: &Path) -> Result<Existing, IoError> {
     }
 }
 
-/// Is there a process with this pid (ours included)?
-fn is_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
+/// Writes `path` holding `pid` through the durable write; `false` when `replace` is
+/// [`Replace::Never`] and the file appeared meanwhile.
+fn write(path: &Path, pid: u32, replace: Replace) -> Result<bool, IoError> {
+    // Errors name the pid file the operator gave, not our temporary name.
+    let named = |e: IoError| IoError::new("creating pid file", path, e.source);
+    let mut f = match DurableFile::create(path, replace) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(named(e)),
     };
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if unsafe { libc::kill(pid, 0) } == 0 {
-        return true;
+    f.write_bytes(format!("{pid}\n").as_bytes())
+        .map_err(named)?;
+    match f.commit(None) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(named(e)),
     }
-    // EPERM: it exists but belongs to another user.
-    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Writes our pid to a temporary file beside `path` and returns that file's path.
-fn write_temp(path: &Path, pid: u32) -> Result<PathBuf, IoError> {
-    let tmp = crate::fs::temp_path(path);
-    // The error names the pid file the operator gave, not our temporary name.
-    std::fs::write(&tmp, format!("{pid}\n"))
-        .map_err(|e| IoError::new("creating pid file", path, e))?;
-    Ok(tmp)
 }
 
 /// Creates `path` holding `pid` if it does not exist; `false` if it appeared meanwhile.
 fn create_new(path: &Path, pid: u32) -> Result<bool, IoError> {
-    let tmp = write_temp(path, pid)?;
-    // link(2) fails with EEXIST rather than replacing: the O_EXCL of complete files.
-    let result = std::fs::hard_link(&tmp, path);
-    let cleanup = std::fs::remove_file(&tmp);
-    match result {
-        Ok(()) => {
-            cleanup.map_err(|e| IoError::new("removing", &tmp, e))?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(IoError::new("creating pid file", path, e)),
-    }
+    write(path, pid, Replace::Never)
 }
 
 /// Replaces a stale `path` with one holding `pid`.
 fn replace(path: &Path, pid: u32) -> Result<(), IoError> {
-    let tmp = write_temp(path, pid)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        IoError::new("replacing stale pid file", path, e)
-    })
+    write(path, pid, Replace::Allow).map(|_| ())
 }
 
 #[cfg(test)]

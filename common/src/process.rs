@@ -59,6 +59,13 @@ impl Program {
         run_with_stdin(&mut self.cmd, input)
     }
 
+    /// Runs it with `input` on stdin and returns its output whatever its exit status; only a
+    /// program that cannot be started is an error. For callers that read a partial success
+    /// (rsync's status 23), then judge the status with [`check`].
+    pub fn output_with_stdin(&mut self, input: &[u8]) -> Result<Output, CommandError> {
+        output_with_stdin(&mut self.cmd, input).map(|(out, _)| out)
+    }
+
     /// Starts it with a pipe on stdin that the caller streams into (see [`PipeChild`]): for
     /// content too large to hold in memory (a backup archive sent to a `--dst-pipe` program).
     pub fn spawn_with_stdin(&mut self) -> Result<PipeChild, CommandError> {
@@ -161,6 +168,27 @@ pub fn check(program: &str, out: Output) -> Result<Output, CommandError> {
 
 /// Runs `cmd` with `input` written to its stdin, capturing stdout and stderr.
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, CommandError> {
+    let program = program_name(cmd);
+    let (out, write_result) = output_with_stdin(cmd, input)?;
+    let out = check(&program, out)?;
+    // A program that exits 0 without reading all of its input has not received the file.
+    if let Err(e) = write_result {
+        return Err(CommandError::Failed {
+            program,
+            status: "exit status 0".to_string(),
+            code: Some(0),
+            stderr: format!("it did not read all of its input ({e})"),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `cmd` with `input` on stdin; its output whatever its status, and how writing the input
+/// went.
+fn output_with_stdin(
+    cmd: &mut Command,
+    input: &[u8],
+) -> Result<(Output, io::Result<()>), CommandError> {
     use std::io::Write;
     let program = program_name(cmd);
     let spawn_err = |source| CommandError::Spawn {
@@ -183,17 +211,7 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output, CommandErro
             program: program.clone(),
             source,
         })?;
-    let out = check(&program, out)?;
-    // A program that exits 0 without reading all of its input has not received the file.
-    if let Err(e) = write_result {
-        return Err(CommandError::Failed {
-            program,
-            status: "exit status 0".to_string(),
-            code: Some(0),
-            stderr: format!("it did not read all of its input ({e})"),
-        });
-    }
-    Ok(out)
+    Ok((out, write_result))
 }
 
 /// A running program whose stdin the caller writes to, made by [`Program::spawn_with_stdin`].

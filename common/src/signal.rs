@@ -3,10 +3,26 @@
 //! The handlers only store to an atomic, which is async-signal-safe; everything else happens in
 //! the polling code.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 static USR1: AtomicBool = AtomicBool::new(false);
 static TERM: AtomicBool = AtomicBool::new(false);
+static REMOVE_ON_DEATH: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn on_fatal(sig: libc::c_int) {
+    let p = REMOVE_ON_DEATH.load(Ordering::SeqCst);
+    // SAFETY: unlink, signal and raise are async-signal-safe; the pointer is a leaked CString
+    // that lives for the rest of the process.
+    unsafe {
+        if !p.is_null() {
+            libc::unlink(p);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
 
 extern "C" fn on_usr1(_: libc::c_int) {
     USR1.store(true, Ordering::SeqCst);
@@ -48,6 +64,38 @@ pub fn catch_termination() {
 /// Whether SIGINT or SIGTERM has arrived since [`catch_termination`].
 pub fn termination_requested() -> bool {
     TERM.load(Ordering::SeqCst)
+}
+
+/// Makes SIGTERM, SIGINT and SIGQUIT remove `path` before the process dies by that signal as it
+/// would have: for a temporary file that no later run of ours would otherwise find at once
+/// (pitr-restore's `.RECOVERYXLOG.pitr-tmp.PID` in `pg_wal`, 16 MiB, when a fast shutdown
+/// stops recovery mid-write). The death itself is unchanged: PostgreSQL reads it as before.
+pub fn remove_on_fatal_signal(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let old = REMOVE_ON_DEATH.swap(c.into_raw(), Ordering::SeqCst);
+    if !old.is_null() {
+        // SAFETY: the previous value came from CString::into_raw above and is no longer read
+        // (a handler running right now may still hold it; leaking it would be the safe choice,
+        // but a replacement happens at most once per call).
+        drop(unsafe { CString::from_raw(old) });
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
+        install_plain(sig, on_fatal);
+    }
+}
+
+fn install_plain(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: the handler only uses async-signal-safe calls; no SA_RESTART is needed since it
+    // ends the process.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
 }
 
 /// The parent process id.

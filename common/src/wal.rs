@@ -59,6 +59,9 @@ pub enum ParseError {
     /// Not an `X/Y` LSN.
     #[error("\"{0}\" is not a WAL location (expected X/Y in hex)")]
     BadLsn(String),
+    /// Not a timeline number.
+    #[error("\"{0}\" is not a timeline (a number from 1)")]
+    BadTimeline(String),
     /// A segment size that PostgreSQL does not allow.
     #[error("{0} is not a valid WAL segment size (a power of two from 1 MiB to 1 GiB)")]
     BadSegmentSize(u64),
@@ -68,7 +71,7 @@ pub enum ParseError {
         /// The name.
         name: String,
         /// The segment size it was checked against.
-        seg_size: u64,
+        seg_size: SegSize,
     },
 }
 
@@ -77,18 +80,77 @@ pub const MIN_SEG_SIZE: u64 = 1 << 20;
 /// See [`MIN_SEG_SIZE`].
 pub const MAX_SEG_SIZE: u64 = 1 << 30;
 
-/// Checks a segment size the way PostgreSQL does.
-pub fn check_segment_size(size: u64) -> Result<u64, ParseError> {
-    if size.is_power_of_two() && (MIN_SEG_SIZE..=MAX_SEG_SIZE).contains(&size) {
-        Ok(size)
-    } else {
-        Err(ParseError::BadSegmentSize(size))
+/// A WAL segment size PostgreSQL accepts: a power of two from 1 MiB to 1 GiB
+/// (`IsValidWalSegSize`). Read from a page header or pg_control, never assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegSize(u32);
+
+impl SegSize {
+    /// PostgreSQL's default, 16 MiB (`initdb --wal-segsize` chooses another).
+    pub const DEFAULT: SegSize = SegSize(16 << 20);
+
+    /// Checks `bytes` the way PostgreSQL does.
+    pub fn new(bytes: u64) -> Result<Self, ParseError> {
+        if bytes.is_power_of_two() && (MIN_SEG_SIZE..=MAX_SEG_SIZE).contains(&bytes) {
+            // In range, so it fits.
+            Ok(SegSize(bytes as u32))
+        } else {
+            Err(ParseError::BadSegmentSize(bytes))
+        }
+    }
+
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    /// The size in bytes, as `usize` for buffers.
+    pub fn as_usize(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Segments per 4 GiB "log file" (`XLogSegmentsPerXLogId`).
+    pub fn segments_per_log(self) -> u64 {
+        0x1_0000_0000 / self.bytes()
     }
 }
 
-/// Segments per 4 GiB "log file" (`XLogSegmentsPerXLogId`).
-pub fn segments_per_log(seg_size: u64) -> u64 {
-    0x1_0000_0000 / seg_size
+impl fmt::Display for SegSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Lsn {
+    /// The segment holding this location (`XLByteToSeg`).
+    pub fn segno(self, seg_size: SegSize) -> SegNo {
+        SegNo(self.0 / seg_size.bytes())
+    }
+
+    /// The offset of this location inside its segment.
+    pub fn segment_offset(self, seg_size: SegSize) -> u64 {
+        self.0 % seg_size.bytes()
+    }
+}
+
+impl FromStr for Timeline {
+    type Err = ParseError;
+
+    /// Parses the decimal form of `backup_label`, meta files and `--target-timeline`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<u32>() {
+            Ok(t) if t > 0 && !s.starts_with('+') => Ok(Timeline(t)),
+            _ => Err(ParseError::BadTimeline(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Timeline {
+    /// Timelines print in decimal, as PostgreSQL's messages and `backup_label` do; WAL file
+    /// names carry them in hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 /// What kind of WAL file a name denotes.
@@ -134,8 +196,8 @@ fn hex8(s: &str) -> Option<u32> {
 
 impl WalFileName {
     /// A segment name from a timeline and a segment number.
-    pub fn segment(timeline: Timeline, segno: SegNo, seg_size: u64) -> Self {
-        let per = segments_per_log(seg_size);
+    pub fn segment(timeline: Timeline, segno: SegNo, seg_size: SegSize) -> Self {
+        let per = seg_size.segments_per_log();
         WalFileName {
             timeline,
             log: (segno.0 / per) as u32,
@@ -145,8 +207,8 @@ impl WalFileName {
     }
 
     /// The segment holding `lsn` on `timeline` (`XLByteToSeg`).
-    pub fn containing(timeline: Timeline, lsn: Lsn, seg_size: u64) -> Self {
-        Self::segment(timeline, SegNo(lsn.0 / seg_size), seg_size)
+    pub fn containing(timeline: Timeline, lsn: Lsn, seg_size: SegSize) -> Self {
+        Self::segment(timeline, lsn.segno(seg_size), seg_size)
     }
 
     /// A timeline history file name.
@@ -198,8 +260,8 @@ impl WalFileName {
     }
 
     /// The segment number, checking that the name is valid at this segment size.
-    pub fn segno(&self, seg_size: u64) -> Result<SegNo, ParseError> {
-        let per = segments_per_log(seg_size);
+    pub fn segno(&self, seg_size: SegSize) -> Result<SegNo, ParseError> {
+        let per = seg_size.segments_per_log();
         if u64::from(self.seg) >= per {
             return Err(ParseError::SegmentOutOfRange {
                 name: self.to_string(),
@@ -210,27 +272,15 @@ impl WalFileName {
     }
 
     /// The LSN at which this segment starts.
-    pub fn start_lsn(&self, seg_size: u64) -> Result<Lsn, ParseError> {
-        Ok(Lsn(self.segno(seg_size)?.0 * seg_size))
+    pub fn start_lsn(&self, seg_size: SegSize) -> Result<Lsn, ParseError> {
+        Ok(Lsn(self.segno(seg_size)?.0 * seg_size.bytes()))
     }
 
     /// The next segment on the same timeline (`...FF` rolls over into the next "log" for 16 MiB
     /// segments).
-    pub fn next(&self, seg_size: u64) -> Result<Self, ParseError> {
+    pub fn next(&self, seg_size: SegSize) -> Result<Self, ParseError> {
         let n = self.segno(seg_size)?;
         Ok(Self::segment(self.timeline, SegNo(n.0 + 1), seg_size))
-    }
-
-    /// The 24-character segment part (`TTTTTTTTXXXXXXXXYYYYYYYY`) this name refers to; for a
-    /// `.history` file, `None`.
-    pub fn segment_name(&self) -> Option<WalFileName> {
-        match self.kind {
-            WalKind::History => None,
-            _ => Some(WalFileName {
-                kind: WalKind::Segment,
-                ..*self
-            }),
-        }
     }
 
     /// True for complete segments and `.partial` segments: files with WAL pages inside.
@@ -299,7 +349,11 @@ impl Ord for WalFileName {
 mod tests {
     use super::*;
 
-    const MB16: u64 = 16 << 20;
+    const MB16: SegSize = SegSize::DEFAULT;
+
+    fn size(bytes: u64) -> SegSize {
+        SegSize::new(bytes).unwrap()
+    }
 
     #[test]
     fn parses_every_kind_and_prints_it_back() {
@@ -360,20 +414,20 @@ mod tests {
         // 64 MiB segments: 64 per log, so ...3F is the last of a log.
         let n = WalFileName::parse("00000002000000050000003F").unwrap();
         assert_eq!(
-            n.next(64 << 20).unwrap().to_string(),
+            n.next(size(64 << 20)).unwrap().to_string(),
             "000000020000000600000000"
         );
         assert!(
-            n.next(128 << 20).is_err(),
+            n.next(size(128 << 20)).is_err(),
             "0x3F is out of range for 128 MiB"
         );
         // 1 GiB segments: 4 per log.
         let lsn = Lsn(0x0000_0002_C000_0000);
-        let name = WalFileName::containing(Timeline(3), lsn, 1 << 30);
+        let name = WalFileName::containing(Timeline(3), lsn, size(1 << 30));
         assert_eq!(name.to_string(), "000000030000000200000003");
-        assert_eq!(name.start_lsn(1 << 30).unwrap(), lsn);
+        assert_eq!(name.start_lsn(size(1 << 30)).unwrap(), lsn);
         // 1 MiB segments: 4096 per log.
-        let name = WalFileName::containing(Timeline(1), Lsn(0x1_0010_0000), 1 << 20);
+        let name = WalFileName::containing(Timeline(1), Lsn(0x1_0010_0000), size(1 << 20));
         assert_eq!(name.to_string(), "000000010000000100000001");
     }
 
@@ -416,10 +470,18 @@ mod tests {
 
     #[test]
     fn segment_sizes() {
-        assert!(check_segment_size(MB16).is_ok());
-        assert!(check_segment_size(1 << 30).is_ok());
-        assert!(check_segment_size(3 << 20).is_err());
-        assert!(check_segment_size(512 << 10).is_err());
-        assert!(check_segment_size(2 << 30).is_err());
+        assert_eq!(SegSize::new(16 << 20), Ok(MB16));
+        assert!(SegSize::new(1 << 30).is_ok());
+        assert!(SegSize::new(1 << 20).is_ok());
+        assert_eq!(
+            SegSize::new(3 << 20).unwrap_err().to_string(),
+            "3145728 is not a valid WAL segment size (a power of two from 1 MiB to 1 GiB)"
+        );
+        assert!(SegSize::new(512 << 10).is_err());
+        assert!(SegSize::new(2 << 30).is_err());
+        assert!(SegSize::new(0).is_err());
+        assert_eq!(MB16.segments_per_log(), 256);
+        assert_eq!(Lsn(0x1_2345_6789).segno(MB16), SegNo(0x123));
+        assert_eq!(Lsn(0x1_2345_6789).segment_offset(MB16), 0x45_6789);
     }
 }

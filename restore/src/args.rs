@@ -1,236 +1,231 @@
-//! Command line of `pitr-restore`, and its validation into a [`Config`].
+//! Command lines of `pitr-restore`'s two forms, and their validation into a [`Mode`].
+//!
+//! `restore_command` ([`WalArgs`]) and `--from-backup` ([`BackupArgs`]) are two argument types:
+//! the presence of `--from-backup` picks one before parsing, and decides the usage status (127
+//! as restore_command, which must never read as "not found"; 3 for `--from-backup`, an ordinary
+//! command).
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
+use pitr_common::cli::{CommonOptions, HasCommon, Parse, Tool};
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{Kind, Location};
-use pitr_common::wal::WalFileName;
+use pitr_common::location::{Location, Opt};
+use pitr_common::rsync::Rsync;
+use pitr_common::wal::{Lsn, Timeline, WalFileName};
 
-/// Restores one WAL file from the archive for PostgreSQL, waiting for it to appear:
-/// restore_command = '/opt/pitr/bin/pitr-restore --source zstd=/srv/wal %f %p'.
-/// With --from-backup, restores a backup set made by pitr-backup into a new data directory and
-/// writes the recovery settings (see below).
-///
-/// The file is decompressed fully and, for a segment, its header is checked against the name
-/// asked for, its size and this cluster's system identifier before it is renamed into %p:
-/// PostgreSQL never gets a partial, corrupt or foreign file.
-///
-/// Exit status: 0 restored. 1 not available, which ends archive recovery: a missing .history
-/// file, a missing file with --streaming-replication, a finish requested with --finish-trigger
-/// or SIGUSR1, or the calling server gone. A damaged or foreign archived file is logged as an
-/// ERROR and waited on (it may be repaired); with --streaming-replication it exits 1 (a standby
-/// never promotes by itself). 126: an error that must not end recovery (source directory
-/// missing or unreadable, pg_control unreadable, pg_control error with
-/// --error-pgcontroldata break): PostgreSQL stops instead of promoting. 127: a usage error.
-///
-/// Restoring a backup: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE
-/// [--backup NAME|latest] [--standby] [--target-time T | --target-lsn L | --target-xid X |
-/// --target-name N | --target-immediate] [--target-action pause|promote|shutdown]
-/// [--target-timeline latest|current|N] verifies the set's digests, extracts data and WAL into
-/// the empty NEW directory, and writes restore_command (this program with --source and the
-/// finish trigger, delay and removal options given here), the target and recovery.signal or
-/// standby.signal into it; then start the server with pg_ctl. Exit status: 0 done, 2 error, 3
-/// usage error.
-#[derive(FromArgs, Debug)]
-pub struct Args {
-    /// archive directory to read from, [CODEC=]DIR (the codec says which stored form to look
-    /// for first; every form is found); repeatable, searched in order
-    #[argh(option)]
-    pub source: Vec<String>,
+use crate::command::CommandOptions;
+use crate::recovery::Target;
 
-    /// data directory of the cluster; %p is relative to it (default: the current directory,
-    /// which is the data directory when PostgreSQL runs restore_command)
-    #[argh(option)]
-    pub data_dir: Option<PathBuf>,
+pitr_common::tool_args! {
+    /// Restores one WAL file from the archive for PostgreSQL, waiting for it to appear:
+    /// restore_command = '/opt/pitr/bin/pitr-restore --source zstd=/srv/wal %f %p'.
+    /// (Restoring a backup set into a new data directory is the other form: see
+    /// pitr-restore --from-backup DIR --help.)
+    ///
+    /// The file is decompressed fully and, for a segment, its header is checked against the name
+    /// asked for, its size and this cluster's system identifier before it is renamed into %p:
+    /// PostgreSQL never gets a partial, corrupt or foreign file.
+    ///
+    /// Exit status: 0 restored. 1 not available, which ends archive recovery: a missing .history
+    /// file, a missing file with --streaming-replication, a finish requested with
+    /// --finish-trigger or SIGUSR1, or the calling server gone. A damaged or foreign archived
+    /// file is logged as an ERROR and waited on (it may be repaired); with
+    /// --streaming-replication it exits 1 (a standby never promotes by itself). 126: an error
+    /// that must not end recovery (source directory missing or unreadable, pg_control
+    /// unreadable, pg_control error with --error-pgcontroldata break): PostgreSQL stops instead
+    /// of promoting; with --streaming-replication such an error is logged and exits 1, and the
+    /// standby keeps streaming. 127: a usage error.
+    #[derive(FromArgs, Debug)]
+    pub struct WalArgs {
+        /// archive directory to read from, [CODEC=]DIR (the codec says which stored form to
+        /// look for first; every form is found); repeatable, searched in order
+        #[argh(option)]
+        pub source: Vec<String>,
 
-    /// seconds between looks at the archive while waiting (default 1; decimals allowed)
-    #[argh(option)]
-    pub poll_interval: Option<f64>,
+        /// data directory of the cluster; %p is relative to it (default: the current
+        /// directory, which is the data directory when PostgreSQL runs restore_command, or the
+        /// data directory %p lies in when %p is absolute)
+        #[argh(option)]
+        pub data_dir: Option<PathBuf>,
 
-    /// when this file exists, end recovery: replay what is in the archive, then exit 1 at the
-    /// first missing segment; if it contains NOW, exit 1 at once
-    #[argh(option)]
-    pub finish_trigger: Option<PathBuf>,
+        /// seconds between looks at the archive while waiting (default 1; decimals allowed)
+        #[argh(option)]
+        pub poll_interval: Option<f64>,
 
-    /// hand a segment over only once its archived file is this many seconds old (the archive
-    /// keeps the WAL file's mtime); ignored while finishing
-    #[argh(option)]
-    pub recovery_delay: Option<u64>,
+        /// when this file exists, end recovery: replay what is in the archive, then exit 1 at
+        /// the first missing segment; if it contains NOW, exit 1 at once
+        #[argh(option)]
+        pub finish_trigger: Option<PathBuf>,
 
-    /// standby mode (standby.signal): a missing file exits 1 at once, PostgreSQL retries or
-    /// streams from primary_conninfo
-    #[argh(switch)]
-    pub streaming_replication: bool,
+        /// hand a segment over only once its archived file is this many seconds old (the
+        /// archive keeps the WAL file's mtime); ignored while finishing
+        #[argh(option)]
+        pub recovery_delay: Option<u64>,
 
-    /// while waiting, remove archived segments older than the oldest one still needed
-    #[argh(switch)]
-    pub remove_unneeded: bool,
+        /// standby mode (standby.signal): a missing file exits 1 at once, PostgreSQL retries or
+        /// streams from primary_conninfo
+        #[argh(switch)]
+        pub streaming_replication: bool,
 
-    /// with --remove-unneeded: the oldest WAL file still needed (PostgreSQL's %r); default:
-    /// pg_control's REDO WAL file
-    #[argh(option)]
-    pub oldest_needed: Option<WalFileName>,
+        /// while waiting, remove archived segments older than the oldest one still needed
+        #[argh(switch)]
+        pub remove_unneeded: bool,
 
-    /// with --remove-unneeded: at most this many files removed per pass (default 3)
-    #[argh(option)]
-    pub remove_at_a_time: Option<usize>,
+        /// with --remove-unneeded: the oldest WAL file still needed (PostgreSQL's %r); default:
+        /// pg_control's REDO WAL file
+        #[argh(option)]
+        pub oldest_needed: Option<WalFileName>,
 
-    /// with --remove-unneeded: also run one removal pass before restoring
-    #[argh(switch)]
-    pub remove_before: bool,
+        /// with --remove-unneeded: at most this many files removed per pass (default 3)
+        #[argh(option)]
+        pub remove_at_a_time: Option<usize>,
 
-    /// while this file exists, remove nothing (pitr-backup creates it on a standby)
-    #[argh(option)]
-    pub removal_pause_trigger: Option<PathBuf>,
+        /// with --remove-unneeded: also run one removal pass before restoring
+        #[argh(switch)]
+        pub remove_before: bool,
 
-    /// what a pg_control read error during removal does: break (exit 126, recovery stops),
-    /// ignore (log it, pause removal for 5 minutes) or hang (log it, wait until the server
-    /// stops); default break
-    #[argh(option)]
-    pub error_pgcontroldata: Option<String>,
+        /// while this file exists, remove nothing (pitr-backup creates it on a standby)
+        #[argh(option)]
+        pub removal_pause_trigger: Option<PathBuf>,
 
-    /// pg_controldata program, used only for a pg_control layout pitr cannot read natively
-    #[argh(option)]
-    pub pgcontroldata_path: Option<PathBuf>,
+        /// what a pg_control read error during removal does: break (exit 126, recovery stops),
+        /// ignore (log it, pause removal for 5 minutes) or hang (log it, wait until the server
+        /// stops); default break
+        #[argh(option)]
+        pub error_pgcontroldata: Option<OnControlError>,
 
-    /// decompress and verify this many following segments in the background, into
-    /// pg_wal/.pitr-prefetch, so that handing them over is a rename (default 8; 0 disables)
-    #[argh(option)]
-    pub prefetch: Option<u32>,
+        /// pg_controldata program, used only for a pg_control layout pitr cannot read natively
+        #[argh(option)]
+        pub pgcontroldata_path: Option<PathBuf>,
 
-    /// internal: run as the background prefetch worker
-    #[argh(switch)]
-    pub prefetch_worker: bool,
+        /// decompress and verify this many following segments in the background, into
+        /// pg_wal/.pitr-prefetch, so that handing them over is a rename (default 8; 0 disables)
+        #[argh(option)]
+        pub prefetch: Option<u32>,
 
-    /// directory for scratch files (accepted for OmniPITR compatibility; unused)
-    #[argh(option)]
-    #[allow(dead_code)]
-    pub temp_dir: Option<PathBuf>,
+        /// internal: run as the background prefetch worker
+        #[argh(switch, hidden_help)]
+        pub prefetch_worker: bool,
 
-    /// log file template, ^ standing for % of strftime, or - for stdout (default: stderr,
-    /// which PostgreSQL puts into its own log)
-    #[argh(option)]
-    pub log: Option<String>,
-
-    /// log timings and the arguments pitr-restore was called with
-    #[argh(switch)]
-    pub verbose: bool,
-
-    /// refuse to run while the process whose pid is in this file is alive
-    #[argh(option)]
-    pub pid_file: Option<PathBuf>,
-
-    /// read options from FILE, one per line, # starts a comment
-    #[argh(option)]
-    // Expanded in place by `cli::parse_args`; declared so that --help lists it.
-    #[allow(dead_code)]
-    pub config_file: Vec<PathBuf>,
-
-    /// restore a backup set from this directory (made by pitr-backup), [CODEC=]DIR: a local
-    /// directory or an rsync target (rsync://host[:port]/module/path, host::module/path,
-    /// [user@]host:/path), whose set is fetched next to --target-data-dir first
-    #[argh(option)]
-    pub from_backup: Option<String>,
-
-    /// with --from-backup from an rsync target: the rsync program (default: rsync from PATH)
-    #[argh(option)]
-    pub rsync_path: Option<PathBuf>,
-
-    /// with --from-backup: the new data directory (must not exist, or be empty)
-    #[argh(option)]
-    pub target_data_dir: Option<PathBuf>,
-
-    /// with --from-backup: which set, by the name of any of its files, or latest (default: the
-    /// latest, or with --target-time the latest that ended before it)
-    #[argh(option)]
-    pub backup: Option<String>,
-
-    /// with --from-backup: start as a standby (standby.signal, --streaming-replication) instead
-    /// of archive recovery (recovery.signal)
-    #[argh(switch)]
-    pub standby: bool,
-
-    /// with --from-backup: recover up to this time, YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]
-    /// (without an offset: this machine's local time)
-    #[argh(option)]
-    pub target_time: Option<String>,
-
-    /// with --from-backup: recover up to this WAL location (X/Y)
-    #[argh(option)]
-    pub target_lsn: Option<String>,
-
-    /// with --from-backup: recover up to this transaction id
-    #[argh(option)]
-    pub target_xid: Option<u64>,
-
-    /// with --from-backup: recover up to this restore point (pg_create_restore_point)
-    #[argh(option)]
-    pub target_name: Option<String>,
-
-    /// with --from-backup: stop as soon as the backup is consistent
-    #[argh(switch)]
-    pub target_immediate: bool,
-
-    /// with --from-backup and a target: pause (default), promote or shutdown at the target
-    #[argh(option)]
-    pub target_action: Option<String>,
-
-    /// with --from-backup: latest, current or a timeline number to recover along
-    #[argh(option)]
-    pub target_timeline: Option<String>,
-
-    /// with --from-backup: use this postgresql.conf instead of the backed-up one
-    #[argh(option)]
-    pub postgresql_conf: Option<PathBuf>,
-
-    /// with --from-backup: put the tablespace that was at OLD into NEW instead, OLD=NEW (as
-    /// pg_basebackup -T); repeatable
-    #[argh(option)]
-    pub tablespace_mapping: Vec<String>,
-
-    /// the WAL file wanted and where to put it: PostgreSQL's %f and %p
-    #[argh(positional)]
-    pub files: Vec<String>,
+        /// the WAL file wanted and where to put it: PostgreSQL's %f and %p
+        #[argh(positional)]
+        pub files: Vec<String>,
+    }
 }
 
-/// Settings of `--from-backup`.
-#[derive(Debug)]
-pub struct BackupConfig {
-    /// The backup directory (local, or an rsync target).
-    pub from: Location,
-    /// The rsync program, for an rsync `from`.
-    pub rsync_path: PathBuf,
-    /// The new data directory.
-    pub target_dir: PathBuf,
-    /// Which set (`None` = latest suitable).
-    pub backup: Option<String>,
-    /// The WAL archive(s) for restore_command.
-    pub sources: Vec<Location>,
-    /// Where recovery stops.
-    pub target: crate::recovery::Target,
-    /// recovery_target_action.
-    pub action: Option<String>,
-    /// recovery_target_timeline.
-    pub timeline: Option<String>,
-    /// Standby mode.
-    pub standby: bool,
-    /// A postgresql.conf to use.
-    pub postgresql_conf: Option<PathBuf>,
-    /// Tablespace relocations, old location to new.
-    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
-    /// The options handed on to the restore_command.
-    pub restore_args: Vec<String>,
-}
+pitr_common::tool_args! {
+    /// Restores a backup set made by pitr-backup into a new data directory and writes the
+    /// recovery settings: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE
+    /// [--backup NAME|latest] [--standby] [--target-time T | --target-lsn L | --target-xid X |
+    /// --target-name N | --target-immediate] [--target-action pause|promote|shutdown]
+    /// [--target-timeline latest|current|N].
+    ///
+    /// It verifies the set's digests, extracts data and WAL into the empty NEW directory, and
+    /// writes restore_command (this program with --data-dir, --source and the finish trigger,
+    /// delay and removal options given here), the target and recovery.signal or standby.signal
+    /// into it; then start the server with pg_ctl.
+    ///
+    /// Exit status: 0 done, 2 error, 3 usage error.
+    #[derive(FromArgs, Debug)]
+    pub struct BackupArgs {
+        /// the directory holding the backup sets (made by pitr-backup), [CODEC=]DIR: a local
+        /// directory or an rsync target (rsync://host[:port]/module/path, host::module/path,
+        /// [user@]host:/path), whose set is fetched next to --target-data-dir first
+        #[argh(option)]
+        pub from_backup: String,
 
-/// What this run does.
-#[derive(Debug)]
-pub enum Mode {
-    /// restore_command.
-    Wal(Config),
-    /// --from-backup.
-    Backup(BackupConfig),
+        /// the new data directory (must not exist, or be empty)
+        #[argh(option)]
+        pub target_data_dir: Option<PathBuf>,
+
+        /// the WAL archive the restored server recovers from, [CODEC=]DIR; repeatable
+        #[argh(option)]
+        pub source: Vec<String>,
+
+        /// which set, by the name of any of its files, or latest (default: the latest, or with
+        /// --target-time the latest that ended before it)
+        #[argh(option)]
+        pub backup: Option<String>,
+
+        /// start as a standby (standby.signal, --streaming-replication) instead of archive
+        /// recovery (recovery.signal)
+        #[argh(switch)]
+        pub standby: bool,
+
+        /// recover up to this time, YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]] (without an offset:
+        /// this machine's local time)
+        #[argh(option)]
+        pub target_time: Option<String>,
+
+        /// recover up to this WAL location (X/Y)
+        #[argh(option)]
+        pub target_lsn: Option<Lsn>,
+
+        /// recover up to this transaction id
+        #[argh(option)]
+        pub target_xid: Option<u64>,
+
+        /// recover up to this restore point (pg_create_restore_point)
+        #[argh(option)]
+        pub target_name: Option<String>,
+
+        /// stop as soon as the backup is consistent
+        #[argh(switch)]
+        pub target_immediate: bool,
+
+        /// with a target: pause (default), promote or shutdown at the target
+        #[argh(option)]
+        pub target_action: Option<TargetAction>,
+
+        /// latest, current or a timeline number to recover along
+        #[argh(option)]
+        pub target_timeline: Option<TargetTimeline>,
+
+        /// use this postgresql.conf instead of the backed-up one
+        #[argh(option)]
+        pub postgresql_conf: Option<PathBuf>,
+
+        /// put the tablespace that was at OLD into NEW instead, OLD=NEW (as pg_basebackup -T);
+        /// repeatable
+        #[argh(option)]
+        pub tablespace_mapping: Vec<String>,
+
+        /// for an rsync --from-backup: the rsync program (default: rsync from PATH)
+        #[argh(option)]
+        pub rsync_path: Option<PathBuf>,
+
+        /// for the restore_command: the finish trigger (see pitr-restore --help)
+        #[argh(option)]
+        pub finish_trigger: Option<PathBuf>,
+
+        /// for the restore_command: the recovery delay in seconds
+        #[argh(option)]
+        pub recovery_delay: Option<u64>,
+
+        /// for the restore_command: remove archived segments no longer needed while waiting
+        #[argh(switch)]
+        pub remove_unneeded: bool,
+
+        /// for the restore_command: the removal pause trigger
+        #[argh(option)]
+        pub removal_pause_trigger: Option<PathBuf>,
+
+        /// for the restore_command: seconds between looks at the archive
+        #[argh(option)]
+        pub poll_interval: Option<f64>,
+
+        /// for the restore_command: how many segments to prefetch
+        #[argh(option)]
+        pub prefetch: Option<u32>,
+
+        /// for the restore_command: standby mode (implied by --standby)
+        #[argh(switch)]
+        pub streaming_replication: bool,
+    }
 }
 
 /// What to do when pg_control cannot be read for removal.
@@ -244,12 +239,233 @@ pub enum OnControlError {
     Hang,
 }
 
-/// Validated settings.
+impl FromStr for OnControlError {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "break" => Ok(OnControlError::Break),
+            "ignore" => Ok(OnControlError::Ignore),
+            "hang" => Ok(OnControlError::Hang),
+            _ => Err(format!("\"{s}\" is not break, ignore or hang")),
+        }
+    }
+}
+
+/// `recovery_target_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetAction {
+    /// Pause at the target.
+    Pause,
+    /// Promote at the target.
+    Promote,
+    /// Shut down at the target.
+    Shutdown,
+}
+
+impl FromStr for TargetAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pause" => Ok(TargetAction::Pause),
+            "promote" => Ok(TargetAction::Promote),
+            "shutdown" => Ok(TargetAction::Shutdown),
+            _ => Err(format!("\"{s}\" is not pause, promote or shutdown")),
+        }
+    }
+}
+
+impl TargetAction {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetAction::Pause => "pause",
+            TargetAction::Promote => "promote",
+            TargetAction::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// `recovery_target_timeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetTimeline {
+    /// The newest timeline in the archive.
+    Latest,
+    /// The backup's own timeline.
+    Current,
+    /// This timeline.
+    Id(Timeline),
+}
+
+impl FromStr for TargetTimeline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "latest" => Ok(TargetTimeline::Latest),
+            "current" => Ok(TargetTimeline::Current),
+            n => n
+                .parse()
+                .map(TargetTimeline::Id)
+                .map_err(|_| format!("\"{n}\" is not latest, current or a timeline number")),
+        }
+    }
+}
+
+impl TargetTimeline {
+    /// The setting's value.
+    pub fn value(self) -> String {
+        match self {
+            TargetTimeline::Latest => "latest".into(),
+            TargetTimeline::Current => "current".into(),
+            TargetTimeline::Id(t) => t.to_string(),
+        }
+    }
+}
+
+/// Either form's arguments.
+#[derive(Debug)]
+pub enum Args {
+    /// restore_command (or the prefetch worker).
+    Wal(WalArgs),
+    /// `--from-backup`.
+    Backup(BackupArgs),
+}
+
+/// True when the arguments are the `--from-backup` form.
+fn is_from_backup<S: AsRef<str>>(args: &[S]) -> bool {
+    args.iter()
+        .map(AsRef::as_ref)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--from-backup" || a.starts_with("--from-backup="))
+}
+
+/// Options of the `--from-backup` form only, for a clear message when given without it.
+const BACKUP_ONLY: &[&str] = &[
+    "--target-data-dir",
+    "--backup",
+    "--standby",
+    "--target-time",
+    "--target-lsn",
+    "--target-xid",
+    "--target-name",
+    "--target-immediate",
+    "--target-action",
+    "--target-timeline",
+    "--postgresql-conf",
+    "--tablespace-mapping",
+    "--rsync-path",
+];
+
+impl Parse for Args {
+    fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        if is_from_backup(args) {
+            return BackupArgs::parse(tool, args).map(Args::Backup);
+        }
+        WalArgs::parse(tool, args).map(Args::Wal).map_err(|e| {
+            let backup_only = args.iter().find(|a| BACKUP_ONLY.contains(a));
+            match (e.status, backup_only) {
+                (Err(()), Some(opt)) => argh::EarlyExit {
+                    output: format!(
+                        "{opt} needs --from-backup (restoring a backup: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE)"
+                    ),
+                    status: Err(()),
+                },
+                _ => e,
+            }
+        })
+    }
+}
+
+impl HasCommon for Args {
+    fn common(&self) -> CommonOptions {
+        match self {
+            Args::Wal(a) => a.common(),
+            Args::Backup(a) => a.common(),
+        }
+    }
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "pitr-restore";
+
+    fn usage_status(args: &[String]) -> u8 {
+        if is_from_backup(args) {
+            exit::USAGE
+        } else {
+            exit::RESTORE_USAGE
+        }
+    }
+
+    /// As restore_command, an error must stop recovery (126); restoring a backup is an
+    /// ordinary command (2).
+    fn error_status(&self) -> u8 {
+        match self {
+            Args::Wal(_) => exit::RESTORE_FATAL,
+            Args::Backup(_) => exit::ERROR,
+        }
+    }
+
+    fn busy_status(&self) -> u8 {
+        self.error_status()
+    }
+
+    fn run(self) -> anyhow::Result<ExitCode> {
+        match self.into_mode()? {
+            Mode::Restore(c) => crate::fetch::run(&c),
+            Mode::Worker(c) => crate::prefetch::run_worker(&c),
+            Mode::FromBackup(c) => crate::frombackup::run(&c),
+        }
+    }
+}
+
+/// What this run does.
+#[derive(Debug)]
+pub enum Mode {
+    /// restore_command: restore `%f` into `%p`.
+    Restore(Config),
+    /// The background prefetch worker.
+    Worker(Config),
+    /// `--from-backup`.
+    FromBackup(BackupConfig),
+}
+
+/// Settings of `--from-backup`.
+#[derive(Debug)]
+pub struct BackupConfig {
+    /// The backup directory (local, or an rsync target).
+    pub from: Location,
+    /// The rsync program, for an rsync `from`.
+    pub rsync: Rsync,
+    /// The new data directory.
+    pub target_dir: PathBuf,
+    /// Which set (`None` = latest suitable).
+    pub backup: Option<String>,
+    /// The WAL archive(s) for restore_command.
+    pub sources: Vec<Location>,
+    /// Where recovery stops.
+    pub target: Target,
+    /// recovery_target_action.
+    pub action: Option<TargetAction>,
+    /// recovery_target_timeline.
+    pub timeline: Option<TargetTimeline>,
+    /// Standby mode.
+    pub standby: bool,
+    /// A postgresql.conf to use.
+    pub postgresql_conf: Option<PathBuf>,
+    /// Tablespace relocations, old location to new.
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
+    /// What the restore_command runs with.
+    pub command: CommandOptions,
+}
+
+/// Validated settings of the restore_command form.
 #[derive(Debug)]
 pub struct Config {
     /// %f.
     pub wanted: WalFileName,
-    /// %p joined to the data directory (`None` for the prefetch worker).
+    /// %p resolved against the data directory (`None` for the prefetch worker).
     pub target: Option<PathBuf>,
     /// The data directory.
     pub data_dir: PathBuf,
@@ -279,17 +495,12 @@ pub struct Config {
     pub pgcontroldata: Option<PathBuf>,
     /// Prefetch depth.
     pub prefetch: u32,
-    /// Worker mode.
-    pub prefetch_worker: bool,
-    /// Pid file.
-    pub pid_file: Option<PathBuf>,
-    /// Arguments to hand to the prefetch worker (log settings).
-    pub log: Option<String>,
-    /// Verbose.
-    pub verbose: bool,
+    /// What the prefetch worker runs with.
+    pub handed_on: CommandOptions,
 }
 
-/// A usage error: status 127, so that PostgreSQL stops instead of promoting.
+/// A usage error of the restore_command form: status 127, so that PostgreSQL stops instead of
+/// promoting.
 pub fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
     Failure::new(msg)
         .hint(hint)
@@ -297,250 +508,87 @@ pub fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
         .into()
 }
 
+/// A usage error of the `--from-backup` form.
+fn backup_usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
+    Failure::new(msg).hint(hint).status(exit::USAGE).into()
+}
+
 const EXAMPLE: &str = "restore_command = 'pitr-restore --source zstd=/srv/wal %f %p'";
+const FORM2: &str = "pitr-restore --from-backup /srv/backups --target-data-dir /var/lib/postgresql/15/new --source zstd=/srv/wal";
 
 impl Args {
-    /// Validates the arguments, for either form.
+    /// Validates the arguments of either form.
     pub fn into_mode(self) -> anyhow::Result<Mode> {
-        if self.from_backup.is_some() {
-            self.into_backup_config().map(Mode::Backup)
-        } else {
-            let backup_only = [
-                (self.target_data_dir.is_some(), "--target-data-dir"),
-                (self.backup.is_some(), "--backup"),
-                (self.standby, "--standby"),
-                (self.target_time.is_some(), "--target-time"),
-                (self.target_lsn.is_some(), "--target-lsn"),
-                (self.target_xid.is_some(), "--target-xid"),
-                (self.target_name.is_some(), "--target-name"),
-                (self.target_immediate, "--target-immediate"),
-                (self.target_action.is_some(), "--target-action"),
-                (self.target_timeline.is_some(), "--target-timeline"),
-                (self.postgresql_conf.is_some(), "--postgresql-conf"),
-                (!self.tablespace_mapping.is_empty(), "--tablespace-mapping"),
-                (self.rsync_path.is_some(), "--rsync-path"),
-            ];
-            if let Some((_, opt)) = backup_only.iter().find(|(given, _)| *given) {
-                return Err(usage(
-                    format!("{opt} needs --from-backup"),
-                    "restoring a backup: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE",
-                ));
+        match self {
+            Args::Wal(a) => {
+                let worker = a.prefetch_worker;
+                let c = a.into_config()?;
+                Ok(if worker {
+                    Mode::Worker(c)
+                } else {
+                    Mode::Restore(c)
+                })
             }
-            self.into_config().map(Mode::Wal)
+            Args::Backup(a) => a.into_config().map(Mode::FromBackup),
         }
     }
+}
 
-    fn into_backup_config(self) -> anyhow::Result<BackupConfig> {
-        use crate::recovery::Target;
-        const FORM2: &str = "pitr-restore --from-backup /srv/backups --target-data-dir /var/lib/postgresql/15/new --source zstd=/srv/wal";
-        let bad = |msg: String, hint: &str| -> anyhow::Error {
-            Failure::new(msg).hint(hint).status(exit::USAGE).into()
-        };
-        let from_spec = self.from_backup.clone().unwrap_or_default();
-        let (_, from_target) = pitr_common::location::split_codec(&from_spec)
-            .unwrap_or((pitr_common::compress::Codec::None, from_spec.as_str()));
-        let from_kind = if pitr_common::location::is_rsync_target(from_target) {
-            Kind::Remote
-        } else {
-            Kind::Local
-        };
-        let from = Location::parse(from_kind, &from_spec).map_err(|e| {
-            bad(
-                format!("--from-backup {e}"),
-                "give the directory holding the backup sets",
-            )
-        })?;
-        let Some(target_dir) = self.target_data_dir.clone() else {
-            return Err(bad(
-                "--from-backup needs --target-data-dir".into(),
-                &format!("for example {FORM2}"),
-            ));
-        };
-        if !self.files.is_empty() {
-            return Err(bad(
-                format!(
-                    "--from-backup takes no %f %p arguments, got: {}",
-                    self.files.join(" ")
-                ),
-                "restore_command and --from-backup are two different uses of pitr-restore",
-            ));
-        }
-        if self.source.is_empty() {
-            return Err(bad(
-                "--from-backup needs --source, the WAL archive the restored server will recover from".into(),
-                &format!("for example {FORM2}"),
-            ));
-        }
-        let mut sources = Vec::new();
-        for s in &self.source {
-            sources.push(Location::parse(Kind::Local, s).map_err(|e| {
-                bad(
-                    format!("--source {e}"),
-                    "write [CODEC=]DIR with CODEC none, gzip or zstd",
-                )
-            })?);
-        }
-        let mut targets = Vec::new();
-        if let Some(t) = &self.target_time {
-            let local = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-            let parsed = crate::recovery::parse_time(t, local).ok_or_else(|| {
-                bad(
-                    format!("--target-time \"{t}\" is not a time"),
-                    "write YYYY-MM-DD HH:MM:SS, optionally with .ffffff and an offset like +00 or +05:30",
-                )
-            })?;
-            targets.push(Target::Time(parsed));
-        }
-        if let Some(l) = &self.target_lsn {
-            let lsn = l.parse().map_err(|e: pitr_common::wal::ParseError| {
-                bad(
-                    format!("--target-lsn {e}"),
-                    "write a WAL location like 0/3000060",
-                )
-            })?;
-            targets.push(Target::Lsn(lsn));
-        }
-        if let Some(x) = self.target_xid {
-            targets.push(Target::Xid(x));
-        }
-        if let Some(n) = &self.target_name {
-            targets.push(Target::Name(n.clone()));
-        }
-        if self.target_immediate {
-            targets.push(Target::Immediate);
-        }
-        if targets.len() > 1 {
-            return Err(bad(
-                "more than one recovery target given".into(),
-                "give one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate",
-            ));
-        }
-        let target = targets.pop().unwrap_or(Target::End);
-        let action = match self.target_action.as_deref() {
-            None => None,
-            Some(a @ ("pause" | "promote" | "shutdown")) => {
-                if target == Target::End {
-                    return Err(bad(
-                        "--target-action without a recovery target".into(),
-                        "give a target (--target-time, ...) or leave --target-action out",
-                    ));
-                }
-                Some(a.to_string())
-            }
-            Some(other) => {
-                return Err(bad(
-                    format!("invalid --target-action \"{other}\""),
-                    "give pause, promote or shutdown",
-                ))
-            }
-        };
-        let timeline = match self.target_timeline.as_deref() {
-            None => None,
-            Some(t @ ("latest" | "current")) => Some(t.to_string()),
-            Some(t) if t.parse::<u32>().is_ok_and(|n| n > 0) => Some(t.to_string()),
-            Some(t) => {
-                return Err(bad(
-                    format!("invalid --target-timeline \"{t}\""),
-                    "give latest, current or a timeline number",
-                ))
-            }
-        };
-        if self.standby && target != Target::End {
-            return Err(bad(
-                "--standby with a recovery target".into(),
-                "a standby follows the archive; for a point-in-time restore leave --standby out",
-            ));
-        }
-        // The options the restore_command runs with.
-        let mut restore_args = Vec::new();
-        for s in &sources {
-            restore_args.push("--source".to_string());
-            restore_args.push(s.to_string());
-        }
-        if let Some(f) = &self.finish_trigger {
-            restore_args.push("--finish-trigger".into());
-            restore_args.push(f.to_string_lossy().into_owned());
-        }
-        if let Some(d) = self.recovery_delay {
-            restore_args.push("--recovery-delay".into());
-            restore_args.push(d.to_string());
-        }
-        if self.remove_unneeded {
-            restore_args.push("--remove-unneeded".into());
-        }
-        if let Some(p) = &self.removal_pause_trigger {
-            restore_args.push("--removal-pause-trigger".into());
-            restore_args.push(p.to_string_lossy().into_owned());
-        }
-        if let Some(p) = self.poll_interval {
-            restore_args.push("--poll-interval".into());
-            restore_args.push(p.to_string());
-        }
-        if let Some(p) = self.prefetch {
-            restore_args.push("--prefetch".into());
-            restore_args.push(p.to_string());
-        }
-        if let Some(l) = &self.log {
-            restore_args.push("--log".into());
-            restore_args.push(l.clone());
-        }
-        if self.standby || self.streaming_replication {
-            restore_args.push("--streaming-replication".into());
-        }
-        let mut tablespace_mapping = Vec::new();
-        for m in &self.tablespace_mapping {
-            match m.split_once('=') {
-                Some((old, new))
-                    if Path::new(old).is_absolute() && Path::new(new).is_absolute() =>
-                {
-                    tablespace_mapping.push((PathBuf::from(old), PathBuf::from(new)));
-                }
-                _ => {
-                    return Err(bad(
-                        format!("invalid --tablespace-mapping \"{m}\""),
-                        "write OLD=NEW with two absolute directories",
-                    ))
-                }
-            }
-        }
-        Ok(BackupConfig {
-            tablespace_mapping,
-            from,
-            rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
-            target_dir,
-            backup: self.backup.clone().filter(|b| b != "latest"),
-            sources,
-            target,
-            action,
-            timeline,
-            standby: self.standby,
-            postgresql_conf: self.postgresql_conf.clone(),
-            restore_args,
+fn parse_sources(
+    specs: &[String],
+    bad: fn(String, &str) -> anyhow::Error,
+) -> anyhow::Result<Vec<Location>> {
+    specs
+        .iter()
+        .map(|s| Location::parse(Opt::Source, s).map_err(|e| bad(e.to_string(), e.opt().syntax())))
+        .collect()
+}
+
+fn poll_interval(
+    p: Option<f64>,
+    bad: fn(String, &str) -> anyhow::Error,
+) -> anyhow::Result<Duration> {
+    match p {
+        None => Ok(Duration::from_secs(1)),
+        Some(s) if s > 0.0 && s <= 3600.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(bad(
+            format!("--poll-interval {s} is out of range"),
+            "give seconds between 0.01 and 3600",
+        )),
+    }
+}
+
+/// The data directory when none is given: the working directory, which is the data directory
+/// when PostgreSQL runs restore_command; but an absolute `%p` inside a data directory's
+/// `pg_wal` names its data directory (`pg_rewind --restore-target-wal` runs restore_command
+/// from its own working directory with `%p` = `<target>/pg_wal/<name>`).
+fn default_data_dir(p: Option<&String>) -> PathBuf {
+    let from_p = p
+        .map(Path::new)
+        .filter(|p| p.is_absolute())
+        .and_then(Path::parent)
+        .filter(|wal| {
+            wal.file_name()
+                .is_some_and(|n| n == pitr_common::pg::PG_WAL)
         })
-    }
+        .and_then(Path::parent)
+        .filter(|d| d.join(pitr_common::pg::PG_CONTROL).is_file());
+    from_p.map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
 
-    /// Validates the arguments of the restore_command form.
+impl WalArgs {
+    /// Validates the arguments of the restore_command form (and of the prefetch worker).
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("."));
         if self.source.is_empty() {
             return Err(usage(
                 "no --source given",
                 &format!("for example {EXAMPLE}"),
             ));
         }
-        let mut sources = Vec::new();
-        for s in &self.source {
-            let loc = Location::parse(Kind::Local, s).map_err(|e| {
-                usage(
-                    format!("--source {e}"),
-                    "write [CODEC=]DIR with CODEC none, gzip or zstd",
-                )
-            })?;
-            sources.push(loc);
-        }
-        let (wanted, target) = match (self.files.as_slice(), self.prefetch_worker) {
-            ([f, p], false) => (f.clone(), Some(data_dir.join(p))),
-            ([f], true) => (f.clone(), None),
+        let sources = parse_sources(&self.source, usage)?;
+        let (wanted, p) = match (self.files.as_slice(), self.prefetch_worker) {
+            ([f, p], false) => (f, Some(p)),
+            ([f], true) => (f, None),
             ([], _) | ([_], false) => {
                 return Err(usage(
                     "the WAL file name and the destination path were not both given",
@@ -554,33 +602,20 @@ impl Args {
                 ))
             }
         };
-        let wanted = WalFileName::parse(&wanted).map_err(|e| {
+        let wanted = WalFileName::parse(wanted).map_err(|e| {
             usage(
                 e.to_string(),
                 "the first argument is PostgreSQL's %f, a WAL file name",
             )
         })?;
-        let poll = match self.poll_interval {
-            None => Duration::from_secs(1),
-            Some(s) if s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
-            Some(s) => {
-                return Err(usage(
-                    format!("--poll-interval {s} is out of range"),
-                    "give seconds between 0.01 and 3600",
-                ))
-            }
-        };
-        let on_control_error = match self.error_pgcontroldata.as_deref() {
-            None | Some("break") => OnControlError::Break,
-            Some("ignore") => OnControlError::Ignore,
-            Some("hang") => OnControlError::Hang,
-            Some(other) => {
-                return Err(usage(
-                    format!("invalid --error-pgcontroldata \"{other}\""),
-                    "give break, ignore or hang",
-                ))
-            }
-        };
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| default_data_dir(p));
+        let target = p.map(|p| data_dir.join(p));
+        if target.as_ref().is_some_and(|t| t.file_name().is_none()) {
+            return Err(usage(
+                format!("\"{}\" is not a file path", p.map_or("", |s| s.as_str())),
+                &format!("the second argument is PostgreSQL's %p: {EXAMPLE}"),
+            ));
+        }
         if self.oldest_needed.is_some() && !self.remove_unneeded {
             return Err(usage(
                 "--oldest-needed without --remove-unneeded",
@@ -597,12 +632,27 @@ impl Args {
             Some(n) => n,
             None => 3,
         };
+        let common = self.common();
+        let handed_on = CommandOptions {
+            data_dir: Some(data_dir.clone()),
+            sources: sources.clone(),
+            finish_trigger: self.finish_trigger.clone(),
+            recovery_delay: self.recovery_delay,
+            streaming: self.streaming_replication,
+            remove_unneeded: false,
+            removal_pause_trigger: None,
+            poll_interval: None,
+            prefetch: self.prefetch,
+            pgcontroldata: self.pgcontroldata_path.clone(),
+            log: common.log,
+            verbose: common.verbose,
+        };
         Ok(Config {
             wanted,
             target,
+            poll: poll_interval(self.poll_interval, usage)?,
             data_dir,
             sources,
-            poll,
             finish_trigger: self.finish_trigger,
             recovery_delay: self.recovery_delay.map(Duration::from_secs),
             streaming: self.streaming_replication,
@@ -611,30 +661,239 @@ impl Args {
             remove_at_a_time,
             remove_before: self.remove_before,
             removal_pause_trigger: self.removal_pause_trigger,
-            on_control_error,
+            on_control_error: self.error_pgcontroldata.unwrap_or(OnControlError::Break),
             pgcontroldata: self.pgcontroldata_path,
             prefetch: self.prefetch.unwrap_or(8),
-            prefetch_worker: self.prefetch_worker,
-            pid_file: self.pid_file,
-            log: self.log,
-            verbose: self.verbose,
+            handed_on,
+        })
+    }
+}
+
+impl BackupArgs {
+    /// The one recovery target given, or [`Target::End`].
+    fn recovery_target(&self) -> anyhow::Result<Target> {
+        let mut targets = Vec::new();
+        if let Some(t) = &self.target_time {
+            let local = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+            let parsed = crate::recovery::parse_time(t, local).ok_or_else(|| {
+                backup_usage(
+                    format!("--target-time \"{t}\" is not a time"),
+                    "write YYYY-MM-DD HH:MM:SS, optionally with .ffffff and an offset like +00 or +05:30",
+                )
+            })?;
+            targets.push(Target::Time(parsed));
+        }
+        targets.extend(self.target_lsn.map(Target::Lsn));
+        targets.extend(self.target_xid.map(Target::Xid));
+        targets.extend(self.target_name.clone().map(Target::Name));
+        if self.target_immediate {
+            targets.push(Target::Immediate);
+        }
+        if targets.len() > 1 {
+            return Err(backup_usage(
+                "more than one recovery target given",
+                "give one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate",
+            ));
+        }
+        Ok(targets.pop().unwrap_or(Target::End))
+    }
+
+    fn tablespace_mapping(&self) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+        self.tablespace_mapping
+            .iter()
+            .map(|m| match m.split_once('=') {
+                Some((old, new))
+                    if Path::new(old).is_absolute() && Path::new(new).is_absolute() =>
+                {
+                    Ok((PathBuf::from(old), PathBuf::from(new)))
+                }
+                _ => Err(backup_usage(
+                    format!("invalid --tablespace-mapping \"{m}\""),
+                    "write OLD=NEW with two absolute directories",
+                )),
+            })
+            .collect()
+    }
+
+    /// Validates the arguments of the `--from-backup` form.
+    pub fn into_config(self) -> anyhow::Result<BackupConfig> {
+        let from = Location::parse(Opt::FromBackup, &self.from_backup)
+            .map_err(|e| backup_usage(e.to_string(), e.opt().syntax()))?;
+        let Some(target_data_dir) = self.target_data_dir.clone() else {
+            return Err(backup_usage(
+                "--from-backup needs --target-data-dir",
+                &format!("for example {FORM2}"),
+            ));
+        };
+        if self.source.is_empty() {
+            return Err(backup_usage(
+                "--from-backup needs --source, the WAL archive the restored server will recover from",
+                &format!("for example {FORM2}"),
+            ));
+        }
+        let sources = parse_sources(&self.source, backup_usage)?;
+        let target = self.recovery_target()?;
+        if self.target_action.is_some() && target == Target::End {
+            return Err(backup_usage(
+                "--target-action without a recovery target",
+                "give a target (--target-time, ...) or leave --target-action out",
+            ));
+        }
+        if self.standby && target != Target::End {
+            return Err(backup_usage(
+                "--standby with a recovery target",
+                "a standby follows the archive; for a point-in-time restore leave --standby out",
+            ));
+        }
+        poll_interval(self.poll_interval, backup_usage)?;
+        let tablespace_mapping = self.tablespace_mapping()?;
+        let common = self.common();
+        // Absolute, so that the restore_command works from any working directory.
+        let data_dir =
+            std::path::absolute(&target_data_dir).unwrap_or_else(|_| target_data_dir.clone());
+        let command = CommandOptions {
+            data_dir: Some(data_dir),
+            sources: sources.clone(),
+            finish_trigger: self.finish_trigger.clone(),
+            recovery_delay: self.recovery_delay,
+            streaming: self.standby || self.streaming_replication,
+            remove_unneeded: self.remove_unneeded,
+            removal_pause_trigger: self.removal_pause_trigger.clone(),
+            poll_interval: self.poll_interval,
+            prefetch: self.prefetch,
+            pgcontroldata: None,
+            log: common.log.clone(),
+            verbose: false,
+        };
+        Ok(BackupConfig {
+            from,
+            rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
+            target_dir: target_data_dir,
+            backup: self.backup.filter(|b| b != "latest"),
+            sources,
+            target,
+            action: self.target_action,
+            timeline: self.target_timeline,
+            standby: self.standby,
+            postgresql_conf: self.postgresql_conf,
+            tablespace_mapping,
+            command,
         })
     }
 }
 
 /// Checks that each source is a readable directory. A missing or unreadable source must not be
-/// read as "end of archive": status 126.
-pub fn check_sources(sources: &[Location]) -> anyhow::Result<()> {
+/// read as "end of archive": as a warm spare that stops recovery (126); in standby mode, where
+/// PostgreSQL never promotes on a failed restore_command, it is an ERROR and exit 1, and the
+/// standby keeps streaming.
+pub fn check_sources(sources: &[Location], streaming: bool) -> anyhow::Result<()> {
     for s in sources {
-        let dir = Path::new(&s.target);
+        let Some(dir) = s.as_dir() else { continue };
         let problem = match std::fs::read_dir(dir) {
             Ok(_) => continue,
             Err(e) => e,
         };
-        return Err(Failure::new(format!("cannot read source {}: {problem}", dir.display()))
-            .hint("mount or create the archive directory and make it readable by the user PostgreSQL runs as; recovery stops rather than ending early")
-            .status(exit::RESTORE_FATAL)
-            .into());
+        let (status, hint) = if streaming {
+            (exit::NOT_FOUND, "mount or create the archive directory and make it readable by the user PostgreSQL runs as; the standby keeps streaming and retries")
+        } else {
+            (exit::RESTORE_FATAL, "mount or create the archive directory and make it readable by the user PostgreSQL runs as; recovery stops rather than ending early")
+        };
+        return Err(
+            Failure::new(format!("cannot read source {}: {problem}", dir.display()))
+                .hint(hint)
+                .status(status)
+                .into(),
+        );
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, argh::EarlyExit> {
+        Args::parse("pitr-restore", args)
+    }
+
+    #[test]
+    fn the_form_decides_the_type_and_the_usage_status() {
+        assert!(matches!(
+            parse(&[
+                "--source",
+                "/a",
+                "000000010000000000000001",
+                "pg_wal/RECOVERYXLOG"
+            ]),
+            Ok(Args::Wal(_))
+        ));
+        assert!(matches!(
+            parse(&[
+                "--from-backup",
+                "/b",
+                "--target-data-dir",
+                "/n",
+                "--source",
+                "/a"
+            ]),
+            Ok(Args::Backup(_))
+        ));
+        let e = parse(&["--from-backup"]).unwrap_err();
+        assert!(e.output.contains("--from-backup"), "{}", e.output);
+        assert_eq!(Args::usage_status(&["--from-backup".into()]), exit::USAGE);
+        assert_eq!(
+            Args::usage_status(&["--from-backup=/b".into()]),
+            exit::USAGE
+        );
+        assert_eq!(
+            Args::usage_status(&["--source".into()]),
+            exit::RESTORE_USAGE
+        );
+        let e = parse(&["--standby", "--source", "/a", "x", "y"]).unwrap_err();
+        assert!(
+            e.output.starts_with("--standby needs --from-backup"),
+            "{}",
+            e.output
+        );
+        let e = parse(&["--target-action", "explode", "--from-backup", "/b"]).unwrap_err();
+        assert!(
+            e.output.contains("is not pause, promote or shutdown"),
+            "{}",
+            e.output
+        );
+    }
+
+    #[test]
+    fn data_dir_follows_an_absolute_p_into_its_data_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("global")).unwrap();
+        std::fs::create_dir_all(d.path().join("pg_wal")).unwrap();
+        std::fs::write(d.path().join("global/pg_control"), b"x").unwrap();
+        let p = d
+            .path()
+            .join("pg_wal/000000010000000000000003")
+            .display()
+            .to_string();
+        assert_eq!(default_data_dir(Some(&p)), d.path());
+        assert_eq!(
+            default_data_dir(Some(&"pg_wal/RECOVERYXLOG".to_string())),
+            Path::new(".")
+        );
+        let elsewhere = "/tmp/000000010000000000000003".to_string();
+        assert_eq!(default_data_dir(Some(&elsewhere)), Path::new("."));
+        assert_eq!(default_data_dir(None), Path::new("."));
+    }
+
+    #[test]
+    fn typed_targets() {
+        assert_eq!("latest".parse(), Ok(TargetTimeline::Latest));
+        assert_eq!("3".parse(), Ok(TargetTimeline::Id(Timeline(3))));
+        assert!("0".parse::<TargetTimeline>().is_err());
+        assert_eq!(TargetTimeline::Id(Timeline(12)).value(), "12");
+        assert_eq!(
+            "promote".parse::<TargetAction>().map(TargetAction::as_str),
+            Ok("promote")
+        );
+    }
 }

@@ -1,21 +1,22 @@
 //! Restoring one WAL file for PostgreSQL: wait for it, verify it, hand it over.
 //!
-//! The loop, once per `--poll-interval`: an immediate finish (trigger containing `NOW`, or
-//! SIGUSR1) exits 1; a verified copy in the prefetch spool is renamed into `%p`; otherwise the
-//! sources are searched, the file is decompressed and verified and written to `%p` through a
-//! temporary name. A missing file exits 1 when it is a `.history` file, in standby mode, or
-//! while finishing; otherwise we wait, removing unneeded segments if asked, and exit when the
-//! server that called us is gone.
+//! The steps of one call (ARCHITECTURE.md, "pitr-restore"), once per `--poll-interval` until
+//! one ends the call: an immediate finish (trigger containing `NOW`, or SIGUSR1) exits 1; a
+//! verified copy in the prefetch spool is renamed into `%p`; otherwise the sources are searched,
+//! the file is decompressed, verified and written to `%p` through a temporary name. A missing
+//! file exits 1 when it is a `.history` file, in standby mode, or while finishing; otherwise we
+//! wait, removing unneeded segments if asked, and exit when the server that called us is gone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use pitr_common::controldata::{self, ControlData};
 use pitr_common::exit::{self, Failure};
-use pitr_common::pidfile::PidFile;
-use pitr_common::wal::WalKind;
-use pitr_common::{log_error, log_info, log_verbose, log_warning, pg, signal, source};
+use pitr_common::fs::Unsynced;
+use pitr_common::wal::{SegSize, WalKind};
+use pitr_common::{log_error, log_info, log_verbose, log_warning, pg, pgconf, signal};
+use pitr_common::{source, tempname};
 
 use crate::args::Config;
 use crate::{prefetch, remove};
@@ -127,229 +128,302 @@ impl Quiet {
     }
 }
 
-/// The message for a segment held back by `--recovery-delay`, and its key for [`Quiet`].
-fn too_fresh(name: &str, left: Duration) -> (String, String) {
-    (
-        format!("{name} is too fresh"),
-        format!(
-            "{name} found, but it is too fresh: waiting {}s more (--recovery-delay)",
-            left.as_secs()
-        ),
-    )
-}
-
 /// A warm spare waits in restore_command; PostgreSQL 15+'s WAL read-ahead then asks for the
 /// next segment before replaying the current one, and a fresh standby never gets consistent.
+/// The setting is read as the server reads it: its configuration file (the one it was started
+/// with, includes followed) and `postgresql.auto.conf`.
 fn warn_if_recovery_prefetch_on(data_dir: &Path) {
     // Before 15 there is no read-ahead (and no such setting to suggest).
-    let major = std::fs::read_to_string(data_dir.join(pg::PG_VERSION))
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok());
-    if major.is_some_and(|m| m < 15) {
+    if pg::major_version(data_dir).is_ok_and(|m| m < 15) {
         return;
     }
-    let mut setting: Option<String> = None;
-    for f in [pg::POSTGRESQL_CONF, pg::POSTGRESQL_AUTO_CONF] {
-        let Ok(text) = std::fs::read_to_string(data_dir.join(f)) else {
-            continue;
+    let config = pgconf::started_config_file(data_dir);
+    let setting = pgconf::setting(data_dir, config.as_deref(), "recovery_prefetch");
+    if setting.as_deref().is_some_and(pgconf::is_off) {
+        return;
+    }
+    log_warning!(
+        "recovery_prefetch is on (the default): while pitr-restore waits for the next segment, PostgreSQL's WAL read-ahead stalls replay of the current one"
+    );
+    log_warning!(
+        "HINT: set recovery_prefetch = off in postgresql.conf for a warm spare, or use standby.signal with --streaming-replication"
+    );
+}
+
+/// What one call works with, set up once.
+struct Call<'a> {
+    cfg: &'a Config,
+    sysid: u64,
+    seg_size: SegSize,
+    target: PathBuf,
+    name: String,
+    started: Instant,
+    watch: CallerWatch,
+    quiet: Quiet,
+    spool: prefetch::Spool,
+    warned_prefetch: bool,
+}
+
+/// What one look at the spool or the archive found.
+enum Look {
+    /// The call is over with this status.
+    Done(ExitCode),
+    /// Nothing to hand over yet: wait and look again.
+    Wait,
+    /// Not in the archive.
+    Missing,
+}
+
+impl<'a> Call<'a> {
+    /// Step 1: the sources must be readable, pg_control must be; a temporary `%p` left by a
+    /// killed pitr-restore goes, and ours goes with us if a shutdown signal ends this call.
+    fn prepare(cfg: &'a Config) -> anyhow::Result<Self> {
+        crate::args::check_sources(&cfg.sources, cfg.streaming)?;
+        let control = read_control(cfg)?;
+        let target = cfg
+            .target
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no %p given"))?;
+        signal::catch_usr1();
+        signal::remove_on_fatal_signal(&tempname::for_path(&target));
+        sweep_dead_temps(&target);
+        Ok(Call {
+            cfg,
+            sysid: control.system_identifier,
+            seg_size: control.wal_segment_size,
+            target,
+            name: cfg.wanted.to_string(),
+            started: Instant::now(),
+            watch: CallerWatch::new(&cfg.data_dir),
+            quiet: Quiet { last: None },
+            spool: prefetch::Spool::new(&cfg.data_dir),
+            warned_prefetch: false,
+        })
+    }
+
+    fn too_fresh(&mut self, mtime: SystemTime, finishing: bool) -> bool {
+        let Some(delay) = self.cfg.recovery_delay.filter(|_| !finishing) else {
+            return false;
         };
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if let Some(rest) = line.strip_prefix("recovery_prefetch") {
-                let v = rest.trim_start().trim_start_matches('=').trim();
-                setting = Some(v.trim_matches('\'').to_ascii_lowercase());
+        let age = SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or(Duration::ZERO);
+        if age >= delay {
+            return false;
+        }
+        let left = delay - age;
+        let key = format!("{} is too fresh", self.name);
+        let msg = format!(
+            "{} found, but it is too fresh: waiting {}s more (--recovery-delay)",
+            self.name,
+            left.as_secs()
+        );
+        self.quiet.say_as(false, key, msg);
+        true
+    }
+
+    fn restored(&self, how: &str) -> anyhow::Result<ExitCode> {
+        if self.cfg.wanted.kind == WalKind::Segment && self.cfg.prefetch > 0 {
+            prefetch::start_worker(self.cfg, &self.spool);
+        }
+        log_info!("Segment {} restored{how}", self.name);
+        log_verbose!(
+            "Timer [restore {}] took: {:.3}s",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Step 2: a verified copy prepared by the prefetch worker is handed over with a rename.
+    fn look_in_spool(&mut self, finishing: bool) -> anyhow::Result<Option<Look>> {
+        if self.cfg.wanted.kind != WalKind::Segment || self.cfg.prefetch == 0 {
+            return Ok(None);
+        }
+        match self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid) {
+            Ok(Some(mtime)) => {
+                if self.too_fresh(mtime, finishing) {
+                    return Ok(Some(Look::Wait));
+                }
+                self.spool.hand_over(&self.cfg.wanted, &self.target)?;
+                Ok(Some(Look::Done(self.restored(" (prefetched)")?)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                log_warning!("discarding prefetched {}: {e:#}", self.name);
+                Ok(None)
             }
         }
     }
-    let on = match setting.as_deref() {
-        None => true,
-        Some(v) => !matches!(v, "off" | "false" | "no" | "0"),
-    };
-    if on {
-        log_warning!(
-            "recovery_prefetch is on (the default): while pitr-restore waits for the next segment, PostgreSQL's WAL read-ahead stalls replay of the current one"
-        );
-        log_warning!(
-            "HINT: set recovery_prefetch = off in postgresql.conf for a warm spare, or use standby.signal with --streaming-replication"
-        );
+
+    /// Step 3: the sources, every stored form; a found file is verified into `%p`. A damaged or
+    /// foreign file is never handed over: waited on (it can be repaired; ending recovery here
+    /// would promote at the wrong point), or in standby mode answered with 1.
+    fn look_in_archive(&mut self, finishing: bool) -> anyhow::Result<Look> {
+        let found = match source::find(&self.cfg.sources, &self.cfg.wanted) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Look::Missing),
+            Err(e @ source::Error::Unsupported { .. }) => {
+                self.quiet
+                    .say(true, format!("cannot restore {}: {e}", self.name));
+                return Ok(if self.cfg.streaming {
+                    Look::Done(ExitCode::from(exit::NOT_FOUND))
+                } else {
+                    Look::Wait
+                });
+            }
+            Err(e) => return Err(self.unreadable_archive(e)),
+        };
+        if self.too_fresh(found.mtime, finishing) {
+            return Ok(Look::Wait);
+        }
+        let opts = source::RestoreOptions {
+            unsynced: Some(Unsynced::RestoredWal),
+            ..source::RestoreOptions::default()
+        };
+        match source::restore_verified(&found, &self.cfg.wanted, self.sysid, &self.target, opts) {
+            Ok(()) => Ok(Look::Done(self.restored("")?)),
+            Err(source::Error::Write(e)) => Err(anyhow::Error::from(e).context(
+                Failure::new(format!("cannot write {} for PostgreSQL", self.target.display()))
+                    .hint("free space in pg_wal (a full pg_wal stops the server) and check its permissions; recovery stops rather than ending early")
+                    .status(exit::RESTORE_FATAL),
+            )),
+            Err(e) => {
+                let refusal = format!("archived {} is not usable, not restoring it: {e:#}", self.name);
+                if self.cfg.streaming {
+                    log_error!("{refusal}");
+                    log_error!("HINT: replace the archived file with a good copy; the standby retries it");
+                    return Ok(Look::Done(ExitCode::from(exit::NOT_FOUND)));
+                }
+                // One message with its HINT, so that Quiet sees the same condition on every
+                // poll (two alternating messages were each logged every poll).
+                self.quiet.say(true, format!("{refusal}\nHINT: replace the archived file with a good copy; pitr-restore keeps checking it"));
+                Ok(Look::Wait)
+            }
+        }
+    }
+
+    /// An archive that cannot be read: never "end of archive". A warm spare stops (126); a
+    /// standby, which never promotes on a failed restore_command, gets 1 and keeps streaming.
+    fn unreadable_archive(&self, e: source::Error) -> anyhow::Error {
+        let (status, hint) = if self.cfg.streaming {
+            (exit::NOT_FOUND, "make the archive readable by the user PostgreSQL runs as; the standby keeps streaming and retries")
+        } else {
+            (exit::RESTORE_FATAL, "make the archive readable by the user PostgreSQL runs as; recovery stops rather than ending early")
+        };
+        anyhow::Error::from(e).context(
+            Failure::new(format!("cannot look for {} in the archive", self.name))
+                .hint(hint)
+                .status(status),
+        )
+    }
+
+    /// Step 4: a missing file. Ends the call (exit 1) for a `.history` file, while finishing,
+    /// or in standby mode; otherwise we wait.
+    fn missing(&mut self, finishing: bool) -> Option<anyhow::Result<ExitCode>> {
+        let name = &self.name;
+        if self.cfg.wanted.kind == WalKind::History {
+            return Some(not_available(&format!(
+                "requested history file {name} is not in the archive"
+            )));
+        }
+        if finishing {
+            return Some(not_available(&format!(
+                "finish requested and {name} is not in the archive; ending recovery"
+            )));
+        }
+        if self.cfg.streaming {
+            log_verbose!("{name} is not in the archive (standby mode: not waiting)");
+            return Some(Ok(ExitCode::from(exit::NOT_FOUND)));
+        }
+        if !self.warned_prefetch {
+            warn_if_recovery_prefetch_on(&self.cfg.data_dir);
+            self.warned_prefetch = true;
+        }
+        self.quiet.say(false, format!("waiting for {name}"));
+        None
+    }
+
+    /// Sleeps one poll interval, watching for the caller's exit and SIGUSR1; `Some` when the
+    /// caller is gone.
+    fn sleep(&self) -> Option<anyhow::Result<ExitCode>> {
+        let until = Instant::now() + self.cfg.poll;
+        loop {
+            if self.watch.gone() {
+                return Some(not_available(&format!(
+                    "the server that asked for {} is gone; exiting",
+                    self.name
+                )));
+            }
+            let now = Instant::now();
+            if signal::usr1_received() || now >= until {
+                return None;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(100)));
+        }
     }
 }
 
-fn is_fresh(cfg: &Config, mtime: SystemTime, finishing: bool) -> Option<Duration> {
-    let delay = cfg.recovery_delay?;
-    if finishing {
-        return None;
+/// Removes temporary `%p` files beside `target` whose pitr-restore is gone (killed with -9):
+/// PostgreSQL never removes them, and each is a segment's size.
+fn sweep_dead_temps(target: &Path) {
+    let Some(dir) = target.parent() else { return };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match tempname::stale(dir, Duration::ZERO) {
+        Ok(stale) => {
+            for p in stale {
+                match pitr_common::fs::remove_file_if_exists(&p) {
+                    Ok(()) => log_verbose!(
+                        "removed {}, left by a pitr-restore that is gone",
+                        p.display()
+                    ),
+                    Err(e) => log_warning!("{e}"),
+                }
+            }
+        }
+        Err(e) => log_warning!("{e}"),
     }
-    let age = SystemTime::now()
-        .duration_since(mtime)
-        .unwrap_or(Duration::ZERO);
-    (age < delay).then(|| delay - age)
 }
 
 /// Runs one restore_command call.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
-    if cfg.prefetch_worker {
-        return prefetch::run_worker(cfg);
-    }
-    let _pid_file = match &cfg.pid_file {
-        Some(p) => Some(PidFile::acquire(p, "pitr-restore").map_err(|e| {
-            anyhow::Error::from(Failure::new(e.to_string()).status(exit::RESTORE_FATAL))
-        })?),
-        None => None,
-    };
-    signal::catch_usr1();
-    let started = Instant::now();
-    crate::args::check_sources(&cfg.sources)?;
-    let control = read_control(cfg)?;
-    let sysid = control.system_identifier;
-    let seg_size = u64::from(control.wal_segment_size);
-    let target = cfg
-        .target
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("no %p given"))?;
-    let name = cfg.wanted.to_string();
-    let watch = CallerWatch::new(&cfg.data_dir);
-    let mut quiet = Quiet { last: None };
-    let mut remover = remove::Remover::new(cfg);
-    let spool = prefetch::Spool::new(&cfg.data_dir);
-    let mut warned_prefetch = false;
+    let mut call = Call::prepare(cfg)?;
+    let mut remover = remove::Remover::default();
     if cfg.remove_unneeded && cfg.remove_before {
         remover.pass(cfg)?;
     }
-
     loop {
         let finish = finish_requested(cfg);
         if finish == Some(Finish::Now) {
             return not_available(&format!(
-                "immediate finish requested; not restoring {name}, ending recovery"
+                "immediate finish requested; not restoring {}, ending recovery",
+                call.name
             ));
         }
         let finishing = finish.is_some();
-
-        // A verified copy prepared by the prefetch worker: hand it over with a rename.
-        if cfg.wanted.kind == WalKind::Segment && cfg.prefetch > 0 {
-            match spool.take(&cfg.wanted, seg_size, sysid) {
-                Ok(Some(mtime)) => {
-                    if let Some(left) = is_fresh(cfg, mtime, finishing) {
-                        let (key, msg) = too_fresh(&name, left);
-                        quiet.say_as(false, key, msg);
-                    } else {
-                        spool.hand_over(&cfg.wanted, target)?;
-                        prefetch::start_worker(cfg, &spool, seg_size);
-                        log_info!("Segment {name} restored (prefetched)");
-                        log_verbose!(
-                            "Timer [restore {name}] took: {:.3}s",
-                            started.elapsed().as_secs_f64()
-                        );
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => log_warning!("discarding prefetched {name}: {e:#}"),
-            }
-        }
-
-        let outcome = match source::find(&cfg.sources, &cfg.wanted) {
-            Ok(found) => found,
-            Err(e @ source::Error::Unsupported { .. }) => {
-                quiet.say(true, format!("cannot restore {name}: {e}"));
-                if cfg.streaming {
-                    return Ok(ExitCode::from(exit::NOT_FOUND));
-                }
-                None
-            }
-            Err(e) => {
-                return Err(anyhow::Error::from(e).context(
-                    Failure::new(format!("cannot look for {name} in the archive"))
-                        .hint("make the archive readable by the user PostgreSQL runs as; recovery stops rather than ending early")
-                        .status(exit::RESTORE_FATAL),
-                ))
-            }
+        let look = match call.look_in_spool(finishing)? {
+            Some(l) => l,
+            None => call.look_in_archive(finishing)?,
         };
-        match outcome {
-            Some(found) => match is_fresh(cfg, found.mtime, finishing) {
-                Some(left) => {
-                    let (key, msg) = too_fresh(&name, left);
-                    quiet.say_as(false, key, msg);
+        match look {
+            Look::Done(code) => return Ok(code),
+            Look::Wait => {}
+            Look::Missing => {
+                if let Some(r) = call.missing(finishing) {
+                    return r;
                 }
-                None => match source::restore_verified(
-                    &found,
-                    &cfg.wanted,
-                    sysid,
-                    target,
-                    source::RestoreOptions::default(),
-                ) {
-                    Ok(()) => {
-                        if cfg.wanted.kind == WalKind::Segment && cfg.prefetch > 0 {
-                            prefetch::start_worker(cfg, &spool, seg_size);
-                        }
-                        log_info!("Segment {name} restored");
-                        log_verbose!(
-                            "Timer [restore {name}] took: {:.3}s",
-                            started.elapsed().as_secs_f64()
-                        );
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    Err(source::Error::Write(e)) => return Err(e.into()),
-                    Err(e) => {
-                        // Never hand PostgreSQL a damaged or foreign file. Wait: the archive can
-                        // be repaired; ending recovery here would promote at the wrong point.
-                        let refusal =
-                            format!("archived {name} is not usable, not restoring it: {e:#}");
-                        if cfg.streaming {
-                            log_error!("{refusal}");
-                            log_error!("HINT: replace the archived file with a good copy; the standby retries it");
-                            return Ok(ExitCode::from(exit::NOT_FOUND));
-                        }
-                        // One message with its HINT, so that Quiet sees the same condition on
-                        // every poll (two alternating messages were each logged every poll).
-                        quiet.say(true, format!("{refusal}\nHINT: replace the archived file with a good copy; pitr-restore keeps checking it"));
-                    }
-                },
-            },
-            None => {
-                if cfg.wanted.kind == WalKind::History {
-                    return not_available(&format!(
-                        "requested history file {name} is not in the archive"
-                    ));
-                }
-                if finishing {
-                    return not_available(&format!(
-                        "finish requested and {name} is not in the archive; ending recovery"
-                    ));
-                }
-                if cfg.streaming {
-                    log_verbose!("{name} is not in the archive (standby mode: not waiting)");
-                    return Ok(ExitCode::from(exit::NOT_FOUND));
-                }
-                if !warned_prefetch {
-                    warn_if_recovery_prefetch_on(&cfg.data_dir);
-                    warned_prefetch = true;
-                }
-                quiet.say(false, format!("waiting for {name}"));
             }
         }
-
-        // Waiting: clean up behind ourselves, then sleep, watching for the caller's exit and
-        // SIGUSR1.
+        // Waiting: clean up behind ourselves, then sleep.
         if cfg.remove_unneeded {
             remover.pass(cfg)?;
         }
-        let until = Instant::now() + cfg.poll;
-        loop {
-            if watch.gone() {
-                return not_available(&format!(
-                    "the server that asked for {name} is gone; exiting"
-                ));
-            }
-            if signal::usr1_received() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            std::thread::sleep((until - now).min(Duration::from_millis(100)));
+        if let Some(r) = call.sleep() {
+            return r;
         }
     }
 }

@@ -26,7 +26,9 @@ use pitr_common::checksum;
 use pitr_common::compress::{self, Stored};
 use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
-use pitr_common::{dest, log_info, log_warning, pg};
+use pitr_common::location::{RsyncTarget, Target as Place};
+use pitr_common::tempname::ScratchDir;
+use pitr_common::{log_info, pg};
 
 use crate::args::BackupConfig;
 use crate::recovery::{self, Settings, Target};
@@ -307,18 +309,16 @@ fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Resu
     Ok(placed)
 }
 
-/// The major version of the restored data directory, from its `PG_VERSION`.
+/// The major version of the restored data directory.
 fn major_version(dir: &Path) -> anyhow::Result<u32> {
-    let path = dir.join(pg::PG_VERSION);
-    let text = String::from_utf8_lossy(&pitr_common::fs::read(&path)?).into_owned();
-    text.trim().parse().map_err(|_| {
-        Failure::new(format!(
-            "{} holds {:?}, not a PostgreSQL major version",
-            path.display(),
-            text.trim()
-        ))
-        .hint("the backup set is damaged or not a PostgreSQL data directory")
-        .into()
+    pg::major_version(dir).map_err(|e| {
+        anyhow::Error::from(e).context(
+            Failure::new(format!(
+                "the restored {} has no usable PG_VERSION",
+                dir.display()
+            ))
+            .hint("the backup set is damaged or not a PostgreSQL data directory"),
+        )
     })
 }
 
@@ -343,10 +343,10 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
         .and_then(|p| p.canonicalize())
         .context("finding the pitr-restore binary for restore_command")?;
     let settings = Settings {
-        restore_command: recovery::restore_command(&program, &cfg.restore_args),
+        restore_command: cfg.command.restore_command(&program),
         target: cfg.target.clone(),
-        action: cfg.action.clone(),
-        timeline: cfg.timeline.clone(),
+        action: cfg.action,
+        timeline: cfg.timeline,
         standby: cfg.standby,
         // recovery_prefetch exists from PostgreSQL 15 on; an older server refuses to start on
         // a parameter it does not know.
@@ -378,25 +378,11 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Runs `--from-backup`.
-/// A local copy of what a remote backup directory holds, removed when dropped.
-struct Fetched(PathBuf);
-
-impl Drop for Fetched {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log_warning!("cannot remove {}: {e}", self.0.display());
-            }
-        }
-    }
-}
-
-/// For an rsync `--from-backup`: fetches the meta files of the remote directory into a new
+/// For an rsync `--from-backup`: fetches the meta files of the remote directory into a private
 /// directory beside the target (same file system, so the set's space is checked where it will
 /// be needed), chooses the set there as for a local directory, then fetches that set's other
 /// files. Digests are checked on the local copies afterwards, as for a local set.
-fn fetch_remote_set(cfg: &BackupConfig) -> anyhow::Result<Fetched> {
+fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<ScratchDir> {
     let target = &cfg.target_dir;
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -405,55 +391,61 @@ fn fetch_remote_set(cfg: &BackupConfig) -> anyhow::Result<Fetched> {
     let name = target
         .file_name()
         .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-    let dir = parent.join(format!(".{name}.pitr-fetch.{}", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|e| IoError::new("creating", &dir, e))?;
-    let fetched = Fetched(dir);
-    let remote = &cfg.from.target;
+    let fetched = ScratchDir::create(&parent, &format!("{name}.pitr-fetch"))?;
+    let remote_name = remote.as_str();
     log_info!(
-        "fetching the meta files of {remote} into {}",
-        fetched.0.display()
+        "fetching the meta files of {remote_name} into {}",
+        fetched.path().display()
     );
-    dest::fetch_from_remote_dir(
-        &cfg.rsync_path,
-        remote,
-        &fetched.0,
-        backupset::MAX_META_SIZE,
-        None,
-    )
-    .map_err(|e| {
-        e.context(
-            Failure::new(format!("cannot list the backup sets in {remote}")).hint(
-                "check the rsync target (and --rsync-path); pitr-backup --dst-remote writes there",
-            ),
-        )
-    })?;
-    let sets = backupset::list_local(&fetched.0)?;
-    let set = choose(&sets, cfg, &fetched.0)?;
+    cfg.rsync
+        .fetch_small_files(remote, fetched.path(), backupset::MAX_META_SIZE)
+        .map_err(|e| {
+            anyhow::Error::from(e).context(
+                Failure::new(format!("cannot list the backup sets in {remote_name}")).hint(
+                    "check the rsync target (and --rsync-path); pitr-backup --dst-remote writes there",
+                ),
+            )
+        })?;
+    let sets = backupset::list_local(fetched.path())?;
+    let set = choose(&sets, cfg, fetched.path())?;
     let mut names = vec![set.meta.data_file.clone(), set.meta.digest_file.clone()];
     names.extend(set.meta.xlog_file.clone());
     log_info!(
-        "fetching backup set {} from {remote}: {}",
+        "fetching backup set {} from {remote_name}: {}",
         set.meta_path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         names.join(", ")
     );
-    dest::fetch_from_remote_dir(&cfg.rsync_path, remote, &fetched.0, 0, Some(&names))
-        .map_err(|e| e.context(format!("fetching the backup set from {remote}")))?;
+    let got = cfg
+        .rsync
+        .fetch(remote, &names, fetched.path())
+        .map_err(|e| {
+            anyhow::Error::from(e).context(format!("fetching the backup set from {remote_name}"))
+        })?;
+    if let Some(missing) = names.iter().find(|n| !got.contains(*n)) {
+        return Err(failure(
+            format!("{missing} of the chosen backup set is not in {remote_name}"),
+            "the set is incomplete there: choose another with --backup",
+        ));
+    }
     Ok(fetched)
 }
 
+/// Runs `--from-backup`.
 pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
-    let fetched = if cfg.from.kind == pitr_common::location::Kind::Remote {
-        // Before fetching gigabytes for a restore that cannot happen.
-        check_target(&cfg.target_dir)?;
-        Some(fetch_remote_set(cfg)?)
-    } else {
-        None
+    let fetched = match &cfg.from.target {
+        Place::Rsync(remote) => {
+            // Before fetching gigabytes for a restore that cannot happen.
+            check_target(&cfg.target_dir)?;
+            Some(fetch_remote_set(cfg, remote)?)
+        }
+        _ => None,
     };
-    let from = match &fetched {
-        Some(f) => f.0.clone(),
-        None => PathBuf::from(&cfg.from.target),
+    let from = match (&fetched, &cfg.from.target) {
+        (Some(f), _) => f.path().to_path_buf(),
+        (None, Place::Dir(d)) => d.clone(),
+        (None, other) => anyhow::bail!("--from-backup {other} is not a directory or rsync target"),
     };
     if !from.is_dir() {
         return Err(failure(
@@ -462,7 +454,7 @@ pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
         ));
     }
     for s in &cfg.sources {
-        if !Path::new(&s.target).is_dir() {
+        if !s.as_dir().is_some_and(Path::is_dir) {
             return Err(failure(
                 format!("WAL archive {} is not a directory", s.target),
                 "--source names the archive the restored server recovers from; pitr-archive writes it",

@@ -23,11 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use pitr_common::fs::{self, IoError, Replace};
+use pitr_common::fs::{self, IoError, Replace, Unsynced};
 use pitr_common::process::Program;
-use pitr_common::wal::{WalFileName, WalKind};
-use pitr_common::walpage::{self, LongPageHeader};
-use pitr_common::{lock, log_verbose, log_warning, pg, source};
+use pitr_common::wal::{SegSize, WalFileName, WalKind};
+use pitr_common::{lock, log_verbose, log_warning, pg, source, tempname, walpage};
 
 use crate::args::Config;
 
@@ -78,7 +77,7 @@ impl Spool {
     pub fn take(
         &self,
         name: &WalFileName,
-        seg_size: u64,
+        seg_size: SegSize,
         sysid: u64,
     ) -> anyhow::Result<Option<SystemTime>> {
         self.take_in_boot(name, seg_size, sysid, current_boot().as_deref())
@@ -87,7 +86,7 @@ impl Spool {
     fn take_in_boot(
         &self,
         name: &WalFileName,
-        seg_size: u64,
+        seg_size: SegSize,
         sysid: u64,
         boot: Option<&str>,
     ) -> anyhow::Result<Option<SystemTime>> {
@@ -101,16 +100,14 @@ impl Spool {
             Err(e) => return Err(IoError::new("examining", &path, e).into()),
         };
         let check = || -> anyhow::Result<SystemTime> {
-            if meta.len() != seg_size {
+            if meta.len() != seg_size.bytes() {
                 anyhow::bail!("{} is {} bytes, not {seg_size}", path.display(), meta.len());
             }
             let mut head = [0u8; walpage::LONG_HEADER_LEN];
             let mut f = fs::open(&path)?;
             std::io::Read::read_exact(&mut f, &mut head)
                 .map_err(|e| IoError::new("reading", &path, e))?;
-            let n = name.to_string();
-            let h = LongPageHeader::parse(&n, &head)?;
-            h.check(name, meta.len(), Some(sysid))?;
+            walpage::verify(name, &head, meta.len(), Some(sysid))?;
             Ok(meta
                 .modified()
                 .map_err(|e| IoError::new("reading the mtime of", &path, e))?)
@@ -129,9 +126,12 @@ impl Spool {
         let path = self.path(name);
         match std::fs::rename(&path, target) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                 let data = fs::read(&path)?;
-                fs::write_atomic_nosync(target, &data)?;
+                let mut f = fs::DurableFile::create(target, Replace::Allow)?
+                    .unsynced(Unsynced::RestoredWal);
+                f.write_bytes(&data)?;
+                f.commit(None)?;
                 fs::remove_file_if_exists(&path)?;
                 Ok(())
             }
@@ -140,15 +140,9 @@ impl Spool {
     }
 }
 
-fn libc_exdev() -> i32 {
-    // EXDEV is 18 on every Linux architecture.
-    18
-}
-
 /// Starts the background worker for the segments after the one just handed over. Failing to
 /// start it costs speed, not correctness: it is logged and ignored.
-pub fn start_worker(cfg: &Config, spool: &Spool, seg_size: u64) {
-    let _ = seg_size;
+pub fn start_worker(cfg: &Config, spool: &Spool) {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -157,24 +151,7 @@ pub fn start_worker(cfg: &Config, spool: &Spool, seg_size: u64) {
         }
     };
     let mut cmd = Program::new(exe);
-    cmd.arg("--prefetch-worker")
-        .arg("--data-dir")
-        .arg(&cfg.data_dir)
-        .arg("--prefetch")
-        .arg(cfg.prefetch.to_string());
-    for s in &cfg.sources {
-        cmd.arg("--source").arg(s.to_string());
-    }
-    if let Some(l) = &cfg.log {
-        cmd.arg("--log").arg(l);
-    }
-    if cfg.verbose {
-        cmd.arg("--verbose");
-    }
-    if let Some(p) = &cfg.pgcontroldata {
-        cmd.arg("--pgcontroldata-path").arg(p);
-    }
-    cmd.arg(cfg.wanted.to_string());
+    cmd.args(cfg.handed_on.worker_args(&cfg.wanted));
     if let Err(e) = cmd.spawn_detached() {
         log_warning!(
             "cannot start the prefetch worker for {}: {e}",
@@ -185,7 +162,7 @@ pub fn start_worker(cfg: &Config, spool: &Spool, seg_size: u64) {
 
 /// Removes stale spool entries: other timelines, positions at or before `after`, or beyond the
 /// window, and temporary files of killed workers.
-fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: u64) -> anyhow::Result<()> {
+fn clean(dir: &Path, after: &WalFileName, window: u64, seg_size: SegSize) -> anyhow::Result<()> {
     let after_no = after.segno(seg_size)?.0;
     let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
     for ent in rd {
@@ -245,7 +222,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let control = crate::fetch::read_control(cfg)?;
-    let seg_size = u64::from(control.wal_segment_size);
+    let seg_size = control.wal_segment_size;
     let sysid = control.system_identifier;
     let window = u64::from(cfg.prefetch);
     let boot = current_boot();
@@ -254,7 +231,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     // A pitr-restore killed while writing `%p` leaves `.RECOVERYXLOG.pitr-tmp.PID` (16 MiB) in
     // pg_wal, which PostgreSQL never removes; its writer is gone once its PID is.
     let pg_wal = cfg.data_dir.join(pg::PG_WAL);
-    for p in source::stale_temp_files(&pg_wal, std::time::Duration::ZERO)? {
+    for p in tempname::stale(&pg_wal, std::time::Duration::ZERO)? {
         fs::remove_file_if_exists(&p)?;
         log_verbose!(
             "removed {}, left by a pitr-restore that is gone",
@@ -273,7 +250,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         };
         let opts = source::RestoreOptions {
             mtime: Some(found.mtime),
-            durable: boot.is_none(),
+            unsynced: boot.is_some().then_some(Unsynced::BootScopedSpool),
             threads: worker_threads(),
         };
         match source::restore_verified(&found, &name, sysid, &path, opts) {
@@ -297,31 +274,22 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    const SEG: u32 = 1 << 20;
+    fn size() -> SegSize {
+        SegSize::new(1 << 20).unwrap()
+    }
 
     /// What the worker leaves: `data` under `path` with `mtime`, unsynced.
     fn write_unsynced(path: &Path, data: &[u8], mtime: SystemTime) -> anyhow::Result<()> {
-        let tmp = fs::temp_path(path);
-        let res = (|| -> anyhow::Result<()> {
-            let mut f =
-                std::fs::File::create(&tmp).map_err(|e| IoError::new("creating", &tmp, e))?;
-            fs::write_all(&mut f, &tmp, data)?;
-            f.set_modified(mtime)
-                .map_err(|e| IoError::new("setting the mtime of", &tmp, e))?;
-            drop(f);
-            std::fs::rename(&tmp, path)
-                .map_err(|e| IoError::new("renaming into place", path, e))?;
-            Ok(())
-        })();
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        let mut f =
+            fs::DurableFile::create(path, Replace::Allow)?.unsynced(Unsynced::BootScopedSpool);
+        f.write_bytes(data)?;
+        f.commit(Some(mtime))?;
+        Ok(())
     }
 
     fn seg(name: &WalFileName, sysid: u64) -> Vec<u8> {
-        let mut b = walpage::fake_header(name, SEG, sysid);
-        b.resize(SEG as usize, 1);
+        let mut b = walpage::fake_header(name, size(), sysid);
+        b.resize(size().as_usize(), 1);
         b
     }
 
@@ -332,20 +300,20 @@ mod tests {
         std::fs::create_dir_all(&spool.dir).unwrap();
         claim_for_boot(&spool, current_boot().as_deref()).unwrap();
         let n = WalFileName::parse("000000010000000000000005").unwrap();
-        assert!(spool.take(&n, u64::from(SEG), 7).unwrap().is_none());
+        assert!(spool.take(&n, size(), 7).unwrap().is_none());
         std::fs::write(spool.path(&n), seg(&n, 7)).unwrap();
-        assert!(spool.take(&n, u64::from(SEG), 7).unwrap().is_some());
+        assert!(spool.take(&n, size(), 7).unwrap().is_some());
         let target = d.path().join("RECOVERYXLOG");
         spool.hand_over(&n, &target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), seg(&n, 7));
         // Foreign: discarded.
         std::fs::write(spool.path(&n), seg(&n, 8)).unwrap();
-        assert!(spool.take(&n, u64::from(SEG), 7).is_err());
+        assert!(spool.take(&n, size(), 7).is_err());
         assert!(!spool.path(&n).exists());
         // Misnamed: discarded.
         let m = WalFileName::parse("000000010000000000000006").unwrap();
         std::fs::write(spool.path(&m), seg(&n, 7)).unwrap();
-        assert!(spool.take(&m, u64::from(SEG), 7).is_err());
+        assert!(spool.take(&m, size(), 7).is_err());
         assert!(!spool.path(&m).exists());
     }
 
@@ -363,16 +331,12 @@ mod tests {
         let mtime = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         write_unsynced(&spool.path(&n), &seg(&n, 7), mtime).unwrap();
         assert_eq!(
-            spool
-                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-a"))
-                .unwrap(),
+            spool.take_in_boot(&n, size(), 7, Some("boot-a")).unwrap(),
             Some(mtime)
         );
         // After a reboot the same, valid-looking file is not handed over...
         assert_eq!(
-            spool
-                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-b"))
-                .unwrap(),
+            spool.take_in_boot(&n, size(), 7, Some("boot-b")).unwrap(),
             None
         );
         // ...and the next worker empties the spool before writing anything.
@@ -389,15 +353,10 @@ mod tests {
         std::fs::remove_file(spool.dir.join(BOOT_FILE)).unwrap();
         write_unsynced(&spool.path(&n), &seg(&n, 7), mtime).unwrap();
         assert_eq!(
-            spool
-                .take_in_boot(&n, u64::from(SEG), 7, Some("boot-b"))
-                .unwrap(),
+            spool.take_in_boot(&n, size(), 7, Some("boot-b")).unwrap(),
             None
         );
-        assert!(spool
-            .take_in_boot(&n, u64::from(SEG), 7, None)
-            .unwrap()
-            .is_some());
+        assert!(spool.take_in_boot(&n, size(), 7, None).unwrap().is_some());
     }
 
     #[test]
@@ -415,7 +374,7 @@ mod tests {
             std::fs::write(d.path().join(f), b"").unwrap();
         }
         let after = WalFileName::parse("000000010000000000000005").unwrap();
-        clean(d.path(), &after, 3, u64::from(SEG)).unwrap();
+        clean(d.path(), &after, 3, size()).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

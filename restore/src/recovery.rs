@@ -19,8 +19,11 @@
 use std::path::Path;
 
 use pitr_common::fs::{self, Replace};
+use pitr_common::pgconf::parameter_of;
 use pitr_common::wal::Lsn;
 use time::OffsetDateTime;
+
+use crate::args::{TargetAction, TargetTimeline};
 
 /// Where recovery stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,31 +42,9 @@ pub enum Target {
     Immediate,
 }
 
-/// Quotes one argument for `sh`.
-pub fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"%+,-./:=@_^".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
-}
-
 /// A PostgreSQL configuration string literal.
 pub fn pg_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
-}
-
-/// The `restore_command` value: the program and its arguments, quoted for `sh`, then `%f %p`.
-pub fn restore_command(program: &Path, args: &[String]) -> String {
-    let mut parts = vec![shell_quote(&program.to_string_lossy())];
-    parts.extend(args.iter().map(|a| shell_quote(a)));
-    parts.push("%f".into());
-    parts.push("%p".into());
-    parts.join(" ")
 }
 
 /// Formats a time the way PostgreSQL reads it back unambiguously.
@@ -155,10 +136,10 @@ pub struct Settings {
     pub restore_command: String,
     /// Where to stop.
     pub target: Target,
-    /// `recovery_target_action` (pause, promote, shutdown), when a target is set.
-    pub action: Option<String>,
+    /// `recovery_target_action`, when a target is set.
+    pub action: Option<TargetAction>,
     /// `recovery_target_timeline`.
-    pub timeline: Option<String>,
+    pub timeline: Option<TargetTimeline>,
     /// Standby (standby.signal) rather than archive recovery (recovery.signal).
     pub standby: bool,
     /// Whether to write `recovery_prefetch = off`: the restore_command waits (warm spare) and
@@ -185,11 +166,11 @@ pub fn render(s: &Settings, stamp: &str) -> String {
         Target::Name(n) => set("recovery_target_name", pg_quote(n)),
         Target::Immediate => set("recovery_target", pg_quote("immediate")),
     }
-    if let Some(a) = &s.action {
-        set("recovery_target_action", pg_quote(a));
+    if let Some(a) = s.action {
+        set("recovery_target_action", pg_quote(a.as_str()));
     }
-    if let Some(t) = &s.timeline {
-        set("recovery_target_timeline", pg_quote(t));
+    if let Some(t) = s.timeline {
+        set("recovery_target_timeline", pg_quote(&t.value()));
     }
     out
 }
@@ -211,20 +192,6 @@ const EARLIER_RECOVERY: &[&str] = &[
 
 /// What [`disable_earlier_recovery`] puts before a line it disables.
 pub const DISABLED_PREFIX: &str = "# disabled by pitr-restore --from-backup: ";
-
-/// The parameter a configuration line sets (lower case), if it sets one.
-fn parameter_of(line: &str) -> Option<String> {
-    let t = line.trim_start();
-    let end = t
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(t.len());
-    let name = &t[..end];
-    let plain = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-    plain.then(|| name.to_ascii_lowercase())
-}
 
 /// `text` (a `postgresql.auto.conf`) with every line that sets a parameter of an earlier
 /// recovery commented out, other lines as they were.
@@ -309,18 +276,7 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote("zstd=/srv/wal"), "zstd=/srv/wal");
-        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
         assert_eq!(pg_quote("it's"), "'it''s'");
-        assert_eq!(
-            restore_command(
-                Path::new("/opt/pitr/bin/pitr-restore"),
-                &["--source".into(), "zstd=/srv/my wal".into()]
-            ),
-            "/opt/pitr/bin/pitr-restore --source 'zstd=/srv/my wal' %f %p"
-        );
     }
 
     #[test]
@@ -393,8 +349,8 @@ mod tests {
         let s = Settings {
             restore_command: "/x/pitr-restore --source /a %f %p".into(),
             target: Target::Name("before drop".into()),
-            action: Some("promote".into()),
-            timeline: Some("latest".into()),
+            action: Some(TargetAction::Promote),
+            timeline: Some(TargetTimeline::Latest),
             standby: false,
             waits: true,
         };

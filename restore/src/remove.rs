@@ -6,41 +6,28 @@
 //! files are never removed; nothing is removed while `--removal-pause-trigger` exists; at most
 //! `--remove-at-a-time` files go per pass.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pitr_common::exit::{self, Failure};
-use pitr_common::wal::{Lsn, Timeline, WalFileName};
-use pitr_common::{log_error, log_info, source};
+use pitr_common::wal::WalFileName;
+use pitr_common::{archive_dir, log_error, log_info};
 
 use crate::args::{Config, OnControlError};
 
 /// Removal state kept across the passes of one call.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Remover {
     pause_logged: bool,
     suspended_until: Option<Instant>,
 }
 
 impl Remover {
-    /// A remover for this call.
-    pub fn new(_cfg: &Config) -> Self {
-        Remover {
-            pause_logged: false,
-            suspended_until: None,
-        }
-    }
-
     fn oldest_needed(&mut self, cfg: &Config) -> anyhow::Result<Option<WalFileName>> {
         if let Some(n) = cfg.oldest_needed {
             return Ok(Some(n));
         }
         match crate::fetch::read_control(cfg) {
-            Ok(c) => Ok(Some(WalFileName::containing(
-                Timeline(c.timeline),
-                Lsn(c.redo_lsn),
-                u64::from(c.wal_segment_size),
-            ))),
+            Ok(c) => Ok(Some(c.redo_wal_file())),
             Err(e) => match cfg.on_control_error {
                 OnControlError::Break => Err(e),
                 OnControlError::Ignore => {
@@ -85,11 +72,11 @@ impl Remover {
             return Ok(());
         };
         let mut budget = cfg.remove_at_a_time;
-        for s in &cfg.sources {
+        for dir in cfg.sources.iter().filter_map(|s| s.as_dir()) {
             if budget == 0 {
                 break;
             }
-            let removed = source::remove_older(Path::new(&s.target), &oldest, Some(budget), false)?;
+            let removed = archive_dir::remove_older(dir, &oldest, Some(budget), false)?;
             for r in &removed {
                 log_info!(
                     "Segment {} ({}) removed, as it is too old (older than {oldest})",

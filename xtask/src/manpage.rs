@@ -76,6 +76,24 @@ pub fn render(help: &Help, page: &Page<'_>) -> String {
         out.push_str(".SH \"EXIT STATUS\"\n");
         paragraphs(&mut out, &exit_status);
     }
+    sections(&mut out, help);
+    let others: Vec<String> = page
+        .see_also
+        .iter()
+        .filter(|other| **other != page.tool)
+        .map(|other| format!("\\fB{}\\fR(1)", escape(other)))
+        .collect();
+    if !others.is_empty() {
+        out.push_str(".SH \"SEE ALSO\"\n");
+        out.push_str(&others.join(",\n"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The free-form sections after the options: notes as paragraphs, error codes as a list,
+/// anything else verbatim.
+fn sections(out: &mut String, help: &Help) {
     for section in &help.sections {
         let _ = writeln!(out, ".SH \"{}\"", escape(&section.title.to_uppercase()));
         match section.title.as_str() {
@@ -95,7 +113,7 @@ pub fn render(help: &Help, page: &Page<'_>) -> String {
                 if !current.is_empty() {
                     texts.push(current.join(" "));
                 }
-                paragraphs(&mut out, &texts);
+                paragraphs(out, &texts);
             }
             "Error codes" => {
                 for line in &section.lines {
@@ -114,18 +132,6 @@ pub fn render(help: &Help, page: &Page<'_>) -> String {
             }
         }
     }
-    let others: Vec<String> = page
-        .see_also
-        .iter()
-        .filter(|other| **other != page.tool)
-        .map(|other| format!("\\fB{}\\fR(1)", escape(other)))
-        .collect();
-    if !others.is_empty() {
-        out.push_str(".SH \"SEE ALSO\"\n");
-        out.push_str(&others.join(",\n"));
-        out.push('\n');
-    }
-    out
 }
 
 /// Escapes text for troff: `\` as `\e`, `-` as `\-`. A leading `.` or `'` is protected by

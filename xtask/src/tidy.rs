@@ -11,7 +11,13 @@
 //!   the binaries, which run programs through `pitr_common::process`;
 //! - every package manifest has `publish = false`, `[lints] workspace = true` and inherits
 //!   `version` and `edition` from the workspace;
-//! - no god modules (`utils.rs`, `helpers.rs`, `misc.rs`).
+//! - no god modules (`utils.rs`, `helpers.rs`, `misc.rs`);
+//! - no function longer than [`MAX_FN_LINES`] lines in product code and xtask (tests and
+//!   xtask's scenario modules, [`SCENARIO_DIRS`], excepted): a verb is a list of steps;
+//! - every binary's `main.rs` is at most [`MAX_MAIN_LINES`] lines: the glue lives in
+//!   `pitr_common::cli`;
+//! - no `String` field named like a path or a target in `common`: those are typed
+//!   (`PathBuf`, `location::Target`).
 //!
 //! Violations print as `path:line: message`, the format editors and CI logs link to.
 
@@ -37,6 +43,16 @@ const CRATE_DIRS: &[&str] = &[
 
 /// The binary crates: they never run programs themselves.
 const BIN_DIRS: &[&str] = &["archive", "restore", "backup", "cleanup"];
+
+/// The longest function allowed outside tests and scenarios.
+pub const MAX_FN_LINES: usize = 100;
+
+/// The longest `main.rs` of a binary.
+pub const MAX_MAIN_LINES: usize = 15;
+
+/// xtask modules that are scenarios (long scripted sequences, read top to bottom): the
+/// function-length rule does not apply there.
+const SCENARIO_DIRS: &[&str] = &["xtask/src/demo", "xtask/src/bench", "xtask/src/faults"];
 
 /// File stems that make a module a grab bag (STYLE.md §9.1).
 const GOD_MODULES: &[&str] = &["utils", "helpers", "misc"];
@@ -113,7 +129,41 @@ impl Tree {
         violations.extend(self.commands());
         violations.extend(self.manifests());
         violations.extend(self.god_modules());
+        violations.extend(self.long_functions());
+        violations.extend(self.long_mains());
+        violations.extend(self.untyped_fields());
         violations
+    }
+
+    fn long_functions(&self) -> Vec<Violation> {
+        self.rust_files
+            .iter()
+            .filter(|f| {
+                !f.path.starts_with("tests")
+                    && !SCENARIO_DIRS.iter().any(|d| f.path.starts_with(d))
+                    && !f.path.to_string_lossy().starts_with("xtask/src/demo.rs")
+            })
+            .flat_map(check_function_length)
+            .collect()
+    }
+
+    fn long_mains(&self) -> Vec<Violation> {
+        self.rust_files
+            .iter()
+            .filter(|f| {
+                BIN_DIRS.iter().any(|d| f.path.starts_with(d))
+                    && f.path.file_name().is_some_and(|n| n == "main.rs")
+            })
+            .filter_map(check_main_length)
+            .collect()
+    }
+
+    fn untyped_fields(&self) -> Vec<Violation> {
+        self.rust_files
+            .iter()
+            .filter(|f| f.path.starts_with("common/src"))
+            .flat_map(check_untyped_fields)
+            .collect()
     }
 
     fn doc_comments(&self) -> Vec<Violation> {
@@ -364,6 +414,102 @@ fn check_file_name(file: &SourceFile) -> Option<Violation> {
     })
 }
 
+/// The lines of `text` before its first `#[cfg(test)]`.
+fn before_tests(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(i, l)| (i + 1, l))
+}
+
+/// Functions longer than [`MAX_FN_LINES`]: from a line that starts a `fn` item to the closing
+/// brace at the same indentation.
+fn check_function_length(file: &SourceFile) -> Vec<Violation> {
+    let lines: Vec<(usize, &str)> = before_tests(&file.text).collect();
+    let mut out = Vec::new();
+    for (i, (no, line)) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "pub(crate) fn ",
+            "async fn ",
+            "pub async fn ",
+            "unsafe fn ",
+        ]
+        .iter()
+        .any(|p| t.starts_with(p));
+        if !is_fn || t.ends_with(';') {
+            continue;
+        }
+        let indent = &line[..line.len() - t.len()];
+        let close = format!("{indent}}}");
+        let end = lines[i..]
+            .iter()
+            .find(|(_, l)| *l == close)
+            .map(|(n, _)| *n);
+        if let Some(end) = end {
+            let len = end - no + 1;
+            if len > MAX_FN_LINES {
+                out.push(violation(
+                    file,
+                    *no,
+                    format!(
+                        "function of {len} lines (at most {MAX_FN_LINES}): split it into the \
+                         steps it performs, each a function"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn check_main_length(file: &SourceFile) -> Option<Violation> {
+    let n = file.text.lines().count();
+    (n > MAX_MAIN_LINES).then(|| {
+        violation(
+            file,
+            n,
+            format!(
+                "main.rs of {n} lines (at most {MAX_MAIN_LINES}): main is \
+                 `pitr_common::cli::main::<args::Args>()`; logic goes into the verb modules"
+            ),
+        )
+    })
+}
+
+/// `String` fields named like a path or a target in `common`: such values are `PathBuf` or a
+/// `location::Target`.
+fn check_untyped_fields(file: &SourceFile) -> Vec<Violation> {
+    before_tests(&file.text)
+        .filter_map(|(no, line)| {
+            let t = line
+                .trim_start()
+                .strip_prefix("pub ")
+                .unwrap_or(line.trim_start());
+            let (name, ty) = t.split_once(':')?;
+            let name = name.trim();
+            let ty = ty.trim().trim_end_matches(',');
+            let is_field =
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') && !name.is_empty();
+            let stringly = ty == "String" || ty == "Option<String>";
+            (is_field && stringly && (name.contains("path") || name.contains("target"))).then(
+                || {
+                    violation(
+                        file,
+                        no,
+                        format!(
+                            "field `{name}: {ty}`: a path is a PathBuf and a location's target a \
+                         location::Target (STYLE.md §9.2)"
+                        ),
+                    )
+                },
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +556,38 @@ mod tests {
     #[test]
     fn tidy_every_rust_file_starts_with_a_doc_comment() -> Result<(), Report> {
         assert_clean(tree()?.doc_comments())
+    }
+
+    #[test]
+    fn tidy_no_long_functions() -> Result<(), Report> {
+        assert_clean(tree()?.long_functions())
+    }
+
+    #[test]
+    fn tidy_short_mains() -> Result<(), Report> {
+        assert_clean(tree()?.long_mains())
+    }
+
+    #[test]
+    fn tidy_typed_paths_and_targets_in_common() -> Result<(), Report> {
+        assert_clean(tree()?.untyped_fields())
+    }
+
+    #[test]
+    fn long_functions_and_stringly_fields_are_found() {
+        let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
+        let long = source(
+            "common/src/x.rs",
+            &format!("//! x\npub fn long() {{\n{body}}}\nfn short() {{\n}}\n#[cfg(test)]\nfn t() {{\n{body}}}\n"),
+        );
+        assert_eq!(lines(&check_function_length(&long)), [2]);
+        let fields = source(
+            "common/src/y.rs",
+            "//! y\npub struct S {\n    pub target: String,\n    pub wal_path: Option<String>,\n    pub name: String,\n    path: PathBuf,\n}\n",
+        );
+        assert_eq!(lines(&check_untyped_fields(&fields)), [3, 4]);
+        let main = source("archive/src/main.rs", &"//! m\n".repeat(MAX_MAIN_LINES + 1));
+        assert!(check_main_length(&main).is_some());
     }
 
     #[test]

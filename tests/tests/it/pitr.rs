@@ -235,9 +235,12 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
         "recovery_target_action = 'promote'".to_owned(),
         "recovery_prefetch = 'off'".to_owned(),
         // The source keeps its codec (written with the default level).
+        // --data-dir, absolute: the command also works from another working directory
+        // (pg_rewind --restore-target-wal).
         format!(
-            "restore_command = '{} --source zstd:3={} --poll-interval 0.2 %f %p'",
+            "restore_command = '{} --data-dir {} --source zstd:3={} --poll-interval 0.2 %f %p'",
             pitr_bin("pitr-restore").canonicalize().unwrap().display(),
+            c.data_dir().display(),
             d.archive.display()
         ),
     ] {
@@ -1224,7 +1227,7 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         ),
         (
             vec!["--target-timeline", "sideways"],
-            "FATAL : invalid --target-timeline \"sideways\"",
+            "FATAL : Error parsing option '--target-timeline' with value 'sideways': \"sideways\" is not latest, current or a timeline number",
         ),
     ] {
         let r = restore().args(&args).run();

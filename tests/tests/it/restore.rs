@@ -967,9 +967,24 @@ fn restore_polling(cluster: &Cluster, seconds: &str) -> Tool {
 
 /// An initdb'ed cluster (never started) and an empty archive directory.
 fn scratch(name: &str) -> (Cluster, PathBuf) {
-    let cluster = Cluster::init(name, ClusterOpts::new().wal_segsize_mb(SEG_MB));
+    let cluster = Cluster::init(
+        name,
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("wal_keep_size", "64MB"),
+    );
     let archive = cluster.root().subdir("archive");
     (cluster, archive)
+}
+
+/// A complete segment of `cluster` (started for it, stopped again): one PostgreSQL would
+/// archive. The segment being written when a server stops is not one: its WAL ends part-way,
+/// and pitr-restore refuses it as PostgreSQL would find it ending early.
+fn completed_segment(cluster: &Cluster) -> String {
+    cluster.start();
+    let (segment, _) = cluster.switch_wal_at();
+    cluster.stop();
+    segment
 }
 
 /// The segment an initdb'ed cluster writes to: the first in `pg_wal` (initdb leaves
@@ -1060,7 +1075,7 @@ fn restore_exits_126_when_the_source_directory_is_missing() {
 #[test]
 fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
     let (cluster, archive) = scratch("finish");
-    let first = current_segment(&cluster);
+    let first = completed_segment(&cluster);
     let first = first.as_str();
     Tool::new("pitr-archive")
         .as_pg_user()

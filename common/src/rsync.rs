@@ -1,0 +1,243 @@
+//! Every rsync call pitr makes, reading and writing, in one place.
+//!
+//! rsync is the transport of the runbook's topology (a primary pushing to its standbys' rsync
+//! daemons). Each call is a process and, for a daemon, a connection and a handshake: that is
+//! the cost, not the bytes. So the calls here take **lists of names**: one run fetches every
+//! name of a list that exists (the others are simply absent), one run uploads every file of a
+//! list. Writes use rsync's own temp-and-rename (a reader never sees a partial file), `-t` (an
+//! archived WAL file keeps the WAL file's mtime, which `--recovery-delay` relies on),
+//! `--ignore-existing` (an existing name is never replaced) and `--fsync` where the rsync has
+//! it. Lists go to rsync on stdin (`--files-from=-`), so nothing is staged for them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::fs::IoError;
+use crate::location::RsyncTarget;
+use crate::process::{CommandError, Program};
+
+/// The rsync program to run.
+#[derive(Debug, Clone)]
+pub struct Rsync {
+    program: PathBuf,
+}
+
+/// A failed rsync call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// rsync failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A local file or directory could not be used.
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// rsync's exit status for "some files could not be transferred", which it also gives when a
+/// source name does not exist.
+const PARTIAL: i32 = 23;
+
+fn is_missing_source(e: &CommandError) -> bool {
+    e.code() == Some(PARTIAL) && e.to_string().contains("No such file")
+}
+
+impl Rsync {
+    /// `program`: a path, or a name looked up in PATH.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Rsync {
+            program: program.into(),
+        }
+    }
+
+    /// The program, for messages.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn command(&self) -> Program {
+        let mut c = Program::new(&self.program);
+        c.env("LC_ALL", "C");
+        c
+    }
+
+    /// Copies the files `names` of the remote directory `dir` that exist there into the local
+    /// directory `local`, in one run; names absent there are skipped. Returns the names fetched.
+    pub fn fetch(
+        &self,
+        dir: &RsyncTarget,
+        names: &[String],
+        local: &Path,
+    ) -> Result<BTreeSet<String>, Error> {
+        if names.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut c = self.command();
+        c.args(["-t", "-q", "--files-from=-"])
+            .arg(dir.as_dir())
+            .arg(local);
+        match c.run_with_stdin(list(names).as_bytes()) {
+            Ok(_) => {}
+            Err(e) if is_missing_source(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut got = BTreeSet::new();
+        for n in names {
+            match std::fs::symlink_metadata(local.join(n)) {
+                Ok(_) => {
+                    got.insert(n.clone());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IoError::new("examining", local.join(n), e).into()),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Copies the top-level regular files of the remote directory `dir` of at most `max_size`
+    /// bytes into `local` (subdirectories are skipped), in one run.
+    pub fn fetch_small_files(
+        &self,
+        dir: &RsyncTarget,
+        local: &Path,
+        max_size: u64,
+    ) -> Result<(), Error> {
+        let mut c = self.command();
+        c.args(["-t", "-q", "-d", "--exclude=*/"])
+            .arg(format!("--max-size={max_size}"))
+            .arg(dir.as_dir())
+            .arg(local);
+        c.run()?;
+        Ok(())
+    }
+
+    /// Which of the files `names` exist in the remote directory `dir`, asked in one run
+    /// (`--list-only`).
+    pub fn existing(&self, dir: &RsyncTarget, names: &[String]) -> Result<BTreeSet<String>, Error> {
+        if names.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        // One run listing the directory, filtered down to the names (a list of remote sources
+        // would make the last one the destination).
+        let mut c = self.command();
+        c.arg("--list-only");
+        for n in names {
+            c.arg(format!("--include=/{n}"));
+        }
+        c.arg("--exclude=*").arg(dir.as_dir());
+        let out = c.output_with_stdin(b"")?;
+        crate::process::check(&self.program.to_string_lossy(), out.clone())?;
+        Ok(listed_names(&String::from_utf8_lossy(&out.stdout), names))
+    }
+
+    /// Uploads the files `names` of the local directory `local` into the remote directory
+    /// `dir` in one run, never replacing a name that exists there. Returns the names rsync
+    /// transferred; a name it did not transfer already existed there and was left untouched.
+    pub fn upload_new(
+        &self,
+        local: &Path,
+        names: &[String],
+        dir: &RsyncTarget,
+    ) -> Result<BTreeSet<String>, Error> {
+        if names.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let attempt = |fsync: bool| {
+            let mut c = self.command();
+            c.args([
+                "-t",
+                "--ignore-existing",
+                "--out-format=%i %n",
+                "--files-from=-",
+            ]);
+            if fsync {
+                c.arg("--fsync");
+            }
+            c.arg(local.join(""))
+                .arg(dir.as_dir())
+                .run_with_stdin(list(names).as_bytes())
+        };
+        let out = match attempt(true) {
+            Ok(o) => o,
+            Err(e) if e.to_string().contains("--fsync") => {
+                crate::log_warning!(
+                    "{} has no --fsync; the remote copy is not fsynced",
+                    self.program.display()
+                );
+                attempt(false)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(transferred(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// The names of `wanted` that a `--list-only` listing shows (`-rw-r--r--  1,234 2026/12/01
+/// 02:00:00 NAME`).
+fn listed_names(stdout: &str, wanted: &[String]) -> BTreeSet<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut rest = l;
+            for _ in 0..4 {
+                rest = rest.trim_start().split_once(char::is_whitespace)?.1;
+            }
+            let name = rest.trim_start();
+            wanted.iter().find(|w| w.as_str() == name).cloned()
+        })
+        .collect()
+}
+
+impl Rsync {
+    /// Removes the files `names` from the remote directory `dir`: the empty local directory
+    /// `empty` (created here) is synced onto it with `--delete`, limited to those names.
+    pub fn remove(&self, dir: &RsyncTarget, names: &[String], empty: &Path) -> Result<(), Error> {
+        std::fs::create_dir_all(empty).map_err(|e| IoError::new("creating", empty, e))?;
+        let mut c = self.command();
+        c.args(["-r", "--delete"]);
+        for n in names {
+            c.arg(format!("--include=/{n}"));
+        }
+        c.arg("--exclude=*").arg(empty.join("")).arg(dir.as_dir());
+        c.run()?;
+        Ok(())
+    }
+}
+
+/// A list for `--files-from=-`.
+fn list(names: &[String]) -> String {
+    let mut s = names.join("\n");
+    s.push('\n');
+    s
+}
+
+/// The file names an `--out-format=%i %n` run says it sent (`<f+++++++++ NAME`).
+fn transferred(stdout: &str) -> BTreeSet<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(item, _)| item.starts_with("<f") || item.starts_with(">f"))
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itemized_lines_name_the_files_sent() {
+        let out = "<f+++++++++ 000000010000000000000003.zst\n\
+                   cd+++++++++ ./\n\
+                   <f..t...... .pitr-cluster\n";
+        let got: Vec<String> = transferred(out).into_iter().collect();
+        assert_eq!(got, [".pitr-cluster", "000000010000000000000003.zst"]);
+        assert_eq!(list(&["a".into(), "b".into()]), "a\nb\n");
+        let listing = "-rw-r--r--      1,048,576 2026/12/01 02:00:00 h-data-1 2.tar\n\
+                       drwxr-xr-x          4,096 2026/12/01 02:00:00 .\n";
+        let got: Vec<String> = listed_names(listing, &["h-data-1 2.tar".into(), "x".into()])
+            .into_iter()
+            .collect();
+        assert_eq!(got, ["h-data-1 2.tar"]);
+    }
+}

@@ -1,0 +1,240 @@
+//! Temporary names of files being written: made, recognised and swept in one place.
+//!
+//! A file on its way to `DIR/NAME` is written as `DIR/.NAME.pitr-tmp.PID` (hidden, unique per
+//! writing process, in the same directory so that the final rename never crosses file systems)
+//! by [`crate::fs::DurableFile`]. A writer killed with `-9` leaves that name behind, never a
+//! partial file under `NAME`; [`stale`] finds such leftovers once their writer is gone, for
+//! pitr-cleanup and the prefetch worker to remove.
+//!
+//! A [`ScratchDir`] is a private directory for one run's scratch files (what is handed to
+//! rsync, a backup's manifest in the making): created afresh with mode 0700 under a name no
+//! other run uses, so that a run by another user (root by hand, say) can never leave something
+//! in the way of the next one, and removed when dropped.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::fs::IoError;
+
+const MARK: &str = ".pitr-tmp.";
+
+/// The temporary name used beside `path` while this process writes it.
+pub fn for_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(OsString::from).unwrap_or_default();
+    let mut tmp = OsString::from(".");
+    tmp.push(&name);
+    tmp.push(format!("{MARK}{}", std::process::id()));
+    path.with_file_name(tmp)
+}
+
+/// A recognised temporary name: the final name it stands for and its writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TempName<'a> {
+    /// The final file name being written.
+    pub base: &'a str,
+    /// The writing process.
+    pub pid: u32,
+}
+
+/// Recognises a temporary file name `.NAME.pitr-tmp.PID`.
+pub fn parse(file_name: &str) -> Option<TempName<'_>> {
+    let rest = file_name.strip_prefix('.')?;
+    let (base, pid) = rest.rsplit_once(MARK)?;
+    if base.is_empty() {
+        return None;
+    }
+    Some(TempName {
+        base,
+        pid: pid.parse().ok()?,
+    })
+}
+
+/// Temporary files in `dir` whose writer is not a live process here and whose status last
+/// changed at least `min_age` ago (a live write changes it with every block; the mtime is no
+/// guide, it is set to the WAL file's). Never a final name. Sorted.
+pub fn stale(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoError> {
+    use std::os::unix::fs::MetadataExt;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(t) = parse(&name) else { continue };
+        // Vanished meanwhile: nothing to sweep.
+        let Ok(meta) = ent.metadata() else { continue };
+        let changed = u64::try_from(meta.ctime()).unwrap_or(0);
+        if meta.is_file()
+            && now.saturating_sub(changed) >= min_age.as_secs()
+            && !crate::signal::process_alive(t.pid)
+        {
+            out.push(ent.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A private scratch directory, removed with its content when dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `PARENT/.PREFIX.PID.N` (mode 0700), `N` counting up past names that exist.
+    /// Scratch directories of the same prefix whose process is gone (killed with -9) are
+    /// removed first, so that none is left for good.
+    pub fn create(parent: &Path, prefix: &str) -> Result<ScratchDir, IoError> {
+        use std::os::unix::fs::DirBuilderExt;
+        sweep_scratch(parent, prefix);
+        let pid = std::process::id();
+        let mut n = 0u32;
+        loop {
+            let path = parent.join(format!(".{prefix}.{pid}.{n}"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(IoError::new("creating scratch directory", path, e)),
+            }
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates a subdirectory of it (for one of several parallel users).
+    pub fn subdir(&self, name: &str) -> Result<PathBuf, IoError> {
+        let p = self.path.join(name);
+        std::fs::create_dir_all(&p)
+            .map_err(|e| IoError::new("creating scratch directory", &p, e))?;
+        Ok(p)
+    }
+}
+
+/// Removes `PARENT/.PREFIX.PID.N` directories whose process is not alive. Best effort: a
+/// directory that cannot be removed (another user's) is left, and only logged.
+fn sweep_scratch(parent: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let head = format!(".{prefix}.");
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&head) else {
+            continue;
+        };
+        let pid: Option<u32> = rest.split('.').next().and_then(|p| p.parse().ok());
+        let Some(pid) = pid else { continue };
+        if crate::signal::process_alive(pid) || !ent.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(ent.path()) {
+            Ok(()) => crate::log_info!(
+                "removed scratch directory {}, left by a process that is gone",
+                ent.path().display()
+            ),
+            Err(e) => crate::log_warning!(
+                "cannot remove scratch directory {} of a process that is gone: {e}",
+                ent.path().display()
+            ),
+        }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::log_warning!(
+                    "cannot remove scratch directory {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_and_recognised() {
+        let p = for_path(Path::new("/a/000000010000000000000003.zst"));
+        let me = std::process::id();
+        assert_eq!(
+            p,
+            PathBuf::from(format!("/a/.000000010000000000000003.zst.pitr-tmp.{me}"))
+        );
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            parse(&name),
+            Some(TempName {
+                base: "000000010000000000000003.zst",
+                pid: me
+            })
+        );
+        assert_eq!(parse(".a.pitr-tmp.12").map(|t| t.pid), Some(12));
+        assert_eq!(parse("a.pitr-tmp.12"), None);
+        assert_eq!(parse("..pitr-tmp.12"), None);
+        assert_eq!(parse(".x.pitr-tmp.notapid"), None);
+    }
+
+    #[test]
+    fn scratch_dirs_are_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let a = ScratchDir::create(d.path(), "pitr-archive").unwrap();
+        let b = ScratchDir::create(d.path(), "pitr-archive").unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(a.subdir("0").unwrap().join("f"), b"x").unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        // One of a process killed with -9: swept by the next run.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let left = d.path().join(format!(".pitr-archive.{dead_pid}.0"));
+        std::fs::create_dir_all(left.join("0")).unwrap();
+        let c = ScratchDir::create(d.path(), "pitr-archive").unwrap();
+        assert!(!left.exists());
+        drop(c);
+    }
+
+    #[test]
+    fn stale_are_old_leftovers_of_dead_writers_only() {
+        let d = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let me = std::process::id();
+        for name in [
+            format!(".000000010000000000000003.zst.pitr-tmp.{dead_pid}"),
+            format!(".000000010000000000000004.zst.pitr-tmp.{me}"),
+            "000000010000000000000003.zst".to_string(),
+            ".pitr-cluster".to_string(),
+            ".x.pitr-tmp.notapid".to_string(),
+        ] {
+            std::fs::write(d.path().join(name), b"x").unwrap();
+        }
+        // Just written: too young, whoever wrote it.
+        let young = stale(d.path(), Duration::from_secs(3600)).unwrap();
+        assert!(young.is_empty(), "{young:?}");
+        // With no minimum age: only the dead writer's temp file.
+        assert_eq!(
+            stale(d.path(), Duration::ZERO).unwrap(),
+            [d.path()
+                .join(format!(".000000010000000000000003.zst.pitr-tmp.{dead_pid}"))]
+        );
+    }
+}
