@@ -397,6 +397,12 @@ fn destinations(
     let destinations = location::parse_destinations(dst_local, dst_remote, dst_pipe)
         .map_err(|e| bad_location(&e))?;
     for d in &destinations {
+        if matches!(d.target, Target::S3(_)) {
+            return Err(usage(
+                format!("--dst-remote {d}: pitr-backup cannot write to an object store yet"),
+                "back up to a directory or an rsync target; archiving WAL to s3:// works (pitr-archive)",
+            ));
+        }
         if let Some(dir) = d.as_dir() {
             existing_dir(
                 dir,

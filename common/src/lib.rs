@@ -21,6 +21,7 @@ pub mod location;
 pub mod lock;
 pub mod log;
 pub mod manifest;
+pub mod objarchive;
 pub mod objstore;
 pub mod pg;
 pub mod pgconf;

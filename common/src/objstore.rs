@@ -42,6 +42,10 @@ use object_store::{
 /// The default for [`Settings::retry_budget`].
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
+/// The longest pause of [`Store::put_new`] between its PUT and its check, without conditional
+/// writes.
+const MAX_CREATE_PAUSE: Duration = Duration::from_secs(5);
+
 /// The default for [`Settings::part_size`]: S3 wants at least 5 MiB for every part but the last.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -219,8 +223,9 @@ pub struct Settings {
     /// The access key; `None` is an error at [`Store::open`].
     pub credentials: Option<Credentials>,
     /// Whether the store honours `If-None-Match: *` on PutObject (AWS S3 since 2024, MinIO,
-    /// Ceph RGW). When false, [`Store::put_new`] does HEAD then PUT, which two concurrent
-    /// writers can both pass. Default true.
+    /// Ceph RGW). When false, [`Store::put_new`] does HEAD, PUT, pause, HEAD, which detects a
+    /// lost race in most but not all interleavings (see there). Default false: it is safe on
+    /// every store, where true on a store that ignores the header would replace silently.
     pub if_none_match: bool,
     /// How long a call keeps retrying network errors, 5xx and throttling.
     pub retry_budget: Duration,
@@ -241,7 +246,7 @@ impl Default for Settings {
             region: None,
             path_style: None,
             credentials: None,
-            if_none_match: true,
+            if_none_match: false,
             retry_budget: DEFAULT_RETRY_BUDGET,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
@@ -272,6 +277,9 @@ pub enum SettingsError {
         /// The line number, from 1.
         line: usize,
     },
+    /// `--s3-addressing` is neither `path` nor `virtual`.
+    #[error("--s3-addressing {0} is neither path nor virtual")]
+    Addressing(String),
     /// The key file lacks a setting.
     #[error("S3 key file {} has no {name}", path.display())]
     KeyFileIncomplete {
@@ -280,6 +288,77 @@ pub enum SettingsError {
         /// The missing setting.
         name: &'static str,
     },
+}
+
+/// The object-store options every binary takes (declared by [`crate::tool_args!`], usable in a
+/// `--config-file`): everything but the secret, which comes from the environment or the key
+/// file, never from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// `--s3-endpoint`: `http(s)://host[:port]` of an S3-compatible store (overrides
+    /// `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// `--s3-region` (overrides `AWS_REGION`).
+    pub region: Option<String>,
+    /// `--s3-addressing path|virtual`.
+    pub addressing: Option<String>,
+    /// `--s3-key-file`: an AWS shared-credentials file holding the access key.
+    pub key_file: Option<PathBuf>,
+    /// `--s3-conditional-writes`: the store honours `If-None-Match: *` (AWS S3, MinIO, Ceph
+    /// RGW; not Garage 2.5).
+    pub conditional_writes: bool,
+}
+
+impl S3Options {
+    /// The settings: the `AWS_*` variables looked up with `var` (see
+    /// [`Settings::from_env_vars`]), then these options over them.
+    pub fn settings(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::from_env_vars(var);
+        if let Some(endpoint) = &self.endpoint {
+            settings.endpoint = Some(endpoint.clone());
+        }
+        if let Some(region) = &self.region {
+            settings.region = Some(region.clone());
+        }
+        settings.path_style = match self.addressing.as_deref() {
+            None => None,
+            Some("path") => Some(true),
+            Some("virtual") => Some(false),
+            Some(other) => return Err(SettingsError::Addressing(other.to_owned())),
+        };
+        settings.if_none_match = self.conditional_writes;
+        match &self.key_file {
+            Some(path) => settings.with_key_file(path),
+            None => Ok(settings),
+        }
+    }
+
+    /// The options as command-line arguments, to hand on to another pitr program.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut opt = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(name.to_owned());
+                args.push(v);
+            }
+        };
+        opt("--s3-endpoint", self.endpoint.clone());
+        opt("--s3-region", self.region.clone());
+        opt("--s3-addressing", self.addressing.clone());
+        opt(
+            "--s3-key-file",
+            self.key_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        if self.conditional_writes {
+            args.push("--s3-conditional-writes".to_owned());
+        }
+        args
+    }
 }
 
 impl Settings {
@@ -687,16 +766,32 @@ impl Store {
         &self.endpoint
     }
 
-    /// Stores `body` under `key` unless an object exists there. With
-    /// [`Settings::if_none_match`] the store decides atomically (`If-None-Match: *`); otherwise
-    /// this is a HEAD then a PUT. `AlreadyExists` also comes back when an earlier attempt of this
-    /// very call succeeded and the answer was lost: compare the content.
+    /// Stores `body` under `key` unless an object exists there, and reports `Created` only if,
+    /// after the write, the object under `key` is ours (its entity tag is the one our PUT got).
+    ///
+    /// With [`Settings::if_none_match`] the store decides atomically (`If-None-Match: *`): of two
+    /// racing writers exactly one gets `Created`. Without it (Garage 2.5 ignores the header)
+    /// this is HEAD, PUT, a pause as long as the HEAD-to-PUT-done interval, then HEAD again; the
+    /// guarantees are then:
+    /// - a writer whose first HEAD sees an object never writes (`AlreadyExists`);
+    /// - a writer whose object was replaced before its second HEAD gets `AlreadyExists` (and the
+    ///   caller compares content), so of two racing writers with different bytes the one whose
+    ///   content did not stay is told, provided the winner's HEAD-to-PUT-done interval is no
+    ///   longer than the loser's (the pause is what covers the winner's interval);
+    /// - left open: a winner slower than that by more than the loser's pause can replace the
+    ///   object after the loser's second HEAD, and both report `Created`. No S3 call without
+    ///   conditional writes closes this window.
+    ///
+    /// `AlreadyExists` also comes back when an earlier attempt of this very call succeeded and
+    /// the answer was lost: compare the content.
     pub fn put_new(&self, key: &str, body: Vec<u8>) -> Result<PutOutcome, Error> {
         let path = self.path(key)?;
-        if !self.settings.if_none_match && self.head(key)?.is_some() {
+        let started = Instant::now();
+        let conditional = self.settings.if_none_match;
+        if !conditional && self.head(key)?.is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
-        let mode = if self.settings.if_none_match {
+        let mode = if conditional {
             PutMode::Create
         } else {
             PutMode::Overwrite
@@ -705,11 +800,33 @@ impl Store {
             mode,
             ..PutOptions::default()
         };
-        let payload = PutPayload::from(body);
-        match self.block(self.s3.put_opts(&path, payload, opts)) {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err((Class::Exists, _)) => Ok(PutOutcome::AlreadyExists),
-            Err((class, e)) => Err(self.error(class, "PUT", key, e)),
+        let payload = PutPayload::from(bytes::Bytes::from(body));
+        let ours = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
+            Ok(result) => result.e_tag,
+            Err((Class::Exists, _)) => return Ok(PutOutcome::AlreadyExists),
+            Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
+        };
+        if !conditional {
+            std::thread::sleep(started.elapsed().min(MAX_CREATE_PAUSE));
+        }
+        if self.is_ours(key, ours.as_deref(), &payload)? {
+            Ok(PutOutcome::Created)
+        } else {
+            Ok(PutOutcome::AlreadyExists)
+        }
+    }
+
+    /// Whether the object now under `key` is the one we wrote: same entity tag as our PUT's
+    /// answer, or (without one) the same bytes.
+    fn is_ours(&self, key: &str, etag: Option<&str>, payload: &PutPayload) -> Result<bool, Error> {
+        match etag {
+            Some(tag) => Ok(self
+                .head(key)?
+                .is_some_and(|info| info.etag.as_deref() == Some(tag))),
+            None => {
+                let body: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                Ok(self.get(key)?.is_some_and(|got| got == body))
+            }
         }
     }
 

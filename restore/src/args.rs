@@ -41,8 +41,9 @@ pitr_common::tool_args! {
     /// standby keeps streaming. 127: a usage error.
     #[derive(FromArgs, Debug)]
     pub struct WalArgs {
-        /// archive directory to read from, [CODEC=]DIR (the codec says which stored form to
-        /// look for first; every form is found); repeatable, searched in order
+        /// archive to read from, [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX (the codec says
+        /// which stored form to look for first; every form is found); repeatable, searched in
+        /// order
         #[argh(option)]
         pub source: Vec<String>,
 
@@ -497,6 +498,31 @@ pub struct Config {
     pub prefetch: u32,
     /// What the prefetch worker runs with.
     pub handed_on: CommandOptions,
+    /// How to reach object stores, when a source is one.
+    pub s3: Option<pitr_common::objstore::Settings>,
+}
+
+/// The object-store settings (`AWS_*` variables, `--s3-*` options), read only when a source is
+/// an object store. An unusable key file is a usage error (127: recovery stops).
+fn s3_settings(
+    options: &pitr_common::objstore::S3Options,
+    sources: &[Location],
+) -> anyhow::Result<Option<pitr_common::objstore::Settings>> {
+    if !sources
+        .iter()
+        .any(|s| matches!(s.target, pitr_common::location::Target::S3(_)))
+    {
+        return Ok(None);
+    }
+    options
+        .settings(|name| std::env::var(name).ok())
+        .map(Some)
+        .map_err(|e| {
+            usage(
+                e.to_string(),
+                "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key",
+            )
+        })
 }
 
 /// A usage error of the restore_command form: status 127, so that PostgreSQL stops instead of
@@ -646,8 +672,11 @@ impl WalArgs {
             pgcontroldata: self.pgcontroldata_path.clone(),
             log: common.log,
             verbose: common.verbose,
+            s3: common.s3.clone(),
         };
+        let s3 = s3_settings(&common.s3, &sources)?;
         Ok(Config {
+            s3,
             wanted,
             target,
             poll: poll_interval(self.poll_interval, usage)?,
@@ -764,6 +793,7 @@ impl BackupArgs {
             pgcontroldata: None,
             log: common.log.clone(),
             verbose: false,
+            s3: common.s3.clone(),
         };
         Ok(BackupConfig {
             from,
