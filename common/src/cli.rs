@@ -188,6 +188,11 @@ macro_rules! tool_args {
             /// creates are atomic instead of checked after the write
             #[argh(switch)]
             pub s3_conditional_writes: bool,
+
+            /// how long one s3:// request is retried while the store is unreachable or
+            /// failing, in seconds (default 60); then the call fails
+            #[argh(option)]
+            pub s3_retry_seconds: Option<u64>,
         }
 
         impl $crate::cli::HasCommon for $name {
@@ -205,6 +210,7 @@ macro_rules! tool_args {
                         addressing: self.s3_addressing.clone(),
                         key_file: self.s3_key_file.clone(),
                         conditional_writes: self.s3_conditional_writes,
+                        retry_seconds: self.s3_retry_seconds,
                     },
                 }
             }

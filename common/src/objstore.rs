@@ -307,6 +307,9 @@ pub struct S3Options {
     /// `--s3-conditional-writes`: the store honours `If-None-Match: *` (AWS S3, MinIO, Ceph
     /// RGW; not Garage 2.5).
     pub conditional_writes: bool,
+    /// `--s3-retry-seconds`: how long one call retries an unreachable or failing store
+    /// ([`Settings::retry_budget`]).
+    pub retry_seconds: Option<u64>,
 }
 
 impl S3Options {
@@ -330,6 +333,9 @@ impl S3Options {
             Some(other) => return Err(SettingsError::Addressing(other.to_owned())),
         };
         settings.if_none_match = self.conditional_writes;
+        if let Some(seconds) = self.retry_seconds {
+            settings.retry_budget = Duration::from_secs(seconds);
+        }
         match &self.key_file {
             Some(path) => settings.with_key_file(path),
             None => Ok(settings),
@@ -354,6 +360,10 @@ impl S3Options {
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
         );
+        if let Some(seconds) = self.retry_seconds {
+            args.push("--s3-retry-seconds".to_owned());
+            args.push(seconds.to_string());
+        }
         if self.conditional_writes {
             args.push("--s3-conditional-writes".to_owned());
         }
@@ -1223,6 +1233,61 @@ impl Drop for Upload<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_override_the_environment_and_are_handed_on_without_secrets() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("GKid".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_owned()),
+            "AWS_ENDPOINT_URL" => Some("http://env:3900".to_owned()),
+            "AWS_REGION" => Some("env-region".to_owned()),
+            _ => None,
+        };
+        let d = tempfile::tempdir().unwrap();
+        let key_file = d.path().join("key");
+        std::fs::write(
+            &key_file,
+            "[default]\naws_access_key_id = GKfile\naws_secret_access_key = file-secret\n",
+        )
+        .unwrap();
+        let options = S3Options {
+            endpoint: Some("http://opt:3900".into()),
+            region: None,
+            addressing: Some("virtual".into()),
+            key_file: Some(key_file.clone()),
+            conditional_writes: true,
+            retry_seconds: Some(7),
+        };
+        let s = options.settings(env).unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://opt:3900"));
+        assert_eq!(s.region.as_deref(), Some("env-region"));
+        assert_eq!(s.path_style, Some(false));
+        assert!(s.if_none_match);
+        assert_eq!(s.retry_budget, Duration::from_secs(7));
+        let creds = s.credentials.unwrap();
+        assert_eq!(creds.access_key_id, "GKfile");
+        assert_eq!(creds.secret_access_key, Secret::new("file-secret"));
+        let args = options.to_args().join(" ");
+        assert_eq!(
+            args,
+            format!(
+                "--s3-endpoint http://opt:3900 --s3-addressing virtual --s3-key-file {} \
+                 --s3-retry-seconds 7 --s3-conditional-writes",
+                key_file.display()
+            )
+        );
+        let plain = S3Options::default().settings(env).unwrap();
+        assert!(!plain.if_none_match, "conditional writes must be asked for");
+        assert_eq!(plain.endpoint.as_deref(), Some("http://env:3900"));
+        let bad = S3Options {
+            addressing: Some("dns".into()),
+            ..S3Options::default()
+        };
+        assert_eq!(
+            bad.settings(env).unwrap_err().to_string(),
+            "--s3-addressing dns is neither path nor virtual"
+        );
+    }
 
     #[test]
     fn url_parses_bucket_and_prefix() {

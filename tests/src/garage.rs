@@ -195,6 +195,35 @@ impl GarageCluster {
         ]
     }
 
+    /// Writes, into `dir` (a directory the PostgreSQL user can read), a key file in AWS's
+    /// shared-credentials format and a pitr `--config-file` naming this cluster's endpoint
+    /// (node 0), region and that key file; returns the config file. This is how
+    /// archive_command and restore_command reach the store: no secret on their command line,
+    /// none in the server's environment.
+    pub fn pitr_config(&self, dir: &Path) -> PathBuf {
+        let key_file = dir.join("garage.key");
+        let user = crate::pg_user();
+        user.write_file(
+            &key_file,
+            format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                self.key_id, self.secret
+            )
+            .as_bytes(),
+        );
+        let config = dir.join("garage.conf");
+        user.write_file(
+            &config,
+            format!(
+                "# the test Garage cluster\n--s3-endpoint {}\n--s3-region {REGION}\n--s3-key-file {}\n",
+                self.endpoint(),
+                key_file.display()
+            )
+            .as_bytes(),
+        );
+        config
+    }
+
     /// Kills node `i` (SIGKILL, as a crash) and waits until its S3 port refuses connections.
     pub fn stop_node(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -102,10 +102,13 @@ fn check_version(program: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `garage --version` output ("garage v2.5.0 [features: ...]") names [`VERSION`].
+/// Whether `garage --version` output names [`VERSION`]: "garage v2.5.0 [features: ...]" from a
+/// release build, "garage cargo:2.5.0 [features: ...]" from `cargo install` (no git tag).
 fn is_version(text: &str) -> bool {
-    text.split_whitespace()
-        .any(|word| word.trim_start_matches('v') == VERSION)
+    text.split_whitespace().any(|word| {
+        let word = word.strip_prefix("cargo:").unwrap_or(word);
+        word.trim_start_matches('v') == VERSION
+    })
 }
 
 #[cfg(test)]
@@ -117,7 +120,11 @@ mod tests {
         assert!(is_version(
             "garage v2.5.0 [features: k2v, lmdb, sqlite, metrics, bundled-libs]\n"
         ));
+        assert!(is_version(
+            "garage cargo:2.5.0 [features: bundled-libs, k2v, lmdb, metrics, sqlite]\n"
+        ));
         assert!(!is_version("garage v2.4.0 [features: lmdb]\n"));
+        assert!(!is_version("garage cargo:2.4.0 [features: lmdb]\n"));
         assert!(!is_version(""));
     }
 }

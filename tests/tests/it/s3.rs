@@ -3,16 +3,22 @@
 //! behaviour with one node and with every node stopped.
 //!
 //! Garage 2.5 ignores `If-None-Match: *` on PutObject and on CompleteMultipartUpload (pinned by
-//! `garage_ignores_if_none_match`), so the stores here use HEAD then PUT
+//! `garage_ignores_if_none_match`), so the stores here create with HEAD, PUT, pause, HEAD
 //! (`Settings::if_none_match = false`), as pitr must for Garage.
+//!
+//! The end-to-end tests at the end run PostgreSQL with pitr-archive and pitr-restore on
+//! `s3://` locations, configured through a `--config-file` (`GarageCluster::pitr_config`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pitr_common::objstore::{Error, PutOutcome, S3Url, Settings, Store};
-use pitr_tests::GarageCluster;
+use pitr_tests::{pg_user, pitr_bin, Cluster, ClusterOpts, GarageCluster, PgTempDir, Tool};
+
+use crate::restore;
 
 /// Settings for `garage`: its endpoint, region and key, HEAD-then-PUT creates, and a short retry
 /// budget so that the unreachable cases finish quickly.
@@ -150,30 +156,18 @@ fn s3_racing_creates_leave_one_whole_object() {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(
-            outcomes.contains(&PutOutcome::Created),
-            "round {round}: nobody created the object: {outcomes:?}"
-        );
+        // Exactly one writer is told Created; the other is told AlreadyExists (its write was
+        // refused or replaced: put_new checks after writing), and the object is the winner's.
+        let winner = match outcomes.as_slice() {
+            [PutOutcome::Created, PutOutcome::AlreadyExists] => &a,
+            [PutOutcome::AlreadyExists, PutOutcome::Created] => &b,
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
         let stored = store(&garage, "race").get(&key).unwrap().unwrap();
         assert!(
-            stored == a || stored == b,
-            "round {round}: the object is neither writer's content"
+            stored == *winner,
+            "round {round}: the object is not the winner's content"
         );
-        // Without conditional writes both may report Created (Garage): the stored object is the
-        // last writer's, and a caller must compare after writing.
-        if outcomes == [PutOutcome::Created, PutOutcome::AlreadyExists]
-            || outcomes == [PutOutcome::AlreadyExists, PutOutcome::Created]
-        {
-            let winner = if outcomes[0] == PutOutcome::Created {
-                &a
-            } else {
-                &b
-            };
-            assert!(
-                stored == *winner,
-                "round {round}: the loser's content is stored"
-            );
-        }
     }
 }
 
@@ -402,4 +396,215 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+// ---------------------------------------------------------------------------------------------
+// pitr-archive and pitr-restore on s3:// locations, with PostgreSQL
+
+/// Where the end-to-end tests archive: `s3://BUCKET/PREFIX`.
+fn wal_url(garage: &GarageCluster, prefix: &str) -> String {
+    format!("s3://{}/{prefix}", garage.bucket())
+}
+
+/// `pitr-archive --config-file CONF --dst-remote zstd=URL %p`, as archive_command.
+fn archive_command(config: &Path, url: &str) -> String {
+    format!(
+        "{} --config-file {} --dst-remote zstd={url} %p",
+        pitr_bin("pitr-archive").display(),
+        config.display()
+    )
+}
+
+/// Asserts that the store under `prefix` holds exactly the cluster marker of `cluster` and
+/// every WAL file PostgreSQL marked done, as `NAME.zst`, byte-identical to `pg_wal/NAME` once
+/// decompressed; returns the names.
+fn assert_store_matches_pg_wal(
+    garage: &GarageCluster,
+    prefix: &str,
+    cluster: &Cluster,
+) -> Vec<String> {
+    let store = store(garage, prefix);
+    let done = cluster.done_segments();
+    assert!(!done.is_empty(), "no WAL file was archived");
+    for name in &done {
+        let stored = store
+            .get(&format!("{name}.zst"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}.zst is not in the store"));
+        let plain = zstd::stream::decode_all(&stored[..]).unwrap();
+        assert!(
+            plain == cluster.wal_file(name),
+            "{name}.zst in the store differs from pg_wal/{name}"
+        );
+    }
+    let mut expected: Vec<String> = done.iter().map(|n| format!("{n}.zst")).collect();
+    expected.push(".pitr-cluster".to_owned());
+    expected.sort();
+    let listed: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(
+        listed, expected,
+        "the store holds other objects than the archived WAL"
+    );
+    assert_eq!(
+        store.get(".pitr-cluster").unwrap().unwrap(),
+        format!("system_identifier = {}\n", cluster.system_identifier()).into_bytes()
+    );
+    done
+}
+
+/// A primary archiving to Garage feeds a warm spare through pitr-restore --source s3://: the
+/// runbook's warm spare test, with the object store as the location. The store then holds
+/// exactly PostgreSQL's WAL, and pitr-restore run by hand gives back each segment
+/// byte-identical.
+#[test]
+fn s3_warm_spare_follows_a_primary_archiving_to_garage_and_finishes_smartly() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-warm");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "db1/wal");
+    let primary = restore::start_primary("s3-warm-primary", &archive_command(&config, &url));
+    let source = format!("--config-file {} --source zstd={url}", config.display());
+    restore::follow_and_finish_smartly(
+        &primary,
+        "s3-warm-spare",
+        &source,
+        &work.path().join("finish.trigger"),
+    );
+
+    let done = assert_store_matches_pg_wal(&garage, "db1/wal", &primary);
+    let restored = work.subdir("restored");
+    let segments: Vec<&String> = done.iter().filter(|n| n.len() == 24).collect();
+    assert!(segments.len() >= 3, "too few segments archived: {done:?}");
+    for name in segments {
+        let dest = restored.join(name);
+        Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--source", &format!("zstd={url}")])
+            .arg("--data-dir")
+            .arg(primary.data_dir())
+            .arg(name)
+            .arg(&dest)
+            .succeeds();
+        assert!(
+            std::fs::read(&dest).unwrap() == primary.wal_file(name),
+            "restored {name} differs from pg_wal/{name}"
+        );
+    }
+}
+
+/// With every Garage node stopped, restore_command fails with 126 after its retries, naming
+/// the endpoint, and PostgreSQL stops instead of promoting the warm spare; once Garage is back,
+/// the spare recovers the archived rows. The secret appears nowhere in the server log.
+#[test]
+fn s3_warm_spare_is_not_promoted_while_garage_is_down() {
+    let mut garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-down");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "db2/wal");
+    let primary = restore::start_primary("s3-down-primary", &archive_command(&config, &url));
+    let round = restore::load_round(&primary, 100);
+    primary.wait_archived(&round.segment, restore::TIMEOUT);
+
+    let spare = restore::warm_spare(
+        &primary,
+        "s3-down-spare",
+        &format!(
+            "--config-file {} --s3-retry-seconds 2 --source zstd={url}",
+            config.display()
+        ),
+        &[],
+    );
+    // The base backup's own WAL goes to the store too; then the store goes away.
+    let (segment, _) = primary.switch_wal_at();
+    primary.wait_archived(&segment, restore::TIMEOUT);
+    let rows = primary.count_rows(restore::TABLE);
+    garage.stop_all();
+    restore::assert_refuses_recovery(&spare, "in the archive");
+    let log = spare.server_log();
+    assert!(
+        log.contains(&format!("object store {} unreachable", garage.endpoint())),
+        "the FATAL line does not name the unreachable endpoint\n{}",
+        pitr_tests::cluster::tail(&log, 20)
+    );
+    assert!(
+        !log.contains(garage.secret()),
+        "the secret is in the server log"
+    );
+
+    garage.restart_all();
+    spare.start();
+    assert!(spare.is_in_recovery(), "the warm spare is not in recovery");
+    let next = primary.switch_wal_at();
+    primary.wait_archived(&next.0, restore::TIMEOUT);
+    spare.wait_replayed(&next.1, restore::TIMEOUT);
+    assert_eq!(spare.count_rows(restore::TABLE), rows);
+}
+
+/// Two pitr-archive calls for one segment name with different content, at once, against
+/// Garage (no conditional writes): exactly one succeeds, the other exits 2 saying the name is
+/// archived with different content, and the store holds the winner's bytes. Three rounds.
+#[test]
+fn s3_racing_archive_calls_for_one_name_have_one_winner() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-race");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "race/wal");
+    let cluster = Cluster::init("s3-race", ClusterOpts::new().set("wal_keep_size", "1GB"));
+    cluster.start();
+    for round in 0..3 {
+        cluster.psql("CREATE TABLE IF NOT EXISTS filler AS SELECT 1 AS i");
+        let name = cluster.switch_wal();
+        let original = cluster.wal_file(&name);
+        let mut altered = original.clone();
+        let middle = altered.len() / 2;
+        altered[middle] ^= 0xff;
+        let paths: Vec<PathBuf> = ["a", "b"]
+            .iter()
+            .map(|side| {
+                let dir = work.subdir(&format!("{side}{round}"));
+                let path = dir.join(&name);
+                pg_user().write_file(&path, if *side == "a" { &original } else { &altered });
+                path
+            })
+            .collect();
+        let runs: Vec<_> = paths
+            .iter()
+            .map(|p| {
+                Tool::new("pitr-archive")
+                    .as_pg_user()
+                    .args(["--config-file", &config.to_string_lossy()])
+                    .args(["--dst-remote", &format!("zstd={url}")])
+                    .arg("--data-dir")
+                    .arg(cluster.data_dir())
+                    .arg(p)
+                    .spawn()
+            })
+            .collect();
+        let results: Vec<_> = runs.into_iter().map(|r| r.wait()).collect();
+        let codes: Vec<Option<i32>> = results.iter().map(|r| r.code()).collect();
+        let (winner, loser) = match codes.as_slice() {
+            [Some(0), Some(2)] => (&original, &results[1]),
+            [Some(2), Some(0)] => (&altered, &results[0]),
+            other => panic!(
+                "round {round}: not exactly one winner: {other:?}\n{}\n{}",
+                results[0].stderr(),
+                results[1].stderr()
+            ),
+        };
+        loser.stderr_contains(&format!(
+            "{name} is already archived in zstd:3={url} with different content"
+        ));
+        let stored = store(&garage, "race/wal")
+            .get(&format!("{name}.zst"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            zstd::stream::decode_all(&stored[..]).unwrap() == *winner,
+            "round {round}: the store does not hold the winner's content"
+        );
+        for r in &results {
+            r.stderr_lacks(garage.secret());
+        }
+    }
 }
