@@ -46,6 +46,9 @@ pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// writes.
 const MAX_CREATE_PAUSE: Duration = Duration::from_secs(5);
 
+/// Added to twice the look-to-written time for that pause.
+const CREATE_PAUSE_MARGIN: Duration = Duration::from_millis(50);
+
 /// The default for [`Settings::part_size`]: S3 wants at least 5 MiB for every part but the last.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -223,8 +226,8 @@ pub struct Settings {
     /// The access key; `None` is an error at [`Store::open`].
     pub credentials: Option<Credentials>,
     /// Whether the store honours `If-None-Match: *` on PutObject (AWS S3 since 2024, MinIO,
-    /// Ceph RGW). When false, [`Store::put_new`] does HEAD, PUT, pause, HEAD, which detects a
-    /// lost race in most but not all interleavings (see there). Default false: it is safe on
+    /// Ceph RGW). When false, [`Store::put_new`] does HEAD, PUT, pause, HEAD, which tells the
+    /// loser of a race unless the winner was much slower (see there for exactly when). Default false: it is safe on
     /// every store, where true on a store that ignores the header would replace silently.
     pub if_none_match: bool,
     /// How long a call keeps retrying network errors, 5xx and throttling.
@@ -781,16 +784,16 @@ impl Store {
     ///
     /// With [`Settings::if_none_match`] the store decides atomically (`If-None-Match: *`): of two
     /// racing writers exactly one gets `Created`. Without it (Garage 2.5 ignores the header)
-    /// this is HEAD, PUT, a pause as long as the HEAD-to-PUT-done interval, then HEAD again; the
-    /// guarantees are then:
+    /// this is HEAD, PUT, a pause, then HEAD again; with `d` this writer's time from its first
+    /// HEAD to its PUT's answer, the pause is `2d + 50 ms` (at most 5 s). The guarantees are then:
     /// - a writer whose first HEAD sees an object never writes (`AlreadyExists`);
-    /// - a writer whose object was replaced before its second HEAD gets `AlreadyExists` (and the
-    ///   caller compares content), so of two racing writers with different bytes the one whose
-    ///   content did not stay is told, provided the winner's HEAD-to-PUT-done interval is no
-    ///   longer than the loser's (the pause is what covers the winner's interval);
-    /// - left open: a winner slower than that by more than the loser's pause can replace the
-    ///   object after the loser's second HEAD, and both report `Created`. No S3 call without
-    ///   conditional writes closes this window.
+    /// - a writer whose object was replaced before its second HEAD gets `AlreadyExists` (the
+    ///   caller then compares content), so of two racing writers with different bytes exactly
+    ///   one gets `Created` and its bytes stay, provided the winner's own `d` is no longer than
+    ///   the loser's pause;
+    /// - left open: a winner slower than that can land its object after the loser's second HEAD,
+    ///   and both get `Created` (the winner's bytes stay). No S3 call closes this window without
+    ///   conditional writes.
     ///
     /// `AlreadyExists` also comes back when an earlier attempt of this very call succeeded and
     /// the answer was lost: compare the content.
@@ -817,7 +820,7 @@ impl Store {
             Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
         };
         if !conditional {
-            std::thread::sleep(started.elapsed().min(MAX_CREATE_PAUSE));
+            std::thread::sleep((started.elapsed() * 2 + CREATE_PAUSE_MARGIN).min(MAX_CREATE_PAUSE));
         }
         if self.is_ours(key, ours.as_deref(), &payload)? {
             Ok(PutOutcome::Created)

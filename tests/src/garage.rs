@@ -242,6 +242,7 @@ impl GarageCluster {
     pub fn restart_node(&mut self, i: usize) {
         self.spawn(i);
         self.wait_listening(i);
+        self.reconnect();
         self.wait_healthy();
     }
 
@@ -262,7 +263,30 @@ impl GarageCluster {
         for i in 0..NODES {
             self.wait_listening(i);
         }
+        self.reconnect();
         self.wait_healthy();
+    }
+
+    /// Connects the first running node to every other running one again: a node restarted
+    /// after all were killed does not find its peers by itself (the peer list it saved may
+    /// predate the cluster), as an operator's `garage node connect` would fix.
+    fn reconnect(&self) {
+        let running: Vec<usize> = (0..NODES)
+            .filter(|&i| self.nodes[i].child.is_some())
+            .collect();
+        let Some((&first, others)) = running.split_first() else {
+            return;
+        };
+        for &j in others {
+            let peer = self.nodes[j].address.clone();
+            poll_until(READY_TIMEOUT, || {
+                self.try_garage(first, &["node", "connect", &peer])
+                    .status
+                    .success()
+                    .then_some(())
+            })
+            .unwrap_or_else(|| panic!("garage node {first} cannot connect to node {j} again"));
+        }
     }
 
     /// Whether node `i` runs.

@@ -122,7 +122,9 @@ fn garage_ignores_if_none_match() {
         .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
         .build()
         .unwrap();
-    store.put_replace("from", b"new content".to_vec()).unwrap();
+    // Copying a part needs a source of at least 5 MiB (Garage's minimum part size).
+    let new_content = pseudo_random(6 << 20, 11);
+    store.put_replace("from", new_content.clone()).unwrap();
     store.put_replace("to", b"old content".to_vec()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,7 +138,10 @@ fn garage_ignores_if_none_match() {
         copied.is_ok(),
         "Garage refused the conditional completion: {copied:?}"
     );
-    assert_eq!(store.get("to").unwrap().unwrap(), b"new content");
+    assert!(
+        store.get("to").unwrap().unwrap() == new_content,
+        "the conditional completion did not replace the object"
+    );
 }
 
 #[test]
@@ -146,12 +151,19 @@ fn s3_racing_creates_leave_one_whole_object() {
     let b = pseudo_random(4 << 20, 3);
     for round in 0..5 {
         let key = format!("race-{round}");
+        // Both writers set up first, then start together: the race put_new is specified for
+        // (two writers of about the same speed).
+        let barrier = std::sync::Barrier::new(2);
         let outcomes: Vec<PutOutcome> = std::thread::scope(|scope| {
             let handles: Vec<_> = [&a, &b]
                 .into_iter()
                 .map(|body| {
-                    let (garage, key) = (&garage, &key);
-                    scope.spawn(move || store(garage, "race").put_new(key, body.clone()).unwrap())
+                    let (garage, key, barrier) = (&garage, &key, &barrier);
+                    scope.spawn(move || {
+                        let (store, body) = (store(garage, "race"), body.clone());
+                        barrier.wait();
+                        store.put_new(key, body).unwrap()
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
