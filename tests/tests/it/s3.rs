@@ -39,7 +39,8 @@ fn store(garage: &GarageCluster, prefix: &str) -> Store {
     Store::open(&url, &settings(garage)).unwrap()
 }
 
-/// `len` bytes of a xorshift sequence seeded with `seed` (incompressible, reproducible).
+/// `len` bytes of a xorshift sequence seeded with `seed` (incompressible, reproducible; seeds
+/// that differ only in their lowest bit give the same bytes).
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -148,7 +149,8 @@ fn garage_ignores_if_none_match() {
 fn s3_racing_creates_leave_one_whole_object() {
     let garage = GarageCluster::start();
     let a = pseudo_random(4 << 20, 2);
-    let b = pseudo_random(4 << 20, 3);
+    let b = pseudo_random(4 << 20, 4);
+    assert!(a != b, "the two writers must write different bytes");
     for round in 0..5 {
         let key = format!("race-{round}");
         // Both writers set up first, then start together: the race put_new is specified for
@@ -418,10 +420,10 @@ fn wal_url(garage: &GarageCluster, prefix: &str) -> String {
     format!("s3://{}/{prefix}", garage.bucket())
 }
 
-/// `pitr-archive --config-file CONF --dst-remote zstd=URL %p`, as archive_command.
-fn archive_command(config: &Path, url: &str) -> String {
+/// `pitr-archive --config-file CONF EXTRA --dst-remote zstd=URL %p`, as archive_command.
+fn archive_command(config: &Path, extra: &str, url: &str) -> String {
     format!(
-        "{} --config-file {} --dst-remote zstd={url} %p",
+        "{} --config-file {} {extra} --dst-remote zstd={url} %p",
         pitr_bin("pitr-archive").display(),
         config.display()
     )
@@ -474,7 +476,7 @@ fn s3_warm_spare_follows_a_primary_archiving_to_garage_and_finishes_smartly() {
     let work = PgTempDir::new("s3-warm");
     let config = garage.pitr_config(work.path());
     let url = wal_url(&garage, "db1/wal");
-    let primary = restore::start_primary("s3-warm-primary", &archive_command(&config, &url));
+    let primary = restore::start_primary("s3-warm-primary", &archive_command(&config, "", &url));
     let source = format!("--config-file {} --source zstd={url}", config.display());
     restore::follow_and_finish_smartly(
         &primary,
@@ -506,15 +508,20 @@ fn s3_warm_spare_follows_a_primary_archiving_to_garage_and_finishes_smartly() {
 }
 
 /// With every Garage node stopped, restore_command fails with 126 after its retries, naming
-/// the endpoint, and PostgreSQL stops instead of promoting the warm spare; once Garage is back,
-/// the spare recovers the archived rows. The secret appears nowhere in the server log.
+/// the endpoint, and PostgreSQL stops instead of promoting the warm spare; the primary's
+/// archive_command fails and PostgreSQL keeps the segment. Once Garage is back, the backlog
+/// drains and the spare recovers every row; the store matches pg_wal. The secret appears in
+/// neither server log.
 #[test]
 fn s3_warm_spare_is_not_promoted_while_garage_is_down() {
     let mut garage = GarageCluster::start();
     let work = PgTempDir::new("s3-down");
     let config = garage.pitr_config(work.path());
     let url = wal_url(&garage, "db2/wal");
-    let primary = restore::start_primary("s3-down-primary", &archive_command(&config, &url));
+    let primary = restore::start_primary(
+        "s3-down-primary",
+        &archive_command(&config, "--s3-retry-seconds 5", &url),
+    );
     let round = restore::load_round(&primary, 100);
     primary.wait_archived(&round.segment, restore::TIMEOUT);
 
@@ -544,13 +551,27 @@ fn s3_warm_spare_is_not_promoted_while_garage_is_down() {
         "the secret is in the server log"
     );
 
+    // Meanwhile the primary's archive_command fails, and PostgreSQL keeps the segment.
+    let backlog = restore::load_round(&primary, 100);
+    pitr_tests::wait_until("a failed archive_command", restore::TIMEOUT, || {
+        let stats = primary.archiver_stats();
+        (stats.failed_count > 0 && stats.last_failed_wal == backlog.segment).then_some(())
+    });
+    assert!(!primary.done_segments().contains(&backlog.segment));
+    assert!(
+        !primary.server_log().contains(garage.secret()),
+        "the secret is in the primary's log"
+    );
+
+    // Garage back: the backlog drains, the spare replays it, nothing is lost.
     garage.restart_all();
+    primary.wait_archived(&backlog.segment, restore::TIMEOUT);
     spare.start();
     assert!(spare.is_in_recovery(), "the warm spare is not in recovery");
-    let next = primary.switch_wal_at();
-    primary.wait_archived(&next.0, restore::TIMEOUT);
-    spare.wait_replayed(&next.1, restore::TIMEOUT);
-    assert_eq!(spare.count_rows(restore::TABLE), rows);
+    spare.wait_replayed(&backlog.lsn, restore::TIMEOUT);
+    assert_eq!(spare.count_rows(restore::TABLE), backlog.rows);
+    assert!(backlog.rows > rows);
+    assert_store_matches_pg_wal(&garage, "db2/wal", &primary);
 }
 
 /// Two pitr-archive calls for one segment name with different content, at once, against
