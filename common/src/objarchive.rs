@@ -163,17 +163,19 @@ pub fn check_marker_on_get(store: &Store, sysid: u64) -> Result<(), Error> {
     let Some(text) = read_marker(store)? else {
         return Ok(());
     };
+    let marker = format!(
+        "s3://{}/{}",
+        store.url().bucket(),
+        store.url().full_key(CLUSTER_MARKER)
+    );
     match dest::parse_marker(&text) {
         Some(theirs) if theirs == sysid => Ok(()),
-        theirs => Err(Error::Foreign {
-            marker: format!(
-                "s3://{}/{}",
-                store.url().bucket(),
-                store.url().full_key(CLUSTER_MARKER)
-            ),
+        Some(theirs) => Err(Error::Foreign {
+            marker,
             ours: sysid,
-            theirs: theirs.unwrap_or(0),
+            theirs,
         }),
+        None => Err(Error::BadMarker { marker }),
     }
 }
 

@@ -80,6 +80,12 @@ pub enum Error {
     /// An object store could not be set up, reached or read: never "not found".
     #[error(transparent)]
     Store(#[from] crate::objstore::Error),
+    /// The object-store archive's cluster marker is not one.
+    #[error("{marker} is not a pitr cluster marker")]
+    BadMarker {
+        /// The marker object.
+        marker: String,
+    },
     /// The object-store archive's cluster marker names another database system.
     #[error("{marker} says the archive holds WAL of database system {theirs}, not {ours}")]
     Foreign {

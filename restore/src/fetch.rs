@@ -292,7 +292,11 @@ impl<'a> Call<'a> {
                     .hint("free space in pg_wal (a full pg_wal stops the server) and check its permissions; recovery stops rather than ending early")
                     .status(exit::RESTORE_FATAL),
             )),
-            Err(e @ (source::Error::Store(_) | source::Error::Foreign { .. })) => {
+            Err(
+                e @ (source::Error::Store(_)
+                | source::Error::Foreign { .. }
+                | source::Error::BadMarker { .. }),
+            ) => {
                 Err(unreadable_archive(self.cfg, &self.name, e))
             }
             Err(e) => {
@@ -363,7 +367,7 @@ impl<'a> Call<'a> {
 fn unreadable_archive(cfg: &Config, name: &str, e: source::Error) -> anyhow::Error {
     let fix = match &e {
         source::Error::Store(s) => s.hint(),
-        source::Error::Foreign { .. } => {
+        source::Error::Foreign { .. } | source::Error::BadMarker { .. } => {
             "give the archive of this cluster in --source (each cluster archives under a prefix of its own)".to_string()
         }
         _ => "make the archive readable by the user PostgreSQL runs as".to_string(),
