@@ -251,12 +251,13 @@ fn assert_log_line(cluster: &Cluster, fragments: &[&str]) {
 /// The warm spare of the runbook, from its start to a smart finish: it follows the primary
 /// through several rounds of load, and once its trigger exists it replays what is archived
 /// and promotes with exactly the primary's archived rows, not the ones committed after.
+/// Returns the promoted spare.
 pub(crate) fn follow_and_finish_smartly(
     primary: &Cluster,
     name: &str,
     source: &str,
     trigger: &Path,
-) {
+) -> Cluster {
     let spare = warm_spare(
         primary,
         name,
@@ -294,6 +295,7 @@ pub(crate) fn follow_and_finish_smartly(
         )],
     );
     spare.psql(&format!("INSERT INTO {TABLE} (payload) VALUES ('after')"));
+    spare
 }
 
 #[test]
