@@ -13,14 +13,61 @@ use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
 
 pitr_common::tool_args! {
-/// Sends one WAL file (segment, .partial, .history or .backup) to every destination, durably,
-/// never replacing a different archived copy. PostgreSQL runs it as
-/// archive_command = '/opt/pitr/bin/pitr-archive --dst-local zstd=/srv/wal %p'.
-///
-/// Exit status: 0 when every destination durably holds the file; 2 on an error (PostgreSQL
-/// retries later, and with --state-dir only the destinations still missing the file are tried
-/// again); 3 on a usage error; 4 when another pitr-archive holds --pid-file.
+/// The command line of `pitr-archive`. The `description`, `usage`, examples, notes and exit
+/// statuses below are its `--help` and, through `cargo xtask dist`, its man page.
 #[derive(FromArgs, Debug)]
+#[argh(
+    description = "Sends one WAL file to every archive destination, durably. PostgreSQL runs it as\n\
+            its archive_command, in the data directory, as the server's user, once per WAL\n\
+            file (segment, .partial, .history or .backup).\n\
+            \n\
+            Each destination gets the file in its own codec, written under a temporary name,\n\
+            fsynced and linked into place. A file already archived with the same content\n\
+            counts as sent; a different one is never replaced, and WAL of another cluster is\n\
+            refused.\n\
+            \n\
+            With more than one destination, --state-dir records which ones hold the file, so\n\
+            that PostgreSQL's retry after a failure sends only to those still missing it.",
+    usage = "[--dst-local <[CODEC=]DIR>]...\n\
+            \x20          [--dst-remote <[CODEC=]TARGET>]... [--dst-pipe <[CODEC=]PROGRAM>]...\n\
+            \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--data-dir <DIR>]\n\
+            \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]... %p\n\
+            \x20      {command_name} --help | --version",
+    example = "One local archive compressed with zstd, in postgresql.conf:\n\
+            \x20 archive_command = '/opt/pitr/bin/pitr-archive --dst-local zstd=/srv/wal_archive %p'",
+    example = "The rsync daemons of two standbys (rsyncd.conf in\n\
+            /opt/pitr/share/pitr/examples):\n\
+            \x20 archive_command = '/opt/pitr/bin/pitr-archive --state-dir /var/lib/pgsql/pitr/archive-state --dst-remote zstd=rsync://standby1/wal_archive --dst-remote zstd=rsync://standby2/wal_archive %p'",
+    example = "The options in a file:\n\
+            \x20 archive_command = '/opt/pitr/bin/pitr-archive --config-file /etc/pitr/archive.conf %p'",
+    note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
+            one per line (\"--dst-local /srv/wal_archive\"), # starting a comment, as if\n\
+            they were given where --config-file stands. --version (or -V) prints the\n\
+            program's name and version.\n\
+            \n\
+            Logs go to stderr, which PostgreSQL writes into its own log, unless --log says\n\
+            otherwise.",
+    note = "\n\
+            Files:\n\
+            /etc/pitr/archive.conf\n\
+            \x20   options for --config-file (installed by the RPM, kept on upgrades)\n\
+            /opt/pitr/share/pitr/examples\n\
+            \x20   postgresql-primary.conf, archive.conf, rsyncd.conf\n\
+            DIR/.pitr-cluster\n\
+            \x20   in each local destination: the cluster whose WAL it holds",
+    error_code(0, "every destination durably holds the file"),
+    error_code(
+        2,
+        "an error: PostgreSQL retries later (with --state-dir only where the file is\n\
+            \x20   missing)"
+    ),
+    error_code(3, "a usage error"),
+    error_code(4, "another pitr-archive holds --pid-file")
+)]
 pub struct Args {
     /// data directory of the cluster; %p is relative to it (default: the current directory,
     /// which is the data directory when PostgreSQL runs archive_command)

@@ -61,7 +61,13 @@ fn read_wal(cfg: &Config) -> anyhow::Result<WalFile> {
         .hint("pass PostgreSQL's %p")
         .into());
     }
-    let bytes = fs::map_or_read(&cfg.wal_path)?;
+    let bytes = fs::map_or_read(&cfg.wal_path).map_err(|e| {
+        anyhow::Error::from(e).context(
+            Failure::new(format!("cannot read WAL file {}", cfg.wal_path.display())).hint(
+                "archive_command runs as the PostgreSQL user: the WAL file must be readable by it",
+            ),
+        )
+    })?;
     let mtime = meta
         .modified()
         .map_err(|e| fs::IoError::new("reading the mtime of", &cfg.wal_path, e))?;

@@ -12,16 +12,68 @@ use pitr_common::location::{self, Location, Opt, Target};
 use pitr_common::rsync::Rsync;
 
 pitr_common::tool_args! {
-/// Takes an online base backup of a running PostgreSQL cluster (primary or hot standby) into a
-/// backup set: a data archive with a backup_manifest that pg_verifybackup accepts, a WAL
-/// archive, a sha256sum -c digest file and a meta file written last. From cron:
-/// pitr-backup --data-dir /var/lib/postgresql/15/main --dst-local zstd=/srv/backups
-/// --xlogs /var/lib/postgresql/backup-xlogs
-///
-/// Exit status: 0 when every destination holds the complete set; 2 on an error or when
-/// interrupted (the server leaves backup mode, partial outputs are removed); 3 on a usage
-/// error; 4 when another pitr-backup of this cluster runs (lock) or holds --pid-file.
+/// The command line of `pitr-backup`. The `description`, `usage`, examples, notes and exit
+/// statuses below are its `--help` and, through `cargo xtask dist`, its man page.
 #[derive(FromArgs, Debug)]
+#[argh(
+    description = "Takes an online base backup of a running PostgreSQL cluster, primary or hot\n\
+            standby, into a backup set: a data archive with a backup_manifest that\n\
+            pg_verifybackup accepts, a WAL archive holding the WAL from the backup's start\n\
+            to its end, a digest file for sha256sum -c, and a meta file written last. Run it\n\
+            as the user PostgreSQL runs as.\n\
+            \n\
+            On a primary the backup's WAL comes from --xlogs, a directory that pitr-archive\n\
+            --dst-backup fills while the backup runs; on a standby from its WAL archive\n\
+            (--wal-source).",
+    usage = "--data-dir <DIR> (--dst-local <[CODEC=]DIR> |\n\
+            \x20          --dst-remote <[CODEC=]TARGET> | --dst-pipe <[CODEC=]PROGRAM>)...\n\
+            \x20          (--xlogs <DIR> | --wal-source <[CODEC=]DIR> | --skip-xlogs)\n\
+            \x20          [--host <HOST>] [--port <PORT>] [--username <USER>]\n\
+            \x20          [--database <DBNAME>] [--wal-timeout <SECONDS>]\n\
+            \x20          [--filename-template <TEMPLATE>] [--label <LABEL>]\n\
+            \x20          [--fast-checkpoint] [--removal-pause-trigger <FILE>]\n\
+            \x20          [--lock-file <FILE>] [--temp-dir <DIR>] [--rsync-path <PROGRAM>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--compress-threads <N>] [--progress-interval <SECONDS>]\n\
+            \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --help | --version",
+    example = "A backup of the primary, pushed to a standby's rsync daemon, while the\n\
+            primary's archive_command gives pitr-archive --dst-backup\n\
+            /var/lib/pgsql/pitr/backup-xlogs:\n\
+            \x20 pitr-backup --data-dir /var/lib/pgsql/15/data --dst-remote zstd=rsync://standby1/backups --xlogs /var/lib/pgsql/pitr/backup-xlogs --fast-checkpoint",
+    example = "A backup of a hot standby, taking WAL from its archive:\n\
+            \x20 pitr-backup --data-dir /var/lib/pgsql/15/data --dst-local zstd=/var/lib/pgsql/backups --wal-source zstd=/var/lib/pgsql/wal_archive --removal-pause-trigger /var/lib/pgsql/pitr/removal-pause.trigger",
+    example = "From cron, with the options in a file:\n\
+            \x20 30 1 * * * postgres /opt/pitr/bin/pitr-backup --config-file /etc/pitr/backup.conf",
+    note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
+            one per line (\"--dst-local /var/lib/pgsql/backups\"), # starting a comment, as\n\
+            if they were given where --config-file stands. --version (or -V) prints the\n\
+            program's name and version.\n\
+            \n\
+            The connection also follows PGHOST, PGPORT, PGUSER, PGDATABASE and PGPASSWORD.",
+    note = "\n\
+            Files:\n\
+            /etc/pitr/backup.conf\n\
+            \x20   options for --config-file (installed by the RPM, kept on upgrades)\n\
+            /etc/cron.d/pitr\n\
+            \x20   the nightly backup job, commented out (installed by the RPM)\n\
+            DATADIR/pitr-backup.lock\n\
+            \x20   the default --lock-file, left out of backups",
+    error_code(0, "every destination holds the complete set"),
+    error_code(
+        2,
+        "an error, or interrupted: the server leaves backup mode and partial files\n\
+            \x20   are removed"
+    ),
+    error_code(3, "a usage error"),
+    error_code(
+        4,
+        "another pitr-backup of this cluster runs (--lock-file), or one holds\n\
+            \x20   --pid-file"
+    )
+)]
 pub struct Args {
     /// data directory of the cluster to back up (required; must be the server's own, checked
     /// against the server's system identifier and data_directory)

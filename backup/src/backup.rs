@@ -17,7 +17,7 @@ use pitr_common::checksum::{self, SumLine};
 use pitr_common::exit::{self, Failure};
 use pitr_common::manifest::{unix_seconds, WalRange};
 use pitr_common::pg::{self, PgDataDir};
-use pitr_common::tempname::ScratchDir;
+use pitr_common::tempname::{self, ScratchDir};
 use pitr_common::{controldata, fs, lock, log_info, log_warning, signal};
 
 use crate::args::{Config, WalInput};
@@ -232,9 +232,16 @@ fn connect(cfg: &Config) -> anyhow::Result<(controldata::ControlData, Session)> 
 }
 
 /// What an earlier pitr-backup killed while committing its set (or a killed cleanup) left in
-/// the local destinations is finished first (see `backupset::sweep_intents`).
+/// the local destinations is finished first (see `backupset::sweep_intents`), and the
+/// temporary files of writers that are gone are removed (see `tempname::stale_age`).
 fn finish_interrupted_sets(cfg: &Config) -> anyhow::Result<()> {
     for dir in cfg.destinations.iter().filter_map(|d| d.as_dir()) {
+        for p in tempname::sweep_stale(dir, tempname::stale_age(), false)? {
+            log_warning!(
+                "removed {}, left by an interrupted pitr-backup",
+                p.display()
+            );
+        }
         for s in backupset::sweep_intents(dir, false)? {
             log_warning!(
                 "removed {} files of backup set {} in {}, left by an interrupted run",

@@ -11,22 +11,58 @@ use pitr_common::location::{Location, Opt};
 use pitr_common::wal::{WalFileName, WalKind};
 
 pitr_common::tool_args! {
-/// Removes WAL and backups that are no longer needed.
-///
-/// Form 1, PostgreSQL's archive_cleanup_command on a standby:
-/// archive_cleanup_command = '/opt/pitr/bin/pitr-cleanup --archive zstd=/srv/wal %r'
-/// removes archived segments, .partial and .backup files older than %r (timeline ignored, as
-/// pg_archivecleanup does); .history files are kept; nothing is removed while
-/// --removal-pause-trigger exists.
-///
-/// Form 2, retention from cron: pitr-cleanup --backup-dir DIR --archive DIR --keep-days N
-/// [--keep-count N] [--dry-run] removes backup sets older than the retention (meta file first),
-/// then WAL older than the oldest kept backup's start; never the newest valid backup, nothing at
-/// all when no backup is valid.
-///
-/// Exit status: 0 done (also when paused); 2 error; 3 usage error; 4 another pitr-cleanup holds
-/// the archive's lock or --pid-file.
+/// The command line of `pitr-cleanup`. The `description`, `usage`, examples, notes and exit
+/// statuses below are its `--help` and, through `cargo xtask dist`, its man page.
 #[derive(FromArgs, Debug)]
+#[argh(
+    description = "Removes WAL and backups that are no longer needed, in one of two forms.\n\
+            \n\
+            As PostgreSQL's archive_cleanup_command on a standby (the first form) it removes\n\
+            archived segments, .partial and .backup files older than %r, by position with\n\
+            the timeline ignored as pg_archivecleanup does; .history files are kept.\n\
+            \n\
+            From cron with --backup-dir (the second form) it removes backup sets older than\n\
+            the retention, each set's meta file first, then WAL older than the oldest kept\n\
+            set's start. It never removes the newest valid set, and removes nothing at all\n\
+            when no set is valid.\n\
+            \n\
+            Nothing is removed while --removal-pause-trigger exists.",
+    usage = "--archive <[CODEC=]DIR> [--removal-pause-trigger <FILE>]\n\
+            \x20          [--dry-run] [--temp-dir <DIR>] [--log <FILE>] [--verbose]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--pid-file <FILE>] [--config-file <FILE>]... %r\n\
+            \x20      {command_name} --backup-dir <DIR> --archive <[CODEC=]DIR> [--keep-days <N>]\n\
+            \x20          [--keep-count <N>] [--removal-pause-trigger <FILE>] [--dry-run]\n\
+            \x20          [--temp-dir <DIR>] [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--config-file <FILE>]...\n\
+            \x20      {command_name} --help | --version",
+    example = "On a standby, in postgresql.conf:\n\
+            \x20 archive_cleanup_command = '/opt/pitr/bin/pitr-cleanup --archive zstd=/var/lib/pgsql/wal_archive %r'",
+    example = "What a week of retention, keeping at least three sets, would remove:\n\
+            \x20 pitr-cleanup --backup-dir /var/lib/pgsql/backups --archive zstd=/var/lib/pgsql/wal_archive --keep-days 7 --keep-count 3 --dry-run",
+    example = "From cron, with the options in a file:\n\
+            \x20 30 5 * * * postgres /opt/pitr/bin/pitr-cleanup --config-file /etc/pitr/cleanup.conf",
+    note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
+            one per line (\"--archive /var/lib/pgsql/wal_archive\"), # starting a comment,\n\
+            as if they were given where --config-file stands. --version (or -V) prints the\n\
+            program's name and version. Give --keep-days, --keep-count or both: there is\n\
+            no default retention.",
+    note = "\n\
+            Files:\n\
+            /etc/pitr/cleanup.conf\n\
+            \x20   options for --config-file (installed by the RPM, kept on upgrades)\n\
+            /etc/cron.d/pitr\n\
+            \x20   the nightly retention job, commented out (installed by the RPM)\n\
+            ARCHIVE/.pitr-cleanup.lock\n\
+            \x20   held while a pitr-cleanup works on the archive",
+    error_code(0, "done, also when paused by --removal-pause-trigger"),
+    error_code(2, "an error, also when no backup set is valid"),
+    error_code(3, "a usage error"),
+    error_code(4, "another pitr-cleanup holds the archive's lock or --pid-file")
+)]
 pub struct Args {
     /// the WAL archive directory, [CODEC=]DIR (every stored form of a file is removed)
     #[argh(option)]
@@ -66,9 +102,6 @@ impl Tool for Args {
     }
 }
 
-/// How long a temporary file of a dead writer stays before a cleanup removes it.
-pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-
 /// What to do.
 #[derive(Debug)]
 pub enum Mode {
@@ -99,10 +132,11 @@ pub struct Config {
     pub dry_run: bool,
     /// Pause trigger.
     pub removal_pause_trigger: Option<PathBuf>,
-    /// How old a dead writer's temporary file must be to be removed: [`STALE_TEMP_AGE`], or
-    /// less with the test hook `PITR_TEST_STALE_TEMP_SECS` (so that a test can sweep the temp
-    /// file of a pitr-archive it has just killed).
+    /// How old a dead writer's temporary file must be to be removed: `tempname::stale_age`.
     pub stale_temp_age: Duration,
+    /// Test hook (`PITR_TEST_REMOVE_DELAY_MS`): a pause after each backup file removed, so that
+    /// a test can kill a retention run half-way through a set.
+    pub remove_delay: Option<Duration>,
 }
 
 fn usage(msg: impl Into<String>, hint: &str) -> anyhow::Error {
@@ -190,10 +224,11 @@ impl Args {
             archive,
             dry_run: self.dry_run,
             removal_pause_trigger: self.removal_pause_trigger,
-            stale_temp_age: std::env::var("PITR_TEST_STALE_TEMP_SECS")
+            stale_temp_age: pitr_common::tempname::stale_age(),
+            remove_delay: std::env::var("PITR_TEST_REMOVE_DELAY_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .map_or(STALE_TEMP_AGE, Duration::from_secs),
+                .map(Duration::from_millis),
         })
     }
 }

@@ -9,6 +9,7 @@
 //! set at all nothing is removed (OmniPITR removed every backup in that case).
 
 use std::path::Path;
+use std::time::Duration;
 
 use pitr_common::backupset::{self, FoundSet};
 use pitr_common::exit::Failure;
@@ -77,7 +78,7 @@ pub fn choose(
     keep
 }
 
-fn remove_set(set: &FoundSet, dry_run: bool) -> anyhow::Result<u64> {
+fn remove_set(set: &FoundSet, dry_run: bool, delay: Option<Duration>) -> anyhow::Result<u64> {
     let mut total = 0;
     // Meta file first: a set without it is incomplete and never mistaken for a whole one.
     let mut files = set.files();
@@ -116,6 +117,9 @@ fn remove_set(set: &FoundSet, dry_run: bool) -> anyhow::Result<u64> {
             log_info!("removed backup file {} ({})", f.display(), human(size));
             // Make the meta file's removal durable before the rest goes.
             fs::fsync_dir(set.dir())?;
+            if let Some(d) = delay {
+                std::thread::sleep(d);
+            }
         }
     }
     if let Some(i) = intent {
@@ -206,7 +210,7 @@ pub fn run(cfg: &Config, archive: &Path) -> anyhow::Result<()> {
     let mut total = 0;
     let mut count = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
-        total += remove_set(set, cfg.dry_run)?;
+        total += remove_set(set, cfg.dry_run, cfg.remove_delay)?;
         count += 1;
     }
     let verb = if cfg.dry_run {

@@ -100,20 +100,15 @@ pub fn remove_stale_temps(
     age: std::time::Duration,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let stale = tempname::stale(dir, age)?;
-    for p in &stale {
+    for p in tempname::sweep_stale(dir, age, dry_run)? {
         if dry_run {
             log_info!(
                 "(dry-run) would remove {}, left by a writer that is gone",
                 p.display()
             );
         } else {
-            pitr_common::fs::remove_file_if_exists(p)?;
             log_info!("removed {}, left by a writer that is gone", p.display());
         }
-    }
-    if !stale.is_empty() && !dry_run {
-        pitr_common::fs::fsync_dir(dir)?;
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ pub const RESTORE_USAGE: u8 = 127;
 /// `HINT:` line, and an optional exit status that overrides the binary's default error status.
 ///
 /// Put it at the bottom of an `anyhow` chain (`Err(Failure::new(..).hint(..).into())`) and add
-/// context above it as usual; `cli::run` finds it in the chain.
+/// context above it as usual; `cli::main` finds it in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     message: String,

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fs::IoError;
 use crate::location::RsyncTarget;
@@ -20,6 +21,17 @@ use crate::process::{CommandError, Program};
 #[derive(Debug, Clone)]
 pub struct Rsync {
     program: PathBuf,
+}
+
+/// A regular file of a remote directory, as [`Rsync::list`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name in the directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time, to the second.
+    pub mtime: SystemTime,
 }
 
 /// A failed rsync call.
@@ -110,6 +122,19 @@ impl Rsync {
         Ok(())
     }
 
+    /// Lists the top-level regular files of the remote directory `dir` (hidden ones included;
+    /// directories, links and devices left out) with their sizes and modification times, sorted
+    /// by name, in one run. rsync prints times in the local time zone, so it runs under
+    /// `TZ=UTC`.
+    pub fn list(&self, dir: &RsyncTarget) -> Result<Vec<Listed>, Error> {
+        let mut c = self.command();
+        c.env("TZ", "UTC")
+            .args(["--list-only", "--no-h"])
+            .arg(dir.as_dir());
+        let out = c.run()?;
+        Ok(parse_listing(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Which of the files `names` exist in the remote directory `dir`, asked in one run
     /// (`--list-only`).
     pub fn existing(&self, dir: &RsyncTarget, names: &[String]) -> Result<BTreeSet<String>, Error> {
@@ -187,6 +212,51 @@ fn listed_names(stdout: &str, wanted: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The regular files of a `--list-only --no-h` listing made under `TZ=UTC`
+/// (`-rw-r--r--       16777216 2026/11/25 02:43:15 000000010000000000000001`), sorted by name.
+fn parse_listing(stdout: &str) -> Vec<Listed> {
+    let mut out: Vec<Listed> = stdout
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            let mut rest = l;
+            let mut field = || -> Option<&str> {
+                let t = rest.trim_start();
+                let (f, r) = t.split_at(t.find(' ')?);
+                rest = r;
+                Some(f)
+            };
+            let (_perms, size, date, time) = (field()?, field()?, field()?, field()?);
+            let name = rest.strip_prefix(' ')?;
+            if name.is_empty() || name.contains('/') {
+                return None;
+            }
+            Some(Listed {
+                name: name.to_string(),
+                size: size.replace(',', "").parse().ok()?,
+                mtime: utc_time(date, time)?,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// `2026/11/25` `02:43:15`, in UTC.
+fn utc_time(date: &str, time: &str) -> Option<SystemTime> {
+    let num = |s: Option<&str>| s.and_then(|v| v.parse::<u8>().ok());
+    let mut d = date.splitn(3, '/');
+    let year: i32 = d.next()?.parse().ok()?;
+    let month = time::Month::try_from(num(d.next())?).ok()?;
+    let day = time::Date::from_calendar_date(year, month, num(d.next())?).ok()?;
+    let mut t = time.splitn(3, ':');
+    let hms = time::Time::from_hms(num(t.next())?, num(t.next())?, num(t.next())?).ok()?;
+    let secs = time::PrimitiveDateTime::new(day, hms)
+        .assume_utc()
+        .unix_timestamp();
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
 impl Rsync {
     /// Removes the files `names` from the remote directory `dir`: the empty local directory
     /// `empty` (created here) is synced onto it with `--delete`, limited to those names.
@@ -239,5 +309,27 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(got, ["h-data-1 2.tar"]);
+    }
+
+    #[test]
+    fn listings_give_regular_files_with_sizes_and_utc_times() {
+        let text = "drwxr-xr-x           4096 2026/11/25 02:40:00 .\n\
+                    -rw-------             34 2026/11/25 02:40:01 .pitr-cluster\n\
+                    -rw-r--r--         52,345 2026/11/25 02:43:15 000000010000000000000001.zst\n\
+                    lrwxrwxrwx              4 2026/11/25 02:43:15 link -> x\n\
+                    -rw-r--r--              3 2026/11/25 02:43:16 name with spaces\n\
+                    -rw-r--r--              3 2026/13/25 02:43:16 bad-month\n";
+        let l = parse_listing(text);
+        let names: Vec<&str> = l.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ".pitr-cluster",
+                "000000010000000000000001.zst",
+                "name with spaces"
+            ]
+        );
+        assert_eq!(l[1].size, 52_345);
+        assert_eq!(l[1].mtime, UNIX_EPOCH + Duration::from_secs(1_795_574_595));
     }
 }

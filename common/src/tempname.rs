@@ -50,6 +50,29 @@ pub fn parse(file_name: &str) -> Option<TempName<'_>> {
     })
 }
 
+/// How long a dead writer's temporary file stays before a sweep removes it: an hour, so that a
+/// writer on another host sharing the directory (whose pid means nothing here) is never cut
+/// off. The test hook `PITR_TEST_STALE_TEMP_SECS` shortens it, so that a test can sweep what a
+/// process it has just killed left.
+pub fn stale_age() -> Duration {
+    std::env::var("PITR_TEST_STALE_TEMP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(3600), Duration::from_secs)
+}
+
+/// Removes the [`stale`] temporary files of `dir` (nothing with `dry_run`) and returns them.
+pub fn sweep_stale(dir: &Path, min_age: Duration, dry_run: bool) -> Result<Vec<PathBuf>, IoError> {
+    let found = stale(dir, min_age)?;
+    if !dry_run && !found.is_empty() {
+        for p in &found {
+            crate::fs::remove_file_if_exists(p)?;
+        }
+        crate::fs::fsync_dir(dir)?;
+    }
+    Ok(found)
+}
+
 /// Temporary files in `dir` whose writer is not a live process here and whose status last
 /// changed at least `min_age` ago (a live write changes it with every block; the mtime is no
 /// guide, it is set to the WAL file's). Never a final name. Sorted.

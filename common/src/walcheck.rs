@@ -596,19 +596,7 @@ struct Walk<'a> {
     valid_end: usize,
 }
 
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[o..o + 8]);
-    u64::from_le_bytes(a)
-}
+use crate::walpage::{u16_at, u32_at, u64_at};
 
 fn align(o: usize) -> usize {
     (o + MAXALIGN - 1) & !(MAXALIGN - 1)

@@ -21,25 +21,74 @@ use crate::command::CommandOptions;
 use crate::recovery::Target;
 
 pitr_common::tool_args! {
-    /// Restores one WAL file from the archive for PostgreSQL, waiting for it to appear:
-    /// restore_command = '/opt/pitr/bin/pitr-restore --source zstd=/srv/wal %f %p'.
-    /// (Restoring a backup set into a new data directory is the other form: see
-    /// pitr-restore --from-backup DIR --help.)
-    ///
-    /// The file is decompressed fully and, for a segment, its header is checked against the name
-    /// asked for, its size and this cluster's system identifier before it is renamed into %p:
-    /// PostgreSQL never gets a partial, corrupt or foreign file.
-    ///
-    /// Exit status: 0 restored. 1 not available, which ends archive recovery: a missing .history
-    /// file, a missing file with --streaming-replication, a finish requested with
-    /// --finish-trigger or SIGUSR1, or the calling server gone. A damaged or foreign archived
-    /// file is logged as an ERROR and waited on (it may be repaired); with
-    /// --streaming-replication it exits 1 (a standby never promotes by itself). 126: an error
-    /// that must not end recovery (source directory missing or unreadable, pg_control
-    /// unreadable, pg_control error with --error-pgcontroldata break): PostgreSQL stops instead
-    /// of promoting; with --streaming-replication such an error is logged and exits 1, and the
-    /// standby keeps streaming. 127: a usage error.
+    /// The restore_command form of `pitr-restore`; its `description`, `usage`, examples, notes
+    /// and exit statuses are its `--help` and, merged with the `--from-backup` form's, its man
+    /// page.
     #[derive(FromArgs, Debug)]
+    #[argh(
+        description = "Restores one WAL file from the archive as PostgreSQL's restore_command, or a\n\
+                base backup into a new data directory with --from-backup (see pitr-restore\n\
+                --from-backup DIR --help).\n\
+                \n\
+                As restore_command it waits for the file asked for, decompresses it fully and,\n\
+                for a segment, checks every page header and record (CRC) against the name, its\n\
+                size and this cluster's system identifier before renaming it into %p:\n\
+                PostgreSQL never gets a partial, corrupt or foreign file. The next segments are\n\
+                decoded and checked ahead (--prefetch), so most calls are a rename.\n\
+                \n\
+                A warm spare (recovery.signal) waits for each segment until --finish-trigger\n\
+                appears. A standby (standby.signal, --streaming-replication) gets status 1 for a\n\
+                missing file at once, and streams or retries.",
+        usage = "--source <[CODEC=]DIR>... [--data-dir <DIR>]\n\
+                \x20          [--poll-interval <SECONDS>] [--finish-trigger <FILE>]\n\
+                \x20          [--recovery-delay <SECONDS>] [--streaming-replication]\n\
+                \x20          [--remove-unneeded [--oldest-needed <WALFILE>]\n\
+                \x20          [--remove-at-a-time <N>] [--remove-before]]\n\
+                \x20          [--removal-pause-trigger <FILE>]\n\
+                \x20          [--error-pgcontroldata break|ignore|hang]\n\
+                \x20          [--pgcontroldata-path <PROGRAM>] [--prefetch <N>] [--temp-dir <DIR>]\n\
+                \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+                \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+                \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
+                \x20          [--config-file <FILE>]... %f %p\n\
+                \x20      {command_name} --help | --version",
+        example = "A warm spare, in postgresql.conf with recovery_prefetch = off and\n\
+                recovery.signal:\n\
+                \x20 restore_command = '/opt/pitr/bin/pitr-restore --source zstd=/var/lib/pgsql/wal_archive --finish-trigger /var/lib/pgsql/finish.trigger %f %p'",
+        example = "A standby that streams from the primary (standby.signal):\n\
+                \x20 restore_command = '/opt/pitr/bin/pitr-restore --streaming-replication --source zstd=/var/lib/pgsql/wal_archive %f %p'",
+        note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
+                one per line (\"--source /var/lib/pgsql/wal_archive\"), # starting a comment, as\n\
+                if they were given where --config-file stands. --version (or -V) prints the\n\
+                program's name and version. PostgreSQL expands %f, %p and %r only in\n\
+                restore_command itself.\n\
+                \n\
+                A damaged or foreign archived file is logged as an ERROR and waited on, as it\n\
+                may be repaired; with --streaming-replication it is status 1. SIGUSR1 to a\n\
+                waiting pitr-restore finishes recovery at once, as a finish trigger holding\n\
+                NOW does.",
+        note = "\n\
+                Files:\n\
+                /etc/pitr/restore.conf\n\
+                \x20   options for --config-file (installed by the RPM, kept on upgrades)\n\
+                /opt/pitr/share/pitr/examples\n\
+                \x20   postgresql-warm-standby.conf, postgresql-streaming-standby.conf\n\
+                DATADIR/pg_wal/.pitr-prefetch\n\
+                \x20   segments decoded and checked ahead (--prefetch)",
+        error_code(0, "restored"),
+        error_code(
+            1,
+            "not available, which ends archive recovery: a missing .history file, a\n\
+                \x20   missing file with --streaming-replication, a finish requested, or the server\n\
+                \x20   gone; with --streaming-replication also an unreadable archive (logged)"
+        ),
+        error_code(
+            126,
+            "an error that must not end recovery (a source or pg_control unreadable,\n\
+                \x20     --error-pgcontroldata break): PostgreSQL stops instead of promoting"
+        ),
+        error_code(127, "a usage error: PostgreSQL stops instead of promoting")
+    )]
     pub struct WalArgs {
         /// archive to read from, [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX (the codec says
         /// which stored form to look for first; every form is found); repeatable, searched in
@@ -119,19 +168,41 @@ pitr_common::tool_args! {
 }
 
 pitr_common::tool_args! {
-    /// Restores a backup set made by pitr-backup into a new data directory and writes the
-    /// recovery settings: pitr-restore --from-backup DIR --target-data-dir NEW --source ARCHIVE
-    /// [--backup NAME|latest] [--standby] [--target-time T | --target-lsn L | --target-xid X |
-    /// --target-name N | --target-immediate] [--target-action pause|promote|shutdown]
-    /// [--target-timeline latest|current|N].
-    ///
-    /// It verifies the set's digests, extracts data and WAL into the empty NEW directory, and
-    /// writes restore_command (this program with --data-dir, --source and the finish trigger,
-    /// delay and removal options given here), the target and recovery.signal or standby.signal
-    /// into it; then start the server with pg_ctl.
-    ///
-    /// Exit status: 0 done, 2 error, 3 usage error.
+    /// The `--from-backup` form of `pitr-restore`: its `--help` (`pitr-restore --from-backup
+    /// DIR --help`), merged into the man page.
     #[derive(FromArgs, Debug)]
+    #[argh(
+        description = "--from-backup verifies a backup set's digests, extracts data and WAL into the\n\
+                empty --target-data-dir, and writes the recovery settings there: restore_command\n\
+                (this program with --data-dir, --source and the trigger, delay and removal\n\
+                options given), the target, and recovery.signal or standby.signal. Then start\n\
+                the server with pg_ctl.",
+        usage = "--from-backup <[CODEC=]DIR> --target-data-dir <NEW>\n\
+                \x20          --source <[CODEC=]DIR>... [--backup <NAME>|latest] [--standby |\n\
+                \x20          --target-time <TIME> | --target-lsn <LSN> | --target-xid <XID> |\n\
+                \x20          --target-name <NAME> | --target-immediate]\n\
+                \x20          [--target-action pause|promote|shutdown]\n\
+                \x20          [--target-timeline latest|current|<N>] [--postgresql-conf <FILE>]\n\
+                \x20          [--tablespace-mapping <OLD=NEW>]... [--rsync-path <PROGRAM>]\n\
+                \x20          [--finish-trigger <FILE>] [--recovery-delay <SECONDS>]\n\
+                \x20          [--remove-unneeded] [--removal-pause-trigger <FILE>]\n\
+                \x20          [--poll-interval <SECONDS>] [--prefetch <N>]\n\
+                \x20          [--streaming-replication] [--temp-dir <DIR>] [--log <FILE>]\n\
+                \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+                \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+                \x20          [--verbose] [--pid-file <FILE>] [--config-file <FILE>]...",
+        example = "A new warm spare from the latest backup set:\n\
+                \x20 pitr-restore --from-backup zstd=/var/lib/pgsql/backups --target-data-dir /var/lib/pgsql/15/data --source zstd=/var/lib/pgsql/wal_archive --finish-trigger /var/lib/pgsql/finish.trigger",
+        example = "A copy of the cluster as it was at a restore point, next to the running one:\n\
+                \x20 pitr-restore --from-backup zstd=/var/lib/pgsql/backups --target-data-dir /var/lib/pgsql/pitr-scratch --source zstd=/var/lib/pgsql/wal_archive --target-name before-drop",
+        note = "\n\
+                Files:\n\
+                NEW/postgresql.auto.conf\n\
+                \x20   where --from-backup writes restore_command and the target",
+        error_code(0, "with --from-backup: done"),
+        error_code(2, "with --from-backup: an error"),
+        error_code(3, "with --from-backup: a usage error")
+    )]
     pub struct BackupArgs {
         /// the directory holding the backup sets (made by pitr-backup), [CODEC=]DIR: a local
         /// directory or an rsync target (rsync://host[:port]/module/path, host::module/path,

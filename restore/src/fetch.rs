@@ -98,6 +98,13 @@ impl CallerWatch {
         signal::parent_pid() != self.parent
             || self.postmaster.is_some_and(|p| !signal::process_alive(p))
     }
+
+    /// Whether a live server owns the data directory. Only its startup process asks for one
+    /// segment after another; a caller with the server down (pg_rewind --restore-target-wal)
+    /// rewrites pg_wal itself, and a prefetch worker there would race it.
+    fn server_running(&self) -> bool {
+        self.postmaster.is_some_and(signal::process_alive)
+    }
 }
 
 /// Logs a waiting condition when it changes, and again every minute while it lasts.
@@ -205,6 +212,14 @@ impl<'a> Call<'a> {
         })
     }
 
+    /// Prefetching applies to segments asked for by a running server (see
+    /// [`CallerWatch::server_running`]).
+    fn prefetching(&self) -> bool {
+        self.cfg.wanted.kind == WalKind::Segment
+            && self.cfg.prefetch > 0
+            && self.watch.server_running()
+    }
+
     fn too_fresh(&mut self, mtime: SystemTime, finishing: bool) -> bool {
         let Some(delay) = self.cfg.recovery_delay.filter(|_| !finishing) else {
             return false;
@@ -227,7 +242,7 @@ impl<'a> Call<'a> {
     }
 
     fn restored(&self, how: &str) -> anyhow::Result<ExitCode> {
-        if self.cfg.wanted.kind == WalKind::Segment && self.cfg.prefetch > 0 {
+        if self.prefetching() {
             prefetch::start_worker(self.cfg, &self.spool);
         }
         log_info!("Segment {} restored{how}", self.name);
@@ -241,7 +256,7 @@ impl<'a> Call<'a> {
 
     /// Step 2: a verified copy prepared by the prefetch worker is handed over with a rename.
     fn look_in_spool(&mut self, finishing: bool) -> anyhow::Result<Option<Look>> {
-        if self.cfg.wanted.kind != WalKind::Segment || self.cfg.prefetch == 0 {
+        if !self.prefetching() {
             return Ok(None);
         }
         match self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid) {

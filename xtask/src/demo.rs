@@ -7,16 +7,17 @@
 //! spare to fail over to (its archive pruned by pitr-restore), db3 the warm spare that keeps
 //! the WAL archive for point-in-time restores and runs retention. The steps: set up, archive,
 //! base backup, bootstrap both standbys from it, traffic, failover to db2, db3 onto timeline 2,
-//! rebuild db1 as a standby of db2, retention, and a point-in-time restore of a dropped table.
+//! rebuild db1 as a standby of db2, retention, a point-in-time restore of a dropped table, and
+//! a delayed standby on db3 (`--recovery-delay`) that undoes a `TRUNCATE`, and pitr-monitor's
+//! `info` and `verify` of db3's archive. docs/runbook.md says
+//! below each command block which step runs it (checked by a test in `runbook.rs`).
 //! Each step prints the pitr commands it runs (paths under the scratch dir as `$DEMO`) and what
 //! it checked; the end is `PASS` (exit 0) or `FAIL` (exit 1).
 //!
 //! It reuses the integration tests' harness (`pitr-tests`: [`Cluster`], [`RsyncDaemon`],
 //! [`PgTempDir`], ...), which runs PostgreSQL as an unprivileged user when we are root. The
 //! harness panics on failures and the workspace aborts on panic, so cleanup does not rely on
-//! unwinding: see [`cleanup`]. The demo's own checks return errors.
-
-mod cleanup;
+//! unwinding: see [`crate::scratch`]. The demo's own checks return errors.
 
 use std::env;
 use std::fs;
@@ -32,7 +33,7 @@ use pitr_tests::{
     RsyncDaemon, Tool,
 };
 
-use crate::{cargo, deps, project_root, target_dir};
+use crate::{cargo, deps, project_root, scratch, target_dir};
 
 /// How long any one wait of the demo may take (archiving, replay, promotion).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,8 +42,15 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 const TABLE: &str = "customers";
 const TABLE_ROWS: u64 = 1000;
 
+/// The delayed standby's `--recovery-delay` in seconds (the runbook's is an hour), and the
+/// table whose truncation it holds back, with its row count.
+const RECOVERY_DELAY: u64 = 20;
+const DELAYED_TABLE: &str = "orders";
+const DELAYED_ROWS: u64 = 500;
+
 /// Run the runbook's scenario (archive, backup, two standbys, failover, rebuild of the old
-/// primary, retention, point-in-time restore) on throwaway clusters and check every step.
+/// primary, retention, point-in-time restore, delayed standby) on throwaway clusters and check
+/// every step.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -59,7 +67,7 @@ pub struct DemoArgs {}
 pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     // First, while this is the only thread: every thread started later inherits the mask.
-    let signals = cleanup::block_signals()?;
+    let signals = scratch::block_signals()?;
     let root = project_root();
 
     println!("xtask: checking for PostgreSQL 15 server programs and rsync");
@@ -71,13 +79,13 @@ pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
     )?;
     let bin_dir = target_dir(&root).join("debug");
 
-    let scratch = cleanup::Scratch::create()?;
+    let scratch = scratch::Scratch::create("demo")?;
     // Still one thread: the harness reads these, and TMPDIR puts every temp dir it makes (and
     // the binaries' scratch files) inside the scratch directory.
     env::set_var("PG_BINDIR", &deps.pg_bindir);
     env::set_var("PITR_BIN_DIR", &bin_dir);
     env::set_var("TMPDIR", scratch.path());
-    cleanup::install(signals)?;
+    scratch::install(signals)?;
 
     let mut demo = Demo {
         bin_dir,
@@ -181,7 +189,7 @@ impl Demo {
         self.finish_step();
         self.step += 1;
         self.step_started = Instant::now();
-        cleanup::set_step(&format!("step {} ({title})", self.step));
+        scratch::set_step(&format!("step {} ({title})", self.step));
         println!("\n== step {}: {title}", self.step);
     }
 
@@ -827,6 +835,205 @@ impl Demo {
         for host in [&db1, &db2, &db3] {
             self.show_sizes(host);
         }
+
+        self.delayed_standby(&db3, &pg2, [("db1", &pg1), ("db3", &pg3)])?;
+        for host in [&db1, &db2, &db3] {
+            let names = ArchiveDir::new(host.archive()).all_names();
+            self.check(
+                !names.iter().any(|n| n.starts_with("00000003.history")),
+                &format!(
+                    "no timeline 3 in {}'s archive (the delayed standby archived nothing)",
+                    host.name
+                ),
+                || format!("{names:?}"),
+            )?;
+        }
+        self.begin_step("monitoring db3's archive: pitr-monitor info and verify");
+        let (_, lsn) = pg2.switch_wal_at();
+        pg3.wait_replayed(&lsn, TIMEOUT);
+        let locations = [
+            "--backup-dir".to_owned(),
+            db3.backup_dir().display().to_string(),
+            "--archive".to_owned(),
+            format!("zstd={}", db3.archive().display()),
+        ];
+        let mut info_args = vec!["--check".to_owned(), "info".to_owned()];
+        info_args.extend(locations.iter().cloned());
+        let info = self.pitr("pitr-monitor", &info_args, true)?;
+        let summary = info.stdout().lines().next().unwrap_or_default().to_owned();
+        self.check(
+            summary.starts_with("OK - 1 backup set in 1 location")
+                && summary.contains(" on timeline 2)"),
+            "info: the backup set kept by retention, recoverable on timeline 2",
+            || info.stdout().to_owned(),
+        )?;
+        self.check(
+            info.stdout().contains(", timelines 1, 2, ")
+                || info.stdout().contains(", timelines 2, "),
+            "info: the archive's timelines are listed",
+            || info.stdout().to_owned(),
+        )?;
+        let mut verify_args = vec!["--check".to_owned(), "verify".to_owned()];
+        verify_args.extend(locations.iter().cloned());
+        let verify = self.pitr("pitr-monitor", &verify_args, true)?;
+        self.check(
+            verify.stdout().starts_with("OK - archive ")
+                && verify.stdout().contains("no problem found"),
+            "verify: no gap, damaged file or duplicate from the kept backup's start on",
+            || verify.stdout().to_owned(),
+        )?;
+        self.check_no_errors(&[("db1", &pg1), ("db2", &pg2), ("db3", &pg3)])?;
+        Ok(())
+    }
+
+    /// The runbook's delayed standby (section 2.4) on db3: restored from db3's backups with
+    /// `--recovery-delay`, it replays a segment only once the segment is that old; a
+    /// `TRUNCATE` on the primary is then undone from it with a `NOW` finish and `pg_dump`.
+    fn delayed_standby(
+        &mut self,
+        db3: &Host,
+        primary: &Cluster,
+        standbys: [(&str, &Cluster); 2],
+    ) -> Result<()> {
+        self.begin_step(&format!(
+            "a delayed standby on db3 (--recovery-delay {RECOVERY_DELAY}) holds back a TRUNCATE"
+        ));
+        let trigger = db3.work.path().join("delayed-finish.trigger");
+        let root = PgTempDir::new("db3-delayed");
+        let data = root.path().join("data");
+        self.restore_backup(
+            db3,
+            &data,
+            &[
+                "--finish-trigger".to_owned(),
+                trigger.display().to_string(),
+                "--recovery-delay".to_owned(),
+                RECOVERY_DELAY.to_string(),
+            ],
+        )?;
+        // Its own port and socket directory, archive_mode = off (the harness's defaults).
+        let delayed = Cluster::adopt("db3-delayed", root, ClusterOpts::new());
+        self.note("delayed standby: own port, archive_mode = off, pg_ctl start");
+        delayed.start();
+        self.check(
+            delayed.is_in_recovery(),
+            "the delayed standby is in recovery",
+            String::new,
+        )?;
+
+        primary.psql(&format!(
+            "CREATE TABLE {DELAYED_TABLE} AS SELECT g AS id, 'order ' || g AS item \
+             FROM generate_series(1, {DELAYED_ROWS}) g"
+        ));
+        let (segment, _) = primary.switch_wal_at();
+        let switched = Instant::now();
+        self.note(&format!(
+            "on the primary db2: CREATE TABLE {DELAYED_TABLE} ({DELAYED_ROWS} rows), WAL switch"
+        ));
+        primary.wait_archived(&segment, TIMEOUT);
+        let appeared = poll_until(TIMEOUT, || {
+            (delayed
+                .try_psql(&format!(
+                    "SELECT to_regclass('{DELAYED_TABLE}') IS NOT NULL"
+                ))
+                .as_deref()
+                == Ok("t"))
+            .then(|| switched.elapsed())
+        });
+        let Some(appeared) = appeared else {
+            bail!(
+                "the delayed standby never replayed {segment}\n{}",
+                tail(&delayed.server_log(), 30)
+            );
+        };
+        // The archived copy keeps the segment's mtime, which is at most a moment before the
+        // switch; allow for a whole second of timestamp truncation.
+        self.check(
+            appeared.as_secs_f64() >= RECOVERY_DELAY as f64 - 1.5,
+            &format!(
+                "the delayed standby replayed {DELAYED_TABLE} {:.1} s after the WAL switch \
+                 (delay {RECOVERY_DELAY} s)",
+                appeared.as_secs_f64()
+            ),
+            String::new,
+        )?;
+        let lag = delayed
+            .psql("SELECT round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 1)");
+        self.note(&format!(
+            "delayed standby: now() - pg_last_xact_replay_timestamp() = {lag} s"
+        ));
+        self.check(
+            lag.parse::<f64>()
+                .is_ok_and(|lag| lag >= RECOVERY_DELAY as f64 - 1.5),
+            &format!("its replay lags at least the delay: {lag} s"),
+            String::new,
+        )?;
+
+        primary.psql(&format!("TRUNCATE {DELAYED_TABLE}"));
+        let (segment, truncated_at) = primary.switch_wal_at();
+        self.note(&format!(
+            "on the primary db2: TRUNCATE {DELAYED_TABLE}, WAL switch ({segment})"
+        ));
+        self.shell(&format!("echo NOW > {}", trigger.display()), Path::new("/"))?;
+        delayed.wait_promoted(TIMEOUT);
+        self.check(
+            !delayed.is_in_recovery(),
+            "the delayed standby is open (finish trigger NOW)",
+            String::new,
+        )?;
+        self.check_eq(
+            &format!("{DELAYED_TABLE} rows on the delayed standby"),
+            delayed.count_rows(DELAYED_TABLE),
+            DELAYED_ROWS,
+        )?;
+        primary.wait_archived(&segment, TIMEOUT);
+        let (db3_name, db3_pg) = standbys[1];
+        db3_pg.wait_replayed(&truncated_at, TIMEOUT);
+        self.check_eq(
+            &format!("{DELAYED_TABLE} rows on {db3_name} (the TRUNCATE reached it)"),
+            db3_pg.count_rows(DELAYED_TABLE),
+            0,
+        )?;
+
+        self.shell(
+            &format!(
+                "{} -h {} -p {} -U postgres --data-only -t {DELAYED_TABLE} postgres | {} -X -q -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d postgres",
+                pg_program("pg_dump").display(),
+                delayed.socket_dir().display(),
+                delayed.port(),
+                pg_program("psql").display(),
+                primary.socket_dir().display(),
+                primary.port()
+            ),
+            Path::new("/"),
+        )?;
+        self.check_eq(
+            &format!("{DELAYED_TABLE} is back on the primary db2: rows"),
+            primary.count_rows(DELAYED_TABLE),
+            DELAYED_ROWS,
+        )?;
+        let (_, lsn_back) = primary.switch_wal_at();
+        for (name, pg) in standbys {
+            pg.wait_replayed(&lsn_back, TIMEOUT);
+            self.check_eq(
+                &format!("{name} replayed the restored rows: {DELAYED_TABLE} rows"),
+                pg.count_rows(DELAYED_TABLE),
+                DELAYED_ROWS,
+            )?;
+        }
+
+        self.note("delayed standby: pg_ctl stop -m fast, then remove it and its trigger");
+        delayed.stop();
+        self.shell(
+            &format!("rm -r {} {}", data.display(), trigger.display()),
+            Path::new("/"),
+        )?;
+        self.check(
+            !data.exists() && !trigger.exists(),
+            "the delayed standby and its trigger are gone",
+            String::new,
+        )?;
+        drop(delayed);
         Ok(())
     }
 

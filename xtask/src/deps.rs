@@ -178,6 +178,30 @@ impl Missing {
     }
 }
 
+/// The program `name` from PATH, or on Debian as root installed with apt-get from the package
+/// `package` (`rpm`, `man-db`); elsewhere an error saying what to install. `why` starts the
+/// error: "checking the package needs rpm".
+pub fn ensure_program(name: &str, package: &str, why: &str) -> Result<PathBuf> {
+    if let Some(program) = find_on_path(name) {
+        return Ok(program);
+    }
+    let debian = Path::new("/etc/debian_version").exists();
+    if !(debian && is_root()) {
+        let hint = if debian {
+            format!(
+                "HINT: as root, run: apt-get install {package} (or run this command as root, \
+                 which installs it)"
+            )
+        } else {
+            format!("HINT: install the {name} program (package {package}) and put it on PATH")
+        };
+        bail!("{why}: {name} is not on PATH\n{hint}");
+    }
+    install(&[package])?;
+    find_on_path(name)
+        .with_context(|| format!("{name} is still not on PATH after apt-get install {package}"))
+}
+
 /// `apt-get update`, then a non-interactive install of `packages` without recommends.
 pub fn install(packages: &[&str]) -> Result<()> {
     println!(

@@ -1,16 +1,22 @@
-//! `cargo xtask dist`: a release build staged as the tree that gets installed under
-//! `/opt/pitr`.
+//! `cargo xtask dist`: a release build staged as the tree that gets installed, rooted at
+//! `target/dist` (the RPM packages exactly this tree).
 //!
-//! `target/dist/opt/pitr/` receives `bin/` (the four binaries, stripped by the release
-//! profile), `share/doc/pitr/` (README.md, ARCHITECTURE.md, docs/runbook.md, and
-//! a man page per binary made from its `--help` by [`crate::manpage`]) and
-//! `share/pitr/examples/` (the files of `packaging/examples/`, after checking every option they
-//! give a binary against its `--help`, see [`crate::examples`]). Modes
-//! are set explicitly (0755 for directories and binaries, 0644 for the rest) whatever the umask,
-//! and the tree is rebuilt from scratch each time. [`expected_paths`] is the layout written out
-//! by hand: the staging and the RPM check (`cargo xtask rpm --check`) are compared with it.
+//! `target/dist/opt/pitr/` receives `bin/` (the five binaries, stripped by the release
+//! profile), `share/man/man1/` (a man page per binary made from its `--help` by
+//! [`crate::manpage`], so that `man` finds it through `PATH` or `MANPATH`), `share/doc/pitr/`
+//! (README.md, ARCHITECTURE.md, docs/runbook.md) and `share/pitr/examples/` (the files of
+//! `packaging/examples/`, after checking every option they give a binary against its `--help`,
+//! see [`crate::examples`]). `target/dist/etc/` receives the configuration the RPM marks
+//! `%config(noreplace)`: `pitr/` (the `--config-file` examples), `cron.d/pitr` (the cron
+//! example, jobs commented out) and `profile.d/pitr.sh` (`packaging/profile.d/pitr.sh`: `PATH`
+//! and `MANPATH` for login shells). Modes are set explicitly (0755 for directories and
+//! binaries, 0644 for the rest) whatever the umask, and the tree is rebuilt from scratch each
+//! time. [`expected_paths`] is the layout written out by hand: the staging and the RPM check
+//! (`cargo xtask rpm --check`) are compared with it. [`check_man_pages`] has `man` itself find
+//! and render each page.
 //!
-//! Install from source: `cargo xtask dist`, then copy `target/dist/opt/pitr` to `/opt/pitr`.
+//! Install from source: `cargo xtask dist`, then copy `target/dist/opt/pitr` to `/opt/pitr` and
+//! `target/dist/etc/profile.d/pitr.sh` to `/etc/profile.d`.
 
 use std::env;
 use std::fs;
@@ -19,33 +25,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use argh::FromArgs;
 
 use crate::{cargo, examples, help, manpage, project_root, target_dir};
 
 /// The binaries we ship, which are also the names of their packages.
-pub const BINARIES: [&str; 4] = [
+pub const BINARIES: [&str; 5] = [
     "pitr-archive",
     "pitr-restore",
     "pitr-backup",
     "pitr-cleanup",
+    "pitr-monitor",
 ];
 
 /// Where the product is installed.
 pub const PREFIX: &str = "/opt/pitr";
 
+/// Where the man pages are installed; `man` finds them from `/opt/pitr/bin` on `PATH`
+/// (man-db looks in `../share/man` of each `PATH` directory) or from `MANPATH`.
+pub const MAN_DIR: &str = "/opt/pitr/share/man";
+
 /// The documents shipped in `share/doc/pitr` (repository paths; each must exist).
 const DOCS: &[&str] = &["README.md", "ARCHITECTURE.md", "docs/runbook.md"];
 
-/// Build a release and stage it as target/dist/opt/pitr (bin, share/doc/pitr with man pages,
-/// share/pitr/examples).
+/// The login shell profile script, in the repository and installed.
+pub const PROFILE_SOURCE: &str = "packaging/profile.d/pitr.sh";
+/// Where the profile script is installed.
+pub const PROFILE_PATH: &str = "/etc/profile.d/pitr.sh";
+/// Where the cron example is installed.
+pub const CRON_PATH: &str = "/etc/cron.d/pitr";
+/// Where the `--config-file` examples are installed.
+pub const CONFIG_DIR: &str = "/etc/pitr";
+
+/// Build a release and stage it as target/dist: opt/pitr (bin, share/man/man1,
+/// share/doc/pitr, share/pitr/examples) and etc (pitr/*.conf, cron.d/pitr, profile.d/pitr.sh).
 #[derive(FromArgs)]
 #[argh(
     subcommand,
     name = "dist",
-    note = "Runs `cargo build --release --locked --bins` for the four binaries. To install from \
-            source, copy target/dist/opt/pitr to /opt/pitr (cp -a target/dist/opt/pitr /opt/)."
+    note = "Runs `cargo build --release --locked --bins` for the five binaries. To install from \
+            source: cp -a target/dist/opt/pitr /opt/ and cp target/dist/etc/profile.d/pitr.sh \
+            /etc/profile.d/ (as root); target/dist/etc/pitr and target/dist/etc/cron.d hold \
+            the configuration examples the RPM puts into /etc."
 )]
 pub struct DistArgs {}
 
@@ -65,6 +87,8 @@ pub enum Kind {
     Doc,
     /// An example configuration file.
     Example,
+    /// A file in `/etc`, which the RPM marks `%config(noreplace)`.
+    Config,
 }
 
 impl Kind {
@@ -72,7 +96,7 @@ impl Kind {
     pub fn mode(self) -> u32 {
         match self {
             Kind::Dir | Kind::Binary => 0o755,
-            Kind::Doc | Kind::Example => 0o644,
+            Kind::Doc | Kind::Example | Kind::Config => 0o644,
         }
     }
 }
@@ -112,16 +136,17 @@ pub fn run(_args: &DistArgs) -> Result<ExitCode> {
     let files = staged.items.iter().filter(|i| i.kind != Kind::Dir).count();
     println!(
         "xtask: dist: {files} files staged in {}",
-        staged
-            .dist_dir
-            .join(PREFIX.trim_start_matches('/'))
-            .display()
+        staged.dist_dir.display()
     );
     println!(
-        "xtask: install from source with: cp -a {} /opt/",
+        "xtask: install from source with: cp -a {} /opt/ && cp {} /etc/profile.d/",
         staged
             .dist_dir
             .join(PREFIX.trim_start_matches('/'))
+            .display(),
+        staged
+            .dist_dir
+            .join(PROFILE_PATH.trim_start_matches('/'))
             .display()
     );
     Ok(ExitCode::SUCCESS)
@@ -147,7 +172,8 @@ pub fn build(root: &Path) -> Result<Staged> {
 }
 
 /// Stages the binaries of `bin_dir`, the documents, man pages and examples under
-/// `dist_dir/opt/pitr`, replacing whatever was there.
+/// `dist_dir/opt/pitr` and the configuration under `dist_dir/etc`, replacing whatever was
+/// there.
 pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> Result<Staged> {
     if dist_dir.exists() {
         fs::remove_dir_all(dist_dir)
@@ -160,6 +186,7 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
     };
     let bin = format!("{PREFIX}/bin");
     let doc = format!("{PREFIX}/share/doc/pitr");
+    let man1 = format!("{MAN_DIR}/man1");
     let examples_dir = format!("{PREFIX}/share/pitr/examples");
     for dir in [
         PREFIX.to_owned(),
@@ -167,10 +194,19 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
         format!("{PREFIX}/share"),
         format!("{PREFIX}/share/doc"),
         doc.clone(),
+        MAN_DIR.to_owned(),
+        man1.clone(),
         format!("{PREFIX}/share/pitr"),
         examples_dir.clone(),
+        CONFIG_DIR.to_owned(),
     ] {
         add_dir(&mut staged, dir)?;
+    }
+    // System directories the package puts a file into but does not own.
+    for dir in ["/etc/cron.d", "/etc/profile.d"] {
+        let path = dist_dir.join(dir.trim_start_matches('/'));
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        set_mode(&path, Kind::Dir.mode())?;
     }
 
     for binary in BINARIES {
@@ -186,20 +222,7 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
         add_copy(&mut staged, &from, format!("{doc}/{name}"), Kind::Doc)?;
     }
 
-    let date = civil_date(source_date);
-    for binary in BINARIES {
-        let help = help::of_binary(&bin_dir.join(binary))?;
-        let page = manpage::render(
-            &help,
-            &manpage::Page {
-                tool: binary,
-                version: version(),
-                date: &date,
-                see_also: &BINARIES,
-            },
-        );
-        add_contents(&mut staged, page.as_bytes(), format!("{doc}/{binary}.1"))?;
-    }
+    add_man_pages(&mut staged, bin_dir, &man1)?;
 
     // Never ship an example whose options the binaries do not accept.
     let checked = examples::check(root, bin_dir)?;
@@ -222,7 +245,51 @@ pub fn stage(root: &Path, bin_dir: &Path, dist_dir: &Path, source_date: u32) -> 
             Kind::Example,
         )?;
     }
+    for name in examples::CONFIGS {
+        let from = examples::dir(root).join(name);
+        add_copy(
+            &mut staged,
+            &from,
+            format!("{CONFIG_DIR}/{name}"),
+            Kind::Config,
+        )?;
+    }
+    let cron = examples::dir(root).join(examples::CRON);
+    add_copy(&mut staged, &cron, CRON_PATH.to_owned(), Kind::Config)?;
+    add_copy(
+        &mut staged,
+        &root.join(PROFILE_SOURCE),
+        PROFILE_PATH.to_owned(),
+        Kind::Config,
+    )?;
     Ok(staged)
+}
+
+/// The man page of each binary, made from its `--help` (every form of it), into `man1`;
+/// refused when a usage is out of step with the options.
+fn add_man_pages(staged: &mut Staged, bin_dir: &Path, man1: &str) -> Result<()> {
+    let date = civil_date(staged.source_date);
+    for binary in BINARIES {
+        let help = help::of_tool(bin_dir, binary)?;
+        let problems = help::usage_problems(&help);
+        if !problems.is_empty() {
+            bail!(
+                "the usage of {binary} --help is out of step with its options:\n{}",
+                problems.join("\n")
+            );
+        }
+        let page = manpage::render(
+            &help,
+            &manpage::Page {
+                tool: binary,
+                version: version(),
+                date: &date,
+                see_also: &BINARIES,
+            },
+        )?;
+        add_contents(staged, page.as_bytes(), format!("{man1}/{binary}.1"))?;
+    }
+    Ok(())
 }
 
 fn add_dir(staged: &mut Staged, path: String) -> Result<()> {
@@ -264,8 +331,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("setting mode {mode:o} on {}", path.display()))
 }
 
-/// Every path installed under `/opt/pitr`, directories included, in staging order: the layout
-/// of SPEC.md "Packaging", written out by hand so that a change to it is a visible change here.
+/// Every path the package owns, directories included, in staging order: the layout of
+/// SPEC.md "Packaging", written out by hand so that a change to it is a visible change here.
 pub fn expected_paths() -> Vec<String> {
     let paths: Vec<&str> = vec![
         "/opt/pitr",
@@ -273,19 +340,24 @@ pub fn expected_paths() -> Vec<String> {
         "/opt/pitr/share",
         "/opt/pitr/share/doc",
         "/opt/pitr/share/doc/pitr",
+        "/opt/pitr/share/man",
+        "/opt/pitr/share/man/man1",
         "/opt/pitr/share/pitr",
         "/opt/pitr/share/pitr/examples",
+        "/etc/pitr",
         "/opt/pitr/bin/pitr-archive",
         "/opt/pitr/bin/pitr-restore",
         "/opt/pitr/bin/pitr-backup",
         "/opt/pitr/bin/pitr-cleanup",
+        "/opt/pitr/bin/pitr-monitor",
         "/opt/pitr/share/doc/pitr/README.md",
         "/opt/pitr/share/doc/pitr/ARCHITECTURE.md",
         "/opt/pitr/share/doc/pitr/runbook.md",
-        "/opt/pitr/share/doc/pitr/pitr-archive.1",
-        "/opt/pitr/share/doc/pitr/pitr-restore.1",
-        "/opt/pitr/share/doc/pitr/pitr-backup.1",
-        "/opt/pitr/share/doc/pitr/pitr-cleanup.1",
+        "/opt/pitr/share/man/man1/pitr-archive.1",
+        "/opt/pitr/share/man/man1/pitr-restore.1",
+        "/opt/pitr/share/man/man1/pitr-backup.1",
+        "/opt/pitr/share/man/man1/pitr-cleanup.1",
+        "/opt/pitr/share/man/man1/pitr-monitor.1",
         "/opt/pitr/share/pitr/examples/archive.conf",
         "/opt/pitr/share/pitr/examples/restore.conf",
         "/opt/pitr/share/pitr/examples/backup.conf",
@@ -295,8 +367,83 @@ pub fn expected_paths() -> Vec<String> {
         "/opt/pitr/share/pitr/examples/postgresql-primary.conf",
         "/opt/pitr/share/pitr/examples/postgresql-warm-standby.conf",
         "/opt/pitr/share/pitr/examples/postgresql-streaming-standby.conf",
+        "/etc/pitr/archive.conf",
+        "/etc/pitr/restore.conf",
+        "/etc/pitr/backup.conf",
+        "/etc/pitr/cleanup.conf",
+        "/etc/cron.d/pitr",
+        "/etc/profile.d/pitr.sh",
     ];
     paths.into_iter().map(str::to_owned).collect()
+}
+
+/// Has `man` find and render each binary's page in `man_dir` (an installed or staged
+/// `share/man`): `man -M man_dir -w NAME` must name `man_dir/man1/NAME.1`, and the page must
+/// render without a warning from `man --warnings` and show every section of
+/// [`manpage::REQUIRED_SECTIONS`]. Installs man-db on Debian as root when `man` is missing.
+pub fn check_man_pages(man_dir: &Path) -> Result<()> {
+    let man = crate::deps::ensure_program("man", "man-db", "checking the man pages needs man")?;
+    for binary in BINARIES {
+        let found = capture_output(
+            Command::new(&man)
+                .arg("-M")
+                .arg(man_dir)
+                .args(["-w", binary]),
+        )?;
+        let want = man_dir.join("man1").join(format!("{binary}.1"));
+        ensure!(
+            Path::new(found.stdout.trim()) == want,
+            "man -M {} -w {binary} printed {:?}, expected {}",
+            man_dir.display(),
+            found.stdout.trim(),
+            want.display()
+        );
+        let rendered = capture_output(
+            Command::new(&man)
+                .env("MANWIDTH", "80")
+                .env("MAN_KEEP_FORMATTING", "")
+                .env_remove("MANPAGER")
+                .env_remove("PAGER")
+                .args(["--warnings", "-P", "cat", "-M"])
+                .arg(man_dir)
+                .arg(binary),
+        )?;
+        ensure!(
+            rendered.stderr.trim().is_empty(),
+            "man --warnings {binary} warned:\n{}",
+            rendered.stderr.trim()
+        );
+        for section in manpage::REQUIRED_SECTIONS {
+            ensure!(
+                rendered.stdout.lines().any(|line| line == section),
+                "man {binary} shows no {section} section:\n{}",
+                rendered.stdout
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a command printed.
+struct Output {
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a command; a failure to start it or a non-zero exit is an error carrying its stderr.
+fn capture_output(cmd: &mut Command) -> Result<Output> {
+    let shown = crate::display(cmd);
+    let output = cmd
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("{shown} failed ({}): {}", output.status, stderr.trim());
+    }
+    Ok(Output {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    })
 }
 
 /// The time the build is dated with, for reproducible output: `SOURCE_DATE_EPOCH` if set, else
@@ -383,6 +530,40 @@ mod tests {
         assert_eq!(Kind::Binary.mode(), 0o755);
         assert_eq!(Kind::Doc.mode(), 0o644);
         assert_eq!(Kind::Example.mode(), 0o644);
+        assert_eq!(Kind::Config.mode(), 0o644);
+    }
+
+    /// The profile script in a login shell's place: sourced (twice, as nested login shells
+    /// do) with a bare PATH and no MANPATH, it adds /opt/pitr/bin and /opt/pitr/share/man once,
+    /// keeping man's default search path (the empty field); an existing MANPATH is kept in front.
+    #[test]
+    fn profile_script_puts_pitr_on_path_and_manpath_once() -> Result<()> {
+        let script = project_root().join(PROFILE_SOURCE);
+        let run = |manpath: Option<&str>| -> Result<String> {
+            let mut cmd = Command::new("sh");
+            cmd.env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .args([
+                    "-c",
+                    ". \"$0\"; . \"$0\"; printf '%s|%s' \"$PATH\" \"$MANPATH\"",
+                ])
+                .arg(&script);
+            if let Some(manpath) = manpath {
+                cmd.env("MANPATH", manpath);
+            }
+            let output = cmd.output()?;
+            ensure!(output.status.success(), "sh failed: {output:?}");
+            Ok(String::from_utf8(output.stdout)?)
+        };
+        assert_eq!(
+            run(None)?,
+            "/usr/bin:/bin:/opt/pitr/bin|:/opt/pitr/share/man"
+        );
+        assert_eq!(
+            run(Some("/usr/share/man"))?,
+            "/usr/bin:/bin:/opt/pitr/bin|/usr/share/man:/opt/pitr/share/man"
+        );
+        Ok(())
     }
 
     #[test]
@@ -396,7 +577,8 @@ mod tests {
 
     /// Stages the debug binaries into a temporary directory and checks the tree against the
     /// hand-written layout, file by file, with modes; then every option of every binary's
-    /// `--help` must appear in its man page.
+    /// `--help` must appear in its man page, which has every required section, and `man -M`
+    /// finds and renders each page.
     #[test]
     fn stage_lays_out_the_documented_tree_with_man_pages() -> Result<()> {
         let root = project_root();
@@ -419,9 +601,24 @@ mod tests {
         }
 
         for binary in BINARIES {
-            let help = help::of_binary(&bin_dir.join(binary))?;
+            let help = help::of_tool(&bin_dir, binary)?;
+            assert_eq!(help::usage_problems(&help), Vec::<String>::new());
             let page =
-                fs::read_to_string(dist.join(format!("opt/pitr/share/doc/pitr/{binary}.1")))?;
+                fs::read_to_string(dist.join(format!("opt/pitr/share/man/man1/{binary}.1")))?;
+            let titles = manpage::section_titles(&page);
+            let mut required = manpage::REQUIRED_SECTIONS.iter();
+            let in_order = titles
+                .iter()
+                .filter(|title| manpage::REQUIRED_SECTIONS.contains(&title.as_str()))
+                .all(|title| required.next() == Some(&title.as_str()));
+            assert!(
+                in_order && required.next().is_none(),
+                "{binary}.1 sections {titles:?}"
+            );
+            assert!(
+                !help.option_names().contains(&"--prefetch-worker"),
+                "{binary} --help lists the internal --prefetch-worker"
+            );
             assert!(
                 page.contains(&format!("\"pitr {}\"", version())),
                 "{binary}"
@@ -432,10 +629,13 @@ mod tests {
             assert!(options.contains(&"--help"), "{binary}: {options:?}");
             for option in options {
                 let shown = format!("{option} ");
+                // An entry may start with a short spelling: `-c, --check check`.
                 let tagged = text.lines().any(|line| {
-                    line == option
-                        || line.starts_with(&shown)
-                        || line.starts_with(&format!("{option},"))
+                    line.split(", ").any(|spelling| {
+                        spelling == option
+                            || spelling.starts_with(&shown)
+                            || spelling.starts_with(&format!("{option},"))
+                    })
                 });
                 assert!(
                     tagged,
@@ -450,6 +650,8 @@ mod tests {
                 );
             }
         }
+
+        check_man_pages(&dist.join("opt/pitr/share/man"))?;
 
         // Staging again replaces the tree: nothing stale survives.
         let stale = dist.join("opt/pitr/bin/stale");

@@ -1,15 +1,18 @@
 //! `cargo xtask`: the project's own automation, written in Rust instead of shell or make.
 //!
 //! `cargo xtask` is an alias (`.cargo/config.toml`) for `cargo run --package xtask --`, so the
-//! only thing a contributor needs is cargo. `test` runs every test, the real-PostgreSQL ones
+//! only thing a contributor needs is cargo; the alias keeps cargo's progress output, since the
+//! first run compiles the whole workspace. `test` runs every test, the real-PostgreSQL ones
 //! included, after making sure PostgreSQL 15 and rsync are installed (on Debian as root it installs
 //! them itself); `tidy` checks the house style of STYLE.md and also runs as `#[test]`s under
 //! `cargo test -p xtask`, so a plain `cargo test` enforces it. `dist` stages a release build as
 //! the `/opt/pitr` tree (binaries, documents, man pages made from `--help`, example
-//! configuration) and `rpm` packages that tree, `rpm --check` verifying the package with the
-//! real `rpm` program. `demo` plays the runbook (archive, backup, two warm spares, failover,
-//! rebuilding the old primary, retention, point-in-time restore) on throwaway clusters and
-//! prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
+//! configuration) with its files in `/etc`, and `rpm` packages that tree, `rpm --check`
+//! verifying the package with the real `rpm` program. `demo` plays the runbook (archive,
+//! backup, two warm spares, failover, rebuilding the old primary, retention, point-in-time
+//! restore, a delayed standby) on throwaway clusters and prints PASS or FAIL. `bench` measures archiving, restore and base backups against pgBackRest, pg_basebackup and shell baselines.
+//! `faults` injects faults (kills, full disks, damaged archives, hostile input, races) into the
+//! built binaries on real PostgreSQL and writes what went wrong to `docs/faults.md`.
 //!
 //! Everything here runs from the workspace root, found from `CARGO_MANIFEST_DIR`, whatever the
 //! current directory.
@@ -19,12 +22,16 @@ mod demo;
 mod deps;
 mod dist;
 mod examples;
+mod faults;
 mod garage;
 mod help;
 mod itest;
 mod manpage;
 mod pgmajors;
 mod rpm;
+#[cfg(test)]
+mod runbook;
+mod scratch;
 mod tidy;
 
 use std::env;
@@ -52,6 +59,7 @@ enum Task {
     Rpm(rpm::RpmArgs),
     Demo(demo::DemoArgs),
     Bench(bench::BenchArgs),
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
         Task::Rpm(args) => rpm::run(&args),
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Faults(args) => faults::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,16 +1,37 @@
 //! Man pages in troff (`man(7)` macros) made from a binary's `--help`, so they can never drift
 //! from what the binary accepts.
 //!
-//! [`render`] is a pure function of the parsed help ([`crate::help::Help`]): NAME from the first
-//! sentence of the description, SYNOPSIS from the usage line, DESCRIPTION and EXIT STATUS from
-//! the description (split at "Exit status:"), ARGUMENTS and OPTIONS as tagged paragraphs with
-//! each option's value placeholder taken from the usage line, then argh's Examples, Notes and
-//! Error codes, and SEE ALSO. Text is escaped for troff: backslashes, every `-` as `\-` (so
-//! `--dst-local` stays ASCII and can be copied from the rendered page) and a leading `.` or `'`.
+//! [`render`] is a pure function of the parsed help ([`crate::help::Help`]). The sections, in
+//! the order of man-pages(7):
+//!
+//! - NAME from the first sentence of the description;
+//! - SYNOPSIS from the usage forms: literal words bold, `<placeholders>` italic, brackets,
+//!   `|` and `...` roman;
+//! - DESCRIPTION from the description paragraphs;
+//! - ARGUMENTS and OPTIONS as tagged paragraphs, each option's value as the usage shows it,
+//!   and `--version` (handled by `common::cli` for every binary) when the usage shows it;
+//!   the options of a binary's other form ([`Help::form_options`]: pitr-restore's
+//!   `--from-backup`) in a subsection of their own;
+//! - EXIT STATUS from argh's `Error codes` (`error_code` attributes; an indented line
+//!   continues the previous code's text);
+//! - FILES from the note that starts with the line `Files:`: a path at the note's indent, and
+//!   what it is on the same line after two spaces or on the indented lines below;
+//! - NOTES from the other notes, EXAMPLES from argh's `Examples` (an indented line is a
+//!   command, shown verbatim), and SEE ALSO.
+//!
+//! A page without EXIT STATUS, FILES or EXAMPLES is an error: every binary must say what its
+//! statuses mean, where its files are and how it is called. Text is escaped for troff:
+//! backslashes, every `-` as `\-` (so `--dst-local` stays ASCII and can be copied from the
+//! rendered page) and a leading `.` or `'`.
 
 use std::fmt::Write as _;
 
-use crate::help::{Entry, Help};
+use anyhow::{bail, Result};
+
+use crate::help::{strip_group, Entry, Help};
+
+/// The first line of the note that becomes the FILES section.
+const FILES_HEADING: &str = "Files:";
 
 /// What a page needs besides the help text.
 #[derive(Debug)]
@@ -25,8 +46,27 @@ pub struct Page<'a> {
     pub see_also: &'a [&'a str],
 }
 
+/// The section titles every page has, in order (ARGUMENTS and NOTES only when there are any).
+pub const REQUIRED_SECTIONS: [&str; 8] = [
+    "NAME",
+    "SYNOPSIS",
+    "DESCRIPTION",
+    "OPTIONS",
+    "EXIT STATUS",
+    "FILES",
+    "EXAMPLES",
+    "SEE ALSO",
+];
+
 /// The troff source of `tool.1`.
-pub fn render(help: &Help, page: &Page<'_>) -> String {
+pub fn render(help: &Help, page: &Page<'_>) -> Result<String> {
+    let (files, notes) = split_notes(help);
+    let exit_codes = help
+        .section("Error codes")
+        .map_or(&[][..], |s| &s.lines[..]);
+    let examples = help.section("Examples").map_or(&[][..], |s| &s.lines[..]);
+    check_complete(help, page, &files, exit_codes, examples)?;
+
     let mut out = String::new();
     let tool = escape(page.tool);
     // `writeln!` into a String cannot fail, hence the ignored results.
@@ -53,84 +93,237 @@ pub fn render(help: &Help, page: &Page<'_>) -> String {
     );
 
     out.push_str(".SH SYNOPSIS\n");
-    out.push_str(&synopsis(&help.usage));
-
-    let (description, exit_status) = split_exit_status(&help.description);
-    if !description.is_empty() {
-        out.push_str(".SH DESCRIPTION\n");
-        paragraphs(&mut out, &description);
+    for (index, form) in help.usage.iter().enumerate() {
+        if index > 0 {
+            out.push_str(".br\n");
+        }
+        out.push_str(&synopsis(form));
     }
+
+    out.push_str(".SH DESCRIPTION\n");
+    paragraphs(&mut out, &help.description);
+
     if !help.positionals.is_empty() {
         out.push_str(".SH ARGUMENTS\n");
         for entry in &help.positionals {
             tagged(&mut out, &format!("\\fI{}\\fR", escape(&entry.name)), entry);
         }
     }
-    if !help.options.is_empty() {
-        out.push_str(".SH OPTIONS\n");
-        for entry in &help.options {
-            tagged(&mut out, &option_tag(help, &entry.name), entry);
+    options_section(&mut out, help, page);
+
+    out.push_str(".SH \"EXIT STATUS\"\n");
+    for (code, text) in tagged_lines(exit_codes, |line| {
+        line.split_once(' ')
+            .map_or((line, ""), |(code, text)| (code, text))
+    }) {
+        out.push_str(".TP\n");
+        let _ = writeln!(out, "\\fB{}\\fR", escape(&code));
+        out.push_str(&text_line(&text));
+    }
+
+    out.push_str(".SH FILES\n");
+    for (path, text) in &files {
+        out.push_str(".TP\n");
+        let _ = writeln!(out, "\\fI{}\\fR", escape(path));
+        out.push_str(&text_line(text));
+    }
+
+    if !notes.is_empty() {
+        out.push_str(".SH NOTES\n");
+        paragraphs(&mut out, &notes);
+    }
+
+    out.push_str(".SH EXAMPLES\n");
+    examples_section(&mut out, examples);
+
+    other_sections(&mut out, help);
+    see_also(&mut out, page);
+    Ok(out)
+}
+
+/// Refuses a page that would lack a mandatory section.
+fn check_complete(
+    help: &Help,
+    page: &Page<'_>,
+    files: &[(String, String)],
+    exit_codes: &[String],
+    examples: &[String],
+) -> Result<()> {
+    let missing: Vec<&str> = [
+        (exit_codes.is_empty(), "exit statuses (error_code)"),
+        (files.is_empty(), "a \"Files:\" note"),
+        (examples.is_empty(), "examples (example)"),
+        (help.description.is_empty(), "a description"),
+    ]
+    .iter()
+    .filter(|(absent, _)| *absent)
+    .map(|(_, what)| *what)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} --help lacks {} for its man page",
+            page.tool,
+            missing.join(", ")
+        );
+    }
+
+    Ok(())
+}
+
+/// OPTIONS, with `--version` when the usage shows it.
+fn options_section(out: &mut String, help: &Help, page: &Page<'_>) {
+    let tool = escape(page.tool);
+    out.push_str(".SH OPTIONS\n");
+    for entry in &help.options {
+        tagged(out, &option_tag(help, &entry.name), entry);
+    }
+    let shows_version = help.usage.iter().any(|form| {
+        form.split_whitespace()
+            .any(|w| strip_group(w) == "--version")
+    });
+    if shows_version {
+        out.push_str(".TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n");
+        let _ = writeln!(
+            out,
+            "print the program's name and version ({} {}) and exit",
+            tool,
+            escape(page.version)
+        );
+    }
+    for (selector, entries) in &help.form_options {
+        let selector = escape(selector);
+        let _ = writeln!(out, ".SS \"Options with {selector}\"");
+        let _ = writeln!(
+            out,
+            ".PP\nWith {selector}, {tool} takes these options, and those above that its \
+             synopsis shows."
+        );
+        for entry in entries {
+            tagged(out, &option_tag(help, &entry.name), entry);
         }
     }
-    if !exit_status.is_empty() {
-        out.push_str(".SH \"EXIT STATUS\"\n");
-        paragraphs(&mut out, &exit_status);
+}
+
+/// Sections `--help` carries beyond the standard ones, verbatim.
+fn other_sections(out: &mut String, help: &Help) {
+    for section in &help.sections {
+        if matches!(section.title.as_str(), "Notes" | "Error codes" | "Examples") {
+            continue;
+        }
+        let _ = writeln!(out, ".SH \"{}\"", escape(&section.title.to_uppercase()));
+        out.push_str(".PP\n.nf\n");
+        for line in &section.lines {
+            out.push_str(&text_line(line));
+        }
+        out.push_str(".fi\n");
     }
-    sections(&mut out, help);
+}
+
+/// SEE ALSO: the other pages of the suite.
+fn see_also(out: &mut String, page: &Page<'_>) {
     let others: Vec<String> = page
         .see_also
         .iter()
         .filter(|other| **other != page.tool)
         .map(|other| format!("\\fB{}\\fR(1)", escape(other)))
         .collect();
-    if !others.is_empty() {
-        out.push_str(".SH \"SEE ALSO\"\n");
-        out.push_str(&others.join(",\n"));
-        out.push('\n');
-    }
-    out
+    out.push_str(".SH \"SEE ALSO\"\n");
+    out.push_str(&others.join(",\n"));
+    out.push('\n');
 }
 
-/// The free-form sections after the options: notes as paragraphs, error codes as a list,
-/// anything else verbatim.
-fn sections(out: &mut String, help: &Help) {
-    for section in &help.sections {
-        let _ = writeln!(out, ".SH \"{}\"", escape(&section.title.to_uppercase()));
-        match section.title.as_str() {
-            "Notes" => {
-                let mut texts = Vec::new();
-                let mut current: Vec<&str> = Vec::new();
-                for line in &section.lines {
-                    if line.trim().is_empty() {
-                        if !current.is_empty() {
-                            texts.push(current.join(" "));
-                            current.clear();
-                        }
-                    } else {
-                        current.push(line.trim());
-                    }
+/// Lines of `(tag, text)` entries: a line at the section's indent starts an entry, split into
+/// tag and text by `split`; an indented line continues the last entry's text.
+fn tagged_lines(
+    lines: &[impl AsRef<str>],
+    split: impl Fn(&str) -> (&str, &str),
+) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        let line = line.as_ref();
+        if line.trim().is_empty() {
+            continue;
+        }
+        match entries.last_mut() {
+            Some((_, text)) if line.starts_with(' ') => {
+                if !text.is_empty() {
+                    text.push(' ');
                 }
-                if !current.is_empty() {
-                    texts.push(current.join(" "));
-                }
-                paragraphs(out, &texts);
-            }
-            "Error codes" => {
-                for line in &section.lines {
-                    let (code, text) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-                    out.push_str(".TP\n");
-                    let _ = writeln!(out, "\\fB{}\\fR", escape(code));
-                    out.push_str(&text_line(text));
-                }
+                text.push_str(line.trim());
             }
             _ => {
-                out.push_str(".PP\n.nf\n.RS 4\n");
-                for line in &section.lines {
-                    out.push_str(&text_line(line));
-                }
-                out.push_str(".RE\n.fi\n");
+                let (tag, text) = split(line.trim());
+                entries.push((tag.to_owned(), text.trim().to_owned()));
             }
         }
+    }
+    entries
+}
+
+/// The notes taken apart: the `(path, what)` entries of the paragraph headed `Files:`, and
+/// the other paragraphs, each joined into one line.
+fn split_notes(help: &Help) -> (Vec<(String, String)>, Vec<String>) {
+    let mut paragraphs: Vec<Vec<&str>> = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in help.section("Notes").map_or(&[][..], |s| &s.lines[..]) {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(line.as_str());
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current);
+    }
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    for paragraph in paragraphs {
+        if paragraph.first().map(|l| l.trim()) == Some(FILES_HEADING) {
+            files.extend(tagged_lines(&paragraph[1..], |line| {
+                line.split_once("  ")
+                    .map_or((line, ""), |(path, text)| (path, text))
+            }));
+        } else {
+            let words: Vec<&str> = paragraph.iter().map(|l| l.trim()).collect();
+            notes.push(words.join(" "));
+        }
+    }
+    (files, notes)
+}
+
+/// argh's `Examples` lines: lines at the section's indent are prose (consecutive ones make
+/// one paragraph), an indented one is a command, shown verbatim and indented.
+fn examples_section(out: &mut String, lines: &[String]) {
+    let mut prose: Vec<&str> = Vec::new();
+    let mut in_code = false;
+    for line in lines {
+        let code = line.starts_with(' ');
+        if code && !prose.is_empty() {
+            paragraphs(out, &[prose.join(" ")]);
+            prose.clear();
+        }
+        if code && !in_code {
+            out.push_str(".PP\n.RS 4\n.nf\n");
+        } else if !code && in_code {
+            out.push_str(".fi\n.RE\n");
+        }
+        if code {
+            out.push_str(&text_line(line.trim()));
+        } else if !line.trim().is_empty() {
+            prose.push(line.trim());
+        } else if !prose.is_empty() {
+            paragraphs(out, &[prose.join(" ")]);
+            prose.clear();
+        }
+        in_code = code;
+    }
+    if in_code {
+        out.push_str(".fi\n.RE\n");
+    }
+    if !prose.is_empty() {
+        paragraphs(out, &[prose.join(" ")]);
     }
 }
 
@@ -174,7 +367,7 @@ fn tagged(out: &mut String, tag: &str, entry: &Entry) {
     out.push_str(&text_line(&entry.description));
 }
 
-/// `\fB\-\-data\-dir\fR \fIdata\-dir\fR`, or for `--help, help` both spellings in bold.
+/// `\fB\-\-data\-dir\fR \fIDIR\fR`, or for `--help, help` both spellings in bold.
 fn option_tag(help: &Help, name: &str) -> String {
     let spellings: Vec<String> = name
         .split(", ")
@@ -182,74 +375,92 @@ fn option_tag(help: &Help, name: &str) -> String {
         .collect();
     let mut tag = spellings.join(", ");
     if let Some(value) = help.value_name(name) {
-        let _ = write!(tag, " \\fI{}\\fR", escape(value));
+        let _ = write!(tag, " {}", styled(&value));
     }
     tag
 }
 
-/// The usage line as a synopsis: the program in bold, then one line per top-level group
-/// (`[--data-dir <data-dir>]`), options bold and placeholders italic, the words of a group
-/// joined by unbreakable spaces (`\ `) so that a group never splits across output lines.
-fn synopsis(usage: &str) -> String {
-    let mut words = usage.split_whitespace();
+/// A usage word in the fonts of a synopsis: the text of a `<placeholder>` italic (without the
+/// angle brackets), other words bold (they are typed as they are: `--source`, `%f`, `latest`),
+/// and the punctuation of the grammar (`[`, `]`, `(`, `)`, `|`, `...`) roman.
+fn styled(word: &str) -> String {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Font {
+        Roman,
+        Bold,
+        Italic,
+    }
+    let mut out = String::new();
+    let mut font = Font::Roman;
+    let mut switch = |out: &mut String, to: Font| {
+        if font != to {
+            out.push_str(match to {
+                Font::Roman => "\\fR",
+                Font::Bold => "\\fB",
+                Font::Italic => "\\fI",
+            });
+            font = to;
+        }
+    };
+    let mut in_placeholder = false;
+    for c in word.chars() {
+        match c {
+            '<' if !in_placeholder => in_placeholder = true,
+            '>' if in_placeholder => in_placeholder = false,
+            _ if in_placeholder => {
+                switch(&mut out, Font::Italic);
+                out.push_str(&escape(&c.to_string()));
+            }
+            '[' | ']' | '(' | ')' | '|' | '.' => {
+                switch(&mut out, Font::Roman);
+                out.push(c);
+            }
+            _ => {
+                switch(&mut out, Font::Bold);
+                out.push_str(&escape(&c.to_string()));
+            }
+        }
+    }
+    switch(&mut out, Font::Roman);
+    out
+}
+
+/// One usage form as a synopsis: the program in bold, then one source line per option with
+/// its value (`[--data-dir <DIR>]`), the two joined by an unbreakable space (`\ `) so that
+/// an option never parts from its value; everything else breaks where troff likes.
+fn synopsis(form: &str) -> String {
+    let mut words = form.split_whitespace();
     let mut out = String::new();
     if let Some(program) = words.next() {
         let _ = writeln!(out, ".B {}", escape(program));
     }
-    let mut line: Vec<String> = Vec::new();
-    let mut depth = 0usize;
+    let mut units: Vec<Vec<String>> = Vec::new();
+    let mut after_option = false;
     for word in words {
-        if depth == 0 && !line.is_empty() {
-            out.push_str(&line.join("\\ "));
-            out.push('\n');
-            line.clear();
+        let bare = word.trim_start_matches(['[', '(']);
+        let is_value = after_option
+            && !(bare.starts_with('-') || bare.starts_with('|') || word.starts_with(['[', '(']));
+        match units.last_mut() {
+            Some(unit) if is_value => unit.push(styled(word)),
+            _ => units.push(vec![styled(word)]),
         }
-        let opening = word.len() - word.trim_start_matches('[').len();
-        let core = word.trim_start_matches('[');
-        let closing = core.len() - core.trim_end_matches(']').len();
-        let core = core.trim_end_matches(']');
-        depth = (depth + opening).saturating_sub(closing);
-        let rendered = if let Some(value) = core.strip_prefix('<').and_then(|c| c.strip_suffix('>'))
-        {
-            format!("\\fI{}\\fR", escape(value))
-        } else {
-            format!("\\fB{}\\fR", escape(core))
-        };
-        line.push(format!(
-            "{}{rendered}{}",
-            "[".repeat(opening),
-            "]".repeat(closing)
-        ));
+        after_option = !is_value && strip_group(word).starts_with("--");
     }
-    if !line.is_empty() {
-        out.push_str(&line.join("\\ "));
+    for unit in units {
+        let text = unit.join("\\ ");
+        // A line starting with `.` or `'` would be a troff request.
+        if text.starts_with('.') || text.starts_with('\'') {
+            out.push_str("\\&");
+        }
+        out.push_str(&text);
+        // Without `\&`, troff takes a line ending in `...` for the end of a sentence and
+        // puts two spaces after it.
+        if text.ends_with('.') {
+            out.push_str("\\&");
+        }
         out.push('\n');
     }
     out
-}
-
-/// Splits the description at "Exit status:" (our binaries end their description with it):
-/// what comes before, and the exit statuses.
-fn split_exit_status(description: &[String]) -> (Vec<String>, Vec<String>) {
-    const MARKER: &str = "Exit status:";
-    let mut before = Vec::new();
-    let mut after = Vec::new();
-    for paragraph in description {
-        if !after.is_empty() {
-            after.push(paragraph.clone());
-        } else if let Some(at) = paragraph.find(MARKER) {
-            let head = paragraph[..at].trim();
-            if !head.is_empty() {
-                before.push(head.to_owned());
-            }
-            let tail = paragraph[at + MARKER.len()..].trim();
-            let tail = if tail.is_empty() { "-" } else { tail };
-            after.push(upper_first(tail));
-        } else {
-            before.push(paragraph.clone());
-        }
-    }
-    (before, after)
 }
 
 /// "Sends one WAL file" -> "sends one WAL file", but "WAL files" stays as it is.
@@ -263,11 +474,14 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-fn upper_first(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
+/// The titles of the `.SH` sections of a page, in order.
+#[cfg(test)]
+pub fn section_titles(troff: &str) -> Vec<String> {
+    troff
+        .lines()
+        .filter_map(|line| line.strip_prefix(".SH "))
+        .map(|title| title.trim_matches('"').to_owned())
+        .collect()
 }
 
 /// The text a reader sees, roughly: requests dropped (except the text of `.B`), font changes
@@ -300,59 +514,87 @@ mod tests {
     use super::*;
     use crate::help;
 
+    const PAGE: Page<'static> = Page {
+        tool: "pitr-restore",
+        version: "0.1.0",
+        date: "2026-11-25",
+        see_also: &["pitr-archive", "pitr-restore"],
+    };
+
     fn sample_page() -> anyhow::Result<String> {
-        let help = help::parse(help::SAMPLE)?;
-        Ok(render(
-            &help,
-            &Page {
-                tool: "pitr-restore",
-                version: "0.1.0",
-                date: "2026-11-25",
-                see_also: &["pitr-archive", "pitr-restore"],
-            },
-        ))
+        render(&help::parse(help::SAMPLE)?, &PAGE)
     }
 
     #[test]
     fn renders_every_part_of_the_help() -> anyhow::Result<()> {
         let page = sample_page()?;
-        assert!(page.starts_with(
-            ".\\\" Generated by `cargo xtask dist` from `pitr-restore --help`; do not edit.\n\
-             .TH \"PITR\\-RESTORE\" \"1\" \"2026\\-11\\-25\" \"pitr 0.1.0\" \"pitr manual\"\n\
-             .nh\n\
-             .ad l\n\
-             .SH NAME\n\
-             pitr\\-restore \\- restores one WAL file from the archive\n\
-             .SH SYNOPSIS\n\
-             .B pitr\\-restore\n\
-             [\\fB\\-\\-source\\fR\\ \\fIsource...\\fR]\n\
-             [\\fB\\-\\-poll\\-interval\\fR\\ \\fIpoll\\-interval\\fR]\n\
-             [\\fB\\-\\-streaming\\-replication\\fR]\n\
-             [\\fB\\-\\-remove\\-unneeded\\fR]\n\
-             [\\fB\\-\\-\\fR]\n\
-             [\\fIfiles...\\fR]\n\
-             .SH DESCRIPTION\n\
-             .PP\n\
-             Restores one WAL file from the archive: restore_command = 'pitr\\-restore %f %p'.\n\
-             .SH ARGUMENTS\n\
-             .TP\n\
-             \\fIfiles\\fR\n\
-             the WAL file wanted and where to put it: PostgreSQL's %f and %p\n\
-             .SH OPTIONS\n\
-             .TP\n\
-             \\fB\\-\\-source\\fR \\fIsource...\\fR\n"
-        ));
+        assert!(
+            page.starts_with(
+                ".\\\" Generated by `cargo xtask dist` from `pitr-restore --help`; do not edit.\n\
+                 .TH \"PITR\\-RESTORE\" \"1\" \"2026\\-11\\-25\" \"pitr 0.1.0\" \"pitr manual\"\n\
+                 .nh\n\
+                 .ad l\n\
+                 .SH NAME\n\
+                 pitr\\-restore \\- restores one WAL file from the archive\n\
+                 .SH SYNOPSIS\n\
+                 .B pitr\\-restore\n\
+                 [\\fB\\-\\-source\\fR\\ \\fI[CODEC=]DIR\\fR]...\\&\n\
+                 [\\fB\\-\\-poll\\-interval\\fR\\ \\fISECONDS\\fR]\n\
+                 [\\fB\\-\\-streaming\\-replication\\fR]\n\
+                 [\\fB\\-\\-remove\\-unneeded\\fR]\n\
+                 [\\fB\\-\\-error\\-pgcontroldata\\fR\\ \\fBbreak\\fR|\\fBignore\\fR|\\fBhang\\fR]\n\
+                 \\fB%f\\fR\n\
+                 \\fB%p\\fR\n\
+                 .br\n\
+                 .B pitr\\-restore\n\
+                 \\fB\\-\\-help\\fR\n\
+                 |\n\
+                 \\fB\\-\\-version\\fR\n\
+                 .SH DESCRIPTION\n\
+                 .PP\n\
+                 Restores one WAL file from the archive: restore_command = 'pitr\\-restore %f %p'.\n\
+                 .PP\n\
+                 It waits for the file.\n\
+                 .SH ARGUMENTS\n\
+                 .TP\n\
+                 \\fIfiles\\fR\n\
+                 the WAL file wanted and where to put it: PostgreSQL's %f and %p\n\
+                 .SH OPTIONS\n\
+                 .TP\n\
+                 \\fB\\-\\-source\\fR \\fI[CODEC=]DIR\\fR\n"
+            ),
+            "{page}"
+        );
         assert!(page.contains(
             ".TP\n\\fB\\-\\-help\\fR, \\fBhelp\\fR\ndisplay usage information\n\
-             .SH \"EXIT STATUS\"\n.PP\n0 restored.\n"
+             .TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n\
+             print the program's name and version (pitr\\-restore 0.1.0) and exit\n\
+             .SH \"EXIT STATUS\"\n.TP\n\\fB0\\fR\nrestored\n.TP\n\\fB1\\fR\n\
+             not available, which ends recovery\n\
+             .SH FILES\n.TP\n\\fI/etc/pitr/restore.conf\\fR\noptions for \\-\\-config\\-file\n\
+             .TP\n\\fIDATADIR/pg_wal/.pitr\\-prefetch\\fR\nsegments decoded ahead\n\
+             .SH NOTES\n.PP\nPostgreSQL runs it.\n\
+             .SH EXAMPLES\n.PP\nA warm spare:\n.PP\n.RS 4\n.nf\n\
+             restore_command = 'pitr\\-restore \\-\\-source zstd=/srv/wal %f %p'\n.fi\n.RE\n\
+             .PP\n\\&.leading dot\n"
         ));
-        assert!(page.contains(
-            ".SH \"EXAMPLES\"\n.PP\n.nf\n.RS 4\n\
-             pitr\\-restore \\-\\-source zstd=/srv/wal %f %p\n\\&.leading dot\n.RE\n.fi\n"
-        ));
-        assert!(page.contains(".SH \"NOTES\"\n.PP\nPostgreSQL runs it.\n"));
-        assert!(page.contains(".SH \"ERROR CODES\"\n.TP\n\\fB1\\fR\nnot available\n"));
         assert!(page.ends_with(".SH \"SEE ALSO\"\n\\fBpitr\\-archive\\fR(1)\n"));
+        let titles = section_titles(&page);
+        assert_eq!(
+            titles,
+            [
+                "NAME",
+                "SYNOPSIS",
+                "DESCRIPTION",
+                "ARGUMENTS",
+                "OPTIONS",
+                "EXIT STATUS",
+                "FILES",
+                "NOTES",
+                "EXAMPLES",
+                "SEE ALSO"
+            ]
+        );
         Ok(())
     }
 
@@ -360,15 +602,48 @@ mod tests {
     fn plain_text_shows_every_option() -> anyhow::Result<()> {
         let text = plain_text(&sample_page()?);
         for option in [
-            "--source",
-            "--poll-interval",
+            "--source [CODEC=]DIR",
+            "--poll-interval SECONDS",
             "--streaming-replication",
             "--remove-unneeded",
+            "--error-pgcontroldata break|ignore|hang",
             "--help",
+            "--version, -V",
         ] {
-            assert!(text.contains(option), "{option} missing from:\n{text}");
+            assert!(
+                text.lines().any(|line| line.starts_with(option)),
+                "{option} missing from:\n{text}"
+            );
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_page_without_exit_statuses_files_or_examples_is_refused() -> anyhow::Result<()> {
+        let bare = help::SAMPLE
+            .split("\nExamples:\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let err = render(&help::parse(&bare)?, &PAGE)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "pitr-restore --help lacks exit statuses (error_code), a \"Files:\" note, \
+                 examples (example) for its man page"
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn styles_placeholders_literals_and_punctuation() {
+        assert_eq!(styled("[--dst-local"), "[\\fB\\-\\-dst\\-local\\fR");
+        assert_eq!(styled("<[CODEC=]DIR>]..."), "\\fI[CODEC=]DIR\\fR]...");
+        assert_eq!(styled("<NAME>|latest]"), "\\fINAME\\fR|\\fBlatest\\fR]");
+        assert_eq!(styled("%p"), "\\fB%p\\fR");
     }
 
     #[test]
@@ -385,18 +660,5 @@ mod tests {
         assert_eq!(lowercase_first("WAL files"), "WAL files");
         assert_eq!(lowercase_first("pitr-backup is"), "pitr-backup is");
         assert_eq!(lowercase_first(""), "");
-    }
-
-    #[test]
-    fn exit_status_is_split_from_the_description() {
-        let (before, after) = split_exit_status(&[
-            "Does X. Exit status: 0 done; 2 error.".to_owned(),
-            "More about statuses.".to_owned(),
-        ]);
-        assert_eq!(before, ["Does X."]);
-        assert_eq!(after, ["0 done; 2 error.", "More about statuses."]);
-        let (before, after) = split_exit_status(&["Only text.".to_owned()]);
-        assert_eq!(before, ["Only text."]);
-        assert!(after.is_empty());
     }
 }

@@ -1,18 +1,25 @@
 //! `cargo xtask rpm`: an installable RPM of the `cargo xtask dist` tree, written by the
 //! pure-Rust `rpm` crate, so building it needs no rpmbuild on the machine.
 //!
-//! The package `pitr-VERSION-RELEASE.ARCH.rpm` (in `target/rpm/`) owns `/opt/pitr` and
-//! everything below it, with the modes of [`crate::dist::Kind`] (0755 directories and binaries,
-//! 0644 documents and examples; documents flagged `%doc`), and `/etc/cron.d/pitr`, the cron
-//! example, as `%config(noreplace)`: its jobs are commented out, so installing the package runs
-//! nothing, and an operator's edits survive upgrades (rpm writes the new file as
-//! `pitr.rpmnew`). The build is dated with `SOURCE_DATE_EPOCH` (else the last commit's time),
-//! which also caps the files' mtimes, so the same tree gives the same package.
+//! The package `pitr-VERSION-RELEASE.ARCH.rpm` (in `target/rpm/`) holds exactly the staged
+//! tree of [`crate::dist`], with the modes of [`crate::dist::Kind`] (0755 directories and
+//! binaries, 0644 the rest): it owns `/opt/pitr` and everything below it (documents and man
+//! pages flagged `%doc`) and `/etc/pitr`, and marks the files in `/etc` (`/etc/pitr/*.conf`,
+//! `/etc/cron.d/pitr` with its jobs commented out, `/etc/profile.d/pitr.sh`)
+//! `%config(noreplace)`: installing the package runs nothing, and an operator's edits survive
+//! upgrades (rpm writes the new file as `.rpmnew`). It requires rsync (pitr-archive
+//! `--dst-remote` and pitr-backup send with it). It has no URL unless `--url` gives one: the
+//! project has no public home to point at. The build is dated with `SOURCE_DATE_EPOCH` (else the
+//! last commit's time), which also caps the files' mtimes, so the same tree gives the same
+//! package.
 //!
 //! `--check` then verifies the result with the real `rpm` program (installed with apt-get on
 //! Debian as root, like the PostgreSQL packages of `cargo xtask test`): `rpm -K` digests, the
-//! `rpm -qlp` list against [`crate::dist::expected_paths`] exactly, modes and file flags,
-//! `rpm -i --root` into a scratch root, the installed binaries' `--version`, and `rpm -e`.
+//! `rpm -qlp` list against [`crate::dist::expected_paths`] exactly, modes and file flags, the
+//! URL and the rsync requirement, `rpm -i --root` into a scratch root, the installed binaries'
+//! `--version`, the installed `/etc/profile.d/pitr.sh` finding each program and each man page
+//! by name (with `/opt/pitr` moved into the scratch root), `man` rendering each page, and
+//! `rpm -e` removing it all.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,13 +29,10 @@ use anyhow::{bail, ensure, Context, Result};
 use argh::FromArgs;
 
 use crate::dist::{self, Kind, Staged};
-use crate::{deps, examples, project_root, target_dir};
+use crate::{deps, project_root, target_dir};
 
 /// The package name.
 const NAME: &str = "pitr";
-
-/// Where the RPM installs the cron example.
-const CRON_PATH: &str = "/etc/cron.d/pitr";
 
 const SUMMARY: &str = "PostgreSQL continuous archiving and point-in-time recovery tools";
 
@@ -36,12 +40,17 @@ const DESCRIPTION: &str = "\
 pitr is PostgreSQL continuous archiving and point-in-time recovery: pitr-archive \
 (archive_command: compressed, checksummed, durably written WAL archives on local directories, \
 rsync targets or pipes), pitr-restore (restore_command for warm spares and streaming standbys), \
-pitr-backup (base backups of a running cluster) and pitr-cleanup (retention of backups and \
-WAL), for PostgreSQL 13 and later. Installed under /opt/pitr: binaries in /opt/pitr/bin, man \
-pages and documents in /opt/pitr/share/doc/pitr, example configuration in \
-/opt/pitr/share/pitr/examples, and a cron file whose jobs are commented out in /etc/cron.d/pitr.";
+pitr-backup (base backups of a running cluster), pitr-cleanup (retention of backups and \
+WAL) and pitr-monitor (Nagios, JSON and Prometheus checks: archiving and restore lag, errors, \
+backup sets and their recoverable windows, gaps and damage in the archive), for PostgreSQL 13 \
+and later. Installed under /opt/pitr: programs in /opt/pitr/bin, man \
+pages in /opt/pitr/share/man, documents in /opt/pitr/share/doc/pitr and example configuration \
+in /opt/pitr/share/pitr/examples. Configuration in /etc: the programs' --config-file examples \
+in /etc/pitr, a cron file whose jobs are commented out in /etc/cron.d/pitr, and \
+/etc/profile.d/pitr.sh, which puts /opt/pitr/bin on PATH and the man pages on MANPATH.";
 
-/// Build an installable RPM of /opt/pitr (and /etc/cron.d/pitr) in target/rpm.
+/// Build an installable RPM of the `cargo xtask dist` tree (/opt/pitr and its files in /etc)
+/// in target/rpm.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -61,6 +70,10 @@ pub struct RpmArgs {
     /// the package release (default 1)
     #[argh(option, default = "String::from(\"1\")")]
     release: String,
+
+    /// the package's URL field (default: none, as the project has no public home yet)
+    #[argh(option)]
+    url: Option<String>,
 }
 
 /// `cargo xtask rpm`.
@@ -70,10 +83,10 @@ pub fn run(args: &RpmArgs) -> Result<ExitCode> {
     let root = project_root();
     let staged = dist::build(&root)?;
     let out_dir = target_dir(&root).join("rpm");
-    let package = package(&staged, &args.release, &out_dir)?;
+    let package = package(&staged, &args.release, args.url.as_deref(), &out_dir)?;
     println!("xtask: rpm: wrote {}", package.display());
     if args.check {
-        check(&root, &package)?;
+        check(&root, &package, args.url.as_deref())?;
         println!("xtask: rpm: {} checked", package.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -109,7 +122,12 @@ pub fn file_name(release: &str) -> Result<String> {
 
 /// Writes the package of `staged` into `out_dir` (via a temporary name, so a failed build
 /// never leaves a truncated package under the final one) and returns its path.
-pub fn package(staged: &Staged, release: &str, out_dir: &Path) -> Result<PathBuf> {
+pub fn package(
+    staged: &Staged,
+    release: &str,
+    url: Option<&str>,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     check_release(release)?;
     let config = rpm::BuildConfig::v4()
         .compression(rpm::CompressionType::Gzip)
@@ -124,11 +142,14 @@ pub fn package(staged: &Staged, release: &str, out_dir: &Path) -> Result<PathBuf
     builder
         .using_config(config)
         .release(release)
-        .url(env!("CARGO_PKG_REPOSITORY"))
         .description(DESCRIPTION)
         .group("Applications/Databases")
-        // pitr-archive --dst-remote and pitr-backup send with rsync; local use needs nothing.
-        .recommends(rpm::Dependency::any("rsync"));
+        // pitr-archive --dst-remote, pitr-backup and pitr-restore --from-backup of a remote set
+        // run rsync, and the runbook's set-up needs it on every host.
+        .requires(rpm::Dependency::any("rsync"));
+    if let Some(url) = url {
+        builder.url(url);
+    }
     // What rpmbuild's ELF dependency generator would find in any Rust binary for linux-gnu
     // (`ldd`: libc and libgcc_s). The glibc symbol versions are not declared: a build on
     // Debian 12 needs GLIBC_2.34, i.e. EL9 or later.
@@ -146,27 +167,13 @@ pub fn package(staged: &Staged, release: &str, out_dir: &Path) -> Result<PathBuf
             }
             Kind::Binary | Kind::Example => rpm::FileOptions::new(&item.path),
             Kind::Doc => rpm::FileOptions::new(&item.path).doc(),
+            Kind::Config => rpm::FileOptions::new(&item.path).config().noreplace(),
         };
         let mode = u16::try_from(item.kind.mode()).context("file mode out of range")?;
         builder
             .with_file(staged.source(item), options.permissions(mode))
             .with_context(|| format!("adding {}", item.path))?;
     }
-    let cron = staged
-        .dist_dir
-        .join(dist::PREFIX.trim_start_matches('/'))
-        .join("share/pitr/examples")
-        .join(examples::CRON);
-    builder
-        .with_file(
-            &cron,
-            rpm::FileOptions::new(CRON_PATH)
-                .permissions(0o644)
-                .config()
-                .noreplace(),
-        )
-        .with_context(|| format!("adding {CRON_PATH}"))?;
-
     let package = builder.build().context("building the RPM")?;
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let path = out_dir.join(file_name(release)?);
@@ -187,23 +194,27 @@ pub fn expected_entries() -> Vec<(String, &'static str, &'static str)> {
         .map(|path| {
             let (perms, flags) = if path.starts_with("/opt/pitr/bin/") {
                 ("-rwxr-xr-x", "")
-            } else if path.starts_with("/opt/pitr/share/doc/pitr/") {
+            } else if path.starts_with("/opt/pitr/share/doc/pitr/")
+                || path.starts_with("/opt/pitr/share/man/man1/")
+            {
                 ("-rw-r--r--", "d")
             } else if path.starts_with("/opt/pitr/share/pitr/examples/") {
                 ("-rw-r--r--", "")
+            } else if path.starts_with("/etc/") && path != dist::CONFIG_DIR {
+                ("-rw-r--r--", "cn")
             } else {
                 ("drwxr-xr-x", "")
             };
             (path, perms, flags)
         })
         .collect();
-    entries.push((CRON_PATH.to_owned(), "-rw-r--r--", "cn"));
     entries.sort();
     entries
 }
 
 /// Checks the package with the `rpm` program and a trial install; see the module doc.
-pub fn check(root: &Path, package: &Path) -> Result<()> {
+/// `url_given` is the `--url` it was built with.
+pub fn check(root: &Path, package: &Path, url_given: Option<&str>) -> Result<()> {
     let rpm = ensure_rpm()?;
     let package =
         fs::canonicalize(package).with_context(|| format!("resolving {}", package.display()))?;
@@ -268,14 +279,34 @@ pub fn check(root: &Path, package: &Path) -> Result<()> {
             show(&wanted)
         );
     }
-    println!("xtask: rpm: modes and flags as expected ({CRON_PATH} is %config(noreplace))");
+    println!("xtask: rpm: modes and flags as expected (the files in /etc are %config(noreplace))");
+
+    let url = capture(
+        Command::new(&rpm)
+            .args(["-qp", "--qf", "%{URL}"])
+            .arg(&package),
+    )?;
+    let want_url = url_given.unwrap_or("(none)");
+    ensure!(
+        url.trim() == want_url,
+        "the package's URL is {:?}, expected {want_url:?}",
+        url.trim()
+    );
+    let requires = capture(Command::new(&rpm).arg("-qpR").arg(&package))?;
+    ensure!(
+        requires.lines().any(|line| line.trim() == "rsync"),
+        "the package does not require rsync; rpm -qpR:\n{requires}"
+    );
+    println!("xtask: rpm: URL {want_url}, requires rsync");
 
     install_and_run(&rpm, root, &package)
 }
 
-/// `rpm -i --root` into `target/rpm/check-root`, run the installed binaries, `rpm -e`.
+/// `rpm -i --root` into `target/rpm/check-root`, run the installed binaries, find them and
+/// their man pages through the installed profile script, `rpm -e`.
 fn install_and_run(rpm: &Path, root: &Path, package: &Path) -> Result<()> {
-    let install_root = target_dir(root).join("rpm").join("check-root");
+    let scratch = target_dir(root).join("rpm");
+    let install_root = scratch.join("check-root");
     if install_root.exists() {
         fs::remove_dir_all(&install_root)
             .with_context(|| format!("removing the old {}", install_root.display()))?;
@@ -284,6 +315,7 @@ fn install_and_run(rpm: &Path, root: &Path, package: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", install_root.display()))?;
     let install_root = fs::canonicalize(&install_root)
         .with_context(|| format!("resolving {}", install_root.display()))?;
+    let in_root = |path: &str| install_root.join(path.trim_start_matches('/'));
 
     // Debian's rpm refuses nothing but warns at length unless told it is meant.
     let debian_flag = capture(Command::new(rpm).arg("--help"))?
@@ -297,8 +329,11 @@ fn install_and_run(rpm: &Path, root: &Path, package: &Path) -> Result<()> {
             .args(debian_flag)
             .arg(package),
     )?;
+    for path in dist::expected_paths() {
+        ensure!(in_root(&path).exists(), "{path} was not installed");
+    }
     for binary in dist::BINARIES {
-        let installed = install_root.join("opt/pitr/bin").join(binary);
+        let installed = in_root("/opt/pitr/bin").join(binary);
         let version = capture(Command::new(&installed).arg("--version"))?;
         let want = format!("{binary} {}", dist::version());
         ensure!(
@@ -309,8 +344,10 @@ fn install_and_run(rpm: &Path, root: &Path, package: &Path) -> Result<()> {
         );
         println!("xtask: installed {binary} --version: {}", version.trim());
     }
-    let cron = install_root.join(CRON_PATH.trim_start_matches('/'));
-    ensure!(cron.is_file(), "{} was not installed", cron.display());
+
+    dist::check_man_pages(&in_root(dist::MAN_DIR))?;
+    println!("xtask: man -M: each installed page found and rendered without warnings");
+    profile_finds_everything(&install_root, &scratch)?;
 
     crate::run(
         Command::new(rpm)
@@ -320,36 +357,81 @@ fn install_and_run(rpm: &Path, root: &Path, package: &Path) -> Result<()> {
             .args(debian_flag)
             .arg(NAME),
     )?;
-    let left = install_root.join("opt/pitr");
-    ensure!(
-        !left.exists() && !cron.exists(),
-        "rpm -e left {} or {} behind",
-        left.display(),
-        cron.display()
-    );
+    let left: Vec<String> = dist::expected_paths()
+        .into_iter()
+        .filter(|path| in_root(path).exists())
+        .collect();
+    ensure!(left.is_empty(), "rpm -e left behind: {}", left.join(", "));
     fs::remove_dir_all(&install_root)
         .with_context(|| format!("removing {}", install_root.display()))?;
     println!("xtask: rpm -i --root and rpm -e: installed, ran, removed cleanly");
     Ok(())
 }
 
+/// What a login shell gets from the installed `/etc/profile.d/pitr.sh`: sourced in a clean
+/// environment with `/opt/pitr` replaced by the scratch root's copy (the only change), every
+/// program must run by name and `man -w` must find every page by name.
+fn profile_finds_everything(install_root: &Path, scratch: &Path) -> Result<()> {
+    let installed = install_root.join(dist::PROFILE_PATH.trim_start_matches('/'));
+    let text = fs::read_to_string(&installed)
+        .with_context(|| format!("reading {}", installed.display()))?;
+    let prefix = install_root.join(dist::PREFIX.trim_start_matches('/'));
+    let moved = text.replace(dist::PREFIX, &prefix.display().to_string());
+    ensure!(
+        moved != text,
+        "{} never names {}",
+        dist::PROFILE_PATH,
+        dist::PREFIX
+    );
+    let script = scratch.join("profile-check.sh");
+    fs::write(&script, moved).with_context(|| format!("writing {}", script.display()))?;
+
+    let man = deps::ensure_program("man", "man-db", "checking the man pages needs man")?;
+    let man_dir = man
+        .parent()
+        .map_or_else(|| PathBuf::from("/usr/bin"), Path::to_path_buf);
+    let bare_path = format!("{}:/usr/bin:/bin", man_dir.display());
+    let output = capture(
+        Command::new("sh")
+            .env_clear()
+            .env("PATH", &bare_path)
+            .args([
+                "-c",
+                ". \"$0\"; for p in pitr-archive pitr-restore pitr-backup pitr-cleanup; do \
+                 \"$p\" --version && man -w \"$p\" || exit 1; done",
+            ])
+            .arg(&script),
+    )?;
+    let mut want = Vec::new();
+    for binary in dist::BINARIES {
+        want.push(format!("{binary} {}", dist::version()));
+        want.push(
+            prefix
+                .join("share/man/man1")
+                .join(format!("{binary}.1"))
+                .display()
+                .to_string(),
+        );
+    }
+    let got: Vec<&str> = output.lines().collect();
+    ensure!(
+        got == want,
+        "with {} sourced, the programs and pages found by name were\n  {}\nexpected\n  {}",
+        dist::PROFILE_PATH,
+        got.join("\n  "),
+        want.join("\n  ")
+    );
+    fs::remove_file(&script).with_context(|| format!("removing {}", script.display()))?;
+    println!(
+        "xtask: {}: each program and man page found by name",
+        dist::PROFILE_PATH
+    );
+    Ok(())
+}
+
 /// The `rpm` program: from PATH, or installed with apt-get on Debian as root.
 fn ensure_rpm() -> Result<PathBuf> {
-    if let Some(rpm) = deps::find_on_path("rpm") {
-        return Ok(rpm);
-    }
-    let debian = Path::new("/etc/debian_version").exists();
-    if !(debian && deps::is_root()) {
-        let hint = if debian {
-            "HINT: as root, run: apt-get install rpm (or run `cargo xtask rpm --check` as root, \
-             which installs it)"
-        } else {
-            "HINT: install the rpm program (package rpm) and put it on PATH"
-        };
-        bail!("checking the package needs the rpm program, which is not on PATH\n{hint}");
-    }
-    deps::install(&["rpm"])?;
-    deps::find_on_path("rpm").context("rpm is still not on PATH after apt-get install rpm")
+    deps::ensure_program("rpm", "rpm", "checking the package needs rpm")
 }
 
 /// Runs a command and returns its standard output; a non-zero exit is an error that carries
@@ -381,24 +463,35 @@ mod tests {
     }
 
     #[test]
-    fn expected_entries_cover_the_layout_and_the_cron_file() {
+    fn expected_entries_cover_the_layout_with_config_and_doc_flags() {
         let entries = expected_entries();
-        assert_eq!(entries.len(), dist::expected_paths().len() + 1);
-        let find = |path: &str| entries.iter().find(|(p, _, _)| p == path);
+        assert_eq!(entries.len(), dist::expected_paths().len());
+        let find = |path: &str| {
+            entries
+                .iter()
+                .find(|(p, _, _)| p == path)
+                .map(|(_, m, f)| (*m, *f))
+        };
+        for config in [
+            "/etc/cron.d/pitr",
+            "/etc/profile.d/pitr.sh",
+            "/etc/pitr/archive.conf",
+            "/etc/pitr/cleanup.conf",
+        ] {
+            assert_eq!(find(config), Some(("-rw-r--r--", "cn")), "{config}");
+        }
+        assert_eq!(find("/etc/pitr"), Some(("drwxr-xr-x", "")));
+        assert_eq!(find("/opt/pitr/bin/pitr-restore"), Some(("-rwxr-xr-x", "")));
         assert_eq!(
-            find("/etc/cron.d/pitr").map(|(_, m, f)| (*m, *f)),
-            Some(("-rw-r--r--", "cn"))
-        );
-        assert_eq!(
-            find("/opt/pitr/bin/pitr-restore").map(|(_, m, f)| (*m, *f)),
-            Some(("-rwxr-xr-x", ""))
-        );
-        assert_eq!(
-            find("/opt/pitr/share/doc/pitr/pitr-archive.1").map(|(_, m, f)| (*m, *f)),
+            find("/opt/pitr/share/man/man1/pitr-archive.1"),
             Some(("-rw-r--r--", "d"))
         );
         assert_eq!(
-            find("/opt/pitr/share/pitr/examples").map(|(_, m, f)| (*m, *f)),
+            find("/opt/pitr/share/doc/pitr/runbook.md"),
+            Some(("-rw-r--r--", "d"))
+        );
+        assert_eq!(
+            find("/opt/pitr/share/pitr/examples"),
             Some(("drwxr-xr-x", ""))
         );
         let paths: Vec<&String> = entries.iter().map(|(p, _, _)| p).collect();
@@ -408,15 +501,14 @@ mod tests {
     }
 
     /// Packages a small staged tree (no release build) and reads it back with the crate's own
-    /// parser: name, version, license, file modes and flags.
+    /// parser: name, version, license, URL, the rsync requirement, file modes and flags.
     #[test]
     fn package_holds_the_staged_items_with_modes_and_flags() -> Result<()> {
         let scratch = tempfile::tempdir()?;
         let dist_dir = scratch.path().join("dist");
-        let examples_dir = dist_dir.join("opt/pitr/share/pitr/examples");
-        fs::create_dir_all(&examples_dir)?;
         fs::create_dir_all(dist_dir.join("opt/pitr/bin"))?;
-        fs::write(examples_dir.join(examples::CRON), "# cron\n")?;
+        fs::create_dir_all(dist_dir.join("etc/cron.d"))?;
+        fs::write(dist_dir.join("etc/cron.d/pitr"), "# cron\n")?;
         fs::write(dist_dir.join("opt/pitr/bin/pitr-archive"), "#!/bin/sh\n")?;
         let item = |path: &str, kind| dist::Item {
             path: path.to_owned(),
@@ -428,18 +520,26 @@ mod tests {
                 item("/opt/pitr", Kind::Dir),
                 item("/opt/pitr/bin", Kind::Dir),
                 item("/opt/pitr/bin/pitr-archive", Kind::Binary),
-                item("/opt/pitr/share/pitr/examples/pitr.cron", Kind::Example),
+                item("/etc/cron.d/pitr", Kind::Config),
             ],
             source_date: 1_795_574_595,
         };
         let out = scratch.path().join("rpm");
-        let path = package(&staged, "7", &out)?;
+        let path = package(&staged, "7", None, &out)?;
         assert_eq!(path, out.join(file_name("7")?));
 
         let pkg = rpm::Package::open(&path)?;
         assert_eq!(pkg.metadata.get_name()?, "pitr");
         assert_eq!(pkg.metadata.get_release()?, "7");
         assert_eq!(pkg.metadata.get_license()?, "PostgreSQL");
+        assert!(pkg.metadata.get_url().is_err(), "a URL without --url");
+        let requires: Vec<String> = pkg
+            .metadata
+            .get_requires()?
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        assert!(requires.contains(&"rsync".to_owned()), "{requires:?}");
         let mut files: Vec<(String, u16, bool, bool)> = pkg
             .metadata
             .get_file_entries()?
@@ -461,16 +561,14 @@ mod tests {
                 ("/opt/pitr".to_owned(), 0o755, false, false),
                 ("/opt/pitr/bin".to_owned(), 0o755, false, false),
                 ("/opt/pitr/bin/pitr-archive".to_owned(), 0o755, false, false),
-                (
-                    "/opt/pitr/share/pitr/examples/pitr.cron".to_owned(),
-                    0o644,
-                    false,
-                    false
-                ),
             ]
         );
 
-        assert!(package(&staged, "1-2", &out).is_err());
+        let with_url = package(&staged, "8", Some("https://pitr.example.org/"), &out)?;
+        let pkg = rpm::Package::open(&with_url)?;
+        assert_eq!(pkg.metadata.get_url()?, "https://pitr.example.org/");
+
+        assert!(package(&staged, "1-2", None, &out).is_err());
         assert!(check_release("").is_err());
         assert!(check_release("1 2").is_err());
         check_release("2.el9")?;

@@ -38,11 +38,11 @@ pub struct TidyArgs {}
 
 /// The directories whose Rust files the checks cover.
 const CRATE_DIRS: &[&str] = &[
-    "archive", "restore", "backup", "cleanup", "common", "xtask", "tests",
+    "archive", "restore", "backup", "cleanup", "monitor", "common", "xtask", "tests",
 ];
 
 /// The binary crates: they never run programs themselves.
-const BIN_DIRS: &[&str] = &["archive", "restore", "backup", "cleanup"];
+const BIN_DIRS: &[&str] = &["archive", "restore", "backup", "cleanup", "monitor"];
 
 /// The longest function allowed outside tests and scenarios.
 pub const MAX_FN_LINES: usize = 100;

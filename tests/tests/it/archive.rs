@@ -917,3 +917,235 @@ fn archive_refuses_wal_file_of_wrong_size() {
     result.stderr_line_with(&[name, "size"]);
     ArchiveDir::new(&dest).assert_empty();
 }
+
+/// Defect 2 of issue 12: after `SEG.zst` was archived, a different `SEG` was refused as
+/// `zstd=` but accepted as `gzip=` or `none=` in the same directory, and a restore from
+/// `gzip=` then handed over the conflicting copy. The duplicate rule is per WAL name across
+/// every stored form, in local directories and rsync destinations alike; the same content in
+/// another form is no conflict.
+#[test]
+fn r12_2_different_content_in_another_stored_form_is_refused() {
+    let (cluster, segment) = cluster_with_segment("r12-2");
+    let local = cluster.root().subdir("archive");
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let places = [local.display().to_string(), rsyncd.url()];
+    for (first, place) in [("zstd", &places[0]), ("none", &places[1])] {
+        archive(&cluster)
+            .arg(if place.starts_with("rsync:") {
+                "--dst-remote"
+            } else {
+                "--dst-local"
+            })
+            .arg(format!("{first}={place}"))
+            .arg(wal_path(&segment))
+            .succeeds();
+    }
+    let local_names = ArchiveDir::new(&local).names();
+    let remote_names = ArchiveDir::new(rsyncd.dir()).names();
+    assert_eq!(local_names, vec![format!("{segment}.zst")]);
+    assert_eq!(remote_names, vec![segment.clone()]);
+    let local_before = ArchiveDir::new(&local).raw(&local_names[0]);
+    let remote_before = ArchiveDir::new(rsyncd.dir()).raw(&remote_names[0]);
+
+    // The same content in another form is the same WAL file: accepted, nothing more written
+    // where the name is already held.
+    for codec in ["gzip", "none"] {
+        archive(&cluster)
+            .arg("--dst-local")
+            .arg(format!("{codec}={}", local.display()))
+            .arg(wal_path(&segment))
+            .succeeds();
+    }
+    assert_eq!(ArchiveDir::new(&local).names(), local_names);
+
+    cluster.stop();
+    corrupt_middle(&cluster.wal_dir().join(&segment));
+    for (codec, place, existing) in [
+        ("gzip", &places[0], format!("{segment}.zst")),
+        ("none", &places[0], format!("{segment}.zst")),
+        ("zstd", &places[1], segment.clone()),
+        ("gzip", &places[1], segment.clone()),
+    ] {
+        let remote = place.starts_with("rsync:");
+        let result = archive(&cluster)
+            .arg(if remote {
+                "--dst-remote"
+            } else {
+                "--dst-local"
+            })
+            .arg(format!("{codec}={place}"))
+            .arg(wal_path(&segment))
+            .run();
+        result.failure_with_status(2);
+        let line = result.stderr_line_with(&[
+            "ERROR : ",
+            &format!("{segment} is already archived in "),
+            place.as_str(),
+            &format!(
+                "with different content (as {existing}); the archived file was left untouched"
+            ),
+        ]);
+        assert!(
+            result.stderr_lines()[line + 1].contains("ERROR : HINT: "),
+            "no HINT\n{result}"
+        );
+    }
+    assert_eq!(ArchiveDir::new(&local).names(), local_names);
+    assert_eq!(ArchiveDir::new(rsyncd.dir()).names(), remote_names);
+    assert_eq!(ArchiveDir::new(&local).raw(&local_names[0]), local_before);
+    assert_eq!(
+        ArchiveDir::new(rsyncd.dir()).raw(&remote_names[0]),
+        remote_before
+    );
+}
+
+/// Defect 6 of issue 12: pitr-archive failed (an ERROR for monitoring) when pitr-backup
+/// removed its `--dst-backup` directory while the segment was being written into it. A
+/// vanished collection directory is simply not used: exit 0, no ERROR, the archive has it.
+#[test]
+fn r12_6_dst_backup_removed_mid_delivery_is_not_an_error() {
+    let (cluster, segment) = cluster_with_segment("r12-6");
+    let dest = cluster.root().subdir("archive");
+    let xlogs = cluster.root().subdir("xlogs");
+    pg_user().write_file(
+        &xlogs.join(".pitr-backup-xlogs"),
+        format!("{}\n", std::process::id()).as_bytes(),
+    );
+    let running = archive(&cluster)
+        .env("PITR_TEST_WRITE_DELAY_MS", "300")
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg("--dst-backup")
+        .arg(&xlogs)
+        .arg(wal_path(&segment))
+        .spawn();
+    let temp_prefix = format!(".{segment}.pitr-tmp.");
+    wait_until(
+        "a temp file in --dst-backup",
+        Duration::from_secs(60),
+        || {
+            pitr_tests::dir_names(&xlogs)
+                .iter()
+                .any(|n| n.starts_with(&temp_prefix))
+                .then_some(())
+        },
+    );
+    // What pitr-backup does when its WAL collection is over.
+    std::fs::remove_dir_all(&xlogs).expect("removing --dst-backup");
+    let result = running.wait();
+    result.success().stderr_lacks("ERROR");
+    result.stderr_line_with(&[
+        "LOG : ",
+        "was removed by its pitr-backup while",
+        "not needed any more",
+    ]);
+    assert!(!xlogs.exists(), "--dst-backup was made again");
+    ArchiveDir::new(&dest).assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
+/// The line after line `line` of `result`'s stderr, which must be the HINT at `level`.
+fn assert_hint_after(result: &pitr_tests::CmdResult, line: usize, level: &str) {
+    let next = result
+        .stderr_lines()
+        .get(line + 1)
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        next.contains(&format!("{level} : HINT: ")),
+        "no {level} : HINT: line after the error\n{result}"
+    );
+}
+
+/// Defect 7 of issue 12 (pitr-archive's part): errors without a HINT, and two wrong statuses.
+/// A missing or unreadable WAL file, a missing data dir, a garbage or short pg_control and a
+/// busy pid file each get one ERROR line naming the path and a HINT; a `--pid-file` in a
+/// missing directory is an ordinary error (2), not "busy" (4), and `--log ""` a usage error
+/// (3), not 2.
+#[test]
+fn r12_7_archive_errors_name_the_path_and_give_a_hint() {
+    let (cluster, segment) = cluster_with_segment("r12-7");
+    let dest = cluster.root().subdir("archive");
+    let work = cluster.root().subdir("r12-7-work");
+    let run = |data_dir: &Path, extra: &[&str], wal: &str| {
+        Tool::new("pitr-archive")
+            .as_pg_user()
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .arg("--dst-local")
+            .arg(&dest)
+            .arg(wal)
+            .run()
+    };
+    let data = cluster.data_dir().to_path_buf();
+    let missing_wal = "pg_wal/0000000100000000000000FE";
+    let r = run(&data, &[], missing_wal);
+    r.failure_with_status(2);
+    let l = r.stderr_line_with(&["ERROR : ", "0000000100000000000000FE"]);
+    assert_hint_after(&r, l, "ERROR");
+
+    let unreadable = work.join(&segment);
+    std::fs::write(&unreadable, cluster.wal_file(&segment)).unwrap();
+    // Written by the test's user, mode 000: the PostgreSQL user cannot read it.
+    set_mode(&unreadable, 0o000);
+    let r = run(&data, &[], &unreadable.display().to_string());
+    r.failure_with_status(2);
+    let l = r.stderr_line_with(&["ERROR : ", &unreadable.display().to_string()]);
+    assert_hint_after(&r, l, "ERROR");
+
+    let nowhere = work.join("no-such-data-dir");
+    let r = run(&nowhere, &[], &wal_path(&segment));
+    assert!(matches!(r.code(), Some(2 | 3)), "{r}");
+    let l = r.stderr_line_with(&["ERROR : ", &nowhere.display().to_string()]);
+    assert_hint_after(&r, l, "ERROR");
+
+    for (what, content) in [
+        ("garbage", vec![0x41u8; 8192]),
+        ("short", b"pg_control".to_vec()),
+    ] {
+        let fake = work.join(format!("{what}-data"));
+        pg_user().create_dir(&fake, 0o700);
+        pg_user().create_dir(&fake.join("global"), 0o700);
+        pg_user().create_dir(&fake.join("pg_wal"), 0o700);
+        pg_user().write_file(&fake.join("PG_VERSION"), b"15\n");
+        pg_user().write_file(&fake.join("global/pg_control"), &content);
+        pg_user().write_file(
+            &fake.join("pg_wal").join(&segment),
+            &cluster.wal_file(&segment),
+        );
+        let r = run(&fake, &[], &wal_path(&segment));
+        r.failure_with_status(2);
+        let l = r.stderr_line_with(&["ERROR : ", "pg_control"]);
+        assert_hint_after(&r, l, "ERROR");
+    }
+
+    let pid_file = work.join("archive.pid");
+    pg_user().write_file(&pid_file, format!("{}\n", std::process::id()).as_bytes());
+    let r = run(
+        &data,
+        &["--pid-file", &pid_file.display().to_string()],
+        &wal_path(&segment),
+    );
+    r.failure_with_status(4);
+    let l = r.stderr_line_with(&["ERROR : ", &pid_file.display().to_string()]);
+    assert_hint_after(&r, l, "ERROR");
+
+    let lost_pid = work.join("no-such-dir/archive.pid");
+    let r = run(
+        &data,
+        &["--pid-file", &lost_pid.display().to_string()],
+        &wal_path(&segment),
+    );
+    // Not "another instance runs" (4): an ordinary error with a HINT, as any unwritable file.
+    r.failure_with_status(2);
+    let l = r.stderr_line_with(&["ERROR : ", &lost_pid.display().to_string()]);
+    assert_hint_after(&r, l, "ERROR");
+
+    let r = run(&data, &["--log", ""], &wal_path(&segment));
+    r.failure_with_status(3);
+    r.stderr_contains("--log");
+    assert!(
+        ArchiveDir::new(&dest).names().is_empty(),
+        "something archived"
+    );
+}

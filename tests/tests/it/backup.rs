@@ -830,3 +830,132 @@ fn backup_memory_does_not_grow_with_file_count() {
         "peak RSS grew from {small} KiB (5,000 files) to {large} KiB (50,000 files)"
     );
 }
+
+/// Hidden files pitr-backup or pitr-cleanup may leave in a backup directory: temporary files
+/// and the records of a set being written or removed.
+fn hidden_leftovers(dir: &Path) -> Vec<String> {
+    pitr_tests::dir_names(dir)
+        .into_iter()
+        .filter(|n| n.contains(".pitr-tmp.") || n.starts_with(".pitr-set."))
+        .collect()
+}
+
+/// Defect 3 of issue 12: the data file was renamed into place before WAL collection, which can
+/// wait up to `--wal-timeout`; a kill -9 there left set files under final names with no meta
+/// file, which nothing ever removed. Now no final name appears before the set is whole, and
+/// the next pitr-backup removes the hidden files the killed one left (once they are an hour
+/// old, which the test hook makes at once).
+#[test]
+fn r12_3_backup_killed_while_waiting_for_wal_leaves_no_final_names() {
+    let p = Primary::new("r12-3");
+    // A stuck archiver: the backup's last segment never arrives, so the backup waits for it.
+    p.cluster.psql("ALTER SYSTEM SET archive_command = 'false'");
+    p.cluster.psql("SELECT pg_reload_conf()");
+    let mut running = p
+        .backup()
+        .args(["--wal-timeout", "600"])
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .spawn();
+    wait_until(
+        "the backup to wait for its WAL",
+        Duration::from_secs(120),
+        || {
+            running
+                .stderr_so_far()
+                .contains("LOG : pg_backup_stop returned")
+                .then_some(())
+        },
+    );
+    running.kill();
+    let killed = running.wait();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL), "{killed}");
+    assert_no_final_files(&p.backups);
+
+    p.cluster.psql("ALTER SYSTEM RESET archive_command");
+    p.cluster.psql("SELECT pg_reload_conf()");
+    // The hook makes the killed backup's temp file old enough to be swept at once.
+    p.backup()
+        .env("PITR_TEST_STALE_TEMP_SECS", "0")
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .succeeds();
+    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(visible.len(), 4, "{visible:?}");
+    assert_eq!(hidden_leftovers(&p.backups), Vec::<String>::new());
+    sha256sum_check(&p.backups);
+}
+
+/// Defect 4 of issue 12: a pitr-cleanup killed after removing a set's meta file left the
+/// set's other files forever (cleanup finds sets through their meta files). Now the removal is
+/// recorded first, and the next run finishes it.
+#[test]
+fn r12_4_cleanup_killed_mid_set_is_finished_by_the_next_run() {
+    let p = Primary::new("r12-4");
+    for _ in 0..2 {
+        p.backup()
+            .arg("--dst-local")
+            .arg(format!("zstd={}", p.backups.display()))
+            .arg("--xlogs")
+            .arg(&p.xlogs)
+            .succeeds();
+    }
+    let sets = pitr_tests::dir_names(&p.backups);
+    assert_eq!(sets.len(), 8, "{sets:?}");
+    let retention = || {
+        Tool::new("pitr-cleanup")
+            .as_pg_user()
+            .arg("--backup-dir")
+            .arg(&p.backups)
+            .arg("--archive")
+            .arg(&p.archive)
+            .args(["--keep-count", "1"])
+    };
+    let mut running = retention().env("PITR_TEST_REMOVE_DELAY_MS", "5000").spawn();
+    wait_until(
+        "the first set's meta file to be removed",
+        Duration::from_secs(60),
+        || {
+            running
+                .stderr_so_far()
+                .lines()
+                .any(|l| l.contains("LOG : removed backup file ") && l.contains("-meta-"))
+                .then_some(())
+        },
+    );
+    running.kill();
+    let killed = running.wait();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL), "{killed}");
+    let half = pitr_tests::dir_names(&p.backups);
+    assert!(
+        half.iter().filter(|n| !n.starts_with('.')).count() > 4,
+        "the kill came too late to leave a half-removed set: {half:?}"
+    );
+
+    let next = retention().succeeds();
+    next.stderr_contains("the interrupted removing of backup set");
+    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(visible.len(), 4, "{visible:?}");
+    let mut metas: Vec<&String> = sets.iter().filter(|n| n.contains("-meta-")).collect();
+    metas.sort();
+    assert!(
+        visible.contains(metas[1]),
+        "the newest set went: {visible:?}"
+    );
+    assert!(
+        !visible.contains(metas[0]),
+        "the oldest set stayed: {visible:?}"
+    );
+    assert_eq!(hidden_leftovers(&p.backups), Vec::<String>::new());
+    sha256sum_check(&p.backups);
+}

@@ -9,6 +9,7 @@ mod backup;
 mod cleanup;
 mod harness;
 mod majors;
+mod monitor;
 mod pitr;
 mod restore;
 mod s3;

@@ -1362,7 +1362,7 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         "1",
     ]);
     r.failure_with_status(2).stderr_contains(&format!(
-        "ERROR : backup directory {} is not a directory",
+        "ERROR : backup directory {} does not exist",
         nowhere.display()
     ));
     let r = cleanup(&[

@@ -1268,6 +1268,8 @@ fn archived_segments(name: &str, count: usize) -> (PgTempDir, PathBuf, Cluster, 
 #[test]
 fn restore_prefetches_the_next_segment_and_hands_it_over() {
     let (_work, archive, cluster, segments) = archived_segments("prefetch", 3);
+    // Prefetching is for a running server's startup process (pg_rewind calls with it down).
+    cluster.start();
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
     // What a pitr-restore killed while writing %p leaves in pg_wal (PostgreSQL never removes
@@ -1327,6 +1329,7 @@ fn restore_prefetches_the_next_segment_and_hands_it_over() {
 #[test]
 fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
     let (_work, archive, cluster, segments) = archived_segments("spool", 3);
+    cluster.start();
     let source = format!("zstd={}", archive.display());
     let spool = cluster.data_path("pg_wal/.pitr-prefetch");
     pg_user().create_dir(&spool, 0o700);
@@ -1395,4 +1398,431 @@ fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
         good,
         "a spooled file of another boot was handed over"
     );
+}
+
+// ---- Regression tests of the defects of issue 12 (named after them). ----
+
+/// A scratch cluster with a full segment in `pg_wal` (every byte of it record data, no switch
+/// padding), stopped again: returns the cluster and the segment's name.
+fn full_segment(name: &str) -> (Cluster, String) {
+    let cluster = Cluster::init(
+        name,
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("wal_keep_size", "64MB"),
+    );
+    cluster.start();
+    cluster.psql("CREATE TABLE filler (payload text)");
+    let first = cluster.psql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())");
+    // About 4 MiB of WAL: the segment after `first` is written from its first byte to its last.
+    cluster
+        .psql("INSERT INTO filler SELECT repeat(md5(i::text), 6) FROM generate_series(1, 12000) i");
+    let full = next_segment(&first);
+    cluster.switch_wal_at();
+    cluster.stop();
+    (cluster, full)
+}
+
+/// `bytes` with `len` bytes overwritten at `at`.
+fn overwritten(bytes: &[u8], at: usize, len: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for (i, b) in out[at..at + len].iter_mut().enumerate() {
+        *b = [0xde, 0xad, 0xbe, 0xef][i % 4];
+    }
+    out
+}
+
+/// `bytes` in the stored form `codec` (`none`, `gzip`, `zstd`) and that form's file name.
+fn stored(codec: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    use std::io::Write;
+    match codec {
+        "none" => (name.to_owned(), bytes.to_vec()),
+        "gzip" => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(bytes).unwrap();
+            (format!("{name}.gz"), enc.finish().unwrap())
+        }
+        "zstd" => (format!("{name}.zst"), zstd::encode_all(bytes, 1).unwrap()),
+        other => panic!("no codec {other}"),
+    }
+}
+
+/// The files pitr-restore may have left in `pg_wal` under a temporary name.
+fn temps_in(cluster: &Cluster) -> Vec<String> {
+    ArchiveDir::new(cluster.wal_dir())
+        .all_names()
+        .into_iter()
+        .filter(|n| n.contains(".pitr-tmp."))
+        .collect()
+}
+
+/// Defect 1 of issue 12: a damaged plain segment was handed to PostgreSQL (only its first page
+/// header and size were checked), and a warm spare promoted early. Now every stored form is
+/// checked whole: a page header or a record's data damaged in the middle, or a truncation, is
+/// refused for plain files pitr-archive wrote (which carry a CRC-32C), plain files copied by
+/// other tools (no digest: every WAL record's CRC is checked), gzip and zstd (damaged before
+/// compression, so that the codec's own checksum is of no help).
+#[test]
+fn r12_1_damaged_segment_is_refused_in_every_stored_form() {
+    let (cluster, name) = full_segment("r12-1");
+    let good = cluster.wal_file(&name);
+    let seg = good.len();
+    assert_eq!(seg, (SEG_MB as usize) << 20);
+    // 16 bytes inside records: the alignment padding between two records (at most 7 bytes,
+    // read by nobody, PostgreSQL included) cannot hold them all.
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a page header at the middle",
+            overwritten(&good, seg / 2, 4),
+        ),
+        ("a record's data", overwritten(&good, seg / 2 + 3000, 16)),
+        (
+            "a record's data near the end",
+            overwritten(&good, seg - 40, 16),
+        ),
+        ("truncation", good[..seg / 2].to_vec()),
+    ];
+    let work = cluster.root().subdir("r12-1-work");
+    let mut case = 0;
+    for form in ["none by pitr-archive", "none by cp", "gzip", "zstd"] {
+        let codec = form.split(' ').next().unwrap();
+        for (what, bad) in &damages {
+            // The record that continues into the next segment is verified only through the
+            // digest pitr-archive records (docs/walcheck.md, "What is still undetectable").
+            if what.contains("near the end") && form != "none by pitr-archive" {
+                continue;
+            }
+            case += 1;
+            let dir = work.join(format!("case-{case}"));
+            pg_user().create_dir(&dir, 0o700);
+            let file = if form == "none by pitr-archive" {
+                // The real thing: pitr-archive writes it (with its digest), then the bytes on
+                // disk go bad in place.
+                Tool::new("pitr-archive")
+                    .as_pg_user()
+                    .current_dir(cluster.data_dir())
+                    .arg("--dst-local")
+                    .arg(format!("none={}", dir.display()))
+                    .arg(format!("pg_wal/{name}"))
+                    .succeeds();
+                let path = dir.join(&name);
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                if bad.len() < seg {
+                    f.set_len(bad.len() as u64).unwrap();
+                }
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&bad[..bad.len().min(seg)], 0).unwrap();
+                f.sync_all().unwrap();
+                path
+            } else {
+                let (file, bytes) = stored(codec, &name, bad);
+                let path = dir.join(file);
+                pg_user().write_file(&path, &bytes);
+                path
+            };
+            let result = restore(&cluster)
+                .arg("--streaming-replication")
+                .arg("--source")
+                .arg(format!("{codec}={}", dir.display()))
+                .args([name.as_str(), RECOVERYXLOG])
+                .run();
+            assert_eq!(
+                result.code(),
+                Some(1),
+                "{form}, {what}: not refused with status 1\n{result}"
+            );
+            result.stderr_line_with(&[
+                "pitr-restore : ERROR : ",
+                &format!("archived {name} is not usable, not restoring it"),
+                &file.display().to_string(),
+            ]);
+            result.stderr_line_with(&["pitr-restore : ERROR : HINT: "]);
+            assert!(
+                !cluster.data_path(RECOVERYXLOG).exists(),
+                "{form}, {what}: %p written\n{result}"
+            );
+            assert_eq!(temps_in(&cluster), Vec::<String>::new(), "{form}, {what}");
+        }
+        // The same form undamaged is restored, byte for byte.
+        case += 1;
+        let dir = work.join(format!("case-{case}"));
+        pg_user().create_dir(&dir, 0o700);
+        let (file, bytes) = stored(codec, &name, &good);
+        pg_user().write_file(&dir.join(file), &bytes);
+        restore(&cluster)
+            .arg("--streaming-replication")
+            .arg("--source")
+            .arg(format!("{codec}={}", dir.display()))
+            .args([name.as_str(), RECOVERYXLOG])
+            .succeeds();
+        assert!(
+            std::fs::read(cluster.data_path(RECOVERYXLOG)).unwrap() == good,
+            "{form}: restored bytes differ"
+        );
+        std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
+    }
+}
+
+/// Defect 5 of issue 12: a killed pitr-restore left its 16 MiB temporary file in pg_wal, and
+/// with `--prefetch 0` nothing removed it; a fast shutdown's SIGTERM was not handled. The next
+/// call removes the temporary files of dead writers (a live writer's stays), and a SIGTERM ends
+/// a waiting call at once, leaving nothing.
+#[test]
+fn r12_5_restore_temp_files_of_dead_calls_are_removed_and_sigterm_is_handled() {
+    let (cluster, name) = full_segment("r12-5");
+    let dir = cluster.root().subdir("r12-5-archive");
+    pg_user().write_file(&dir.join(&name), &cluster.wal_file(&name));
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let dead_temp = cluster.data_path(format!("pg_wal/.RECOVERYXLOG.pitr-tmp.{dead}"));
+    let live_temp = cluster.data_path(format!(
+        "pg_wal/.RECOVERYXLOG.pitr-tmp.{}",
+        std::process::id()
+    ));
+    pg_user().write_file(&dead_temp, &vec![0u8; (SEG_MB as usize) << 20]);
+    pg_user().write_file(&live_temp, b"partial");
+    restore(&cluster)
+        .args(["--prefetch", "0", "--source"])
+        .arg(format!("none={}", dir.display()))
+        .args([name.as_str(), RECOVERYXLOG])
+        .succeeds();
+    assert!(!dead_temp.exists(), "a dead call's temp file is left");
+    assert!(live_temp.exists(), "a live writer's temp file was removed");
+    std::fs::remove_file(&live_temp).unwrap();
+    std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
+
+    // A warm spare's call waiting for the next segment, ended by a fast shutdown's SIGTERM.
+    let missing = next_segment(&name);
+    let running = restore(&cluster)
+        .args(["--prefetch", "0", "--source"])
+        .arg(format!("none={}", dir.display()))
+        .args([missing.as_str(), RECOVERYXLOG])
+        .spawn();
+    wait_until("the call to wait", TIMEOUT, || {
+        running
+            .stderr_so_far()
+            .contains(&format!("waiting for {missing}"))
+            .then_some(())
+    });
+    // SAFETY: kill(2) on a child we started.
+    assert_eq!(
+        unsafe { libc::kill(running.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let result = running.wait();
+    assert_ne!(result.code(), Some(0), "{result}");
+    assert!(!cluster.data_path(RECOVERYXLOG).exists());
+    assert_eq!(temps_in(&cluster), Vec::<String>::new());
+}
+
+/// Defect 9 of issue 12: in standby mode a missing archive directory (an NFS unmount) exited
+/// 126, and PostgreSQL shut down a standby that could have kept streaming. A standby never
+/// promotes on 1: there the answer is an ERROR with a HINT and 1; a warm spare keeps 126.
+#[test]
+fn r12_9_standby_mode_with_a_missing_archive_exits_1_and_keeps_streaming() {
+    let (cluster, archive) = scratch("r12-9");
+    let missing = archive.join("unmounted");
+    let result = restore(&cluster)
+        .arg("--streaming-replication")
+        .arg("--source")
+        .arg(format!("zstd={}", missing.display()))
+        .args(["000000010000000000000005", RECOVERYXLOG])
+        .run();
+    result.failure_with_status(1);
+    let line =
+        result.stderr_line_with(&["pitr-restore : ERROR : ", &missing.display().to_string()]);
+    assert!(
+        result.stderr_lines()[line + 1..]
+            .iter()
+            .any(|l| l.contains("ERROR : HINT: ") && l.contains("keeps streaming")),
+        "no HINT saying the standby keeps streaming\n{result}"
+    );
+    restore(&cluster)
+        .arg("--source")
+        .arg(format!("zstd={}", missing.display()))
+        .args(["000000010000000000000005", RECOVERYXLOG])
+        .run()
+        .failure_with_status(126);
+}
+
+/// `host=SOCKET port=PORT user=postgres` of `cluster`.
+fn conninfo(cluster: &Cluster) -> String {
+    format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.socket_dir().display(),
+        cluster.port()
+    )
+}
+
+/// Defect 8 of issue 12: `pg_rewind --restore-target-wal` runs the target's `restore_command`
+/// from its own working directory with an absolute `%p`; pitr-restore defaulted `--data-dir`
+/// to `.` and exited 126. The restore_command `--from-backup` writes now names the data
+/// directory, and pitr-restore finds it from an absolute `%p` too. A real pg_rewind of an old
+/// primary whose WAL since the divergence is only in the archive.
+#[test]
+fn r12_8_pg_rewind_restore_target_wal_runs_pitr_restore() {
+    let work = PgTempDir::new("r12-8");
+    let archive = work.subdir("archive");
+    let a = Cluster::init(
+        "r12-8-a",
+        ClusterOpts::new()
+            .wal_segsize_mb(SEG_MB)
+            .set("archive_mode", "on")
+            .set(
+                "archive_command",
+                &format!(
+                    "{} --dst-local zstd={} %p",
+                    pitr_bin("pitr-archive").display(),
+                    archive.display()
+                ),
+            )
+            .set("wal_log_hints", "on")
+            .set("wal_keep_size", "0")
+            .set("min_wal_size", "2MB")
+            .set("max_wal_size", "4MB"),
+    );
+    a.start();
+    a.psql(&format!(
+        "CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, payload text)"
+    ));
+    a.pgbench_script(LOAD, 50, 1);
+    let b = a.base_backup(
+        "r12-8-b",
+        "stream",
+        ClusterOpts::new().set("primary_conninfo", &conninfo(&a)),
+    );
+    b.write_signal(STANDBY_SIGNAL);
+    b.start();
+    let (_, lsn) = a.switch_wal_at();
+    b.wait_replayed(&lsn, TIMEOUT);
+    b.promote();
+    b.wait_promoted(TIMEOUT);
+    b.pgbench_script(LOAD, 20, 1);
+    let rows_b = b.count_rows(TABLE);
+
+    // A diverges, then writes and checkpoints on until the WAL of the divergence has left its
+    // pg_wal (archived first): pg_rewind must fetch it through restore_command.
+    let mut last = String::new();
+    for _ in 0..12 {
+        a.pgbench_script(LOAD, 200, 1);
+        last = a.switch_wal();
+        a.psql("CHECKPOINT");
+    }
+    a.wait_archived(&last, TIMEOUT);
+    a.psql("CHECKPOINT");
+    a.stop();
+    // The restore_command pitr-restore --from-backup writes: --data-dir absolute.
+    a.append_conf(&[(
+        "restore_command",
+        &format!(
+            "{} --data-dir {} --source zstd={} %f %p",
+            pitr_bin("pitr-restore").canonicalize().unwrap().display(),
+            a.data_dir().display(),
+            archive.display()
+        ),
+    )]);
+    let out = pg_user()
+        .command(pitr_tests::pg_program("pg_rewind"))
+        .current_dir(work.path())
+        .arg("--target-pgdata")
+        .arg(a.data_dir())
+        .arg("--source-server")
+        .arg(conninfo(&b))
+        .arg("--restore-target-wal")
+        .output()
+        .expect("running pg_rewind");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "pg_rewind failed: {}\n{text}",
+        out.status
+    );
+    assert!(
+        text.contains("pitr-restore : LOG : Segment ") && text.contains(" restored"),
+        "pg_rewind did not need pitr-restore (the test's WAL churn is too small)\n{text}"
+    );
+    assert!(!text.contains("ERROR") && !text.contains("FATAL"), "{text}");
+
+    // The rewound A follows B: pg_rewind copied B's configuration, so A gets its own port back.
+    a.append_conf(&[
+        ("port", &a.port().to_string()),
+        (
+            "unix_socket_directories",
+            &a.socket_dir().display().to_string(),
+        ),
+        ("primary_conninfo", &conninfo(&b)),
+    ]);
+    a.write_signal(STANDBY_SIGNAL);
+    a.start();
+    let (_, lsn) = b.switch_wal_at();
+    a.wait_replayed(&lsn, TIMEOUT);
+    assert_eq!(a.count_rows(TABLE), rows_b);
+}
+
+/// Defect 7 of issue 12 (pitr-restore's part): a bad `%p` and `--from-backup` errors had no
+/// HINT. Each is one line naming the path, then a HINT: a bad `%p` is FATAL and stops recovery
+/// (126); a `--from-backup` run by hand on a missing backup directory or a directory without
+/// a set is an ERROR (2). (A non-empty target: pitr::pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing.)
+#[test]
+fn r12_7_restore_errors_name_the_path_and_give_a_hint() {
+    let (cluster, name) = full_segment("r12-7r");
+    let dir = cluster.root().subdir("r12-7r-archive");
+    pg_user().write_file(&dir.join(&name), &cluster.wal_file(&name));
+    let lost = cluster.root().path().join("no-such-dir/RECOVERYXLOG");
+    let lost_text = lost.display().to_string();
+    let r = restore(&cluster)
+        .arg("--source")
+        .arg(format!("none={}", dir.display()))
+        .args([name.as_str(), lost_text.as_str()])
+        .run();
+    r.failure_with_status(126);
+    let l = r.stderr_line_with(&["pitr-restore : FATAL : ", &lost_text]);
+    assert!(
+        r.stderr_lines()[l + 1].contains("FATAL : HINT: "),
+        "no HINT\n{r}"
+    );
+
+    let target = cluster.root().path().join("restored");
+    let missing_backups = cluster.root().path().join("no-backups");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec![
+                "--from-backup".into(),
+                missing_backups.display().to_string(),
+                "--target-data-dir".into(),
+                target.display().to_string(),
+            ],
+            missing_backups.display().to_string(),
+        ),
+        (
+            vec![
+                "--from-backup".into(),
+                dir.display().to_string(),
+                "--target-data-dir".into(),
+                target.display().to_string(),
+            ],
+            dir.display().to_string(),
+        ),
+    ];
+    for (args, path) in cases {
+        let r = Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(&args)
+            .arg("--source")
+            .arg(format!("none={}", dir.display()))
+            .run();
+        // 2 for what is wrong on disk, 3 for what is wrong on the command line.
+        r.failure_with_status(2);
+        let l = r.stderr_line_with(&["pitr-restore : ERROR : ", &path]);
+        assert!(
+            r.stderr_lines()[l + 1].contains("ERROR : HINT: "),
+            "no HINT\n{r}"
+        );
+        assert!(!target.exists(), "{} created\n{r}", target.display());
+    }
 }

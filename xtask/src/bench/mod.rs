@@ -8,7 +8,9 @@
 //!   per-call latency and peak RSS of each archive command run by hand over the same set;
 //! - [`restore`]: a standby replaying that WAL set from each contender's archive;
 //! - [`backup`]: a base backup of a pgbench cluster, and pitr-backup's peak RSS as the number
-//!   of files grows.
+//!   of files grows;
+//! - [`verify`]: `pitr-monitor --check verify` against `pgbackrest verify`, each reading back
+//!   its own archive of the WAL set.
 //!
 //! It prints one markdown table per part with figures and ratios (pitr / peer, with the targets
 //! of the performance issue) and writes the same as JSON under `target/bench/`.
@@ -20,6 +22,7 @@
 mod archive;
 mod backup;
 mod restore;
+mod verify;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -47,8 +50,8 @@ pub struct BenchArgs {
     #[argh(option, default = "65")]
     scale: u32,
 
-    /// run only these parts, comma-separated: archive, restore, backup (default: all; restore
-    /// needs archive)
+    /// run only these parts, comma-separated: archive, restore, backup, verify (default: all;
+    /// restore and verify need archive)
     #[argh(option)]
     only: Option<String>,
 }
@@ -295,15 +298,22 @@ fn ensure_tools() -> Result<()> {
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let parts: Vec<String> = match &args.only {
         Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-        None => vec!["archive".into(), "restore".into(), "backup".into()],
+        None => vec![
+            "archive".into(),
+            "restore".into(),
+            "verify".into(),
+            "backup".into(),
+        ],
     };
     for p in &parts {
-        if !["archive", "restore", "backup"].contains(&p.as_str()) {
-            bail!("--only: unknown part {p:?} (archive, restore, backup)");
+        if !["archive", "restore", "backup", "verify"].contains(&p.as_str()) {
+            bail!("--only: unknown part {p:?} (archive, restore, backup, verify)");
         }
     }
-    if parts.iter().any(|p| p == "restore") && !parts.iter().any(|p| p == "archive") {
-        bail!("--only: restore replays the archives the archive part writes; add archive");
+    for p in ["restore", "verify"] {
+        if parts.iter().any(|q| q == p) && !parts.iter().any(|q| q == "archive") {
+            bail!("--only: {p} reads the archives the archive part writes; add archive");
+        }
     }
     ensure_tools()?;
     let root = crate::project_root();
@@ -316,6 +326,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         "pitr-restore",
         "-p",
         "pitr-backup",
+        "-p",
+        "pitr-monitor",
     ]))?;
     let ctx = Ctx {
         bin: crate::target_dir(&root).join("release"),
@@ -331,6 +343,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         done.push(archive::run(&ctx, &set)?);
         if want("restore") {
             done.push(restore::run(&ctx, &set)?);
+        }
+        if want("verify") {
+            done.push(verify::run(&ctx, &set)?);
         }
     }
     if want("backup") {

@@ -1,16 +1,17 @@
-//! Leaving nothing behind after `cargo xtask demo`, however it ends.
+//! Leaving nothing behind after `cargo xtask demo` or `cargo xtask faults`, however they end.
 //!
-//! Everything the demo creates lives in one scratch directory ([`Scratch`]): the harness's temp
-//! dirs go there because the demo points `TMPDIR` at it, and the binaries' scratch files follow.
-//! So cleaning up is a sweep of that one directory, which needs no access to the objects that
-//! started anything: stop every postmaster whose `postmaster.pid` is below it (SIGQUIT, an
-//! immediate shutdown, as `pg_ctl -m immediate` sends), end every other process whose command
-//! line names a path below it (rsync daemons, a waiting pitr-restore, its prefetch worker, a
-//! psql or pgbench in flight), then remove the directory. Processes are ended by their pid, and
-//! only ours match: the directory's name is random.
+//! Everything such a task creates lives in one scratch directory ([`Scratch`]): the harness's
+//! temp dirs go there because the task points `TMPDIR` at it, and the binaries' scratch files
+//! follow. So cleaning up is a sweep of that one directory, which needs no access to the
+//! objects that started anything: stop every postmaster whose `postmaster.pid` is below it
+//! (SIGQUIT, an immediate shutdown, as `pg_ctl -m immediate` sends), end every other process
+//! whose command line names a path below it (rsync daemons, a waiting pitr-restore, its prefetch
+//! worker, a psql or pgbench in flight), unmount every file system mounted below it (the small
+//! tmpfs of the full-disk faults), then remove the directory. Processes are ended by their pid,
+//! and only ours match: the directory's name is random.
 //!
 //! The sweep runs from three places, whichever comes first, and only once:
-//! - [`Scratch`]'s `Drop`, on success and when the scenario returns an error (the harness's own
+//! - [`Scratch`]'s `Drop`, on success and when the task returns an error (the harness's own
 //!   `Drop`s have stopped most things by then);
 //! - a panic hook: the workspace builds with `panic = "abort"` even in dev, so a panic (the
 //!   harness panics on failures: it is test code) runs the hook and then aborts without any
@@ -30,8 +31,15 @@ use anyhow::{bail, Context, Result};
 /// The scratch directory still to be swept; `None` once swept (or before one exists).
 static PENDING: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// The step the demo is in, for the FAIL line of a panic or a signal.
+/// The step the task is in, for the FAIL line of a panic or a signal.
 static CURRENT_STEP: Mutex<String> = Mutex::new(String::new());
+
+/// The task's name (`demo`, `faults`), the prefix of the lines printed here.
+static TASK: Mutex<&'static str> = Mutex::new("xtask");
+
+fn task() -> &'static str {
+    *TASK.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Records the step being run, for the FAIL message of a panic or a signal.
 pub fn set_step(step: &str) {
@@ -45,20 +53,22 @@ fn current_step() -> String {
         .clone()
 }
 
-/// The demo's scratch directory: created owned by the PostgreSQL user (mode 0711, so the
+/// A task's scratch directory: created owned by the PostgreSQL user (mode 0711, so the
 /// rsync daemons and the server can reach what is inside), swept when dropped.
 pub struct Scratch {
     path: PathBuf,
 }
 
 impl Scratch {
-    /// Creates `TMP/pitr-demo-XXXXXX` and registers it for the sweep. Call [`install`] right
-    /// after, once the environment is set, to arm the panic hook and the signal thread.
-    pub fn create() -> Result<Scratch> {
+    /// Creates `TMP/pitr-TASK-XXXXXX` and registers it for the sweep; `task` also prefixes the
+    /// lines printed here. Call [`install`] right after, once the environment is set, to arm
+    /// the panic hook and the signal thread.
+    pub fn create(task: &'static str) -> Result<Scratch> {
+        *TASK.lock().unwrap_or_else(PoisonError::into_inner) = task;
         let dir = tempfile::Builder::new()
-            .prefix("pitr-demo-")
+            .prefix(&format!("pitr-{task}-"))
             .tempdir()
-            .context("creating the demo's scratch directory")?;
+            .with_context(|| format!("creating the {task} scratch directory"))?;
         // From here on the sweep owns the directory, not tempfile.
         let path = dir.keep();
         *PENDING.lock().unwrap_or_else(PoisonError::into_inner) = Some(path.clone());
@@ -85,8 +95,10 @@ impl Drop for Scratch {
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread it starts later; call it
-/// first thing, while the process has one thread. Children get an empty mask again (std
-/// resets it when it spawns a program), so the servers and tools are unaffected.
+/// first thing, while the process has one thread. Programs started from here inherit the
+/// mask (std keeps it across fork and exec; seen here on a waiting pitr-restore that ignored
+/// SIGTERM): PostgreSQL sets its own, and a caller that signals a child must unblock them in
+/// it ([`unblock_in_child`]).
 pub fn block_signals() -> Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -107,26 +119,45 @@ pub fn block_signals() -> Result<libc::sigset_t> {
     Ok(set)
 }
 
+/// Makes `cmd`'s program start with no blocked signal, whatever [`block_signals`] did here.
+pub fn unblock_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only sigemptyset and
+    // sigprocmask, which are async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Arms the panic hook and starts the thread that waits for the blocked signals.
 pub fn install(signals: libc::sigset_t) -> Result<()> {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         println!(
-            "\ndemo: FAIL in {} (the harness panicked, see above); cleaning up",
+            "\n{}: FAIL in {} (the harness panicked, see above); cleaning up",
+            task(),
             current_step()
         );
         sweep();
         exit_once(1);
     }));
     thread::Builder::new()
-        .name("demo-signals".to_owned())
+        .name("scratch-signals".to_owned())
         .spawn(move || loop {
             let mut signal: libc::c_int = 0;
             // SAFETY: `signals` is an initialised sigset_t, `signal` a valid out pointer.
             if unsafe { libc::sigwait(&signals, &mut signal) } == 0 {
                 println!(
-                    "\ndemo: FAIL: interrupted by signal {signal} in {}; cleaning up",
+                    "\n{}: FAIL: interrupted by signal {signal} in {}; cleaning up",
+                    task(),
                     current_step()
                 );
                 sweep();
@@ -138,7 +169,7 @@ pub fn install(signals: libc::sigset_t) -> Result<()> {
 }
 
 /// Exits the process, unless another thread already does: a signal's sweep makes the
-/// scenario's next harness call panic, and two threads must not run `exit` at once.
+/// task's next harness call panic, and two threads must not run `exit` at once.
 fn exit_once(code: i32) -> ! {
     static EXITING: AtomicBool = AtomicBool::new(false);
     if !EXITING.swap(true, Ordering::SeqCst) {
@@ -158,6 +189,7 @@ fn sweep() {
     };
     let stopped = stop_postmasters(&root);
     let ended = end_processes_below(&root);
+    let unmounted = unmount_below(&root);
     let removed = fs::remove_dir_all(&root);
     let mut what = Vec::new();
     if stopped > 0 {
@@ -166,11 +198,69 @@ fn sweep() {
     if ended > 0 {
         what.push(format!("{ended} process(es) ended"));
     }
+    if unmounted > 0 {
+        what.push(format!("{unmounted} file system(s) unmounted"));
+    }
     match removed {
         Ok(()) => what.push(format!("{} removed", root.display())),
         Err(e) => what.push(format!("cannot remove {}: {e}", root.display())),
     }
-    println!("demo: cleanup: {}", what.join(", "));
+    println!("{}: cleanup: {}", task(), what.join(", "));
+}
+
+/// Unmounts (lazily, `MNT_DETACH`) every file system mounted at or below `root`, deepest
+/// first, so that removing the directory does not stop at a busy mount point. Returns how
+/// many there were.
+pub fn unmount_below(root: &Path) -> usize {
+    let mut points = mounts_below(root);
+    // Deepest first: a mount inside another must go before it.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut done = 0;
+    for point in points {
+        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: `c` is a valid NUL-terminated path; umount2 has no other preconditions.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            done += 1;
+        }
+    }
+    done
+}
+
+/// Mount points at or below `root`, from `/proc/self/mountinfo` (field 5; spaces and other
+/// special characters are octal-escaped there).
+pub fn mounts_below(root: &Path) -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point.starts_with(root))
+        .collect()
+}
+
+/// Undoes mountinfo's `\NNN` octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Some(v) = field
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Sends SIGQUIT (immediate shutdown) to the postmaster of every data directory below `root`
@@ -298,6 +388,13 @@ mod tests {
             [dir.path().join("a/postmaster.pid")]
         );
         assert_eq!(find_files(dir.path(), "postmaster.pid", 3).len(), 2);
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! Running one check: validation, the pid file, the scratch directory rsync locations need, the
+//! check itself, and its output; an error becomes an UNKNOWN in the chosen output form (and an
+//! ERROR line on stderr, from `cli::main`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pitr_common::exit::Failure;
+use pitr_common::fs::IoError;
+use pitr_common::log_warning;
+use pitr_common::pidfile::PidFile;
+
+use crate::args::{Args, Check, Config};
+use crate::report::{self, Report, UNKNOWN};
+use crate::store::Remote;
+
+/// A private scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            log_warning!("cannot remove scratch directory {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// Validates `args`, runs the check and prints its report; on error prints UNKNOWN and returns
+/// the error (status 3).
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let output = args.output();
+    let name = args
+        .check
+        .as_deref()
+        .and_then(|c| c.parse::<Check>().ok())
+        .map_or("pitr-monitor", Check::name);
+    let now = std::time::SystemTime::now();
+    let result = args.into_config().and_then(|cfg| {
+        let report = run(&cfg)?;
+        report::emit(&report, cfg.output, cfg.prometheus.as_deref(), cfg.now)
+    });
+    if let Err(e) = &result {
+        report::emit_unknown(name, output, e, now);
+    }
+    result
+}
+
+/// Runs the configured check.
+pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    let _pid = match &cfg.pid_file {
+        Some(p) => Some(
+            PidFile::acquire(p, "pitr-monitor")
+                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(UNKNOWN)))?,
+        ),
+        None => None,
+    };
+    let needs_rsync = cfg
+        .archive
+        .iter()
+        .chain(&cfg.backup_dirs)
+        .any(|s| s.is_remote());
+    let scratch = if needs_rsync {
+        let dir = cfg
+            .temp_dir
+            .join(format!("pitr-monitor.{}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| {
+            anyhow::Error::from(IoError::new("creating", &dir, e)).context(
+                Failure::new("cannot create a scratch directory in --temp-dir")
+                    .hint("give --temp-dir an existing directory writable by this user"),
+            )
+        })?;
+        Some(Scratch(dir))
+    } else {
+        None
+    };
+    let remote = scratch.as_ref().map(|s| Remote {
+        rsync: pitr_common::rsync::Rsync::new(&cfg.rsync_path),
+        scratch: s.0.clone(),
+    });
+    let remote = remote.as_ref();
+    match cfg.check {
+        Check::Info => crate::info::run(cfg, remote),
+        Check::Verify => crate::verify::run(cfg, remote),
+        Check::ArchiveQueue => crate::logcheck::archive_queue(cfg),
+        Check::LastBackupAge if !cfg.backup_dirs.is_empty() => {
+            crate::logcheck::last_backup_from_sets(cfg, remote)
+        }
+        _ => crate::logcheck::run(cfg),
+    }
+}

@@ -1,0 +1,124 @@
+//! The one database session of `archive-queue`: where the server writes WAL now, and what its
+//! archiver last did.
+//!
+//! Connection as pitr-backup's (`--host/--port/--username/--database`, else the libpq
+//! environment variables; the `postgres` crate, no TLS: the runbook's trusted network, no psql
+//! or libpq needed). One query reads everything, so the answer is consistent.
+
+use std::time::Duration;
+
+use pitr_common::exit::Failure;
+use pitr_common::wal::SegSize;
+use postgres::{Config as PgConfig, NoTls};
+
+use crate::args::Connection;
+
+/// How long connecting may take before it is an error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server says about its WAL and its archiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiverFacts {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// `archive_mode`.
+    pub archive_mode: String,
+    /// The WAL file being written (`pg_walfile_name(pg_current_wal_lsn())`), on a primary.
+    pub current_wal: Option<String>,
+    /// `wal_segment_size`.
+    pub seg_size: SegSize,
+    /// `pg_stat_archiver.last_archived_wal`.
+    pub last_archived_wal: Option<String>,
+    /// `pg_stat_archiver.last_archived_time`, Unix seconds.
+    pub last_archived_time: Option<f64>,
+    /// `pg_stat_archiver.failed_count`.
+    pub failed_count: i64,
+    /// `pg_stat_archiver.last_failed_wal`.
+    pub last_failed_wal: Option<String>,
+}
+
+/// A database error's message (PostgreSQL's own text), or the client error.
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Connects, reads the facts in one query, and disconnects.
+pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
+    let mut config = PgConfig::new();
+    config
+        .host(&conn.host)
+        .port(conn.port)
+        .user(&conn.user)
+        .dbname(&conn.dbname)
+        .application_name("pitr-monitor")
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(p) = &conn.password {
+        config.password(p);
+    }
+    let where_ = format!(
+        "{}{}port {} as user {} (database {})",
+        conn.host,
+        if conn.host.starts_with('/') { " " } else { ":" },
+        conn.port,
+        conn.user,
+        conn.dbname
+    );
+    let mut client = config.connect(NoTls).map_err(|e| {
+        anyhow::Error::from(
+            Failure::new(format!(
+                "cannot connect to the database server at {where_}: {}",
+                pg_message(&e)
+            ))
+            .hint(
+                "check that the server runs and --host/--port/--username/--database \
+                 (or PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD) point at it",
+            ),
+        )
+    })?;
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), \
+                    current_setting('archive_mode'), \
+                    CASE WHEN pg_is_in_recovery() THEN NULL \
+                         ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
+                    (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
+                    a.last_archived_wal, \
+                    extract(epoch FROM a.last_archived_time)::float8, \
+                    a.failed_count, \
+                    a.last_failed_wal \
+             FROM pg_stat_archiver a",
+            &[],
+        )
+        .map_err(|e| {
+            anyhow::Error::from(
+                Failure::new(format!(
+                    "cannot read the archiver's state: {}",
+                    pg_message(&e)
+                ))
+                .hint("the user needs to read pg_stat_archiver and pg_settings (any user may)"),
+            )
+        })?;
+    let raw_size: i64 = row.get(3);
+    let seg_size = u64::try_from(raw_size)
+        .ok()
+        .and_then(|b| SegSize::new(b).ok())
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "the server's wal_segment_size {raw_size} is not a WAL segment size"
+            ))
+            .hint("check that --host and --port point at a PostgreSQL server")
+        })?;
+    Ok(ArchiverFacts {
+        in_recovery: row.get(0),
+        archive_mode: row.get(1),
+        current_wal: row.get(2),
+        seg_size,
+        last_archived_wal: row.get(4),
+        last_archived_time: row.get(5),
+        failed_count: row.get(6),
+        last_failed_wal: row.get(7),
+    })
+}
