@@ -486,7 +486,15 @@ pub fn sweep_intents(dir: &Path, dry_run: bool) -> anyhow::Result<Vec<Swept>> {
     for ent in rd {
         let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
         let name = ent.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(INTENT_PREFIX) || crate::tempname::parse(&name).is_some() {
+        if let Some(t) = crate::tempname::parse(&name) {
+            // A record whose writer died before it was linked into place: nothing acted on it.
+            if t.base.starts_with(INTENT_PREFIX) && !crate::signal::process_alive(t.pid) && !dry_run
+            {
+                crate::fs::remove_file_if_exists(&ent.path())?;
+            }
+            continue;
+        }
+        if !name.starts_with(INTENT_PREFIX) {
             continue;
         }
         let path = ent.path();
@@ -716,5 +724,27 @@ mod tests {
     #[test]
     fn hostname_is_not_empty() {
         assert!(!hostname().is_empty());
+    }
+
+    #[test]
+    fn sweep_removes_an_intent_record_its_dead_writer_never_linked() {
+        let d = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let torn = d
+            .path()
+            .join(format!(".{INTENT_PREFIX}vm-meta-x.pitr-tmp.{dead_pid}"));
+        let live = d.path().join(format!(
+            ".{INTENT_PREFIX}vm-meta-y.pitr-tmp.{}",
+            std::process::id()
+        ));
+        std::fs::write(&torn, "action: remove\n").unwrap();
+        std::fs::write(&live, "action: remove\n").unwrap();
+        assert!(sweep_intents(d.path(), true).unwrap().is_empty());
+        assert!(torn.exists(), "a dry run removed {}", torn.display());
+        assert!(sweep_intents(d.path(), false).unwrap().is_empty());
+        assert!(!torn.exists());
+        assert!(live.exists());
     }
 }
