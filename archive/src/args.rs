@@ -32,6 +32,8 @@ pitr_common::tool_args! {
             \x20          [--dst-remote <[CODEC=]TARGET>]... [--dst-pipe <[CODEC=]PROGRAM>]...\n\
             \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--data-dir <DIR>]\n\
             \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
             \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]... %p\n\
             \x20      {command_name} --help | --version",
@@ -77,8 +79,9 @@ pub struct Args {
     #[argh(option)]
     pub dst_local: Vec<String>,
 
-    /// remote destination, [CODEC=]TARGET with TARGET rsync://host[:port]/module/path,
-    /// host::module/path or [user@]host:/path, sent with rsync; repeatable
+    /// remote destination, [CODEC=]TARGET with TARGET s3://BUCKET/PREFIX (an object store, see
+    /// --s3-endpoint), or rsync://host[:port]/module/path, host::module/path or
+    /// [user@]host:/path, sent with rsync; repeatable
     #[argh(option)]
     pub dst_remote: Vec<String>,
 
@@ -149,6 +152,8 @@ pub struct Config {
     pub rsync: Rsync,
     /// Scratch parent directory.
     pub temp_dir: PathBuf,
+    /// How to reach object stores, when a destination is one.
+    pub s3: Option<pitr_common::objstore::Settings>,
     /// Test hook (`PITR_TEST_WRITE_DELAY_MS`): slows local writes down so that a test can kill
     /// the process in the middle of one.
     pub write_delay: Option<Duration>,
@@ -216,6 +221,7 @@ impl Args {
             Some(n) => n,
             None => destinations.len().max(1),
         };
+        let s3 = s3_settings(&self.common().s3, &destinations)?;
         let write_delay = std::env::var("PITR_TEST_WRITE_DELAY_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -230,6 +236,7 @@ impl Args {
             state_dir: self.state_dir,
             parallel_jobs,
             rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
+            s3,
             write_delay,
         })
     }
@@ -281,6 +288,29 @@ impl Args {
         })?;
         Ok((wal_arg, wal_name))
     }
+}
+
+/// The object-store settings (`AWS_*` variables, `--s3-*` options), read only when a
+/// destination is an object store.
+fn s3_settings(
+    options: &pitr_common::objstore::S3Options,
+    destinations: &[Destination],
+) -> anyhow::Result<Option<pitr_common::objstore::Settings>> {
+    if !destinations
+        .iter()
+        .any(|d| matches!(d.location.target, pitr_common::location::Target::S3(_)))
+    {
+        return Ok(None);
+    }
+    options
+        .settings(|name| std::env::var(name).ok())
+        .map(Some)
+        .map_err(|e| {
+            usage(
+                e.to_string(),
+                "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key",
+            )
+        })
 }
 
 fn check_state_dir(s: &Path) -> anyhow::Result<()> {

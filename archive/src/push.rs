@@ -220,6 +220,7 @@ fn deliver_all<'a>(
                         rsync: cfg.rsync.clone(),
                         scratch_dir,
                         write_delay: cfg.write_delay,
+                        s3: cfg.s3.clone(),
                     };
                     dest::deliver(&d.location, &payload, wal.sysid, &opts)
                 });

@@ -33,6 +33,8 @@ pitr_common::tool_args! {
             \x20          [--filename-template <TEMPLATE>] [--label <LABEL>]\n\
             \x20          [--fast-checkpoint] [--removal-pause-trigger <FILE>]\n\
             \x20          [--lock-file <FILE>] [--temp-dir <DIR>] [--rsync-path <PROGRAM>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
             \x20          [--compress-threads <N>] [--progress-interval <SECONDS>]\n\
             \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\
@@ -393,6 +395,12 @@ fn destinations(
     let destinations = location::parse_destinations(dst_local, dst_remote, dst_pipe)
         .map_err(|e| bad_location(&e))?;
     for d in &destinations {
+        if matches!(d.target, Target::S3(_)) {
+            return Err(usage(
+                format!("--dst-remote {d}: pitr-backup cannot write to an object store yet"),
+                "back up to a directory or an rsync target; archiving WAL to s3:// works (pitr-archive)",
+            ));
+        }
         if let Some(dir) = d.as_dir() {
             existing_dir(
                 dir,

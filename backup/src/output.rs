@@ -164,6 +164,8 @@ impl SetWriter {
                 Target::Dir(dir) => g.locals.push((d.clone(), dir.clone())),
                 Target::Program(p) => g.pipes.push((d.clone(), p.clone())),
                 Target::Rsync(r) => g.remotes.push((d.clone(), r.clone())),
+                // Refused by the argument check (crate::args); never reaches a writer.
+                Target::S3(_) => {}
             }
         }
         SetWriter {

@@ -83,6 +83,8 @@ pub struct CommonOptions {
     pub pid_file: Option<PathBuf>,
     /// `--temp-dir`: where scratch files go (default `$TMPDIR` or `/tmp`).
     pub temp_dir: Option<PathBuf>,
+    /// `--s3-*`: how to reach an object store.
+    pub s3: crate::objstore::S3Options,
 }
 
 impl CommonOptions {
@@ -163,6 +165,34 @@ macro_rules! tool_args {
             /// directory for scratch files (default: $TMPDIR or /tmp)
             #[argh(option)]
             pub temp_dir: Option<std::path::PathBuf>,
+
+            /// object store endpoint for s3:// locations, http(s)://host[:port] (default:
+            /// AWS_ENDPOINT_URL, else AWS S3 itself)
+            #[argh(option)]
+            pub s3_endpoint: Option<String>,
+
+            /// region s3:// requests are signed for (default: AWS_REGION, else us-east-1)
+            #[argh(option)]
+            pub s3_region: Option<String>,
+
+            /// s3:// addressing, path (default with an endpoint) or virtual (default on AWS)
+            #[argh(option)]
+            pub s3_addressing: Option<String>,
+
+            /// file holding the S3 access key (aws_access_key_id and aws_secret_access_key, as
+            /// in ~/.aws/credentials; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
+            #[argh(option)]
+            pub s3_key_file: Option<std::path::PathBuf>,
+
+            /// the object store honours If-None-Match (AWS S3, MinIO, Ceph RGW; not Garage):
+            /// creates are atomic instead of checked after the write
+            #[argh(switch)]
+            pub s3_conditional_writes: bool,
+
+            /// how long one s3:// request is retried while the store is unreachable or
+            /// failing, in seconds (default 60); then the call fails
+            #[argh(option)]
+            pub s3_retry_seconds: Option<u64>,
         }
 
         impl $crate::cli::HasCommon for $name {
@@ -174,6 +204,14 @@ macro_rules! tool_args {
                     verbose: self.verbose,
                     pid_file: self.pid_file.clone(),
                     temp_dir: self.temp_dir.clone(),
+                    s3: $crate::objstore::S3Options {
+                        endpoint: self.s3_endpoint.clone(),
+                        region: self.s3_region.clone(),
+                        addressing: self.s3_addressing.clone(),
+                        key_file: self.s3_key_file.clone(),
+                        conditional_writes: self.s3_conditional_writes,
+                        retry_seconds: self.s3_retry_seconds,
+                    },
                 }
             }
         }
@@ -582,6 +620,7 @@ mod tests {
                 verbose: true,
                 pid_file: Some("/run/x.pid".into()),
                 temp_dir: Some("/t".into()),
+                s3: crate::objstore::S3Options::default(),
             }
         );
         let help = match parse_from::<Args>(os(&["--help"])).unwrap_err() {

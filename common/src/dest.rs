@@ -18,6 +18,8 @@
 //!   marker and `--ignore-existing` still keep other clusters out and a name from being
 //!   replaced.)
 //! - A pipe program gets the bytes on stdin and its exit status is the answer.
+//! - An object store: [`crate::objarchive::put`] (a LIST for every form, a create that tells a
+//!   lost race, a second LIST).
 //!
 //! Each archive holds a marker, [`CLUSTER_MARKER`], naming the database system whose WAL it
 //! holds; WAL of another system is refused.
@@ -56,6 +58,8 @@ pub struct PutOptions {
     pub scratch_dir: PathBuf,
     /// Test hook: sleep this long after each MiB written to a local temp file.
     pub write_delay: Option<std::time::Duration>,
+    /// How to reach object stores (`None` when no destination is one).
+    pub s3: Option<crate::objstore::Settings>,
 }
 
 /// One file to put: its name without codec extension, its plain content and a way to get the
@@ -111,7 +115,7 @@ fn cannot_compare(loc: &Location, wal_name: &str, existing: &str, codec: &str) -
 
 /// Compares an existing archived copy `existing` (stored as `stored`, file name `shown`) with
 /// the payload: identical is `Ok`, anything else is the error to report.
-fn compare(
+pub(crate) fn compare(
     loc: &Location,
     p: &Payload<'_>,
     shown: &str,
@@ -154,6 +158,13 @@ pub fn deliver(
         }
         Target::Rsync(remote) => put_rsync(loc, remote, p, sysid, opts),
         Target::Program(program) => put_pipe(loc, program, p),
+        Target::S3(url) => {
+            let settings = opts
+                .s3
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("no object-store settings for {loc}"))?;
+            crate::objarchive::put(loc, url, p, sysid, settings)
+        }
     }
 }
 
@@ -327,11 +338,11 @@ fn put_pipe(loc: &Location, program: &Path, p: &Payload<'_>) -> anyhow::Result<P
     Ok(PutOutcome::Stored)
 }
 
-fn marker_text(sysid: u64) -> String {
+pub(crate) fn marker_text(sysid: u64) -> String {
     format!("system_identifier = {sysid}\n")
 }
 
-fn parse_marker(text: &str) -> Option<u64> {
+pub(crate) fn parse_marker(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("system_identifier = "))
         .and_then(|v| v.trim().parse().ok())
@@ -345,7 +356,7 @@ fn foreign(loc: &Location, wal_name: &str, ours: u64, theirs: u64) -> anyhow::Er
     .into()
 }
 
-fn check_marker_text(
+pub(crate) fn check_marker_text(
     loc: &Location,
     shown: &str,
     text: &str,
@@ -442,6 +453,7 @@ mod tests {
             rsync: Rsync::new("rsync"),
             scratch_dir: dir.to_path_buf(),
             write_delay: None,
+            s3: None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! `pitr-common`: everything the pitr binaries share.
 //!
 //! One module per concept (see STYLE.md §2 and ARCHITECTURE.md): WAL names and page headers,
-//! pg_control facts, codecs, archive locations and durable writes, logging, command-line glue,
-//! locks and pid files. Nothing here prints (except `log` and `cli`) and nothing here exits.
+//! pg_control facts, codecs, archive locations and durable writes, object storage (S3),
+//! logging, command-line glue, locks and pid files. Nothing here prints (except `log` and `cli`) and nothing here exits.
 
 #![warn(missing_docs)]
 
@@ -21,6 +21,8 @@ pub mod location;
 pub mod lock;
 pub mod log;
 pub mod manifest;
+pub mod objarchive;
+pub mod objstore;
 pub mod pg;
 pub mod pgconf;
 pub mod pgconn;

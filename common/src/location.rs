@@ -4,8 +4,8 @@
 //! The codec prefix is recognised when the text before the first `=` contains no `/` and looks
 //! like a codec name (letters, digits, `:` for a level); anything else is the target itself, so
 //! `/srv/a=b` is a directory. The target is typed ([`Target`]): a local directory, an rsync
-//! target (`rsync://host[:port]/module/path`, `host::module/path`, `[user@]host:/path`) or a
-//! program. Which kinds an option takes is said once, in [`Opt`]; [`Location::parse`] is the one
+//! target (`rsync://host[:port]/module/path`, `host::module/path`, `[user@]host:/path`), a
+//! program, or a bucket and prefix on an object store (`s3://BUCKET/PREFIX`). Which kinds an option takes is said once, in [`Opt`]; [`Location::parse`] is the one
 //! parser every binary uses, and [`parse_destinations`] the one reading of the `--dst-*`
 //! options.
 
@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::compress::{self, Codec};
+use crate::objstore::S3Url;
 
 /// An rsync target: `rsync://host[:port]/module/path`, `host::module/path` or
 /// `[user@]host:/path`, without trailing slashes.
@@ -62,6 +63,8 @@ pub enum Target {
     Rsync(RsyncTarget),
     /// A program that receives a file on stdin and its name as argv\[1\].
     Program(PathBuf),
+    /// A bucket and key prefix on an object store (`s3://BUCKET/PREFIX`, [`crate::objstore`]).
+    S3(S3Url),
 }
 
 /// The kinds of [`Target`], for saying which an option accepts.
@@ -73,6 +76,8 @@ pub enum Kind {
     Rsync,
     /// [`Target::Program`].
     Program,
+    /// [`Target::S3`].
+    S3,
 }
 
 impl Kind {
@@ -82,6 +87,7 @@ impl Kind {
             Kind::Dir => "local",
             Kind::Rsync => "remote",
             Kind::Program => "pipe",
+            Kind::S3 => "s3",
         }
     }
 }
@@ -93,6 +99,7 @@ impl Target {
             Target::Dir(_) => Kind::Dir,
             Target::Rsync(_) => Kind::Rsync,
             Target::Program(_) => Kind::Program,
+            Target::S3(_) => Kind::S3,
         }
     }
 }
@@ -102,6 +109,7 @@ impl fmt::Display for Target {
         match self {
             Target::Dir(p) | Target::Program(p) => write!(f, "{}", p.display()),
             Target::Rsync(r) => f.write_str(r.as_str()),
+            Target::S3(u) => write!(f, "{u}"),
         }
     }
 }
@@ -111,13 +119,13 @@ impl fmt::Display for Target {
 pub enum Opt {
     /// `--dst-local`: a directory.
     DstLocal,
-    /// `--dst-remote`: an rsync target.
+    /// `--dst-remote`: an rsync target or an object store.
     DstRemote,
     /// `--dst-pipe`: a program.
     DstPipe,
     /// `--dst-backup`: a directory, uncompressed.
     DstBackup,
-    /// `--source` of pitr-restore: a directory.
+    /// `--source` of pitr-restore: a directory or an object store.
     Source,
     /// `--wal-source` of pitr-backup: a directory.
     WalSource,
@@ -148,15 +156,13 @@ impl Opt {
     /// The kinds of target it accepts; the first one that the text's syntax allows is taken.
     pub fn accepts(self) -> &'static [Kind] {
         match self {
-            Opt::DstRemote => &[Kind::Rsync],
+            Opt::DstRemote => &[Kind::S3, Kind::Rsync],
             Opt::DstPipe => &[Kind::Program],
             Opt::FromBackup => &[Kind::Rsync, Kind::Dir],
-            Opt::DstLocal
-            | Opt::DstBackup
-            | Opt::Source
-            | Opt::WalSource
-            | Opt::Archive
-            | Opt::BackupDir => &[Kind::Dir],
+            Opt::Source => &[Kind::S3, Kind::Dir],
+            Opt::DstLocal | Opt::DstBackup | Opt::WalSource | Opt::Archive | Opt::BackupDir => {
+                &[Kind::Dir]
+            }
         }
     }
 
@@ -164,8 +170,9 @@ impl Opt {
     pub fn syntax(self) -> &'static str {
         match self {
             Opt::DstRemote => {
-                "write [CODEC=]TARGET with TARGET rsync://host[:port]/module/path, host::module/path or [user@]host:/path"
+                "write [CODEC=]TARGET with TARGET s3://BUCKET/PREFIX, rsync://host[:port]/module/path, host::module/path or [user@]host:/path"
             }
+            Opt::Source => "write [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX with CODEC none, gzip or zstd",
             Opt::DstPipe => "write [CODEC=]PROGRAM",
             Opt::FromBackup => "give the directory or rsync target holding the backup sets",
             _ => "write [CODEC=]DIR with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
@@ -212,25 +219,38 @@ pub enum Error {
         /// The location as given.
         spec: String,
     },
+    /// An `s3://` location that is not `s3://BUCKET/PREFIX`.
+    #[error("{opt} {source}", opt = .opt.name())]
+    S3 {
+        /// The option.
+        opt: Opt,
+        /// Why.
+        #[source]
+        source: crate::objstore::UrlError,
+    },
 }
 
 impl Error {
     /// The option concerned, whose [`Opt::syntax`] makes the HINT.
     pub fn opt(&self) -> Opt {
         match self {
-            Error::Codec { opt, .. } | Error::Empty { opt, .. } | Error::WrongKind { opt, .. } => {
-                *opt
-            }
+            Error::Codec { opt, .. }
+            | Error::Empty { opt, .. }
+            | Error::WrongKind { opt, .. }
+            | Error::S3 { opt, .. } => *opt,
         }
     }
 }
 
 fn expected(opt: Opt) -> &'static str {
     match opt.accepts() {
-        [Kind::Rsync] => {
-            "an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
+        [Kind::S3, Kind::Rsync] => {
+            "an object store (s3://BUCKET/PREFIX) or an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
         }
-        [Kind::Dir] => "a local directory (it looks like an rsync target)",
+        [Kind::S3, Kind::Dir] => {
+            "a local directory or an object store (s3://BUCKET/PREFIX); it looks like an rsync target"
+        }
+        [Kind::Dir] => "a local directory (it looks like an rsync target or an object store)",
         _ => "a usable location",
     }
 }
@@ -273,14 +293,16 @@ impl Location {
                 spec: spec.to_string(),
             });
         }
-        let rsync = RsyncTarget::is_rsync(text);
+        let s3 = text.starts_with("s3://");
+        let rsync = !s3 && RsyncTarget::is_rsync(text);
         let kind = opt
             .accepts()
             .iter()
             .copied()
             .find(|k| match k {
+                Kind::S3 => s3,
                 Kind::Rsync => rsync,
-                Kind::Dir => !rsync,
+                Kind::Dir => !rsync && !s3,
                 Kind::Program => true,
             })
             .ok_or_else(|| Error::WrongKind {
@@ -291,6 +313,7 @@ impl Location {
             Kind::Dir => Target::Dir(PathBuf::from(trim_slashes(text))),
             Kind::Rsync => Target::Rsync(RsyncTarget(trim_slashes(text).to_string())),
             Kind::Program => Target::Program(PathBuf::from(text)),
+            Kind::S3 => Target::S3(S3Url::parse(text).map_err(|source| Error::S3 { opt, source })?),
         };
         Ok(Location { codec, target })
     }
@@ -385,6 +408,32 @@ mod tests {
     }
 
     #[test]
+    fn s3_forms() {
+        let l = Location::parse(Opt::DstRemote, "zstd=s3://wal-bucket/db1/wal/").unwrap();
+        assert_eq!(l.codec, Codec::Zstd(3));
+        assert_eq!(
+            l.target,
+            Target::S3(S3Url::parse("s3://wal-bucket/db1/wal").unwrap())
+        );
+        assert_eq!(l.to_string(), "zstd:3=s3://wal-bucket/db1/wal");
+        assert_eq!(l.key(), "s3 zstd:3 s3://wal-bucket/db1/wal");
+        let l = Location::parse(Opt::Source, "s3://wal-bucket").unwrap();
+        assert_eq!(l.target.kind(), Kind::S3);
+        assert_eq!(
+            Location::parse(Opt::Source, "s3://B/x")
+                .unwrap_err()
+                .to_string(),
+            "--source \"s3://B/x\": bucket name \"B\" is not 3 to 63 lowercase letters, digits, '.' and '-'"
+        );
+        assert_eq!(
+            Location::parse(Opt::DstLocal, "s3://bucket/x")
+                .unwrap_err()
+                .to_string(),
+            "--dst-local \"s3://bucket/x\" is not a local directory (it looks like an rsync target or an object store)"
+        );
+    }
+
+    #[test]
     fn remote_forms() {
         for t in [
             "rsync://127.0.0.1:8873/wal_archive/",
@@ -409,13 +458,13 @@ mod tests {
         assert_eq!(r.as_dir(), "rsync://h/m/");
         assert_eq!(
             Location::parse(Opt::DstRemote, "/local/dir").unwrap_err().to_string(),
-            "--dst-remote \"/local/dir\" is not an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
+            "--dst-remote \"/local/dir\" is not an object store (s3://BUCKET/PREFIX) or an rsync target (rsync://host/module/path, host::module/path or [user@]host:/path)"
         );
         assert_eq!(
             Location::parse(Opt::DstLocal, "host:/x")
                 .unwrap_err()
                 .to_string(),
-            "--dst-local \"host:/x\" is not a local directory (it looks like an rsync target)"
+            "--dst-local \"host:/x\" is not a local directory (it looks like an rsync target or an object store)"
         );
         // --from-backup takes either, by syntax.
         assert_eq!(

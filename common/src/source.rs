@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use crate::compress::{self, Codec, Stored};
 use crate::fs::{DurableFile, IoError, Replace, Unsynced};
-use crate::location::Location;
+use crate::location::{Location, Target};
+use crate::objarchive::{self, ObjectFound};
+use crate::objstore::{Settings, Store};
 use crate::wal::WalFileName;
 use crate::walcheck;
 
@@ -75,6 +77,25 @@ pub enum Error {
     /// Writing the restored copy failed (the destination's problem, not the archive's).
     #[error(transparent)]
     Write(IoError),
+    /// An object store could not be set up, reached or read: never "not found".
+    #[error(transparent)]
+    Store(#[from] crate::objstore::Error),
+    /// The object-store archive's cluster marker is not one.
+    #[error("{marker} is not a pitr cluster marker")]
+    BadMarker {
+        /// The marker object.
+        marker: String,
+    },
+    /// The object-store archive's cluster marker names another database system.
+    #[error("{marker} says the archive holds WAL of database system {theirs}, not {ours}")]
+    Foreign {
+        /// The marker object.
+        marker: String,
+        /// This cluster.
+        ours: u64,
+        /// The archive's.
+        theirs: u64,
+    },
 }
 
 /// Looks for `name` in `dir` under every stored form, the preferred codec's first.
@@ -109,6 +130,117 @@ pub fn find(sources: &[Location], name: &WalFileName) -> Result<Option<Found>, E
         }
     }
     Ok(None)
+}
+
+/// The sources of a restore in order, each object store opened once (no request is made until
+/// a look).
+pub struct Sources {
+    entries: Vec<(Location, Option<Store>)>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.entries.iter().map(|(l, _)| l.to_string()).collect();
+        f.debug_struct("Sources")
+            .field("locations", &shown)
+            .finish()
+    }
+}
+
+/// An archived copy found in one of [`Sources`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hit {
+    /// A file in a directory.
+    File(Found),
+    /// An object in the object store of source number `source`.
+    Object {
+        /// Which source.
+        source: usize,
+        /// The object.
+        found: ObjectFound,
+    },
+}
+
+impl Hit {
+    /// The modification time of the archived copy (the upload time for an object).
+    pub fn mtime(&self) -> SystemTime {
+        match self {
+            Hit::File(f) => f.mtime,
+            Hit::Object { found, .. } => found.mtime,
+        }
+    }
+}
+
+impl Sources {
+    /// Sets up `locations`; object stores need `s3` (an object store without it, or with
+    /// settings that cannot be used, is [`Error::Store`]).
+    pub fn open(locations: &[Location], s3: Option<&Settings>) -> Result<Sources, Error> {
+        let mut entries = Vec::new();
+        for l in locations {
+            let store = match (&l.target, s3) {
+                (Target::S3(url), Some(settings)) => Some(Store::open(url, settings)?),
+                (Target::S3(url), None) => Some(Store::open(url, &Settings::default())?),
+                _ => None,
+            };
+            entries.push((l.clone(), store));
+        }
+        Ok(Sources { entries })
+    }
+
+    /// The locations, in order.
+    pub fn locations(&self) -> impl Iterator<Item = &Location> {
+        self.entries.iter().map(|(l, _)| l)
+    }
+
+    /// Looks for `name` in each source in order: every stored form in a directory, one LIST in
+    /// an object store.
+    pub fn find(&self, name: &WalFileName) -> Result<Option<Hit>, Error> {
+        for (index, (l, store)) in self.entries.iter().enumerate() {
+            match (store, l.as_dir()) {
+                (Some(store), _) => {
+                    if let Some(found) = objarchive::find(store, l.codec, name)? {
+                        return Ok(Some(Hit::Object {
+                            source: index,
+                            found,
+                        }));
+                    }
+                }
+                (None, Some(dir)) => {
+                    if let Some(f) = find_in(dir, l.codec, name)? {
+                        return Ok(Some(Hit::File(f)));
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Restores `hit` into `dest`, verified ([`restore_verified`], or for an object
+    /// [`objarchive::restore_verified`] after checking the store's cluster marker).
+    pub fn restore_verified(
+        &self,
+        hit: &Hit,
+        name: &WalFileName,
+        system_identifier: u64,
+        dest: &Path,
+        opts: RestoreOptions,
+    ) -> Result<(), Error> {
+        match hit {
+            Hit::File(found) => restore_verified(found, name, system_identifier, dest, opts),
+            Hit::Object { source, found } => {
+                let Some((_, Some(store))) = self.entries.get(*source) else {
+                    return Err(Error::Io(IoError::new(
+                        "restoring",
+                        Path::new(&found.key),
+                        std::io::Error::other("no such object-store source"),
+                    )));
+                };
+                objarchive::check_marker_on_get(store, system_identifier)?;
+                objarchive::restore_verified(store, found, name, system_identifier, dest, opts)
+            }
+        }
+    }
 }
 
 /// Reads and decompresses `found`, and checks that it is `name` of the database system
@@ -191,9 +323,24 @@ pub fn restore_verified(
                 },
             })?
     };
+    let crc_of = (found.codec == Codec::None).then_some(found.path.as_path());
+    check_and_commit(out, len, &found.path, crc_of, name, system_identifier, opts)
+}
+
+/// The end of every restore: the whole written copy read back (from the page cache: what
+/// PostgreSQL will read is what is checked), checked against the checksum recorded beside
+/// `crc_of` if any and by [`check`] as `shown`, then renamed into place.
+pub(crate) fn check_and_commit(
+    mut out: DurableFile,
+    len: u64,
+    shown: &Path,
+    crc_of: Option<&Path>,
+    name: &WalFileName,
+    system_identifier: u64,
+    opts: RestoreOptions,
+) -> Result<(), Error> {
     if name.has_wal_pages() {
-        // The whole segment, read back from what was written (the page cache): what PostgreSQL
-        // will read is what is checked.
+        let tmp = out.temp_path().to_path_buf();
         let written = if len == 0 {
             None
         } else {
@@ -201,14 +348,14 @@ pub fn restore_verified(
             // writes or truncates it while it is mapped; the map is read-only.
             Some(
                 unsafe { memmap2::Mmap::map(&*out.file()) }
-                    .map_err(|e| write_err("reading back", e))?,
+                    .map_err(|e| Error::Write(IoError::new("reading back", &tmp, e)))?,
             )
         };
         let written = written.as_deref().unwrap_or(&[]);
-        if found.codec == Codec::None {
-            check_recorded_crc(&found.path, written)?;
+        if let Some(path) = crc_of {
+            check_recorded_crc(path, written)?;
         }
-        check(&found.path, name, written, system_identifier)?;
+        check(shown, name, written, system_identifier)?;
     }
     out.commit(opts.mtime).map_err(Error::Write)
 }
@@ -425,6 +572,7 @@ mod tests {
             rsync: crate::rsync::Rsync::new("rsync"),
             scratch_dir: out.path().to_path_buf(),
             write_delay: None,
+            s3: None,
         };
         crate::dest::deliver(&loc, &p, None, &opts).unwrap();
         let path = d.path().join(name.to_string());

@@ -194,6 +194,8 @@ impl HasCommon for Args {
             verbose: self.verbose,
             pid_file: None,
             temp_dir: self.temp_dir.clone(),
+            // pitr-monitor does not read object stores (yet).
+            s3: pitr_common::objstore::S3Options::default(),
         }
     }
 }

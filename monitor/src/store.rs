@@ -111,6 +111,7 @@ impl Store {
             location::Error::WrongKind { spec, .. } => {
                 format!("{opt} \"{spec}\" is neither a directory nor an rsync target")
             }
+            location::Error::S3 { source, .. } => format!("{opt} {source}"),
         })?;
         match loc.target {
             Target::Dir(d) => Ok((Store::Local(d), loc.codec)),
@@ -118,6 +119,9 @@ impl Store {
             Target::Program(p) => Err(format!(
                 "{opt} \"{}\" is neither a directory nor an rsync target",
                 p.display()
+            )),
+            Target::S3(u) => Err(format!(
+                "{opt} \"{u}\": pitr-monitor cannot read an object store yet"
             )),
         }
     }

@@ -47,6 +47,8 @@ pitr_common::tool_args! {
                 \x20          [--removal-pause-trigger <FILE>]\n\
                 \x20          [--error-pgcontroldata break|ignore|hang]\n\
                 \x20          [--pgcontroldata-path <PROGRAM>] [--prefetch <N>] [--temp-dir <DIR>]\n\
+                \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+                \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
                 \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
                 \x20          [--config-file <FILE>]... %f %p\n\
                 \x20      {command_name} --help | --version",
@@ -88,8 +90,9 @@ pitr_common::tool_args! {
         error_code(127, "a usage error: PostgreSQL stops instead of promoting")
     )]
     pub struct WalArgs {
-        /// archive directory to read from, [CODEC=]DIR (the codec says which stored form to
-        /// look for first; every form is found); repeatable, searched in order
+        /// archive to read from, [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX (the codec says
+        /// which stored form to look for first; every form is found); repeatable, searched in
+        /// order
         #[argh(option)]
         pub source: Vec<String>,
 
@@ -185,6 +188,8 @@ pitr_common::tool_args! {
                 \x20          [--remove-unneeded] [--removal-pause-trigger <FILE>]\n\
                 \x20          [--poll-interval <SECONDS>] [--prefetch <N>]\n\
                 \x20          [--streaming-replication] [--temp-dir <DIR>] [--log <FILE>]\n\
+                \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+                \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
                 \x20          [--verbose] [--pid-file <FILE>] [--config-file <FILE>]...",
         example = "A new warm spare from the latest backup set:\n\
                 \x20 pitr-restore --from-backup zstd=/var/lib/pgsql/backups --target-data-dir /var/lib/pgsql/15/data --source zstd=/var/lib/pgsql/wal_archive --finish-trigger /var/lib/pgsql/finish.trigger",
@@ -569,6 +574,31 @@ pub struct Config {
     pub prefetch: u32,
     /// What the prefetch worker runs with.
     pub handed_on: CommandOptions,
+    /// How to reach object stores, when a source is one.
+    pub s3: Option<pitr_common::objstore::Settings>,
+}
+
+/// The object-store settings (`AWS_*` variables, `--s3-*` options), read only when a source is
+/// an object store. An unusable key file is a usage error (127: recovery stops).
+fn s3_settings(
+    options: &pitr_common::objstore::S3Options,
+    sources: &[Location],
+) -> anyhow::Result<Option<pitr_common::objstore::Settings>> {
+    if !sources
+        .iter()
+        .any(|s| matches!(s.target, pitr_common::location::Target::S3(_)))
+    {
+        return Ok(None);
+    }
+    options
+        .settings(|name| std::env::var(name).ok())
+        .map(Some)
+        .map_err(|e| {
+            usage(
+                e.to_string(),
+                "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key",
+            )
+        })
 }
 
 /// A usage error of the restore_command form: status 127, so that PostgreSQL stops instead of
@@ -709,8 +739,11 @@ impl WalArgs {
             pgcontroldata: self.pgcontroldata_path.clone(),
             log: common.log,
             verbose: common.verbose,
+            s3: common.s3.clone(),
         };
+        let s3 = s3_settings(&common.s3, &sources)?;
         Ok(Config {
+            s3,
             wanted,
             target,
             poll: poll_interval(self.poll_interval, usage)?,
@@ -827,6 +860,7 @@ impl BackupArgs {
             pgcontroldata: None,
             log: common.log.clone(),
             verbose: false,
+            s3: common.s3.clone(),
         };
         Ok(BackupConfig {
             from,

@@ -35,6 +35,8 @@ pub struct CommandOptions {
     pub log: Option<String>,
     /// `--verbose`.
     pub verbose: bool,
+    /// The `--s3-*` options (never a secret: those come from the environment or a key file).
+    pub s3: pitr_common::objstore::S3Options,
 }
 
 fn path_arg(args: &mut Vec<String>, opt: &str, p: &Option<PathBuf>) {
@@ -78,6 +80,7 @@ impl CommandOptions {
         if self.verbose {
             a.push("--verbose".into());
         }
+        a.extend(self.s3.to_args());
         if self.streaming {
             a.push("--streaming-replication".into());
         }

@@ -169,6 +169,7 @@ struct Call<'a> {
     quiet: Quiet,
     spool: prefetch::Spool,
     warned_prefetch: bool,
+    sources: source::Sources,
 }
 
 /// What one look at the spool or the archive found.
@@ -186,6 +187,8 @@ impl<'a> Call<'a> {
     /// killed pitr-restore goes, and ours goes with us if a shutdown signal ends this call.
     fn prepare(cfg: &'a Config) -> anyhow::Result<Self> {
         crate::args::check_sources(&cfg.sources, cfg.streaming)?;
+        let sources = source::Sources::open(&cfg.sources, cfg.s3.as_ref())
+            .map_err(|e| unreadable_archive(cfg, &cfg.wanted.to_string(), e))?;
         let control = read_control(cfg)?;
         let target = cfg
             .target
@@ -205,6 +208,7 @@ impl<'a> Call<'a> {
             quiet: Quiet { last: None },
             spool: prefetch::Spool::new(&cfg.data_dir),
             warned_prefetch: false,
+            sources,
         })
     }
 
@@ -275,7 +279,7 @@ impl<'a> Call<'a> {
     /// foreign file is never handed over: waited on (it can be repaired; ending recovery here
     /// would promote at the wrong point), or in standby mode answered with 1.
     fn look_in_archive(&mut self, finishing: bool) -> anyhow::Result<Look> {
-        let found = match source::find(&self.cfg.sources, &self.cfg.wanted) {
+        let found = match self.sources.find(&self.cfg.wanted) {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(Look::Missing),
             Err(e @ source::Error::Unsupported { .. }) => {
@@ -287,22 +291,29 @@ impl<'a> Call<'a> {
                     Look::Wait
                 });
             }
-            Err(e) => return Err(self.unreadable_archive(e)),
+            Err(e) => return Err(unreadable_archive(self.cfg, &self.name, e)),
         };
-        if self.too_fresh(found.mtime, finishing) {
+        if self.too_fresh(found.mtime(), finishing) {
             return Ok(Look::Wait);
         }
         let opts = source::RestoreOptions {
             unsynced: Some(Unsynced::RestoredWal),
             ..source::RestoreOptions::default()
         };
-        match source::restore_verified(&found, &self.cfg.wanted, self.sysid, &self.target, opts) {
+        match self.sources.restore_verified(&found, &self.cfg.wanted, self.sysid, &self.target, opts) {
             Ok(()) => Ok(Look::Done(self.restored("")?)),
             Err(source::Error::Write(e)) => Err(anyhow::Error::from(e).context(
                 Failure::new(format!("cannot write {} for PostgreSQL", self.target.display()))
                     .hint("free space in pg_wal (a full pg_wal stops the server) and check its permissions; recovery stops rather than ending early")
                     .status(exit::RESTORE_FATAL),
             )),
+            Err(
+                e @ (source::Error::Store(_)
+                | source::Error::Foreign { .. }
+                | source::Error::BadMarker { .. }),
+            ) => {
+                Err(unreadable_archive(self.cfg, &self.name, e))
+            }
             Err(e) => {
                 let refusal = format!("archived {} is not usable, not restoring it: {e:#}", self.name);
                 if self.cfg.streaming {
@@ -316,21 +327,6 @@ impl<'a> Call<'a> {
                 Ok(Look::Wait)
             }
         }
-    }
-
-    /// An archive that cannot be read: never "end of archive". A warm spare stops (126); a
-    /// standby, which never promotes on a failed restore_command, gets 1 and keeps streaming.
-    fn unreadable_archive(&self, e: source::Error) -> anyhow::Error {
-        let (status, hint) = if self.cfg.streaming {
-            (exit::NOT_FOUND, "make the archive readable by the user PostgreSQL runs as; the standby keeps streaming and retries")
-        } else {
-            (exit::RESTORE_FATAL, "make the archive readable by the user PostgreSQL runs as; recovery stops rather than ending early")
-        };
-        anyhow::Error::from(e).context(
-            Failure::new(format!("cannot look for {} in the archive", self.name))
-                .hint(hint)
-                .status(status),
-        )
     }
 
     /// Step 4: a missing file. Ends the call (exit 1) for a `.history` file, while finishing,
@@ -377,6 +373,36 @@ impl<'a> Call<'a> {
             std::thread::sleep((until - now).min(Duration::from_millis(100)));
         }
     }
+}
+
+/// An archive that cannot be read (a directory, or an object store that cannot be reached, set
+/// up or read, or whose cluster marker names another system): never "end of archive". A warm
+/// spare stops (126); a standby, which never promotes on a failed restore_command, gets 1 and
+/// keeps streaming.
+fn unreadable_archive(cfg: &Config, name: &str, e: source::Error) -> anyhow::Error {
+    let fix = match &e {
+        source::Error::Store(s) => s.hint(),
+        source::Error::Foreign { .. } | source::Error::BadMarker { .. } => {
+            "give the archive of this cluster in --source (each cluster archives under a prefix of its own)".to_string()
+        }
+        _ => "make the archive readable by the user PostgreSQL runs as".to_string(),
+    };
+    let (status, hint) = if cfg.streaming {
+        (
+            exit::NOT_FOUND,
+            format!("{fix}; the standby keeps streaming and retries"),
+        )
+    } else {
+        (
+            exit::RESTORE_FATAL,
+            format!("{fix}; recovery stops rather than ending early"),
+        )
+    };
+    anyhow::Error::from(e).context(
+        Failure::new(format!("cannot look for {name} in the archive"))
+            .hint(hint)
+            .status(status),
+    )
 }
 
 /// Removes temporary `%p` files beside `target` whose pitr-restore is gone (killed with -9):

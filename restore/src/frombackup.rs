@@ -480,7 +480,8 @@ pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
         ));
     }
     for s in &cfg.sources {
-        if !s.as_dir().is_some_and(Path::is_dir) {
+        let object_store = matches!(s.target, pitr_common::location::Target::S3(_));
+        if !object_store && !s.as_dir().is_some_and(Path::is_dir) {
             return Err(failure(
                 format!("WAL archive {} is not a directory", s.target),
                 "--source names the archive the restored server recovers from; pitr-archive writes it",

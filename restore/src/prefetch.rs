@@ -238,6 +238,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
             p.display()
         );
     }
+    let sources = source::Sources::open(&cfg.sources, cfg.s3.as_ref())?;
     let mut name = cfg.wanted;
     for _ in 0..window {
         name = name.next(seg_size)?;
@@ -245,15 +246,15 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         if path.exists() {
             continue;
         }
-        let Some(found) = source::find(&cfg.sources, &name)? else {
+        let Some(found) = sources.find(&name)? else {
             break;
         };
         let opts = source::RestoreOptions {
-            mtime: Some(found.mtime),
+            mtime: Some(found.mtime()),
             unsynced: boot.is_some().then_some(Unsynced::BootScopedSpool),
             threads: worker_threads(),
         };
-        match source::restore_verified(&found, &name, sysid, &path, opts) {
+        match sources.restore_verified(&found, &name, sysid, &path, opts) {
             Ok(()) => {}
             Err(source::Error::Write(e)) => {
                 return Err(anyhow::Error::from(e).context(format!("prefetching {name}")))

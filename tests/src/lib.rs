@@ -4,7 +4,8 @@
 //! The tests themselves live in one integration binary (`tests/it/main.rs`, STYLE.md §5); this
 //! library gives them [`Cluster`] (initdb, `pg_ctl -w`, psql, pgbench), [`Tool`] (run one of our
 //! binaries and assert on its exit status and log lines), [`RsyncDaemon`] (a throwaway rsync
-//! daemon with a `wal_archive` module) and [`ArchiveDir`] (listing and decompressing archived
+//! daemon with a `wal_archive` module), [`GarageCluster`] (a throwaway 3-node Garage cluster, the
+//! S3 server of the object-storage tests) and [`ArchiveDir`] (listing and decompressing archived
 //! WAL). The suite runs as root in CI, and PostgreSQL refuses root, so everything the server
 //! touches runs as, and is owned by, an unprivileged [`PgUser`]. Every wait polls with a
 //! deadline ([`wait_until`]); nothing sleeps blindly.
@@ -13,6 +14,7 @@
 
 pub mod archive_dir;
 pub mod cluster;
+pub mod garage;
 pub mod pitr_util;
 pub mod port;
 pub mod procs;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use archive_dir::ArchiveDir;
 pub use cluster::{Cluster, ClusterOpts};
+pub use garage::GarageCluster;
 pub use rsyncd::RsyncDaemon;
 pub use tool::{CmdResult, RunningTool, Tool};
 pub use user::{pg_user, PgTempDir, PgUser};

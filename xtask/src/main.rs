@@ -23,6 +23,7 @@ mod deps;
 mod dist;
 mod examples;
 mod faults;
+mod garage;
 mod help;
 mod itest;
 mod manpage;

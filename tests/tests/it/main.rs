@@ -12,3 +12,4 @@ mod majors;
 mod monitor;
 mod pitr;
 mod restore;
+mod s3;

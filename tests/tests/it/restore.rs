@@ -25,10 +25,10 @@ use pitr_tests::{
 
 /// How long a test waits for archiving, replay or promotion. Generous: the binaries are debug
 /// builds and the machine is shared.
-const TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The table the load writes: one row per committed transaction.
-const TABLE: &str = "rows";
+pub(crate) const TABLE: &str = "rows";
 
 /// The pgbench transaction of the load.
 const LOAD: &str = "INSERT INTO rows (payload) VALUES (repeat('x', 200));\n";
@@ -76,7 +76,7 @@ impl Setup {
 
 /// A started primary with 1 MiB segments, archiving with `archive_command`, and the load
 /// table.
-fn start_primary(name: &str, archive_command: &str) -> Cluster {
+pub(crate) fn start_primary(name: &str, archive_command: &str) -> Cluster {
     let primary = Cluster::init(
         name,
         ClusterOpts::new()
@@ -93,7 +93,7 @@ fn start_primary(name: &str, archive_command: &str) -> Cluster {
 }
 
 /// `restore_command` running pitr-restore with `args` and a short poll interval.
-fn restore_command(args: &str) -> String {
+pub(crate) fn restore_command(args: &str) -> String {
     format!(
         "{} --poll-interval 0.2 {args} %f %p",
         pitr_bin("pitr-restore").display()
@@ -104,7 +104,12 @@ fn restore_command(args: &str) -> String {
 /// `-X none` (so every WAL file after the backup's checkpoint comes from the archive),
 /// `recovery.signal`, `recovery_prefetch = off` and pitr-restore with `args` as
 /// restore_command; `extra` settings come last.
-fn warm_spare(primary: &Cluster, name: &str, args: &str, extra: &[(&str, &str)]) -> Cluster {
+pub(crate) fn warm_spare(
+    primary: &Cluster,
+    name: &str,
+    args: &str,
+    extra: &[(&str, &str)],
+) -> Cluster {
     let mut opts = ClusterOpts::new()
         .set("restore_command", &restore_command(args))
         .set("recovery_prefetch", "off");
@@ -117,18 +122,18 @@ fn warm_spare(primary: &Cluster, name: &str, args: &str, extra: &[(&str, &str)])
 }
 
 /// What one round of load left behind.
-struct Round {
+pub(crate) struct Round {
     /// The segment the round's switch completed.
-    segment: String,
+    pub(crate) segment: String,
     /// The LSN `pg_switch_wal()` returned.
-    lsn: String,
+    pub(crate) lsn: String,
     /// Rows in the table after the round.
-    rows: u64,
+    pub(crate) rows: u64,
 }
 
 /// One round of load: two pgbench clients commit `transactions` rows each, then the segment
 /// is switched (so the rows are archived).
-fn load_round(primary: &Cluster, transactions: u32) -> Round {
+pub(crate) fn load_round(primary: &Cluster, transactions: u32) -> Round {
     primary.pgbench_script(LOAD, transactions, 2);
     let (segment, lsn) = primary.switch_wal_at();
     Round {
@@ -246,7 +251,13 @@ fn assert_log_line(cluster: &Cluster, fragments: &[&str]) {
 /// The warm spare of the runbook, from its start to a smart finish: it follows the primary
 /// through several rounds of load, and once its trigger exists it replays what is archived
 /// and promotes with exactly the primary's archived rows, not the ones committed after.
-fn follow_and_finish_smartly(primary: &Cluster, name: &str, source: &str, trigger: &Path) {
+/// Returns the promoted spare.
+pub(crate) fn follow_and_finish_smartly(
+    primary: &Cluster,
+    name: &str,
+    source: &str,
+    trigger: &Path,
+) -> Cluster {
     let spare = warm_spare(
         primary,
         name,
@@ -284,6 +295,7 @@ fn follow_and_finish_smartly(primary: &Cluster, name: &str, source: &str, trigge
         )],
     );
     spare.psql(&format!("INSERT INTO {TABLE} (payload) VALUES ('after')"));
+    spare
 }
 
 #[test]
@@ -837,7 +849,7 @@ fn archive_previous(archive: &ArchiveDir, name: &str) -> String {
 /// Starts `spare` expecting recovery to stop: pg_ctl fails, the server is gone, it did not
 /// promote (`recovery.signal` is still there, no new timeline) and its log has pitr-restore's
 /// FATAL line with `reason` and PostgreSQL's own FATAL.
-fn assert_refuses_recovery(spare: &Cluster, reason: &str) {
+pub(crate) fn assert_refuses_recovery(spare: &Cluster, reason: &str) {
     let since = spare.server_log_len();
     let started = spare.try_start();
     assert!(

@@ -1,0 +1,285 @@
+//! A WAL archive on an object store (`s3://BUCKET/PREFIX`): putting a WAL file into it and
+//! finding and restoring one from it, with the rules of a directory archive.
+//!
+//! Objects are `PREFIX/NAME` in the stored form of the location's codec (`NAME`, `NAME.zst`,
+//! `NAME.gz`, from [`compress::STORED_FORMS`]), beside the cluster marker
+//! `PREFIX/.pitr-cluster` ([`CLUSTER_MARKER`], same text as in a directory).
+//!
+//! Putting (pitr-archive): the marker is read (created on first use) and checked; one LIST
+//! finds every stored form of the name; an existing copy is compared by content (identical is
+//! success, different is refused and left alone); otherwise [`Store::put_new`] creates the
+//! object, which tells a writer that lost a race (see there for exactly what is guaranteed
+//! without conditional writes); a second LIST then makes sure no other stored form of the name
+//! appeared meanwhile with different content.
+//!
+//! Restoring (pitr-restore): the marker, when present, must name this cluster; one LIST finds
+//! the stored form; the object is written to a temporary name beside `%p`, checked exactly as a
+//! file from a directory ([`source::check_and_commit`]) and renamed into place.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::compress::{self, Codec, Stored};
+use crate::dest::{self, Payload, PutOutcome, CLUSTER_MARKER};
+use crate::exit::Failure;
+use crate::fs::{DurableFile, IoError, Replace};
+use crate::location::Location;
+use crate::objstore::{self, S3Url, Settings, Store};
+use crate::source::{self, Error, RestoreOptions};
+use crate::wal::WalFileName;
+
+/// An object-store error as an archive failure: what we were doing, then the store's own text,
+/// with its HINT (endpoint and bucket named).
+fn store_failure(doing: String, e: objstore::Error) -> anyhow::Error {
+    let hint = e.hint();
+    anyhow::Error::from(e).context(Failure::new(doing).hint(hint))
+}
+
+/// Delivers `p` to the object-store location `loc` (see the module's description).
+pub fn put(
+    loc: &Location,
+    url: &S3Url,
+    p: &Payload<'_>,
+    sysid: Option<u64>,
+    settings: &Settings,
+) -> anyhow::Result<PutOutcome> {
+    let store =
+        Store::open(url, settings).map_err(|e| store_failure(format!("cannot use {loc}"), e))?;
+    if let Some(id) = sysid {
+        check_marker_on_put(&store, loc, p.wal_name, id)
+            .map_err(|e| annotate(e, format!("checking the cluster marker of {loc}")))?;
+    }
+    let looking = || format!("looking for {} in {loc}", p.wal_name);
+    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
+    if let Some((key, stored)) = existing(&store, p.wal_name, &forms, None)
+        .map_err(|e| store_failure(looking(), e))?
+        .into_iter()
+        .next()
+    {
+        return compare(&store, loc, p, &key, stored);
+    }
+    let key = loc.file_name(p.wal_name);
+    let body = (p.stored)()?.to_vec();
+    let created = store
+        .put_new(&key, body)
+        .map_err(|e| store_failure(format!("sending {} to {loc}", p.wal_name), e))?;
+    if created == objstore::PutOutcome::AlreadyExists {
+        // Another writer got there first, or replaced ours: what is there now decides.
+        return compare(&store, loc, p, &key, compress::Stored::Readable(loc.codec));
+    }
+    // Ours is stored; another form of the name written meanwhile must hold the same content.
+    for (other, stored) in
+        existing(&store, p.wal_name, &forms, Some(&key)).map_err(|e| store_failure(looking(), e))?
+    {
+        compare(&store, loc, p, &other, stored)?;
+    }
+    Ok(PutOutcome::Stored)
+}
+
+/// Adds what we were doing to an error that is not already a [`Failure`].
+fn annotate(e: anyhow::Error, doing: String) -> anyhow::Error {
+    if crate::exit::find_failure(&e).is_some() {
+        e
+    } else {
+        e.context(doing)
+    }
+}
+
+/// The stored forms of `wal_name` present in the store (one LIST), in the order of `forms`,
+/// `except` left out.
+fn existing(
+    store: &Store,
+    wal_name: &str,
+    forms: &[(String, Stored)],
+    except: Option<&str>,
+) -> Result<Vec<(String, Stored)>, objstore::Error> {
+    let listed = store.list_matching("", wal_name)?;
+    Ok(forms
+        .iter()
+        .filter(|(name, _)| Some(name.as_str()) != except)
+        .filter(|(name, _)| listed.iter().any(|o| o.key == *name))
+        .cloned()
+        .collect())
+}
+
+/// Compares the object `key` with the payload: identical is `AlreadyIdentical`.
+fn compare(
+    store: &Store,
+    loc: &Location,
+    p: &Payload<'_>,
+    key: &str,
+    stored: Stored,
+) -> anyhow::Result<PutOutcome> {
+    let existing = store
+        .get(key)
+        .map_err(|e| store_failure(format!("reading {key} in {loc}"), e))?
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "{key} in {loc} was listed but cannot be read any more"
+            ))
+            .hint(
+                "another program is removing objects under this prefix; archive_command is retried",
+            )
+        })?;
+    dest::compare(loc, p, key, stored, &existing)
+}
+
+/// The text of the marker object, or `None` when there is none.
+fn read_marker(store: &Store) -> Result<Option<String>, objstore::Error> {
+    Ok(store
+        .get(CLUSTER_MARKER)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Makes sure the store's archive belongs to database system `sysid`: records it on first use
+/// (a create that tells a lost race, like every WAL object), refuses WAL of another system.
+fn check_marker_on_put(
+    store: &Store,
+    loc: &Location,
+    wal_name: &str,
+    sysid: u64,
+) -> anyhow::Result<()> {
+    let shown = store.url().full_key(CLUSTER_MARKER);
+    let reading = |e| store_failure(format!("reading the cluster marker of {loc}"), e);
+    let text = match read_marker(store).map_err(reading)? {
+        Some(text) => text,
+        None => {
+            let created = store
+                .put_new(CLUSTER_MARKER, dest::marker_text(sysid).into_bytes())
+                .map_err(|e| store_failure(format!("recording the cluster of {loc}"), e))?;
+            if created == objstore::PutOutcome::Created {
+                return Ok(());
+            }
+            read_marker(store).map_err(reading)?.unwrap_or_default()
+        }
+    };
+    dest::check_marker_text(loc, &shown, &text, wal_name, sysid)
+}
+
+/// The reading side of the marker: a marker naming another system is [`Error::Foreign`]; no
+/// marker is accepted (the archive may have been filled by another program); each segment is
+/// checked against the system anyway.
+pub fn check_marker_on_get(store: &Store, sysid: u64) -> Result<(), Error> {
+    let Some(text) = read_marker(store)? else {
+        return Ok(());
+    };
+    let marker = format!(
+        "s3://{}/{}",
+        store.url().bucket(),
+        store.url().full_key(CLUSTER_MARKER)
+    );
+    match dest::parse_marker(&text) {
+        Some(theirs) if theirs == sysid => Ok(()),
+        Some(theirs) => Err(Error::Foreign {
+            marker,
+            ours: sysid,
+            theirs,
+        }),
+        None => Err(Error::BadMarker { marker }),
+    }
+}
+
+/// An archived copy of a WAL file in an object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectFound {
+    /// Its key, relative to the store's prefix.
+    pub key: String,
+    /// How it is stored.
+    pub codec: Codec,
+    /// When it was uploaded.
+    pub mtime: SystemTime,
+}
+
+/// Looks for `name` in `store` under every stored form (one LIST), the preferred codec's first.
+pub fn find(
+    store: &Store,
+    preferred: Codec,
+    name: &WalFileName,
+) -> Result<Option<ObjectFound>, Error> {
+    let wal_name = name.to_string();
+    let listed = store.list_matching("", &wal_name)?;
+    for (key, stored) in compress::stored_names(&wal_name, preferred) {
+        let Some(object) = listed.iter().find(|o| o.key == key) else {
+            continue;
+        };
+        let codec = match stored {
+            Stored::Readable(c) => c,
+            Stored::Unreadable(codec) => {
+                return Err(Error::Unsupported {
+                    path: object_path(store, &key),
+                    codec,
+                })
+            }
+        };
+        return Ok(Some(ObjectFound {
+            key,
+            codec,
+            mtime: object.last_modified,
+        }));
+    }
+    Ok(None)
+}
+
+/// How an object is named in messages (the `path` of [`Error`]s): `s3://BUCKET/KEY`.
+fn object_path(store: &Store, key: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "s3://{}/{}",
+        store.url().bucket(),
+        store.url().full_key(key)
+    ))
+}
+
+/// Writes `found`, decompressed, to `dest` through a temporary name beside it, checked exactly
+/// as [`source::restore_verified`] checks a file from a directory, and renames it into place.
+/// A compressed object is held in memory while it is decompressed (at most a segment's size);
+/// a plain one streams to the file.
+pub fn restore_verified(
+    store: &Store,
+    found: &ObjectFound,
+    name: &WalFileName,
+    system_identifier: u64,
+    dest: &Path,
+    opts: RestoreOptions,
+) -> Result<(), Error> {
+    let shown = object_path(store, &found.key);
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut out = DurableFile::create(dest, Replace::Allow).map_err(Error::Write)?;
+    if let Some(reason) = opts.unsynced {
+        out = out.unsynced(reason);
+    }
+    let tmp = out.temp_path().to_path_buf();
+    let gone = || {
+        Error::Io(IoError::new(
+            "reading",
+            &shown,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the object was removed"),
+        ))
+    };
+    let len = if found.codec == Codec::None {
+        let mut reader = store.get_reader(&found.key)?.ok_or_else(gone)?;
+        std::io::copy(&mut reader, out.file()).map_err(|e| {
+            match e.downcast::<objstore::Error>() {
+                Ok(store_error) => Error::Store(store_error),
+                Err(e) => Error::Write(IoError::new("writing", &tmp, e)),
+            }
+        })?
+    } else {
+        let raw = store.get(&found.key)?.ok_or_else(gone)?;
+        found
+            .codec
+            .decompress_to_file(&raw, out.file(), threads)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied => {
+                    Error::Write(IoError::new("writing", &tmp, source))
+                }
+                _ => Error::Corrupt {
+                    path: shown.clone(),
+                    source,
+                },
+            })?
+    };
+    source::check_and_commit(out, len, &shown, None, name, system_identifier, opts)
+}

@@ -1,0 +1,642 @@
+//! `pitr_common::objstore` against a real 3-node Garage cluster ([`GarageCluster`]): round trips,
+//! conditional creates, pagination, multipart uploads with bounded memory, aborts, and the
+//! behaviour with one node and with every node stopped.
+//!
+//! Garage 2.5 ignores `If-None-Match: *` on PutObject and on CompleteMultipartUpload (pinned by
+//! `garage_ignores_if_none_match`), so the stores here create with HEAD, PUT, pause, HEAD
+//! (`Settings::if_none_match = false`), as pitr must for Garage.
+//!
+//! The end-to-end tests at the end run PostgreSQL with pitr-archive and pitr-restore on
+//! `s3://` locations, configured through a `--config-file` (`GarageCluster::pitr_config`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pitr_common::objstore::{Error, PutOutcome, S3Url, Settings, Store};
+use pitr_tests::{pg_user, pitr_bin, Cluster, ClusterOpts, GarageCluster, PgTempDir, Tool};
+
+use crate::restore;
+
+/// Settings for `garage`: its endpoint, region and key, HEAD-then-PUT creates, and a short retry
+/// budget so that the unreachable cases finish quickly.
+fn settings(garage: &GarageCluster) -> Settings {
+    let env = garage.env();
+    let mut settings = Settings::from_env_vars(|name| {
+        env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    });
+    settings.if_none_match = false;
+    settings.retry_budget = Duration::from_secs(5);
+    settings.connect_timeout = Duration::from_secs(2);
+    settings.request_timeout = Duration::from_secs(30);
+    settings
+}
+
+fn store(garage: &GarageCluster, prefix: &str) -> Store {
+    let url = S3Url::parse(&format!("s3://{}/{prefix}", garage.bucket())).unwrap();
+    Store::open(&url, &settings(garage)).unwrap()
+}
+
+/// `len` bytes of a xorshift sequence seeded with `seed` (incompressible, reproducible; seeds
+/// that differ only in their lowest bit give the same bytes).
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn s3_put_get_round_trip_of_16_mib() {
+    let garage = GarageCluster::start();
+    let store = store(&garage, "db1/wal");
+    let body = pseudo_random(16 << 20, 1);
+    let key = "000000010000000000000001";
+
+    assert_eq!(store.get(key).unwrap(), None);
+    assert_eq!(store.head(key).unwrap(), None);
+    assert_eq!(
+        store.put_new(key, body.clone()).unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        store.put_new(key, b"other".to_vec()).unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert!(store.get(key).unwrap().unwrap() == body);
+    let info = store.head(key).unwrap().unwrap();
+    assert_eq!((info.key.as_str(), info.size), (key, 16 << 20));
+
+    let mut reader = store.get_reader(key).unwrap().unwrap();
+    assert_eq!(reader.size(), 16 << 20);
+    let mut streamed = Vec::new();
+    reader.read_to_end(&mut streamed).unwrap();
+    assert!(streamed == body, "streamed content differs");
+    assert!(store.get_reader("missing").unwrap().is_none());
+
+    // The key lives under the prefix, and delete is idempotent.
+    let root = self::store(&garage, "");
+    assert_eq!(
+        root.head("db1/wal/000000010000000000000001")
+            .unwrap()
+            .unwrap()
+            .size,
+        16 << 20
+    );
+    store.delete(key).unwrap();
+    store.delete(key).unwrap();
+    assert_eq!(store.get(key).unwrap(), None);
+}
+
+/// Pins what Garage 2.5 does with `If-None-Match: *`: it overwrites. If a later Garage honours
+/// it, this fails, and the stores for Garage can switch to conditional creates.
+#[test]
+fn garage_ignores_if_none_match() {
+    let garage = GarageCluster::start();
+    let store = store(&garage, "probe");
+    assert!(!store.probe_conditional_create("put-probe").unwrap());
+    assert_eq!(
+        store.head("put-probe").unwrap(),
+        None,
+        "the probe cleans up"
+    );
+
+    // CompleteMultipartUpload with If-None-Match: * (object_store sends it when it copies with
+    // S3CopyIfNotExists::Multipart) replaces an existing object too.
+    use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
+    use object_store::ObjectStoreExt;
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(garage.endpoint())
+        .with_allow_http(true)
+        .with_region(garage.region())
+        .with_bucket_name(garage.bucket())
+        .with_access_key_id(garage.key_id())
+        .with_secret_access_key(garage.secret())
+        .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
+        .build()
+        .unwrap();
+    // Copying a part needs a source of at least 5 MiB (Garage's minimum part size).
+    let new_content = pseudo_random(6 << 20, 11);
+    store.put_replace("from", new_content.clone()).unwrap();
+    store.put_replace("to", b"old content".to_vec()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let copied = runtime.block_on(s3.copy_if_not_exists(
+        &object_store::path::Path::from("probe/from"),
+        &object_store::path::Path::from("probe/to"),
+    ));
+    assert!(
+        copied.is_ok(),
+        "Garage refused the conditional completion: {copied:?}"
+    );
+    assert!(
+        store.get("to").unwrap().unwrap() == new_content,
+        "the conditional completion did not replace the object"
+    );
+}
+
+#[test]
+fn s3_racing_creates_leave_one_whole_object() {
+    let garage = GarageCluster::start();
+    let a = pseudo_random(4 << 20, 2);
+    let b = pseudo_random(4 << 20, 4);
+    assert!(a != b, "the two writers must write different bytes");
+    for round in 0..5 {
+        let key = format!("race-{round}");
+        // Both writers set up first, then start together: the race put_new is specified for
+        // (two writers of about the same speed).
+        let barrier = std::sync::Barrier::new(2);
+        let outcomes: Vec<PutOutcome> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&a, &b]
+                .into_iter()
+                .map(|body| {
+                    let (garage, key, barrier) = (&garage, &key, &barrier);
+                    scope.spawn(move || {
+                        let (store, body) = (store(garage, "race"), body.clone());
+                        barrier.wait();
+                        store.put_new(key, body).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Exactly one writer is told Created; the other is told AlreadyExists (its write was
+        // refused or replaced: put_new checks after writing), and the object is the winner's.
+        let winner = match outcomes.as_slice() {
+            [PutOutcome::Created, PutOutcome::AlreadyExists] => &a,
+            [PutOutcome::AlreadyExists, PutOutcome::Created] => &b,
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        let stored = store(&garage, "race").get(&key).unwrap().unwrap();
+        assert!(
+            stored == *winner,
+            "round {round}: the object is not the winner's content"
+        );
+    }
+}
+
+#[test]
+fn s3_list_pages_past_1000_keys() {
+    let garage = GarageCluster::start();
+    let count = 1100;
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let garage = &garage;
+            scope.spawn(move || {
+                let store = store(garage, "many");
+                for i in (t..count).step_by(4) {
+                    let outcome = store
+                        .put_new(&format!("seg-{i:05}"), i.to_string().into_bytes())
+                        .unwrap();
+                    assert_eq!(outcome, PutOutcome::Created);
+                }
+            });
+        }
+    });
+    let store = store(&garage, "many");
+    let listed = store.list("").unwrap();
+    assert_eq!(listed.len(), count);
+    let expected: Vec<String> = (0..count).map(|i| format!("seg-{i:05}")).collect();
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, expected);
+    assert_eq!(listed[1000].size, 4);
+
+    let matching = store.list_matching("", "seg-0100").unwrap();
+    let names: Vec<&str> = matching.iter().map(|o| o.key.as_str()).collect();
+    let want: Vec<String> = (1000..1010).map(|i| format!("seg-{i:05}")).collect();
+    assert_eq!(names, want);
+    assert!(store.list_matching("", "zzz").unwrap().is_empty());
+    assert!(self::store(&garage, "nothing-here")
+        .list("")
+        .unwrap()
+        .is_empty());
+}
+
+/// Bytes allocated and not yet freed by the current thread, and their peak: the multipart test
+/// measures its own thread (the store's runtime runs on the calling thread).
+struct CountingAlloc;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counters are plain
+// thread-local cells with no destructor, so touching them cannot allocate or recurse.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size as isize - layout.size() as isize);
+        // SAFETY: forwarded with the caller's arguments.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn count(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Uploads `size` bytes in 1 MiB writes; returns the peak of this thread's live allocations
+/// above where it started.
+fn upload_peak(store: &Store, key: &str, size: usize) -> isize {
+    let chunk = pseudo_random(1 << 20, 4);
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let mut upload = store.upload(key).unwrap();
+    let mut sent = 0;
+    while sent < size {
+        let n = chunk.len().min(size - sent);
+        upload.write_all(&chunk[..n]).unwrap();
+        sent += n;
+    }
+    assert_eq!(upload.commit().unwrap(), size as u64);
+    PEAK.with(Cell::get) - start
+}
+
+#[test]
+fn s3_multipart_upload_of_100_mib_holds_memory_flat() {
+    let garage = GarageCluster::start();
+    let store = store(&garage, "backup");
+    let small = upload_peak(&store, "small", 20 << 20);
+    let large = upload_peak(&store, "large", 100 << 20);
+    // Parts of 8 MiB, two in flight plus the one filling: about 24 MiB whatever the size.
+    assert!(
+        large < 48 << 20,
+        "a 100 MiB upload held {} MiB at its peak",
+        large >> 20
+    );
+    assert!(
+        large < small + (8 << 20),
+        "memory grew with the object: 20 MiB upload peaked at {} MiB, 100 MiB at {} MiB",
+        small >> 20,
+        large >> 20
+    );
+    assert_eq!(store.head("large").unwrap().unwrap().size, 100 << 20);
+    let mut reader = store.get_reader("large").unwrap().unwrap();
+    let chunk = pseudo_random(1 << 20, 4);
+    let mut buf = vec![0; 1 << 20];
+    for part in 0..100 {
+        reader.read_exact(&mut buf).unwrap();
+        assert!(buf == chunk, "MiB {part} of the uploaded object differs");
+    }
+    assert_eq!(reader.read(&mut buf).unwrap(), 0);
+}
+
+#[test]
+fn s3_dropped_upload_leaves_no_object() {
+    let garage = GarageCluster::start();
+    let store = store(&garage, "backup");
+    {
+        let mut upload = store.upload("base.tar").unwrap();
+        upload.write_all(&pseudo_random(20 << 20, 5)).unwrap();
+        // Dropped without commit: an interrupted backup.
+    }
+    assert_eq!(store.head("base.tar").unwrap(), None);
+    assert!(store.list("").unwrap().is_empty());
+    // The same key can be uploaded and committed afterwards.
+    let mut upload = store.upload("base.tar").unwrap();
+    upload.write_all(b"complete").unwrap();
+    assert_eq!(upload.commit().unwrap(), 8);
+    assert_eq!(store.get("base.tar").unwrap().unwrap(), b"complete");
+}
+
+#[test]
+fn s3_survives_one_node_down_and_fails_typed_when_all_are_down() {
+    let mut garage = GarageCluster::start();
+    let body = pseudo_random(1 << 20, 6);
+    store(&garage, "wal")
+        .put_new("seg-1", body.clone())
+        .unwrap();
+
+    // Replication factor 3, write quorum 2: one node down changes nothing for clients of
+    // another node.
+    garage.stop_node(2);
+    let store1 = store(&garage, "wal");
+    assert_eq!(
+        store1.put_new("seg-2", body.clone()).unwrap(),
+        PutOutcome::Created
+    );
+    assert!(store1.get("seg-1").unwrap().unwrap() == body);
+    assert_eq!(store1.list("").unwrap().len(), 2);
+    garage.restart_node(2);
+
+    garage.stop_all();
+    let down = store(&garage, "wal");
+    let started = Instant::now();
+    let err = down.get("seg-1").unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(5 + 30),
+        "gave up after {took:?}, not after the 5 s retry budget"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "object store {} unreachable: GET s3://{}/wal/seg-1 failed after ",
+            garage.endpoint(),
+            garage.bucket()
+        )),
+        "{text}"
+    );
+    let full = format!("{:?} {} {}", err, error_chain(&err), err.hint());
+    assert!(!full.contains(garage.secret()), "the secret shows: {full}");
+    assert!(err.hint().contains(&garage.endpoint()), "{}", err.hint());
+    assert!(matches!(
+        down.put_new("seg-3", body.clone()),
+        Err(Error::Unreachable { .. })
+    ));
+    assert!(matches!(down.list(""), Err(Error::Unreachable { .. })));
+
+    garage.restart_all();
+    let back = store(&garage, "wal");
+    assert!(back.get("seg-1").unwrap().unwrap() == body);
+    assert!(back.get("seg-2").unwrap().unwrap() == body);
+    assert_eq!(back.put_new("seg-3", body).unwrap(), PutOutcome::Created);
+}
+
+#[test]
+fn s3_wrong_secret_is_denied_not_missing() {
+    let garage = GarageCluster::start();
+    let mut settings = settings(&garage);
+    let mut creds = settings.credentials.clone().unwrap();
+    creds.secret_access_key = pitr_common::objstore::Secret::new("wrong-secret-value");
+    settings.credentials = Some(creds);
+    let url = S3Url::parse(&format!("s3://{}/wal", garage.bucket())).unwrap();
+    let store = Store::open(&url, &settings).unwrap();
+    let err = store.get("seg-1").unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    assert!(!err.is_unreachable());
+    let full = format!("{err:?} {}", error_chain(&err));
+    assert!(!full.contains("wrong-secret-value"), "{full}");
+    assert!(!full.contains(garage.secret()), "{full}");
+}
+
+/// The error and its sources, as `{:#}` of anyhow prints them.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// pitr-archive and pitr-restore on s3:// locations, with PostgreSQL
+
+/// Where the end-to-end tests archive: `s3://BUCKET/PREFIX`.
+fn wal_url(garage: &GarageCluster, prefix: &str) -> String {
+    format!("s3://{}/{prefix}", garage.bucket())
+}
+
+/// `pitr-archive --config-file CONF EXTRA --dst-remote zstd=URL %p`, as archive_command.
+fn archive_command(config: &Path, extra: &str, url: &str) -> String {
+    format!(
+        "{} --config-file {} {extra} --dst-remote zstd={url} %p",
+        pitr_bin("pitr-archive").display(),
+        config.display()
+    )
+}
+
+/// Asserts that the store under `prefix` holds exactly the cluster marker of `cluster` and
+/// every WAL file PostgreSQL marked done, as `NAME.zst`, byte-identical to `pg_wal/NAME` once
+/// decompressed; returns the names.
+fn assert_store_matches_pg_wal(
+    garage: &GarageCluster,
+    prefix: &str,
+    cluster: &Cluster,
+) -> Vec<String> {
+    let store = store(garage, prefix);
+    let done = cluster.done_segments();
+    assert!(!done.is_empty(), "no WAL file was archived");
+    for name in &done {
+        let stored = store
+            .get(&format!("{name}.zst"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}.zst is not in the store"));
+        let plain = zstd::stream::decode_all(&stored[..]).unwrap();
+        assert!(
+            plain == cluster.wal_file(name),
+            "{name}.zst in the store differs from pg_wal/{name}"
+        );
+    }
+    let mut expected: Vec<String> = done.iter().map(|n| format!("{n}.zst")).collect();
+    expected.push(".pitr-cluster".to_owned());
+    expected.sort();
+    let listed: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(
+        listed, expected,
+        "the store holds other objects than the archived WAL"
+    );
+    assert_eq!(
+        store.get(".pitr-cluster").unwrap().unwrap(),
+        format!("system_identifier = {}\n", cluster.system_identifier()).into_bytes()
+    );
+    done
+}
+
+/// A primary archiving to Garage feeds a warm spare through pitr-restore --source s3://: the
+/// runbook's warm spare test, with the object store as the location. The store then holds
+/// exactly PostgreSQL's WAL, and pitr-restore run by hand gives back each segment
+/// byte-identical.
+#[test]
+fn s3_warm_spare_follows_a_primary_archiving_to_garage_and_finishes_smartly() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-warm");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "db1/wal");
+    let primary = restore::start_primary("s3-warm-primary", &archive_command(&config, "", &url));
+    let source = format!("--config-file {} --source zstd={url}", config.display());
+    restore::follow_and_finish_smartly(
+        &primary,
+        "s3-warm-spare",
+        &source,
+        &work.path().join("finish.trigger"),
+    );
+    let done = assert_store_matches_pg_wal(&garage, "db1/wal", &primary);
+    let restored = work.subdir("restored");
+    let segments: Vec<&String> = done.iter().filter(|n| n.len() == 24).collect();
+    assert!(segments.len() >= 3, "too few segments archived: {done:?}");
+    for name in segments {
+        let dest = restored.join(name);
+        Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--source", &format!("zstd={url}")])
+            .arg("--data-dir")
+            .arg(primary.data_dir())
+            .arg(name)
+            .arg(&dest)
+            .succeeds();
+        assert!(
+            std::fs::read(&dest).unwrap() == primary.wal_file(name),
+            "restored {name} differs from pg_wal/{name}"
+        );
+    }
+}
+
+/// With every Garage node stopped, restore_command fails with 126 after its retries, naming
+/// the endpoint, and PostgreSQL stops instead of promoting the warm spare; the primary's
+/// archive_command fails and PostgreSQL keeps the segment. Once Garage is back, the backlog
+/// drains and the spare recovers every row; the store matches pg_wal. The secret appears in
+/// neither server log.
+#[test]
+fn s3_warm_spare_is_not_promoted_while_garage_is_down() {
+    let mut garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-down");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "db2/wal");
+    let primary = restore::start_primary(
+        "s3-down-primary",
+        &archive_command(&config, "--s3-retry-seconds 5", &url),
+    );
+    let round = restore::load_round(&primary, 100);
+    primary.wait_archived(&round.segment, restore::TIMEOUT);
+
+    let spare = restore::warm_spare(
+        &primary,
+        "s3-down-spare",
+        &format!(
+            "--config-file {} --s3-retry-seconds 2 --source zstd={url}",
+            config.display()
+        ),
+        &[],
+    );
+    // The base backup's own WAL goes to the store too; then the store goes away.
+    let (segment, _) = primary.switch_wal_at();
+    primary.wait_archived(&segment, restore::TIMEOUT);
+    let rows = primary.count_rows(restore::TABLE);
+    garage.stop_all();
+    restore::assert_refuses_recovery(&spare, "in the archive");
+    let log = spare.server_log();
+    assert!(
+        log.contains(&format!("object store {} unreachable", garage.endpoint())),
+        "the FATAL line does not name the unreachable endpoint\n{}",
+        pitr_tests::cluster::tail(&log, 20)
+    );
+    assert!(
+        !log.contains(garage.secret()),
+        "the secret is in the server log"
+    );
+
+    // Meanwhile the primary's archive_command fails, and PostgreSQL keeps the segment.
+    let backlog = restore::load_round(&primary, 100);
+    pitr_tests::wait_until("a failed archive_command", restore::TIMEOUT, || {
+        let stats = primary.archiver_stats();
+        (stats.failed_count > 0 && stats.last_failed_wal == backlog.segment).then_some(())
+    });
+    assert!(!primary.done_segments().contains(&backlog.segment));
+    assert!(
+        !primary.server_log().contains(garage.secret()),
+        "the secret is in the primary's log"
+    );
+
+    // Garage back: the backlog drains, the spare replays it, nothing is lost.
+    garage.restart_all();
+    primary.wait_archived(&backlog.segment, restore::TIMEOUT);
+    spare.start();
+    assert!(spare.is_in_recovery(), "the warm spare is not in recovery");
+    spare.wait_replayed(&backlog.lsn, restore::TIMEOUT);
+    assert_eq!(spare.count_rows(restore::TABLE), backlog.rows);
+    assert!(backlog.rows > rows);
+    assert_store_matches_pg_wal(&garage, "db2/wal", &primary);
+}
+
+/// Two pitr-archive calls for one segment name with different content, at once, against
+/// Garage (no conditional writes): exactly one succeeds, the other exits 2 saying the name is
+/// archived with different content, and the store holds the winner's bytes. Three rounds.
+#[test]
+fn s3_racing_archive_calls_for_one_name_have_one_winner() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-race");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "race/wal");
+    let cluster = Cluster::init("s3-race", ClusterOpts::new().set("wal_keep_size", "1GB"));
+    cluster.start();
+    for round in 0..3 {
+        cluster.psql("CREATE TABLE IF NOT EXISTS filler AS SELECT 1 AS i");
+        let name = cluster.switch_wal();
+        let original = cluster.wal_file(&name);
+        let mut altered = original.clone();
+        let middle = altered.len() / 2;
+        altered[middle] ^= 0xff;
+        let paths: Vec<PathBuf> = ["a", "b"]
+            .iter()
+            .map(|side| {
+                let dir = work.subdir(&format!("{side}{round}"));
+                let path = dir.join(&name);
+                pg_user().write_file(&path, if *side == "a" { &original } else { &altered });
+                path
+            })
+            .collect();
+        let runs: Vec<_> = paths
+            .iter()
+            .map(|p| {
+                Tool::new("pitr-archive")
+                    .as_pg_user()
+                    .args(["--config-file", &config.to_string_lossy()])
+                    .args(["--dst-remote", &format!("zstd={url}")])
+                    .arg("--data-dir")
+                    .arg(cluster.data_dir())
+                    .arg(p)
+                    .spawn()
+            })
+            .collect();
+        let results: Vec<_> = runs.into_iter().map(|r| r.wait()).collect();
+        let codes: Vec<Option<i32>> = results.iter().map(|r| r.code()).collect();
+        let (winner, loser) = match codes.as_slice() {
+            [Some(0), Some(2)] => (&original, &results[1]),
+            [Some(2), Some(0)] => (&altered, &results[0]),
+            other => panic!(
+                "round {round}: not exactly one winner: {other:?}\n{}\n{}",
+                results[0].stderr(),
+                results[1].stderr()
+            ),
+        };
+        loser.stderr_contains(&format!(
+            "{name} is already archived in zstd:3={url} with different content"
+        ));
+        let stored = store(&garage, "race/wal")
+            .get(&format!("{name}.zst"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            zstd::stream::decode_all(&stored[..]).unwrap() == *winner,
+            "round {round}: the store does not hold the winner's content"
+        );
+        for r in &results {
+            r.stderr_lacks(garage.secret());
+        }
+    }
+}
