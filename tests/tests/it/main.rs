@@ -10,5 +10,6 @@ mod cleanup;
 mod harness;
 mod majors;
 mod monitor;
+mod omnipitr_lines;
 mod pitr;
 mod restore;
