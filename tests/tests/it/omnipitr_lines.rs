@@ -99,8 +99,54 @@ fn the_seed_runbooks_omnipitr_lines_run_as_written() {
     );
     assert!(!log.contains("WARNING"), "{log}");
 
+    dropped_refused_and_mistyped(&primary, &work, &segment);
     backup_master_line(&primary, &work, &xlogs, &backups, &tmp);
     warm_spare_line(&primary, &work, &rsyncd, &tmp);
+}
+
+/// The spellings pitr dropped are ignored with one WARNING naming them; an option it does not
+/// support, and a typo, are usage errors whose HINT says what to write instead.
+fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &str) {
+    let by_hand = work.subdir("by-hand");
+    let result = Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(primary.data_dir())
+        .args(["-nn", "-gp", "/usr/bin/pigz", "-dl"])
+        .arg(&by_hand)
+        .arg(format!("pg_wal/{segment}"))
+        .succeeds();
+    let warnings: Vec<&str> = result
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains(" : WARNING : "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{result}");
+    assert!(
+        warnings[0].ends_with(
+            " : WARNING : ignoring OmniPITR options pitr-archive does not need: -nn, -gp"
+        ),
+        "{result}"
+    );
+    ArchiveDir::new(&by_hand).assert_holds(segment, &primary.wal_file(segment));
+
+    Tool::new("pitr-backup")
+        .args(["-D", "/srv/data", "-dd", "postgres@standby:/srv/backups"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("option -dd is not supported")
+        .stderr_contains("HINT: use --dst-pipe");
+    Tool::new("pitr-restore")
+        .args(["-s", "/srv/wal", "-h", "/bin/true", "-r", "%f", "%p"])
+        .run()
+        .failure_with_status(127)
+        .stderr_contains("option -h is not supported")
+        .stderr_contains("HINT: pitr-restore runs no hook before removing");
+    Tool::new("pitr-archive")
+        .args(["--dst-locl", "/srv/wal", "pg_wal/000000010000000000000001"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains("Unrecognized argument: --dst-locl")
+        .stderr_contains("HINT: did you mean `--dst-local`? run pitr-archive --help for usage");
 }
 
 /// omnipitr-backup-master -D … -l … -x … -dl gzip=… -t … --pid-file … -v, connecting as cron
