@@ -481,8 +481,8 @@ pub fn option_names(help: &str) -> Vec<String> {
         .skip_while(|l| l.trim() != "Options:")
         .skip(1)
         .take_while(|l| !l.trim().is_empty())
-        .filter(|l| l.starts_with("  --"))
-        .filter_map(|l| l.split([' ', ',']).find(|w| !w.is_empty()))
+        .filter(|l| l.starts_with("  -"))
+        .filter_map(|l| l.split([' ', ',']).find(|w| w.starts_with("--")))
         .map(str::to_string)
         .collect()
 }
@@ -975,6 +975,10 @@ mod tests {
             ]
         );
         assert_eq!(alias_problems::<Args>(), Vec::<String>::new());
+        // An option with a one-letter short spelling (pitr-monitor's) is listed by its long
+        // name; continuation lines of a description are not options.
+        let help = "Usage: x\n\nOptions:\n  -c, --check       the check\n  --state-dir       a dir,\n                    --not-this\n  --help, help      help\n\nNotes:\n  --nor-this\n";
+        assert_eq!(option_names(help), ["--check", "--state-dir", "--help"]);
     }
 
     #[test]
