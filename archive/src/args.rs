@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use pitr_common::cli::{HasCommon, Tool};
+use pitr_common::cli::{Alias, Aliases, HasCommon, Tool};
 use pitr_common::compress::Codec;
 use pitr_common::exit::{self, Failure};
 use pitr_common::location::{self, Location, Opt};
@@ -116,6 +116,39 @@ pub struct Args {
 
 impl Tool for Args {
     const NAME: &'static str = "pitr-archive";
+
+    /// omnipitr-archive's spellings (README, "Migrating from OmniPITR").
+    const ALIASES: Aliases = &[
+        ("-D", Alias::Option("--data-dir")),
+        ("-dl", Alias::Option("--dst-local")),
+        ("-dr", Alias::Option("--dst-remote")),
+        ("-dp", Alias::Option("--dst-pipe")),
+        ("-db", Alias::Option("--dst-backup")),
+        ("-s", Alias::Option("--state-dir")),
+        ("-t", Alias::Option("--temp-dir")),
+        ("-l", Alias::Option("--log")),
+        ("-PJ", Alias::Option("--parallel-jobs")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-rp", Alias::Option("--rsync-path")),
+        ("-?", Alias::Switch("--help")),
+        // Not needed: no data directory check to force, no compressor program to run.
+        ("-f", Alias::DroppedSwitch),
+        ("--force-data-dir", Alias::DroppedSwitch),
+        ("-nn", Alias::DroppedSwitch),
+        ("--not-nice", Alias::DroppedSwitch),
+        ("-np", Alias::DroppedOption),
+        ("--nice-path", Alias::DroppedOption),
+        ("-gp", Alias::DroppedOption),
+        ("--gzip-path", Alias::DroppedOption),
+        ("-bp", Alias::DroppedOption),
+        ("--bzip2-path", Alias::DroppedOption),
+        ("-lp", Alias::DroppedOption),
+        ("--lzma-path", Alias::DroppedOption),
+        ("-ll", Alias::DroppedOption),
+        ("--lz4-path", Alias::DroppedOption),
+        ("-xz", Alias::DroppedOption),
+        ("--xz-path", Alias::DroppedOption),
+    ];
 
     fn run(self) -> anyhow::Result<ExitCode> {
         crate::push::run(&self.into_config()?)
@@ -324,5 +357,18 @@ fn check_state_dir(s: &Path) -> anyhow::Result<()> {
             format!("--state-dir {}: {e}", s.display()),
             "create it, owned by the user PostgreSQL runs as",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_names_an_option_of_ours() {
+        assert_eq!(
+            pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
     }
 }

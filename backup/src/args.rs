@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use pitr_common::backupset::FilenameTemplate;
-use pitr_common::cli::{HasCommon, Tool};
+use pitr_common::cli::{Alias, Aliases, HasCommon, Tool};
 use pitr_common::exit::{self, Failure};
 use pitr_common::location::{self, Location, Opt, Target};
 use pitr_common::rsync::Rsync;
@@ -169,8 +169,82 @@ pub struct Args {
 }
 }
 
+/// OmniPITR's streaming to ssh, which pitr-backup does not do.
+const DST_DIRECT: Alias = Alias::Refused(
+    "use --dst-pipe with a script running ssh user@host \"cat > /path/$1\", or --dst-remote user@host:/path (staged locally, then rsynced)",
+);
+
 impl Tool for Args {
     const NAME: &'static str = "pitr-backup";
+
+    /// The spellings of omnipitr-backup-master and omnipitr-backup-slave (README, "Migrating
+    /// from OmniPITR").
+    const ALIASES: Aliases = &[
+        ("-D", Alias::Option("--data-dir")),
+        ("-d", Alias::Option("--database")),
+        ("-h", Alias::Option("--host")),
+        // backup-master's port, backup-slave's removal pause trigger.
+        (
+            "-p",
+            Alias::ByValue {
+                number: "--port",
+                other: "--removal-pause-trigger",
+            },
+        ),
+        ("-P", Alias::Option("--port")),
+        ("-U", Alias::Option("--username")),
+        ("-x", Alias::Option("--xlogs")),
+        ("-s", Alias::Option("--wal-source")),
+        ("--source", Alias::Option("--wal-source")),
+        ("-dl", Alias::Option("--dst-local")),
+        ("-dr", Alias::Option("--dst-remote")),
+        ("-dp", Alias::Option("--dst-pipe")),
+        ("-f", Alias::Option("--filename-template")),
+        ("-sx", Alias::Switch("--skip-xlogs")),
+        ("-t", Alias::Option("--temp-dir")),
+        ("-l", Alias::Option("--log")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-rp", Alias::Option("--rsync-path")),
+        ("-?", Alias::Switch("--help")),
+        ("-dd", DST_DIRECT),
+        ("--dst-direct", DST_DIRECT),
+        // Not needed: tar, compression and digests are done in-process, the session with a
+        // built-in client, on the server backed up (no call to the primary).
+        ("-nn", Alias::DroppedSwitch),
+        ("--not-nice", Alias::DroppedSwitch),
+        ("-cm", Alias::DroppedSwitch),
+        ("--call-master", Alias::DroppedSwitch),
+        ("-np", Alias::DroppedOption),
+        ("--nice-path", Alias::DroppedOption),
+        ("-gp", Alias::DroppedOption),
+        ("--gzip-path", Alias::DroppedOption),
+        ("-bp", Alias::DroppedOption),
+        ("--bzip2-path", Alias::DroppedOption),
+        ("-lp", Alias::DroppedOption),
+        ("--lzma-path", Alias::DroppedOption),
+        ("-ll", Alias::DroppedOption),
+        ("--lz4-path", Alias::DroppedOption),
+        ("-xz", Alias::DroppedOption),
+        ("--xz-path", Alias::DroppedOption),
+        ("-tp", Alias::DroppedOption),
+        ("--tar-path", Alias::DroppedOption),
+        ("-ep", Alias::DroppedOption),
+        ("--tee-path", Alias::DroppedOption),
+        ("-sh", Alias::DroppedOption),
+        ("--shell-path", Alias::DroppedOption),
+        ("-pp", Alias::DroppedOption),
+        ("--psql-path", Alias::DroppedOption),
+        ("--pgcontroldata-path", Alias::DroppedOption),
+        ("-sp", Alias::DroppedOption),
+        ("-ssh", Alias::DroppedOption),
+        ("--ssh-path", Alias::DroppedOption),
+        ("-rcp", Alias::DroppedOption),
+        ("--remote-cat-path", Alias::DroppedOption),
+        ("-dg", Alias::DroppedOption),
+        ("--digest", Alias::DroppedOption),
+        ("-PJ", Alias::DroppedOption),
+        ("--parallel-jobs", Alias::DroppedOption),
+    ];
 
     fn run(self) -> anyhow::Result<ExitCode> {
         crate::backup::run(&self.into_config()?)
@@ -467,5 +541,18 @@ fn wal_input(
             "--xlogs, --wal-source and --skip-xlogs exclude each other",
             "give exactly one of them",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_names_an_option_of_ours() {
+        assert_eq!(
+            pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use pitr_common::cli::Tool;
+use pitr_common::cli::{Alias, Aliases, Tool};
 use pitr_common::exit::{self, Failure};
 use pitr_common::location::{Location, Opt};
 use pitr_common::wal::{WalFileName, WalKind};
@@ -96,6 +96,27 @@ pub struct Args {
 
 impl Tool for Args {
     const NAME: &'static str = "pitr-cleanup";
+
+    /// The spellings of omnipitr-cleanup and omnipitr-backup-cleanup (README, "Migrating from
+    /// OmniPITR").
+    const ALIASES: Aliases = &[
+        ("-a", Alias::Option("--archive")),
+        ("-b", Alias::Option("--backup-dir")),
+        ("-k", Alias::Option("--keep-days")),
+        ("-d", Alias::Switch("--dry-run")),
+        ("-p", Alias::Option("--removal-pause-trigger")),
+        ("-l", Alias::Option("--log")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-?", Alias::Switch("--help")),
+        // Not needed: sets are found by their meta files; files are unlinked, not truncated
+        // step by step.
+        ("-f", Alias::DroppedOption),
+        ("--filename-template", Alias::DroppedOption),
+        ("-t", Alias::DroppedOption),
+        ("--truncate", Alias::DroppedOption),
+        ("-s", Alias::DroppedOption),
+        ("--sleep", Alias::DroppedOption),
+    ];
 
     fn run(self) -> anyhow::Result<ExitCode> {
         crate::prune::run(&self.into_config()?)
@@ -230,5 +251,18 @@ impl Args {
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_names_an_option_of_ours() {
+        assert_eq!(
+            pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
     }
 }

@@ -111,6 +111,17 @@ pub trait Tool: Parse + HasCommon {
     /// The program name, printed on every log line.
     const NAME: &'static str;
 
+    /// OmniPITR's spellings of this binary's options, translated before parsing ([`translate`]).
+    const ALIASES: Aliases = &[];
+
+    /// The long options, for "did you mean" (default: those listed by `--help`).
+    fn long_options() -> Vec<String> {
+        match Self::parse(Self::NAME, &["--help"]) {
+            Ok(_) => Vec::new(),
+            Err(help) => option_names(&help.output),
+        }
+    }
+
     /// The status of a usage error in an invocation with these raw arguments.
     fn usage_status(_args: &[String]) -> u8 {
         exit::USAGE
@@ -230,14 +241,18 @@ macro_rules! tool_args {
 /// [`Tool::run`] and turns an error into log lines and a status.
 pub fn main<T: Tool>() -> ExitCode {
     let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let tool = match parse_from::<T>(raw) {
-        Ok(t) => t,
+    let (tool, ignored) = match parse_from::<T>(raw) {
+        Ok(parsed) => parsed,
         Err(Exit::Print(text)) => {
             print_stdout(&text);
             return ExitCode::SUCCESS;
         }
-        Err(Exit::Usage { message, status }) => {
-            usage_error(T::NAME, &message);
+        Err(Exit::Usage {
+            message,
+            hint,
+            status,
+        }) => {
+            usage_error(T::NAME, &message, &hint);
             return ExitCode::from(status);
         }
     };
@@ -245,7 +260,7 @@ pub fn main<T: Tool>() -> ExitCode {
     let target = match LogTarget::parse(common.log.as_deref()) {
         Ok(t) => t,
         Err(e) => {
-            usage_error(T::NAME, &log::error_chain(&e));
+            usage_error(T::NAME, &log::error_chain(&e), &help_hint(T::NAME));
             let raw: Vec<String> = std::env::args().skip(1).collect();
             return ExitCode::from(T::usage_status(&raw));
         }
@@ -266,6 +281,13 @@ pub fn main<T: Tool>() -> ExitCode {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         crate::log_info!("Called with parameters: {}", args.join(" "));
+    }
+    if !ignored.is_empty() {
+        crate::log_warning!(
+            "ignoring OmniPITR options {} does not need: {}",
+            T::NAME,
+            ignored.join(", ")
+        );
     }
     let busy = tool.busy_status();
     let result =
@@ -307,12 +329,16 @@ enum Exit {
     Usage {
         /// The message.
         message: String,
+        /// Its remedy, logged as the HINT.
+        hint: String,
         /// The tool's usage status for this invocation.
         status: u8,
     },
 }
 
-fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<T, Exit> {
+/// Parses `raw` into `T`, with OmniPITR's spellings translated; also returns the dropped
+/// options that were ignored (for one WARNING once the logger is set up).
+fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     if wants_version(&raw) {
         return Err(Exit::Print(format!("{}\n", version_line(T::NAME))));
     }
@@ -321,18 +347,252 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<T, Exit> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let status = T::usage_status(&lossy);
-    let args = preprocess(raw).map_err(|e| Exit::Usage {
-        message: log::error_chain(&e),
+    let usage = |message: String, hint: String| Exit::Usage {
+        message,
+        hint,
         status,
-    })?;
+    };
+    let args = preprocess(raw).map_err(|e| usage(log::error_chain(&e), help_hint(T::NAME)))?;
+    let longs = T::long_options();
+    let Translated { args, ignored } = translate(T::ALIASES, &longs, args)
+        .map_err(|r| usage(r.to_string(), r.hint.to_string()))?;
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    T::parse(T::NAME, &refs).map_err(|early| match early.status {
-        Ok(()) => Exit::Print(early.output),
-        Err(()) => Exit::Usage {
-            message: one_line(&early.output),
-            status,
-        },
-    })
+    match T::parse(T::NAME, &refs) {
+        Ok(t) => Ok((t, ignored)),
+        Err(early) => Err(match early.status {
+            Ok(()) => Exit::Print(early.output),
+            Err(()) => {
+                let hint = match unrecognized(&early.output).and_then(|a| did_you_mean(a, &longs)) {
+                    Some(long) => format!("did you mean `{long}`? {}", help_hint(T::NAME)),
+                    None => help_hint(T::NAME),
+                };
+                usage(one_line(&early.output), hint)
+            }
+        }),
+    }
+}
+
+/// How a binary reads one of OmniPITR's spellings ([`Tool::ALIASES`]). OmniPITR's two-letter
+/// options (`-dl`) are whole option names, which argh cannot declare, so [`translate`] rewrites
+/// them into our long names before parsing, on the command line and in `--config-file` files
+/// alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias {
+    /// Our option of this name, followed by its value.
+    Option(&'static str),
+    /// Our switch of this name.
+    Switch(&'static str),
+    /// An option pitr dropped, followed by a value: both are ignored, with a WARNING.
+    DroppedOption,
+    /// A switch pitr dropped: ignored, with a WARNING.
+    DroppedSwitch,
+    /// An option pitr does not support: a usage error with this HINT.
+    Refused(&'static str),
+    /// A switch with an optional WAL file name (OmniPITR's `-r [%r]`): the next argument is
+    /// the value of the option `value` only if it is a WAL segment name and another WAL file
+    /// name follows it, so that `-r %f %p` leaves `%f` in place (OmniPITR issue #39).
+    SwitchOrWal {
+        /// The switch.
+        switch: &'static str,
+        /// The option that takes the value.
+        value: &'static str,
+    },
+    /// An option whose value decides which of ours it is: digits go to `number`, anything else
+    /// to `other` (`-p` is omnipitr-backup-master's port but omnipitr-backup-slave's removal
+    /// pause trigger).
+    ByValue {
+        /// The option for a number.
+        number: &'static str,
+        /// The option for anything else.
+        other: &'static str,
+    },
+}
+
+/// A binary's table of OmniPITR spellings: the spelling as written (`-dl`, `--gzip-path`) and
+/// how it is read.
+pub type Aliases = &'static [(&'static str, Alias)];
+
+/// The arguments after [`translate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    /// What argh parses.
+    pub args: Vec<String>,
+    /// The dropped options given, as spelled, in order (for one WARNING).
+    pub ignored: Vec<String>,
+}
+
+/// An option pitr does not support, given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("option {option} is not supported")]
+pub struct Refusal {
+    /// The option as spelled.
+    pub option: String,
+    /// What to use instead.
+    pub hint: &'static str,
+}
+
+/// Rewrites OmniPITR's spellings in `args` into ours by the table `aliases`: short and
+/// two-letter aliases (`-dl /x`, also `-dl=/x`), dropped options (removed and listed in
+/// [`Translated::ignored`]), refused ones (an error), and single-dash long names (`-dst-local`)
+/// of the options in `longs`. Nothing after `--` is touched, nor the value of a translated
+/// option.
+pub fn translate(
+    aliases: Aliases,
+    longs: &[String],
+    args: Vec<String>,
+) -> Result<Translated, Refusal> {
+    let lookup = |name: &str| aliases.iter().find(|(a, _)| *a == name).map(|(_, k)| *k);
+    let mut out = Translated {
+        args: Vec::with_capacity(args.len()),
+        ignored: Vec::new(),
+    };
+    let mut queue: std::collections::VecDeque<String> = args.into();
+    while let Some(arg) = queue.pop_front() {
+        if arg == "--" {
+            out.args.push(arg);
+            out.args.extend(queue.drain(..));
+            break;
+        }
+        // `-dl=/x`: OmniPITR's spelling with its value attached.
+        if let Some((name, value)) = arg.split_once('=') {
+            if lookup(name).is_some() {
+                queue.push_front(value.to_string());
+                queue.push_front(name.to_string());
+                continue;
+            }
+        }
+        let Some(alias) = lookup(&arg) else {
+            let long = format!("-{arg}");
+            let single_dash_long = !arg.starts_with("--") && arg.len() > 2 && longs.contains(&long);
+            out.args.push(if single_dash_long { long } else { arg });
+            continue;
+        };
+        match alias {
+            Alias::Option(long) => {
+                out.args.push(long.to_string());
+                out.args.extend(queue.pop_front());
+            }
+            Alias::Switch(long) => out.args.push(long.to_string()),
+            Alias::DroppedOption => {
+                queue.pop_front();
+                out.ignored.push(arg);
+            }
+            Alias::DroppedSwitch => out.ignored.push(arg),
+            Alias::Refused(hint) => return Err(Refusal { option: arg, hint }),
+            Alias::SwitchOrWal { switch, value } => {
+                out.args.push(switch.to_string());
+                if takes_wal_value(queue.make_contiguous()) {
+                    out.args.push(value.to_string());
+                    out.args.extend(queue.pop_front());
+                }
+            }
+            Alias::ByValue { number, other } => {
+                let numeric = queue
+                    .front()
+                    .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+                out.args
+                    .push(if numeric { number } else { other }.to_string());
+                out.args.extend(queue.pop_front());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Is the first of `rest` the value of an optional WAL file name option: a segment name
+/// followed (before `--`) by another WAL file name (`-r %r %f %p`, not `-r %f %p`)?
+fn takes_wal_value(rest: &[String]) -> bool {
+    use crate::wal::{WalFileName, WalKind};
+    let Some((first, after)) = rest.split_first() else {
+        return false;
+    };
+    WalFileName::parse(first).is_ok_and(|w| w.kind == WalKind::Segment)
+        && after
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| WalFileName::parse(a).is_ok())
+}
+
+/// The long options listed in argh's `--help` text (`--dst-local`, ..., `--help`).
+pub fn option_names(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Options:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  -"))
+        .filter_map(|l| l.split([' ', ',']).find(|w| w.starts_with("--")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The argument argh did not recognise, from its error text.
+fn unrecognized(output: &str) -> Option<&str> {
+    output
+        .lines()
+        .next()?
+        .strip_prefix("Unrecognized argument: ")
+        .map(str::trim)
+}
+
+/// The long option `given` was probably meant to be: the nearest by edit distance (ignoring
+/// leading dashes), if at most 2 edits away and fewer than half its length; the first listed
+/// wins a tie.
+pub fn did_you_mean<'a>(given: &str, longs: &'a [String]) -> Option<&'a str> {
+    let name = given.trim_start_matches('-');
+    if name.is_empty() {
+        return None;
+    }
+    let (distance, best) = longs
+        .iter()
+        .map(|l| (edit_distance(name, l.trim_start_matches('-')), l))
+        .min_by_key(|(d, _)| *d)?;
+    (distance <= 2 && distance * 2 < name.chars().count()).then_some(best.as_str())
+}
+
+/// Levenshtein distance between `a` and `b`, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// What is wrong with `T`'s alias table: a spelling listed twice, or translated into an option
+/// `T` does not have. For each binary's unit tests.
+pub fn alias_problems<T: Tool>() -> Vec<String> {
+    let longs = T::long_options();
+    let mut problems = Vec::new();
+    for (i, (spelling, alias)) in T::ALIASES.iter().enumerate() {
+        if T::ALIASES[..i].iter().any(|(s, _)| s == spelling) {
+            problems.push(format!("{spelling} is listed twice"));
+        }
+        let targets = match alias {
+            Alias::Option(l) | Alias::Switch(l) => vec![*l],
+            Alias::SwitchOrWal { switch, value } => vec![*switch, *value],
+            Alias::ByValue { number, other } => vec![*number, *other],
+            Alias::DroppedOption | Alias::DroppedSwitch | Alias::Refused(_) => vec![],
+        };
+        for target in targets {
+            if !longs.iter().any(|l| l == target) {
+                problems.push(format!(
+                    "{spelling} stands for {target}, which is no option"
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// argh's multi-line messages on one line: a heading ending in `:` is followed by its items
@@ -367,13 +627,14 @@ fn print_stdout(text: &str) {
     let _ = out.flush();
 }
 
-fn usage_error(tool: &str, message: &str) {
+fn usage_error(tool: &str, message: &str, hint: &str) {
     log::log_to_stderr(tool, Level::Fatal, message);
-    log::log_to_stderr(
-        tool,
-        Level::Fatal,
-        &format!("HINT: run {tool} --help for usage"),
-    );
+    log::log_to_stderr(tool, Level::Fatal, &format!("HINT: {hint}"));
+}
+
+/// The HINT of a usage error that has no better one.
+fn help_hint(tool: &str) -> String {
+    format!("run {tool} --help for usage")
 }
 
 /// Logs `err` at ERROR (with its HINT line, if any) and returns the status to exit with.
@@ -466,6 +727,14 @@ mod tests {
 
     impl Tool for Args {
         const NAME: &'static str = "pitr-archive";
+        const ALIASES: Aliases = &[
+            ("-dl", Alias::Option("--dst-local")),
+            ("-l", Alias::Option("--log")),
+            ("-v", Alias::Switch("--verbose")),
+            ("-nn", Alias::DroppedSwitch),
+            ("-gp", Alias::DroppedOption),
+            ("-dd", Alias::Refused("use --dst-pipe")),
+        ];
         fn run(self) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
@@ -474,6 +743,7 @@ mod tests {
     fn usage(message: &str) -> Exit {
         Exit::Usage {
             message: message.to_string(),
+            hint: "run pitr-archive --help for usage".to_string(),
             status: exit::USAGE,
         }
     }
@@ -539,7 +809,7 @@ mod tests {
 
     #[test]
     fn parses_into_argh_struct() {
-        let a: Args = parse_from(os(&[
+        let (a, _): (Args, _) = parse_from(os(&[
             "--dst-local=gzip=/x",
             "--verbose",
             "pg_wal/000000010000000000000001",
@@ -575,6 +845,198 @@ mod tests {
         );
     }
 
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|a| a.to_string()).collect()
+    }
+
+    const TABLE: Aliases = &[
+        ("-dl", Alias::Option("--dst-local")),
+        ("-s", Alias::Option("--state-dir")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-nn", Alias::DroppedSwitch),
+        ("-gp", Alias::DroppedOption),
+        ("-dd", Alias::Refused("use --dst-pipe")),
+        (
+            "-r",
+            Alias::SwitchOrWal {
+                switch: "--remove-unneeded",
+                value: "--oldest-needed",
+            },
+        ),
+        (
+            "-p",
+            Alias::ByValue {
+                number: "--port",
+                other: "--removal-pause-trigger",
+            },
+        ),
+    ];
+
+    fn tr(args: &[&str]) -> Result<Translated, Refusal> {
+        translate(TABLE, &s(&["--dst-local", "--state-dir"]), s(args))
+    }
+
+    #[test]
+    fn the_table_translates_omnipitr_spellings() {
+        let t = tr(&[
+            "-s",
+            "/st",
+            "-dl",
+            "gzip=/a",
+            "-dl=/b",
+            "-v",
+            "-dst-local",
+            "/c",
+            "%p",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.args,
+            [
+                "--state-dir",
+                "/st",
+                "--dst-local",
+                "gzip=/a",
+                "--dst-local",
+                "/b",
+                "--verbose",
+                "--dst-local",
+                "/c",
+                "%p"
+            ]
+        );
+        assert!(t.ignored.is_empty());
+        // The value of a translated option and everything after `--` stay as they are.
+        let t = tr(&["-dl", "-v", "--", "-s"]).unwrap();
+        assert_eq!(t.args, ["--dst-local", "-v", "--", "-s"]);
+        // Unknown spellings are left to argh; a single-dash name that is no long option too.
+        assert_eq!(tr(&["-q", "-bogus"]).unwrap().args, ["-q", "-bogus"]);
+        assert_eq!(tr(&["-p", "5432"]).unwrap().args, ["--port", "5432"]);
+        assert_eq!(
+            tr(&["-p", "/run/pause"]).unwrap().args,
+            ["--removal-pause-trigger", "/run/pause"]
+        );
+    }
+
+    #[test]
+    fn r_without_a_value_leaves_f_in_place() {
+        let f = "000000010000000000000005";
+        let r = "000000010000000000000003";
+        // OmniPITR issue #39: `-r %f %p` made %f the value of -r.
+        let t = tr(&["-r", "-v", f, "pg_wal/RECOVERYXLOG"]).unwrap();
+        assert_eq!(
+            t.args,
+            ["--remove-unneeded", "--verbose", f, "pg_wal/RECOVERYXLOG"]
+        );
+        let t = tr(&["-r", f, "pg_wal/RECOVERYXLOG"]).unwrap();
+        assert_eq!(t.args, ["--remove-unneeded", f, "pg_wal/RECOVERYXLOG"]);
+        let t = tr(&["-r", r, f, "pg_wal/RECOVERYXLOG"]).unwrap();
+        assert_eq!(
+            t.args,
+            [
+                "--remove-unneeded",
+                "--oldest-needed",
+                r,
+                f,
+                "pg_wal/RECOVERYXLOG"
+            ]
+        );
+        let t = tr(&["-r", r, "00000002.history", "pg_wal/RECOVERYHISTORY"]).unwrap();
+        assert_eq!(t.args[..3], ["--remove-unneeded", "--oldest-needed", r]);
+        // A history file is never the oldest needed segment.
+        let t = tr(&["-r", "00000002.history", "pg_wal/RECOVERYHISTORY"]).unwrap();
+        assert_eq!(
+            t.args,
+            [
+                "--remove-unneeded",
+                "00000002.history",
+                "pg_wal/RECOVERYHISTORY"
+            ]
+        );
+    }
+
+    #[test]
+    fn dropped_options_are_ignored_and_named() {
+        let t = tr(&["-nn", "-gp", "/usr/bin/pigz", "-dl", "/a", "-gp=/x", "%p"]).unwrap();
+        assert_eq!(t.args, ["--dst-local", "/a", "%p"]);
+        assert_eq!(t.ignored, ["-nn", "-gp", "-gp"]);
+        let (a, ignored) =
+            parse_from::<Args>(os(&["-nn", "-gp", "/bin/gzip", "-dl", "/a", "w"])).unwrap();
+        assert_eq!(a.dst_local, ["/a"]);
+        assert_eq!(ignored, ["-nn", "-gp"]);
+    }
+
+    #[test]
+    fn refused_options_are_a_usage_error_with_a_hint() {
+        let e = tr(&["-dl", "/a", "-dd", "u@h:/x"]).unwrap_err();
+        assert_eq!(e.to_string(), "option -dd is not supported");
+        assert_eq!(e.hint, "use --dst-pipe");
+        assert_eq!(
+            parse_from::<Args>(os(&["-dd=u@h:/x", "w"])).unwrap_err(),
+            Exit::Usage {
+                message: "option -dd is not supported".into(),
+                hint: "use --dst-pipe".into(),
+                status: exit::USAGE,
+            }
+        );
+    }
+
+    #[test]
+    fn a_typo_gets_did_you_mean() {
+        let longs = s(&["--dst-local", "--dst-remote", "--log", "--verbose"]);
+        assert_eq!(did_you_mean("--dst-locl", &longs), Some("--dst-local"));
+        assert_eq!(did_you_mean("--dstlocal", &longs), Some("--dst-local"));
+        assert_eq!(did_you_mean("-verbos", &longs), Some("--verbose"));
+        assert_eq!(did_you_mean("--loq", &longs), Some("--log"));
+        assert_eq!(did_you_mean("-q", &longs), None);
+        assert_eq!(did_you_mean("--archive", &longs), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let e = parse_from::<Args>(os(&["--dst-locl", "/a", "w"])).unwrap_err();
+        assert_eq!(
+            e,
+            Exit::Usage {
+                message: "Unrecognized argument: --dst-locl".into(),
+                hint: "did you mean `--dst-local`? run pitr-archive --help for usage".into(),
+                status: exit::USAGE,
+            }
+        );
+        assert_eq!(
+            Args::long_options(),
+            [
+                "--dst-local",
+                "--log",
+                "--verbose",
+                "--pid-file",
+                "--config-file",
+                "--temp-dir",
+                "--help"
+            ]
+        );
+        assert_eq!(alias_problems::<Args>(), Vec::<String>::new());
+        // An option with a one-letter short spelling (pitr-monitor's) is listed by its long
+        // name; continuation lines of a description are not options.
+        let help = "Usage: x\n\nOptions:\n  -c, --check       the check\n  --state-dir       a dir,\n                    --not-this\n  --help, help      help\n\nNotes:\n  --nor-this\n";
+        assert_eq!(option_names(help), ["--check", "--state-dir", "--help"]);
+    }
+
+    #[test]
+    fn config_file_lines_are_translated_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("archive.conf");
+        std::fs::write(&conf, "-dl gzip=/a\n-nn\n-gp=/usr/bin/pigz\n-v\n-l -\n").unwrap();
+        let conf = conf.display().to_string();
+        let (a, ignored) = parse_from::<Args>(os(&["--cfg", &conf, "-dl", "/b", "w"])).unwrap();
+        assert_eq!(a.dst_local, ["gzip=/a", "/b"]);
+        assert!(a.verbose);
+        assert_eq!(a.log.as_deref(), Some("-"));
+        assert_eq!(ignored, ["-nn", "-gp"]);
+        std::fs::write(dir.path().join("archive.conf"), "-dd u@h:/x\n").unwrap();
+        assert!(matches!(
+            parse_from::<Args>(os(&["--cfg", &conf, "w"])),
+            Err(Exit::Usage { message, .. }) if message == "option -dd is not supported"
+        ));
+    }
+
     #[test]
     fn help_is_printed_not_an_error() {
         match parse_from::<Args>(os(&["--help"])).unwrap_err() {
@@ -602,7 +1064,7 @@ mod tests {
 
     #[test]
     fn common_options_come_from_the_macro() {
-        let a: Args = parse_from(os(&[
+        let (a, _): (Args, _) = parse_from(os(&[
             "--log",
             "-",
             "--verbose",

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
-use pitr_common::cli::{CommonOptions, HasCommon, Parse, Tool};
+use pitr_common::cli::{Alias, Aliases, CommonOptions, HasCommon, Parse, Tool};
 use pitr_common::exit::{self, Failure};
 use pitr_common::location::{Location, Opt};
 use pitr_common::rsync::Rsync;
@@ -430,6 +430,17 @@ const BACKUP_ONLY: &[&str] = &[
     "--rsync-path",
 ];
 
+/// OmniPITR's `-r [%r]`: `-r %r %f %p` gives the oldest needed file, `-r %f %p` does not.
+const REMOVE_UNNEEDED: Alias = Alias::SwitchOrWal {
+    switch: "--remove-unneeded",
+    value: "--oldest-needed",
+};
+
+/// OmniPITR's pre-removal hook, which pitr does not run.
+const PRE_REMOVAL: Alias = Alias::Refused(
+    "pitr-restore runs no hook before removing: to keep WAL elsewhere, send it there when it is archived (pitr-archive --dst-local, --dst-pipe); pitr-restore -h is not OmniPITR's --pre-removal-processing",
+);
+
 impl Parse for Args {
     fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
         if is_from_backup(args) {
@@ -461,6 +472,56 @@ impl HasCommon for Args {
 
 impl Tool for Args {
     const NAME: &'static str = "pitr-restore";
+
+    /// omnipitr-restore's spellings (README, "Migrating from OmniPITR").
+    const ALIASES: Aliases = &[
+        ("-D", Alias::Option("--data-dir")),
+        ("-s", Alias::Option("--source")),
+        ("-w", Alias::Option("--recovery-delay")),
+        ("-f", Alias::Option("--finish-trigger")),
+        ("-r", REMOVE_UNNEEDED),
+        ("--remove-unneeded", REMOVE_UNNEEDED),
+        ("-rb", Alias::Switch("--remove-before")),
+        ("-rt", Alias::Option("--remove-at-a-time")),
+        ("-p", Alias::Option("--removal-pause-trigger")),
+        ("-sr", Alias::Switch("--streaming-replication")),
+        ("-ep", Alias::Option("--error-pgcontroldata")),
+        ("-pp", Alias::Option("--pgcontroldata-path")),
+        ("-t", Alias::Option("--temp-dir")),
+        ("-l", Alias::Option("--log")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-?", Alias::Switch("--help")),
+        ("-h", PRE_REMOVAL),
+        ("--pre-removal-processing", PRE_REMOVAL),
+        // Not needed: gzip and zstd are built in.
+        ("-gp", Alias::DroppedOption),
+        ("--gzip-path", Alias::DroppedOption),
+        ("-bp", Alias::DroppedOption),
+        ("--bzip2-path", Alias::DroppedOption),
+        ("-lp", Alias::DroppedOption),
+        ("--lzma-path", Alias::DroppedOption),
+        ("-ll", Alias::DroppedOption),
+        ("--lz4-path", Alias::DroppedOption),
+        ("-xz", Alias::DroppedOption),
+        ("--xz-path", Alias::DroppedOption),
+    ];
+
+    /// Both forms' options: an option of either is "meant".
+    fn long_options() -> Vec<String> {
+        let mut longs = Vec::new();
+        for help in [
+            WalArgs::parse(Self::NAME, &["--help"]).map(Args::Wal),
+            BackupArgs::parse(Self::NAME, &["--from-backup", "x", "--help"]).map(Args::Backup),
+        ] {
+            let Err(help) = help else { continue };
+            for long in pitr_common::cli::option_names(&help.output) {
+                if !longs.contains(&long) {
+                    longs.push(long);
+                }
+            }
+        }
+        longs
+    }
 
     fn usage_status(args: &[String]) -> u8 {
         if is_from_backup(args) {
@@ -959,6 +1020,35 @@ mod tests {
             "{}",
             e.output
         );
+    }
+
+    #[test]
+    fn omnipitr_spellings_of_both_forms() {
+        assert_eq!(
+            pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
+        let longs = Args::long_options();
+        for l in [
+            "--source",
+            "--finish-trigger",
+            "--target-data-dir",
+            "--help",
+        ] {
+            assert!(longs.iter().any(|x| x == l), "{l} in {longs:?}");
+        }
+        let line = "-l - -s gzip=/a -f /t -p /p -t /tmp -ep hang -pp /bin/pg_controldata -r -v 000000010000000000000005 pg_wal/RECOVERYXLOG";
+        let args = line.split(' ').map(String::from).collect();
+        let t = pitr_common::cli::translate(Args::ALIASES, &longs, args).unwrap();
+        let refs: Vec<&str> = t.args.iter().map(String::as_str).collect();
+        let Ok(Args::Wal(a)) = parse(&refs) else {
+            panic!("{refs:?}")
+        };
+        assert!(a.remove_unneeded && a.verbose);
+        assert_eq!(a.oldest_needed, None);
+        assert_eq!(a.files, ["000000010000000000000005", "pg_wal/RECOVERYXLOG"]);
+        assert_eq!(a.error_pgcontroldata, Some(OnControlError::Hang));
+        assert_eq!(a.removal_pause_trigger, Some(PathBuf::from("/p")));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod cleanup;
 mod harness;
 mod majors;
 mod monitor;
+mod omnipitr_lines;
 mod pitr;
 mod restore;
 mod s3;
