@@ -1009,6 +1009,12 @@ mod tests {
                 "--pid-file",
                 "--config-file",
                 "--temp-dir",
+                "--s3-endpoint",
+                "--s3-region",
+                "--s3-addressing",
+                "--s3-key-file",
+                "--s3-conditional-writes",
+                "--s3-retry-seconds",
                 "--help"
             ]
         );
