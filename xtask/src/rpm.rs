@@ -397,10 +397,13 @@ fn profile_finds_everything(install_root: &Path, scratch: &Path) -> Result<()> {
             .env("PATH", &bare_path)
             .args([
                 "-c",
-                ". \"$0\"; for p in pitr-archive pitr-restore pitr-backup pitr-cleanup; do \
+                ". \"$0\"; shift; for p in \"$@\"; do \
                  \"$p\" --version && man -w \"$p\" || exit 1; done",
             ])
-            .arg(&script),
+            .arg(&script)
+            // Every shipped program: the list dist packs.
+            .arg("--")
+            .args(dist::BINARIES),
     )?;
     let mut want = Vec::new();
     for binary in dist::BINARIES {
