@@ -228,6 +228,7 @@ impl Args {
             pitr_common::pg::data_dir_of_wal_path(Path::new(&wal_arg))
                 .unwrap_or_else(|| PathBuf::from("."))
         });
+        pitr_common::pg::check_owner(&data_dir, "pitr-archive", exit::USAGE)?;
         let wal_path = data_dir.join(&wal_arg);
         if configured == 0 {
             return Err(usage(

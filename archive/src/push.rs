@@ -17,7 +17,9 @@ use pitr_common::exit::Failure;
 use pitr_common::location::Target;
 use pitr_common::state::DeliveryState;
 use pitr_common::tempname::ScratchDir;
-use pitr_common::{controldata, fs, log_error, log_info, log_verbose, log_warning, walpage};
+use pitr_common::{
+    controldata, fs, log_error, log_hint, log_info, log_verbose, log_warning, walpage,
+};
 
 use crate::args::{Config, Destination};
 
@@ -110,7 +112,7 @@ fn pending<'a>(cfg: &'a Config, state: Option<&DeliveryState>) -> Vec<&'a Destin
                         "not sending {name} to --dst-backup {}: the pitr-backup that created it (pid {pid}) is gone",
                         dir.display()
                     );
-                    log_warning!("HINT: the next pitr-backup removes the directory; remove it by hand if no backup is planned");
+                    log_hint!("the next pitr-backup removes the directory; remove it by hand if no backup is planned");
                     return false;
                 }
             }
@@ -271,7 +273,7 @@ fn record(cfg: &Config, results: Vec<Outcome<'_>>, state: &mut Option<DeliverySt
                 let what = if d.backup { " (backup collection)" } else { "" };
                 log_error!("cannot send {name} to {}{what}: {e:#}", d.location);
                 if let Some(h) = pitr_common::exit::find_failure(&e).and_then(Failure::hint_text) {
-                    log_error!("HINT: {h}");
+                    log_hint!("{h}");
                 }
             }
         }

@@ -9,6 +9,7 @@ use pitr_common::backupset::FilenameTemplate;
 use pitr_common::cli::{Alias, Aliases, HasCommon, Tool};
 use pitr_common::exit::{self, Failure};
 use pitr_common::location::{self, Location, Opt, Target};
+use pitr_common::log_warning;
 use pitr_common::rsync::Rsync;
 
 pitr_common::tool_args! {
@@ -342,6 +343,7 @@ impl Args {
                 "give the data directory of the running cluster",
             )
         })?;
+        pitr_common::pg::check_owner(&data_dir, "pitr-backup", exit::USAGE)?;
 
         let destinations = destinations(&self.dst_local, &self.dst_remote, &self.dst_pipe)?;
         if destinations.is_empty() {
@@ -498,8 +500,8 @@ fn destinations(
     Ok(destinations)
 }
 
-/// Where the backup's WAL comes from: exactly one of `--xlogs`, `--wal-source`,
-/// `--skip-xlogs`.
+/// Where the backup's WAL comes from: one of `--xlogs`, `--wal-source`, `--skip-xlogs`;
+/// `--skip-xlogs` wins over the others, with a WARNING, as OmniPITR's `-sx` did over `-x`.
 fn wal_input(
     xlogs: Option<&Path>,
     wal_source: Option<&str>,
@@ -533,20 +535,52 @@ fn wal_input(
             Ok(WalInput::Source(location))
         }
         (None, None, true) => Ok(WalInput::Skip),
+        (xlogs, source, true) => {
+            // OmniPITR ignored -x when -sx was given, and cron lines carry both.
+            let ignored: Vec<String> = xlogs
+                .map(|x| format!("--xlogs {}", x.display()))
+                .into_iter()
+                .chain(source.map(|s| format!("--wal-source {s}")))
+                .collect();
+            log_warning!(
+                "--skip-xlogs given: ignoring {} (the backup has no WAL; it needs a WAL archive to be restored)",
+                ignored.join(" and ")
+            );
+            Ok(WalInput::Skip)
+        }
         (None, None, false) => Err(usage(
             "no WAL source given",
             "give --xlogs DIR (with pitr-archive --dst-backup DIR), --wal-source ARCHIVE, or --skip-xlogs",
         )),
         _ => Err(usage(
-            "--xlogs, --wal-source and --skip-xlogs exclude each other",
-            "give exactly one of them",
+            "--xlogs and --wal-source exclude each other",
+            "give one of them: --xlogs for WAL collected during the backup, --wal-source to copy it from the archive",
         )),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_xlogs_wins_over_xlogs_and_wal_source() {
+        let d = tempfile::tempdir().unwrap();
+        let x = d.path().join("xlogs");
+        let s = d.path().to_string_lossy().into_owned();
+        for (xlogs, source) in [(Some(x.as_path()), None), (None, Some(s.as_str()))] {
+            assert!(matches!(
+                wal_input(xlogs, source, true).unwrap(),
+                WalInput::Skip
+            ));
+        }
+        let both = wal_input(Some(&x), Some(&s), false).unwrap_err();
+        assert_eq!(
+            format!("{both:#}"),
+            "--xlogs and --wal-source exclude each other"
+        );
+    }
 
     #[test]
     fn every_alias_names_an_option_of_ours() {

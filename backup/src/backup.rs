@@ -23,9 +23,9 @@ use pitr_common::{controldata, fs, lock, log_info, log_warning, signal};
 use crate::args::{Config, WalInput};
 use crate::copy::{self, Copier, Kind, Rules};
 use crate::output::SetWriter;
-use crate::progress::{human, Progress};
 use crate::session::{self, check_interrupt, Session};
 use crate::xlog;
+use pitr_common::progress::{human, Progress};
 
 /// What a removal pause trigger written by pitr-backup starts with.
 const TRIGGER_PREFIX: &str = "pitr-backup ";
@@ -372,7 +372,14 @@ fn back_up_wal(
     );
     let mut xlog_stream = set.open(FileType::Xlog)?;
     let mut tar = tar::Builder::new(&mut xlog_stream);
-    let wal_bytes = xlog::collect(&cfg.wal, segments, sysid, cfg.wal_timeout, &mut tar)?;
+    let wal_bytes = xlog::collect(
+        &cfg.wal,
+        segments,
+        sysid,
+        cfg.wal_timeout,
+        &cfg.data_dir.join(pitr_common::pg::PG_WAL),
+        &mut tar,
+    )?;
     tar.into_inner().context("ending the WAL archive")?;
     set.commit(xlog_stream)?;
     log_info!("WAL archive done: {}", human(wal_bytes));

@@ -29,8 +29,8 @@ use pitr_common::fs::IoError;
 use pitr_common::manifest::ManifestWriter;
 use pitr_common::{log_verbose, pg};
 
-use crate::progress::Progress;
 use crate::session::check_interrupt;
+use pitr_common::progress::Progress;
 
 /// Files left out at any depth (`excludeFiles` of PostgreSQL's basebackup.c).
 const EXCLUDED_FILES: &[&str] = &[

@@ -6,7 +6,6 @@ mod args;
 mod backup;
 mod copy;
 mod output;
-mod progress;
 mod session;
 mod xlog;
 

@@ -20,9 +20,6 @@ use postgres::{Client, NoTls};
 
 use crate::args::Connection;
 
-/// How long connecting may take before it is an error.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What the server says about itself.
 #[derive(Debug, Clone)]
 pub struct ServerFacts {
@@ -63,14 +60,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A database error's message (PostgreSQL's own text), or the client error.
-fn pg_message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
-}
-
 /// The error of a run stopped by SIGINT or SIGTERM.
 pub fn interrupted() -> anyhow::Error {
     Failure::new("interrupted by a signal; the backup was abandoned").into()
@@ -88,30 +77,7 @@ pub fn check_interrupt() -> anyhow::Result<()> {
 impl Session {
     /// Connects and reads the server facts.
     pub fn connect(conn: &Connection) -> anyhow::Result<Session> {
-        let mut config = postgres::Config::new();
-        config
-            .host(&conn.host)
-            .port(conn.port)
-            .user(&conn.user)
-            .dbname(&conn.dbname)
-            .application_name("pitr-backup")
-            .connect_timeout(CONNECT_TIMEOUT);
-        if let Some(p) = &conn.password {
-            config.password(p);
-        }
-        let where_ = conn.describe();
-        let mut client = config.connect(NoTls).map_err(|e| {
-            anyhow::Error::from(
-                Failure::new(format!(
-                    "cannot connect to the database server at {where_}: {}",
-                    pg_message(&e)
-                ))
-                .hint(
-                    "check that the server runs and --host/--port/--username/--database \
-                     (or PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD) point at it",
-                ),
-            )
-        })?;
+        let mut client = conn.connect("pitr-backup")?;
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int4, \
@@ -120,7 +86,7 @@ impl Session {
                         (SELECT system_identifier FROM pg_control_system())::text",
                 &[],
             )
-            .map_err(|e| anyhow::anyhow!("{}", pg_message(&e)))
+            .map_err(|e| anyhow::anyhow!("{}", pitr_common::pgconn::message(&e)))
             .context("reading the server's version and role")?;
         let version_num: i32 = row.get(0);
         let version: String = row.get(1);
@@ -190,7 +156,7 @@ impl Session {
         if signal::termination_requested() {
             return Err(interrupted());
         }
-        result.map_err(|e| anyhow::anyhow!("{}", pg_message(&e)))
+        result.map_err(|e| anyhow::anyhow!("{}", pitr_common::pgconn::message(&e)))
     }
 
     /// `pg_backup_start(label, fast)` (`pg_start_backup(label, fast, false)` before 15): the

@@ -58,13 +58,16 @@ fn dir_and_codec(input: &WalInput) -> Option<(PathBuf, Codec)> {
     }
 }
 
-/// Waits for each segment of `names`, verifies it and appends it to `tar`; returns the number
-/// of WAL bytes archived.
+/// Waits for each segment of `names`, verifies it and appends it to `tar`, with the history
+/// file of their timeline; returns the number of WAL bytes archived. `pg_wal` is the server's
+/// WAL directory, where a history file archived long before the backup (at a failover) is
+/// still kept.
 pub fn collect<W: Write>(
     input: &WalInput,
     names: &[WalFileName],
     system_identifier: u64,
     timeout: Duration,
+    pg_wal: &Path,
     tar: &mut tar::Builder<W>,
 ) -> anyhow::Result<u64> {
     let Some((dir, codec)) = dir_and_codec(input) else {
@@ -83,17 +86,27 @@ pub fn collect<W: Write>(
         total += data.len() as u64;
     }
     // Beyond timeline 1 the history file lets a recovery with restore_command follow the
-    // timeline; it is taken when it is there, without waiting.
+    // timeline; it is taken without waiting from the WAL source, else from the server's
+    // pg_wal (a history file is archived once, at the promotion, so `--xlogs` of a later
+    // backup never sees it; the server keeps it).
     if let Some(first) = names.first() {
         if first.timeline.0 > 1 {
             let h = WalFileName::history(first.timeline);
-            match source::find_in(&dir, codec, &h) {
-                Ok(Some(found)) => {
+            let found = match source::find_in(&dir, codec, &h)? {
+                Some(found) => Some(found),
+                None => source::find_in(pg_wal, Codec::None, &h)?,
+            };
+            match found {
+                Some(found) => {
                     let data = source::read_verified(&found, &h, system_identifier)?;
                     append(tar, &h, &data, &found)?;
                 }
-                Ok(None) => log_warning!("{h} is not in {}; not archived", dir.display()),
-                Err(e) => return Err(e.into()),
+                None => log_warning!(
+                    "{h} is neither in {} nor in {}; the backup holds no history of timeline {}",
+                    dir.display(),
+                    pg_wal.display(),
+                    first.timeline.0
+                ),
             }
         }
     }

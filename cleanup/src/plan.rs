@@ -219,10 +219,10 @@ pub fn run(cfg: &Config, archive: &Path) -> anyhow::Result<()> {
         "removed"
     };
     log_info!(
-        "{count} backup sets {verb}, {}; {} kept, the oldest kept started at epoch {}",
+        "{count} backup sets {verb}, {}; {} kept, the oldest kept started at {}",
         human(total),
         sets.len() - count,
-        sets[oldest_kept].meta.started_epoch
+        pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );
     remove_wal(archive, &sets[oldest_kept].meta.min_xlog, cfg.dry_run)?;
     Ok(())

@@ -270,8 +270,8 @@ pub fn main<T: Tool>() -> ExitCode {
         log::log_to_stderr(T::NAME, Level::Fatal, &log::error_chain(&e));
         log::log_to_stderr(
             T::NAME,
-            Level::Fatal,
-            "HINT: give --log a file in a directory the user running this program may write, or leave --log out to log to stderr",
+            Level::Hint,
+            "give --log a file in a directory the user running this program may write, or leave --log out to log to stderr",
         );
         return ExitCode::from(error_status);
     }
@@ -360,7 +360,7 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     match T::parse(T::NAME, &refs) {
         Ok(t) => Ok((t, ignored)),
         Err(early) => Err(match early.status {
-            Ok(()) => Exit::Print(early.output),
+            Ok(()) => Exit::Print(with_aliases_help(early.output, T::ALIASES)),
             Err(()) => {
                 let hint = match unrecognized(&early.output).and_then(|a| did_you_mean(a, &longs)) {
                     Some(long) => format!("did you mean `{long}`? {}", help_hint(T::NAME)),
@@ -370,6 +370,68 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
             }
         }),
     }
+}
+
+/// `--help` followed by its `OmniPITR spellings:` section, made from the tool's table so that
+/// it cannot drift from what [`translate`] accepts (the man page shows it as a section too).
+fn with_aliases_help(help: String, aliases: Aliases) -> String {
+    if aliases.is_empty() {
+        return help;
+    }
+    let mut out = help.trim_end_matches('\n').to_string();
+    out.push_str(
+        "\n\nOmniPITR spellings:\n  OmniPITR's options are accepted as written, also in --config-file files:\n",
+    );
+    let (mut dropped, mut refused) = (Vec::new(), Vec::new());
+    for (spelling, alias) in aliases {
+        let ours = match alias {
+            Alias::Option(o) | Alias::Switch(o) => (*o).to_string(),
+            Alias::SwitchOrWal { switch, value } => {
+                format!("{switch}, and {value} when a WAL segment name and %f follow")
+            }
+            Alias::ByValue { number, other } => format!("{number} for a number, else {other}"),
+            Alias::DroppedOption | Alias::DroppedSwitch => {
+                dropped.push(*spelling);
+                continue;
+            }
+            Alias::Refused(_) => {
+                refused.push(*spelling);
+                continue;
+            }
+        };
+        out.push_str(&format!("  {spelling:<18}{ours}\n"));
+    }
+    for (what, list) in [
+        ("Not needed, ignored with a WARNING:", dropped),
+        (
+            "Not supported, refused with a HINT saying what to use instead:",
+            refused,
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("  {what}\n"));
+        let mut line = String::from("   ");
+        let last = list.len() - 1;
+        for (i, s) in list.iter().enumerate() {
+            let item = if i == last {
+                (*s).to_string()
+            } else {
+                format!("{s},")
+            };
+            if line.len() + item.len() + 1 > 80 {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("   ");
+            }
+            line.push(' ');
+            line.push_str(&item);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// How a binary reads one of OmniPITR's spellings ([`Tool::ALIASES`]). OmniPITR's two-letter
@@ -629,7 +691,7 @@ fn print_stdout(text: &str) {
 
 fn usage_error(tool: &str, message: &str, hint: &str) {
     log::log_to_stderr(tool, Level::Fatal, message);
-    log::log_to_stderr(tool, Level::Fatal, &format!("HINT: {hint}"));
+    log::log_to_stderr(tool, Level::Hint, hint);
 }
 
 /// The HINT of a usage error that has no better one.
@@ -646,7 +708,8 @@ fn report_error(err: &anyhow::Error, error_status: u8) -> u8 {
         exit::USAGE | exit::RESTORE_USAGE | exit::RESTORE_FATAL => Level::Fatal,
         _ => Level::Error,
     };
-    for line in error_lines(err) {
+    for (i, line) in error_lines(err).iter().enumerate() {
+        let level = if i == 0 { level } else { Level::Hint };
         log::log(level, format_args!("{line}"));
     }
     status
@@ -659,7 +722,8 @@ fn status_of(err: &anyhow::Error, error_status: u8) -> u8 {
         .unwrap_or(error_status)
 }
 
-/// The lines logged for `err`: the whole chain on one line, then its HINT if any.
+/// The lines logged for `err`: the whole chain on one line, then its HINT (logged at the
+/// `HINT` level) if any.
 fn error_lines(err: &anyhow::Error) -> Vec<String> {
     let one_line = format!("{err:#}")
         .lines()
@@ -672,7 +736,7 @@ fn error_lines(err: &anyhow::Error) -> Vec<String> {
         .and_then(exit::Failure::hint_text)
         .or_else(|| io_hint(err))
     {
-        lines.push(format!("HINT: {hint}"));
+        lines.push(hint.to_string());
     }
     lines
 }
@@ -1052,6 +1116,30 @@ mod tests {
     }
 
     #[test]
+    fn help_lists_the_omnipitr_spellings_of_the_table() {
+        let help = with_aliases_help(
+            "Usage: t\n\nOptions:\n  --x  x\n".into(),
+            &[
+                ("-dl", Alias::Option("--dst-local")),
+                ("-v", Alias::Switch("--verbose")),
+                ("-nn", Alias::DroppedSwitch),
+                ("-gp", Alias::DroppedOption),
+                ("-dd", Alias::Refused("use --dst-pipe")),
+            ],
+        );
+        assert_eq!(
+            help,
+            "Usage: t\n\nOptions:\n  --x  x\n\nOmniPITR spellings:\n  \
+             OmniPITR's options are accepted as written, also in --config-file files:\n  \
+             -dl               --dst-local\n  \
+             -v                --verbose\n  \
+             Not needed, ignored with a WARNING:\n    -nn, -gp\n  \
+             Not supported, refused with a HINT saying what to use instead:\n    -dd\n"
+        );
+        assert_eq!(with_aliases_help("Usage: t\n".into(), &[]), "Usage: t\n");
+    }
+
+    #[test]
     fn failure_sets_status_and_hint() {
         let err: anyhow::Error = exit::Failure::new("segment differs")
             .hint("look")
@@ -1059,10 +1147,7 @@ mod tests {
             .into();
         let err = err.context("restoring x");
         assert_eq!(status_of(&err, 2), 126);
-        assert_eq!(
-            error_lines(&err),
-            ["restoring x: segment differs", "HINT: look"]
-        );
+        assert_eq!(error_lines(&err), ["restoring x: segment differs", "look"]);
         let plain = anyhow::anyhow!("plain\nerror");
         assert_eq!(status_of(&plain, 2), 2);
         assert_eq!(error_lines(&plain), ["plain error"]);
@@ -1131,12 +1216,12 @@ mod tests {
         .context("storing x");
         let lines = error_lines(&full);
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[1].starts_with("HINT: free space"), "{lines:?}");
+        assert!(lines[1].starts_with("free space"), "{lines:?}");
         let rewrapped = anyhow::Error::from(std::io::Error::new(
             std::io::ErrorKind::StorageFull,
             "writing to zstd=/srv/b: No space left on device",
         ));
-        assert!(error_lines(&rewrapped)[1].starts_with("HINT: free space"));
+        assert!(error_lines(&rewrapped)[1].starts_with("free space"));
         let other = anyhow::anyhow!("something else");
         assert_eq!(error_lines(&other).len(), 1);
     }

@@ -192,6 +192,26 @@ pub struct DurableFile {
     committed: bool,
 }
 
+/// Run as root, gives the new file `file` (at `path`) to the owner of the directory it is in,
+/// when that is another user: a hand-run as root (cleanup, monitor, a restore into a new data
+/// directory) then leaves nothing the server's user cannot open on its next call (a lock file,
+/// a state file). As any other user, or in a root-owned directory, nothing changes.
+pub fn give_to_directory_owner(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if crate::pg::effective_uid() != 0 {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let owner = std::fs::metadata(dir)?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
+}
+
 impl DurableFile {
     /// Creates the temporary file beside `path`. With [`Replace::Never`] an existing `path` is
     /// an `AlreadyExists` error at once, before anything is written (the final link checks
@@ -214,6 +234,8 @@ impl DurableFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| IoError::new("creating", &tmp, e))?;
+        give_to_directory_owner(&file, &tmp)
+            .map_err(|e| IoError::new("changing the owner of", &tmp, e))?;
         Ok(DurableFile {
             path: path.to_path_buf(),
             tmp,

@@ -28,6 +28,7 @@ pub mod pgconf;
 pub mod pgconn;
 pub mod pidfile;
 pub mod process;
+pub mod progress;
 pub mod rsync;
 pub mod signal;
 pub mod source;

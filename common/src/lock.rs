@@ -25,13 +25,17 @@ impl LockGuard {
 }
 
 fn open(path: &Path) -> Result<File, IoError> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| IoError::new("opening lock file", path, e))
+        .map_err(|e| IoError::new("opening lock file", path, e))?;
+    // A lock file a root hand-run created must stay usable by the server's user.
+    crate::fs::give_to_directory_owner(&file, path)
+        .map_err(|e| IoError::new("changing the owner of", path, e))?;
+    Ok(file)
 }
 
 /// Takes an exclusive lock on the directory `dir` itself (no lock file is created in it),

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The severity of a log line, printed as OmniPITR printed it.
+/// The severity of a log line, printed as OmniPITR printed it (and `HINT`, as PostgreSQL does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Normal progress (`LOG`).
@@ -35,6 +35,9 @@ pub enum Level {
     Error,
     /// The program cannot run at all: bad usage, unusable configuration (`FATAL`).
     Fatal,
+    /// What to do about the line before it (`HINT`), a level of its own as in PostgreSQL's
+    /// log, so that counting ERROR lines counts each error once.
+    Hint,
 }
 
 impl Level {
@@ -45,6 +48,7 @@ impl Level {
             Level::Warning => "WARNING",
             Level::Error => "ERROR",
             Level::Fatal => "FATAL",
+            Level::Hint => "HINT",
         }
     }
 }
@@ -267,6 +271,14 @@ macro_rules! log_fatal {
     };
 }
 
+/// Logs at `HINT` level (the remedy for the line before), like `format!`.
+#[macro_export]
+macro_rules! log_hint {
+    ($($arg:tt)*) => {
+        $crate::log::log($crate::log::Level::Hint, ::std::format_args!($($arg)*))
+    };
+}
+
 /// Logs at `LOG` level only with `--verbose`; the arguments are not evaluated otherwise.
 #[macro_export]
 macro_rules! log_verbose {
@@ -406,14 +418,20 @@ fn open_log_file(path: &Path) -> Result<File, Error> {
             })?;
         }
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
         .map_err(|source| Error::Open {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+    // A log file a root hand-run started must stay writable by the server's user's calls.
+    crate::fs::give_to_directory_owner(&file, path).map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(file)
 }
 
 /// Seconds and microseconds since the Unix epoch (negative seconds for times before it).
@@ -449,6 +467,15 @@ fn local_tm(secs: i64) -> libc::tm {
         tm.tm_mday = 1;
     }
     tm
+}
+
+/// A moment given in Unix seconds, for messages: local time in ISO 8601 with its zone, as the
+/// log lines' own stamps (`2026-11-25 02:43:15 +0000`), never a bare epoch number.
+pub fn format_epoch(secs: i64) -> String {
+    let mut out = String::with_capacity(32);
+    format_stamp(&mut out, &local_tm(secs), 0);
+    // The stamp without its microseconds: `... 02:43:15.000000 +0000` → `... 02:43:15 +0000`.
+    out.replace(".000000 ", " ")
 }
 
 /// A log-line time stamp: `2026-11-25 02:43:15.123456 +0000`.
@@ -568,6 +595,25 @@ mod tests {
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         assert!(!unsafe { libc::gmtime_r(&t, &mut tm) }.is_null());
         tm
+    }
+
+    #[test]
+    fn moments_in_messages_are_iso_8601_with_a_zone() {
+        let t = format_epoch(1_796_085_123);
+        let b = t.as_bytes();
+        assert_eq!(t.len(), 25, "{t}");
+        for (i, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b' '),
+            (13, b':'),
+            (16, b':'),
+            (19, b' '),
+        ] {
+            assert_eq!(b[i], c, "{t}");
+        }
+        assert!(b[20] == b'+' || b[20] == b'-', "{t}");
+        assert!(!t.contains("1796085123"));
     }
 
     #[test]

@@ -149,10 +149,91 @@ pub fn data_dir_of_wal_path(wal_path: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// The name of user `uid`, or its number when the system has no name for it.
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain old data for which all-zero bytes are a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf` outlives the use of `pwd`'s fields.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r set pw_name to a NUL-terminated string inside `buf`.
+    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses to work on the data directory `dir` as any user but its owner, the user PostgreSQL
+/// runs as: what a hand-run as root or as another user would create there (a prefetch spool,
+/// a state file, a backup's WAL directory), the server's own calls could not use afterwards.
+/// A directory that is not a data directory (no `PG_VERSION`, no `global/pg_control`), or
+/// that cannot be examined, is left to the caller's own checks. `tool` and `status` make the
+/// error: the program's name for the HINT, its usage status.
+pub fn check_owner(dir: &Path, tool: &str, status: u8) -> Result<(), crate::exit::Failure> {
+    use std::os::unix::fs::MetadataExt as _;
+    if !dir.join(PG_VERSION).is_file() && !dir.join(PG_CONTROL).is_file() {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    let me = effective_uid();
+    if meta.uid() == me {
+        return Ok(());
+    }
+    let owner = user_name(meta.uid());
+    Err(crate::exit::Failure::new(format!(
+        "{tool} runs as {} (uid {me}), but the data directory {} belongs to {owner} (uid {})",
+        user_name(me),
+        dir.display(),
+        meta.uid()
+    ))
+    .hint(format!(
+        "run it as the user PostgreSQL runs as, as the server's own calls do: runuser -u {owner} -- {tool} ..."
+    ))
+    .status(status))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_owner_of_a_data_directory_may_work_on_it() {
+        let d = tempfile::tempdir().unwrap();
+        // Not a data directory: left to the caller.
+        assert!(check_owner(d.path(), "pitr-archive", 3).is_ok());
+        std::fs::write(d.path().join(PG_VERSION), "15\n").unwrap();
+        // Ours: fine.
+        assert!(check_owner(d.path(), "pitr-archive", 3).is_ok());
+        if effective_uid() == 0 {
+            // Someone else's (nobody's, 65534): refused, naming both users.
+            std::os::unix::fs::chown(d.path(), Some(65534), None).unwrap();
+            let f = check_owner(d.path(), "pitr-archive", 3).unwrap_err();
+            assert_eq!(f.status_code(), Some(3));
+            assert!(
+                f.to_string()
+                    .starts_with("pitr-archive runs as root (uid 0), but the data directory "),
+                "{f}"
+            );
+            assert!(f.to_string().ends_with(" (uid 65534)"), "{f}");
+            assert!(
+                f.hint_text().unwrap().contains(" -- pitr-archive ..."),
+                "{f:?}"
+            );
+        }
+        assert_eq!(user_name(0), "root");
+    }
 
     #[test]
     fn opens_a_data_dir_and_reads_its_version() {

@@ -1,20 +1,14 @@
 //! The one database session of `archive-queue`: where the server writes WAL now, and what its
 //! archiver last did.
 //!
-//! Connection as pitr-backup's (`--host/--port/--username/--database`, else the libpq
-//! environment variables; the `postgres` crate, no TLS: the runbook's trusted network, no psql
-//! or libpq needed). One query reads everything, so the answer is consistent.
-
-use std::time::Duration;
+//! Connection as pitr-backup's (`pitr_common::pgconn`: `--host/--port/--username/--database`,
+//! else the libpq environment variables). One query reads everything, so the answer is
+//! consistent.
 
 use pitr_common::exit::Failure;
 use pitr_common::wal::SegSize;
-use postgres::{Config as PgConfig, NoTls};
 
 use crate::args::Connection;
-
-/// How long connecting may take before it is an error.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server says about its WAL and its archiver.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,40 +31,9 @@ pub struct ArchiverFacts {
     pub last_failed_wal: Option<String>,
 }
 
-/// A database error's message (PostgreSQL's own text), or the client error.
-fn pg_message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
-}
-
 /// Connects, reads the facts in one query, and disconnects.
 pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
-    let mut config = PgConfig::new();
-    config
-        .host(&conn.host)
-        .port(conn.port)
-        .user(&conn.user)
-        .dbname(&conn.dbname)
-        .application_name("pitr-monitor")
-        .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(p) = &conn.password {
-        config.password(p);
-    }
-    let where_ = conn.describe();
-    let mut client = config.connect(NoTls).map_err(|e| {
-        anyhow::Error::from(
-            Failure::new(format!(
-                "cannot connect to the database server at {where_}: {}",
-                pg_message(&e)
-            ))
-            .hint(
-                "check that the server runs and --host/--port/--username/--database \
-                 (or PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD) point at it",
-            ),
-        )
-    })?;
+    let mut client = conn.connect("pitr-monitor")?;
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), \
@@ -89,7 +52,7 @@ pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
             anyhow::Error::from(
                 Failure::new(format!(
                     "cannot read the archiver's state: {}",
-                    pg_message(&e)
+                    pitr_common::pgconn::message(&e)
                 ))
                 .hint("the user needs to read pg_stat_archiver and pg_settings (any user may)"),
             )

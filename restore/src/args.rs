@@ -763,6 +763,7 @@ impl WalArgs {
             )
         })?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| default_data_dir(p));
+        pitr_common::pg::check_owner(&data_dir, "pitr-restore", exit::RESTORE_USAGE)?;
         let target = p.map(|p| data_dir.join(p));
         if target.as_ref().is_some_and(|t| t.file_name().is_none()) {
             return Err(usage(

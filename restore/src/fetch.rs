@@ -15,7 +15,7 @@ use pitr_common::controldata::{self, ControlData};
 use pitr_common::exit::{self, Failure};
 use pitr_common::fs::Unsynced;
 use pitr_common::wal::{SegSize, WalKind};
-use pitr_common::{log_error, log_info, log_verbose, log_warning, pg, pgconf, signal};
+use pitr_common::{log_error, log_hint, log_info, log_verbose, log_warning, pg, pgconf, signal};
 use pitr_common::{source, tempname};
 
 use crate::args::Config;
@@ -117,14 +117,28 @@ impl Quiet {
         self.say_as(error, msg.clone(), msg);
     }
 
+    /// Like [`Quiet::say`] for an error with its HINT line; the pair is one message.
+    fn say_hinted(&mut self, msg: String, hint: &str) {
+        let key = format!("{msg}\n{hint}");
+        if self.due(&key) {
+            log_error!("{msg}");
+            log_hint!("{hint}");
+            self.last = Some((key, Instant::now()));
+        }
+    }
+
+    /// Whether a message with `key` is due: new, or repeated after a minute.
+    fn due(&self, key: &str) -> bool {
+        match &self.last {
+            Some((k, at)) => k != key || at.elapsed() >= Duration::from_secs(60),
+            None => true,
+        }
+    }
+
     /// Like [`Quiet::say`], but a repeat is recognised by `key` rather than by the message, so
     /// that a message carrying a countdown is not logged on every poll.
     fn say_as(&mut self, error: bool, key: String, msg: String) {
-        let due = match &self.last {
-            Some((k, at)) => *k != key || at.elapsed() >= Duration::from_secs(60),
-            None => true,
-        };
-        if due {
+        if self.due(&key) {
             if error {
                 log_error!("{msg}");
             } else {
@@ -152,8 +166,8 @@ fn warn_if_recovery_prefetch_on(data_dir: &Path) {
     log_warning!(
         "recovery_prefetch is on (the default): while pitr-restore waits for the next segment, PostgreSQL's WAL read-ahead stalls replay of the current one"
     );
-    log_warning!(
-        "HINT: set recovery_prefetch = off in postgresql.conf for a warm spare, or use standby.signal with --streaming-replication"
+    log_hint!(
+        "set recovery_prefetch = off in postgresql.conf for a warm spare, or use standby.signal with --streaming-replication"
     );
 }
 
@@ -318,12 +332,12 @@ impl<'a> Call<'a> {
                 let refusal = format!("archived {} is not usable, not restoring it: {e:#}", self.name);
                 if self.cfg.streaming {
                     log_error!("{refusal}");
-                    log_error!("HINT: replace the archived file with a good copy; the standby retries it");
+                    log_hint!("replace the archived file with a good copy; the standby retries it");
                     return Ok(Look::Done(ExitCode::from(exit::NOT_FOUND)));
                 }
                 // One message with its HINT, so that Quiet sees the same condition on every
                 // poll (two alternating messages were each logged every poll).
-                self.quiet.say(true, format!("{refusal}\nHINT: replace the archived file with a good copy; pitr-restore keeps checking it"));
+                self.quiet.say_hinted(refusal, "replace the archived file with a good copy; pitr-restore keeps checking it");
                 Ok(Look::Wait)
             }
         }
@@ -340,7 +354,7 @@ impl<'a> Call<'a> {
         }
         if finishing {
             return Some(not_available(&format!(
-                "finish requested and {name} is not in the archive; ending recovery"
+                "Got finish request: {name} is not in the archive; ending recovery"
             )));
         }
         if self.cfg.streaming {
@@ -441,7 +455,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         let finish = finish_requested(cfg);
         if finish == Some(Finish::Now) {
             return not_available(&format!(
-                "immediate finish requested; not restoring {}, ending recovery",
+                "Got immediate finish request: not restoring {}, ending recovery",
                 call.name
             ));
         }

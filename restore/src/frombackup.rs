@@ -28,10 +28,13 @@ use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
 use pitr_common::location::{RsyncTarget, Target as Place};
 use pitr_common::tempname::ScratchDir;
-use pitr_common::{log_info, pg};
+use pitr_common::{log_hint, log_info, log_warning, pg};
 
 use crate::args::BackupConfig;
 use crate::recovery::{self, Settings, Target};
+
+/// How often extraction logs its progress.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn failure(msg: String, hint: &str) -> anyhow::Error {
     Failure::new(msg).hint(hint).into()
@@ -128,10 +131,10 @@ fn check_target_time(cfg: &BackupConfig, set: &FoundSet) -> anyhow::Result<()> {
     if when <= set.meta.finished_epoch {
         return Err(failure(
             format!(
-                "target time {} is before the end of backup {} (epoch {})",
+                "target time {} is before the end of backup {} (it ended at {})",
                 recovery::format_time(t),
                 set.meta_path.display(),
-                set.meta.finished_epoch
+                pitr_common::log::format_epoch(set.meta.finished_epoch)
             ),
             "a backup can be recovered only to a point after it ended: choose an older backup or a later time",
         ));
@@ -206,8 +209,18 @@ fn extract(archive: &Path, into: &Path) -> anyhow::Result<()> {
         }
     };
     let file = pitr_common::fs::open(archive)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    log_info!(
+        "extracting {} ({}) into {}",
+        archive.display(),
+        pitr_common::progress::human(size),
+        into.display()
+    );
+    // A `progress:` line every PROGRESS_INTERVAL in the log (and a status line on a terminal),
+    // counted in bytes of the stored file read.
+    let counted = pitr_common::progress::Reading::new(file, size, PROGRESS_INTERVAL);
     let reader = codec
-        .decoder(std::io::BufReader::with_capacity(1 << 20, file))
+        .decoder(std::io::BufReader::with_capacity(1 << 20, counted))
         .map_err(|e| IoError::new("decompressing", archive, e))?;
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
@@ -335,6 +348,24 @@ fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Resu
     Ok(placed)
 }
 
+/// A point-in-time copy that keeps the primary's `archive_command` archives its new timeline
+/// into the primary's archive once recovery ends (same system identifier, so the archive
+/// accepts it): say so, before anyone starts it.
+fn warn_if_archiving(dir: &Path) {
+    let setting = |name| pitr_common::pgconf::setting(dir, None, name);
+    let mode_on = setting("archive_mode").is_some_and(|m| !pitr_common::pgconf::is_off(&m));
+    let command = setting("archive_command").filter(|c| !c.trim().is_empty());
+    if let (true, Some(command)) = (mode_on, command) {
+        log_warning!(
+            "the restored {} keeps archive_mode on and archive_command '{command}': once recovery ends, this copy archives its WAL there, beside the primary's",
+            dir.join(pg::POSTGRESQL_CONF).display()
+        );
+        log_hint!(
+            "before starting a copy that is not to replace the primary, set archive_mode = off (or an archive_command of its own) in its postgresql.conf, or give --postgresql-conf"
+        );
+    }
+}
+
 /// The major version of the restored data directory.
 fn major_version(dir: &Path) -> anyhow::Result<u32> {
     pg::major_version(dir).map_err(|e| {
@@ -381,6 +412,9 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
     let stamp = recovery::format_time(time::OffsetDateTime::now_utc());
     recovery::disable_in_postgresql_conf(dir)?;
     recovery::write(dir, &settings, &stamp)?;
+    if !cfg.standby && !matches!(cfg.target, Target::End) {
+        warn_if_archiving(dir);
+    }
     // PostgreSQL refuses a data directory other users can read.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| IoError::new("setting the mode of", dir, e))?;
@@ -460,12 +494,10 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
 
 /// Runs `--from-backup`.
 pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
+    // Before fetching or checking gigabytes for a restore that cannot happen.
+    check_target(&cfg.target_dir)?;
     let fetched = match &cfg.from.target {
-        Place::Rsync(remote) => {
-            // Before fetching gigabytes for a restore that cannot happen.
-            check_target(&cfg.target_dir)?;
-            Some(fetch_remote_set(cfg, remote)?)
-        }
+        Place::Rsync(remote) => Some(fetch_remote_set(cfg, remote)?),
         _ => None,
     };
     let from = match (&fetched, &cfg.from.target) {
@@ -492,9 +524,9 @@ pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
     let set = choose(&sets, cfg, &from)?;
     check_target_time(cfg, set)?;
     log_info!(
-        "restoring backup set {} (started at epoch {}, WAL {} to {})",
+        "restoring backup set {} (started at {}, WAL {} to {})",
         set.meta_path.display(),
-        set.meta.started_epoch,
+        pitr_common::log::format_epoch(set.meta.started_epoch),
         set.meta.min_xlog,
         set.meta.stop_xlog
     );

@@ -236,8 +236,8 @@ pub fn disable_in_postgresql_conf(data_dir: &Path) -> anyhow::Result<Vec<String>
             conf.display()
         );
     }
-    pitr_common::log_warning!(
-        "HINT: recovery settings come from pitr-restore's options (--target-*, --target-action, --target-timeline); the restored postgresql.auto.conf holds them"
+    pitr_common::log_hint!(
+        "recovery settings come from pitr-restore's options (--target-*, --target-action, --target-timeline); the restored postgresql.auto.conf holds them"
     );
     Ok(disabled)
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::procs::OutputWithin;
 use crate::user::{pg_user, PgTempDir};
 use crate::{pg_bindir, pg_program, poll_until, port};
 
@@ -125,7 +126,9 @@ impl Cluster {
         }
         check(
             &format!("initdb for cluster {name}"),
-            initdb.output().expect("running initdb"),
+            initdb
+                .output_within(crate::procs::EXTERNAL_TIMEOUT)
+                .expect("running initdb"),
         );
 
         let mut conf = String::from("\n# pitr-tests harness\n");
@@ -180,7 +183,7 @@ impl Cluster {
             .arg("-l")
             .arg(&self.log)
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "start"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl start");
         if !out.status.success() {
             panic!(
@@ -211,7 +214,7 @@ impl Cluster {
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "-m", mode, "stop"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl stop");
         self.running.set(false);
         if !out.status.success() {
@@ -260,7 +263,9 @@ impl Cluster {
         for sql in statements {
             cmd.arg("-c").arg(sql);
         }
-        let out = cmd.output().expect("running psql");
+        let out = cmd
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
+            .expect("running psql");
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         } else {
@@ -293,7 +298,7 @@ impl Cluster {
         let out = self
             .pgbench_command()
             .args(["-i", "-q", "-s", &scale.to_string(), "postgres"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pgbench -i");
         check(&format!("pgbench -i on cluster {}", self.name), out);
     }
@@ -304,7 +309,7 @@ impl Cluster {
             .pgbench_command()
             .args(["-n", "-t", &transactions.to_string()])
             .args(["-c", &clients.to_string(), "postgres"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pgbench");
         check(&format!("pgbench on cluster {}", self.name), out);
     }
@@ -438,7 +443,7 @@ impl Cluster {
             .command(pg_program("pg_controldata"))
             .env("LC_ALL", "C")
             .arg(&self.data)
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_controldata");
         let out = check("pg_controldata", out);
         String::from_utf8_lossy(&out.stdout)
@@ -473,7 +478,7 @@ impl Drop for Cluster {
                 .arg("-D")
                 .arg(&self.data)
                 .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "-m", "immediate", "stop"])
-                .output();
+                .output_within(crate::procs::EXTERNAL_TIMEOUT);
             self.running.set(false);
         }
     }

@@ -19,6 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::procs::OutputWithin;
 use crate::{poll_until, port};
 
 /// The Garage version the tests are written against (and that `cargo xtask test` installs).
@@ -322,8 +323,7 @@ impl GarageCluster {
             .arg(&self.nodes[i].config)
             .args(args)
             .env("RUST_LOG", "garage=warn")
-            .stdin(Stdio::null())
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .unwrap_or_else(|e| panic!("running {}: {e}", garage_program().display()))
     }
 

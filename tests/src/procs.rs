@@ -56,3 +56,61 @@ pub fn wait_no_process_matching(fragments: &[&str], timeout: Duration) -> Vec<Pr
         None => processes_matching(fragments),
     }
 }
+
+/// How long the harness waits for an external program (initdb, pg_ctl, pg_basebackup, psql,
+/// garage, ...) before it kills it and fails the test: a hung program (pg_basebackup waiting
+/// for WAL that is never archived) must fail a test, not hang the suite.
+pub const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// [`std::process::Command::output`] with a deadline.
+pub trait OutputWithin {
+    /// Runs the command to completion, collecting its output; after `timeout` it is killed
+    /// and the result is a `TimedOut` error naming the program.
+    fn output_within(&mut self, timeout: Duration) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for std::process::Command {
+    fn output_within(&mut self, timeout: Duration) -> std::io::Result<std::process::Output> {
+        use std::io::Read as _;
+        use std::process::Stdio;
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{:?} did not finish within {timeout:?}; killed",
+                        self.get_program()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+}

@@ -1258,7 +1258,8 @@ mod tests {
         assert!(is_error_line(
             "2026-11-25 04:39:36.274594 +0000 : 10457 : pitr-archive : ERROR : cannot send"
         ));
-        assert!(is_error_line("... : 1 : pitr-restore : FATAL : HINT: x"));
+        assert!(is_error_line("... : 1 : pitr-restore : FATAL : x"));
+        assert!(!is_error_line("... : 1 : pitr-restore : HINT : x"));
         assert!(!is_error_line(
             "... : 1 : pitr-restore : LOG : Segment x restored"
         ));

@@ -384,6 +384,7 @@ fn section_title(line: &str) -> Option<&str> {
         "Examples",
         "Notes",
         "Error codes",
+        "OmniPITR spellings",
     ];
     known.contains(&title).then_some(title)
 }

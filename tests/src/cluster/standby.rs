@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{check, conf_quote, Cluster, ClusterOpts, PG_CTL_TIMEOUT_SECS};
+use crate::procs::OutputWithin;
 use crate::user::{pg_user, PgTempDir};
 use crate::{pg_program, poll_until, port};
 
@@ -41,7 +42,7 @@ impl Cluster {
             .arg("-p")
             .arg(self.port().to_string())
             .args(["-U", "postgres"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_basebackup");
         check(
             &format!("pg_basebackup of cluster {} into {name}", self.name),
@@ -65,7 +66,7 @@ impl Cluster {
             .arg("-a")
             .arg(&self.data)
             .arg(&data)
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running cp -a");
         check(&format!("cp -a of cluster {}", self.name), out);
         Cluster::adopt(name, root, self.same_server(opts))
@@ -159,7 +160,7 @@ impl Cluster {
             .arg("-l")
             .arg(&self.log)
             .args(["-w", "-t", timeout_secs, "start"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl start");
         if out.status.success() {
             self.running.set(true);
@@ -184,7 +185,7 @@ impl Cluster {
             .arg("-D")
             .arg(&self.data)
             .arg("status")
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl status")
             .status
             .success()
@@ -203,7 +204,7 @@ impl Cluster {
             .arg("-D")
             .arg(&self.data)
             .arg("reload")
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl reload");
         check(&format!("pg_ctl reload of cluster {}", self.name), out);
     }
@@ -215,7 +216,7 @@ impl Cluster {
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", PG_CTL_TIMEOUT_SECS, "promote"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pg_ctl promote");
         if !out.status.success() {
             panic!(
@@ -306,7 +307,7 @@ impl Cluster {
             .arg(&path)
             .args(["-t", &transactions.to_string()])
             .args(["-c", &clients.to_string(), "postgres"])
-            .output()
+            .output_within(crate::procs::EXTERNAL_TIMEOUT)
             .expect("running pgbench");
         check(&format!("pgbench -f on cluster {}", self.name), out);
     }

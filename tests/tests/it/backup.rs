@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pitr_tests::cluster::standby::STANDBY_SIGNAL;
+use pitr_tests::procs::OutputWithin;
 use pitr_tests::{
     pg_program, pg_user, pitr_bin, wait_until, Cluster, ClusterOpts, CmdResult, PgTempDir,
     RsyncDaemon, Tool,
@@ -103,7 +104,7 @@ fn sha256sum_check(dir: &Path) {
         .arg("-c")
         .arg(&digest)
         .current_dir(dir)
-        .output()
+        .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
         .expect("running sha256sum");
     assert!(
         out.status.success(),
@@ -166,7 +167,7 @@ fn restore_set(dir: &Path, name: &str, adjust: impl FnOnce(&Path)) -> Cluster {
     let out = pg_user()
         .command(pg_program("pg_verifybackup"))
         .arg(&data)
-        .output()
+        .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
         .expect("running pg_verifybackup");
     assert!(
         out.status.success(),
@@ -416,7 +417,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
                     .args(["-p", &port.to_string(), "-U", "postgres", "-X", "-q"])
                     .args(["-c", "SELECT pg_logical_emit_message(false, 'x', 'y')"])
                     .args(["-c", "SELECT pg_switch_wal()"])
-                    .output();
+                    .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT);
                 std::thread::sleep(Duration::from_millis(300));
             }
         })
@@ -453,6 +454,24 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
         (before..=after).contains(&n),
         "restored history rows {n} not within [{before}, {after}]"
     );
+
+    // A standby with hot_standby = off accepts no connection: the HINT says which setting.
+    standby.stop();
+    standby.append_conf(&[("hot_standby", "off")]);
+    standby.start();
+    pitr_tests::backup_tool(&standby)
+        .arg("--dst-local")
+        .arg(p.work.subdir("no-hot-standby"))
+        .arg("--skip-xlogs")
+        .run()
+        .failure_with_status(2)
+        .stderr_contains("the database system is not accepting connections")
+        .stderr_contains(
+            " : HINT : the server is starting up or shutting down, or it is a standby with \
+             hot_standby = off: a standby is backed up and checked over a connection, so set \
+             hot_standby = on in its postgresql.conf and restart it (or back up the primary)",
+        );
+    standby.stop();
 }
 
 #[test]
@@ -660,7 +679,7 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
         .args(dst())
         .run();
     r.stderr_contains("cannot connect to the database server at 127.0.0.1:");
-    r.stderr_contains("HINT: check that the server runs");
+    r.stderr_contains("HINT : check that the server runs");
     check_clean(&r);
 
     // A data directory that is not this server's.

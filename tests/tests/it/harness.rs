@@ -2,6 +2,7 @@
 //! a broken fixture: a cluster starts, answers psql and switches WAL; the rsync daemon takes an
 //! upload as the PostgreSQL user and comes back on the same port after a stop.
 
+use pitr_tests::procs::OutputWithin;
 use pitr_tests::{pg_user, ArchiveDir, Cluster, ClusterOpts, RsyncDaemon};
 
 #[test]
@@ -31,7 +32,7 @@ fn harness_rsync_daemon_accepts_uploads_after_restart() {
             .arg("--timeout=10")
             .arg(&file)
             .arg(format!("{url}/{name}"))
-            .output()
+            .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
             .expect("running rsync")
             .status
     };

@@ -11,6 +11,7 @@ mod harness;
 mod majors;
 mod monitor;
 mod omnipitr_lines;
+mod permissions;
 mod pitr;
 mod restore;
 mod s3;

@@ -93,8 +93,11 @@ fn the_seed_runbooks_omnipitr_lines_run_as_written() {
     );
     let log = read_log(&archive_log);
     assert!(log.contains("Called with parameters: -l "), "{log}");
+    // The line names the WAL file as PostgreSQL gave it (%p), as OmniPITR's did.
     assert!(
-        log.contains(&format!("{segment} successfully sent")),
+        log.contains(&format!(
+            " : LOG : Segment pg_wal/{segment} successfully sent to all destinations."
+        )),
         "{log}"
     );
     assert!(!log.contains("WARNING"), "{log}");
@@ -113,8 +116,11 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
         .current_dir(primary.data_dir())
         .args(["-nn", "-gp", "/usr/bin/pigz", "-dl"])
         .arg(&by_hand)
-        .arg(format!("pg_wal/{segment}"))
+        .arg(format!("./pg_wal/{segment}"))
         .succeeds();
+    result.stderr_line_with(&[&format!(
+        " : LOG : Segment ./pg_wal/{segment} successfully sent to all destinations."
+    )]);
     let warnings: Vec<&str> = result
         .stderr_lines()
         .into_iter()
@@ -134,19 +140,19 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
         .run()
         .failure_with_status(3)
         .stderr_contains("option -dd is not supported")
-        .stderr_contains("HINT: use --dst-pipe");
+        .stderr_contains("HINT : use --dst-pipe");
     Tool::new("pitr-restore")
         .args(["-s", "/srv/wal", "-h", "/bin/true", "-r", "%f", "%p"])
         .run()
         .failure_with_status(127)
         .stderr_contains("option -h is not supported")
-        .stderr_contains("HINT: pitr-restore runs no hook before removing");
+        .stderr_contains("HINT : pitr-restore runs no hook before removing");
     Tool::new("pitr-archive")
         .args(["--dst-locl", "/srv/wal", "pg_wal/000000010000000000000001"])
         .run()
         .failure_with_status(3)
         .stderr_contains("Unrecognized argument: --dst-locl")
-        .stderr_contains("HINT: did you mean `--dst-local`? run pitr-archive --help for usage");
+        .stderr_contains("HINT : did you mean `--dst-local`? run pitr-archive --help for usage");
 }
 
 /// omnipitr-backup-master -D … -l … -x … -dl gzip=… -t … --pid-file … -v, connecting as cron
@@ -204,6 +210,36 @@ fn backup_master_line(
     );
     let log = read_log(&backup_log);
     assert!(log.contains("backup complete"), "{log}");
+
+    // Cron lines carry both -x and -sx: OmniPITR ignored -x then, and so does pitr, saying so.
+    let skipped = work.subdir("backups-sx");
+    let result = Tool::new("pitr-backup")
+        .as_pg_user()
+        .env("PGHOST", primary.socket_dir())
+        .env("PGPORT", primary.port().to_string())
+        .env("PGUSER", "postgres")
+        .arg("-D")
+        .arg(primary.data_dir())
+        .arg("-x")
+        .arg(xlogs)
+        .arg("-sx")
+        .arg("-dl")
+        .arg(&skipped)
+        .arg("--fast-checkpoint")
+        .timeout(Duration::from_secs(300))
+        .succeeds();
+    result.stderr_line_with(&[
+        " : WARNING : --skip-xlogs given: ignoring --xlogs ",
+        &xlogs.display().to_string(),
+    ]);
+    assert!(
+        !xlogs.exists(),
+        "-x {} was created with -sx",
+        xlogs.display()
+    );
+    let files = pitr_tests::dir_names(&skipped);
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(!files.iter().any(|f| f.contains("-xlog-")), "{files:?}");
 }
 
 /// A warm spare whose restore_command is omnipitr-restore's line: it replays what the primary

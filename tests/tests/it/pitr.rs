@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use pitr_tests::cluster::standby::RECOVERY_SIGNAL;
 use pitr_tests::cluster::standby::STANDBY_SIGNAL;
 use pitr_tests::pitr_util::{current_timeline, human, restore_backup, unix_now, wal_position};
+use pitr_tests::procs::OutputWithin;
 use pitr_tests::{
     pg_user, pitr_bin, wait_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir,
     RsyncDaemon, Tool,
@@ -133,6 +134,11 @@ impl Drill {
         assert_eq!(metas.len(), 1, "{metas:?}");
         metas[0].clone()
     }
+}
+
+/// The data file of the one backup set of `d`.
+fn data_file_of(d: &Drill) -> String {
+    meta_value(&d.meta(&d.only_meta()), "Data-File")
 }
 
 /// `pitr-restore --from-backup DIR --source zstd=ARCHIVE --poll-interval 0.2`, run as root
@@ -253,11 +259,26 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
     );
     drop(c);
 
-    let c = d.restore(
-        "pitr-drill-time",
-        &["--target-time", &time, "--target-action", "promote"],
-        ClusterOpts::new(),
+    // The copy keeps the primary's archive_command, and says so before anyone starts it; the
+    // extraction says what it reads.
+    let root = PgTempDir::new("pitr-drill-time");
+    let data = root.path().join("data");
+    let r = d
+        .restore_tool()
+        .args(["--target-time", &time, "--target-action", "promote"])
+        .arg("--target-data-dir")
+        .arg(&data)
+        .succeeds();
+    r.stderr_line_with(&[
+        " : WARNING : the restored ",
+        " keeps archive_mode on and archive_command '",
+        "': once recovery ends, this copy archives its WAL there, beside the primary's",
+    ]);
+    r.stderr_contains(
+        " : HINT : before starting a copy that is not to replace the primary, set archive_mode = off",
     );
+    r.stderr_line_with(&[" : LOG : extracting ", &data_file_of(&d), " into "]);
+    let c = Cluster::adopt("pitr-drill-time", root, ClusterOpts::new());
     assert_recovers_to(&c, "time target", "recovery stopping before commit");
     drop(c);
 
@@ -610,6 +631,39 @@ fn pitr_backup_bootstraps_a_warm_standby_that_fails_over_on_its_finish_trigger()
     assert_eq!(pgbench_state(&standby), expected);
     assert_eq!(current_timeline(&standby), 2);
     standby.psql("INSERT INTO pgbench_history (tid, bid, aid, delta) VALUES (1, 1, 1, 0)");
+
+    // The nightly backup of the new primary: 00000002.history was archived at the promotion,
+    // so its --xlogs directory never sees it; the set takes it from pg_wal, with no WARNING.
+    d.primary.stop();
+    let after = d.work.subdir("backups-after-failover");
+    pitr_tests::backup_tool(&standby)
+        .arg("--dst-local")
+        .arg(&after)
+        .arg("--xlogs")
+        .arg(&d.xlogs)
+        .succeeds()
+        .stderr_lacks("WARNING");
+    let xlog = pitr_tests::dir_names(&after)
+        .into_iter()
+        .find(|n| n.contains("-xlog-"))
+        .expect("the set's WAL archive");
+    let file = std::fs::File::open(after.join(&xlog)).unwrap();
+    let reader: Box<dyn std::io::Read> = if xlog.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(file).unwrap())
+    } else {
+        assert!(xlog.ends_with(".tar"), "{xlog}");
+        Box::new(file)
+    };
+    let entries: Vec<String> = tar::Archive::new(reader)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        entries.contains(&"pg_wal/00000002.history".to_string()),
+        "{entries:?}"
+    );
+    standby.stop();
 }
 
 /// One backup set of the retention fixture.
@@ -644,7 +698,7 @@ fn copy_dir(from: &Path, to: &Path) {
         .arg("-a")
         .arg(from)
         .arg(to)
-        .output()
+        .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
         .unwrap();
     assert!(
         out.status.success(),
@@ -887,7 +941,7 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
                 "ERROR : no valid backup set in {}; nothing removed",
                 b.display()
             ))
-            .stderr_contains("ERROR : HINT: ");
+            .stderr_contains(" : HINT : ");
         assert_eq!(pitr_tests::dir_names(&b), before_b);
         let mut left = pitr_tests::dir_names(&a);
         left.retain(|n| n != CLEANUP_LOCK);
@@ -1162,7 +1216,10 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
             "ERROR : target data directory {} is not empty",
             busy.display()
         ))
-        .stderr_contains("ERROR : HINT: ");
+        .stderr_contains(" : HINT : ")
+        // Checked first: no digest is read for a restore that cannot happen.
+        .stderr_lacks("digest of")
+        .stderr_lacks("restoring backup set");
     assert_eq!(pitr_tests::dir_names(&busy), ["PG_VERSION"]);
     assert_eq!(std::fs::read(busy.join("PG_VERSION")).unwrap(), b"15\n");
     unchanged(&r);
@@ -1198,11 +1255,16 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         d.backups.display()
     ));
     unchanged(&r);
+    // Times in messages are ISO 8601 with a zone, never a bare epoch.
+    let ended = d.primary.psql(&format!(
+        "SELECT to_char(to_timestamp({finished}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+    ));
     let r = restore()
+        .env("TZ", "UTC")
         .args(["--backup", &meta_name, "--target-time", &format!("{past}Z")])
         .run();
     r.failure_with_status(2).stderr_contains(&format!(
-        "ERROR : target time {past}.000000+00:00 is before the end of backup {} (epoch {finished})",
+        "ERROR : target time {past}.000000+00:00 is before the end of backup {} (it ended at {ended} +0000)",
         d.backups.join(&meta_name).display()
     ));
     unchanged(&r);

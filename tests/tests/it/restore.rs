@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use pitr_tests::archive_dir::FileStamp;
 use pitr_tests::cluster::standby::{RECOVERY_SIGNAL, STANDBY_SIGNAL};
-use pitr_tests::procs::{processes_matching, wait_no_process_matching, Process};
+use pitr_tests::procs::{processes_matching, wait_no_process_matching, OutputWithin, Process};
 use pitr_tests::{
     pg_user, pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, PgTempDir,
     RsyncDaemon, Tool,
@@ -291,7 +291,7 @@ pub(crate) fn follow_and_finish_smartly(
     assert_log_line(
         &spare,
         &[&format!(
-            "finish requested and {next} is not in the archive; ending recovery"
+            "Got finish request: {next} is not in the archive; ending recovery"
         )],
     );
     spare.psql(&format!("INSERT INTO {TABLE} (payload) VALUES ('after')"));
@@ -392,7 +392,7 @@ fn warm_spare_finish_now_leaves_archived_segments_unreplayed() {
     assert_log_line(
         &spare,
         &[&format!(
-            "immediate finish requested; not restoring {}, ending recovery",
+            "Got immediate finish request: not restoring {}, ending recovery",
             rounds[2].segment
         )],
     );
@@ -1079,7 +1079,7 @@ fn restore_exits_126_when_the_source_directory_is_missing() {
         &format!("cannot read source {}", missing.display()),
     ]);
     assert!(
-        result.stderr_lines()[line + 1].contains("FATAL : HINT: "),
+        result.stderr_lines()[line + 1].contains(" : HINT : "),
         "no HINT line\n{result}"
     );
 }
@@ -1109,7 +1109,7 @@ fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
 
     pg_user().write_file(&trigger, b"NOW\n");
     run(first).failure_with_status(1).stderr_contains(&format!(
-        "immediate finish requested; not restoring {first}, ending recovery"
+        "Got immediate finish request: not restoring {first}, ending recovery"
     ));
     assert!(!cluster.data_path(RECOVERYXLOG).exists());
 
@@ -1126,7 +1126,7 @@ fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
     run(&second)
         .failure_with_status(1)
         .stderr_contains(&format!(
-            "finish requested and {second} is not in the archive; ending recovery"
+            "Got finish request: {second} is not in the archive; ending recovery"
         ));
 }
 
@@ -1222,7 +1222,7 @@ fn restore_refuses_a_damaged_segment_logging_it_once_while_it_waits() {
         "the same refusal is logged on every poll\n{text}"
     );
     assert!(
-        text.contains("ERROR : HINT: replace the archived file with a good copy"),
+        text.contains(" : HINT : replace the archived file with a good copy"),
         "{text}"
     );
     assert!(
@@ -1237,7 +1237,7 @@ fn restore_refuses_a_damaged_segment_logging_it_once_while_it_waits() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.contains(&format!(
-            "immediate finish requested; not restoring {segment}, ending recovery"
+            "Got immediate finish request: not restoring {segment}, ending recovery"
         )),
         "{text}"
     );
@@ -1536,7 +1536,7 @@ fn r12_1_damaged_segment_is_refused_in_every_stored_form() {
                 &format!("archived {name} is not usable, not restoring it"),
                 &file.display().to_string(),
             ]);
-            result.stderr_line_with(&["pitr-restore : ERROR : HINT: "]);
+            result.stderr_line_with(&["pitr-restore : HINT : "]);
             assert!(
                 !cluster.data_path(RECOVERYXLOG).exists(),
                 "{form}, {what}: %p written\n{result}"
@@ -1635,7 +1635,7 @@ fn r12_9_standby_mode_with_a_missing_archive_exits_1_and_keeps_streaming() {
     assert!(
         result.stderr_lines()[line + 1..]
             .iter()
-            .any(|l| l.contains("ERROR : HINT: ") && l.contains("keeps streaming")),
+            .any(|l| l.contains(" : HINT : ") && l.contains("keeps streaming")),
         "no HINT saying the standby keeps streaming\n{result}"
     );
     restore(&cluster)
@@ -1730,7 +1730,7 @@ fn r12_8_pg_rewind_restore_target_wal_runs_pitr_restore() {
         .arg("--source-server")
         .arg(conninfo(&b))
         .arg("--restore-target-wal")
-        .output()
+        .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
         .expect("running pg_rewind");
     let text = format!(
         "{}{}",
@@ -1783,7 +1783,7 @@ fn r12_7_restore_errors_name_the_path_and_give_a_hint() {
     r.failure_with_status(126);
     let l = r.stderr_line_with(&["pitr-restore : FATAL : ", &lost_text]);
     assert!(
-        r.stderr_lines()[l + 1].contains("FATAL : HINT: "),
+        r.stderr_lines()[l + 1].contains(" : HINT : "),
         "no HINT\n{r}"
     );
 
@@ -1820,9 +1820,55 @@ fn r12_7_restore_errors_name_the_path_and_give_a_hint() {
         r.failure_with_status(2);
         let l = r.stderr_line_with(&["pitr-restore : ERROR : ", &path]);
         assert!(
-            r.stderr_lines()[l + 1].contains("ERROR : HINT: "),
+            r.stderr_lines()[l + 1].contains(" : HINT : "),
             "no HINT\n{r}"
         );
         assert!(!target.exists(), "{} created\n{r}", target.display());
     }
+}
+
+/// The "recovery_prefetch is on" WARNING reads the setting as the server does: a warm spare
+/// whose `recovery_prefetch = off` sits in a file of an `include_dir` gets no false WARNING;
+/// one that leaves the default gets it, with its HINT, once per call.
+#[test]
+fn recovery_prefetch_warning_follows_the_servers_includes() {
+    let work = PgTempDir::new("prefetch-warning");
+    let archive = work.subdir("archive");
+    let cluster = Cluster::init("prefetch-warning", ClusterOpts::new().wal_segsize_mb(1));
+    let waits_for = |expect_warning: bool| {
+        let missing = "000000010000000000000042";
+        let running = Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(["--poll-interval", "0.2", "--prefetch", "0", "--data-dir"])
+            .arg(cluster.data_dir())
+            .arg("--source")
+            .arg(&archive)
+            .args([missing, RECOVERYXLOG])
+            .spawn();
+        wait_until("the call to wait", TIMEOUT, || {
+            running
+                .stderr_so_far()
+                .contains(&format!("waiting for {missing}"))
+                .then_some(())
+        });
+        let stderr = running.stderr_so_far();
+        drop(running);
+        let warned = stderr.contains(" : WARNING : recovery_prefetch is on (the default)");
+        assert_eq!(warned, expect_warning, "{stderr}");
+        if expect_warning {
+            assert!(
+                stderr.contains(" : HINT : set recovery_prefetch = off in postgresql.conf"),
+                "{stderr}"
+            );
+        }
+    };
+    waits_for(true);
+    let conf_d = cluster.data_path("conf.d");
+    pg_user().create_dir(&conf_d, 0o700);
+    pg_user().write_file(
+        &conf_d.join("10-warm-spare.conf"),
+        b"recovery_prefetch = off\n",
+    );
+    cluster.append_conf(&[("include_dir", "conf.d")]);
+    waits_for(false);
 }

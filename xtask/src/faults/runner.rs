@@ -420,8 +420,9 @@ impl Done {
         }
     }
 
-    /// The log lines at level ERROR or FATAL (OmniPITR's format: `... : LEVEL : message`).
-    pub fn error_lines(&self) -> Vec<&str> {
+    /// The log lines at level ERROR or FATAL (OmniPITR's format: `... : LEVEL : message`); a
+    /// HINT is a level of its own, never one of them.
+    pub fn errors(&self) -> Vec<&str> {
         self.stderr
             .lines()
             .chain(self.stdout.lines())
@@ -429,17 +430,9 @@ impl Done {
             .collect()
     }
 
-    /// The error messages that are not HINT lines.
-    pub fn errors(&self) -> Vec<&str> {
-        self.error_lines()
-            .into_iter()
-            .filter(|l| !l.contains(" : HINT: ") && !message(l).starts_with("HINT:"))
-            .collect()
-    }
-
-    /// Whether a `HINT:` line was logged.
+    /// Whether a line at the `HINT` level was logged.
     pub fn has_hint(&self) -> bool {
-        self.stderr.contains("HINT:") || self.stdout.contains("HINT:")
+        self.stderr.contains(" : HINT : ") || self.stdout.contains(" : HINT : ")
     }
 
     /// The first error message, or the last stderr line, for findings.

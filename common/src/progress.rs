@@ -1,14 +1,15 @@
-//! Progress of the data copy: bytes done of the estimated total, rate and ETA.
+//! Progress of a long copy: bytes done of the (estimated) total, rate and ETA. pitr-backup
+//! counts the data it copies, `pitr-restore --from-backup` the archive it extracts.
 //!
-//! On a terminal (stderr is a tty) one status line is redrawn about once a second; into the log
-//! goes a `progress:` line every `--progress-interval`. The total is estimated by a first,
+//! On a terminal (stderr is a tty) one status line is redrawn about twice a second; into the
+//! log goes a `progress:` line every interval. pitr-backup estimates its total by a first,
 //! stat-only walk of the same files, so it is close but not exact (files grow and shrink while
 //! the server runs).
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
 
-use pitr_common::log_info;
+use crate::log_info;
 
 /// How often the terminal line is redrawn.
 const TTY_INTERVAL: Duration = Duration::from_millis(500);
@@ -26,7 +27,7 @@ pub struct Progress {
     drawn: bool,
 }
 
-pub use pitr_common::log::human_bytes as human;
+pub use crate::log::human_bytes as human;
 
 fn duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -118,6 +119,31 @@ impl Progress {
     }
 }
 
+/// A reader that counts what is read through it into a [`Progress`].
+#[derive(Debug)]
+pub struct Reading<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> Reading<R> {
+    /// Counts what is read from `inner` towards `total` bytes, logging every `interval`.
+    pub fn new(inner: R, total: u64, interval: Duration) -> Reading<R> {
+        Reading {
+            inner,
+            progress: Progress::new(total, interval),
+        }
+    }
+}
+
+impl<R: Read> Read for Reading<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();
@@ -125,8 +151,24 @@ impl Drop for Progress {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reading_counts_what_passes_through() {
+        let data = vec![7u8; 10_000];
+        let mut r = Reading::new(&data[..], 10_000, Duration::from_secs(3600));
+        r.progress.tty = false;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(
+            r.progress.line().starts_with("9.8 KiB of 9.8 KiB (100%)"),
+            "{}",
+            r.progress.line()
+        );
+    }
 
     #[test]
     fn human_sizes_and_line() {
