@@ -8,7 +8,7 @@ use argh::FromArgs;
 use pitr_common::cli::{Alias, Aliases, HasCommon, Tool};
 use pitr_common::compress::Codec;
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{self, Location, Opt};
+use pitr_common::location::{self, Location, Opt, Target};
 use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
 
@@ -27,11 +27,17 @@ pitr_common::tool_args! {
             refused.\n\
             \n\
             With more than one destination, --state-dir records which ones hold the file, so\n\
-            that PostgreSQL's retry after a failure sends only to those still missing it.",
+            that PostgreSQL's retry after a failure sends only to those still missing it.\n\
+            \n\
+            With a remote destination (rsync or an object store) and --state-dir, a call also\n\
+            delivers the next segments PostgreSQL has marked ready (--archive-ahead, 8 by\n\
+            default) in the same rsync run, and records them; PostgreSQL's call for one of\n\
+            them then checks the record against the file and returns at once.",
     usage = "[--dst-local <[CODEC=]DIR>]...\n\
             \x20          [--dst-remote <[CODEC=]TARGET>]... [--dst-pipe <[CODEC=]PROGRAM>]...\n\
-            \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--data-dir <DIR>]\n\
-            \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
+            \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--archive-ahead <N>]\n\
+            \x20          [--data-dir <DIR>] [--parallel-jobs <N>] [--rsync-path <PROGRAM>]\n\
+            \x20          [--temp-dir <DIR>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
             \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
@@ -99,6 +105,11 @@ pub struct Args {
     /// to the missing ones; required with more than one destination
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
+
+    /// how many segments marked ready after %p to deliver with it and record in --state-dir
+    /// (default: 8 with a remote destination, else 0; 0 sends one file per call)
+    #[argh(option)]
+    pub archive_ahead: Option<usize>,
 
     /// how many destinations to deliver to at once (default: all of them)
     #[argh(option)]
@@ -179,6 +190,8 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     /// State dir, if any.
     pub state_dir: Option<PathBuf>,
+    /// How many ready segments to deliver ahead (0 without a state dir).
+    pub archive_ahead: usize,
     /// Concurrent deliveries.
     pub parallel_jobs: usize,
     /// rsync program.
@@ -260,6 +273,16 @@ impl Args {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
+        // Records need the state dir; only round trips make them worth keeping.
+        let remote = destinations
+            .iter()
+            .any(|d| matches!(d.location.target, Target::Rsync(_) | Target::S3(_)));
+        let archive_ahead = match (&self.state_dir, self.archive_ahead) {
+            (None, _) => 0,
+            (Some(_), Some(n)) => n,
+            (Some(_), None) if remote => crate::ahead::DEFAULT_FILES,
+            (Some(_), None) => 0,
+        };
         Ok(Config {
             wal_arg,
             wal_path,
@@ -267,6 +290,7 @@ impl Args {
             data_dir,
             destinations,
             temp_dir: self.common().temp_dir(),
+            archive_ahead,
             state_dir: self.state_dir,
             parallel_jobs,
             rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),

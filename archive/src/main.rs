@@ -3,6 +3,7 @@
 //! archived copy, refusing WAL of another cluster. Exit status: 0 archived everywhere; 2 error
 //! (PostgreSQL retries); 3 usage error; 4 busy (see `pitr_common::exit`).
 
+mod ahead;
 mod args;
 mod push;
 

@@ -13,7 +13,8 @@
 //!   under a lock on the directory itself (`flock` of the directory; no lock file), so two
 //!   writers of one name in different forms cannot both succeed.
 //! - An rsync target ([`crate::rsync`]): one run fetches the cluster marker and every stored form
-//!   of the name, one run uploads with `--ignore-existing`. (Two writers of different forms at
+//!   of the name, one run uploads with `--ignore-existing`; [`deliver_batch`] does the same for
+//!   several names in the same two runs (archive-ahead). (Two writers of different forms at
 //!   the same instant cannot be told apart there: rsync has no lock; the archive's cluster
 //!   marker and `--ignore-existing` still keep other clusters out and a name from being
 //!   replaced.)
@@ -156,7 +157,9 @@ pub fn deliver(
             }
             put_local(loc, dir, p, opts)
         }
-        Target::Rsync(remote) => put_rsync(loc, remote, p, sysid, opts),
+        Target::Rsync(remote) => put_rsync(loc, remote, std::slice::from_ref(p), sysid, opts)
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for {}", p.wal_name))),
         Target::Program(program) => put_pipe(loc, program, p),
         Target::S3(url) => {
             let settings = opts
@@ -278,55 +281,132 @@ fn stage(
     Ok(())
 }
 
+/// Delivers several WAL files to `loc`, one outcome each, in order. An rsync target takes them
+/// in two runs however many they are (one fetching the cluster marker and every stored form of
+/// every name, one uploading those missing there); every other kind delivers them one by one.
+/// The first payload is the one the caller must deliver: when the whole batch fails, it gets
+/// the error itself and the others a copy of its text.
+pub fn deliver_batch(
+    loc: &Location,
+    payloads: &[Payload<'_>],
+    sysid: Option<u64>,
+    opts: &PutOptions,
+) -> Vec<anyhow::Result<PutOutcome>> {
+    match &loc.target {
+        Target::Rsync(remote) => put_rsync(loc, remote, payloads, sysid, opts),
+        _ => payloads
+            .iter()
+            .map(|p| deliver(loc, p, sysid, opts))
+            .collect(),
+    }
+}
+
+/// The outcome of every payload when the batch as a whole failed with `e`.
+fn batch_failed<T>(e: anyhow::Error, n: usize) -> Vec<anyhow::Result<T>> {
+    let text = format!("{e:#}");
+    let mut out = vec![Err(e)];
+    out.extend((1..n).map(|_| Err(anyhow::anyhow!("{text}"))));
+    out
+}
+
 fn put_rsync(
     loc: &Location,
     remote: &RsyncTarget,
-    p: &Payload<'_>,
+    payloads: &[Payload<'_>],
     sysid: Option<u64>,
     opts: &PutOptions,
-) -> anyhow::Result<PutOutcome> {
-    // One run: the marker and every stored form of the name, whichever exist.
-    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
-    let mut wanted: Vec<String> = forms.iter().map(|(n, _)| n.clone()).collect();
+) -> Vec<anyhow::Result<PutOutcome>> {
+    let Some(first) = payloads.first() else {
+        return Vec::new();
+    };
+    // One run: the marker and every stored form of every name, whichever exist.
+    let forms: Vec<Vec<(String, Stored)>> = payloads
+        .iter()
+        .map(|p| compress::stored_names(p.wal_name, loc.codec).collect())
+        .collect();
+    let mut wanted: Vec<String> = forms.iter().flatten().map(|(n, _)| n.clone()).collect();
     wanted.push(CLUSTER_MARKER.to_string());
-    let got = opts
+    let got = match opts
         .rsync
         .fetch(remote, &wanted, &opts.scratch_dir)
-        .with_context(|| format!("looking for {} in {loc}", p.wal_name))?;
+        .with_context(|| format!("looking for {} in {loc}", first.wal_name))
+    {
+        Ok(got) => got,
+        Err(e) => return batch_failed(e, payloads.len()),
+    };
     if let Some(id) = sysid {
-        check_rsync_marker(
-            loc,
-            remote,
-            p.wal_name,
-            id,
-            got.contains(CLUSTER_MARKER),
-            opts,
-        )?;
+        let fetched = got.contains(CLUSTER_MARKER);
+        if let Err(e) = check_rsync_marker(loc, remote, first.wal_name, id, fetched, opts) {
+            return batch_failed(e, payloads.len());
+        }
     }
-    if let Some((name, stored)) = forms.iter().find(|(n, _)| got.contains(n)) {
-        let existing = fs::read(&opts.scratch_dir.join(name))?;
-        return compare(loc, p, name, *stored, &existing);
+    let mut outcomes: Vec<Option<anyhow::Result<PutOutcome>>> =
+        payloads.iter().map(|_| None).collect();
+    let mut staged: Vec<(usize, String)> = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        if let Some((name, stored)) = forms[i].iter().find(|(n, _)| got.contains(n)) {
+            outcomes[i] = Some(
+                fs::read(&opts.scratch_dir.join(name))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|existing| compare(loc, p, name, *stored, &existing)),
+            );
+            continue;
+        }
+        let file_name = loc.file_name(p.wal_name);
+        match (p.stored)().and_then(|bytes| stage(opts, &file_name, bytes, p.mtime)) {
+            Ok(()) => staged.push((i, file_name)),
+            Err(e) => outcomes[i] = Some(Err(e)),
+        }
     }
-    let file_name = loc.file_name(p.wal_name);
-    stage(opts, &file_name, (p.stored)()?, p.mtime)?;
-    let sent = opts
+    let names: Vec<String> = staged.iter().map(|(_, n)| n.clone()).collect();
+    match opts
         .rsync
-        .upload_new(&opts.scratch_dir, std::slice::from_ref(&file_name), remote)
-        .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
-    if sent.contains(&file_name) {
-        return Ok(PutOutcome::Stored);
+        .upload_new(&opts.scratch_dir, &names, remote)
+        .with_context(|| format!("sending {} to {loc}", names.join(", ")))
+    {
+        Ok(sent) => {
+            for (i, file_name) in &staged {
+                outcomes[*i] = Some(if sent.contains(file_name) {
+                    Ok(PutOutcome::Stored)
+                } else {
+                    // rsync skipped it: the name appeared there meanwhile. Compare with what
+                    // is there now.
+                    compare_appeared(loc, remote, &payloads[*i], file_name, opts)
+                });
+            }
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            for (i, _) in &staged {
+                outcomes[*i] = Some(Err(anyhow::anyhow!("{text}")));
+            }
+        }
     }
-    // rsync skipped it: the name appeared there meanwhile. Compare with what is there now.
-    std::fs::remove_file(opts.scratch_dir.join(&file_name))
-        .map_err(|e| fs::IoError::new("removing", opts.scratch_dir.join(&file_name), e))?;
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for a file of the batch"))))
+        .collect()
+}
+
+/// The name `file_name` appeared in `remote` while we uploaded it: fetches what is there and
+/// compares it with the payload.
+fn compare_appeared(
+    loc: &Location,
+    remote: &RsyncTarget,
+    p: &Payload<'_>,
+    file_name: &str,
+    opts: &PutOptions,
+) -> anyhow::Result<PutOutcome> {
+    let local = opts.scratch_dir.join(file_name);
+    std::fs::remove_file(&local).map_err(|e| fs::IoError::new("removing", &local, e))?;
     let got = opts
         .rsync
-        .fetch(remote, std::slice::from_ref(&file_name), &opts.scratch_dir)?;
-    if !got.contains(&file_name) {
+        .fetch(remote, &[file_name.to_string()], &opts.scratch_dir)?;
+    if !got.contains(file_name) {
         anyhow::bail!("rsync neither sent {file_name} to {loc} nor found it there");
     }
-    let existing = fs::read(&opts.scratch_dir.join(&file_name))?;
-    compare(loc, p, &file_name, Stored::Readable(loc.codec), &existing)
+    let existing = fs::read(&local)?;
+    compare(loc, p, file_name, Stored::Readable(loc.codec), &existing)
 }
 
 fn put_pipe(loc: &Location, program: &Path, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {

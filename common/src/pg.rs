@@ -191,10 +191,11 @@ pub fn check_owner(dir: &Path, tool: &str, status: u8) -> Result<(), crate::exit
         return Ok(());
     }
     let owner = user_name(meta.uid());
+    let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     Err(crate::exit::Failure::new(format!(
         "{tool} runs as {} (uid {me}), but the data directory {} belongs to {owner} (uid {})",
         user_name(me),
-        dir.display(),
+        shown.display(),
         meta.uid()
     ))
     .hint(format!(

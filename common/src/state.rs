@@ -1,40 +1,78 @@
 //! On-disk state the tools keep between calls.
 //!
 //! [`DeliveryState`] is pitr-archive's record of which destinations already hold a WAL file,
-//! kept in `--state-dir` as `<wal name>.state` while a delivery is incomplete, so that a retry by
-//! PostgreSQL sends only to the destinations still missing it. It is a text file of location
-//! keys ([`crate::location::Location::key`]: kind, codec and target), one per line, written
-//! durably.
+//! kept in `--state-dir` as `<wal name>.state`: while a delivery is incomplete, so that a retry by
+//! PostgreSQL sends only to the destinations still missing it, and for a segment delivered ahead
+//! (archive-ahead), so that PostgreSQL's call for it answers at once. It is a text file written
+//! durably: location keys ([`crate::location::Location::key`]: kind, codec and target), one per
+//! line, a `content SIZE CRC32C` line naming the content those destinations hold, and for a
+//! segment delivered ahead an `ahead-of NAME` line naming the call that delivered it. A record
+//! whose content line differs from the file PostgreSQL hands over is never used.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::fs::{self, Replace};
+use crate::wal::{WalFileName, WalKind};
+
+/// Size and CRC-32C of a WAL file's content: what a record is trusted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    /// Length in bytes.
+    pub size: u64,
+    /// CRC-32C (Castagnoli) of the whole content.
+    pub crc32c: u32,
+}
+
+impl Content {
+    /// The content of `bytes`.
+    pub fn of(bytes: &[u8]) -> Content {
+        Content {
+            size: bytes.len() as u64,
+            crc32c: crc32c::crc32c(bytes),
+        }
+    }
+}
+
+impl std::fmt::Display for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes, CRC-32C {:08x}", self.size, self.crc32c)
+    }
+}
 
 /// Which destinations hold one WAL file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeliveryState {
     path: PathBuf,
     delivered: BTreeSet<String>,
+    content: Option<Content>,
+    ahead_of: Option<String>,
 }
 
 const HEADER: &str = "# pitr-archive delivery state: destinations that hold this file\n";
+const CONTENT: &str = "content ";
+const AHEAD_OF: &str = "ahead-of ";
+const SUFFIX: &str = ".state";
 
 impl DeliveryState {
     /// The state file for `wal_name` in `state_dir`.
     pub fn path_for(state_dir: &Path, wal_name: &str) -> PathBuf {
-        state_dir.join(format!("{wal_name}.state"))
+        state_dir.join(format!("{wal_name}{SUFFIX}"))
     }
 
     /// Loads the state of `wal_name` (empty when there is none).
     pub fn load(state_dir: &Path, wal_name: &str) -> Result<Self, fs::IoError> {
         let path = Self::path_for(state_dir, wal_name);
-        let delivered = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => return Err(fs::IoError::new("reading", &path, e)),
+        let mut state = DeliveryState {
+            path,
+            ..DeliveryState::default()
         };
-        Ok(DeliveryState { path, delivered })
+        match std::fs::read_to_string(&state.path) {
+            Ok(text) => state.parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fs::IoError::new("reading", &state.path, e)),
+        }
+        Ok(state)
     }
 
     /// Whether the destination with this key holds the file.
@@ -42,14 +80,52 @@ impl DeliveryState {
         self.delivered.contains(key)
     }
 
+    /// Whether anything is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.delivered.is_empty()
+    }
+
     /// Records a delivery (in memory; see [`DeliveryState::save`]).
     pub fn mark_delivered(&mut self, key: String) {
         self.delivered.insert(key);
     }
 
+    /// The content the recorded destinations hold, when the record names it.
+    pub fn content(&self) -> Option<Content> {
+        self.content
+    }
+
+    /// Names the content the recorded destinations hold.
+    pub fn set_content(&mut self, content: Content) {
+        self.content = Some(content);
+    }
+
+    /// The call that delivered this file ahead, if one did.
+    pub fn ahead_of(&self) -> Option<&str> {
+        self.ahead_of.as_deref()
+    }
+
+    /// Marks the record as made by the call for `asked`, ahead of PostgreSQL's own call.
+    pub fn set_ahead_of(&mut self, asked: &str) {
+        self.ahead_of = Some(asked.to_string());
+    }
+
+    /// Forgets everything recorded (a record for other content is worth nothing).
+    pub fn clear(&mut self) {
+        self.delivered.clear();
+        self.content = None;
+        self.ahead_of = None;
+    }
+
     /// Writes the state durably.
     pub fn save(&self) -> anyhow::Result<()> {
         let mut text = String::from(HEADER);
+        if let Some(c) = self.content {
+            text.push_str(&format!("{CONTENT}{} {:08x}\n", c.size, c.crc32c));
+        }
+        if let Some(a) = &self.ahead_of {
+            text.push_str(&format!("{AHEAD_OF}{a}\n"));
+        }
         for k in &self.delivered {
             text.push_str(k);
             text.push('\n');
@@ -67,14 +143,64 @@ impl DeliveryState {
         }
         Ok(())
     }
+
+    fn parse(&mut self, text: &str) {
+        for line in text.lines().map(str::trim_end) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix(CONTENT) {
+                // A content line that cannot be read makes the record worth nothing.
+                let mut parts = rest.split(' ');
+                let size = parts.next().and_then(|s| s.parse().ok());
+                let crc = parts.next().and_then(|s| u32::from_str_radix(s, 16).ok());
+                match (size, crc) {
+                    (Some(size), Some(crc32c)) => self.content = Some(Content { size, crc32c }),
+                    _ => {
+                        self.clear();
+                        return;
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix(AHEAD_OF) {
+                self.ahead_of = Some(rest.to_string());
+            } else {
+                self.delivered.insert(line.to_string());
+            }
+        }
+    }
 }
 
-fn parse(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
+/// Removes the records that calls ahead made for segments ordered before `asked`: PostgreSQL
+/// archives in order and never skips a segment, so such a record is left from a call that
+/// answered from it and died before removing it. Records of incomplete deliveries of PostgreSQL's
+/// own calls are left alone. Returns how many were removed.
+pub fn sweep_ahead_records(state_dir: &Path, asked: &WalFileName) -> Result<usize, fs::IoError> {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file
+            .to_str()
+            .and_then(|f| f.strip_suffix(SUFFIX))
+            .and_then(|b| WalFileName::parse(b).ok())
+        else {
+            continue;
+        };
+        if name.kind != WalKind::Segment || name >= *asked {
+            continue;
+        }
+        let state = DeliveryState::load(state_dir, &name.to_string())?;
+        if state.ahead_of().is_some() {
+            fs::remove_file_if_exists(&state.path)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fs::fsync_dir(state_dir)?;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -86,14 +212,64 @@ mod tests {
     fn round_trip_and_remove() {
         let d = tempfile::tempdir().unwrap();
         let mut s = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
+        assert!(s.is_empty());
         assert!(!s.is_delivered("local none /a"));
         s.mark_delivered("local none /a".into());
         s.mark_delivered("remote zstd:3 rsync://h/m".into());
+        s.set_content(Content::of(b"segment"));
+        s.set_ahead_of("000000010000000000000000");
         s.save().unwrap();
         let s2 = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
         assert_eq!(s, s2);
         assert!(s2.is_delivered("remote zstd:3 rsync://h/m"));
+        assert_eq!(s2.content(), Some(Content::of(b"segment")));
+        assert_eq!(s2.ahead_of(), Some("000000010000000000000000"));
         s2.remove().unwrap();
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_content_line_voids_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        let path = DeliveryState::path_for(d.path(), "000000010000000000000001");
+        std::fs::write(&path, "content 16777216 zz\nlocal none /a\n").unwrap();
+        let s = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
+        assert!(s.is_empty() && s.content().is_none());
+        // An old record (no content line) still counts, as before.
+        std::fs::write(&path, "# header\nlocal none /a\n").unwrap();
+        let s = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
+        assert!(s.is_delivered("local none /a") && s.content().is_none());
+    }
+
+    #[test]
+    fn only_records_made_ahead_for_earlier_segments_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let save = |name: &str, ahead: bool| {
+            let mut s = DeliveryState::load(d.path(), name).unwrap();
+            s.mark_delivered("local none /a".into());
+            if ahead {
+                s.set_ahead_of("000000010000000000000001");
+            }
+            s.save().unwrap();
+        };
+        save("000000010000000000000002", true);
+        save("000000010000000000000003", false);
+        save("000000010000000000000005", true);
+        save("00000002.history", true);
+        let asked = WalFileName::parse("000000010000000000000004").unwrap();
+        assert_eq!(sweep_ahead_records(d.path(), &asked).unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "000000010000000000000003.state",
+                "000000010000000000000005.state",
+                "00000002.history.state"
+            ]
+        );
     }
 }

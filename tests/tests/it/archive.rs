@@ -1192,3 +1192,150 @@ fn archive_finds_the_data_directory_of_an_absolute_wal_path() {
         .succeeds();
     ArchiveDir::new(&dest).assert_holds(&segment, &cluster.wal_file(&segment));
 }
+
+/// A cluster whose archiver always fails (`archive_command = false`), so that every segment
+/// stays `.ready`, with `n` segments completed; returns them, oldest first.
+fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
+    let cluster = Cluster::init(
+        name,
+        keep_wal()
+            .wal_segsize_mb(1)
+            .set("archive_mode", "on")
+            .set("archive_command", "false"),
+    );
+    cluster.start();
+    cluster.psql("CREATE TABLE filler (i int)");
+    let segments: Vec<String> = (0..n)
+        .map(|_| {
+            cluster.psql("INSERT INTO filler SELECT generate_series(1, 1000)");
+            cluster.switch_wal()
+        })
+        .collect();
+    let ready = cluster.ready_segments();
+    for s in &segments {
+        assert!(ready.contains(s), "{s} is not ready: {ready:?}");
+    }
+    (cluster, segments)
+}
+
+/// Issue 14, archive-ahead: the call for segment 1 also delivers the next ready ones to the
+/// rsync destination and records them; a record whose content line differs from the file is
+/// not trusted (the segment is delivered again, found identical); a call answered from a record
+/// needs no destination at all (the daemon is stopped). The archive ends up with every segment,
+/// byte for byte, and the state dir empty.
+#[test]
+fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_records() {
+    let (cluster, s) = ready_backlog("ahead-hand", 4);
+    let mut rsyncd = RsyncDaemon::start("wal_archive");
+    let state = cluster.root().subdir("archive-state");
+    let target = format!("zstd={}", rsyncd.url());
+    let call = |segment: &str| {
+        archive(&cluster)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--dst-remote", &target, "--archive-ahead", "2"])
+            .arg(wal_path(segment))
+            .succeeds()
+    };
+    let archived = ArchiveDir::new(rsyncd.dir());
+
+    call(&s[0]).stderr_line_with(&[&format!(
+        " : LOG : delivered ahead with {}: 2 segments ({} to {}), recorded in the state dir",
+        s[0], s[1], s[2]
+    )]);
+    for seg in &s[..3] {
+        archived.assert_holds(seg, &cluster.wal_file(seg));
+    }
+    assert!(
+        archived.file_for(&s[3]).is_none(),
+        "{} sent too early",
+        s[3]
+    );
+    let record = state.join(format!("{}.state", s[1]));
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.contains(&format!("ahead-of {}\n", s[0])), "{text}");
+    assert!(text.contains("content 1048576 "), "{text}");
+
+    // A record for other content is worth nothing: delivered again, found identical there.
+    let tampered: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("content 1048576 ") {
+            Some(_) => "content 1048576 00000000".to_string(),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&record, tampered + "\n").unwrap();
+    let again = call(&s[1]);
+    again.stderr_contains(&format!(
+        "WARNING : the delivery record of {} in {} is for other content",
+        s[1],
+        state.display()
+    ));
+    again.stderr_line_with(&[
+        &format!("WARNING : {} is already archived in ", s[1]),
+        &rsyncd.url(),
+        " with identical content; not sent again",
+    ]);
+    // That call had to send, so it took the next ready segment along.
+    archived.assert_holds(&s[3], &cluster.wal_file(&s[3]));
+
+    // Answered from the records alone: no destination is asked.
+    rsyncd.stop();
+    for (seg, by) in [(&s[2], &s[0]), (&s[3], &s[1])] {
+        call(seg)
+            .stderr_contains(&format!(
+                " : LOG : {seg} was delivered ahead with {by}; its record matches the file"
+            ))
+            .stderr_contains(&format!(
+                " : LOG : Segment pg_wal/{seg} successfully sent to all destinations."
+            ));
+    }
+    assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+    for seg in &s {
+        archived.assert_holds(seg, &cluster.wal_file(seg));
+    }
+}
+
+/// Issue 14 with PostgreSQL's own archiver draining a backlog into an rsync daemon with the
+/// default archive-ahead: every segment arrives byte for byte, most calls are answered from
+/// records, and nothing is left in the state dir.
+#[test]
+fn archive_ahead_drains_a_backlog_through_postgresqls_archiver() {
+    let (cluster, segments) = ready_backlog("ahead-pg", 12);
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let state = cluster.root().subdir("archive-state");
+    let log = cluster.root().path().join("archive.log");
+    cluster.append_conf(&[(
+        "archive_command",
+        &format!(
+            "{} --log {} --state-dir {} --dst-remote gzip={} %p",
+            pitr_bin("pitr-archive").display(),
+            log.display(),
+            state.display(),
+            rsyncd.url()
+        ),
+    )]);
+    cluster.reload();
+    let last = segments.last().unwrap();
+    cluster.wait_archived(last, Duration::from_secs(180));
+    let archived = ArchiveDir::new(rsyncd.dir());
+    for seg in &segments {
+        archived.assert_holds(seg, &cluster.wal_file(seg));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let answered = text
+        .lines()
+        .filter(|l| l.contains(" was delivered ahead with "))
+        .count();
+    assert!(
+        answered >= 8,
+        "{answered} calls answered from records\n{text}"
+    );
+    assert!(!text.contains(" : ERROR : "), "{text}");
+    wait_until(
+        "the last record to be removed",
+        Duration::from_secs(30),
+        || pitr_tests::dir_names(&state).is_empty().then_some(()),
+    );
+}

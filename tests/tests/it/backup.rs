@@ -771,6 +771,7 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
         .run()
         .failure_with_status(3);
     Tool::new("pitr-backup")
+        .as_pg_user()
         .arg("--data-dir")
         .arg(p.cluster.data_dir())
         .args(["--dst-local", "/tmp", "--skip-xlogs"])

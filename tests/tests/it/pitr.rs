@@ -634,7 +634,12 @@ fn pitr_backup_bootstraps_a_warm_standby_that_fails_over_on_its_finish_trigger()
 
     // The nightly backup of the new primary: 00000002.history was archived at the promotion,
     // so its --xlogs directory never sees it; the set takes it from pg_wal, with no WARNING.
+    // (The harness starts restored copies with archive_mode off: the new primary archives
+    // with the old one's archive_command now.)
     d.primary.stop();
+    standby.stop();
+    standby.append_conf(&[("archive_mode", "on")]);
+    standby.start();
     let after = d.work.subdir("backups-after-failover");
     pitr_tests::backup_tool(&standby)
         .arg("--dst-local")
