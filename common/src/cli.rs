@@ -356,6 +356,15 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     let longs = T::long_options();
     let Translated { args, ignored } = translate(T::ALIASES, &longs, args)
         .map_err(|r| usage(r.to_string(), r.hint.to_string()))?;
+    if let Some((option, next)) = swallowed_option(&args, &longs, |o| takes_value::<T>(o)) {
+        return Err(usage(
+            format!("{option} has no value: the argument after it is the option {next}"),
+            format!(
+                "give {option} its value right after it (in a --config-file, on the same line: \
+                 `{option} VALUE`)"
+            ),
+        ));
+    }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     match T::parse(T::NAME, &refs) {
         Ok(t) => Ok((t, ignored)),
@@ -432,6 +441,39 @@ fn with_aliases_help(help: String, aliases: Aliases) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Whether `option` (one of the tool's long options) takes a value, as argh sees it: alone, it
+/// is missing one.
+fn takes_value<T: Tool>(option: &str) -> bool {
+    T::parse(T::NAME, &[option])
+        .is_err_and(|e| e.status.is_err() && e.output.starts_with("No value provided for option"))
+}
+
+/// The first option that takes a value but is followed by another of the tool's options,
+/// which argh would take as its value (`--log --dst-local /srv/wal` logging into a file named
+/// `--dst-local`; a `--log` line without a value in a --config-file does the same to the next
+/// option): `(option, next)`. Nothing after `--` is looked at.
+fn swallowed_option(
+    args: &[String],
+    longs: &[String],
+    takes_value: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let args = &args[..end];
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if longs.contains(a) && takes_value(a) {
+            match args.get(i + 1) {
+                Some(next) if longs.contains(next) => return Some((a.clone(), next.clone())),
+                _ => i += 2,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// How a binary reads one of OmniPITR's spellings ([`Tool::ALIASES`]). OmniPITR's two-letter
@@ -1111,6 +1153,40 @@ mod tests {
     fn help_is_printed_not_an_error() {
         match parse_from::<Args>(os(&["--help"])).unwrap_err() {
             Exit::Print(text) => assert!(text.starts_with("Usage: pitr-archive"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_option_followed_by_another_option_has_no_value() {
+        let longs: Vec<String> = ["--log", "--dst-local", "--verbose"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let takes = |o: &str| o != "--verbose";
+        let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            swallowed_option(&args(&["--log", "--dst-local", "/x", "w"]), &longs, takes),
+            Some(("--log".into(), "--dst-local".into()))
+        );
+        assert_eq!(
+            swallowed_option(&args(&["--verbose", "--log", "-", "w"]), &longs, takes),
+            None
+        );
+        // A value that merely starts with dashes, or anything after `--`, is left alone.
+        assert_eq!(
+            swallowed_option(&args(&["--log", "--x.log", "w"]), &longs, takes),
+            None
+        );
+        assert_eq!(
+            swallowed_option(&args(&["--", "--log", "--verbose"]), &longs, takes),
+            None
+        );
+        match parse_from::<Args>(os(&["--log", "--verbose", "w"])).unwrap_err() {
+            Exit::Usage { message, .. } => assert_eq!(
+                message,
+                "--log has no value: the argument after it is the option --verbose"
+            ),
             other => panic!("{other:?}"),
         }
     }

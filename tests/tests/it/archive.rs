@@ -1339,3 +1339,30 @@ fn archive_ahead_drains_a_backlog_through_postgresqls_archiver() {
         || pitr_tests::dir_names(&state).is_empty().then_some(()),
     );
 }
+
+/// Found by the fault campaign (bad-input, "config file with an option missing its value"): a
+/// `--log` line without a value in a --config-file took the next command-line option as its
+/// value, and pitr-archive logged into a file named `--dst-local` in the data directory. An
+/// option followed by another option is a usage error now, on the command line too.
+#[test]
+fn faults_config_option_without_value_takes_no_other_option() {
+    let (cluster, segment) = cluster_with_segment("novalue");
+    let conf = cluster.root().path().join("novalue.conf");
+    pg_user().write_file(&conf, b"--log\n");
+    let dest = cluster.root().subdir("dest");
+    let before = pitr_tests::dir_names(cluster.data_dir());
+    archive(&cluster)
+        .arg("--config-file")
+        .arg(&conf)
+        .arg("--dst-local")
+        .arg(&dest)
+        .arg(wal_path(&segment))
+        .run()
+        .failure_with_status(3)
+        .stderr_contains(
+            " : FATAL : --log has no value: the argument after it is the option --dst-local",
+        )
+        .stderr_contains(" : HINT : give --log its value right after it");
+    assert_eq!(pitr_tests::dir_names(cluster.data_dir()), before);
+    assert_eq!(pitr_tests::dir_names(&dest), Vec::<String>::new());
+}

@@ -283,6 +283,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
 
     // ---- restore into a full pg_wal.
     let rdata = base.join("restore-data");
+    runner::pg_dir(&rdata);
     runner::pg_dir(&rdata.join("global"));
     runner::copy_as_pg(&data.join("PG_VERSION"), &rdata.join("PG_VERSION"))?;
     runner::copy_as_pg(

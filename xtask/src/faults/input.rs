@@ -280,6 +280,8 @@ fn case_dir(fix: &Fix, n: usize) -> PathBuf {
 /// `control`), pg_wal holding the fixture's segment.
 fn mini_data(fix: &Fix, dir: &Path, control: Option<&[u8]>) -> Result<PathBuf> {
     let data = dir.join("data");
+    // Owned by the server's user, as a data directory is: pitr refuses any other.
+    runner::pg_dir(&data);
     runner::pg_dir(&data.join("global"));
     runner::pg_dir(&data.join("pg_wal"));
     runner::copy_as_pg(&fix.data.join("PG_VERSION"), &data.join("PG_VERSION"))?;
@@ -1609,8 +1611,16 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
             Class::Usage,
         ),
         (
-            "--skip-xlogs and --wal-source",
-            &["--dst-local", &d, "--skip-xlogs", "--wal-source", "/tmp"][..],
+            // (--skip-xlogs with either wins, with a WARNING, as OmniPITR's -sx did.)
+            "--xlogs and --wal-source",
+            &[
+                "--dst-local",
+                &d,
+                "--xlogs",
+                "/tmp/pitr-no-xlogs",
+                "--wal-source",
+                "/tmp",
+            ][..],
             Class::Usage,
         ),
         (

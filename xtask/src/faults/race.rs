@@ -53,6 +53,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let segment = segs_one[segs_one.len() - 1].clone();
     let original = fs::read(one.wal_dir().join(&segment))?;
     let diverged_dir = base.join("diverged");
+    runner::pg_dir(&diverged_dir);
     runner::pg_dir(&diverged_dir.join("global"));
     runner::pg_dir(&diverged_dir.join("pg_wal"));
     runner::copy_as_pg(
