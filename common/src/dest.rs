@@ -283,7 +283,8 @@ fn stage(
 
 /// Delivers several WAL files to `loc`, one outcome each, in order. An rsync target takes them
 /// in two runs however many they are (one fetching the cluster marker and every stored form of
-/// every name, one uploading those missing there); every other kind delivers them one by one.
+/// every name, one uploading those missing there); an object store checks its marker once and
+/// sends the files' requests concurrently; local directories and pipes take them one by one.
 /// The first payload is the one the caller must deliver: when the whole batch fails, it gets
 /// the error itself and the others a copy of its text.
 pub fn deliver_batch(
@@ -294,6 +295,13 @@ pub fn deliver_batch(
 ) -> Vec<anyhow::Result<PutOutcome>> {
     match &loc.target {
         Target::Rsync(remote) => put_rsync(loc, remote, payloads, sysid, opts),
+        Target::S3(url) => match opts.s3.as_ref() {
+            Some(settings) => crate::objarchive::put_batch(loc, url, payloads, sysid, settings),
+            None => batch_failed(
+                anyhow::anyhow!("no object-store settings for {loc}"),
+                payloads.len(),
+            ),
+        },
         _ => payloads
             .iter()
             .map(|p| deliver(loc, p, sysid, opts))
@@ -302,7 +310,7 @@ pub fn deliver_batch(
 }
 
 /// The outcome of every payload when the batch as a whole failed with `e`.
-fn batch_failed<T>(e: anyhow::Error, n: usize) -> Vec<anyhow::Result<T>> {
+pub(crate) fn batch_failed<T>(e: anyhow::Error, n: usize) -> Vec<anyhow::Result<T>> {
     let text = format!("{e:#}");
     let mut out = vec![Err(e)];
     out.extend((1..n).map(|_| Err(anyhow::anyhow!("{text}"))));

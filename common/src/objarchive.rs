@@ -43,20 +43,69 @@ pub fn put(
     sysid: Option<u64>,
     settings: &Settings,
 ) -> anyhow::Result<PutOutcome> {
-    let store =
-        Store::open(url, settings).map_err(|e| store_failure(format!("cannot use {loc}"), e))?;
+    put_batch(loc, url, std::slice::from_ref(p), sysid, settings)
+        .pop()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for {}", p.wal_name)))
+}
+
+/// Delivers several files to `loc`, one outcome each, in order: the store opened and its
+/// cluster marker checked once, then every file's requests (look for its forms, create, look
+/// again) concurrently, one thread each, so that a batch costs about the round trips of one
+/// file. When the batch as a whole fails, the first payload gets the error.
+pub fn put_batch(
+    loc: &Location,
+    url: &S3Url,
+    payloads: &[Payload<'_>],
+    sysid: Option<u64>,
+    settings: &Settings,
+) -> Vec<anyhow::Result<PutOutcome>> {
+    let Some(first) = payloads.first() else {
+        return Vec::new();
+    };
+    let store = match Store::open(url, settings) {
+        Ok(s) => s,
+        Err(e) => {
+            return dest::batch_failed(
+                store_failure(format!("cannot use {loc}"), e),
+                payloads.len(),
+            )
+        }
+    };
     if let Some(id) = sysid {
-        check_marker_on_put(&store, loc, p.wal_name, id)
-            .map_err(|e| annotate(e, format!("checking the cluster marker of {loc}")))?;
+        if let Err(e) = check_marker_on_put(&store, loc, first.wal_name, id) {
+            let e = annotate(e, format!("checking the cluster marker of {loc}"));
+            return dest::batch_failed(e, payloads.len());
+        }
     }
+    if payloads.len() == 1 {
+        return vec![put_one(&store, loc, first)];
+    }
+    std::thread::scope(|s| {
+        let store = &store;
+        let handles: Vec<_> = payloads
+            .iter()
+            .map(|p| s.spawn(move || put_one(store, loc, p)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a delivery thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// One file's requests on an opened store whose marker is checked.
+fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let looking = || format!("looking for {} in {loc}", p.wal_name);
     let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
-    if let Some((key, stored)) = existing(&store, p.wal_name, &forms, None)
+    if let Some((key, stored)) = existing(store, p.wal_name, &forms, None)
         .map_err(|e| store_failure(looking(), e))?
         .into_iter()
         .next()
     {
-        return compare(&store, loc, p, &key, stored);
+        return compare(store, loc, p, &key, stored);
     }
     let key = loc.file_name(p.wal_name);
     let body = (p.stored)()?.to_vec();
@@ -65,13 +114,13 @@ pub fn put(
         .map_err(|e| store_failure(format!("sending {} to {loc}", p.wal_name), e))?;
     if created == objstore::PutOutcome::AlreadyExists {
         // Another writer got there first, or replaced ours: what is there now decides.
-        return compare(&store, loc, p, &key, compress::Stored::Readable(loc.codec));
+        return compare(store, loc, p, &key, compress::Stored::Readable(loc.codec));
     }
     // Ours is stored; another form of the name written meanwhile must hold the same content.
     for (other, stored) in
-        existing(&store, p.wal_name, &forms, Some(&key)).map_err(|e| store_failure(looking(), e))?
+        existing(store, p.wal_name, &forms, Some(&key)).map_err(|e| store_failure(looking(), e))?
     {
-        compare(&store, loc, p, &other, stored)?;
+        compare(store, loc, p, &other, stored)?;
     }
     Ok(PutOutcome::Stored)
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 use pitr_tests::cluster::tail;
+use pitr_tests::procs::OutputWithin;
 use pitr_tests::{
     pg_program, pg_user, poll_until, ArchiveDir, Cluster, ClusterOpts, CmdResult, PgTempDir,
     RsyncDaemon, Tool,
@@ -273,7 +274,7 @@ impl Demo {
             .command("bash")
             .args(["-o", "pipefail", "-c", script])
             .current_dir(cwd)
-            .output()
+            .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
             .context("running bash")?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {

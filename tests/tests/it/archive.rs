@@ -1195,7 +1195,7 @@ fn archive_finds_the_data_directory_of_an_absolute_wal_path() {
 
 /// A cluster whose archiver always fails (`archive_command = false`), so that every segment
 /// stays `.ready`, with `n` segments completed; returns them, oldest first.
-fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
+pub(crate) fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
     let cluster = Cluster::init(
         name,
         keep_wal()

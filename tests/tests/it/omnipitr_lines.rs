@@ -155,6 +155,18 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
         .stderr_contains("HINT : did you mean `--dst-local`? run pitr-archive --help for usage");
 }
 
+/// `pitr-backup -D DATA` as cron runs it: as the server's user, connecting through the libpq
+/// environment.
+fn cron_backup(primary: &Cluster) -> Tool {
+    Tool::new("pitr-backup")
+        .as_pg_user()
+        .env("PGHOST", primary.socket_dir())
+        .env("PGPORT", primary.port().to_string())
+        .env("PGUSER", "postgres")
+        .arg("-D")
+        .arg(primary.data_dir())
+}
+
 /// omnipitr-backup-master -D … -l … -x … -dl gzip=… -t … --pid-file … -v, connecting as cron
 /// would, through the environment: the set is made with the WAL the archiver put into `-x`.
 fn backup_master_line(
@@ -166,13 +178,7 @@ fn backup_master_line(
 ) {
     let backup_log = work.path().join("backup.log");
     primary.psql("CHECKPOINT");
-    Tool::new("pitr-backup")
-        .as_pg_user()
-        .env("PGHOST", primary.socket_dir())
-        .env("PGPORT", primary.port().to_string())
-        .env("PGUSER", "postgres")
-        .arg("-D")
-        .arg(primary.data_dir())
+    cron_backup(primary)
         .arg("-l")
         .arg(&backup_log)
         .arg("-x")
@@ -213,13 +219,7 @@ fn backup_master_line(
 
     // Cron lines carry both -x and -sx: OmniPITR ignored -x then, and so does pitr, saying so.
     let skipped = work.subdir("backups-sx");
-    let result = Tool::new("pitr-backup")
-        .as_pg_user()
-        .env("PGHOST", primary.socket_dir())
-        .env("PGPORT", primary.port().to_string())
-        .env("PGUSER", "postgres")
-        .arg("-D")
-        .arg(primary.data_dir())
+    let result = cron_backup(primary)
         .arg("-x")
         .arg(xlogs)
         .arg("-sx")
