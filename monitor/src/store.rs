@@ -324,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             Store::parse("--backup-dir", "gzip=postgres@db2:/var/wal").unwrap(),
-            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(6))
+            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(3))
         );
         assert_eq!(
             Store::parse("--archive", "lz5=/x").unwrap_err(),
