@@ -144,7 +144,7 @@ impl WalSet {
     }
 
     /// Turns the set's `.done` files back into `.ready`.
-    fn reset_status(&self) -> Result<()> {
+    pub fn reset_status(&self) -> Result<()> {
         let status = self.cluster.data_dir().join("pg_wal/archive_status");
         for s in &self.names {
             let done = status.join(format!("{s}.done"));
@@ -156,7 +156,7 @@ impl WalSet {
         Ok(())
     }
 
-    fn all_done(&self) -> bool {
+    pub fn all_done(&self) -> bool {
         let status = self.cluster.data_dir().join("pg_wal/archive_status");
         self.names
             .iter()

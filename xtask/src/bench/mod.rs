@@ -21,6 +21,7 @@
 
 mod archive;
 mod backup;
+mod remote;
 mod restore;
 mod verify;
 
@@ -50,8 +51,9 @@ pub struct BenchArgs {
     #[argh(option, default = "65")]
     scale: u32,
 
-    /// run only these parts, comma-separated: archive, restore, backup, verify (default: all;
-    /// restore and verify need archive)
+    /// run only these parts, comma-separated: archive, remote, restore, backup, verify
+    /// (default: all; remote, restore and verify use the WAL set archive builds, and restore
+    /// and verify need archive)
     #[argh(option)]
     only: Option<String>,
 }
@@ -300,14 +302,15 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         Some(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
         None => vec![
             "archive".into(),
+            "remote".into(),
             "restore".into(),
             "verify".into(),
             "backup".into(),
         ],
     };
     for p in &parts {
-        if !["archive", "restore", "backup", "verify"].contains(&p.as_str()) {
-            bail!("--only: unknown part {p:?} (archive, restore, backup, verify)");
+        if !["archive", "remote", "restore", "backup", "verify"].contains(&p.as_str()) {
+            bail!("--only: unknown part {p:?} (archive, remote, restore, backup, verify)");
         }
     }
     for p in ["restore", "verify"] {
@@ -338,9 +341,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let want = |p: &str| parts.iter().any(|q| q == p);
 
     let mut done: Vec<Part> = Vec::new();
-    if want("archive") {
+    if want("archive") || want("remote") {
         let set = archive::WalSet::build(&ctx)?;
-        done.push(archive::run(&ctx, &set)?);
+        if want("archive") {
+            done.push(archive::run(&ctx, &set)?);
+        }
+        if want("remote") {
+            done.push(remote::run(&ctx, &set)?);
+        }
         if want("restore") {
             done.push(restore::run(&ctx, &set)?);
         }

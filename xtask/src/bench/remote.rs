@@ -1,0 +1,264 @@
+//! Remote archiving, the seed's topology: the primary pushes every segment to two standbys'
+//! rsync daemons (here two `rsync --daemon` on loopback, modules `wal_archive`), and a fleet
+//! pushes to object storage (a 3-node Garage cluster on loopback). PostgreSQL's own archiver
+//! drains the same WAL set as the archiving part; contenders run interleaved, round by round:
+//! pitr-archive gzip and zstd with archive-ahead on (the default) and off, and
+//! omnipitr-archive with the runbook's options (`-s STATE -dr gzip=rsync://… ×2 -t TMP`),
+//! from `../shared/peers/omnipitr` when it is there. Then each command once per segment by
+//! hand, for the per-call latency: with archive-ahead, most calls are answered from records
+//! and a few carry a batch, which p50 and p95 show.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use pitr_tests::{GarageCluster, RsyncDaemon};
+
+use super::archive::WalSet;
+use super::{empty_dir, median, percentile, ratio_table, round2, run_timed, shell_as_pg, wait_for};
+use super::{Ctx, Part, Ratio};
+
+/// One archive_command to measure.
+struct Contender {
+    name: String,
+    /// The command, with `{round}` standing for a fresh object-store prefix per measurement.
+    command: String,
+    /// Directories emptied before each measurement (destinations, state, temp).
+    empty: Vec<PathBuf>,
+}
+
+impl Contender {
+    fn command(&self, run: usize) -> String {
+        self.command.replace("{round}", &run.to_string())
+    }
+
+    fn reset(&self) -> Result<()> {
+        for d in &self.empty {
+            empty_dir(d, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Where OmniPITR's own checkout is, beside the repository, if it is there.
+fn omnipitr() -> Option<PathBuf> {
+    let root = crate::project_root();
+    let dir = root.parent()?.join("shared/peers/omnipitr");
+    dir.join("bin/omnipitr-archive").is_file().then_some(dir)
+}
+
+fn contenders(
+    ctx: &Ctx,
+    set: &WalSet,
+    daemons: &[RsyncDaemon; 2],
+    garage: &GarageCluster,
+) -> Vec<Contender> {
+    let bin = ctx.bin("pitr-archive").display().to_string();
+    let dirs: Vec<PathBuf> = daemons.iter().map(|d| d.dir().to_path_buf()).collect();
+    let mut v = Vec::new();
+    for (codec, short) in [("gzip", "g"), ("zstd", "z")] {
+        for ahead in [None, Some(0)] {
+            let state = set.dest(&format!("remote-state-{short}{}", ahead.unwrap_or(8)));
+            let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
+            v.push(Contender {
+                name: format!(
+                    "pitr-archive {codec} rsync ×2, ahead {}",
+                    ahead.map_or("8 (default)".to_string(), |k| k.to_string())
+                ),
+                command: format!(
+                    "{bin} --state-dir {} --dst-remote {codec}={} --dst-remote {codec}={}{tail} %p",
+                    state.display(),
+                    daemons[0].url(),
+                    daemons[1].url()
+                ),
+                empty: vec![dirs[0].clone(), dirs[1].clone(), state],
+            });
+        }
+    }
+    let config = garage.pitr_config(&set.dest("remote-garage"));
+    for ahead in [None, Some(0)] {
+        let k = ahead.unwrap_or(8);
+        let state = set.dest(&format!("remote-state-s3-{k}"));
+        let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
+        v.push(Contender {
+            name: format!(
+                "pitr-archive zstd Garage S3, ahead {}",
+                ahead.map_or("8 (default)".to_string(), |k| k.to_string())
+            ),
+            command: format!(
+                "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/bench-{k}-{{round}}{tail} %p",
+                config.display(),
+                state.display(),
+                garage.bucket()
+            ),
+            empty: vec![state],
+        });
+    }
+    if let Some(omni) = omnipitr() {
+        let state = set.dest("remote-omni-state");
+        let tmp = set.dest("remote-omni-tmp");
+        v.push(Contender {
+            name: "omnipitr-archive gzip rsync ×2 (runbook)".into(),
+            command: format!(
+                "{} -l {} -s {} -dr gzip={}/ -dr gzip={}/ -t {} %p",
+                omni.join("bin/omnipitr-archive").display(),
+                set.dest("remote-omni-log").join("archive.log").display(),
+                state.display(),
+                daemons[0].url(),
+                daemons[1].url(),
+                tmp.display()
+            ),
+            empty: vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
+        });
+    } else {
+        println!("xtask: bench: remote: ../shared/peers/omnipitr is not there; no OmniPITR row");
+    }
+    v
+}
+
+/// Runs the remote archiving part on the archiving part's WAL set.
+pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
+    crate::garage::ensure()?;
+    let daemons = [
+        RsyncDaemon::start_labeled("bench-standby1", "wal_archive"),
+        RsyncDaemon::start_labeled("bench-standby2", "wal_archive"),
+    ];
+    let garage = GarageCluster::start();
+    let contenders = contenders(ctx, set, &daemons, &garage);
+    let cluster = &set.cluster;
+    let set_mib = set.mib();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    let mut run_no = 0;
+    for round in 0..ctx.rounds {
+        for (i, c) in contenders.iter().enumerate() {
+            c.reset()?;
+            set.reset_status()?;
+            run_no += 1;
+            cluster.append_conf(&[("archive_command", &c.command(run_no))]);
+            cluster.start();
+            let first_done = cluster
+                .data_dir()
+                .join(format!("pg_wal/archive_status/{}.done", set.names[0]));
+            wait_for(
+                &format!("{}: the archiver starting on the set", c.name),
+                Duration::from_secs(300),
+                || first_done.exists(),
+            )?;
+            let t = Instant::now();
+            wait_for(
+                &format!("{}: the archiver draining the set", c.name),
+                Duration::from_secs(1800),
+                || set.all_done(),
+            )?;
+            let secs = t.elapsed().as_secs_f64();
+            cluster.stop();
+            let rate = set_mib * (set.names.len() - 1) as f64 / set.names.len() as f64 / secs;
+            println!(
+                "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",
+                round + 1,
+                c.name
+            );
+            rates[i].push(rate);
+        }
+    }
+
+    // Per call, by hand, in order, with the status files as PostgreSQL keeps them.
+    let wal = cluster.data_dir().join("pg_wal");
+    let status = wal.join("archive_status");
+    let mut lat: Vec<(f64, f64)> = Vec::new();
+    for c in &contenders {
+        c.reset()?;
+        set.reset_status()?;
+        run_no += 1;
+        let mut ms = Vec::new();
+        for n in &set.names {
+            let cmd = c
+                .command(run_no)
+                .replace("%p", &format!("pg_wal/{n}"))
+                .replace("%f", n);
+            let mut sh = shell_as_pg(&cmd);
+            sh.current_dir(cluster.data_dir());
+            let t = run_timed(&mut sh)?;
+            ms.push(t.secs * 1000.0);
+            std::fs::rename(
+                status.join(format!("{n}.ready")),
+                status.join(format!("{n}.done")),
+            )?;
+        }
+        let p50 = percentile(&mut ms, 50.0);
+        let p95 = percentile(&mut ms, 95.0);
+        println!(
+            "xtask: bench: remote per call {:<45} p50 {p50:.1} ms p95 {p95:.1} ms",
+            c.name
+        );
+        lat.push((p50, p95));
+    }
+
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    let by_name = |n: &str| -> f64 {
+        contenders
+            .iter()
+            .position(|c| c.name == n)
+            .map_or(f64::NAN, |i| medians[i])
+    };
+    let mut md = format!(
+        "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of pgbench WAL) to two rsync \
+         daemons on loopback, or to a 3-node Garage cluster on loopback, median of {} rounds; per call: each command by hand once per segment.\n\n\
+         | contender | MiB/s of WAL | per call p50 ms | p95 ms |\n|---|---|---|---|\n",
+        set.names.len(),
+        ctx.rounds
+    );
+    let mut results = Vec::new();
+    for (i, c) in contenders.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.1} |\n",
+            c.name, medians[i], lat[i].0, lat[i].1
+        ));
+        results.push(serde_json::json!({
+            "name": c.name,
+            "command": c.command,
+            "median_mib_s": round2(medians[i]),
+            "rounds_mib_s": rates[i].iter().map(|r| round2(*r)).collect::<Vec<_>>(),
+            "per_call_p50_ms": round2(lat[i].0),
+            "per_call_p95_ms": round2(lat[i].1),
+        }));
+    }
+    let omni = by_name("omnipitr-archive gzip rsync ×2 (runbook)");
+    let ratios = vec![
+        Ratio::new(
+            "pitr-archive gzip rsync ×2 ahead 8 / ahead 0",
+            by_name("pitr-archive gzip rsync ×2, ahead 8 (default)")
+                / by_name("pitr-archive gzip rsync ×2, ahead 0"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive zstd rsync ×2 ahead 8 / ahead 0",
+            by_name("pitr-archive zstd rsync ×2, ahead 8 (default)")
+                / by_name("pitr-archive zstd rsync ×2, ahead 0"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive zstd Garage ahead 8 / ahead 0",
+            by_name("pitr-archive zstd Garage S3, ahead 8 (default)")
+                / by_name("pitr-archive zstd Garage S3, ahead 0"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive gzip rsync ×2 ahead 8 / omnipitr-archive (runbook)",
+            by_name("pitr-archive gzip rsync ×2, ahead 8 (default)") / omni,
+            None,
+        ),
+    ];
+    md.push('\n');
+    md.push_str(&ratio_table(&ratios));
+    Ok(Part {
+        key: "remote",
+        markdown: md,
+        json: serde_json::json!({
+            "segments": set.names.len(),
+            "rounds": ctx.rounds,
+            "results": results,
+            "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+        }),
+    })
+}
