@@ -919,8 +919,12 @@ fn r12_3_backup_killed_while_waiting_for_wal_leaves_no_final_names() {
 #[test]
 fn r12_4_cleanup_killed_mid_set_is_finished_by_the_next_run() {
     let p = Primary::new("r12-4");
-    for _ in 0..2 {
+    // Two backups may start in the same second: names of their own keep them apart, and
+    // sort them as cleanup does when their start times are equal.
+    for i in 0..2 {
         p.backup()
+            .arg("--filename-template")
+            .arg(format!("set{i}-__FILETYPE__-^Y^m^d-^H^M^S.tar__CEXT__"))
             .arg("--dst-local")
             .arg(format!("zstd={}", p.backups.display()))
             .arg("--xlogs")
