@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use pitr_common::cli::HasCommon;
 use pitr_common::cli::{Alias, Aliases, Tool};
 use pitr_common::exit::{self, Failure};
-use pitr_common::location::{Location, Opt};
+use pitr_common::location::{Location, Opt, Target};
 use pitr_common::wal::{WalFileName, WalKind};
 
 pitr_common::tool_args! {
@@ -27,7 +28,7 @@ pitr_common::tool_args! {
             when no set is valid.\n\
             \n\
             Nothing is removed while --removal-pause-trigger exists.",
-    usage = "--archive <[CODEC=]DIR> [--removal-pause-trigger <FILE>]\n\
+    usage = "--archive <[CODEC=]DIR|s3://BUCKET/PREFIX> [--removal-pause-trigger <FILE>]\n\
             \x20          [--dry-run] [--temp-dir <DIR>] [--log <FILE>] [--verbose]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
@@ -64,7 +65,8 @@ pitr_common::tool_args! {
     error_code(4, "another pitr-cleanup holds the archive's lock or --pid-file")
 )]
 pub struct Args {
-    /// the WAL archive directory, [CODEC=]DIR (every stored form of a file is removed)
+    /// the WAL archive, [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX (every stored form of a
+    /// file is removed)
     #[argh(option)]
     pub archive: Option<String>,
 
@@ -149,6 +151,8 @@ pub struct Config {
     pub mode: Mode,
     /// The archive.
     pub archive: Location,
+    /// The object-store settings, when the archive is on one.
+    pub s3: Option<pitr_common::objstore::Settings>,
     /// Dry run.
     pub dry_run: bool,
     /// Pause trigger.
@@ -240,9 +244,19 @@ impl Args {
                 }
             }
         };
+        let s3 = match archive.target {
+            Target::S3(_) => Some(
+                self.common()
+                    .s3
+                    .settings(|name| std::env::var(name).ok())
+                    .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))?,
+            ),
+            _ => None,
+        };
         Ok(Config {
             mode,
             archive,
+            s3,
             dry_run: self.dry_run,
             removal_pause_trigger: self.removal_pause_trigger,
             stale_temp_age: pitr_common::tempname::stale_age(),

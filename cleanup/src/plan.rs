@@ -16,7 +16,7 @@ use pitr_common::exit::Failure;
 use pitr_common::{fs, log_info, log_warning};
 
 use crate::args::{Config, Mode};
-use crate::prune::{human, remove_wal};
+use crate::prune::{human, remove_wal, Archive};
 
 /// Why a set is not valid, if it is not.
 fn invalid_reason(set: &FoundSet) -> Option<String> {
@@ -155,7 +155,7 @@ pub fn finish_interrupted(backup_dir: &Path, dry_run: bool) -> anyhow::Result<()
 }
 
 /// Applies the retention.
-pub fn run(cfg: &Config, archive: &Path) -> anyhow::Result<()> {
+pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
     let Mode::Retention {
         backup_dir,
         keep_days,

@@ -1,15 +1,18 @@
 //! Removing what is no longer needed: archived WAL below `%r` (form 1), and backup sets and WAL
 //! outside the retention (form 2, see [`crate::plan`]).
 //!
-//! Both forms take the archive's lock (`.pitr-cleanup.lock` in the archive directory), so two
-//! cleanups never overlap, and both do nothing while `--removal-pause-trigger` exists.
+//! Both forms take the archive's lock (`.pitr-cleanup.lock` in the archive directory, or in the
+//! backup directory when the archive is on an object store), so two cleanups never overlap,
+//! and both do nothing while `--removal-pause-trigger` exists.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use pitr_common::exit::{self, Failure};
+use pitr_common::location::Target;
+use pitr_common::objstore::{S3Url, Settings};
 use pitr_common::wal::WalFileName;
-use pitr_common::{archive_dir, lock, log_info, log_verbose, tempname};
+use pitr_common::{archive_dir, lock, log_info, log_verbose, objarchive, tempname};
 
 use crate::args::{Config, Mode};
 
@@ -18,20 +21,52 @@ pub const LOCK_FILE: &str = ".pitr-cleanup.lock";
 
 pub use pitr_common::log::human_bytes as human;
 
-/// Removes archived WAL older than `oldest` from `dir` and logs what went.
-pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Result<u64> {
-    let removed = archive_dir::remove_older(dir, oldest, None, dry_run)?;
+/// The WAL archive pitr-cleanup works on.
+#[derive(Debug, Clone, Copy)]
+pub enum Archive<'a> {
+    /// A local directory.
+    Dir(&'a Path),
+    /// An object store, with the settings to reach it.
+    Store(&'a S3Url, &'a Settings),
+}
+
+impl std::fmt::Display for Archive<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Archive::Dir(dir) => write!(f, "{}", dir.display()),
+            Archive::Store(url, _) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// Removes archived WAL older than `oldest` from `archive` and logs what went.
+pub fn remove_wal(
+    archive: Archive<'_>,
+    oldest: &WalFileName,
+    dry_run: bool,
+) -> anyhow::Result<u64> {
+    let removed: Vec<(String, u64)> = match archive {
+        Archive::Dir(dir) => archive_dir::remove_older(dir, oldest, None, dry_run)?
+            .into_iter()
+            .map(|r| (r.path.display().to_string(), r.size))
+            .collect(),
+        Archive::Store(url, settings) => objarchive::remove_older(url, settings, oldest, dry_run)?
+            .into_iter()
+            .map(|r| {
+                (
+                    format!("{}/{}", url.to_string().trim_end_matches('/'), r.key),
+                    r.size,
+                )
+            })
+            .collect(),
+    };
     let mut total = 0;
-    for r in &removed {
-        total += r.size;
+    for (shown, size) in &removed {
+        total += size;
         if dry_run {
-            log_info!(
-                "(dry-run) would remove WAL file {} ({})",
-                r.path.display(),
-                human(r.size)
-            );
+            log_info!("(dry-run) would remove WAL file {shown} ({})", human(*size));
         } else {
-            log_verbose!("Segment {} removed ({})", r.path.display(), human(r.size));
+            log_verbose!("Segment {shown} removed ({})", human(*size));
         }
     }
     let verb = if dry_run {
@@ -40,9 +75,8 @@ pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Re
         "removed"
     };
     log_info!(
-        "{} WAL files older than {oldest} {verb} from {}, {}",
+        "{} WAL files older than {oldest} {verb} from {archive}, {}",
         removed.len(),
-        dir.display(),
         human(total)
     );
     Ok(total)
@@ -50,16 +84,23 @@ pub fn remove_wal(dir: &Path, oldest: &WalFileName, dry_run: bool) -> anyhow::Re
 
 /// Runs pitr-cleanup.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let Some(dir) = cfg.archive.as_dir() else {
-        anyhow::bail!("--archive {} is not a local directory", cfg.archive);
+    let archive = match (&cfg.archive.target, &cfg.s3) {
+        (Target::Dir(dir), _) => {
+            if !dir.is_dir() {
+                return Err(
+                    Failure::new(format!("archive {} is not a directory", dir.display()))
+                        .hint("give the WAL archive directory that pitr-archive writes to")
+                        .into(),
+                );
+            }
+            Archive::Dir(dir)
+        }
+        (Target::S3(url), Some(settings)) => Archive::Store(url, settings),
+        _ => anyhow::bail!(
+            "--archive {} is not a directory or an object store",
+            cfg.archive
+        ),
     };
-    if !dir.is_dir() {
-        return Err(
-            Failure::new(format!("archive {} is not a directory", dir.display()))
-                .hint("give the WAL archive directory that pitr-archive writes to")
-                .into(),
-        );
-    }
     if let Some(t) = &cfg.removal_pause_trigger {
         if t.exists() {
             log_info!(
@@ -69,28 +110,47 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // The lock lives in the archive directory; with the archive on an object store, in the
+    // backup directory (form 2). Form 1 on an object store takes none: its deletes are
+    // idempotent, so two overlapping runs remove the same objects at worst.
+    let lock_dir = match (archive, &cfg.mode) {
+        (Archive::Dir(dir), _) => Some(dir),
+        (Archive::Store(..), Mode::Retention { backup_dir, .. }) => Some(backup_dir.as_path()),
+        (Archive::Store(..), Mode::Archive { .. }) => None,
+    };
+    let _lock = match lock_dir {
+        Some(dir) => Some(take_lock(dir)?),
+        None => None,
+    };
+    match &cfg.mode {
+        Mode::Archive { oldest } => {
+            remove_wal(archive, oldest, cfg.dry_run)?;
+        }
+        Mode::Retention { backup_dir, .. } => {
+            crate::plan::run(cfg, archive)?;
+            remove_stale_temps(backup_dir, cfg.stale_temp_age, cfg.dry_run)?;
+        }
+    }
+    if let Archive::Dir(dir) = archive {
+        remove_stale_temps(dir, cfg.stale_temp_age, cfg.dry_run)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Takes `dir`'s cleanup lock, or fails with [`exit::BUSY`] when another pitr-cleanup holds it.
+fn take_lock(dir: &Path) -> anyhow::Result<lock::LockGuard> {
     let lock_path = dir.join(LOCK_FILE);
-    let Some(_lock) = lock::try_lock(&lock_path)? else {
-        return Err(Failure::new(format!(
+    match lock::try_lock(&lock_path)? {
+        Some(l) => Ok(l),
+        None => Err(Failure::new(format!(
             "another pitr-cleanup is working on {} (lock {})",
             dir.display(),
             lock_path.display()
         ))
         .hint("wait for it to finish; two cleanups never run at once")
         .status(exit::BUSY)
-        .into());
-    };
-    match &cfg.mode {
-        Mode::Archive { oldest } => {
-            remove_wal(dir, oldest, cfg.dry_run)?;
-        }
-        Mode::Retention { backup_dir, .. } => {
-            crate::plan::run(cfg, dir)?;
-            remove_stale_temps(backup_dir, cfg.stale_temp_age, cfg.dry_run)?;
-        }
+        .into()),
     }
-    remove_stale_temps(dir, cfg.stale_temp_age, cfg.dry_run)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Removes the temporary files that killed writers (pitr-archive, pitr-backup) left in `dir`

@@ -34,6 +34,14 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, IoError> {
     Ok(out)
 }
 
+/// Whether archived `wal` is no longer needed when `oldest` is the oldest file still needed:
+/// `pg_archivecleanup`'s rule, which every kind of archive applies. A segment, `.partial` or
+/// `.backup` file whose position (timeline ignored) is before `oldest`'s goes; a `.history`
+/// file never does.
+pub fn goes_before(wal: &WalFileName, oldest: &WalFileName) -> bool {
+    wal.kind != WalKind::History && wal.cmp_position(oldest) == std::cmp::Ordering::Less
+}
+
 /// A file [`remove_older`] removed (or would remove).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -61,8 +69,7 @@ pub fn remove_older(
         if limit.is_some_and(|l| removed.len() >= l) {
             break;
         }
-        if e.wal.kind == WalKind::History || e.wal.cmp_position(oldest) != std::cmp::Ordering::Less
-        {
+        if !goes_before(&e.wal, oldest) {
             continue;
         }
         let path = dir.join(&e.file_name);

@@ -332,3 +332,51 @@ pub fn restore_verified(
     };
     source::check_and_commit(out, len, &shown, None, name, system_identifier, opts)
 }
+
+/// An archived object that [`remove_older`] removed (or would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedObject {
+    /// The WAL file it holds.
+    pub wal: WalFileName,
+    /// Its key, relative to the archive's prefix.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Removes from the object-store archive `url` the WAL files that
+/// [`crate::archive_dir::goes_before`] `oldest` (the rule of a directory archive), in any
+/// stored form: one listing of the prefix, then deletes of up to 1000 keys per request. Objects
+/// under deeper keys, the marker and other names are left alone. With `dry_run` nothing is
+/// removed and the list says what would go.
+pub fn remove_older(
+    url: &S3Url,
+    settings: &Settings,
+    oldest: &WalFileName,
+    dry_run: bool,
+) -> anyhow::Result<Vec<RemovedObject>> {
+    let doing = || format!("removing WAL older than {oldest} from {url}");
+    let store = Store::open(url, settings).map_err(|e| store_failure(doing(), e))?;
+    let listed = store.list("").map_err(|e| store_failure(doing(), e))?;
+    let mut removed: Vec<RemovedObject> = listed
+        .into_iter()
+        .filter(|o| !o.key.contains('/'))
+        .filter_map(|o| {
+            let (base, _) = compress::split_stored_name(&o.key);
+            let wal = WalFileName::parse(base).ok()?;
+            crate::archive_dir::goes_before(&wal, oldest).then_some(RemovedObject {
+                wal,
+                key: o.key,
+                size: o.size,
+            })
+        })
+        .collect();
+    removed.sort_by(|a, b| a.wal.cmp(&b.wal).then(a.key.cmp(&b.key)));
+    if !dry_run {
+        let keys: Vec<String> = removed.iter().map(|r| r.key.clone()).collect();
+        store
+            .delete_many(&keys)
+            .map_err(|e| store_failure(doing(), e))?;
+    }
+    Ok(removed)
+}

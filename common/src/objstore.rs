@@ -259,6 +259,9 @@ impl Default for Settings {
     }
 }
 
+/// The HINT of a [`SettingsError`], which every binary reports as a usage error.
+pub const SETTINGS_HINT: &str = "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key";
+
 /// Settings that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -954,6 +957,32 @@ impl Store {
             Ok(()) | Err((Class::NotFound, _)) => Ok(()),
             Err((class, e)) => Err(self.error(class, "DELETE", key, e)),
         }
+    }
+
+    /// Deletes every key of `keys` in as few requests as the store allows (`DeleteObjects`, up
+    /// to 1000 keys each); keys that do not exist are not an error. On failure the error names
+    /// the first key of the batch, and some keys may be gone: deleting again is harmless.
+    pub fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let paths = keys
+            .iter()
+            .map(|k| self.path(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let deleted = self.block(async {
+            let mut answers = self
+                .s3
+                .delete_stream(futures_util::stream::iter(paths.into_iter().map(Ok)).boxed());
+            while let Some(answer) = answers.next().await {
+                match answer {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        deleted.map_err(|(class, e)| self.error(class, "DELETE", first, e))
     }
 
     /// Starts a multipart upload to `key`. Nothing appears under `key` until

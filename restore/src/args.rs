@@ -654,12 +654,7 @@ fn s3_settings(
     options
         .settings(|name| std::env::var(name).ok())
         .map(Some)
-        .map_err(|e| {
-            usage(
-                e.to_string(),
-                "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key",
-            )
-        })
+        .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))
 }
 
 /// A usage error of the restore_command form: status 127, so that PostgreSQL stops instead of

@@ -18,7 +18,7 @@ fn archive_with(files: &[&str]) -> (PgTempDir, ArchiveDir) {
     (tmp, archive)
 }
 
-const FILES: &[&str] = &[
+pub(crate) const FILES: &[&str] = &[
     "000000010000000000000001.zst",
     "000000010000000000000002.gz",
     "000000010000000000000002.00000028.backup.zst",

@@ -220,6 +220,14 @@ fn s3_list_pages_past_1000_keys() {
         .list("")
         .unwrap()
         .is_empty());
+
+    // Deleting them all takes two DeleteObjects requests (1000 keys each at most); keys that
+    // are gone already are not an error.
+    let mut doomed = expected.clone();
+    doomed.push("seg-never-written".to_owned());
+    store.delete_many(&doomed).unwrap();
+    assert_eq!(store.list("").unwrap(), Vec::new());
+    store.delete_many(&doomed).unwrap();
 }
 
 /// Bytes allocated and not yet freed by the current thread, and their peak: the multipart test
@@ -670,4 +678,167 @@ fn s3_archive_ahead_drains_a_backlog_into_garage() {
     );
     assert!(!text.contains(" : ERROR : "), "{text}");
     assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// pitr-cleanup on s3:// archives
+
+/// `crate::cleanup::FILES` in the store under `prefix`, 1000 bytes each.
+fn store_with_cleanup_files(garage: &GarageCluster, prefix: &str) -> Store {
+    let store = store(garage, prefix);
+    for f in crate::cleanup::FILES {
+        store.put_replace(f, vec![0u8; 1000]).unwrap();
+    }
+    // Deeper keys are another archive's business.
+    store
+        .put_replace("older/000000010000000000000001.zst", vec![0u8; 10])
+        .unwrap();
+    store
+}
+
+fn keys(store: &Store) -> Vec<String> {
+    store.list("").unwrap().into_iter().map(|o| o.key).collect()
+}
+
+/// Form 1 on an object store removes exactly what it removes from a directory: by position,
+/// timeline ignored, every stored form, `.history` kept, nothing else touched; `--dry-run`
+/// lists the objects with their sizes first and removes nothing.
+#[test]
+fn s3_cleanup_removes_wal_older_than_r_by_position_and_keeps_history() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-cleanup");
+    let config = garage.pitr_config(work.path());
+    let store = store_with_cleanup_files(&garage, "db1/wal");
+    let url = wal_url(&garage, "db1/wal");
+    let before = keys(&store);
+    let cleanup = || {
+        Tool::new("pitr-cleanup")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--archive", &format!("zstd={url}")])
+    };
+    let out = cleanup()
+        .args(["--dry-run", "000000020000000000000004"])
+        .succeeds();
+    for f in [
+        "000000010000000000000001.zst",
+        "000000010000000000000002.gz",
+        "000000010000000000000002.00000028.backup.zst",
+        "000000010000000000000003.partial.zst",
+        "000000020000000000000003.zst",
+    ] {
+        out.stderr_contains(&format!(
+            "LOG : (dry-run) would remove WAL file {url}/{f} (1000 B)"
+        ));
+    }
+    out.stderr_contains(&format!(
+        "LOG : 5 WAL files older than 000000020000000000000004 would be removed from {url}, 4.9 KiB"
+    ));
+    assert_eq!(keys(&store), before);
+
+    cleanup()
+        .arg("000000020000000000000004")
+        .succeeds()
+        .stderr_contains(&format!(
+            "LOG : 5 WAL files older than 000000020000000000000004 removed from {url}, 4.9 KiB"
+        ));
+    assert_eq!(
+        keys(&store),
+        [
+            ".pitr-cluster",
+            "00000001.history",
+            "00000002.history.zst",
+            "000000020000000000000004.zst",
+            "000000020000000000000005",
+            "older/000000010000000000000001.zst",
+            "unrelated.txt",
+        ]
+    );
+    cleanup()
+        .arg("000000020000000000000004")
+        .succeeds()
+        .stderr_contains("LOG : 0 WAL files older than 000000020000000000000004 removed");
+}
+
+/// With every node stopped, form 1 fails (2) within its retry budget, naming the endpoint and
+/// bucket in its HINT, and removes nothing; an rsync target is refused as a usage error (3).
+#[test]
+fn s3_cleanup_fails_clearly_while_the_store_is_down() {
+    let mut garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-cleanup-down");
+    let config = garage.pitr_config(work.path());
+    let store = store_with_cleanup_files(&garage, "db1/wal");
+    let before = keys(&store);
+    let url = wal_url(&garage, "db1/wal");
+    garage.stop_all();
+    Tool::new("pitr-cleanup")
+        .as_pg_user()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--s3-retry-seconds", "2"])
+        .args(["--archive", &format!("zstd={url}")])
+        .arg("000000020000000000000004")
+        .run()
+        .failure_with_status(2)
+        .stderr_contains(&format!(
+            "ERROR : removing WAL older than 000000020000000000000004 from {url}: object store {} unreachable",
+            garage.endpoint()
+        ))
+        .stderr_contains(&format!("bucket {}", garage.bucket()));
+    garage.restart_all();
+    assert_eq!(keys(&store), before);
+    Tool::new("pitr-cleanup")
+        .args(["--archive", "rsync://localhost/wal_archive/db1"])
+        .arg("000000020000000000000004")
+        .run()
+        .failure_with_status(3)
+        .stderr_contains(
+            "FATAL : --archive \"rsync://localhost/wal_archive/db1\" is not a local directory or an object store (s3://BUCKET/PREFIX); it looks like an rsync target",
+        );
+}
+
+/// archive_cleanup_command on a warm spare recovering from Garage: each restartpoint removes
+/// from the store the WAL older than its REDO file, and nothing else.
+#[test]
+fn s3_archive_cleanup_command_follows_restartpoints() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-acc");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "db1/wal");
+    let primary = restore::start_primary("s3-acc-primary", &archive_command(&config, "", &url));
+    let cleanup = format!(
+        "{} --config-file {} --archive zstd={url} %r",
+        pitr_bin("pitr-cleanup").display(),
+        config.display()
+    );
+    let spare = restore::warm_spare(
+        &primary,
+        "s3-acc-spare",
+        &format!("--config-file {} --source zstd={url}", config.display()),
+        &[("archive_cleanup_command", &cleanup)],
+    );
+    spare.start();
+    let store = store(&garage, "db1/wal");
+    for round in 0..2 {
+        primary.psql("CHECKPOINT");
+        let last = restore::load_round(&primary, 100);
+        primary.wait_archived(&last.segment, restore::TIMEOUT);
+        spare.wait_replayed(&last.lsn, restore::TIMEOUT);
+        let before = keys(&store);
+        spare.psql("CHECKPOINT");
+        let redo = spare.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
+        let expected: Vec<String> = before
+            .iter()
+            .filter(|k| k.len() < 24 || k.as_str()[..24] >= redo[..24] || k.contains(".history"))
+            .cloned()
+            .collect();
+        assert!(
+            expected.len() < before.len(),
+            "round {round}: nothing in the store is older than {redo}: {before:?}"
+        );
+        pitr_tests::wait_until(
+            "archive_cleanup_command to clean the store",
+            restore::TIMEOUT,
+            || (keys(&store) == expected).then_some(()),
+        );
+    }
 }
