@@ -51,6 +51,11 @@ pub struct BenchArgs {
     #[argh(option, default = "65")]
     scale: u32,
 
+    /// checkout of OmniPITR for the remote part's omnipitr-archive row (default:
+    /// ../shared/peers/omnipitr beside the repository)
+    #[argh(option)]
+    omnipitr: Option<PathBuf>,
+
     /// run only these parts, comma-separated: archive, remote, restore, backup, verify
     /// (default: all; remote, restore and verify use the WAL set archive builds, and restore
     /// and verify need archive)
@@ -61,6 +66,8 @@ pub struct BenchArgs {
 /// Everything the parts share: where the release binaries are, how many rounds.
 pub struct Ctx {
     pub bin: PathBuf,
+    /// OmniPITR's checkout, if given.
+    pub omnipitr: Option<PathBuf>,
     pub rounds: usize,
     pub segments: usize,
     pub scale: u32,
@@ -334,6 +341,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     ]))?;
     let ctx = Ctx {
         bin: crate::target_dir(&root).join("release"),
+        omnipitr: args.omnipitr.clone(),
         rounds: args.rounds,
         segments: args.segments,
         scale: args.scale,

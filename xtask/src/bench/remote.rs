@@ -40,10 +40,14 @@ impl Contender {
     }
 }
 
-/// Where OmniPITR's own checkout is, beside the repository, if it is there.
-fn omnipitr() -> Option<PathBuf> {
-    let root = crate::project_root();
-    let dir = root.parent()?.join("shared/peers/omnipitr");
+/// Where OmniPITR's own checkout is (`--omnipitr`, else beside the repository), if it is there.
+fn omnipitr(ctx: &Ctx) -> Option<PathBuf> {
+    let dir = match &ctx.omnipitr {
+        Some(d) => d.clone(),
+        None => crate::project_root()
+            .parent()?
+            .join("shared/peers/omnipitr"),
+    };
     dir.join("bin/omnipitr-archive").is_file().then_some(dir)
 }
 
@@ -94,7 +98,16 @@ fn contenders(
             empty: vec![state],
         });
     }
-    if let Some(omni) = omnipitr() {
+    // The same codecs into one local directory: what remote archiving is measured against.
+    for codec in ["gzip", "zstd"] {
+        let dir = set.dest(&format!("remote-local-{codec}"));
+        v.push(Contender {
+            name: format!("pitr-archive {codec} one local directory"),
+            command: format!("{bin} --dst-local {codec}={} %p", dir.display()),
+            empty: vec![dir],
+        });
+    }
+    if let Some(omni) = omnipitr(ctx) {
         let state = set.dest("remote-omni-state");
         let tmp = set.dest("remote-omni-tmp");
         v.push(Contender {
@@ -111,7 +124,10 @@ fn contenders(
             empty: vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
         });
     } else {
-        println!("xtask: bench: remote: ../shared/peers/omnipitr is not there; no OmniPITR row");
+        println!(
+            "xtask: bench: remote: no OmniPITR checkout (--omnipitr DIR, default \
+             ../shared/peers/omnipitr); no omnipitr-archive row"
+        );
     }
     v
 }
@@ -246,7 +262,19 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         Ratio::new(
             "pitr-archive gzip rsync ×2 ahead 8 / omnipitr-archive (runbook)",
             by_name("pitr-archive gzip rsync ×2, ahead 8 (default)") / omni,
-            None,
+            Some(10.0),
+        ),
+        Ratio::new(
+            "pitr-archive gzip rsync ×2 ahead 8 / gzip to one local directory",
+            by_name("pitr-archive gzip rsync ×2, ahead 8 (default)")
+                / by_name("pitr-archive gzip one local directory"),
+            Some(0.5),
+        ),
+        Ratio::new(
+            "pitr-archive zstd rsync ×2 ahead 8 / zstd to one local directory",
+            by_name("pitr-archive zstd rsync ×2, ahead 8 (default)")
+                / by_name("pitr-archive zstd one local directory"),
+            Some(0.5),
         ),
     ];
     md.push('\n');
