@@ -184,7 +184,9 @@ fn ahead_items<'c>(cfg: &'c Config, sysid: Option<u64>) -> Vec<(Item<'c>, Delive
     };
     match state::sweep_ahead_records(dir, &cfg.wal_name) {
         Ok(0) => {}
-        Ok(n) => log_verbose!("removed {n} records of segments delivered ahead and archived since"),
+        Ok(n) => log_verbose!(
+            "removed {n} leftover records (of segments delivered ahead and archived since, or half-written by a killed call)"
+        ),
         Err(e) => log_warning!("cannot sweep the records of {}: {e}", dir.display()),
     }
     let mut items = Vec::new();

@@ -173,12 +173,15 @@ impl DeliveryState {
 /// Removes the records that calls ahead made for segments ordered before `asked`: PostgreSQL
 /// archives in order and never skips a segment, so such a record is left from a call that
 /// answered from it and died before removing it. Records of incomplete deliveries of PostgreSQL's
-/// own calls are left alone. Returns how many were removed.
+/// own calls are left alone. Also removes the temporary files of records whose writer was
+/// killed while saving them (the state dir is this host's own, so a writer that is not a live
+/// process here is gone). Returns how many files were removed.
 pub fn sweep_ahead_records(state_dir: &Path, asked: &WalFileName) -> Result<usize, fs::IoError> {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
         return Ok(0);
     };
-    let mut removed = 0;
+    let mut removed =
+        crate::tempname::sweep_stale(state_dir, std::time::Duration::ZERO, false)?.len();
     for entry in entries.flatten() {
         let file = entry.file_name();
         let Some(name) = file

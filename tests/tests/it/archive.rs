@@ -1297,6 +1297,43 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
     }
 }
 
+/// Found by `cargo xtask faults` (archive-ahead): a call killed while saving a record left
+/// `.NAME.state.pitr-tmp.PID` in the state dir for good. The next full call removes the
+/// temporary file of a writer that is gone, and leaves a live writer's alone.
+#[test]
+fn faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file() {
+    let (cluster, s) = ready_backlog("ahead-tmp", 3);
+    let state = cluster.root().subdir("archive-state");
+    let dest = cluster.root().subdir("archive");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let dead = state.join(format!(".{}.state.pitr-tmp.{gone}", s[1]));
+    let live = state.join(format!(".{}.state.pitr-tmp.{}", s[2], std::process::id()));
+    for t in [&dead, &live] {
+        pg_user().write_file(t, b"local zstd:3 /elsewhere\n");
+    }
+    archive(&cluster)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--archive-ahead", "2", "--dst-local"])
+        .arg(format!("zstd={}", dest.display()))
+        .arg(wal_path(&s[0]))
+        .succeeds();
+    let mut left = pitr_tests::dir_names(&state);
+    left.sort();
+    let mut expected = vec![
+        live.file_name().unwrap().to_string_lossy().into_owned(),
+        format!("{}.state", s[1]),
+        format!("{}.state", s[2]),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+    for seg in &s {
+        ArchiveDir::new(&dest).assert_holds(seg, &cluster.wal_file(seg));
+    }
+}
+
 /// Issue 14 with PostgreSQL's own archiver draining a backlog into an rsync daemon with the
 /// default archive-ahead: every segment arrives byte for byte, most calls are answered from
 /// records, and nothing is left in the state dir.

@@ -23,6 +23,7 @@
 //! the harness for setting up, and their own non-panicking calls ([`runner`]) where a fault
 //! may make things fail.
 
+mod ahead;
 mod archive;
 mod backup;
 mod cleanup;
@@ -101,6 +102,14 @@ pub const CAMPAIGNS: &[Campaign] = &[
                call; every codec; local, rsync, pipe and two destinations at once; then the \
                retry and pitr-cleanup",
         run: archive::run,
+    },
+    Campaign {
+        name: "archive-ahead",
+        what: "pitr-archive's batch call (--archive-ahead 4, rsync zstd and local gzip, state \
+               dir) killed with SIGKILL or its rsync destination killed mid-batch; sometimes a \
+               segment rewritten in pg_wal after its record was made; then every segment \
+               archived in order as PostgreSQL would",
+        run: ahead::run,
     },
     Campaign {
         name: "disk-full",

@@ -1,0 +1,361 @@
+//! Archive-ahead under faults: the call for the first of a backlog of `.ready` segments takes
+//! the next ones along (`--archive-ahead 4`, an rsync zstd destination and a local gzip one,
+//! `--state-dir`), and is hit while its batch is under way:
+//!
+//! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
+//!   delay drawn from 0 to 115 % of a measured batch call;
+//! - or the rsync destination dies mid-batch: its daemon and every connection it serves are
+//!   killed after such a delay, and it comes back for the calls that follow.
+//!
+//! Sometimes, too, a segment is rewritten in `pg_wal` after its record was made (one byte of
+//! record data changed, headers intact, so it still passes the page checks): its call must send
+//! it again or refuse it, never acknowledge it from the stale record. Then every segment is
+//! archived as PostgreSQL would, one call each in order, repeating a call that fails as
+//! PostgreSQL retries. At the end each destination must hold every segment byte for byte and the
+//! state dir no record: 0 lost (acknowledged but missing), 0 corrupt under a final name.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use pitr_tests::{ClusterOpts, RsyncDaemon};
+
+use super::runner::{self, Call, Ctx, Target};
+use super::{Bad, Tally};
+
+const NAME: &str = "archive-ahead";
+
+/// How many segments a call takes along.
+const AHEAD: usize = 4;
+
+/// The two destinations: where their files land and the extension of each.
+struct Dests {
+    rsync_dir: PathBuf,
+    local_dir: PathBuf,
+}
+
+impl Dests {
+    fn files(&self, segment: &str) -> [PathBuf; 2] {
+        [
+            self.rsync_dir.join(format!("{segment}.zst")),
+            self.local_dir.join(format!("{segment}.gz")),
+        ]
+    }
+
+    /// Empties both destinations (the cluster markers stay).
+    fn clear(&self) {
+        for dir in [&self.rsync_dir, &self.local_dir] {
+            for name in runner::names(dir) {
+                if name != ".pitr-cluster" {
+                    let _ = fs::remove_file(dir.join(name));
+                }
+            }
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
+    let want = ctx.pick(AHEAD + 3, AHEAD * 2 + 3);
+    let (cluster, segments) = runner::cluster_with_segments(
+        NAME,
+        ClusterOpts::new().wal_segsize_mb(ctx.pick(1, 16)),
+        1,
+        want,
+    );
+    // The server is not needed any more: pitr-archive reads pg_wal and pg_control, and the
+    // status files are ours to set.
+    cluster.stop();
+    let segments: Vec<String> = segments.into_iter().rev().take(want).rev().collect();
+    let data = cluster.data_dir().to_path_buf();
+    let status = data.join("pg_wal/archive_status");
+    runner::pg_dir(&status);
+    let mut bytes = std::collections::HashMap::new();
+    for s in &segments {
+        bytes.insert(
+            s.clone(),
+            fs::read(data.join("pg_wal").join(s)).context("reading a segment")?,
+        );
+    }
+    let mut rsyncd = RsyncDaemon::start("wal_archive");
+    let base = ctx.dir(NAME);
+    let dests = Dests {
+        rsync_dir: rsyncd.dir().to_path_buf(),
+        local_dir: base.join("local"),
+    };
+    runner::pg_dir(&dests.local_dir);
+    let state = base.join("state");
+    let temp = base.join("tmp");
+    runner::pg_dir(&state);
+    runner::pg_dir(&temp);
+    let out = base.join("out");
+    let url = rsyncd.url();
+    let call = |segment: &str| {
+        Call::new(ctx, "pitr-archive")
+            .cwd(&data)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--temp-dir")
+            .arg(&temp)
+            .arg("--archive-ahead")
+            .arg(AHEAD.to_string())
+            .arg("--dst-remote")
+            .arg(format!("zstd={url}"))
+            .arg("--dst-local")
+            .arg(format!("gzip={}", dests.local_dir.display()))
+            .arg(format!("pg_wal/{segment}"))
+    };
+    // PostgreSQL's view: every segment ready, none archived yet.
+    let reset = || -> Result<()> {
+        dests.clear();
+        for name in runner::names(&state) {
+            let _ = fs::remove_file(state.join(name));
+        }
+        for s in &segments {
+            let _ = fs::remove_file(status.join(format!("{s}.done")));
+            runner::put_as_pg(&status.join(format!("{s}.ready")), b"")?;
+        }
+        Ok(())
+    };
+
+    // A batch call, measured.
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        reset()?;
+        let done = call(&segments[0]).run(&out, Duration::from_secs(120))?;
+        anyhow::ensure!(
+            done.ok(),
+            "measuring a batch call: {}\n{}",
+            done.status_text(),
+            done.stderr
+        );
+        times.push(done.elapsed);
+    }
+    let measured = runner::median(&mut times);
+    tally.note(format!(
+        "{} segments of {} MiB; a call carrying {AHEAD} segments ahead takes {:.0} ms (median)",
+        segments.len(),
+        ctx.pick(1, 16),
+        measured.as_secs_f64() * 1000.0
+    ));
+
+    for run in ctx.runs(30, 200) {
+        let repro = ctx.repro(NAME, run);
+        let mut rng = ctx.rng(NAME, run);
+        let daemon_dies = rng.chance(0.25);
+        let target = if rng.chance(0.5) {
+            Target::Process
+        } else {
+            Target::Group
+        };
+        let fraction = rng.unit() * 1.15;
+        // The segment rewritten after its record was made, if any.
+        let rewrite = rng.chance(0.3).then(|| 1 + rng.index(AHEAD));
+        let delay = measured.mul_f64(fraction);
+        reset()?;
+        let first = call(&segments[0]);
+        let what = ctx.show(&format!(
+            "{} ({}, after {:.1} ms of ~{:.0} ms)",
+            first.line(),
+            if daemon_dies {
+                "the rsync daemon and its connections killed".to_string()
+            } else {
+                format!("SIGKILL to the {}", target.name())
+            },
+            delay.as_secs_f64() * 1000.0,
+            measured.as_secs_f64() * 1000.0
+        ));
+        tally.run();
+        let mut running = first.spawn(&out)?;
+        runner::pause(delay);
+        let hit = if daemon_dies {
+            let port = format!("--port={}", rsyncd.port());
+            let serving = runner::pids_matching(&["--daemon", &port]);
+            rsyncd.stop();
+            for pid in serving {
+                runner::kill_pid(pid, libc::SIGKILL);
+            }
+            !running.exited()
+        } else {
+            running.signal(libc::SIGKILL, target)
+        };
+        let done = running.wait_timeout(Duration::from_secs(120))?;
+        if daemon_dies {
+            rsyncd.start_again();
+        }
+        if hit {
+            tally.fault();
+        }
+        if done.panicked() {
+            tally.bad(
+                Bad::Panic,
+                format!("{what}: {}", done.first_error()),
+                &repro,
+            );
+        }
+        if done.ok() && daemon_dies && hit {
+            // Exit 0 is fine only if every destination holds the asked segment.
+            check_holds(
+                &dests,
+                &segments[0],
+                &bytes[&segments[0]],
+                tally,
+                &what,
+                &repro,
+            );
+        }
+        if !runner::wait_group_gone(done.pgid, Duration::from_secs(60)) {
+            tally.bad(
+                Bad::LeftBehind,
+                format!("{what}: its children still ran 60 s after the kill"),
+                &repro,
+            );
+        }
+        // A reader right after the fault: whatever is under a final name is whole.
+        for s in &segments {
+            for f in dests.files(s) {
+                if f.exists() && runner::decode(&f).ok().as_ref() != Some(&bytes[s]) {
+                    tally.bad(
+                        Bad::Corrupt,
+                        format!(
+                            "{what}: {} under its final name does not hold the segment",
+                            ctx.show(&f.display().to_string())
+                        ),
+                        &repro,
+                    );
+                }
+            }
+        }
+
+        // A segment rewritten in pg_wal after its record was made.
+        let rewritten = rewrite
+            .map(|k| segments[k].clone())
+            .filter(|s| state.join(format!("{s}.state")).exists());
+        let mut changed = Vec::new();
+        if let Some(s) = &rewritten {
+            changed = bytes[s].clone();
+            let at = changed.len() / 2 + 123;
+            changed[at] ^= 0x5a;
+            fs::write(data.join("pg_wal").join(s), &changed)?;
+            tally.fault();
+        }
+
+        // PostgreSQL's calls, in order, each repeated until it succeeds.
+        for s in &segments {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let r = call(s).run(&out, Duration::from_secs(120))?;
+                if r.panicked() {
+                    tally.bad(
+                        Bad::Panic,
+                        format!("{what}; {s}: {}", r.first_error()),
+                        &repro,
+                    );
+                    break;
+                }
+                if rewritten.as_ref() == Some(s) && attempts == 1 {
+                    // Other content than what is archived: refused, never acknowledged.
+                    if r.ok() {
+                        tally.bad(
+                            Bad::Lost,
+                            format!(
+                                "{what}; {s} was rewritten in pg_wal after its record was \
+                                 made, and its call exited 0 (the archive holds other content)"
+                            ),
+                            &repro,
+                        );
+                    } else if !r.stderr.contains("different content") {
+                        tally.bad(
+                            Bad::NotRecovered,
+                            format!(
+                                "{what}; rewritten {s} refused, but not as different content: {}",
+                                r.first_error()
+                            ),
+                            &repro,
+                        );
+                    }
+                    // The repair, once the DBA has found that the archived copy is the
+                    // right one: the segment put back in pg_wal, and the rewritten file
+                    // removed from a destination that lacked the segment and took it (each
+                    // destination decides alone, SPEC: one failing destination does not stop
+                    // delivery to the others).
+                    fs::write(data.join("pg_wal").join(s), &bytes[s])?;
+                    for f in dests.files(s) {
+                        if runner::decode(&f).ok().as_ref() == Some(&changed) {
+                            fs::remove_file(&f).with_context(|| {
+                                format!("removing the rewritten copy {}", f.display())
+                            })?;
+                        }
+                    }
+                    continue;
+                }
+                if r.ok() {
+                    check_holds(&dests, s, &bytes[s], tally, &what, &repro);
+                    let ready = status.join(format!("{s}.ready"));
+                    fs::rename(&ready, status.join(format!("{s}.done")))
+                        .with_context(|| format!("marking {s} done"))?;
+                    break;
+                }
+                if attempts >= 3 {
+                    tally.bad(
+                        Bad::NotRecovered,
+                        format!(
+                            "{what}; the call for {s} failed 3 times: {}",
+                            r.first_error()
+                        ),
+                        &repro,
+                    );
+                    break;
+                }
+            }
+        }
+        let left: Vec<String> = runner::names(&state);
+        if !left.is_empty() {
+            tally.bad_n(
+                Bad::LeftBehind,
+                left.len() as u64,
+                format!(
+                    "{what}; left in --state-dir once every segment was archived: {}",
+                    left.join(", ")
+                ),
+                &repro,
+            );
+        }
+        if let Some(s) = &rewritten {
+            fs::write(data.join("pg_wal").join(s), &bytes[s])?;
+        }
+    }
+    drop(cluster);
+    Ok(())
+}
+
+/// Counts a loss when a destination lacks `segment` (or holds other bytes) after a call for it
+/// exited 0.
+fn check_holds(
+    dests: &Dests,
+    segment: &str,
+    expected: &[u8],
+    tally: &mut Tally,
+    what: &str,
+    repro: &str,
+) {
+    for f in dests.files(segment) {
+        match runner::decode(&f) {
+            Ok(b) if b == expected => {}
+            Ok(_) => tally.bad(
+                Bad::Corrupt,
+                format!(
+                    "{what}; {segment} acknowledged, but {} holds other bytes",
+                    f.display()
+                ),
+                repro,
+            ),
+            Err(e) => tally.bad(
+                Bad::Lost,
+                format!("{what}; {segment} acknowledged, but missing: {e:#}"),
+                repro,
+            ),
+        }
+    }
+}
