@@ -28,7 +28,8 @@ pitr_common::tool_args! {
             (--wal-source).",
     usage = "--data-dir <DIR> (--dst-local <[CODEC=]DIR> |\n\
             \x20          --dst-remote <[CODEC=]TARGET> | --dst-pipe <[CODEC=]PROGRAM>)...\n\
-            \x20          (--xlogs <DIR> | --wal-source <[CODEC=]DIR> | --skip-xlogs)\n\
+            \x20          (--xlogs <DIR> | --wal-source <[CODEC=]DIR|s3://BUCKET/PREFIX> |\n\
+            \x20          --skip-xlogs)\n\
             \x20          [--host <HOST>] [--port <PORT>] [--username <USER>]\n\
             \x20          [--database <DBNAME>] [--wal-timeout <SECONDS>]\n\
             \x20          [--filename-template <TEMPLATE>] [--label <LABEL>]\n\
@@ -119,8 +120,9 @@ pub struct Args {
     #[argh(option)]
     pub xlogs: Option<PathBuf>,
 
-    /// the WAL archive to take the backup's WAL from instead of --xlogs, [CODEC=]DIR (any
-    /// stored form is found; the codec only says which to look for first)
+    /// the WAL archive to take the backup's WAL from instead of --xlogs, [CODEC=]DIR or
+    /// [CODEC=]s3://BUCKET/PREFIX (any stored form is found; the codec only says which to look
+    /// for first)
     #[argh(option)]
     pub wal_source: Option<String>,
 
@@ -276,6 +278,8 @@ pub struct Config {
     pub destinations: Vec<Location>,
     /// Where WAL comes from.
     pub wal: WalInput,
+    /// The object-store settings, when `--wal-source` is on one.
+    pub s3: Option<pitr_common::objstore::Settings>,
     /// Longest wait for one WAL segment.
     pub wal_timeout: Duration,
     /// File names.
@@ -387,7 +391,17 @@ impl Args {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
+        let s3 = match &wal {
+            WalInput::Source(l) if matches!(l.target, Target::S3(_)) => Some(
+                common
+                    .s3
+                    .settings(|name| std::env::var(name).ok())
+                    .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))?,
+            ),
+            _ => None,
+        };
         Ok(Config {
+            s3,
             lock_file: self
                 .lock_file
                 .unwrap_or_else(|| data_dir.join(LOCK_FILE_NAME)),

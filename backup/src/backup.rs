@@ -374,6 +374,7 @@ fn back_up_wal(
     let mut tar = tar::Builder::new(&mut xlog_stream);
     let wal_bytes = xlog::collect(
         &cfg.wal,
+        cfg.s3.as_ref(),
         segments,
         sysid,
         cfg.wal_timeout,

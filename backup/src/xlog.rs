@@ -4,7 +4,8 @@
 //! `restore_command`.
 //!
 //! The segments come from the `--xlogs` directory that pitr-archive's `--dst-backup` fills
-//! while the backup runs, or from a WAL archive (`--wal-source`). Each one is decompressed and
+//! while the backup runs, or from a WAL archive (`--wal-source`, a directory or an object
+//! store). Each one is decompressed and
 //! its page header checked against its name and the cluster's system identifier before it is
 //! archived. A segment that does not show up within `--wal-timeout` (counted afresh after each
 //! segment found) is an error that names it. Segments are read one at a time (a segment, 16 MiB
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use pitr_common::compress::Codec;
 use pitr_common::exit::Failure;
-use pitr_common::source;
+use pitr_common::location::Target;
+use pitr_common::objstore::{Settings, Store};
 use pitr_common::wal::{Lsn, SegSize, Timeline, WalFileName};
 use pitr_common::{log_info, log_warning};
+use pitr_common::{objarchive, source};
 
 use crate::args::WalInput;
 use crate::session::check_interrupt;
@@ -50,39 +53,143 @@ pub fn needed_segments(
     Ok(out)
 }
 
-fn dir_and_codec(input: &WalInput) -> Option<(PathBuf, Codec)> {
-    match input {
-        WalInput::Xlogs(d) => Some((d.clone(), Codec::None)),
-        WalInput::Source(l) => l.as_dir().map(|d| (d.to_path_buf(), l.codec)),
-        WalInput::Skip => None,
+/// Where the segments are read from: a directory (`--xlogs`, or `--wal-source DIR`) or an
+/// object-store archive (`--wal-source s3://…`).
+enum Source {
+    Dir { dir: PathBuf, codec: Codec },
+    Store { store: Box<Store>, codec: Codec },
+}
+
+/// A WAL file found in a [`Source`].
+enum Found {
+    File(source::Found),
+    Object(objarchive::ObjectFound),
+}
+
+impl Source {
+    /// The source of `input`, or `None` for `--skip-xlogs`.
+    fn open(input: &WalInput, s3: Option<&Settings>) -> anyhow::Result<Option<Source>> {
+        Ok(match input {
+            WalInput::Xlogs(d) => Some(Source::Dir {
+                dir: d.clone(),
+                codec: Codec::None,
+            }),
+            WalInput::Source(l) => match (&l.target, s3) {
+                (Target::S3(url), Some(settings)) => {
+                    let store = Store::open(url, settings).map_err(|e| {
+                        let hint = e.hint();
+                        anyhow::Error::from(e).context(
+                            Failure::new(format!("opening the WAL archive {url}")).hint(hint),
+                        )
+                    })?;
+                    Some(Source::Store {
+                        store: Box::new(store),
+                        codec: l.codec,
+                    })
+                }
+                _ => l.as_dir().map(|d| Source::Dir {
+                    dir: d.to_path_buf(),
+                    codec: l.codec,
+                }),
+            },
+            WalInput::Skip => None,
+        })
+    }
+
+    /// How messages name it.
+    fn shown(&self) -> String {
+        match self {
+            Source::Dir { dir, .. } => dir.display().to_string(),
+            Source::Store { store, .. } => store.url().to_string(),
+        }
+    }
+
+    fn find(&self, name: &WalFileName) -> anyhow::Result<Option<Found>> {
+        Ok(match self {
+            Source::Dir { dir, codec } => source::find_in(dir, *codec, name)?.map(Found::File),
+            Source::Store { store, codec } => objarchive::find(store, *codec, name)
+                .map_err(|e| self.failure(name, e))?
+                .map(Found::Object),
+        })
+    }
+
+    /// The content of `found`, decoded and checked.
+    fn read_verified(
+        &self,
+        found: &Found,
+        name: &WalFileName,
+        system_identifier: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let read = match (self, found) {
+            (_, Found::File(f)) => source::read_verified(f, name, system_identifier),
+            (Source::Store { store, .. }, Found::Object(o)) => {
+                objarchive::read_verified(store, o, name, system_identifier)
+            }
+            (Source::Dir { .. }, Found::Object(_)) => {
+                anyhow::bail!("{name}: an object found in a directory")
+            }
+        };
+        read.map_err(|e| self.failure(name, e))
+    }
+
+    /// A read error as the backup's failure: a store that cannot be reached names its endpoint
+    /// and bucket; a copy that does not pass the checks cannot complete the backup.
+    fn failure(&self, name: &WalFileName, e: source::Error) -> anyhow::Error {
+        let hint = match &e {
+            source::Error::Store(s) => s.hint(),
+            _ => "the archived copy is damaged or belongs to another cluster; the backup cannot be completed from it".to_string(),
+        };
+        anyhow::Error::from(e).context(
+            Failure::new(format!(
+                "WAL segment {name} in {} is not usable",
+                self.shown()
+            ))
+            .hint(hint),
+        )
+    }
+}
+
+impl Found {
+    fn mtime(&self) -> std::time::SystemTime {
+        match self {
+            Found::File(f) => f.mtime,
+            Found::Object(o) => o.mtime,
+        }
+    }
+
+    /// The owner the restored file gets: the archived file's (archive_command wrote it, as
+    /// the server's user); for an object, the owner of the server's `pg_wal`.
+    fn owner(&self, pg_wal: &Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let path = match self {
+            Found::File(f) => f.path.as_path(),
+            Found::Object(_) => pg_wal,
+        };
+        std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
     }
 }
 
 /// Waits for each segment of `names`, verifies it and appends it to `tar`, with the history
 /// file of their timeline; returns the number of WAL bytes archived. `pg_wal` is the server's
 /// WAL directory, where a history file archived long before the backup (at a failover) is
-/// still kept.
+/// still kept. `s3` reaches a `--wal-source` on an object store.
 pub fn collect<W: Write>(
     input: &WalInput,
+    s3: Option<&Settings>,
     names: &[WalFileName],
     system_identifier: u64,
     timeout: Duration,
     pg_wal: &Path,
     tar: &mut tar::Builder<W>,
 ) -> anyhow::Result<u64> {
-    let Some((dir, codec)) = dir_and_codec(input) else {
+    let Some(src) = Source::open(input, s3)? else {
         return Ok(0);
     };
     let mut total = 0;
     for name in names {
-        let found = wait_for(&dir, codec, name, timeout, input)?;
-        let data = source::read_verified(&found, name, system_identifier).map_err(|e| {
-            anyhow::Error::from(e).context(
-                Failure::new(format!("WAL segment {name} in {} is not usable", dir.display()))
-                    .hint("the archived copy is damaged or belongs to another cluster; the backup cannot be completed from it"),
-            )
-        })?;
-        append(tar, name, &data, &found)?;
+        let found = wait_for(&src, name, timeout, input)?;
+        let data = src.read_verified(&found, name, system_identifier)?;
+        append(tar, name, &data, &found, pg_wal)?;
         total += data.len() as u64;
     }
     // Beyond timeline 1 the history file lets a recovery with restore_command follow the
@@ -92,18 +199,22 @@ pub fn collect<W: Write>(
     if let Some(first) = names.first() {
         if first.timeline.0 > 1 {
             let h = WalFileName::history(first.timeline);
-            let found = match source::find_in(&dir, codec, &h)? {
-                Some(found) => Some(found),
-                None => source::find_in(pg_wal, Codec::None, &h)?,
+            let local = Source::Dir {
+                dir: pg_wal.to_path_buf(),
+                codec: Codec::None,
+            };
+            let found = match src.find(&h)? {
+                Some(found) => Some((&src, found)),
+                None => local.find(&h)?.map(|f| (&local, f)),
             };
             match found {
-                Some(found) => {
-                    let data = source::read_verified(&found, &h, system_identifier)?;
-                    append(tar, &h, &data, &found)?;
+                Some((from, found)) => {
+                    let data = from.read_verified(&found, &h, system_identifier)?;
+                    append(tar, &h, &data, &found, pg_wal)?;
                 }
                 None => log_warning!(
                     "{h} is neither in {} nor in {}; the backup holds no history of timeline {}",
-                    dir.display(),
+                    src.shown(),
                     pg_wal.display(),
                     first.timeline.0
                 ),
@@ -117,19 +228,17 @@ fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     name: &WalFileName,
     data: &[u8],
-    found: &source::Found,
+    found: &Found,
+    pg_wal: &Path,
 ) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_size(data.len() as u64);
     h.set_mode(0o600);
-    h.set_mtime(u64::try_from(pitr_common::manifest::unix_seconds(found.mtime)).unwrap_or(0));
-    // The archived copy belongs to the server's user (archive_command wrote it): so does the
-    // restored file.
-    if let Ok(m) = std::fs::metadata(&found.path) {
-        h.set_uid(u64::from(m.uid()));
-        h.set_gid(u64::from(m.gid()));
+    h.set_mtime(u64::try_from(pitr_common::manifest::unix_seconds(found.mtime())).unwrap_or(0));
+    if let Some((uid, gid)) = found.owner(pg_wal) {
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
     }
     let path = Path::new(pitr_common::pg::PG_WAL).join(name.to_string());
     tar.append_data(&mut h, &path, data)
@@ -137,30 +246,34 @@ fn append<W: Write>(
 }
 
 fn wait_for(
-    dir: &Path,
-    codec: Codec,
+    src: &Source,
     name: &WalFileName,
     timeout: Duration,
     input: &WalInput,
-) -> anyhow::Result<source::Found> {
+) -> anyhow::Result<Found> {
     let started = Instant::now();
     let mut logged = started;
+    // A LIST per look on an object store: look less often there.
+    let poll = match src {
+        Source::Dir { .. } => POLL,
+        Source::Store { .. } => POLL * 10,
+    };
     loop {
         check_interrupt()?;
-        if let Some(f) = source::find_in(dir, codec, name)? {
+        if let Some(f) = src.find(name)? {
             return Ok(f);
         }
         if started.elapsed() >= timeout {
             let hint = match input {
                 WalInput::Xlogs(_) => format!(
                     "archive_command must run pitr-archive with --dst-backup {}; check the server log for archiving errors, or raise --wal-timeout",
-                    dir.display()
+                    src.shown()
                 ),
                 _ => "check that archiving works (pg_stat_archiver, the server log) and that this is the cluster's archive, or raise --wal-timeout".to_string(),
             };
             return Err(Failure::new(format!(
                 "WAL segment {name} did not appear in {} within {} s",
-                dir.display(),
+                src.shown(),
                 timeout.as_secs()
             ))
             .hint(hint)
@@ -170,11 +283,11 @@ fn wait_for(
             logged = Instant::now();
             log_info!(
                 "waiting for WAL segment {name} in {} ({} s so far)",
-                dir.display(),
+                src.shown(),
                 started.elapsed().as_secs()
             );
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
     }
 }
 

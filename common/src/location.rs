@@ -127,7 +127,7 @@ pub enum Opt {
     DstBackup,
     /// `--source` of pitr-restore: a directory or an object store.
     Source,
-    /// `--wal-source` of pitr-backup: a directory.
+    /// `--wal-source` of pitr-backup: a directory or an object store.
     WalSource,
     /// `--from-backup` of pitr-restore: a directory or an rsync target.
     FromBackup,
@@ -159,8 +159,8 @@ impl Opt {
             Opt::DstRemote => &[Kind::S3, Kind::Rsync],
             Opt::DstPipe => &[Kind::Program],
             Opt::FromBackup => &[Kind::Rsync, Kind::Dir],
-            Opt::Source | Opt::Archive => &[Kind::S3, Kind::Dir],
-            Opt::DstLocal | Opt::DstBackup | Opt::WalSource | Opt::BackupDir => &[Kind::Dir],
+            Opt::Source | Opt::Archive | Opt::WalSource => &[Kind::S3, Kind::Dir],
+            Opt::DstLocal | Opt::DstBackup | Opt::BackupDir => &[Kind::Dir],
         }
     }
 
@@ -170,7 +170,7 @@ impl Opt {
             Opt::DstRemote => {
                 "write [CODEC=]TARGET with TARGET s3://BUCKET/PREFIX, rsync://host[:port]/module/path, host::module/path or [user@]host:/path"
             }
-            Opt::Source | Opt::Archive => "write [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX with CODEC none, gzip or zstd",
+            Opt::Source | Opt::Archive | Opt::WalSource => "write [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX with CODEC none, gzip or zstd",
             Opt::DstPipe => "write [CODEC=]PROGRAM",
             Opt::FromBackup => "give the directory or rsync target holding the backup sets",
             _ => "write [CODEC=]DIR with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",

@@ -269,6 +269,41 @@ pub fn find(
     Ok(None)
 }
 
+/// The content of `found` (named `name`), decoded and checked exactly as a file from a
+/// directory is ([`source::check`]), in memory: for pitr-backup's WAL archive, one segment at a
+/// time.
+pub fn read_verified(
+    store: &Store,
+    found: &ObjectFound,
+    name: &WalFileName,
+    system_identifier: u64,
+) -> Result<Vec<u8>, Error> {
+    let shown = object_path(store, &found.key);
+    let raw = store.get(&found.key)?.ok_or_else(|| {
+        Error::Io(IoError::new(
+            "reading",
+            &shown,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the object was removed"),
+        ))
+    })?;
+    let data = match found.codec {
+        Codec::None => raw,
+        c => c
+            .decompress(&raw, 16 << 20)
+            .map_err(|source| Error::Corrupt {
+                path: shown.clone(),
+                source,
+            })?,
+    };
+    source::check(&shown, name, &data, system_identifier)?;
+    Ok(data)
+}
+
+/// An object's name in messages: `s3://BUCKET/KEY`.
+pub fn shown(store: &Store, found: &ObjectFound) -> String {
+    object_path(store, &found.key).display().to_string()
+}
+
 /// How an object is named in messages (the `path` of [`Error`]s): `s3://BUCKET/KEY`.
 fn object_path(store: &Store, key: &str) -> PathBuf {
     PathBuf::from(format!(

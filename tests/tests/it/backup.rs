@@ -5,6 +5,7 @@
 //! `sha256sum -c`; interruption by SIGTERM and SIGKILL; the lock; bad input; and memory that
 //! does not grow with the number of files.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,12 +23,12 @@ use pitr_tests::{
 
 /// A primary archiving with pitr-archive into `archive`, and copying WAL into `xlogs` while a
 /// backup runs (`--dst-backup`), plus a `backups` destination.
-struct Primary {
-    cluster: Cluster,
-    work: PgTempDir,
-    archive: PathBuf,
+pub(crate) struct Primary {
+    pub(crate) cluster: Cluster,
+    pub(crate) work: PgTempDir,
+    pub(crate) archive: PathBuf,
     xlogs: PathBuf,
-    backups: PathBuf,
+    pub(crate) backups: PathBuf,
 }
 
 impl Primary {
@@ -36,13 +37,24 @@ impl Primary {
     }
 
     fn with_opts(name: &str, opts: ClusterOpts) -> Primary {
+        Primary::archiving_also(name, opts, |_| String::new())
+    }
+
+    /// A primary whose archive_command also gets the options `extra` returns for the work
+    /// directory (another destination, say).
+    pub(crate) fn archiving_also(
+        name: &str,
+        opts: ClusterOpts,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Primary {
         let work = PgTempDir::new(&format!("{name}-work"));
         let archive = work.subdir("archive");
         let backups = work.subdir("backups");
         let xlogs = work.path().join("xlogs");
         let command = format!(
-            "{} --dst-local {} --dst-backup {} %p",
+            "{} {} --dst-local {} --dst-backup {} %p",
             pitr_bin("pitr-archive").display(),
+            extra(work.path()),
             archive.display(),
             xlogs.display()
         );
@@ -370,9 +382,11 @@ fn backup_gzip_to_rsync_pipe_and_local_matches_primary() {
     }
 }
 
-#[test]
-fn backup_of_hot_standby_needs_no_primary_connection() {
-    let p = Primary::new("bk-sb-primary");
+/// A backup of a hot standby of `p` (named `name`-…) taking its WAL as `wal` says, while the
+/// primary keeps writing and switching segments: the backup talks to the standby only, pauses
+/// removals with its trigger while it runs, and the restored set starts with the rows of a
+/// moment between the backup's start and its end. Returns the standby, still running.
+pub(crate) fn back_up_hot_standby(p: &Primary, name: &str, wal: &[OsString]) -> Cluster {
     p.cluster.pgbench_init(1);
     p.cluster.psql("CREATE TABLE marker (v text)");
     p.cluster
@@ -383,7 +397,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
         p.cluster.port()
     );
     let standby = p.cluster.base_backup(
-        "bk-sb-standby",
+        &format!("{name}-standby"),
         "stream",
         ClusterOpts::new().set("primary_conninfo", &conninfo),
     );
@@ -425,8 +439,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
     let result = pitr_tests::backup_tool(&standby)
         .arg("--dst-local")
         .arg(format!("zstd={}", p.backups.display()))
-        .arg("--wal-source")
-        .arg(&p.archive)
+        .args(wal)
         .arg("--removal-pause-trigger")
         .arg(&trigger)
         .run();
@@ -444,7 +457,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
     assert_eq!(meta_value(&m, "Backup-From").as_deref(), Some("standby"));
     sha256sum_check(&p.backups);
 
-    let restored = restore_set(&p.backups, "bk-sb-restored", |_| {});
+    let restored = restore_set(&p.backups, &format!("{name}-restored"), |_| {});
     restored.start();
     assert!(!restored.is_in_recovery());
     assert_eq!(restored.psql("SELECT v FROM marker"), "before backup");
@@ -453,6 +466,18 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
     assert!(
         (before..=after).contains(&n),
         "restored history rows {n} not within [{before}, {after}]"
+    );
+
+    standby
+}
+
+#[test]
+fn backup_of_hot_standby_needs_no_primary_connection() {
+    let p = Primary::new("bk-sb-primary");
+    let standby = back_up_hot_standby(
+        &p,
+        "bk-sb",
+        &[OsString::from("--wal-source"), p.archive.clone().into()],
     );
 
     // A standby with hot_standby = off accepts no connection: the HINT says which setting.

@@ -156,6 +156,34 @@ impl WalSet {
         Ok(())
     }
 
+    /// Sets `archive_command`, starts the server and times PostgreSQL's archiver draining the
+    /// set, from the first segment's `.done` to the last's (the server's start-up is nobody's
+    /// archiving cost, and would squeeze every ratio towards 1); stops the server and returns
+    /// the seconds and the rate in MiB/s of WAL (the first segment's time is not counted).
+    pub fn drain(&self, name: &str, command: &str, timeout: Duration) -> Result<(f64, f64)> {
+        let cluster = &self.cluster;
+        cluster.append_conf(&[("archive_command", command)]);
+        cluster.start();
+        let first_done = cluster
+            .data_dir()
+            .join(format!("pg_wal/archive_status/{}.done", self.names[0]));
+        wait_for(
+            &format!("{name}: the archiver starting on the set"),
+            Duration::from_secs(300),
+            || first_done.exists(),
+        )?;
+        let t = Instant::now();
+        wait_for(
+            &format!("{name}: the archiver draining the set"),
+            timeout,
+            || self.all_done(),
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        cluster.stop();
+        let n = self.names.len() as f64;
+        Ok((secs, self.mib() * (n - 1.0) / n / secs))
+    }
+
     pub fn all_done(&self) -> bool {
         let status = self.cluster.data_dir().join("pg_wal/archive_status");
         self.names
@@ -294,28 +322,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         for (i, c) in contenders.iter().enumerate() {
             c.empty()?;
             set.reset_status()?;
-            cluster.append_conf(&[("archive_command", &c.command)]);
-            // Timed from the first segment's .done to the last's: the server's start-up is
-            // nobody's archiving cost, and would squeeze every ratio towards 1.
-            cluster.start();
-            let first_done = cluster
-                .data_dir()
-                .join(format!("pg_wal/archive_status/{}.done", set.names[0]));
-            wait_for(
-                &format!("{}: the archiver starting on the set", c.name),
-                Duration::from_secs(300),
-                || first_done.exists(),
-            )?;
-            let t = Instant::now();
-            wait_for(
-                &format!("{}: the archiver draining the set", c.name),
-                Duration::from_secs(900),
-                || set.all_done(),
-            )?;
-            let secs = t.elapsed().as_secs_f64();
-            cluster.stop();
+            let (secs, rate) = set.drain(c.name, &c.command, Duration::from_secs(900))?;
             sizes[i] = dir_size(&c.dest);
-            let rate = set_mib * (set.names.len() - 1) as f64 / set.names.len() as f64 / secs;
             println!(
                 "xtask: bench: archive round {} {:<30} {:>7.1} MiB/s ({secs:.2} s)",
                 round + 1,

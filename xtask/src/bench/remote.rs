@@ -9,13 +9,13 @@
 //! and a few carry a batch, which p50 and p95 show.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use pitr_tests::{GarageCluster, RsyncDaemon};
 
 use super::archive::WalSet;
-use super::{empty_dir, median, percentile, ratio_table, round2, run_timed, shell_as_pg, wait_for};
+use super::{empty_dir, median, percentile, ratio_table, round2, run_timed, shell_as_pg};
 use super::{Ctx, Part, Ratio};
 
 /// One archive_command to measure.
@@ -150,25 +150,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             c.reset()?;
             set.reset_status()?;
             run_no += 1;
-            cluster.append_conf(&[("archive_command", &c.command(run_no))]);
-            cluster.start();
-            let first_done = cluster
-                .data_dir()
-                .join(format!("pg_wal/archive_status/{}.done", set.names[0]));
-            wait_for(
-                &format!("{}: the archiver starting on the set", c.name),
-                Duration::from_secs(300),
-                || first_done.exists(),
-            )?;
-            let t = Instant::now();
-            wait_for(
-                &format!("{}: the archiver draining the set", c.name),
-                Duration::from_secs(1800),
-                || set.all_done(),
-            )?;
-            let secs = t.elapsed().as_secs_f64();
-            cluster.stop();
-            let rate = set_mib * (set.names.len() - 1) as f64 / set.names.len() as f64 / secs;
+            let (secs, rate) = set.drain(&c.name, &c.command(run_no), Duration::from_secs(1800))?;
             println!(
                 "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",
                 round + 1,

@@ -183,16 +183,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         if daemon_dies {
             rsyncd.start_again();
         }
-        if hit {
-            tally.fault();
-        }
-        if done.panicked() {
-            tally.bad(
-                Bad::Panic,
-                format!("{what}: {}", done.first_error()),
-                &repro,
-            );
-        }
+        tally.killed(hit, &done, &what, &repro);
         if done.ok() && daemon_dies && hit {
             // Exit 0 is fine only if every destination holds the asked segment.
             check_holds(

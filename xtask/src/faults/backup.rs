@@ -243,16 +243,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         let done = running.wait_timeout(Duration::from_secs(120))?;
         runner::wait_group_gone(done.pgid, Duration::from_secs(30));
         let _ = fs::remove_file(&env.stuck);
-        if hit {
-            tally.fault();
-        }
-        if done.panicked() {
-            tally.bad(
-                Bad::Panic,
-                format!("{what}: {}", done.first_error()),
-                &repro,
-            );
-        }
+        tally.killed(hit, &done, &what, &repro);
         if done.timed_out {
             tally.bad(
                 Bad::NotRecovered,

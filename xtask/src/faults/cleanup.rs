@@ -162,16 +162,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         runner::pause(delay);
         let hit = running.signal(libc::SIGKILL, Target::Process);
         let done = running.wait_timeout(Duration::from_secs(60))?;
-        if hit {
-            tally.fault();
-        }
-        if done.panicked() {
-            tally.bad(
-                Bad::Panic,
-                format!("{what}: {}", done.first_error()),
-                &repro,
-            );
-        }
+        tally.killed(hit, &done, &what, &repro);
         // Right after the kill: no set may keep its meta file without its other files.
         let mut half = 0;
         for (meta, files) in &sets {

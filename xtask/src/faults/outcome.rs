@@ -111,6 +111,17 @@ impl Tally {
         self.faults += 1;
     }
 
+    /// After a kill: counts the fault if it `hit` a running process, and a panic if `done`
+    /// shows one (described by `what`).
+    pub fn killed(&mut self, hit: bool, done: &super::runner::Done, what: &str, repro: &str) {
+        if hit {
+            self.fault();
+        }
+        if done.panicked() {
+            self.bad(Bad::Panic, format!("{what}: {}", done.first_error()), repro);
+        }
+    }
+
     /// Counts `n` bad outcomes of kind `bad` seen in one run, described by `what`.
     pub fn bad_n(&mut self, bad: Bad, n: u64, what: impl Into<String>, repro: &str) {
         if n == 0 {
