@@ -278,7 +278,7 @@ pub struct Config {
     pub destinations: Vec<Location>,
     /// Where WAL comes from.
     pub wal: WalInput,
-    /// The object-store settings, when `--wal-source` is on one.
+    /// The object-store settings, when `--wal-source` or a destination is on one.
     pub s3: Option<pitr_common::objstore::Settings>,
     /// Longest wait for one WAL segment.
     pub wal_timeout: Duration,
@@ -391,14 +391,18 @@ impl Args {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
-        let s3 = match &wal {
-            WalInput::Source(l) if matches!(l.target, Target::S3(_)) => Some(
+        let on_store = |l: &Location| matches!(l.target, Target::S3(_));
+        let needs_store =
+            destinations.iter().any(on_store) || matches!(&wal, WalInput::Source(l) if on_store(l));
+        let s3 = if needs_store {
+            Some(
                 common
                     .s3
                     .settings(|name| std::env::var(name).ok())
                     .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))?,
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
         Ok(Config {
             s3,
@@ -485,12 +489,6 @@ fn destinations(
     let destinations = location::parse_destinations(dst_local, dst_remote, dst_pipe)
         .map_err(|e| bad_location(&e))?;
     for d in &destinations {
-        if matches!(d.target, Target::S3(_)) {
-            return Err(usage(
-                format!("--dst-remote {d}: pitr-backup cannot write to an object store yet"),
-                "back up to a directory or an rsync target; archiving WAL to s3:// works (pitr-archive)",
-            ));
-        }
         if let Some(dir) = d.as_dir() {
             existing_dir(
                 dir,

@@ -494,6 +494,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         scratch.path(),
         &cfg.rsync,
         cfg.compress_threads,
+        cfg.s3.as_ref(),
     );
     set.check_names_free(&file_types)?;
     // Step 4: the WAL collection directory and the removal pause trigger.

@@ -3,9 +3,10 @@
 //! Destinations are grouped by codec: each group compresses the stream once (zstd with worker
 //! threads) and fans the compressed bytes out to the group's local destinations (each a
 //! [`DurableFile`]: hidden temporary name, fsync, no-clobber link, directory fsync) and pipe
-//! programs (streamed on stdin). rsync destinations get the finished file afterwards, from a
-//! local destination of the same codec when there is one, else from a copy staged in the
-//! scratch directory; rsync's own temp-and-rename keeps partial files from final names there.
+//! programs (streamed on stdin). rsync and object-store destinations get the finished file
+//! afterwards, from a local destination of the same codec when there is one, else from a copy
+//! staged in the scratch directory; rsync's own temp-and-rename keeps partial files from final
+//! names there, and an object appears only when its multipart upload completes.
 //!
 //! Every name of the set is checked free in every destination before anything is written, and
 //! a failure removes what this run already put under a final name (local and rsync; a pipe
@@ -23,6 +24,7 @@ use pitr_common::compress::{Codec, Encoder};
 use pitr_common::exit::Failure;
 use pitr_common::fs::{self, DurableFile, Replace};
 use pitr_common::location::{Location, RsyncTarget, Target};
+use pitr_common::objstore::{S3Url, Settings, Store};
 use pitr_common::process::{PipeChild, Program};
 use pitr_common::rsync::Rsync;
 use pitr_common::{log_info, log_warning};
@@ -34,6 +36,7 @@ struct Group {
     locals: Vec<(Location, PathBuf)>,
     pipes: Vec<(Location, PathBuf)>,
     remotes: Vec<(Location, RsyncTarget)>,
+    stores: Vec<(Location, S3Url)>,
 }
 
 /// One file of the set as produced for one codec.
@@ -133,6 +136,10 @@ pub struct SetWriter {
     created_local: Vec<PathBuf>,
     /// Remote files this run created, removed again on failure.
     created_remote: Vec<(RsyncTarget, String)>,
+    /// Objects this run created, removed again on failure.
+    created_objects: Vec<(Location, S3Url, String)>,
+    /// The object-store settings, when a destination is on one.
+    s3: Option<Settings>,
     done: bool,
 }
 
@@ -144,6 +151,7 @@ impl SetWriter {
         scratch: &Path,
         rsync: &Rsync,
         threads: u32,
+        s3: Option<&Settings>,
     ) -> SetWriter {
         let mut groups: Vec<Group> = Vec::new();
         for d in destinations {
@@ -155,6 +163,7 @@ impl SetWriter {
                         locals: Vec::new(),
                         pipes: Vec::new(),
                         remotes: Vec::new(),
+                        stores: Vec::new(),
                     });
                     groups.len() - 1
                 }
@@ -164,8 +173,7 @@ impl SetWriter {
                 Target::Dir(dir) => g.locals.push((d.clone(), dir.clone())),
                 Target::Program(p) => g.pipes.push((d.clone(), p.clone())),
                 Target::Rsync(r) => g.remotes.push((d.clone(), r.clone())),
-                // Refused by the argument check (crate::args); never reaches a writer.
-                Target::S3(_) => {}
+                Target::S3(u) => g.stores.push((d.clone(), u.clone())),
             }
         }
         SetWriter {
@@ -174,10 +182,12 @@ impl SetWriter {
             scratch: scratch.to_path_buf(),
             rsync: rsync.clone(),
             threads,
+            s3: s3.cloned(),
             produced: HashMap::new(),
             pending: Vec::new(),
             created_local: Vec::new(),
             created_remote: Vec::new(),
+            created_objects: Vec::new(),
             done: false,
         }
     }
@@ -216,8 +226,29 @@ impl SetWriter {
                     return Err(exists(loc, name));
                 }
             }
+            for (loc, url) in &g.stores {
+                let store = self.store(loc, url)?;
+                for name in &names {
+                    if store
+                        .head(name)
+                        .map_err(|e| store_failure(loc, &format!("checking {name} in"), e))?
+                        .is_some()
+                    {
+                        return Err(exists(loc, name));
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A client for the object-store destination `loc`.
+    fn store(&self, loc: &Location, url: &S3Url) -> anyhow::Result<Store> {
+        let settings = self
+            .s3
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no object-store settings for {loc}"))?;
+        Store::open(url, settings).map_err(|e| store_failure(loc, "opening", e))
     }
 
     fn stage_path(&self, codec: Codec, name: &str) -> PathBuf {
@@ -255,7 +286,7 @@ impl SetWriter {
                     .with_context(|| format!("sending {name} to {loc}"))?;
                 sinks.push(Sink::Pipe(child, format!("{loc}")));
             }
-            if !g.remotes.is_empty() && g.locals.is_empty() {
+            if g.sends_after() && g.locals.is_empty() {
                 let path = self.stage_path(g.codec, &name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
@@ -356,7 +387,7 @@ impl SetWriter {
                     .run_with_stdin(text.as_bytes())
                     .with_context(|| format!("sending {name} to {loc}"))?;
             }
-            if !g.remotes.is_empty() && source.is_none() {
+            if g.sends_after() && source.is_none() {
                 let path = self.stage_path(g.codec, &name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
@@ -416,8 +447,60 @@ impl SetWriter {
         self.upload_remotes(file_types)
     }
 
-    /// Sends the finished set to every rsync destination, in set order (meta file last).
+    /// Sends the finished set to every rsync and object-store destination, in set order (meta
+    /// file last).
     fn upload_remotes(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        self.upload_rsync(file_types)?;
+        self.upload_stores(file_types)
+    }
+
+    /// Each file of the set goes into each object-store destination as a multipart upload read
+    /// from its local copy (memory stays within the part buffers whatever the size), after a
+    /// look that the name is still free: nothing of the set is replaced, and an upload that
+    /// dies leaves no object under its name.
+    fn upload_stores(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        for g in self.groups.clone() {
+            for (loc, url) in &g.stores {
+                let store = self.store(loc, url)?;
+                for ft in file_types {
+                    let Some(p) = self.produced.get(&(g.codec, *ft)).cloned() else {
+                        continue;
+                    };
+                    let Some(src_dir) = p.source.as_deref().and_then(Path::parent) else {
+                        continue;
+                    };
+                    let src = src_dir.join(&p.name);
+                    log_info!("sending {} to {loc}", p.name);
+                    let doing = format!("sending {} to", p.name);
+                    if store
+                        .head(&p.name)
+                        .map_err(|e| store_failure(loc, &doing, e))?
+                        .is_some()
+                    {
+                        return Err(exists(loc, &p.name));
+                    }
+                    let mut upload = store
+                        .upload(&p.name)
+                        .map_err(|e| store_failure(loc, &doing, e))?;
+                    let mut file =
+                        File::open(&src).map_err(|e| fs::IoError::new("opening", &src, e))?;
+                    io::copy(&mut file, &mut upload).map_err(|e| match e
+                        .downcast::<pitr_common::objstore::Error>(
+                    ) {
+                        Ok(store_error) => store_failure(loc, &doing, store_error),
+                        Err(e) => fs::IoError::new("reading", &src, e).into(),
+                    })?;
+                    upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
+                    self.created_objects
+                        .push((loc.clone(), url.clone(), p.name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the finished set to every rsync destination, in set order (meta file last).
+    fn upload_rsync(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
         for g in self.groups.clone() {
             for (loc, remote) in &g.remotes {
                 for ft in file_types {
@@ -461,6 +544,16 @@ impl Drop for SetWriter {
                 Err(e) => log_warning!("cannot remove partial output: {e}"),
             }
         }
+        for (loc, url, name) in self.created_objects.iter().rev() {
+            let removed = self.store(loc, url).and_then(|s| {
+                s.delete(name)
+                    .map_err(|e| store_failure(loc, "removing", e))
+            });
+            match removed {
+                Ok(()) => log_info!("removed partial output {name} from {loc}"),
+                Err(e) => log_warning!("cannot remove partial output {name} from {loc}: {e:#}"),
+            }
+        }
         for (remote, name) in self.created_remote.iter().rev() {
             let empty = self.scratch.join("empty");
             if let Err(e) = self
@@ -473,6 +566,21 @@ impl Drop for SetWriter {
                 );
             }
         }
+    }
+}
+
+/// An object-store error of destination `loc` while `doing` ("sending NAME to"), with the
+/// store's HINT (endpoint and bucket named).
+fn store_failure(loc: &Location, doing: &str, e: pitr_common::objstore::Error) -> anyhow::Error {
+    let hint = e.hint();
+    anyhow::Error::from(e).context(Failure::new(format!("{doing} {loc}")).hint(hint))
+}
+
+impl Group {
+    /// Whether some destination gets the finished files afterwards (rsync, object store), from
+    /// a local destination of the group or a staged copy.
+    fn sends_after(&self) -> bool {
+        !self.remotes.is_empty() || !self.stores.is_empty()
     }
 }
 

@@ -225,6 +225,15 @@ impl Args {
                 ))
             }
             (Some(dir), []) => {
+                if dir.to_string_lossy().starts_with("s3://") {
+                    return Err(usage(
+                        format!(
+                            "--backup-dir {}: retention of backup sets in an object store is not supported yet",
+                            dir.display()
+                        ),
+                        "give the local directory pitr-backup writes its sets to; WAL archives on s3:// are pruned with --archive",
+                    ));
+                }
                 if self.keep_days.is_none() && self.keep_count.is_none() {
                     return Err(usage(
                         "--backup-dir needs --keep-days or --keep-count",

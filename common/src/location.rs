@@ -129,7 +129,7 @@ pub enum Opt {
     Source,
     /// `--wal-source` of pitr-backup: a directory or an object store.
     WalSource,
-    /// `--from-backup` of pitr-restore: a directory or an rsync target.
+    /// `--from-backup` of pitr-restore: a directory, an rsync target or an object store.
     FromBackup,
     /// `--archive` of pitr-cleanup: a directory or an object store.
     Archive,
@@ -158,7 +158,7 @@ impl Opt {
         match self {
             Opt::DstRemote => &[Kind::S3, Kind::Rsync],
             Opt::DstPipe => &[Kind::Program],
-            Opt::FromBackup => &[Kind::Rsync, Kind::Dir],
+            Opt::FromBackup => &[Kind::S3, Kind::Rsync, Kind::Dir],
             Opt::Source | Opt::Archive | Opt::WalSource => &[Kind::S3, Kind::Dir],
             Opt::DstLocal | Opt::DstBackup | Opt::BackupDir => &[Kind::Dir],
         }
@@ -172,7 +172,9 @@ impl Opt {
             }
             Opt::Source | Opt::Archive | Opt::WalSource => "write [CODEC=]DIR or [CODEC=]s3://BUCKET/PREFIX with CODEC none, gzip or zstd",
             Opt::DstPipe => "write [CODEC=]PROGRAM",
-            Opt::FromBackup => "give the directory or rsync target holding the backup sets",
+            Opt::FromBackup => {
+                "give the directory, rsync target or s3://BUCKET/PREFIX holding the backup sets"
+            }
             _ => "write [CODEC=]DIR with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
         }
     }

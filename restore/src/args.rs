@@ -572,7 +572,7 @@ pub enum Mode {
 /// Settings of `--from-backup`.
 #[derive(Debug)]
 pub struct BackupConfig {
-    /// The backup directory (local, or an rsync target).
+    /// The backup directory (local, an rsync target or an object store).
     pub from: Location,
     /// The rsync program, for an rsync `from`.
     pub rsync: Rsync,
@@ -596,6 +596,8 @@ pub struct BackupConfig {
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
     /// What the restore_command runs with.
     pub command: CommandOptions,
+    /// The object-store settings, when `from` is on one.
+    pub s3: Option<pitr_common::objstore::Settings>,
 }
 
 /// Validated settings of the restore_command form.
@@ -919,7 +921,19 @@ impl BackupArgs {
             verbose: false,
             s3: common.s3.clone(),
         };
+        let s3 = match from.target {
+            pitr_common::location::Target::S3(_) => Some(
+                common
+                    .s3
+                    .settings(|name| std::env::var(name).ok())
+                    .map_err(|e| {
+                        backup_usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT)
+                    })?,
+            ),
+            _ => None,
+        };
         Ok(BackupConfig {
+            s3,
             from,
             rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
             target_dir: target_data_dir,

@@ -27,6 +27,7 @@ use pitr_common::compress::{self, Stored};
 use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
 use pitr_common::location::{RsyncTarget, Target as Place};
+use pitr_common::objstore::{self, S3Url, Store};
 use pitr_common::tempname::ScratchDir;
 use pitr_common::{log_hint, log_info, log_warning, pg};
 
@@ -492,18 +493,97 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
     Ok(fetched)
 }
 
+/// For an object-store `--from-backup`: as for rsync ([`fetch_remote_set`]), the small objects
+/// directly under the prefix (the meta files among them) are fetched into a private directory
+/// beside the target, the set is chosen there, then its other files are streamed down.
+fn fetch_store_set(cfg: &BackupConfig, url: &S3Url) -> anyhow::Result<ScratchDir> {
+    let target = &cfg.target_dir;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    let fetched = ScratchDir::create(&parent, &format!("{name}.pitr-fetch"))?;
+    let store_failure = |doing: String, e: objstore::Error| {
+        let hint = e.hint();
+        anyhow::Error::from(e).context(Failure::new(doing).hint(hint))
+    };
+    let settings = cfg
+        .s3
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no object-store settings for {url}"))?;
+    let store = Store::open(url, settings)
+        .map_err(|e| store_failure(format!("cannot list the backup sets in {url}"), e))?;
+    log_info!(
+        "fetching the meta files of {url} into {}",
+        fetched.path().display()
+    );
+    let listed = store
+        .list("")
+        .map_err(|e| store_failure(format!("cannot list the backup sets in {url}"), e))?;
+    let download = |key: &str| -> anyhow::Result<bool> {
+        let doing = || format!("fetching {key} from {url}");
+        let Some(mut reader) = store
+            .get_reader(key)
+            .map_err(|e| store_failure(doing(), e))?
+        else {
+            return Ok(false);
+        };
+        let path = fetched.path().join(key);
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| IoError::new("creating", &path, e))?;
+        std::io::copy(&mut reader, &mut file).map_err(|e| {
+            match e.downcast::<objstore::Error>() {
+                Ok(store_error) => store_failure(doing(), store_error),
+                Err(e) => IoError::new("writing", &path, e).into(),
+            }
+        })?;
+        Ok(true)
+    };
+    for o in &listed {
+        if !o.key.contains('/') && !o.key.starts_with('.') && o.size <= backupset::MAX_META_SIZE {
+            download(&o.key)?;
+        }
+    }
+    let sets = backupset::list_local(fetched.path())?;
+    let set = choose(&sets, cfg, fetched.path())?;
+    let mut names = vec![set.meta.data_file.clone(), set.meta.digest_file.clone()];
+    names.extend(set.meta.xlog_file.clone());
+    log_info!(
+        "fetching backup set {} from {url}: {}",
+        set.meta_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        names.join(", ")
+    );
+    for n in &names {
+        if !fetched.path().join(n).exists() && !download(n)? {
+            return Err(failure(
+                format!("{n} of the chosen backup set is not in {url}"),
+                "the set is incomplete there: choose another with --backup",
+            ));
+        }
+    }
+    Ok(fetched)
+}
+
 /// Runs `--from-backup`.
 pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
     // Before fetching or checking gigabytes for a restore that cannot happen.
     check_target(&cfg.target_dir)?;
     let fetched = match &cfg.from.target {
         Place::Rsync(remote) => Some(fetch_remote_set(cfg, remote)?),
+        Place::S3(url) => Some(fetch_store_set(cfg, url)?),
         _ => None,
     };
     let from = match (&fetched, &cfg.from.target) {
         (Some(f), _) => f.path().to_path_buf(),
         (None, Place::Dir(d)) => d.clone(),
-        (None, other) => anyhow::bail!("--from-backup {other} is not a directory or rsync target"),
+        (None, other) => anyhow::bail!(
+            "--from-backup {other} is not a directory, an rsync target or an object store"
+        ),
     };
     if !from.is_dir() {
         return Err(failure(

@@ -27,7 +27,7 @@ pub(crate) struct Primary {
     pub(crate) cluster: Cluster,
     pub(crate) work: PgTempDir,
     pub(crate) archive: PathBuf,
-    xlogs: PathBuf,
+    pub(crate) xlogs: PathBuf,
     pub(crate) backups: PathBuf,
 }
 
@@ -76,7 +76,7 @@ impl Primary {
 
     /// `pitr-backup` for this primary, run as the PostgreSQL user, with the connection and data
     /// directory options.
-    fn backup(&self) -> Tool {
+    pub(crate) fn backup(&self) -> Tool {
         pitr_tests::backup_tool(&self.cluster)
     }
 }

@@ -778,6 +778,14 @@ fn s3_cleanup_fails_clearly_while_the_store_is_down() {
     garage.restart_all();
     assert_eq!(keys(&store), before);
     Tool::new("pitr-cleanup")
+        .args(["--backup-dir", "s3://backups/db1", "--keep-count", "2"])
+        .args(["--archive", &format!("zstd={url}")])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains(
+            "FATAL : --backup-dir s3://backups/db1: retention of backup sets in an object store is not supported yet",
+        );
+    Tool::new("pitr-cleanup")
         .args(["--archive", "rsync://localhost/wal_archive/db1"])
         .arg("000000020000000000000004")
         .run()
@@ -865,4 +873,129 @@ fn s3_backup_of_hot_standby_takes_its_wal_from_garage() {
         ],
     );
     standby.stop();
+}
+
+/// A point-in-time restore with everything in Garage: the primary archives its WAL there,
+/// pitr-backup writes the set there (multipart uploads from its local copies, meta file last),
+/// and pitr-restore --from-backup s3:// fetches the set and recovers from the WAL in the store
+/// to a target time: the restored rows are those of that time, and nothing of the fetched copy
+/// stays beside the new data directory.
+#[test]
+fn s3_point_in_time_restore_from_a_backup_in_garage() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-pitr");
+    let config = garage.pitr_config(work.path());
+    let state = work.subdir("archive-state");
+    let wal = wal_url(&garage, "db1/wal");
+    let sets = wal_url(&garage, "db1/backups");
+    let p = crate::backup::Primary::archiving_also("s3-pitr-primary", ClusterOpts::new(), |_| {
+        format!(
+            "--config-file {} --state-dir {} --dst-remote zstd={wal}",
+            config.display(),
+            state.display()
+        )
+    });
+    p.cluster.psql("CREATE TABLE marker (v text)");
+    p.cluster.psql("INSERT INTO marker VALUES ('at backup')");
+    p.backup()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--dst-remote", &format!("zstd={sets}")])
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .succeeds();
+    let stored = keys(&store(&garage, "db1/backups"));
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    let meta_key = stored.iter().find(|k| k.contains("-meta-")).unwrap();
+    let meta = String::from_utf8(
+        store(&garage, "db1/backups")
+            .get(meta_key)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let finished: i64 = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("Finished-epoch:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // A target time must come after the backup's end, which is in whole seconds.
+    pitr_tests::wait_until(
+        "the clock to pass the backup's end",
+        restore::TIMEOUT,
+        || {
+            let now: i64 = p
+                .cluster
+                .psql("SELECT extract(epoch FROM clock_timestamp())::bigint")
+                .parse()
+                .unwrap();
+            (now > finished).then_some(())
+        },
+    );
+    p.cluster.psql("UPDATE marker SET v = 'time target'");
+    let time = p.cluster.psql("SELECT clock_timestamp()");
+    p.cluster.psql("UPDATE marker SET v = 'after the target'");
+    let (segment, _) = p.cluster.switch_wal_at();
+    p.cluster.wait_archived(&segment, restore::TIMEOUT);
+
+    let root = PgTempDir::new("s3-pitr-restored");
+    let data = root.path().join("data");
+    Tool::new("pitr-restore")
+        .as_pg_user()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--from-backup", &sets])
+        .args(["--source", &format!("zstd={wal}")])
+        .args(["--poll-interval", "0.2", "--target-time", &time])
+        .args(["--target-action", "promote", "--target-data-dir"])
+        .arg(&data)
+        .succeeds()
+        .stderr_line_with(&["LOG : fetching backup set", meta_key]);
+    assert_eq!(pitr_tests::dir_names(root.path()), ["data"]);
+    let c = Cluster::adopt("s3-pitr-restored", root, ClusterOpts::new());
+    c.start();
+    c.wait_promoted(restore::TIMEOUT);
+    assert_eq!(c.psql("SELECT v FROM marker"), "time target");
+    let log = c.server_log();
+    assert!(log.contains("recovery stopping before commit"), "{log}");
+    drop(c);
+
+    // A damaged data file in the store is refused by its digest, and leaves nothing behind.
+    let sets_store = store(&garage, "db1/backups");
+    let data_key = stored.iter().find(|k| k.contains("-data-")).unwrap();
+    let mut bytes = sets_store.get(data_key).unwrap().unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    sets_store.put_replace(data_key, bytes).unwrap();
+    let damaged = PgTempDir::new("s3-pitr-damaged");
+    Tool::new("pitr-restore")
+        .as_pg_user()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--from-backup", &sets])
+        .args(["--source", &format!("zstd={wal}")])
+        .arg("--target-data-dir")
+        .arg(damaged.path().join("data"))
+        .run()
+        .failure_with_status(2)
+        .stderr_line_with(&["ERROR : ", data_key]);
+    assert_eq!(pitr_tests::dir_names(damaged.path()), Vec::<String>::new());
+
+    // With every node stopped, a backup to the store fails before writing anything, naming the
+    // endpoint; its local destination is left empty.
+    let mut garage = garage;
+    garage.stop_all();
+    let local = p.work.subdir("local-too");
+    p.backup()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--s3-retry-seconds", "2"])
+        .args(["--dst-remote", &format!("zstd={sets}")])
+        .arg("--dst-local")
+        .arg(format!("zstd={}", local.display()))
+        .arg("--skip-xlogs")
+        .run()
+        .failure_with_status(2)
+        .stderr_contains(&format!("object store {} unreachable", garage.endpoint()));
+    assert_eq!(pitr_tests::dir_names(&local), Vec::<String>::new());
+    garage.restart_all();
+    assert_eq!(keys(&sets_store), stored);
 }
