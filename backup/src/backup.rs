@@ -15,10 +15,12 @@ use anyhow::Context;
 use pitr_common::backupset::{self, FileType, Meta, XLOGS_MARKER};
 use pitr_common::checksum::{self, SumLine};
 use pitr_common::exit::{self, Failure};
+use pitr_common::location::Target;
 use pitr_common::manifest::{unix_seconds, WalRange};
+use pitr_common::objstore::Store;
 use pitr_common::pg::{self, PgDataDir};
 use pitr_common::tempname::{self, ScratchDir};
-use pitr_common::{controldata, fs, lock, log_info, log_warning, signal};
+use pitr_common::{controldata, fs, lock, log_info, log_warning, objsets, signal};
 
 use crate::args::{Config, WalInput};
 use crate::copy::{self, Copier, Kind, Rules};
@@ -235,6 +237,28 @@ fn connect(cfg: &Config) -> anyhow::Result<(controldata::ControlData, Session)> 
 /// the local destinations is finished first (see `backupset::sweep_intents`), and the
 /// temporary files of writers that are gone are removed (see `tempname::stale_age`).
 fn finish_interrupted_sets(cfg: &Config) -> anyhow::Result<()> {
+    for (d, url) in cfg.destinations.iter().filter_map(|d| match &d.target {
+        Target::S3(url) => Some((d, url)),
+        _ => None,
+    }) {
+        let failure = |e: pitr_common::objstore::Error| {
+            let hint = e.hint();
+            anyhow::Error::from(e)
+                .context(Failure::new(format!("looking for interrupted backups in {d}")).hint(hint))
+        };
+        let settings = cfg
+            .s3
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no object-store settings for {d}"))?;
+        let store = Store::open(url, settings).map_err(failure)?;
+        for s in objsets::sweep(&store).map_err(failure)? {
+            log_warning!(
+                "removed {} objects of backup set {} in {d}, left by an interrupted run",
+                s.removed.len(),
+                s.meta
+            );
+        }
+    }
     for dir in cfg.destinations.iter().filter_map(|d| d.as_dir()) {
         for p in tempname::sweep_stale(dir, tempname::stale_age(), false)? {
             log_warning!(

@@ -24,6 +24,7 @@ use pitr_common::compress::{Codec, Encoder};
 use pitr_common::exit::Failure;
 use pitr_common::fs::{self, DurableFile, Replace};
 use pitr_common::location::{Location, RsyncTarget, Target};
+use pitr_common::objsets;
 use pitr_common::objstore::{S3Url, Settings, Store};
 use pitr_common::process::{PipeChild, Program};
 use pitr_common::rsync::Rsync;
@@ -138,6 +139,8 @@ pub struct SetWriter {
     created_remote: Vec<(RsyncTarget, String)>,
     /// Objects this run created, removed again on failure.
     created_objects: Vec<(Location, S3Url, String)>,
+    /// Intent records this run stored and has not ended, removed on failure after the objects.
+    store_intents: Vec<(Location, S3Url, String)>,
     /// The object-store settings, when a destination is on one.
     s3: Option<Settings>,
     done: bool,
@@ -188,6 +191,7 @@ impl SetWriter {
             created_local: Vec::new(),
             created_remote: Vec::new(),
             created_objects: Vec::new(),
+            store_intents: Vec::new(),
             done: false,
         }
     }
@@ -462,6 +466,17 @@ impl SetWriter {
         for g in self.groups.clone() {
             for (loc, url) in &g.stores {
                 let store = self.store(loc, url)?;
+                // Recorded first, so that a run killed mid-upload is undone by the next one.
+                let meta = self.name(FileType::Meta, g.codec);
+                let others: Vec<String> = file_types
+                    .iter()
+                    .filter(|ft| **ft != FileType::Meta)
+                    .map(|ft| self.name(*ft, g.codec))
+                    .collect();
+                let intent = objsets::begin(&store, IntentAction::Write, &meta, &others)
+                    .map_err(|e| store_failure(loc, &format!("recording {meta} in"), e))?;
+                self.store_intents
+                    .push((loc.clone(), url.clone(), intent.clone()));
                 for ft in file_types {
                     let Some(p) = self.produced.get(&(g.codec, *ft)).cloned() else {
                         continue;
@@ -494,6 +509,10 @@ impl SetWriter {
                     self.created_objects
                         .push((loc.clone(), url.clone(), p.name.clone()));
                 }
+                objsets::end(&store, &intent).map_err(|e| {
+                    store_failure(loc, &format!("ending the record {intent} in"), e)
+                })?;
+                self.store_intents.pop();
             }
         }
         Ok(())
@@ -544,7 +563,7 @@ impl Drop for SetWriter {
                 Err(e) => log_warning!("cannot remove partial output: {e}"),
             }
         }
-        for (loc, url, name) in self.created_objects.iter().rev() {
+        for (loc, url, name) in self.store_intents.iter().chain(&self.created_objects).rev() {
             let removed = self.store(loc, url).and_then(|s| {
                 s.delete(name)
                     .map_err(|e| store_failure(loc, "removing", e))

@@ -172,6 +172,36 @@ const FORM1: &str = "archive_cleanup_command = 'pitr-cleanup --archive zstd=/srv
 const FORM2: &str = "pitr-cleanup --backup-dir /srv/backups --archive /srv/wal --keep-days 7";
 
 impl Args {
+    /// Form 2's settings, checked.
+    fn retention(&self, dir: &std::path::Path) -> anyhow::Result<Mode> {
+        if dir.to_string_lossy().starts_with("s3://") {
+            return Err(usage(
+                format!(
+                    "--backup-dir {}: retention of backup sets in an object store is not supported yet",
+                    dir.display()
+                ),
+                "give the local directory pitr-backup writes its sets to; WAL archives on s3:// are pruned with --archive",
+            ));
+        }
+        if self.keep_days.is_none() && self.keep_count.is_none() {
+            return Err(usage(
+                "--backup-dir needs --keep-days or --keep-count",
+                &format!("for example {FORM2}"),
+            ));
+        }
+        if self.keep_days == Some(0) || self.keep_count == Some(0) {
+            return Err(usage(
+                "--keep-days and --keep-count must be at least 1",
+                "the newest valid backup is always kept; give the retention wanted",
+            ));
+        }
+        Ok(Mode::Retention {
+            backup_dir: dir.to_path_buf(),
+            keep_days: self.keep_days,
+            keep_count: self.keep_count,
+        })
+    }
+
     /// Validates the arguments.
     pub fn into_config(self) -> anyhow::Result<Config> {
         let archive = match &self.archive {
@@ -224,34 +254,7 @@ impl Args {
                     &format!("as archive_cleanup_command: {FORM1}; from cron: {FORM2}"),
                 ))
             }
-            (Some(dir), []) => {
-                if dir.to_string_lossy().starts_with("s3://") {
-                    return Err(usage(
-                        format!(
-                            "--backup-dir {}: retention of backup sets in an object store is not supported yet",
-                            dir.display()
-                        ),
-                        "give the local directory pitr-backup writes its sets to; WAL archives on s3:// are pruned with --archive",
-                    ));
-                }
-                if self.keep_days.is_none() && self.keep_count.is_none() {
-                    return Err(usage(
-                        "--backup-dir needs --keep-days or --keep-count",
-                        &format!("for example {FORM2}"),
-                    ));
-                }
-                if self.keep_days == Some(0) || self.keep_count == Some(0) {
-                    return Err(usage(
-                        "--keep-days and --keep-count must be at least 1",
-                        "the newest valid backup is always kept; give the retention wanted",
-                    ));
-                }
-                Mode::Retention {
-                    backup_dir: dir.clone(),
-                    keep_days: self.keep_days,
-                    keep_count: self.keep_count,
-                }
-            }
+            (Some(dir), []) => self.retention(dir)?,
         };
         let s3 = match archive.target {
             Target::S3(_) => Some(

@@ -442,14 +442,7 @@ impl SetIntent {
         files: &[String],
     ) -> anyhow::Result<SetIntent> {
         let path = dir.join(format!("{INTENT_PREFIX}{meta_name}"));
-        let mut text = format!(
-            "action: {}\npid: {}\nmeta: {meta_name}\n",
-            action.as_str(),
-            std::process::id()
-        );
-        for f in files {
-            text.push_str(&format!("file: {f}\n"));
-        }
+        let text = IntentRecord::ours(action, meta_name, files).text();
         crate::fs::write_durable(&path, crate::fs::Replace::Allow, None, |f| {
             Ok(crate::fs::write_all(f, &path, text.as_bytes())?)
         })?;
@@ -463,6 +456,91 @@ impl SetIntent {
     pub fn end(self) -> Result<(), IoError> {
         crate::fs::remove_file_if_exists(&self.path)?;
         crate::fs::fsync_dir(&self.dir)
+    }
+}
+
+/// The content of a set's intent record: `action: write|remove`, `pid: N`, `host: NAME`,
+/// `meta: NAME`, then one `file: NAME` line per other file of the set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentRecord {
+    /// What the writer was doing.
+    pub action: IntentAction,
+    /// The writer's process, when recorded.
+    pub pid: Option<u32>,
+    /// The writer's host, when recorded (records of older versions have none).
+    pub host: Option<String>,
+    /// The set's meta file name.
+    pub meta: String,
+    /// The set's other file names.
+    pub files: Vec<String>,
+}
+
+impl IntentRecord {
+    /// A record of this process on this host.
+    pub fn ours(action: IntentAction, meta: &str, files: &[String]) -> IntentRecord {
+        IntentRecord {
+            action,
+            pid: Some(std::process::id()),
+            host: Some(hostname()),
+            meta: meta.to_owned(),
+            files: files.to_vec(),
+        }
+    }
+
+    /// The record as stored.
+    pub fn text(&self) -> String {
+        let mut text = format!("action: {}\n", self.action.as_str());
+        if let Some(pid) = self.pid {
+            text.push_str(&format!("pid: {pid}\n"));
+        }
+        if let Some(host) = &self.host {
+            text.push_str(&format!("host: {host}\n"));
+        }
+        text.push_str(&format!("meta: {}\n", self.meta));
+        for f in &self.files {
+            text.push_str(&format!("file: {f}\n"));
+        }
+        text
+    }
+
+    /// Reads a stored record; an unknown action reads as a write (undone, never completed).
+    pub fn parse(text: &str) -> IntentRecord {
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        IntentRecord {
+            action: match field("action: ") {
+                Some("remove") => IntentAction::Remove,
+                _ => IntentAction::Write,
+            },
+            pid: field("pid: ").and_then(|p| p.parse().ok()),
+            host: field("host: ").map(str::to_owned),
+            meta: field("meta: ").unwrap_or_default().to_owned(),
+            files: text
+                .lines()
+                .filter_map(|l| l.strip_prefix("file: "))
+                .map(|f| f.trim().to_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether the writer may still be at work: its process is alive on this host, or it
+    /// wrote from another host (whose processes cannot be seen from here).
+    pub fn writer_may_be_alive(&self) -> bool {
+        match &self.host {
+            Some(h) if *h != hostname() => true,
+            _ => self.pid.is_some_and(crate::signal::process_alive),
+        }
+    }
+
+    /// The names to remove to finish the job, meta file first (a half-removed set is never
+    /// taken for a whole one); names with a `/`, `.` and `..` are never taken.
+    pub fn names_to_remove(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for f in std::iter::once(&self.meta).chain(&self.files) {
+            if !matches!(f.as_str(), "" | "." | "..") && !f.contains('/') && !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out
     }
 }
 
@@ -499,31 +577,19 @@ pub fn sweep_intents(dir: &Path, dry_run: bool) -> anyhow::Result<Vec<Swept>> {
         }
         let path = ent.path();
         let text = crate::fs::read(&path)?;
-        let text = String::from_utf8_lossy(&text);
-        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
-        let pid: Option<u32> = field("pid: ").and_then(|p| p.parse().ok());
-        if pid.is_some_and(crate::signal::process_alive) {
+        let record = IntentRecord::parse(&String::from_utf8_lossy(&text));
+        // A directory is this host's (a shared one would be a writer of another host that we
+        // cannot see, and older records name no host): the pid decides.
+        if record.pid.is_some_and(crate::signal::process_alive) {
             continue;
         }
-        let action = match field("action: ") {
-            Some("remove") => IntentAction::Remove,
-            _ => IntentAction::Write,
-        };
-        let meta = field("meta: ").unwrap_or_default().to_string();
+        let IntentRecord { action, meta, .. } = record.clone();
         let whole = action == IntentAction::Write && !meta.is_empty() && dir.join(&meta).is_file();
         let mut removed = Vec::new();
         if !whole {
-            // The meta file first: a half-removed set is never taken for a whole one.
-            let files = std::iter::once(meta.as_str())
-                .chain(
-                    text.lines()
-                        .filter_map(|l| l.strip_prefix("file: "))
-                        .map(str::trim),
-                )
-                .filter(|f| !f.is_empty() && !f.contains('/'));
-            for f in files {
+            for f in record.names_to_remove() {
                 let p = dir.join(f);
-                if p.symlink_metadata().is_ok() && !removed.contains(&p) {
+                if p.symlink_metadata().is_ok() {
                     if !dry_run {
                         crate::fs::remove_file_if_exists(&p)?;
                     }
@@ -719,6 +785,29 @@ mod tests {
         assert_eq!(names, ["b-meta", "a-meta"]);
         assert_eq!(sets[0].files().len(), 4);
         assert_eq!(sets[0].files()[3], d.path().join("b-meta"));
+    }
+
+    #[test]
+    fn intent_records_round_trip_and_read_older_ones() {
+        let r = IntentRecord::ours(
+            IntentAction::Remove,
+            "vm-meta-x",
+            &["vm-data-x.tar.zst".into(), "../escape".into(), "..".into()],
+        );
+        assert_eq!(IntentRecord::parse(&r.text()), r);
+        assert!(r.writer_may_be_alive(), "this process is alive");
+        assert_eq!(r.names_to_remove(), ["vm-meta-x", "vm-data-x.tar.zst"]);
+        // A record of an older version: no host line, an unknown action reads as a write.
+        let old = IntentRecord::parse("action: ???\npid: 4000000\nmeta: m\nfile: d\n");
+        assert_eq!(old.action, IntentAction::Write);
+        assert_eq!((old.pid, old.host.as_deref()), (Some(4_000_000), None));
+        assert!(!old.writer_may_be_alive());
+        // Another host's writer is never taken for dead.
+        let elsewhere = IntentRecord {
+            host: Some(format!("not-{}", hostname())),
+            ..old
+        };
+        assert!(elsewhere.writer_may_be_alive());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod log;
 pub mod manifest;
 pub mod objarchive;
+pub mod objsets;
 pub mod objstore;
 pub mod pg;
 pub mod pgconf;

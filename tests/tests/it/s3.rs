@@ -927,7 +927,7 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
         || {
             let now: i64 = p
                 .cluster
-                .psql("SELECT extract(epoch FROM clock_timestamp())::bigint")
+                .psql("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")
                 .parse()
                 .unwrap();
             (now > finished).then_some(())
@@ -960,9 +960,45 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
     assert!(log.contains("recovery stopping before commit"), "{log}");
     drop(c);
 
-    // A damaged data file in the store is refused by its digest, and leaves nothing behind.
+    // A pitr-backup killed mid-upload left its record and one object: the next backup to the
+    // store removes both (the writer's pid is gone on this host), and only them.
     let sets_store = store(&garage, "db1/backups");
-    let data_key = stored.iter().find(|k| k.contains("-data-")).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let record = format!(
+        "action: write\npid: {gone}\nhost: {}\nmeta: killed-meta-x\nfile: killed-data-x.tar.zst\nfile: killed-sha256-x\n",
+        pitr_common::backupset::hostname()
+    );
+    sets_store
+        .put_replace(".pitr-set.killed-meta-x", record.into_bytes())
+        .unwrap();
+    sets_store
+        .put_replace("killed-data-x.tar.zst", b"partial".to_vec())
+        .unwrap();
+    p.backup()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--dst-remote", &format!("zstd={sets}")])
+        .arg("--skip-xlogs")
+        .succeeds()
+        .stderr_contains("removed 1 objects of backup set killed-meta-x in ");
+    let after = keys(&sets_store);
+    assert_eq!(after.len(), stored.len() + 3, "{after:?}");
+    assert!(stored.iter().all(|k| after.contains(k)), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|k| !k.contains("killed") && !k.starts_with('.')),
+        "{after:?}"
+    );
+    let stored = after;
+
+    // A damaged data file in the store is refused by its digest, and leaves nothing behind.
+    let data_key = stored
+        .iter()
+        .filter(|k| k.contains("-data-"))
+        .max()
+        .unwrap();
     let mut bytes = sets_store.get(data_key).unwrap().unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
