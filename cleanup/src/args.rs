@@ -70,7 +70,8 @@ pub struct Args {
     #[argh(option)]
     pub archive: Option<String>,
 
-    /// form 2: the directory holding the backup sets made by pitr-backup
+    /// form 2: the directory (or s3://BUCKET/PREFIX) holding the backup sets made by
+    /// pitr-backup
     #[argh(option)]
     pub backup_dir: Option<PathBuf>,
 
@@ -133,6 +134,15 @@ pub enum Mode {
         /// The oldest file still needed.
         oldest: WalFileName,
     },
+    /// Form 2 with the backup sets in an object store.
+    StoreRetention {
+        /// Where pitr-backup --dst-remote wrote the sets.
+        url: pitr_common::objstore::S3Url,
+        /// Keep days.
+        keep_days: Option<u32>,
+        /// Keep count.
+        keep_count: Option<u32>,
+    },
     /// Form 2: retention.
     Retention {
         /// Backup directory.
@@ -174,15 +184,6 @@ const FORM2: &str = "pitr-cleanup --backup-dir /srv/backups --archive /srv/wal -
 impl Args {
     /// Form 2's settings, checked.
     fn retention(&self, dir: &std::path::Path) -> anyhow::Result<Mode> {
-        if dir.to_string_lossy().starts_with("s3://") {
-            return Err(usage(
-                format!(
-                    "--backup-dir {}: retention of backup sets in an object store is not supported yet",
-                    dir.display()
-                ),
-                "give the local directory pitr-backup writes its sets to; WAL archives on s3:// are pruned with --archive",
-            ));
-        }
         if self.keep_days.is_none() && self.keep_count.is_none() {
             return Err(usage(
                 "--backup-dir needs --keep-days or --keep-count",
@@ -194,6 +195,20 @@ impl Args {
                 "--keep-days and --keep-count must be at least 1",
                 "the newest valid backup is always kept; give the retention wanted",
             ));
+        }
+        let text = dir.to_string_lossy();
+        if text.starts_with("s3://") {
+            let url = pitr_common::objstore::S3Url::parse(&text).map_err(|e| {
+                usage(
+                    format!("--backup-dir {e}"),
+                    "write s3://BUCKET/PREFIX, as given to pitr-backup --dst-remote",
+                )
+            })?;
+            return Ok(Mode::StoreRetention {
+                url,
+                keep_days: self.keep_days,
+                keep_count: self.keep_count,
+            });
         }
         Ok(Mode::Retention {
             backup_dir: dir.to_path_buf(),
@@ -256,14 +271,16 @@ impl Args {
             }
             (Some(dir), []) => self.retention(dir)?,
         };
-        let s3 = match archive.target {
-            Target::S3(_) => Some(
+        let on_store =
+            matches!(archive.target, Target::S3(_)) || matches!(mode, Mode::StoreRetention { .. });
+        let s3 = match on_store {
+            true => Some(
                 self.common()
                     .s3
                     .settings(|name| std::env::var(name).ok())
                     .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))?,
             ),
-            _ => None,
+            false => None,
         };
         Ok(Config {
             mode,

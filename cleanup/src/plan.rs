@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use pitr_common::backupset::{self, FoundSet};
 use pitr_common::exit::Failure;
-use pitr_common::{fs, log_info, log_warning};
+use pitr_common::objstore::{self, S3Url, Settings, Store};
+use pitr_common::{fs, log_info, log_warning, objsets};
 
 use crate::args::{Config, Mode};
 use crate::prune::{human, remove_wal, Archive};
@@ -221,6 +222,86 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
     log_info!(
         "{count} backup sets {verb}, {}; {} kept, the oldest kept started at {}",
         human(total),
+        sets.len() - count,
+        pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
+    );
+    remove_wal(archive, &sets[oldest_kept].meta.min_xlog, cfg.dry_run)?;
+    Ok(())
+}
+
+/// Applies the retention to backup sets in an object store (`--backup-dir s3://…`): the same
+/// decision as for a directory, sets removed through [`objsets::remove`] (a record first, then
+/// the meta file, then the rest), after the records that killed runs on this host left are
+/// finished.
+pub fn run_store(
+    cfg: &Config,
+    url: &S3Url,
+    settings: &Settings,
+    archive: Archive<'_>,
+) -> anyhow::Result<()> {
+    let Mode::StoreRetention {
+        keep_days,
+        keep_count,
+        ..
+    } = &cfg.mode
+    else {
+        return Ok(());
+    };
+    let failure = |e: objstore::Error| {
+        let hint = e.hint();
+        anyhow::Error::from(e)
+            .context(Failure::new(format!("applying the retention to {url}")).hint(hint))
+    };
+    let store = Store::open(url, settings).map_err(failure)?;
+    if !cfg.dry_run {
+        for s in objsets::sweep(&store).map_err(failure)? {
+            log_warning!(
+                "finished the interrupted work on backup set {} in {url}: {} objects removed",
+                s.meta,
+                s.removed.len()
+            );
+        }
+    }
+    let sets = objsets::list(&store).map_err(failure)?;
+    for s in &sets {
+        if let Some(why) = &s.invalid {
+            log_warning!("backup set {url}/{} is not valid: {why}", s.meta_key);
+        }
+    }
+    let started: Vec<(i64, bool)> = sets
+        .iter()
+        .map(|s| (s.meta.started_epoch, s.invalid.is_none()))
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let keep = choose(&started, now, *keep_days, *keep_count);
+    let Some(oldest_kept) = keep.iter().position(|k| *k) else {
+        return Err(
+            Failure::new(format!("no valid backup set in {url}; nothing removed"))
+                .hint("retention never removes the last backups: check that pitr-backup succeeds")
+                .into(),
+        );
+    };
+    let mut count = 0;
+    for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
+        count += 1;
+        if cfg.dry_run {
+            log_info!("(dry-run) would remove backup set {url}/{}", set.meta_key);
+            continue;
+        }
+        objsets::remove(&store, set).map_err(failure)?;
+        log_info!(
+            "removed backup set {url}/{} ({})",
+            set.meta_key,
+            set.files().join(", ")
+        );
+    }
+    let verb = if cfg.dry_run {
+        "would be removed"
+    } else {
+        "removed"
+    };
+    log_info!(
+        "{count} backup sets {verb}; {} kept, the oldest kept started at {}",
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );

@@ -116,7 +116,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let lock_dir = match (archive, &cfg.mode) {
         (Archive::Dir(dir), _) => Some(dir),
         (Archive::Store(..), Mode::Retention { backup_dir, .. }) => Some(backup_dir.as_path()),
-        (Archive::Store(..), Mode::Archive { .. }) => None,
+        (Archive::Store(..), Mode::Archive { .. } | Mode::StoreRetention { .. }) => None,
     };
     let _lock = match lock_dir {
         Some(dir) => Some(take_lock(dir)?),
@@ -129,6 +129,13 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Mode::Retention { backup_dir, .. } => {
             crate::plan::run(cfg, archive)?;
             remove_stale_temps(backup_dir, cfg.stale_temp_age, cfg.dry_run)?;
+        }
+        Mode::StoreRetention { url, .. } => {
+            let settings = cfg
+                .s3
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("no object-store settings for {url}"))?;
+            crate::plan::run_store(cfg, url, settings, archive)?;
         }
     }
     if let Archive::Dir(dir) = archive {

@@ -7,6 +7,7 @@
 //! the next pitr-backup to that store (the same host, where the writer's pid can be checked)
 //! deletes the set's objects that exist, meta file first, unless the meta file made it (the set
 //! is whole: only the record goes). A writer on another host is never second-guessed.
+//! pitr-cleanup's retention removes a set the same way, with a record of action `remove`.
 
 use crate::backupset::{IntentAction, IntentRecord, INTENT_PREFIX};
 use crate::objstore::{Error, Store};
@@ -88,4 +89,83 @@ pub fn sweep(store: &Store) -> Result<Vec<Swept>, Error> {
         });
     }
     Ok(out)
+}
+
+/// A backup set found in a store by its meta file.
+#[derive(Debug, Clone)]
+pub struct StoredSet {
+    /// The meta file's key.
+    pub meta_key: String,
+    /// Its content.
+    pub meta: crate::backupset::Meta,
+    /// Why the set is not whole, if it is not: a file the meta file names is missing, or has
+    /// another size than it records.
+    pub invalid: Option<String>,
+}
+
+impl StoredSet {
+    /// The set's other files, as the meta file names them.
+    pub fn files(&self) -> Vec<String> {
+        let mut v = vec![self.meta.data_file.clone()];
+        v.extend(self.meta.xlog_file.clone());
+        v.push(self.meta.digest_file.clone());
+        v
+    }
+}
+
+/// The sets directly under the store's prefix, oldest first (by `Started-epoch`, then key):
+/// every object small enough to be a meta file is read, and kept if it is one. Each set's
+/// files are checked against the listing (sizes as recorded).
+pub fn list(store: &Store) -> Result<Vec<StoredSet>, Error> {
+    let listed = store.list("")?;
+    let size_of = |name: &str| listed.iter().find(|o| o.key == name).map(|o| o.size);
+    let mut out = Vec::new();
+    for o in &listed {
+        if o.key.contains('/') || o.key.starts_with('.') || o.size > crate::backupset::MAX_META_SIZE
+        {
+            continue;
+        }
+        let Some(text) = store.get(&o.key)? else {
+            continue;
+        };
+        if !text.starts_with(b"Min-Xlog: ") {
+            continue;
+        }
+        let Ok(meta) = crate::backupset::Meta::parse(&String::from_utf8_lossy(&text)) else {
+            continue;
+        };
+        let mut expect = vec![(meta.data_file.clone(), Some(meta.data_size))];
+        if let Some(x) = &meta.xlog_file {
+            expect.push((x.clone(), Some(meta.xlog_size)));
+        }
+        expect.push((meta.digest_file.clone(), None));
+        let invalid = expect
+            .iter()
+            .find_map(|(name, size)| match (size_of(name), size) {
+                (None, _) => Some(format!("{name} is missing")),
+                (Some(found), Some(want)) if found != *want => Some(format!(
+                    "{name} is {found} bytes, the meta file says {want}"
+                )),
+                _ => None,
+            });
+        out.push(StoredSet {
+            meta_key: o.key.clone(),
+            meta,
+            invalid,
+        });
+    }
+    out.sort_by(|a, b| {
+        (a.meta.started_epoch, &a.meta_key).cmp(&(b.meta.started_epoch, &b.meta_key))
+    });
+    Ok(out)
+}
+
+/// Removes `set` from the store: its intent record first (so that a run killed half-way is
+/// finished by the next [`sweep`]), then the meta file, then the other files, then the record.
+pub fn remove(store: &Store, set: &StoredSet) -> Result<(), Error> {
+    let files = set.files();
+    let key = begin(store, IntentAction::Remove, &set.meta_key, &files)?;
+    store.delete(&set.meta_key)?;
+    store.delete_many(&files)?;
+    end(store, &key)
 }

@@ -778,14 +778,6 @@ fn s3_cleanup_fails_clearly_while_the_store_is_down() {
     garage.restart_all();
     assert_eq!(keys(&store), before);
     Tool::new("pitr-cleanup")
-        .args(["--backup-dir", "s3://backups/db1", "--keep-count", "2"])
-        .args(["--archive", &format!("zstd={url}")])
-        .run()
-        .failure_with_status(3)
-        .stderr_contains(
-            "FATAL : --backup-dir s3://backups/db1: retention of backup sets in an object store is not supported yet",
-        );
-    Tool::new("pitr-cleanup")
         .args(["--archive", "rsync://localhost/wal_archive/db1"])
         .arg("000000020000000000000004")
         .run()
@@ -1034,4 +1026,102 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
     assert_eq!(pitr_tests::dir_names(&local), Vec::<String>::new());
     garage.restart_all();
     assert_eq!(keys(&sets_store), stored);
+}
+
+/// Retention with the backup sets and the WAL in Garage (`--backup-dir s3://`, `--archive
+/// s3://`): of three sets `--keep-count 2` removes the oldest (dry-run first: only listed), and
+/// the WAL older than the oldest kept set's first segment; the rest stays, no record is left.
+#[test]
+fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-keep");
+    let config = garage.pitr_config(work.path());
+    let state = work.subdir("archive-state");
+    let wal = wal_url(&garage, "db1/wal");
+    let sets = wal_url(&garage, "db1/backups");
+    let p = crate::backup::Primary::archiving_also("s3-keep-primary", ClusterOpts::new(), |_| {
+        format!(
+            "--config-file {} --state-dir {} --dst-remote zstd={wal}",
+            config.display(),
+            state.display()
+        )
+    });
+    p.cluster.psql("CREATE TABLE t (i int)");
+    let sets_store = store(&garage, "db1/backups");
+    let wal_store = store(&garage, "db1/wal");
+    let mut metas: Vec<String> = Vec::new();
+    for round in 0..3 {
+        p.cluster
+            .psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        let (segment, _) = p.cluster.switch_wal_at();
+        p.cluster.wait_archived(&segment, restore::TIMEOUT);
+        p.backup()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--dst-remote", &format!("zstd={sets}")])
+            .arg("--xlogs")
+            .arg(&p.xlogs)
+            .succeeds();
+        let meta = keys(&sets_store)
+            .into_iter()
+            .filter(|k| k.contains("-meta-") && !metas.contains(k))
+            .collect::<Vec<_>>();
+        assert_eq!(meta.len(), 1, "round {round}: {meta:?}");
+        metas.push(meta[0].clone());
+        // Set names carry their start time in seconds: the next set starts in a later one.
+        let started = std::time::SystemTime::now();
+        pitr_tests::wait_until("the next second", restore::TIMEOUT, || {
+            (started.elapsed().unwrap() >= Duration::from_millis(1100)).then_some(())
+        });
+    }
+    let (segment, _) = p.cluster.switch_wal_at();
+    p.cluster.wait_archived(&segment, restore::TIMEOUT);
+    let before_sets = keys(&sets_store);
+    let before_wal = keys(&wal_store);
+    assert_eq!(before_sets.len(), 12, "{before_sets:?}");
+    let kept_meta = String::from_utf8(sets_store.get(&metas[1]).unwrap().unwrap()).unwrap();
+    let min_xlog = kept_meta
+        .lines()
+        .find_map(|l| l.strip_prefix("Min-Xlog: "))
+        .unwrap()
+        .to_owned();
+    let cleanup = || {
+        Tool::new("pitr-cleanup")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--backup-dir", &sets, "--archive", &format!("zstd={wal}")])
+            .args(["--keep-count", "2"])
+    };
+    cleanup()
+        .arg("--dry-run")
+        .succeeds()
+        .stderr_contains(&format!(
+            "LOG : (dry-run) would remove backup set {sets}/{}",
+            metas[0]
+        ))
+        .stderr_contains("LOG : 1 backup sets would be removed; 2 kept");
+    assert_eq!(keys(&sets_store), before_sets);
+    assert_eq!(keys(&wal_store), before_wal);
+
+    cleanup()
+        .succeeds()
+        .stderr_contains(&format!("LOG : removed backup set {sets}/{}", metas[0]));
+    let oldest_stamp = metas[0].rsplit("-meta-").next().unwrap().to_owned();
+    let after_sets = keys(&sets_store);
+    let expected: Vec<String> = before_sets
+        .iter()
+        .filter(|k| !k.contains(&oldest_stamp))
+        .cloned()
+        .collect();
+    assert_eq!(after_sets.len(), 8, "{after_sets:?}");
+    assert_eq!(after_sets, expected);
+    let expected_wal: Vec<String> = before_wal
+        .iter()
+        .filter(|k| k.len() < 24 || k[..24] >= min_xlog[..])
+        .cloned()
+        .collect();
+    assert!(
+        expected_wal.len() < before_wal.len(),
+        "{before_wal:?} {min_xlog}"
+    );
+    assert_eq!(keys(&wal_store), expected_wal);
 }
