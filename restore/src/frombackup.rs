@@ -71,11 +71,11 @@ fn prepare_target(dir: &Path) -> anyhow::Result<bool> {
 fn choose<'a>(
     sets: &'a [FoundSet],
     cfg: &BackupConfig,
-    dir: &Path,
+    shown: &str,
 ) -> anyhow::Result<&'a FoundSet> {
     if sets.is_empty() {
         return Err(failure(
-            format!("no backup set in {}", dir.display()),
+            format!("no backup set in {shown}"),
             "give the directory pitr-backup wrote to (its meta files mark complete sets)",
         ));
     }
@@ -94,7 +94,7 @@ fn choose<'a>(
             })
             .ok_or_else(|| {
                 failure(
-                    format!("no backup set named {name} in {}", dir.display()),
+                    format!("no backup set named {name} in {shown}"),
                     "give the name of one of the set's files (its meta or data file), or latest",
                 )
             });
@@ -108,20 +108,15 @@ fn choose<'a>(
             .ok_or_else(|| {
                 failure(
                     format!(
-                        "no backup set in {} ended before the target time {}",
-                        dir.display(),
+                        "no backup set in {shown} ended before the target time {}",
                         recovery::format_time(t)
                     ),
                     "a point-in-time restore needs a backup that finished before the target",
                 )
             });
     }
-    sets.last().ok_or_else(|| {
-        failure(
-            format!("no backup set in {}", dir.display()),
-            "take a backup first",
-        )
-    })
+    sets.last()
+        .ok_or_else(|| failure(format!("no backup set in {shown}"), "take a backup first"))
 }
 
 fn check_target_time(cfg: &BackupConfig, set: &FoundSet) -> anyhow::Result<()> {
@@ -439,11 +434,9 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// For an rsync `--from-backup`: fetches the meta files of the remote directory into a private
-/// directory beside the target (same file system, so the set's space is checked where it will
-/// be needed), chooses the set there as for a local directory, then fetches that set's other
-/// files. Digests are checked on the local copies afterwards, as for a local set.
-fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<ScratchDir> {
+/// The private directory a remote set is fetched into: beside the target (same file system, so
+/// the set's space is checked where it will be needed), removed with its content when dropped.
+fn fetch_dir(cfg: &BackupConfig) -> anyhow::Result<ScratchDir> {
     let target = &cfg.target_dir;
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -452,7 +445,15 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
     let name = target
         .file_name()
         .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-    let fetched = ScratchDir::create(&parent, &format!("{name}.pitr-fetch"))?;
+    Ok(ScratchDir::create(&parent, &format!("{name}.pitr-fetch"))?)
+}
+
+/// For an rsync `--from-backup`: fetches the meta files of the remote directory into a private
+/// directory beside the target (same file system, so the set's space is checked where it will
+/// be needed), chooses the set there as for a local directory, then fetches that set's other
+/// files. Digests are checked on the local copies afterwards, as for a local set.
+fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<ScratchDir> {
+    let fetched = fetch_dir(cfg)?;
     let remote_name = remote.as_str();
     log_info!(
         "fetching the meta files of {remote_name} into {}",
@@ -468,7 +469,7 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
             )
         })?;
     let sets = backupset::list_local(fetched.path())?;
-    let set = choose(&sets, cfg, fetched.path())?;
+    let set = choose(&sets, cfg, &cfg.from.to_string())?;
     let mut names = vec![set.meta.data_file.clone(), set.meta.digest_file.clone()];
     names.extend(set.meta.xlog_file.clone());
     log_info!(
@@ -497,15 +498,7 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
 /// directly under the prefix (the meta files among them) are fetched into a private directory
 /// beside the target, the set is chosen there, then its other files are streamed down.
 fn fetch_store_set(cfg: &BackupConfig, url: &S3Url) -> anyhow::Result<ScratchDir> {
-    let target = &cfg.target_dir;
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = target
-        .file_name()
-        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-    let fetched = ScratchDir::create(&parent, &format!("{name}.pitr-fetch"))?;
+    let fetched = fetch_dir(cfg)?;
     let store_failure = |doing: String, e: objstore::Error| {
         let hint = e.hint();
         anyhow::Error::from(e).context(Failure::new(doing).hint(hint))
@@ -548,7 +541,7 @@ fn fetch_store_set(cfg: &BackupConfig, url: &S3Url) -> anyhow::Result<ScratchDir
         }
     }
     let sets = backupset::list_local(fetched.path())?;
-    let set = choose(&sets, cfg, fetched.path())?;
+    let set = choose(&sets, cfg, &cfg.from.to_string())?;
     let mut names = vec![set.meta.data_file.clone(), set.meta.digest_file.clone()];
     names.extend(set.meta.xlog_file.clone());
     log_info!(
@@ -601,7 +594,7 @@ pub fn run(cfg: &BackupConfig) -> anyhow::Result<ExitCode> {
         }
     }
     let sets = backupset::list_local(&from)?;
-    let set = choose(&sets, cfg, &from)?;
+    let set = choose(&sets, cfg, &from.display().to_string())?;
     check_target_time(cfg, set)?;
     log_info!(
         "restoring backup set {} (started at {}, WAL {} to {})",

@@ -1007,6 +1007,24 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
         .failure_with_status(2)
         .stderr_line_with(&["ERROR : ", data_key]);
     assert_eq!(pitr_tests::dir_names(damaged.path()), Vec::<String>::new());
+    // No set ended before the target: the message names the store, not the fetch directory.
+    Tool::new("pitr-restore")
+        .as_pg_user()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--from-backup", &sets])
+        .args(["--source", &format!("zstd={wal}")])
+        .args([
+            "--target-time",
+            "2000-01-01 00:00:00+00",
+            "--target-data-dir",
+        ])
+        .arg(damaged.path().join("data"))
+        .run()
+        .failure_with_status(2)
+        .stderr_contains(&format!(
+            "ERROR : no backup set in {sets} ended before the target time 2000-01-01"
+        ));
+    assert_eq!(pitr_tests::dir_names(damaged.path()), Vec::<String>::new());
 
     // With every node stopped, a backup to the store fails before writing anything, naming the
     // endpoint; its local destination is left empty.
