@@ -242,9 +242,7 @@ fn finish_interrupted_sets(cfg: &Config) -> anyhow::Result<()> {
         _ => None,
     }) {
         let failure = |e: pitr_common::objstore::Error| {
-            let hint = e.hint();
-            anyhow::Error::from(e)
-                .context(Failure::new(format!("looking for interrupted backups in {d}")).hint(hint))
+            e.failure(format!("looking for interrupted backups in {d}"))
         };
         let settings = cfg
             .s3

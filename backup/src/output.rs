@@ -591,8 +591,7 @@ impl Drop for SetWriter {
 /// An object-store error of destination `loc` while `doing` ("sending NAME to"), with the
 /// store's HINT (endpoint and bucket named).
 fn store_failure(loc: &Location, doing: &str, e: pitr_common::objstore::Error) -> anyhow::Error {
-    let hint = e.hint();
-    anyhow::Error::from(e).context(Failure::new(format!("{doing} {loc}")).hint(hint))
+    e.failure(format!("{doing} {loc}"))
 }
 
 impl Group {

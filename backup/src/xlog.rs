@@ -76,12 +76,8 @@ impl Source {
             }),
             WalInput::Source(l) => match (&l.target, s3) {
                 (Target::S3(url), Some(settings)) => {
-                    let store = Store::open(url, settings).map_err(|e| {
-                        let hint = e.hint();
-                        anyhow::Error::from(e).context(
-                            Failure::new(format!("opening the WAL archive {url}")).hint(hint),
-                        )
-                    })?;
+                    let store = Store::open(url, settings)
+                        .map_err(|e| e.failure(format!("opening the WAL archive {url}")))?;
                     Some(Source::Store {
                         store: Box::new(store),
                         codec: l.codec,

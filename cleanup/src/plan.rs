@@ -247,11 +247,7 @@ pub fn run_store(
     else {
         return Ok(());
     };
-    let failure = |e: objstore::Error| {
-        let hint = e.hint();
-        anyhow::Error::from(e)
-            .context(Failure::new(format!("applying the retention to {url}")).hint(hint))
-    };
+    let failure = |e: objstore::Error| e.failure(format!("applying the retention to {url}"));
     let store = Store::open(url, settings).map_err(failure)?;
     if !cfg.dry_run {
         for s in objsets::sweep(&store).map_err(failure)? {

@@ -28,13 +28,6 @@ use crate::objstore::{self, S3Url, Settings, Store};
 use crate::source::{self, Error, RestoreOptions};
 use crate::wal::WalFileName;
 
-/// An object-store error as an archive failure: what we were doing, then the store's own text,
-/// with its HINT (endpoint and bucket named).
-fn store_failure(doing: String, e: objstore::Error) -> anyhow::Error {
-    let hint = e.hint();
-    anyhow::Error::from(e).context(Failure::new(doing).hint(hint))
-}
-
 /// Delivers `p` to the object-store location `loc` (see the module's description).
 pub fn put(
     loc: &Location,
@@ -65,10 +58,7 @@ pub fn put_batch(
     let store = match Store::open(url, settings) {
         Ok(s) => s,
         Err(e) => {
-            return dest::batch_failed(
-                store_failure(format!("cannot use {loc}"), e),
-                payloads.len(),
-            )
+            return dest::batch_failed(e.failure(format!("cannot use {loc}")), payloads.len())
         }
     };
     if let Some(id) = sysid {
@@ -101,7 +91,7 @@ fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<Put
     let looking = || format!("looking for {} in {loc}", p.wal_name);
     let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
     if let Some((key, stored)) = existing(store, p.wal_name, &forms, None)
-        .map_err(|e| store_failure(looking(), e))?
+        .map_err(|e| e.failure(looking()))?
         .into_iter()
         .next()
     {
@@ -111,14 +101,14 @@ fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<Put
     let body = (p.stored)()?.to_vec();
     let created = store
         .put_new(&key, body)
-        .map_err(|e| store_failure(format!("sending {} to {loc}", p.wal_name), e))?;
+        .map_err(|e| e.failure(format!("sending {} to {loc}", p.wal_name)))?;
     if created == objstore::PutOutcome::AlreadyExists {
         // Another writer got there first, or replaced ours: what is there now decides.
         return compare(store, loc, p, &key, compress::Stored::Readable(loc.codec));
     }
     // Ours is stored; another form of the name written meanwhile must hold the same content.
     for (other, stored) in
-        existing(store, p.wal_name, &forms, Some(&key)).map_err(|e| store_failure(looking(), e))?
+        existing(store, p.wal_name, &forms, Some(&key)).map_err(|e| e.failure(looking()))?
     {
         compare(store, loc, p, &other, stored)?;
     }
@@ -161,7 +151,7 @@ fn compare(
 ) -> anyhow::Result<PutOutcome> {
     let existing = store
         .get(key)
-        .map_err(|e| store_failure(format!("reading {key} in {loc}"), e))?
+        .map_err(|e| e.failure(format!("reading {key} in {loc}")))?
         .ok_or_else(|| {
             Failure::new(format!(
                 "{key} in {loc} was listed but cannot be read any more"
@@ -189,13 +179,13 @@ fn check_marker_on_put(
     sysid: u64,
 ) -> anyhow::Result<()> {
     let shown = store.url().full_key(CLUSTER_MARKER);
-    let reading = |e| store_failure(format!("reading the cluster marker of {loc}"), e);
+    let reading = |e: objstore::Error| e.failure(format!("reading the cluster marker of {loc}"));
     let text = match read_marker(store).map_err(reading)? {
         Some(text) => text,
         None => {
             let created = store
                 .put_new(CLUSTER_MARKER, dest::marker_text(sysid).into_bytes())
-                .map_err(|e| store_failure(format!("recording the cluster of {loc}"), e))?;
+                .map_err(|e| e.failure(format!("recording the cluster of {loc}")))?;
             if created == objstore::PutOutcome::Created {
                 return Ok(());
             }
@@ -391,8 +381,8 @@ pub fn remove_older(
     dry_run: bool,
 ) -> anyhow::Result<Vec<RemovedObject>> {
     let doing = || format!("removing WAL older than {oldest} from {url}");
-    let store = Store::open(url, settings).map_err(|e| store_failure(doing(), e))?;
-    let listed = store.list("").map_err(|e| store_failure(doing(), e))?;
+    let store = Store::open(url, settings).map_err(|e| e.failure(doing()))?;
+    let listed = store.list("").map_err(|e| e.failure(doing()))?;
     let mut removed: Vec<RemovedObject> = listed
         .into_iter()
         .filter(|o| !o.key.contains('/'))
@@ -409,9 +399,7 @@ pub fn remove_older(
     removed.sort_by(|a, b| a.wal.cmp(&b.wal).then(a.key.cmp(&b.key)));
     if !dry_run {
         let keys: Vec<String> = removed.iter().map(|r| r.key.clone()).collect();
-        store
-            .delete_many(&keys)
-            .map_err(|e| store_failure(doing(), e))?;
+        store.delete_many(&keys).map_err(|e| e.failure(doing()))?;
     }
     Ok(removed)
 }

@@ -568,6 +568,13 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
     }
 
+    /// The error as a failure of what the caller was `doing` ("sending X to s3://..."): that
+    /// line, then the store's own text, with the store's HINT (endpoint and bucket named).
+    pub fn failure(self, doing: impl Into<String>) -> anyhow::Error {
+        let hint = self.hint();
+        anyhow::Error::from(self).context(crate::exit::Failure::new(doing).hint(hint))
+    }
+
     /// The remedy, for the HINT line.
     pub fn hint(&self) -> String {
         match self {

@@ -499,29 +499,22 @@ fn fetch_remote_set(cfg: &BackupConfig, remote: &RsyncTarget) -> anyhow::Result<
 /// beside the target, the set is chosen there, then its other files are streamed down.
 fn fetch_store_set(cfg: &BackupConfig, url: &S3Url) -> anyhow::Result<ScratchDir> {
     let fetched = fetch_dir(cfg)?;
-    let store_failure = |doing: String, e: objstore::Error| {
-        let hint = e.hint();
-        anyhow::Error::from(e).context(Failure::new(doing).hint(hint))
-    };
     let settings = cfg
         .s3
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no object-store settings for {url}"))?;
     let store = Store::open(url, settings)
-        .map_err(|e| store_failure(format!("cannot list the backup sets in {url}"), e))?;
+        .map_err(|e| e.failure(format!("cannot list the backup sets in {url}")))?;
     log_info!(
         "fetching the meta files of {url} into {}",
         fetched.path().display()
     );
     let listed = store
         .list("")
-        .map_err(|e| store_failure(format!("cannot list the backup sets in {url}"), e))?;
+        .map_err(|e| e.failure(format!("cannot list the backup sets in {url}")))?;
     let download = |key: &str| -> anyhow::Result<bool> {
         let doing = || format!("fetching {key} from {url}");
-        let Some(mut reader) = store
-            .get_reader(key)
-            .map_err(|e| store_failure(doing(), e))?
-        else {
+        let Some(mut reader) = store.get_reader(key).map_err(|e| e.failure(doing()))? else {
             return Ok(false);
         };
         let path = fetched.path().join(key);
@@ -529,7 +522,7 @@ fn fetch_store_set(cfg: &BackupConfig, url: &S3Url) -> anyhow::Result<ScratchDir
             std::fs::File::create(&path).map_err(|e| IoError::new("creating", &path, e))?;
         std::io::copy(&mut reader, &mut file).map_err(|e| {
             match e.downcast::<objstore::Error>() {
-                Ok(store_error) => store_failure(doing(), store_error),
+                Ok(store_error) => store_error.failure(doing()),
                 Err(e) => IoError::new("writing", &path, e).into(),
             }
         })?;

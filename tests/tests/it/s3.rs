@@ -837,33 +837,74 @@ fn s3_archive_cleanup_command_follows_restartpoints() {
 // ---------------------------------------------------------------------------------------------
 // pitr-backup on s3:// archives
 
+/// A primary archiving its WAL to Garage too (beside its local archive and `--xlogs`), with
+/// the config file reaching the store, the WAL location and a location for backup sets: the
+/// set-up of the end-to-end tests of pitr-backup, `--from-backup` and retention on S3. Fields
+/// drop in order: the primary stops while the store still runs.
+struct S3Primary {
+    p: crate::backup::Primary,
+    garage: GarageCluster,
+    _work: PgTempDir,
+    config: PathBuf,
+    wal: String,
+    sets: String,
+}
+
+impl S3Primary {
+    fn start(name: &str) -> S3Primary {
+        let garage = GarageCluster::start();
+        let work = PgTempDir::new(name);
+        let config = garage.pitr_config(work.path());
+        let state = work.subdir("archive-state");
+        let wal = wal_url(&garage, "db1/wal");
+        let sets = wal_url(&garage, "db1/backups");
+        let p = crate::backup::Primary::archiving_also(
+            &format!("{name}-primary"),
+            ClusterOpts::new(),
+            |_| {
+                format!(
+                    "--config-file {} --state-dir {} --dst-remote zstd={wal}",
+                    config.display(),
+                    state.display()
+                )
+            },
+        );
+        S3Primary {
+            p,
+            garage,
+            _work: work,
+            config,
+            wal,
+            sets,
+        }
+    }
+
+    /// `--config-file CONF`, for any pitr program.
+    fn config_args(&self) -> [String; 2] {
+        [
+            "--config-file".into(),
+            self.config.to_string_lossy().into_owned(),
+        ]
+    }
+
+    /// pitr-backup of the primary into the sets' location.
+    fn backup(&self) -> Tool {
+        self.p
+            .backup()
+            .args(self.config_args())
+            .args(["--dst-remote", &format!("zstd={}", self.sets)])
+    }
+}
+
 /// The runbook's backup of a hot standby, with the WAL archive on Garage: the primary archives
 /// there too, and pitr-backup --wal-source s3:// takes the backup's WAL from the store. The
 /// same test as the directory's (`backup::back_up_hot_standby`), with the location changed.
 #[test]
 fn s3_backup_of_hot_standby_takes_its_wal_from_garage() {
-    let garage = GarageCluster::start();
-    let work = PgTempDir::new("s3-sb");
-    let config = garage.pitr_config(work.path());
-    let state = work.subdir("archive-state");
-    let url = wal_url(&garage, "db1/wal");
-    let p = crate::backup::Primary::archiving_also("s3-sb-primary", ClusterOpts::new(), |_| {
-        format!(
-            "--config-file {} --state-dir {} --dst-remote zstd={url}",
-            config.display(),
-            state.display()
-        )
-    });
-    let standby = crate::backup::back_up_hot_standby(
-        &p,
-        "s3-sb",
-        &[
-            "--config-file".into(),
-            config.clone().into(),
-            "--wal-source".into(),
-            format!("zstd={url}").into(),
-        ],
-    );
+    let d = S3Primary::start("s3-sb");
+    let mut wal: Vec<std::ffi::OsString> = d.config_args().map(Into::into).into();
+    wal.extend(["--wal-source".into(), format!("zstd={}", d.wal).into()]);
+    let standby = crate::backup::back_up_hot_standby(&d.p, "s3-sb", &wal);
     standby.stop();
 }
 
@@ -874,37 +915,18 @@ fn s3_backup_of_hot_standby_takes_its_wal_from_garage() {
 /// stays beside the new data directory.
 #[test]
 fn s3_point_in_time_restore_from_a_backup_in_garage() {
-    let garage = GarageCluster::start();
-    let work = PgTempDir::new("s3-pitr");
-    let config = garage.pitr_config(work.path());
-    let state = work.subdir("archive-state");
-    let wal = wal_url(&garage, "db1/wal");
-    let sets = wal_url(&garage, "db1/backups");
-    let p = crate::backup::Primary::archiving_also("s3-pitr-primary", ClusterOpts::new(), |_| {
-        format!(
-            "--config-file {} --state-dir {} --dst-remote zstd={wal}",
-            config.display(),
-            state.display()
-        )
-    });
+    let mut d = S3Primary::start("s3-pitr");
+    let (config, wal, sets) = (d.config.clone(), d.wal.clone(), d.sets.clone());
+    let p = &d.p;
     p.cluster.psql("CREATE TABLE marker (v text)");
     p.cluster.psql("INSERT INTO marker VALUES ('at backup')");
-    p.backup()
-        .args(["--config-file", &config.to_string_lossy()])
-        .args(["--dst-remote", &format!("zstd={sets}")])
-        .arg("--xlogs")
-        .arg(&p.xlogs)
-        .succeeds();
-    let stored = keys(&store(&garage, "db1/backups"));
+    d.backup().arg("--xlogs").arg(&p.xlogs).succeeds();
+    let garage = &d.garage;
+    let stored = keys(&store(garage, "db1/backups"));
     assert_eq!(stored.len(), 4, "{stored:?}");
     let meta_key = stored.iter().find(|k| k.contains("-meta-")).unwrap();
-    let meta = String::from_utf8(
-        store(&garage, "db1/backups")
-            .get(meta_key)
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
+    let meta =
+        String::from_utf8(store(garage, "db1/backups").get(meta_key).unwrap().unwrap()).unwrap();
     let finished: i64 = meta
         .lines()
         .find_map(|l| l.strip_prefix("Finished-epoch:"))
@@ -954,7 +976,7 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
 
     // A pitr-backup killed mid-upload left its record and one object: the next backup to the
     // store removes both (the writer's pid is gone on this host), and only them.
-    let sets_store = store(&garage, "db1/backups");
+    let sets_store = store(garage, "db1/backups");
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let gone = child.id();
     child.wait().unwrap();
@@ -968,9 +990,7 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
     sets_store
         .put_replace("killed-data-x.tar.zst", b"partial".to_vec())
         .unwrap();
-    p.backup()
-        .args(["--config-file", &config.to_string_lossy()])
-        .args(["--dst-remote", &format!("zstd={sets}")])
+    d.backup()
         .arg("--skip-xlogs")
         .succeeds()
         .stderr_contains("removed 1 objects of backup set killed-meta-x in ");
@@ -1028,21 +1048,18 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
 
     // With every node stopped, a backup to the store fails before writing anything, naming the
     // endpoint; its local destination is left empty.
-    let mut garage = garage;
-    garage.stop_all();
-    let local = p.work.subdir("local-too");
-    p.backup()
-        .args(["--config-file", &config.to_string_lossy()])
+    d.garage.stop_all();
+    let local = d.p.work.subdir("local-too");
+    d.backup()
         .args(["--s3-retry-seconds", "2"])
-        .args(["--dst-remote", &format!("zstd={sets}")])
         .arg("--dst-local")
         .arg(format!("zstd={}", local.display()))
         .arg("--skip-xlogs")
         .run()
         .failure_with_status(2)
-        .stderr_contains(&format!("object store {} unreachable", garage.endpoint()));
+        .stderr_contains(&format!("object store {} unreachable", d.garage.endpoint()));
     assert_eq!(pitr_tests::dir_names(&local), Vec::<String>::new());
-    garage.restart_all();
+    d.garage.restart_all();
     assert_eq!(keys(&sets_store), stored);
 }
 
@@ -1051,19 +1068,8 @@ fn s3_point_in_time_restore_from_a_backup_in_garage() {
 /// the WAL older than the oldest kept set's first segment; the rest stays, no record is left.
 #[test]
 fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
-    let garage = GarageCluster::start();
-    let work = PgTempDir::new("s3-keep");
-    let config = garage.pitr_config(work.path());
-    let state = work.subdir("archive-state");
-    let wal = wal_url(&garage, "db1/wal");
-    let sets = wal_url(&garage, "db1/backups");
-    let p = crate::backup::Primary::archiving_also("s3-keep-primary", ClusterOpts::new(), |_| {
-        format!(
-            "--config-file {} --state-dir {} --dst-remote zstd={wal}",
-            config.display(),
-            state.display()
-        )
-    });
+    let d = S3Primary::start("s3-keep");
+    let (p, garage, config, wal, sets) = (&d.p, &d.garage, &d.config, &d.wal, &d.sets);
     p.cluster.psql("CREATE TABLE t (i int)");
     let sets_store = store(&garage, "db1/backups");
     let wal_store = store(&garage, "db1/wal");
@@ -1073,12 +1079,7 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
             .psql("INSERT INTO t SELECT generate_series(1, 1000)");
         let (segment, _) = p.cluster.switch_wal_at();
         p.cluster.wait_archived(&segment, restore::TIMEOUT);
-        p.backup()
-            .args(["--config-file", &config.to_string_lossy()])
-            .args(["--dst-remote", &format!("zstd={sets}")])
-            .arg("--xlogs")
-            .arg(&p.xlogs)
-            .succeeds();
+        d.backup().arg("--xlogs").arg(&p.xlogs).succeeds();
         let meta = keys(&sets_store)
             .into_iter()
             .filter(|k| k.contains("-meta-") && !metas.contains(k))
