@@ -1071,8 +1071,8 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
     let d = S3Primary::start("s3-keep");
     let (p, garage, config, wal, sets) = (&d.p, &d.garage, &d.config, &d.wal, &d.sets);
     p.cluster.psql("CREATE TABLE t (i int)");
-    let sets_store = store(&garage, "db1/backups");
-    let wal_store = store(&garage, "db1/wal");
+    let sets_store = store(garage, "db1/backups");
+    let wal_store = store(garage, "db1/wal");
     let mut metas: Vec<String> = Vec::new();
     for round in 0..3 {
         p.cluster
@@ -1107,7 +1107,7 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
         Tool::new("pitr-cleanup")
             .as_pg_user()
             .args(["--config-file", &config.to_string_lossy()])
-            .args(["--backup-dir", &sets, "--archive", &format!("zstd={wal}")])
+            .args(["--backup-dir", sets, "--archive", &format!("zstd={wal}")])
             .args(["--keep-count", "2"])
     };
     cleanup()
