@@ -518,7 +518,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         cfg.compress_threads,
         cfg.s3.as_ref(),
     );
-    set.check_names_free(&file_types)?;
+    set.reserve(&file_types)?;
     // Step 4: the WAL collection directory and the removal pause trigger.
     let xlogs_guard = match &cfg.wal {
         WalInput::Xlogs(dir) => Some(create_xlogs(dir)?),
@@ -541,12 +541,13 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         facts.version,
         facts.system_identifier
     );
-    let (part, progress) = back_up_data(cfg, &data, &mut session, &mut set, scratch.path(), label)?;
+    let (part, progress) = back_up_data(cfg, &data, &mut session, &mut set, scratch.path(), label)
+        .map_err(|e| set.explain(e))?;
     // The server is done with us; the rest is WAL collection and delivery.
     drop(session);
     let r = part.range;
     let segments = xlog::needed_segments(r.timeline, r.start, r.end, control.wal_segment_size)?;
-    back_up_wal(cfg, &mut set, &segments, facts.system_identifier)?;
+    back_up_wal(cfg, &mut set, &segments, facts.system_identifier).map_err(|e| set.explain(e))?;
     drop(xlogs_guard);
     drop(trigger_guard);
     check_interrupt()?;
@@ -562,7 +563,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     set.keep();
     drop(scratch);
     log_info!(
-        "backup complete: {} of the {role} ({} files), WAL {} to {}, in {:.1} s",
+        "backup complete: {} of the {role} ({} files), WAL {} to {}, in {:.1} s, peak memory {}",
         human(part.data_bytes),
         part.files,
         segments
@@ -570,7 +571,23 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .map(ToString::to_string)
             .unwrap_or_default(),
         segments.last().map(ToString::to_string).unwrap_or_default(),
-        progress.elapsed().as_secs_f64()
+        progress.elapsed().as_secs_f64(),
+        peak_memory().map_or_else(|| "unknown".to_owned(), human)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's peak resident memory (`VmHWM` in `/proc/self/status`), which the last log
+/// line reports: it must not grow with the size of the database or its number of files.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }

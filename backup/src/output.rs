@@ -2,20 +2,24 @@
 //!
 //! Destinations are grouped by codec: each group compresses the stream once (zstd with worker
 //! threads) and fans the compressed bytes out to the group's local destinations (each a
-//! [`DurableFile`]: hidden temporary name, fsync, no-clobber link, directory fsync) and pipe
-//! programs (streamed on stdin). rsync and object-store destinations get the finished file
+//! [`DurableFile`]: hidden temporary name, fsync, no-clobber link, directory fsync), pipe
+//! programs (streamed on stdin) and object stores (a multipart upload each: memory stays within
+//! the part buffers whatever the size of the database, no local room is needed, and an object
+//! appears only when its upload completes). rsync destinations get the finished file
 //! afterwards, from a local destination of the same codec when there is one, else from a copy
 //! staged in the scratch directory; rsync's own temp-and-rename keeps partial files from final
-//! names there, and an object appears only when its multipart upload completes.
+//! names there. The small digest and meta files reach the stores and rsync afterwards too.
 //!
-//! Every name of the set is checked free in every destination before anything is written, and
-//! a failure removes what this run already put under a final name (local and rsync; a pipe
-//! program cannot be told, which is why the meta file comes last everywhere).
+//! Every name of the set is checked free in every destination before anything is written (and
+//! an object store gets the set's intent record then), and a failure removes what this run
+//! already put under a final name (local, rsync and stores; a pipe program cannot be told,
+//! which is why the meta file comes last everywhere).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use pitr_common::backupset::{FileType, IntentAction, SetIntent, SetNames};
@@ -25,7 +29,7 @@ use pitr_common::exit::Failure;
 use pitr_common::fs::{self, DurableFile, Replace};
 use pitr_common::location::{Location, RsyncTarget, Target};
 use pitr_common::objsets;
-use pitr_common::objstore::{S3Url, Settings, Store};
+use pitr_common::objstore::{S3Url, Settings, Store, Upload};
 use pitr_common::process::{PipeChild, Program};
 use pitr_common::rsync::Rsync;
 use pitr_common::{log_info, log_warning};
@@ -51,26 +55,40 @@ pub struct Produced {
     pub size: u64,
     /// A local copy to send to rsync destinations from.
     source: Option<PathBuf>,
+    /// Already stored in the group's object stores (streamed there while it was written).
+    in_stores: bool,
 }
 
 enum Sink {
     Local(DurableFile, String),
     Pipe(PipeChild, String),
     Stage(File, PathBuf),
+    Upload(Box<Upload>, Location),
 }
+
+/// The first object-store failure of a stream, kept whole (with its HINT naming the endpoint
+/// and bucket) for [`SetWriter::explain`]: the compressor between the stream and the upload
+/// hands errors on as plain `io::Error`s.
+type StoreFailure = Arc<Mutex<Option<anyhow::Error>>>;
 
 /// The compressed side of one codec group: every sink gets every byte.
 struct Fanout {
     sinks: Vec<Sink>,
+    name: String,
+    failure: StoreFailure,
 }
 
 impl Write for Fanout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         for sink in &mut self.sinks {
             let (r, what) = match sink {
-                Sink::Local(f, what) => (f.write_all(buf), what.as_str()),
-                Sink::Pipe(p, what) => (p.write_all(buf), what.as_str()),
-                Sink::Stage(f, path) => (f.write_all(buf), path.to_str().unwrap_or("stage")),
+                Sink::Local(f, what) => (f.write_all(buf), what.to_string()),
+                Sink::Pipe(p, what) => (p.write_all(buf), what.to_string()),
+                Sink::Stage(f, path) => (f.write_all(buf), path.display().to_string()),
+                Sink::Upload(u, loc) => match u.write_all(buf) {
+                    Ok(()) => continue,
+                    Err(e) => return Err(store_failed(&self.name, &self.failure, e, loc)),
+                },
             };
             r.map_err(|e| io::Error::new(e.kind(), format!("writing to {what}: {e}")))?;
         }
@@ -80,6 +98,25 @@ impl Write for Fanout {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Keeps the store's error of an upload of `name` to `loc` in `failure`, for
+/// [`SetWriter::explain`]; returns it as text for the compressor to hand on.
+fn store_failed(name: &str, failure: &StoreFailure, e: io::Error, loc: &Location) -> io::Error {
+    let doing = format!("sending {name} to {loc}");
+    let text = format!("{doing}: {e}");
+    let kept = match e
+        .into_inner()
+        .map(|inner| inner.downcast::<pitr_common::objstore::Error>())
+    {
+        Some(Ok(store_error)) => store_error.failure(doing),
+        Some(Err(other)) => anyhow::anyhow!("{doing}: {other}"),
+        None => anyhow::anyhow!("{text}"),
+    };
+    if let Ok(mut slot) = failure.lock() {
+        slot.get_or_insert(kept);
+    }
+    io::Error::other(text)
 }
 
 struct OpenGroup {
@@ -143,6 +180,8 @@ pub struct SetWriter {
     store_intents: Vec<(Location, S3Url, String)>,
     /// The object-store settings, when a destination is on one.
     s3: Option<Settings>,
+    /// The first object-store failure of a stream.
+    failure: StoreFailure,
     done: bool,
 }
 
@@ -192,6 +231,7 @@ impl SetWriter {
             created_remote: Vec::new(),
             created_objects: Vec::new(),
             store_intents: Vec::new(),
+            failure: StoreFailure::default(),
             done: false,
         }
     }
@@ -206,8 +246,39 @@ impl SetWriter {
         self.groups.iter().map(|g| g.codec).collect()
     }
 
-    /// Checks that no name of the set exists in any local or rsync destination.
-    pub fn check_names_free(&self, file_types: &[FileType]) -> anyhow::Result<()> {
+    /// Checks that no name of the set exists in any destination, then stores the set's intent
+    /// record in each object-store destination (before its first object, so that a run killed
+    /// mid-upload is undone by the next one).
+    pub fn reserve(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
+        self.check_names_free(file_types)?;
+        for g in self.groups.clone() {
+            for (loc, url) in &g.stores {
+                let store = self.store(loc, url)?;
+                let meta = self.name(FileType::Meta, g.codec);
+                let others: Vec<String> = file_types
+                    .iter()
+                    .filter(|ft| **ft != FileType::Meta)
+                    .map(|ft| self.name(*ft, g.codec))
+                    .collect();
+                let intent = objsets::begin(&store, IntentAction::Write, &meta, &others)
+                    .map_err(|e| store_failure(loc, &format!("recording {meta} in"), e))?;
+                self.store_intents.push((loc.clone(), url.clone(), intent));
+            }
+        }
+        Ok(())
+    }
+
+    /// `err`, a failure while writing a stream, as the object store's own failure (with its
+    /// HINT) when an upload is what failed.
+    pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(failure) => failure,
+            None => err,
+        }
+    }
+
+    /// Checks that no name of the set exists in any destination.
+    fn check_names_free(&self, file_types: &[FileType]) -> anyhow::Result<()> {
         for g in &self.groups {
             let names: Vec<String> = file_types
                 .iter()
@@ -262,7 +333,7 @@ impl SetWriter {
     }
 
     /// Opens `file_type` in every destination: temporary local files, started pipe programs,
-    /// staged copies for rsync.
+    /// multipart uploads, staged copies for rsync.
     pub fn open(&self, file_type: FileType) -> anyhow::Result<Stream> {
         let mut groups = Vec::new();
         for g in &self.groups {
@@ -290,7 +361,15 @@ impl SetWriter {
                     .with_context(|| format!("sending {name} to {loc}"))?;
                 sinks.push(Sink::Pipe(child, format!("{loc}")));
             }
-            if g.sends_after() && g.locals.is_empty() {
+            for (loc, url) in &g.stores {
+                let doing = format!("sending {name} to");
+                let upload = self
+                    .store(loc, url)?
+                    .upload(&name)
+                    .map_err(|e| store_failure(loc, &doing, e))?;
+                sinks.push(Sink::Upload(Box::new(upload), loc.clone()));
+            }
+            if !g.remotes.is_empty() && g.locals.is_empty() {
                 let path = self.stage_path(g.codec, &name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
@@ -302,7 +381,14 @@ impl SetWriter {
             let encoder = g
                 .codec
                 .encoder(
-                    BufWriter::with_capacity(WRITE_BUFFER, Sha256Writer::new(Fanout { sinks })),
+                    BufWriter::with_capacity(
+                        WRITE_BUFFER,
+                        Sha256Writer::new(Fanout {
+                            sinks,
+                            name: name.clone(),
+                            failure: self.failure.clone(),
+                        }),
+                    ),
                     self.threads,
                 )
                 .with_context(|| format!("starting the {} compressor", g.codec))?;
@@ -331,6 +417,7 @@ impl SetWriter {
                 .with_context(|| format!("finishing {}", og.name))?;
             let (fanout, digest, size) = hashed.finish();
             let mut source = None;
+            let mut in_stores = false;
             for sink in fanout.sinks {
                 match sink {
                     Sink::Local(f, what) => {
@@ -345,6 +432,10 @@ impl SetWriter {
                             .map_err(|e| fs::IoError::new("writing", &path, e))?;
                         source = Some(path);
                     }
+                    Sink::Upload(upload, loc) => {
+                        self.complete_upload(*upload, &loc, &og.name)?;
+                        in_stores = true;
+                    }
                 }
             }
             sizes.push((og.codec, size));
@@ -355,10 +446,37 @@ impl SetWriter {
                     digest,
                     size,
                     source,
+                    in_stores,
                 },
             );
         }
         Ok(sizes)
+    }
+
+    /// Completes the upload of `name` to `loc` after a last look that the name is still free:
+    /// completing a multipart upload replaces whatever is there.
+    fn complete_upload(
+        &mut self,
+        upload: Upload,
+        loc: &Location,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let Target::S3(url) = &loc.target else {
+            return Ok(());
+        };
+        let store = self.store(loc, url)?;
+        let doing = format!("sending {name} to");
+        if store
+            .head(name)
+            .map_err(|e| store_failure(loc, &doing, e))?
+            .is_some()
+        {
+            return Err(exists(loc, name));
+        }
+        upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
+        self.created_objects
+            .push((loc.clone(), url.clone(), name.to_owned()));
+        Ok(())
     }
 
     /// What was produced for `file_type` with `codec`.
@@ -409,6 +527,7 @@ impl SetWriter {
                     digest,
                     size: text.len() as u64,
                     source,
+                    in_stores: false,
                 },
             );
         }
@@ -458,29 +577,21 @@ impl SetWriter {
         self.upload_stores(file_types)
     }
 
-    /// Each file of the set goes into each object-store destination as a multipart upload read
-    /// from its local copy (memory stays within the part buffers whatever the size), after a
-    /// look that the name is still free: nothing of the set is replaced, and an upload that
-    /// dies leaves no object under its name.
+    /// The files of the set not streamed into the object stores (the digest and meta files) go
+    /// there now, in set order (meta file last), each after a look that the name is still free:
+    /// nothing of the set is replaced, and an upload that dies leaves no object under its name.
+    /// Then each store's intent record is ended.
     fn upload_stores(&mut self, file_types: &[FileType]) -> anyhow::Result<()> {
         for g in self.groups.clone() {
             for (loc, url) in &g.stores {
                 let store = self.store(loc, url)?;
-                // Recorded first, so that a run killed mid-upload is undone by the next one.
-                let meta = self.name(FileType::Meta, g.codec);
-                let others: Vec<String> = file_types
-                    .iter()
-                    .filter(|ft| **ft != FileType::Meta)
-                    .map(|ft| self.name(*ft, g.codec))
-                    .collect();
-                let intent = objsets::begin(&store, IntentAction::Write, &meta, &others)
-                    .map_err(|e| store_failure(loc, &format!("recording {meta} in"), e))?;
-                self.store_intents
-                    .push((loc.clone(), url.clone(), intent.clone()));
                 for ft in file_types {
                     let Some(p) = self.produced.get(&(g.codec, *ft)).cloned() else {
                         continue;
                     };
+                    if p.in_stores {
+                        continue;
+                    }
                     let Some(src_dir) = p.source.as_deref().and_then(Path::parent) else {
                         continue;
                     };
@@ -509,11 +620,13 @@ impl SetWriter {
                     self.created_objects
                         .push((loc.clone(), url.clone(), p.name.clone()));
                 }
-                objsets::end(&store, &intent).map_err(|e| {
-                    store_failure(loc, &format!("ending the record {intent} in"), e)
-                })?;
-                self.store_intents.pop();
             }
+        }
+        while let Some((loc, url, intent)) = self.store_intents.last().cloned() {
+            let store = self.store(&loc, &url)?;
+            objsets::end(&store, &intent)
+                .map_err(|e| store_failure(&loc, &format!("ending the record {intent} in"), e))?;
+            self.store_intents.pop();
         }
         Ok(())
     }

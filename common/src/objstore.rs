@@ -684,9 +684,10 @@ pub struct ObjectInfo {
 }
 
 /// A bucket and prefix on one store, ready for requests. Blocking: each call runs the request
-/// on the store's own single-threaded runtime.
+/// on the store's own single-threaded runtime. Clones share the runtime and the client.
+#[derive(Clone)]
 pub struct Store {
-    runtime: tokio::runtime::Runtime,
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
     s3: AmazonS3,
     url: S3Url,
     endpoint: String,
@@ -771,7 +772,7 @@ impl Store {
         }
         let s3 = builder.build().map_err(|e| setup_error(Box::new(e)))?;
         Ok(Store {
-            runtime,
+            runtime: std::sync::Arc::new(runtime),
             s3,
             url: url.clone(),
             endpoint,
@@ -993,14 +994,15 @@ impl Store {
     }
 
     /// Starts a multipart upload to `key`. Nothing appears under `key` until
-    /// [`Upload::commit`]; dropping the upload aborts it.
-    pub fn upload(&self, key: &str) -> Result<Upload<'_>, Error> {
+    /// [`Upload::commit`]; dropping the upload aborts it. The upload holds a clone of the store,
+    /// so it can live beside other work (a backup streams each file of a set into one).
+    pub fn upload(&self, key: &str) -> Result<Upload, Error> {
         let path = self.path(key)?;
         let upload = self
             .block(self.s3.put_multipart(&path))
             .map_err(|(class, e)| self.error(class, "CREATE MULTIPART", key, e))?;
         Ok(Upload {
-            store: self,
+            store: self.clone(),
             key: key.to_owned(),
             writer: Some(WriteMultipart::new_with_chunk_size(
                 upload,
@@ -1186,14 +1188,14 @@ impl Read for ObjectReader<'_> {
 /// A multipart upload in progress (see [`Store::upload`]): write the content, then
 /// [`commit`](Upload::commit). Memory stays within part size × (concurrency + 1) whatever the
 /// object's size. Write errors are `io::Error`s wrapping an [`Error`]; after one, drop the upload.
-pub struct Upload<'a> {
-    store: &'a Store,
+pub struct Upload {
+    store: Store,
     key: String,
     writer: Option<WriteMultipart>,
     written: u64,
 }
 
-impl fmt::Debug for Upload<'_> {
+impl fmt::Debug for Upload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upload")
             .field("key", &self.key)
@@ -1202,11 +1204,11 @@ impl fmt::Debug for Upload<'_> {
     }
 }
 
-impl Upload<'_> {
+impl Upload {
     /// Sends the last part and completes the upload: the object appears under its key, replacing
     /// any object there. Returns the number of bytes stored.
     pub fn commit(mut self) -> Result<u64, Error> {
-        let store = self.store;
+        let store = &self.store;
         let writer = self.writer.take().ok_or_else(|| Error::Failed {
             endpoint: store.endpoint.clone(),
             bucket: store.url.bucket.clone(),
@@ -1221,9 +1223,9 @@ impl Upload<'_> {
     }
 }
 
-impl Write for Upload<'_> {
+impl Write for Upload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let store = self.store;
+        let store = &self.store;
         let Some(writer) = self.writer.as_mut() else {
             return Err(io::Error::other("write to a failed upload"));
         };
@@ -1258,7 +1260,7 @@ impl Write for Upload<'_> {
     }
 }
 
-impl Drop for Upload<'_> {
+impl Drop for Upload {
     fn drop(&mut self) {
         if let Some(writer) = self.writer.take() {
             // Best effort: an upload that cannot be aborted (store unreachable) holds parts but

@@ -48,6 +48,8 @@ use crate::threshold::Range;
             \x20      {command_name} --check info|verify|last-backup-age\n\
             \x20          [--archive <[CODEC=]LOCATION>] [--backup-dir <LOCATION>]...\n\
             \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
+            \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-retry-seconds <N>]\n\
             \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
             \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\
@@ -101,12 +103,13 @@ pub struct Args {
     #[argh(option, short = 's')]
     pub state_dir: Option<PathBuf>,
 
-    /// the WAL archive, [CODEC=]DIR or an rsync target (rsync://host/module/path,
-    /// [user@]host:/path), as given to pitr-cleanup
+    /// the WAL archive, [CODEC=]DIR, an rsync target (rsync://host/module/path,
+    /// [user@]host:/path) or s3://BUCKET/PREFIX, as given to pitr-cleanup
     #[argh(option)]
     pub archive: Option<String>,
 
-    /// a directory or rsync target holding backup sets made by pitr-backup; repeatable
+    /// a directory, rsync target or s3://BUCKET/PREFIX holding backup sets made by
+    /// pitr-backup; repeatable
     #[argh(option)]
     pub backup_dir: Vec<String>,
 
@@ -159,10 +162,37 @@ pub struct Args {
     #[argh(option)]
     pub rsync_path: Option<PathBuf>,
 
-    /// directory for the private scratch directory of rsync locations (default: $TMPDIR or
-    /// /tmp)
+    /// directory for the private scratch directory of rsync and s3:// locations (default:
+    /// $TMPDIR or /tmp)
     #[argh(option, short = 't')]
     pub temp_dir: Option<PathBuf>,
+
+    /// object store endpoint for s3:// locations, http(s)://host[:port] (default:
+    /// AWS_ENDPOINT_URL, else AWS S3 itself)
+    #[argh(option)]
+    pub s3_endpoint: Option<String>,
+
+    /// region s3:// requests are signed for (default: AWS_REGION, else us-east-1)
+    #[argh(option)]
+    pub s3_region: Option<String>,
+
+    /// s3:// addressing, path (default with an endpoint) or virtual (default on AWS)
+    #[argh(option)]
+    pub s3_addressing: Option<String>,
+
+    /// file holding the S3 access key (aws_access_key_id and aws_secret_access_key, as in
+    /// ~/.aws/credentials; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
+    #[argh(option)]
+    pub s3_key_file: Option<PathBuf>,
+
+    /// accepted so that one options file serves every pitr program; pitr-monitor only reads
+    #[argh(switch)]
+    pub s3_conditional_writes: bool,
+
+    /// how long one s3:// request is retried while the store is unreachable or failing, in
+    /// seconds (default 60); then the check is UNKNOWN
+    #[argh(option)]
+    pub s3_retry_seconds: Option<u64>,
 
     /// log what was read (to stderr)
     #[argh(switch, short = 'v')]
@@ -194,8 +224,14 @@ impl HasCommon for Args {
             verbose: self.verbose,
             pid_file: None,
             temp_dir: self.temp_dir.clone(),
-            // pitr-monitor does not read object stores (yet).
-            s3: pitr_common::objstore::S3Options::default(),
+            s3: pitr_common::objstore::S3Options {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                addressing: self.s3_addressing.clone(),
+                key_file: self.s3_key_file.clone(),
+                conditional_writes: self.s3_conditional_writes,
+                retry_seconds: self.s3_retry_seconds,
+            },
         }
     }
 }
@@ -344,6 +380,8 @@ pub struct Config {
     pub rsync_path: PathBuf,
     /// Where the scratch directory goes.
     pub temp_dir: PathBuf,
+    /// The object-store settings, when a location is on one.
+    pub s3: Option<pitr_common::objstore::Settings>,
     /// Pid file.
     pub pid_file: Option<PathBuf>,
     /// The time the check runs at.
@@ -388,6 +426,15 @@ impl Args {
             .map(|b| store("--backup-dir", b))
             .collect::<anyhow::Result<Vec<_>>>()?;
         self.check_needs(check, archive.is_some(), !backup_dirs.is_empty())?;
+        let s3 = match archive.iter().chain(&backup_dirs).any(Store::is_s3) {
+            true => Some(
+                self.common()
+                    .s3
+                    .settings(|name| std::env::var(name).ok())
+                    .map_err(|e| usage(e.to_string(), pitr_common::objstore::SETTINGS_HINT))?,
+            ),
+            false => None,
+        };
         let now = SystemTime::now();
         let from = self.parse_from(check, now)?;
         let jobs = match self.parallel_jobs {
@@ -417,6 +464,7 @@ impl Args {
             jobs,
             rsync_path: self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync")),
             temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
+            s3,
             pid_file: self.pid_file,
             now,
         })
@@ -514,7 +562,7 @@ fn store(opt: &str, spec: &str) -> anyhow::Result<Store> {
     Store::parse(opt, spec).map(|(s, _)| s).map_err(|e| {
         usage(
             e,
-            "give [CODEC=]DIR or an rsync target (rsync://host/module/path)",
+            "give [CODEC=]DIR, an rsync target (rsync://host/module/path) or s3://BUCKET/PREFIX",
         )
     })
 }

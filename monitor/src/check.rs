@@ -54,12 +54,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         ),
         None => None,
     };
-    let needs_rsync = cfg
+    let needs_scratch = cfg
         .archive
         .iter()
         .chain(&cfg.backup_dirs)
         .any(|s| s.is_remote());
-    let scratch = if needs_rsync {
+    let scratch = if needs_scratch {
         let dir = cfg
             .temp_dir
             .join(format!("pitr-monitor.{}", std::process::id()));
@@ -76,6 +76,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     let remote = scratch.as_ref().map(|s| Remote {
         rsync: pitr_common::rsync::Rsync::new(&cfg.rsync_path),
         scratch: s.0.clone(),
+        s3: cfg.s3.clone(),
     });
     let remote = remote.as_ref();
     match cfg.check {

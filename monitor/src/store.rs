@@ -1,11 +1,13 @@
-//! Where archives and backup sets live, on the reading side: a local directory or an rsync
-//! target today (object storage is meant to become one more [`Store`] variant). Everything
-//! `info` and `verify` need from a location goes through here: listing its files (name, size,
-//! mtime), reading its cluster marker, finding its backup sets, and making some of its files
-//! readable as local paths.
+//! Where archives and backup sets live, on the reading side: a local directory, an rsync
+//! target or an object store (`s3://BUCKET/PREFIX`). Everything `info` and `verify` need from a
+//! location goes through here: listing its files (name, size, mtime), reading its cluster
+//! marker, finding its backup sets, and making some of its files readable as local paths.
 //!
 //! rsync targets are listed ([`Rsync::list`]) and read by fetching files into a private scratch
 //! directory ([`Rsync::fetch`], rsync's own temp-and-rename), through `pitr_common::rsync`.
+//! Object stores are listed with one LIST of the prefix (objects directly under it; an object's
+//! mtime is when it was stored) and read by GETs into the same scratch directory, several at a
+//! time.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,6 +18,7 @@ use pitr_common::compress::{self, Codec, Stored};
 use pitr_common::exit::Failure;
 use pitr_common::fs::IoError;
 use pitr_common::location::{self, Location, Opt, RsyncTarget, Target};
+use pitr_common::objstore::{self, S3Url, Settings};
 use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
 
@@ -26,6 +29,8 @@ pub enum Store {
     Local(PathBuf),
     /// An rsync target (`rsync://host/module/path`, `host::module/path`, `[user@]host:/path`).
     Rsync(RsyncTarget),
+    /// An object store.
+    S3(S3Url),
 }
 
 /// A file in a location.
@@ -90,26 +95,32 @@ pub struct SetListing {
     pub digest_text: Option<String>,
 }
 
-/// Reading an rsync target needs the rsync program and a scratch directory.
+/// Reading an rsync target needs the rsync program and a scratch directory; an object store,
+/// the scratch directory and the store's settings.
 #[derive(Debug, Clone)]
 pub struct Remote {
     /// The rsync program.
     pub rsync: Rsync,
     /// A private scratch directory for fetched files.
     pub scratch: PathBuf,
+    /// The object-store settings, when a location is on one.
+    pub s3: Option<Settings>,
 }
+
+/// Objects fetched at once from a store.
+const STORE_FETCHES: usize = 8;
 
 impl Store {
     /// Parses `[CODEC=]LOCATION` given to the option `opt` (`--archive`, `--backup-dir`); the
     /// codec, if any, is what the location is written with (reading finds every stored form
-    /// anyway). A location is a directory or an rsync target, by syntax, as for pitr-restore's
-    /// `--from-backup`.
+    /// anyway). A location is a directory, an rsync target or `s3://BUCKET/PREFIX`, by syntax,
+    /// as for pitr-restore's `--from-backup`.
     pub fn parse(opt: &str, spec: &str) -> Result<(Store, Codec), String> {
         let loc = Location::parse(Opt::FromBackup, spec).map_err(|e| match e {
             location::Error::Codec { spec, source, .. } => format!("{opt} {spec}: {source}"),
             location::Error::Empty { spec, .. } => format!("{opt} \"{spec}\" names no location"),
             location::Error::WrongKind { spec, .. } => {
-                format!("{opt} \"{spec}\" is neither a directory nor an rsync target")
+                format!("{opt} \"{spec}\" is not a directory, an rsync target or s3://")
             }
             location::Error::S3 { source, .. } => format!("{opt} {source}"),
         })?;
@@ -117,18 +128,21 @@ impl Store {
             Target::Dir(d) => Ok((Store::Local(d), loc.codec)),
             Target::Rsync(r) => Ok((Store::Rsync(r), loc.codec)),
             Target::Program(p) => Err(format!(
-                "{opt} \"{}\" is neither a directory nor an rsync target",
+                "{opt} \"{}\" is not a directory, an rsync target or s3://",
                 p.display()
             )),
-            Target::S3(u) => Err(format!(
-                "{opt} \"{u}\": pitr-monitor cannot read an object store yet"
-            )),
+            Target::S3(u) => Ok((Store::S3(u), loc.codec)),
         }
     }
 
-    /// Whether reading it needs rsync.
+    /// Whether reading it fetches copies into the scratch directory (rsync, object store).
     pub fn is_remote(&self) -> bool {
-        matches!(self, Store::Rsync(_))
+        !matches!(self, Store::Local(_))
+    }
+
+    /// Whether it is an object store.
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Store::S3(_))
     }
 
     /// Lists the directory's regular files (hidden ones included: the cluster marker is one).
@@ -152,6 +166,23 @@ impl Store {
                     })
                     .collect())
             }
+            Store::S3(url) => {
+                let store = open_store(url, remote)?;
+                let listed = store
+                    .list("")
+                    .map_err(|e| e.failure(format!("cannot list {url}")))?;
+                let mut out: Vec<Listed> = listed
+                    .into_iter()
+                    .filter(|o| !o.key.contains('/'))
+                    .map(|o| Listed {
+                        name: o.key,
+                        size: o.size,
+                        mtime: o.last_modified,
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            }
         }
     }
 
@@ -167,6 +198,12 @@ impl Store {
                 r.rsync.fetch(target, names, &r.scratch).with_context(|| {
                     format!("fetching {} files from {}", names.len(), target.as_str())
                 })?;
+                Ok(names.iter().map(|n| r.scratch.join(n)).collect())
+            }
+            Store::S3(url) => {
+                let r = need_remote(remote)?;
+                let store = open_store(url, remote)?;
+                fetch_objects(&store, names, &r.scratch)?;
                 Ok(names.iter().map(|n| r.scratch.join(n)).collect())
             }
         }
@@ -220,6 +257,20 @@ impl Store {
                     .with_context(|| format!("fetching the meta files of {}", target.as_str()))?;
                 (dir.clone(), Some(dir))
             }
+            Store::S3(url) => {
+                let r = need_remote(remote)?;
+                let dir = r.scratch.join("backup-sets");
+                std::fs::create_dir_all(&dir).map_err(|e| IoError::new("creating", &dir, e))?;
+                let small: Vec<String> = listing
+                    .iter()
+                    .filter(|l| !l.name.starts_with('.') && l.size <= backupset::MAX_META_SIZE)
+                    .map(|l| l.name.clone())
+                    .collect();
+                let store = open_store(url, remote)?;
+                fetch_objects(&store, &small, &dir)
+                    .with_context(|| format!("fetching the meta files of {url}"))?;
+                (dir.clone(), Some(dir))
+            }
         };
         let sets = backupset::list_local(&dir)
             .with_context(|| format!("reading the backup sets in {}", self))?;
@@ -263,8 +314,48 @@ impl std::fmt::Display for Store {
         match self {
             Store::Local(d) => write!(f, "{}", d.display()),
             Store::Rsync(t) => f.write_str(t.as_str()),
+            Store::S3(u) => write!(f, "{u}"),
         }
     }
+}
+
+/// A client for the object store at `url`.
+fn open_store(url: &S3Url, remote: Option<&Remote>) -> anyhow::Result<objstore::Store> {
+    let settings = need_remote(remote)?
+        .s3
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("internal error: no object-store settings for {url}"))?;
+    objstore::Store::open(url, settings).map_err(|e| e.failure(format!("cannot use {url}")))
+}
+
+/// GETs the objects `names` into `dir`, [`STORE_FETCHES`] at a time; an object gone since the
+/// listing has no copy (as a file removed from a local directory has no path).
+fn fetch_objects(store: &objstore::Store, names: &[String], dir: &Path) -> anyhow::Result<()> {
+    for chunk in names.chunks(STORE_FETCHES) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|name| s.spawn(move || fetch_object(store, name, dir)))
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a fetching thread panicked")))
+            })
+        })?;
+    }
+    Ok(())
+}
+
+fn fetch_object(store: &objstore::Store, name: &str, dir: &Path) -> anyhow::Result<()> {
+    let Some(body) = store
+        .get(name)
+        .map_err(|e| e.failure(format!("cannot read {name} in {}", store.url())))?
+    else {
+        return Ok(());
+    };
+    let path = dir.join(name);
+    // A scratch copy, read once and removed: not an archive write, so no fsync.
+    std::fs::write(&path, body).map_err(|e| IoError::new("writing", &path, e).into())
 }
 
 fn need_remote(remote: Option<&Remote>) -> anyhow::Result<&Remote> {

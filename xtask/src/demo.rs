@@ -8,8 +8,10 @@
 //! the WAL archive for point-in-time restores and runs retention. The steps: set up, archive,
 //! base backup, bootstrap both standbys from it, traffic, failover to db2, db3 onto timeline 2,
 //! rebuild db1 as a standby of db2, retention, a point-in-time restore of a dropped table, and
-//! a delayed standby on db3 (`--recovery-delay`) that undoes a `TRUNCATE`, and pitr-monitor's
-//! `info` and `verify` of db3's archive. docs/runbook.md says
+//! a delayed standby on db3 (`--recovery-delay`) that undoes a `TRUNCATE`, pitr-monitor's
+//! `info` and `verify` of db3's archive, and the object-store variant: the primary also
+//! archives to a 3-node Garage cluster, a backup goes only there, and a fourth server, db4, is
+//! bootstrapped from it as a warm spare reading the store. docs/runbook.md says
 //! below each command block which step runs it (checked by a test in `runbook.rs`).
 //! Each step prints the pitr commands it runs (paths under the scratch dir as `$DEMO`) and what
 //! it checked; the end is `PASS` (exit 0) or `FAIL` (exit 1).
@@ -34,7 +36,7 @@ use pitr_tests::{
     RsyncDaemon, Tool,
 };
 
-use crate::{cargo, deps, project_root, scratch, target_dir};
+use crate::{cargo, deps, garage, project_root, scratch, target_dir};
 
 /// How long any one wait of the demo may take (archiving, replay, promotion).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -50,15 +52,15 @@ const DELAYED_TABLE: &str = "orders";
 const DELAYED_ROWS: u64 = 500;
 
 /// Run the runbook's scenario (archive, backup, two standbys, failover, rebuild of the old
-/// primary, retention, point-in-time restore, delayed standby) on throwaway clusters and check
-/// every step.
+/// primary, retention, point-in-time restore, delayed standby, a standby from object storage)
+/// on throwaway clusters and check every step.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
     name = "demo",
     note = "Needs what `cargo xtask test` needs (PostgreSQL 15 server programs from PG_BINDIR, \
-            default /usr/lib/postgresql/15/bin, and rsync), and installs them the same way on \
-            Debian as root. Builds the binaries (debug), runs everything on 127.0.0.1 under \
+            default /usr/lib/postgresql/15/bin, rsync, and Garage, built once per machine into \
+            ~/.cache/pitr), and installs them the same way on Debian as root. Builds the binaries (debug), runs everything on 127.0.0.1 under \
             one scratch directory, and removes it at the end, also on failure or Ctrl-C. \
             Prints PASS and exits 0, or FAIL and exits 1."
 )]
@@ -73,6 +75,11 @@ pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
 
     println!("xtask: checking for PostgreSQL 15 server programs and rsync");
     let deps = deps::ensure()?;
+    println!(
+        "xtask: checking for Garage {} (the object-store step)",
+        garage::VERSION
+    );
+    let garage = garage::ensure()?;
     crate::run(
         Command::new(cargo())
             .current_dir(&root)
@@ -86,6 +93,7 @@ pub fn run(_args: &DemoArgs) -> Result<ExitCode> {
     env::set_var("PG_BINDIR", &deps.pg_bindir);
     env::set_var("PITR_BIN_DIR", &bin_dir);
     env::set_var("TMPDIR", scratch.path());
+    env::set_var(garage::ENV_VAR, &garage);
     scratch::install(signals)?;
 
     let mut demo = Demo {
@@ -291,8 +299,18 @@ impl Demo {
     /// `archive_command` for `from`: pitr-archive pushing to the `wal_archive` modules of the
     /// two other hosts, with `from`'s state dir and backup WAL directory.
     fn archive_command(&self, from: &Host, to: [&Host; 2]) -> String {
+        self.archive_command_also(from, to, "")
+    }
+
+    /// [`Demo::archive_command`] with the options `extra` (another destination) too.
+    fn archive_command_also(&self, from: &Host, to: [&Host; 2], extra: &str) -> String {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("{extra} ")
+        };
         format!(
-            "{} --state-dir {} --dst-remote zstd={} --dst-remote zstd={} --dst-backup {} %p",
+            "{} {extra}--state-dir {} --dst-remote zstd={} --dst-remote zstd={} --dst-backup {} %p",
             self.bin("pitr-archive"),
             from.state_dir().display(),
             to[0].wal.url(),
@@ -884,6 +902,130 @@ impl Demo {
             || verify.stdout().to_owned(),
         )?;
         self.check_no_errors(&[("db1", &pg1), ("db2", &pg2), ("db3", &pg3)])?;
+        self.object_storage(&db2, [&db1, &db3], &pg2)?;
+        Ok(())
+    }
+
+    /// The runbook's object-store variant: the primary (db2 by now) also archives to a 3-node
+    /// Garage cluster, a backup goes only there, and db4, a warm spare bootstrapped from that
+    /// backup with its restore_command on the store, follows the primary; pitr-monitor reads
+    /// the store as it reads directories.
+    fn object_storage(&mut self, host: &Host, to: [&Host; 2], primary: &Cluster) -> Result<()> {
+        self.begin_step("db2 also archives to Garage (S3); db4 is bootstrapped from S3 alone");
+        let garage = pitr_tests::GarageCluster::start();
+        let config = garage.pitr_config(host.work.path());
+        let wal = format!("s3://{}/db2/wal", garage.bucket());
+        let backups = format!("s3://{}/db2/backups", garage.bucket());
+        self.note(&format!(
+            "Garage: 3 nodes, replication factor 3, endpoint {}; {} holds
+     --s3-endpoint, --s3-region and --s3-key-file (no secret on any command line)",
+            garage.endpoint(),
+            config.display()
+        ));
+        let command = self.archive_command_also(
+            host,
+            to,
+            &format!("--config-file {} --dst-remote zstd={wal}", config.display()),
+        );
+        self.note(&format!(
+            "ALTER SYSTEM SET archive_command = '{command}'; reload"
+        ));
+        primary.psql(&format!("ALTER SYSTEM SET archive_command = '{command}'"));
+        primary.psql("SELECT pg_reload_conf()");
+        // A segment archived after the reload went to the store too (pitr-archive succeeds only
+        // when every destination holds it): switch until one is archived with the new command.
+        let failed_before = primary.archiver_stats().failed_count;
+        let segment = primary.switch_wal();
+        primary.wait_archived(&segment, TIMEOUT);
+        let stats = primary.archiver_stats();
+        self.check(
+            stats.failed_count == failed_before,
+            &format!(
+                "{segment} archived to db1, db3 and {wal}: pg_stat_archiver failed_count {}",
+                stats.failed_count
+            ),
+            || tail(&primary.server_log(), 30),
+        )?;
+
+        let config_args = ["--config-file".to_owned(), config.display().to_string()];
+        let mut args = config_args.to_vec();
+        args.extend([
+            "--data-dir".to_owned(),
+            primary.data_dir().display().to_string(),
+            "--host".to_owned(),
+            primary.socket_dir().display().to_string(),
+            "--port".to_owned(),
+            primary.port().to_string(),
+            "--username".to_owned(),
+            "postgres".to_owned(),
+            "--dst-remote".to_owned(),
+            format!("zstd={backups}"),
+            "--xlogs".to_owned(),
+            host.xlogs().display().to_string(),
+            "--fast-checkpoint".to_owned(),
+        ]);
+        self.pitr("pitr-backup", &args, true)?;
+
+        let root = PgTempDir::new("db4");
+        let mut args = config_args.to_vec();
+        args.extend([
+            "--from-backup".to_owned(),
+            format!("zstd={backups}"),
+            "--target-data-dir".to_owned(),
+            root.path().join("data").display().to_string(),
+            "--source".to_owned(),
+            format!("zstd={wal}"),
+        ]);
+        self.pitr("pitr-restore", &args, true)?;
+        let pg4 = Cluster::adopt("db4", root, ClusterOpts::new());
+        pg4.start();
+        self.check(
+            pg4.is_in_recovery(),
+            "db4 is in recovery (warm spare)",
+            String::new,
+        )?;
+        let (rows, _) = self.traffic(primary, &[&pg4], 100);
+        self.check_eq(
+            "db4 pgbench_history rows",
+            pg4.count_rows("pgbench_history"),
+            rows,
+        )?;
+        let restored = count_lines(&pg4.server_log(), "pitr-restore : LOG : Segment");
+        self.check(
+            restored > 0,
+            &format!("db4's server log has {restored} 'pitr-restore : LOG : Segment ... restored' lines, from the store"),
+            String::new,
+        )?;
+
+        let mut locations = config_args.to_vec();
+        locations.extend([
+            "--backup-dir".to_owned(),
+            backups.clone(),
+            "--archive".to_owned(),
+            format!("zstd={wal}"),
+        ]);
+        let mut info_args = vec!["--check".to_owned(), "info".to_owned()];
+        info_args.extend(locations.iter().cloned());
+        let info = self.pitr("pitr-monitor", &info_args, true)?;
+        self.check(
+            info.stdout().starts_with("OK - 1 backup set in 1 location"),
+            &format!("info: the one backup set in {backups}, recoverable through {wal}"),
+            || info.stdout().to_owned(),
+        )?;
+        let mut verify_args = vec!["--check".to_owned(), "verify".to_owned()];
+        verify_args.extend(locations.iter().cloned());
+        let verify = self.pitr("pitr-monitor", &verify_args, true)?;
+        self.check(
+            verify.stdout().starts_with("OK - archive ")
+                && verify.stdout().contains("no problem found"),
+            "verify: the store's archive has no gap or damaged file from the backup's start on",
+            || verify.stdout().to_owned(),
+        )?;
+        self.check_no_errors(&[("db2", primary), ("db4", &pg4)])?;
+        pg4.stop();
+        // The primary goes back to its rsync-only archive_command before Garage goes away.
+        primary.psql("ALTER SYSTEM RESET archive_command");
+        primary.psql("SELECT pg_reload_conf()");
         Ok(())
     }
 

@@ -570,61 +570,81 @@ fn monitor_info_and_verify_read_rsync_locations_as_they_read_local_ones() {
     c.wait_archived(&last, TIMEOUT);
     c.stop();
 
-    let run = |check: &str, backup_dir: String, archive: String| {
-        let out = monitor(["--check", check, "--backup-dir", &backup_dir, "--archive"])
+    let local = (
+        backups.dir().display().to_string(),
+        format!("zstd={}", wal.dir().display()),
+    );
+    let remote = (backups.url(), format!("zstd={}", wal.url()));
+    // rsync lists modification times in whole seconds.
+    let whole_seconds = |set: &mut Value| {
+        let until = &mut set["recoverable"]["until"]["time"];
+        *until = serde_json::json!(until.as_f64().unwrap_or(0.0).floor());
+    };
+    // A segment removed on the rsync side is missing there too.
+    let remove = || {
+        let dir = ArchiveDir::new(wal.dir());
+        let removed = segments_of(&dir, "00000001")
+            .into_iter()
+            .rev()
+            .nth(1)
+            .unwrap();
+        std::fs::remove_file(dir.path_for(&removed)).unwrap();
+        removed
+    };
+    assert_monitor_reads_remote_like_local(&scratch, &[], local, remote, whole_seconds, remove);
+}
+
+/// `info` and `verify` on `remote` (backup directory, archive) find what they find on `local`,
+/// the same sets and WAL in another kind of location (`extra`: options the remote kind needs;
+/// `normalize`: what a set's JSON legitimately differs in there), leave nothing in the
+/// `scratch` directory, and a segment `remove` takes from the remote archive is missing there.
+pub(crate) fn assert_monitor_reads_remote_like_local(
+    scratch: &Path,
+    extra: &[String],
+    local: (String, String),
+    remote: (String, String),
+    normalize: impl Fn(&mut Value),
+    remove: impl FnOnce() -> String,
+) {
+    let run = |check: &str, (backup_dir, archive): &(String, String)| {
+        let out = monitor(["--check", check, "--backup-dir", backup_dir, "--archive"])
             .arg(archive)
+            .args(extra)
             .args(["--output", "json", "--temp-dir"])
-            .arg(&scratch)
+            .arg(scratch)
             .run();
         let v = json(&out);
         (out, v)
     };
-    let local = || {
-        (
-            backups.dir().display().to_string(),
-            format!("zstd={}", wal.dir().display()),
-        )
-    };
-    let remote = || (backups.url(), format!("zstd={}", wal.url()));
-
-    let (out, l) = run("info", local().0, local().1);
+    let (out, l) = run("info", &local);
     assert_status(&out, 0);
-    let (out, r) = run("info", remote().0, remote().1);
+    let (out, r) = run("info", &remote);
     assert_status(&out, 0);
-    // rsync lists modification times in whole seconds.
     let set = |v: &Value| {
         let mut s = v["details"]["locations"][0]["sets"][0].clone();
-        let until = &mut s["recoverable"]["until"]["time"];
-        *until = serde_json::json!(until.as_f64().unwrap_or(0.0).floor());
+        normalize(&mut s);
         s
     };
     assert_eq!(set(&r), set(&l), "{r}");
     assert_eq!(set(&r)["valid"], true, "{r}");
-    assert_eq!(r["details"]["locations"][0]["location"], backups.url());
+    assert_eq!(r["details"]["locations"][0]["location"], remote.0.as_str());
     assert_eq!(
         r["details"]["archive"]["segments"],
         l["details"]["archive"]["segments"]
     );
 
-    let (out, l) = run("verify", local().0, local().1);
+    let (out, l) = run("verify", &local);
     assert_status(&out, 0);
-    let (out, r) = run("verify", remote().0, remote().1);
+    let (out, r) = run("verify", &remote);
     assert_status(&out, 0);
     assert_eq!(r["details"]["files_checked"], l["details"]["files_checked"]);
     assert_eq!(r["details"]["bytes_checked"], l["details"]["bytes_checked"]);
     assert_eq!(r["details"]["problems"], serde_json::json!([]));
     // The scratch directory of the fetched copies is gone.
-    assert_eq!(pitr_tests::dir_names(&scratch), Vec::<String>::new());
+    assert_eq!(pitr_tests::dir_names(scratch), Vec::<String>::new());
 
-    // A segment removed on the rsync side is missing there too.
-    let dir = ArchiveDir::new(wal.dir());
-    let removed = segments_of(&dir, "00000001")
-        .into_iter()
-        .rev()
-        .nth(1)
-        .unwrap();
-    std::fs::remove_file(dir.path_for(&removed)).unwrap();
-    let (out, r) = run("verify", remote().0, remote().1);
+    let removed = remove();
+    let (out, r) = run("verify", &remote);
     assert_status(&out, 2);
     assert_eq!(r["details"]["problems"][0]["kind"], "missing_segments");
     assert_eq!(r["details"]["problems"][0]["name"], removed.as_str());

@@ -844,7 +844,7 @@ fn s3_archive_cleanup_command_follows_restartpoints() {
 struct S3Primary {
     p: crate::backup::Primary,
     garage: GarageCluster,
-    _work: PgTempDir,
+    work: PgTempDir,
     config: PathBuf,
     wal: String,
     sets: String,
@@ -872,7 +872,7 @@ impl S3Primary {
         S3Primary {
             p,
             garage,
-            _work: work,
+            work,
             config,
             wal,
             sets,
@@ -896,6 +896,130 @@ impl S3Primary {
     }
 }
 
+/// The peak memory pitr-backup reports on its last line, in MiB.
+fn backup_peak_mib(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("backup complete: "))
+        .unwrap_or_else(|| panic!("no end line in {stderr}"));
+    let (_, peak) = line.split_once("peak memory ").unwrap();
+    let (number, unit) = peak.trim().split_once(' ').unwrap();
+    let n: f64 = number.parse().unwrap();
+    match unit {
+        "MiB" => n,
+        "KiB" => n / 1024.0,
+        "GiB" => n * 1024.0,
+        other => panic!("unit {other} in {line}"),
+    }
+}
+
+/// A backup streams its files into multipart uploads as it reads the data directory: with the
+/// database grown by about 150 MiB, the set in the store grows by as much and pitr-backup's
+/// peak memory does not (plain codec, so no compressor buffers grow with the first MiB either).
+#[test]
+fn s3_backup_streams_into_the_store_with_memory_flat_as_the_database_grows() {
+    let d = S3Primary::start("s3-mem");
+    let sets_store = store(&d.garage, "db1/backups");
+    let backup = || {
+        d.p.backup()
+            .args(d.config_args())
+            .args(["--dst-remote", &format!("none={}", d.sets)])
+            .arg("--skip-xlogs")
+            .succeeds()
+    };
+    let data_size = |seen: &[String]| -> (String, u64) {
+        let infos = sets_store.list("").unwrap();
+        let new = infos
+            .iter()
+            .find(|o| o.key.contains("-data-") && !seen.contains(&o.key))
+            .unwrap_or_else(|| panic!("no new data object in {infos:?}"));
+        (new.key.clone(), new.size)
+    };
+    d.p.cluster.psql("CREATE TABLE f (a int, b int, c text)");
+    d.p.cluster
+        .psql("INSERT INTO f SELECT g, g, md5(g::text) FROM generate_series(1, 100000) g");
+    let small = backup();
+    let (first, small_size) = data_size(&[]);
+    let started = std::time::SystemTime::now();
+    d.p.cluster
+        .psql("INSERT INTO f SELECT g, g, md5(g::text) FROM generate_series(1, 2000000) g");
+    d.p.cluster.psql("CHECKPOINT");
+    // Set names carry their start time in seconds: the next set starts in a later one.
+    pitr_tests::wait_until("the next second", restore::TIMEOUT, || {
+        (started.elapsed().unwrap() >= Duration::from_millis(1100)).then_some(())
+    });
+    let large = backup();
+    let (_, large_size) = data_size(&[first]);
+    assert!(
+        large_size >= small_size + (120 << 20),
+        "{small_size} then {large_size} bytes"
+    );
+    let (small_peak, large_peak) = (
+        backup_peak_mib(small.stderr()),
+        backup_peak_mib(large.stderr()),
+    );
+    assert!(
+        large_peak <= small_peak + 8.0,
+        "peak memory {small_peak:.1} MiB for {small_size} bytes, {large_peak:.1} MiB for {large_size} bytes"
+    );
+}
+
+/// pitr-monitor reads an archive and backup sets in Garage as it reads directories: one backup
+/// written to a directory and to the store at once, the WAL archived to both, and `info` and
+/// `verify` find the same set and the same WAL in each (the same test as for rsync), then a
+/// segment deleted from the store is missing there. Objects carry the time they were stored,
+/// not the WAL file's, so the recoverable window's end time is left out of the comparison.
+#[test]
+fn s3_monitor_info_and_verify_read_garage_as_they_read_directories() {
+    let d = S3Primary::start("s3-mon");
+    let p = &d.p;
+    let scratch = d.work.subdir("monitor-tmp");
+    p.cluster.psql("CREATE TABLE t (i int)");
+    let churn = || {
+        p.cluster
+            .psql("INSERT INTO t SELECT generate_series(1, 10000)");
+        let (segment, _) = p.cluster.switch_wal_at();
+        p.cluster.wait_archived(&segment, restore::TIMEOUT);
+    };
+    churn();
+    d.backup()
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .succeeds();
+    churn();
+    churn();
+    p.cluster.stop();
+    let wal_store = store(&d.garage, "db1/wal");
+    let local = (
+        p.backups.display().to_string(),
+        p.archive.display().to_string(),
+    );
+    let remote = (d.sets.clone(), format!("zstd={}", d.wal));
+    let no_until_time = |set: &mut serde_json::Value| {
+        set["recoverable"]["until"]["time"] = serde_json::Value::Null;
+    };
+    let remove = || {
+        let segments: Vec<String> = keys(&wal_store)
+            .into_iter()
+            .filter_map(|k| k.strip_suffix(".zst").map(str::to_owned))
+            .filter(|n| n.len() == 24 && n.starts_with("00000001"))
+            .collect();
+        let removed = segments.iter().rev().nth(1).unwrap().clone();
+        wal_store.delete(&format!("{removed}.zst")).unwrap();
+        removed
+    };
+    crate::monitor::assert_monitor_reads_remote_like_local(
+        &scratch,
+        &d.config_args(),
+        local,
+        remote,
+        no_until_time,
+        remove,
+    );
+}
+
 /// The runbook's backup of a hot standby, with the WAL archive on Garage: the primary archives
 /// there too, and pitr-backup --wal-source s3:// takes the backup's WAL from the store. The
 /// same test as the directory's (`backup::back_up_hot_standby`), with the location changed.
@@ -909,7 +1033,7 @@ fn s3_backup_of_hot_standby_takes_its_wal_from_garage() {
 }
 
 /// A point-in-time restore with everything in Garage: the primary archives its WAL there,
-/// pitr-backup writes the set there (multipart uploads from its local copies, meta file last),
+/// pitr-backup streams the set there (multipart uploads, meta file last),
 /// and pitr-restore --from-backup s3:// fetches the set and recovers from the WAL in the store
 /// to a target time: the restored rows are those of that time, and nothing of the fetched copy
 /// stays beside the new data directory.
