@@ -49,7 +49,7 @@ use crate::threshold::Range;
             \x20          [--archive <[CODEC=]LOCATION>] [--backup-dir <LOCATION>]...\n\
             \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
-            \x20          [--s3-key-file <FILE>] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
             \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
             \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\

@@ -937,6 +937,23 @@ impl Demo {
         let failed_before = primary.archiver_stats().failed_count;
         let segment = primary.switch_wal();
         primary.wait_archived(&segment, TIMEOUT);
+        // The store's archive starts on this timeline: its history files are sent by hand, once,
+        // as to any new destination (pitr-monitor verify would report them missing).
+        let mut histories: Vec<PathBuf> = fs::read_dir(primary.wal_dir())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "history"))
+            .collect();
+        histories.sort();
+        for history in &histories {
+            let mut args = vec![
+                "--config-file".to_owned(),
+                config.display().to_string(),
+                "--dst-remote".to_owned(),
+                format!("zstd={wal}"),
+            ];
+            args.push(history.display().to_string());
+            self.pitr("pitr-archive", &args, true)?;
+        }
         let stats = primary.archiver_stats();
         self.check(
             stats.failed_count == failed_before,
