@@ -671,6 +671,83 @@ fn s3_archive_ahead_drains_a_backlog_into_garage() {
     assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
 }
 
+/// The store is the replication engine. A primary archives to Garage under pgbench: with one
+/// node killed, archiving goes on (replication factor 3, write quorum 2); with all three
+/// stopped, archive_command fails with the store's ERROR and HINT and PostgreSQL keeps the
+/// segments and retries; once the nodes are back the backlog drains, and the store holds
+/// exactly PostgreSQL's WAL, byte for byte, read through the node that was down too.
+#[test]
+fn s3_archiving_goes_on_with_a_node_killed_and_drains_after_a_full_outage() {
+    let mut garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-outage-work");
+    let config = garage.pitr_config(work.path());
+    let state = work.subdir("archive-state");
+    let url = wal_url(&garage, "outage/wal");
+    let extra = format!("--state-dir {} --s3-retry-seconds 2", state.display());
+    let cluster = Cluster::init(
+        "s3-outage",
+        ClusterOpts::new()
+            .wal_segsize_mb(1)
+            .set("archive_mode", "on")
+            .set("wal_keep_size", "512MB")
+            .set("max_wal_size", "1GB")
+            .set("archive_command", &archive_command(&config, &extra, &url)),
+    );
+    cluster.start();
+    cluster.pgbench_init(1);
+
+    garage.stop_node(2);
+    cluster.pgbench(300, 2);
+    let during_node_down = cluster.switch_wal();
+    cluster.wait_archived(&during_node_down, Duration::from_secs(180));
+    assert_eq!(cluster.archiver_stats().failed_count, 0);
+
+    garage.stop_all();
+    cluster.pgbench(300, 2);
+    let during_outage = cluster.switch_wal();
+    pitr_tests::wait_until(
+        "archive_command to fail against the stopped store",
+        Duration::from_secs(120),
+        || (cluster.archiver_stats().failed_count >= 2).then_some(()),
+    );
+    assert!(
+        cluster.ready_segments().contains(&during_outage),
+        "{during_outage} is not waiting: {:?}",
+        cluster.ready_segments()
+    );
+    let log = cluster.server_log();
+    let unreachable = format!("object store {} unreachable", garage.endpoint());
+    assert!(log.contains(&unreachable), "{}", tail(&log));
+    assert!(
+        log.contains(" : HINT : check that the object store at "),
+        "{}",
+        tail(&log)
+    );
+
+    garage.restart_all();
+    // A new segment wakes the archiver, which otherwise waits up to a minute after failures.
+    let after = cluster.switch_wal();
+    cluster.wait_archived(&after, Duration::from_secs(180));
+    let done = assert_store_matches_pg_wal(&garage, "outage/wal", &cluster);
+    assert!(done.contains(&during_node_down) && done.contains(&during_outage));
+    let mut through_node_2 = settings(&garage);
+    through_node_2.endpoint = Some(garage.endpoint_of(2));
+    let url = S3Url::parse(&format!("s3://{}/outage/wal", garage.bucket())).unwrap();
+    let node_2 = Store::open(&url, &through_node_2).unwrap();
+    for name in &done {
+        let stored = node_2.get(&format!("{name}.zst")).unwrap().unwrap();
+        assert!(
+            zstd::stream::decode_all(&stored[..]).unwrap() == cluster.wal_file(name),
+            "{name}.zst read through node 2 differs from pg_wal/{name}"
+        );
+    }
+}
+
+/// The last lines of a server log, for a failed assertion.
+fn tail(log: &str) -> String {
+    pitr_tests::cluster::tail(log, 40)
+}
+
 // ---------------------------------------------------------------------------------------------
 // pitr-cleanup on s3:// archives
 
