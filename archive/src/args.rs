@@ -40,6 +40,7 @@ pitr_common::tool_args! {
             \x20          [--temp-dir <DIR>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-ca-file <FILE>]\n\
             \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]... %p\n\
             \x20      {command_name} --help | --version",

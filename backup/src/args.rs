@@ -37,6 +37,7 @@ pitr_common::tool_args! {
             \x20          [--lock-file <FILE>] [--temp-dir <DIR>] [--rsync-path <PROGRAM>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-ca-file <FILE>]\n\
             \x20          [--compress-threads <N>] [--progress-interval <SECONDS>]\n\
             \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\

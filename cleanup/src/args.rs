@@ -32,12 +32,14 @@ pitr_common::tool_args! {
             \x20          [--dry-run] [--temp-dir <DIR>] [--log <FILE>] [--verbose]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-ca-file <FILE>]\n\
             \x20          [--pid-file <FILE>] [--config-file <FILE>]... %r\n\
             \x20      {command_name} --backup-dir <DIR> --archive <[CODEC=]DIR> [--keep-days <N>]\n\
             \x20          [--keep-count <N>] [--removal-pause-trigger <FILE>] [--dry-run]\n\
             \x20          [--temp-dir <DIR>] [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-ca-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\
             \x20      {command_name} --help | --version",
     example = "On a standby, in postgresql.conf:\n\

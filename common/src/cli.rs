@@ -204,6 +204,11 @@ macro_rules! tool_args {
             /// failing, in seconds (default 60); then the call fails
             #[argh(option)]
             pub s3_retry_seconds: Option<u64>,
+
+            /// PEM file of the certificate authorities an https s3:// endpoint is checked
+            /// against, instead of the system's (an in-house store with its own CA)
+            #[argh(option)]
+            pub s3_ca_file: Option<std::path::PathBuf>,
         }
 
         impl $crate::cli::HasCommon for $name {
@@ -222,6 +227,7 @@ macro_rules! tool_args {
                         key_file: self.s3_key_file.clone(),
                         conditional_writes: self.s3_conditional_writes,
                         retry_seconds: self.s3_retry_seconds,
+                        ca_file: self.s3_ca_file.clone(),
                     },
                 }
             }

@@ -240,6 +240,38 @@ pub struct Settings {
     pub part_size: usize,
     /// Parts of one [`Upload`] in flight at once.
     pub upload_concurrency: usize,
+    /// Certificate authorities trusted for an https endpoint instead of the system's
+    /// (`--s3-ca-file`: an in-house store with its own CA).
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM file of certificate authorities, read and checked when the settings are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    /// Its content.
+    pub pem: Vec<u8>,
+}
+
+impl CaFile {
+    /// Reads `path` and checks that it holds at least one PEM certificate.
+    pub fn read(path: &Path) -> Result<CaFile, SettingsError> {
+        let bad = |reason: String| SettingsError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certificates =
+            object_store::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(bad("no PEM certificate in it".to_owned()));
+        }
+        Ok(CaFile {
+            path: path.to_path_buf(),
+            pem,
+        })
+    }
 }
 
 impl Default for Settings {
@@ -255,12 +287,13 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(60),
             part_size: DEFAULT_PART_SIZE,
             upload_concurrency: 2,
+            ca_file: None,
         }
     }
 }
 
 /// The HINT of a [`SettingsError`], which every binary reports as a usage error.
-pub const SETTINGS_HINT: &str = "give --s3-addressing path or virtual, and a readable --s3-key-file with aws_access_key_id and aws_secret_access_key";
+pub const SETTINGS_HINT: &str = "give --s3-addressing path or virtual, a readable --s3-key-file with aws_access_key_id and aws_secret_access_key, and a --s3-ca-file of PEM certificates";
 
 /// Settings that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +315,14 @@ pub enum SettingsError {
         path: PathBuf,
         /// The line number, from 1.
         line: usize,
+    },
+    /// The CA file cannot be read or holds no PEM certificate.
+    #[error("cannot use S3 CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// `--s3-addressing` is neither `path` nor `virtual`.
     #[error("--s3-addressing {0} is neither path nor virtual")]
@@ -316,6 +357,9 @@ pub struct S3Options {
     /// `--s3-retry-seconds`: how long one call retries an unreachable or failing store
     /// ([`Settings::retry_budget`]).
     pub retry_seconds: Option<u64>,
+    /// `--s3-ca-file`: PEM certificate authorities for an https endpoint, instead of the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl S3Options {
@@ -342,6 +386,9 @@ impl S3Options {
         if let Some(seconds) = self.retry_seconds {
             settings.retry_budget = Duration::from_secs(seconds);
         }
+        if let Some(path) = &self.ca_file {
+            settings.ca_file = Some(CaFile::read(path)?);
+        }
         match &self.key_file {
             Some(path) => settings.with_key_file(path),
             None => Ok(settings),
@@ -363,6 +410,12 @@ impl S3Options {
         opt(
             "--s3-key-file",
             self.key_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        opt(
+            "--s3-ca-file",
+            self.ca_file
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
         );
@@ -731,12 +784,20 @@ impl Store {
             .as_deref()
             .is_some_and(|e| e.starts_with("http://"));
         // Loading the system's CA certificates costs about 12 ms of CPU per process (measured,
-        // docs/s3-client.md): skip it when the endpoint does not use TLS.
-        let client = ClientOptions::new()
+        // docs/s3-client.md): skip it when the endpoint does not use TLS, or when a CA file
+        // says whom to trust.
+        let mut client = ClientOptions::new()
             .with_allow_http(plain_http)
-            .with_no_system_certificates(plain_http)
+            .with_no_system_certificates(plain_http || settings.ca_file.is_some())
             .with_connect_timeout(settings.connect_timeout)
             .with_timeout(settings.request_timeout);
+        if let Some(ca) = &settings.ca_file {
+            let certificates = object_store::Certificate::from_pem_bundle(&ca.pem)
+                .map_err(|e| setup_error(Box::new(e)))?;
+            for certificate in certificates {
+                client = client.with_root_certificate(certificate);
+            }
+        }
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(100),
@@ -1298,6 +1359,7 @@ mod tests {
             key_file: Some(key_file.clone()),
             conditional_writes: true,
             retry_seconds: Some(7),
+            ca_file: None,
         };
         let s = options.settings(env).unwrap();
         assert_eq!(s.endpoint.as_deref(), Some("http://opt:3900"));
@@ -1327,6 +1389,31 @@ mod tests {
         assert_eq!(
             bad.settings(env).unwrap_err().to_string(),
             "--s3-addressing dns is neither path nor virtual"
+        );
+        // A CA file is checked when the settings are made, and handed on.
+        let ca = d.path().join("ca.pem");
+        let with_ca = |path: &Path| S3Options {
+            ca_file: Some(path.to_path_buf()),
+            ..S3Options::default()
+        };
+        assert_eq!(
+            with_ca(&ca).settings(env).unwrap_err().to_string(),
+            format!(
+                "cannot use S3 CA file {}: No such file or directory (os error 2)",
+                ca.display()
+            )
+        );
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        assert_eq!(
+            with_ca(&ca).settings(env).unwrap_err().to_string(),
+            format!(
+                "cannot use S3 CA file {}: no PEM certificate in it",
+                ca.display()
+            )
+        );
+        assert_eq!(
+            with_ca(&ca).to_args(),
+            ["--s3-ca-file".to_owned(), ca.display().to_string()]
         );
     }
 

@@ -50,6 +50,7 @@ use crate::threshold::Range;
             \x20          [--parallel-jobs <N>] [--rsync-path <PROGRAM>] [--temp-dir <DIR>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
             \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+            \x20          [--s3-ca-file <FILE>]\n\
             \x20          [--warning <RANGE>] [--critical <RANGE>] [--output plugin|json|omnipitr]\n\
             \x20          [--prometheus <FILE>] [--verbose] [--pid-file <FILE>]\n\
             \x20          [--config-file <FILE>]...\n\
@@ -194,6 +195,11 @@ pub struct Args {
     #[argh(option)]
     pub s3_retry_seconds: Option<u64>,
 
+    /// PEM file of the certificate authorities an https s3:// endpoint is checked against,
+    /// instead of the system's (an in-house store with its own CA)
+    #[argh(option)]
+    pub s3_ca_file: Option<PathBuf>,
+
     /// log what was read (to stderr)
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -231,6 +237,7 @@ impl HasCommon for Args {
                 key_file: self.s3_key_file.clone(),
                 conditional_writes: self.s3_conditional_writes,
                 retry_seconds: self.s3_retry_seconds,
+                ca_file: self.s3_ca_file.clone(),
             },
         }
     }

@@ -49,6 +49,7 @@ pitr_common::tool_args! {
                 \x20          [--pgcontroldata-path <PROGRAM>] [--prefetch <N>] [--temp-dir <DIR>]\n\
                 \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
                 \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+                \x20          [--s3-ca-file <FILE>]\n\
                 \x20          [--log <FILE>] [--verbose] [--pid-file <FILE>]\n\
                 \x20          [--config-file <FILE>]... %f %p\n\
                 \x20      {command_name} --help | --version",
@@ -190,6 +191,7 @@ pitr_common::tool_args! {
                 \x20          [--streaming-replication] [--temp-dir <DIR>] [--log <FILE>]\n\
                 \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
                 \x20          [--s3-key-file <FILE>] [--s3-conditional-writes] [--s3-retry-seconds <N>]\n\
+                \x20          [--s3-ca-file <FILE>]\n\
                 \x20          [--verbose] [--pid-file <FILE>] [--config-file <FILE>]...",
         example = "A new warm spare from the latest backup set:\n\
                 \x20 pitr-restore --from-backup zstd=/var/lib/pgsql/backups --target-data-dir /var/lib/pgsql/15/data --source zstd=/var/lib/pgsql/wal_archive --finish-trigger /var/lib/pgsql/finish.trigger",

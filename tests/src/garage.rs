@@ -165,6 +165,11 @@ impl GarageCluster {
         format!("http://127.0.0.1:{}", self.nodes[i].s3_port)
     }
 
+    /// The S3 port of node `i` (plain HTTP).
+    pub fn s3_port(&self, i: usize) -> u16 {
+        self.nodes[i].s3_port
+    }
+
     /// The region to sign requests for.
     pub fn region(&self) -> &str {
         REGION

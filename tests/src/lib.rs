@@ -19,6 +19,7 @@ pub mod pitr_util;
 pub mod port;
 pub mod procs;
 pub mod rsyncd;
+pub mod tls;
 pub mod tool;
 pub mod user;
 
@@ -31,6 +32,7 @@ pub use archive_dir::ArchiveDir;
 pub use cluster::{Cluster, ClusterOpts};
 pub use garage::GarageCluster;
 pub use rsyncd::RsyncDaemon;
+pub use tls::TlsFront;
 pub use tool::{CmdResult, RunningTool, Tool};
 pub use user::{pg_user, PgTempDir, PgUser};
 

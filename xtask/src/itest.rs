@@ -61,6 +61,17 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         garage::VERSION
     );
     let garage = garage::ensure()?;
+    // The https tests put stunnel, with a certificate made by openssl, in front of Garage.
+    deps::ensure_program(
+        "stunnel4",
+        "stunnel4",
+        "the object-storage tests over https need stunnel",
+    )?;
+    deps::ensure_program(
+        "openssl",
+        "openssl",
+        "the object-storage tests over https need openssl",
+    )?;
     let mut test = Command::new(cargo());
     test.current_dir(&root)
         .env("PITR_BIN_DIR", &bin_dir)

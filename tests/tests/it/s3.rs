@@ -743,6 +743,66 @@ fn s3_archiving_goes_on_with_a_node_killed_and_drains_after_a_full_outage() {
     }
 }
 
+/// An https endpoint with an in-house CA: Garage behind a TLS front whose certificate a
+/// throwaway CA issued. With `--s3-ca-file` naming that CA, archive_command stores each segment
+/// and pitr-restore gives it back byte-identical; without it the certificate is refused: the
+/// call fails naming the endpoint (never "not found", so a warm spare would not promote).
+#[test]
+fn s3_over_https_trusts_the_ca_file_and_refuses_an_unknown_issuer() {
+    let garage = GarageCluster::start();
+    let front = pitr_tests::TlsFront::start("s3-https", garage.s3_port(0));
+    let work = PgTempDir::new("s3-https-work");
+    let key_file = garage.pitr_config(work.path()).with_file_name("garage.key");
+    let config = |name: &str, ca: bool| {
+        let path = work.path().join(name);
+        let mut text = format!(
+            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-retry-seconds 2\n",
+            front.endpoint(),
+            garage.region(),
+            key_file.display()
+        );
+        if ca {
+            text.push_str(&format!("--s3-ca-file {}\n", front.ca_file().display()));
+        }
+        pg_user().write_file(&path, text.as_bytes());
+        path
+    };
+    let (trusted, untrusted) = (config("tls.conf", true), config("no-ca.conf", false));
+    let url = wal_url(&garage, "https/wal");
+    let cluster = Cluster::init(
+        "s3-https",
+        ClusterOpts::new()
+            .wal_segsize_mb(1)
+            .set("archive_mode", "on")
+            .set("archive_command", &archive_command(&trusted, "", &url)),
+    );
+    cluster.start();
+    cluster.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) i");
+    let segment = cluster.switch_wal();
+    cluster.wait_archived(&segment, restore::TIMEOUT);
+    assert_store_matches_pg_wal(&garage, "https/wal", &cluster);
+
+    let out = work.path().join("restored");
+    let restore = |config: &Path| {
+        Tool::new("pitr-restore")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--source", &format!("zstd={url}")])
+            .arg("--data-dir")
+            .arg(cluster.data_dir())
+            .arg(&segment)
+            .arg(&out)
+    };
+    restore(&trusted).succeeds();
+    assert!(std::fs::read(&out).unwrap() == cluster.wal_file(&segment));
+    std::fs::remove_file(&out).unwrap();
+    let refused = restore(&untrusted).run();
+    refused.failure_with_status(126);
+    refused.stderr_contains(&format!("object store {} unreachable", front.endpoint()));
+    refused.stderr_contains("certificate");
+    assert!(!out.exists());
+}
+
 /// The last lines of a server log, for a failed assertion.
 fn tail(log: &str) -> String {
     pitr_tests::cluster::tail(log, 40)
