@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use pitr_tests::{GarageCluster, RsyncDaemon};
+use pitr_tests::{pg_user, GarageCluster, RsyncDaemon, TlsFront};
 
 use super::archive::WalSet;
 use super::{empty_dir, median, percentile, ratio_table, round2, run_timed, shell_as_pg};
@@ -25,16 +25,39 @@ struct Contender {
     command: String,
     /// Directories emptied before each measurement (destinations, state, temp).
     empty: Vec<PathBuf>,
+    /// A command run as the PostgreSQL user before each measurement, `{round}` as in
+    /// `command` (pgBackRest's `stanza-create` in a fresh repository path).
+    prepare: Option<String>,
 }
 
 impl Contender {
+    fn new(name: String, command: String, empty: Vec<PathBuf>) -> Contender {
+        Contender {
+            name,
+            command,
+            empty,
+            prepare: None,
+        }
+    }
+
     fn command(&self, run: usize) -> String {
         self.command.replace("{round}", &run.to_string())
     }
 
-    fn reset(&self) -> Result<()> {
+    /// Empties the contender's directories and prepares measurement `run`.
+    fn reset(&self, run: usize) -> Result<()> {
         for d in &self.empty {
             empty_dir(d, &[])?;
+        }
+        if let Some(p) = &self.prepare {
+            let cmd = p.replace("{round}", &run.to_string());
+            let out = shell_as_pg(&cmd).output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "{cmd} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -56,6 +79,7 @@ fn contenders(
     set: &WalSet,
     daemons: &[RsyncDaemon; 2],
     garage: &GarageCluster,
+    front: &TlsFront,
 ) -> Vec<Contender> {
     let bin = ctx.bin("pitr-archive").display().to_string();
     let dirs: Vec<PathBuf> = daemons.iter().map(|d| d.dir().to_path_buf()).collect();
@@ -64,19 +88,19 @@ fn contenders(
         for ahead in [None, Some(0)] {
             let state = set.dest(&format!("remote-state-{short}{}", ahead.unwrap_or(8)));
             let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-            v.push(Contender {
-                name: format!(
+            v.push(Contender::new(
+                format!(
                     "pitr-archive {codec} rsync ×2, ahead {}",
                     ahead.map_or("8 (default)".to_string(), |k| k.to_string())
                 ),
-                command: format!(
+                format!(
                     "{bin} --state-dir {} --dst-remote {codec}={} --dst-remote {codec}={}{tail} %p",
                     state.display(),
                     daemons[0].url(),
                     daemons[1].url()
                 ),
-                empty: vec![dirs[0].clone(), dirs[1].clone(), state],
-            });
+                vec![dirs[0].clone(), dirs[1].clone(), state],
+            ));
         }
     }
     let config = garage.pitr_config(&set.dest("remote-garage"));
@@ -84,35 +108,36 @@ fn contenders(
         let k = ahead.unwrap_or(8);
         let state = set.dest(&format!("remote-state-s3-{k}"));
         let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-        v.push(Contender {
-            name: format!(
+        v.push(Contender::new(
+            format!(
                 "pitr-archive zstd Garage S3, ahead {}",
                 ahead.map_or("8 (default)".to_string(), |k| k.to_string())
             ),
-            command: format!(
+            format!(
                 "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/bench-{k}-{{round}}{tail} %p",
                 config.display(),
                 state.display(),
                 garage.bucket()
             ),
-            empty: vec![state],
-        });
+            vec![state],
+        ));
     }
+    v.extend(https_contenders(ctx, set, garage, front));
     // The same codecs into one local directory: what remote archiving is measured against.
     for codec in ["gzip", "zstd"] {
         let dir = set.dest(&format!("remote-local-{codec}"));
-        v.push(Contender {
-            name: format!("pitr-archive {codec} one local directory"),
-            command: format!("{bin} --dst-local {codec}={} %p", dir.display()),
-            empty: vec![dir],
-        });
+        v.push(Contender::new(
+            format!("pitr-archive {codec} one local directory"),
+            format!("{bin} --dst-local {codec}={} %p", dir.display()),
+            vec![dir],
+        ));
     }
     if let Some(omni) = omnipitr(ctx) {
         let state = set.dest("remote-omni-state");
         let tmp = set.dest("remote-omni-tmp");
-        v.push(Contender {
-            name: "omnipitr-archive gzip rsync ×2 (runbook)".into(),
-            command: format!(
+        v.push(Contender::new(
+            "omnipitr-archive gzip rsync ×2 (runbook)".into(),
+            format!(
                 "{} -l {} -s {} -dr gzip={}/ -dr gzip={}/ -t {} %p",
                 omni.join("bin/omnipitr-archive").display(),
                 set.dest("remote-omni-log").join("archive.log").display(),
@@ -121,13 +146,105 @@ fn contenders(
                 daemons[1].url(),
                 tmp.display()
             ),
-            empty: vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
-        });
+            vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
+        ));
     } else {
         println!(
             "xtask: bench: remote: no OmniPITR checkout (--omnipitr DIR, default \
              ../shared/peers/omnipitr); no omnipitr-archive row"
         );
+    }
+    v
+}
+
+/// pitr-archive and pgBackRest to the same Garage cluster over https (pgBackRest 2.45 speaks S3
+/// only over TLS): both through one TLS front, each measurement into a fresh prefix
+/// (pgBackRest: a fresh repository path with `stanza-create --no-online`). pitr checks the
+/// front's certificate against `--s3-ca-file`; pgBackRest is told not to verify it.
+fn https_contenders(
+    ctx: &Ctx,
+    set: &WalSet,
+    garage: &GarageCluster,
+    front: &TlsFront,
+) -> Vec<Contender> {
+    let bin = ctx.bin("pitr-archive").display().to_string();
+    let dir = set.dest("remote-https");
+    let key = garage.pitr_config(&dir).with_file_name("garage.key");
+    let config = dir.join("https.conf");
+    pg_user().write_file(
+        &config,
+        format!(
+            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-ca-file {}\n",
+            front.endpoint(),
+            garage.region(),
+            key.display(),
+            front.ca_file().display()
+        )
+        .as_bytes(),
+    );
+    let mut v = Vec::new();
+    for ahead in [None, Some(0)] {
+        let k = ahead.unwrap_or(8);
+        let state = set.dest(&format!("remote-state-https-{k}"));
+        let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
+        v.push(Contender::new(
+            format!(
+                "pitr-archive zstd Garage https, ahead {}",
+                ahead.map_or("8 (default)".to_string(), |k| k.to_string())
+            ),
+            format!(
+                "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/https-{k}-{{round}}{tail} %p",
+                config.display(),
+                state.display(),
+                garage.bucket()
+            ),
+            vec![state],
+        ));
+    }
+    let br = set.pgbackrest_dir();
+    let conf = dir.join("pgbackrest-s3.conf");
+    let port = front
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    pg_user().write_file(
+        &conf,
+        format!(
+            "[global]\nrepo1-type=s3\nrepo1-path=/pgbackrest\nrepo1-s3-bucket={bucket}\n\
+             repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\nrepo1-s3-region={region}\n\
+             repo1-s3-key={key}\nrepo1-s3-key-secret={secret}\nrepo1-s3-uri-style=path\n\
+             repo1-storage-verify-tls=n\nlog-path={br}/log\nlock-path={br}/lock\n\
+             spool-path={br}/spool\nlog-level-console=warn\nlog-level-file=off\n\n\
+             [bench]\npg1-path={data}\n",
+            bucket = garage.bucket(),
+            region = garage.region(),
+            key = garage.key_id(),
+            secret = garage.secret(),
+            br = br.display(),
+            data = set.cluster.data_dir().display(),
+        )
+        .as_bytes(),
+    );
+    for (name, extra) in [
+        ("pgbackrest sync zst Garage https", "--compress-type=zst"),
+        (
+            "pgbackrest async zst 2 proc Garage https",
+            "--compress-type=zst --archive-async --process-max=2",
+        ),
+    ] {
+        let base = format!(
+            "pgbackrest --config={} --repo1-path=/br-{{round}} --stanza=bench",
+            conf.display()
+        );
+        let mut c = Contender::new(
+            name.to_owned(),
+            format!("{base} {extra} archive-push %p"),
+            vec![br.join("spool")],
+        );
+        c.prepare = Some(format!("{base} --no-online stanza-create"));
+        v.push(c);
     }
     v
 }
@@ -140,16 +257,17 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         RsyncDaemon::start_labeled("bench-standby2", "wal_archive"),
     ];
     let garage = GarageCluster::start();
-    let contenders = contenders(ctx, set, &daemons, &garage);
+    let front = TlsFront::start("bench-s3", garage.s3_port(0));
+    let contenders = contenders(ctx, set, &daemons, &garage, &front);
     let cluster = &set.cluster;
     let set_mib = set.mib();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     let mut run_no = 0;
     for round in 0..ctx.rounds {
         for (i, c) in contenders.iter().enumerate() {
-            c.reset()?;
-            set.reset_status()?;
             run_no += 1;
+            c.reset(run_no)?;
+            set.reset_status()?;
             let (secs, rate) = set.drain(&c.name, &c.command(run_no), Duration::from_secs(1800))?;
             println!(
                 "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",
@@ -165,9 +283,9 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let status = wal.join("archive_status");
     let mut lat: Vec<(f64, f64)> = Vec::new();
     for c in &contenders {
-        c.reset()?;
-        set.reset_status()?;
         run_no += 1;
+        c.reset(run_no)?;
+        set.reset_status()?;
         let mut ms = Vec::new();
         for n in &set.names {
             let cmd = c
@@ -239,6 +357,18 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             "pitr-archive zstd Garage ahead 8 / ahead 0",
             by_name("pitr-archive zstd Garage S3, ahead 8 (default)")
                 / by_name("pitr-archive zstd Garage S3, ahead 0"),
+            None,
+        ),
+        Ratio::new(
+            "pitr-archive zstd Garage https ahead 8 / pgbackrest sync zst Garage https",
+            by_name("pitr-archive zstd Garage https, ahead 8 (default)")
+                / by_name("pgbackrest sync zst Garage https"),
+            Some(2.0),
+        ),
+        Ratio::new(
+            "pitr-archive zstd Garage https ahead 8 / pgbackrest async zst 2 proc Garage https",
+            by_name("pitr-archive zstd Garage https, ahead 8 (default)")
+                / by_name("pgbackrest async zst 2 proc Garage https"),
             None,
         ),
         Ratio::new(
