@@ -876,9 +876,7 @@ impl Demo {
             "--archive".to_owned(),
             format!("zstd={}", db3.archive().display()),
         ];
-        let mut info_args = vec!["--check".to_owned(), "info".to_owned()];
-        info_args.extend(locations.iter().cloned());
-        let info = self.pitr("pitr-monitor", &info_args, true)?;
+        let info = self.monitor("info", &locations)?;
         let summary = info.stdout().lines().next().unwrap_or_default().to_owned();
         self.check(
             summary.starts_with("OK - 1 backup set in 1 location")
@@ -892,18 +890,31 @@ impl Demo {
             "info: the archive's timelines are listed",
             || info.stdout().to_owned(),
         )?;
-        let mut verify_args = vec!["--check".to_owned(), "verify".to_owned()];
-        verify_args.extend(locations.iter().cloned());
-        let verify = self.pitr("pitr-monitor", &verify_args, true)?;
-        self.check(
-            verify.stdout().starts_with("OK - archive ")
-                && verify.stdout().contains("no problem found"),
+        self.verify_clean(
+            &locations,
             "verify: no gap, damaged file or duplicate from the kept backup's start on",
-            || verify.stdout().to_owned(),
         )?;
         self.check_no_errors(&[("db1", &pg1), ("db2", &pg2), ("db3", &pg3)])?;
         self.object_storage(&db2, [&db1, &db3], &pg2)?;
         Ok(())
+    }
+
+    /// `pitr-monitor --check CHECK` with the `locations` options, echoed.
+    fn monitor(&self, check: &str, locations: &[String]) -> Result<CmdResult> {
+        let mut args = vec!["--check".to_owned(), check.to_owned()];
+        args.extend(locations.iter().cloned());
+        self.pitr("pitr-monitor", &args, true)
+    }
+
+    /// Checks that `pitr-monitor --check verify` finds no problem in `locations`.
+    fn verify_clean(&mut self, locations: &[String], what: &str) -> Result<()> {
+        let verify = self.monitor("verify", locations)?;
+        self.check(
+            verify.stdout().starts_with("OK - archive ")
+                && verify.stdout().contains("no problem found"),
+            what,
+            || verify.stdout().to_owned(),
+        )
     }
 
     /// The runbook's object-store variant: the primary (db2 by now) also archives to a 3-node
@@ -1021,22 +1032,15 @@ impl Demo {
             "--archive".to_owned(),
             format!("zstd={wal}"),
         ]);
-        let mut info_args = vec!["--check".to_owned(), "info".to_owned()];
-        info_args.extend(locations.iter().cloned());
-        let info = self.pitr("pitr-monitor", &info_args, true)?;
+        let info = self.monitor("info", &locations)?;
         self.check(
             info.stdout().starts_with("OK - 1 backup set in 1 location"),
             &format!("info: the one backup set in {backups}, recoverable through {wal}"),
             || info.stdout().to_owned(),
         )?;
-        let mut verify_args = vec!["--check".to_owned(), "verify".to_owned()];
-        verify_args.extend(locations.iter().cloned());
-        let verify = self.pitr("pitr-monitor", &verify_args, true)?;
-        self.check(
-            verify.stdout().starts_with("OK - archive ")
-                && verify.stdout().contains("no problem found"),
+        self.verify_clean(
+            &locations,
             "verify: the store's archive has no gap or damaged file from the backup's start on",
-            || verify.stdout().to_owned(),
         )?;
         self.check_no_errors(&[("db2", primary), ("db4", &pg4)])?;
         pg4.stop();
