@@ -282,8 +282,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let wal = cluster.data_dir().join("pg_wal");
     let status = wal.join("archive_status");
     let mut lat: Vec<(f64, f64)> = Vec::new();
+    // The prefix (`{round}`) each contender's by-hand run filled with the whole set.
+    let mut filled: Vec<usize> = Vec::new();
     for c in &contenders {
         run_no += 1;
+        filled.push(run_no);
         c.reset(run_no)?;
         set.reset_status()?;
         let mut ms = Vec::new();
@@ -391,6 +394,22 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     ];
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
+    let filled_by = |n: &str| -> Result<usize> {
+        contenders
+            .iter()
+            .position(|c| c.name == n)
+            .map(|i| filled[i])
+            .ok_or_else(|| anyhow::anyhow!("no contender {n}"))
+    };
+    let restore = restore_from_store(
+        ctx,
+        set,
+        &garage,
+        filled_by("pitr-archive zstd Garage https, ahead 8 (default)")?,
+        filled_by("pgbackrest sync zst Garage https")?,
+    )?;
+    md.push('\n');
+    md.push_str(&restore.0);
     Ok(Part {
         key: "remote",
         markdown: md,
@@ -399,6 +418,110 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             "rounds": ctx.rounds,
             "results": results,
             "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+            "restore_from_store": restore.1,
         }),
     })
+}
+
+/// A standby replaying the set from the store over https (the restore part's measurement):
+/// pitr-restore with and without prefetch from what pitr-archive stored in run `pitr_run`, and
+/// pgBackRest's archive-get, sync and async, from the repository its sync archive-push filled
+/// in run `pgbackrest_run`. Returns the markdown and the JSON.
+fn restore_from_store(
+    ctx: &Ctx,
+    set: &WalSet,
+    garage: &GarageCluster,
+    pitr_run: usize,
+    pgbackrest_run: usize,
+) -> Result<(String, serde_json::Value)> {
+    let dir = set.dest("remote-https");
+    let (config, conf) = (dir.join("https.conf"), dir.join("pgbackrest-s3.conf"));
+    let source = format!(
+        "{} --config-file {} --source zstd=s3://{}/https-8-{pitr_run} --streaming-replication",
+        ctx.bin("pitr-restore").display(),
+        config.display(),
+        garage.bucket()
+    );
+    let pgbackrest = format!(
+        "pgbackrest --config={} --repo1-path=/br-{pgbackrest_run} --stanza=bench --pg1-path={{data}}",
+        conf.display()
+    );
+    let contenders = [
+        (
+            "pitr-restore zstd Garage https, prefetch 8",
+            format!("{source} %f %p"),
+        ),
+        (
+            "pitr-restore zstd Garage https, no prefetch",
+            format!("{source} --prefetch 0 %f %p"),
+        ),
+        (
+            "pgbackrest archive-get zst Garage https",
+            format!("{pgbackrest} archive-get %f \"%p\""),
+        ),
+        (
+            "pgbackrest archive-get async zst 2 proc Garage https",
+            format!("{pgbackrest} --archive-async --process-max=2 archive-get %f \"%p\""),
+        ),
+    ];
+    let mib = super::restore::replayed_mib(set);
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for round in 0..ctx.rounds {
+        for (i, (name, command)) in contenders.iter().enumerate() {
+            let s = super::restore::replay_secs(set, name, command)?;
+            println!(
+                "xtask: bench: remote restore round {} {name:<50} {:>7.1} MiB/s ({s:.2} s)",
+                round + 1,
+                mib / s
+            );
+            secs[i].push(s);
+        }
+    }
+    let med: Vec<f64> = secs.iter_mut().map(|s| median(s)).collect();
+    let mut md = format!(
+        "#### Restore from the store\n\nA standby from the set's base backup replaying {} segments \
+         ({mib:.0} MiB) from Garage through the TLS front (as the restore part: recovery_prefetch \
+         = off, time from pg_ctl start to the last segment), median of {} rounds.\n\n\
+         | contender | MiB/s of WAL | seconds to catch up |\n|---|---|---|\n",
+        set.names.len() - 1,
+        ctx.rounds
+    );
+    let mut results = Vec::new();
+    for (i, (name, command)) in contenders.iter().enumerate() {
+        md.push_str(&format!(
+            "| {name} | {:.0} | {:.2} |\n",
+            mib / med[i],
+            med[i]
+        ));
+        results.push(serde_json::json!({
+            "name": name,
+            "command": command,
+            "median_secs": round2(med[i]),
+            "median_mib_s": round2(mib / med[i]),
+        }));
+    }
+    let ratios = [
+        Ratio::new(
+            "pitr-restore prefetch / pgbackrest archive-get, Garage https (catch-up speed)",
+            med[2] / med[0],
+            Some(2.0),
+        ),
+        Ratio::new(
+            "pitr-restore prefetch / pgbackrest archive-get async 2 proc, Garage https",
+            med[3] / med[0],
+            None,
+        ),
+        Ratio::new(
+            "pitr-restore prefetch / no prefetch, Garage https",
+            med[1] / med[0],
+            None,
+        ),
+    ];
+    md.push('\n');
+    md.push_str(&ratio_table(&ratios));
+    let json = serde_json::json!({
+        "results": results,
+        "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+    });
+    Ok((md, json))
 }

@@ -29,6 +29,43 @@ fn segment_start(name: &str, seg_bytes: u64) -> Result<String> {
     Ok(format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff))
 }
 
+/// MiB of WAL a standby replays from the set (every segment but the last, which it only
+/// starts).
+pub fn replayed_mib(set: &WalSet) -> f64 {
+    ((set.names.len() - 1) as u64 * set.seg_bytes) as f64 / f64::from(1 << 20)
+}
+
+/// Seconds a fresh standby cloned from the set's base backup takes, from `pg_ctl start`, to
+/// replay up to the start of the set's last segment with `restore_command` = `command` (`{data}`
+/// standing for its data directory); pgBackRest's spool is emptied first.
+pub fn replay_secs(set: &WalSet, name: &str, command: &str) -> Result<f64> {
+    let last = set
+        .names
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("the WAL set is empty"))?;
+    let target = segment_start(last, set.seg_bytes)?;
+    empty_dir(&set.pgbackrest_dir().join("spool"), &[])?;
+    let standby = set.base.clone_stopped(
+        "bench-standby",
+        ClusterOpts::new()
+            .set("recovery_prefetch", "off")
+            .set("hot_standby", "on"),
+    );
+    let command = command.replace("{data}", &standby.data_dir().display().to_string());
+    standby.append_conf(&[("restore_command", &command)]);
+    standby.write_signal("standby.signal");
+    let t = Instant::now();
+    standby.start();
+    wait_for(
+        &format!("{name}: the standby replaying the set"),
+        Duration::from_secs(900),
+        || standby.has_replayed(&target),
+    )?;
+    let s = t.elapsed().as_secs_f64();
+    standby.stop();
+    Ok(s)
+}
+
 /// Runs the restore part.
 pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let restore = ctx.bin("pitr-restore");
@@ -74,38 +111,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             ),
         },
     ];
-    let last = set
-        .names
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("the WAL set is empty"))?;
-    let target = segment_start(last, set.seg_bytes)?;
-    let replayed_mib = ((set.names.len() - 1) as u64 * set.seg_bytes) as f64 / f64::from(1 << 20);
-    let spool = set.pgbackrest_dir().join("spool");
-
+    let replayed_mib = replayed_mib(set);
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for round in 0..ctx.rounds {
         for (i, c) in contenders.iter().enumerate() {
-            empty_dir(&spool, &[])?;
-            let standby = set.base.clone_stopped(
-                "bench-standby",
-                ClusterOpts::new()
-                    .set("recovery_prefetch", "off")
-                    .set("hot_standby", "on"),
-            );
-            let command = c
-                .command
-                .replace("{data}", &standby.data_dir().display().to_string());
-            standby.append_conf(&[("restore_command", &command)]);
-            standby.write_signal("standby.signal");
-            let t = Instant::now();
-            standby.start();
-            wait_for(
-                &format!("{}: the standby replaying the set", c.name),
-                Duration::from_secs(900),
-                || standby.has_replayed(&target),
-            )?;
-            let s = t.elapsed().as_secs_f64();
-            standby.stop();
+            let s = replay_secs(set, c.name, &c.command)?;
             println!(
                 "xtask: bench: restore round {} {:<40} {:>7.1} MiB/s ({s:.2} s)",
                 round + 1,
