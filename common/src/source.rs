@@ -192,6 +192,11 @@ impl Sources {
         self.entries.iter().map(|(l, _)| l)
     }
 
+    /// Whether a source is an object store.
+    pub fn has_store(&self) -> bool {
+        self.entries.iter().any(|(_, store)| store.is_some())
+    }
+
     /// Looks for `name` in each source in order: every stored form in a directory, one LIST in
     /// an object store.
     pub fn find(&self, name: &WalFileName) -> Result<Option<Hit>, Error> {

@@ -239,36 +239,76 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let sources = source::Sources::open(&cfg.sources, cfg.s3.as_ref())?;
+    let mut names = Vec::new();
     let mut name = cfg.wanted;
     for _ in 0..window {
         name = name.next(seg_size)?;
-        let path = spool.path(&name);
+        names.push(name);
+    }
+    // A directory is bound by decoding, which must leave replay a core: one segment at a time,
+    // decoded on the other cores. An object store is bound by round trips: the window is
+    // fetched STORE_FETCHES segments at once, each decoded on one thread.
+    let (at_once, threads) = match sources.has_store() {
+        true => (STORE_FETCHES, 1),
+        false => (1, worker_threads()),
+    };
+    let fetch = |name: &WalFileName| -> anyhow::Result<bool> {
+        let path = spool.path(name);
         if path.exists() {
-            continue;
+            return Ok(true);
         }
-        let Some(found) = sources.find(&name)? else {
-            break;
+        let found = match sources.find(name) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                log_verbose!("not prefetching {name}: {e}");
+                return Ok(false);
+            }
         };
         let opts = source::RestoreOptions {
             mtime: Some(found.mtime()),
             unsynced: boot.is_some().then_some(Unsynced::BootScopedSpool),
-            threads: worker_threads(),
+            threads,
         };
-        match sources.restore_verified(&found, &name, sysid, &path, opts) {
-            Ok(()) => {}
+        match sources.restore_verified(&found, name, sysid, &path, opts) {
+            Ok(()) => {
+                log_verbose!("prefetched {name}");
+                Ok(true)
+            }
             Err(source::Error::Write(e)) => {
-                return Err(anyhow::Error::from(e).context(format!("prefetching {name}")))
+                Err(anyhow::Error::from(e).context(format!("prefetching {name}")))
             }
             Err(e) => {
                 // The foreground call will meet it, log it and refuse it; nothing to do here.
                 log_verbose!("not prefetching {name}: {e}");
-                break;
+                Ok(false)
             }
         }
-        log_verbose!("prefetched {name}");
+    };
+    for chunk in names.chunks(at_once) {
+        let outcomes: Vec<anyhow::Result<bool>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|n| s.spawn(|| fetch(n))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a prefetch thread panicked")))
+                })
+                .collect()
+        });
+        let mut go_on = true;
+        for outcome in outcomes {
+            go_on &= outcome?;
+        }
+        if !go_on {
+            break;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Segments an object-store prefetch fetches at once.
+const STORE_FETCHES: usize = 4;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
