@@ -1127,6 +1127,7 @@ mod tests {
                 "--s3-key-file",
                 "--s3-conditional-writes",
                 "--s3-retry-seconds",
+                "--s3-ca-file",
                 "--help"
             ]
         );

@@ -892,7 +892,14 @@ impl Store {
             Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
         };
         if !conditional {
-            std::thread::sleep((started.elapsed() * 2 + CREATE_PAUSE_MARGIN).min(MAX_CREATE_PAUSE));
+            let wrote = started.elapsed();
+            let pause = (wrote * 2 + CREATE_PAUSE_MARGIN).min(MAX_CREATE_PAUSE);
+            crate::log_verbose!(
+                "{key}: looked and wrote in {} ms, checking again after {} ms",
+                wrote.as_millis(),
+                pause.as_millis()
+            );
+            std::thread::sleep(pause);
         }
         if self.is_ours(key, ours.as_deref(), &payload)? {
             Ok(PutOutcome::Created)
