@@ -247,9 +247,9 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     // A directory is bound by decoding, which must leave replay a core: one segment at a time,
     // decoded on the other cores. An object store is bound by round trips: the window is
-    // fetched STORE_FETCHES segments at once, each decoded on one thread.
+    // fetched up to STORE_FETCHES segments at once, each decoded on one thread.
     let (at_once, threads) = match sources.has_store() {
-        true => (STORE_FETCHES, 1),
+        true => (names.len().clamp(1, STORE_FETCHES), 1),
         false => (1, worker_threads()),
     };
     let fetch = |name: &WalFileName| -> anyhow::Result<bool> {
@@ -307,8 +307,8 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Segments an object-store prefetch fetches at once.
-const STORE_FETCHES: usize = 4;
+/// Segments an object-store prefetch fetches at once (the default window: all of it).
+const STORE_FETCHES: usize = 8;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
