@@ -38,7 +38,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pitr_tests::{pg_program, pg_user, Cluster, ClusterOpts, PgTempDir};
+use pitr_tests::{pg_program, pg_user, Cluster, ClusterOpts, GarageCluster, PgTempDir, TlsFront};
 
 use super::{
     dir_size, empty_dir, file_count, median, pgbackrest_as_pg, ratio_table, round2, run_timed,
@@ -70,6 +70,8 @@ enum Archiving {
     Pitr,
     /// `pgbackrest archive-push` into the stanza's repository.
     PgBackRest,
+    /// `pgbackrest archive-push` into the stanza's repository in Garage (over https).
+    PgBackRestS3,
 }
 
 /// One backup command to measure.
@@ -135,6 +137,110 @@ fn copied_size(data: &Path) -> u64 {
     dir_size(data).saturating_sub(dir_size(&data.join("pg_wal")))
 }
 
+/// pitr-backup and pgBackRest into the same Garage cluster through one TLS front (pgBackRest
+/// 2.45 speaks S3 only over TLS): `pitr-backup --dst-remote zstd=s3://…` (its WAL from
+/// `--xlogs`, as for the local rows) and `pgbackrest backup` with `repo1-type=s3` (its WAL
+/// archived there by `archive-push`). Neither output size is counted (it is in the store).
+fn store_contenders(
+    ctx: &Ctx,
+    tmp: &PgTempDir,
+    cluster: &Cluster,
+    garage: &GarageCluster,
+    front: &TlsFront,
+    xlogs: &Path,
+    br: &Path,
+) -> Vec<Contender> {
+    let dir = tmp.subdir("s3");
+    let key = garage.pitr_config(&dir).with_file_name("garage.key");
+    let config = dir.join("https.conf");
+    pg_user().write_file(
+        &config,
+        format!(
+            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-ca-file {}\n",
+            front.endpoint(),
+            garage.region(),
+            key.display(),
+            front.ca_file().display()
+        )
+        .as_bytes(),
+    );
+    let empty = tmp.subdir("out-s3-empty");
+    let mut args = pitr_backup_args(cluster, "zstd", &empty, xlogs);
+    let at = args
+        .iter()
+        .position(|a| a == "--dst-local")
+        .unwrap_or(args.len());
+    args.splice(
+        at..(at + 2).min(args.len()),
+        [
+            OsString::from("--config-file"),
+            config.into(),
+            "--dst-remote".into(),
+            format!("zstd=s3://{}/bench-backups", garage.bucket()).into(),
+        ],
+    );
+    let port = front
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let conf = br.join("pgbackrest-s3.conf");
+    pg_user().write_file(
+        &conf,
+        format!(
+            "[global]\nrepo1-type=s3\nrepo1-path=/pgbackrest-backup\nrepo1-retention-full=1\n\
+             repo1-s3-bucket={bucket}\nrepo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\n\
+             repo1-s3-region={region}\nrepo1-s3-key={key}\nrepo1-s3-key-secret={secret}\n\
+             repo1-s3-uri-style=path\nrepo1-storage-verify-tls=n\nlog-path={log}\n\
+             lock-path={lock}\nlog-level-console=warn\nlog-level-stderr=warn\n\
+             log-level-file=off\n\n[{STANZA}]\npg1-path={data}\npg1-port={pgport}\n\
+             pg1-socket-path={socket}\n",
+            bucket = garage.bucket(),
+            region = garage.region(),
+            key = garage.key_id(),
+            secret = garage.secret(),
+            log = br.join("log").display(),
+            lock = br.join("lock").display(),
+            data = cluster.data_dir().display(),
+            pgport = cluster.port(),
+            socket = cluster.socket_dir().display(),
+        )
+        .as_bytes(),
+    );
+    vec![
+        Contender {
+            name: "pitr-backup zstd Garage https",
+            program: ctx.bin("pitr-backup"),
+            args,
+            output: empty.clone(),
+            dest: empty,
+            archiving: Some(Archiving::Pitr),
+            stanza_conf: None,
+        },
+        Contender {
+            name: "pgbackrest backup zst 2 proc Garage https",
+            program: PathBuf::from("pgbackrest"),
+            args: [
+                format!("--config={}", conf.display()),
+                format!("--stanza={STANZA}"),
+                "--type=full".into(),
+                "--start-fast".into(),
+                "--compress-type=zst".into(),
+                "--process-max=2".into(),
+                "backup".into(),
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect(),
+            dest: tmp.subdir("out-s3-pgbackrest-empty"),
+            output: tmp.subdir("out-s3-pgbackrest-empty"),
+            archiving: Some(Archiving::PgBackRestS3),
+            stanza_conf: Some(conf),
+        },
+    ]
+}
+
 /// `pitr-backup` of `cluster` into `CODEC=dest`, with the backup's WAL from `xlogs`.
 fn pitr_backup_args(cluster: &Cluster, codec: &str, dest: &Path, xlogs: &Path) -> Vec<OsString> {
     vec![
@@ -170,6 +276,8 @@ struct ArchiveSwitch<'a> {
     cluster: &'a Cluster,
     pitr_command: String,
     pgbackrest_command: String,
+    /// pgBackRest's configuration with its repository in Garage.
+    pgbackrest_s3_conf: PathBuf,
     /// pitr-archive's WAL archive (zstd).
     wal: PathBuf,
     /// `<repo>/archive/<stanza>` of pgBackRest.
@@ -196,6 +304,14 @@ impl ArchiveSwitch<'_> {
                     .flatten()
                     .any(|f| f.file_name().to_string_lossy().starts_with(seg))
             }
+            // The repository is in the store: pgBackRest lists it.
+            Archiving::PgBackRestS3 => pg_user()
+                .command("pgbackrest")
+                .arg(format!("--config={}", self.pgbackrest_s3_conf.display()))
+                .args(["--recurse", &format!("--filter={seg}"), "repo-ls"])
+                .arg(format!("archive/{STANZA}"))
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(seg)),
         }
     }
 
@@ -206,9 +322,14 @@ impl ArchiveSwitch<'_> {
         if self.current == Some(mode) {
             return Ok(());
         }
+        let s3_command = format!(
+            "pgbackrest --config={} --stanza={STANZA} archive-push %p",
+            self.pgbackrest_s3_conf.display()
+        );
         let command = match mode {
             Archiving::Pitr => &self.pitr_command,
             Archiving::PgBackRest => &self.pgbackrest_command,
+            Archiving::PgBackRestS3 => &s3_command,
         };
         self.cluster.append_conf(&[("archive_command", command)]);
         self.cluster.reload();
@@ -226,6 +347,7 @@ impl ArchiveSwitch<'_> {
 
 /// Runs the base backup part.
 pub fn run(ctx: &Ctx) -> Result<Part> {
+    crate::garage::ensure()?;
     let tmp = PgTempDir::new("bench-backup");
     let (contenders, figures, data_bytes) = throughput(ctx, &tmp)?;
     let files = files_rss(ctx, &tmp)?;
@@ -251,6 +373,12 @@ pub fn run(ctx: &Ctx) -> Result<Part> {
             "pitr-backup zstd / pgbackrest backup zst 2 proc (MiB/s)",
             rate("pitr-backup zstd") / rate("pgbackrest backup zst 2 proc"),
             Some(2.0),
+        ),
+        Ratio::new(
+            "pitr-backup zstd / pgbackrest backup zst 2 proc, Garage https (MiB/s)",
+            rate("pitr-backup zstd Garage https")
+                / rate("pgbackrest backup zst 2 proc Garage https"),
+            Some(1.5),
         ),
         Ratio::new(
             "pitr-backup zstd / pg_basebackup client-zstd:3 (MiB/s)",
@@ -289,13 +417,14 @@ pub fn run(ctx: &Ctx) -> Result<Part> {
     writeln!(md, "| contender | MiB/s | peak RSS MiB | size % |")?;
     writeln!(md, "|---|---|---|---|")?;
     for (i, c) in contenders.iter().enumerate() {
+        let size = match figures[i].output_bytes {
+            0 => "— (in the store)".to_owned(),
+            b => format!("{:.1} %", 100.0 * b as f64 / data_bytes as f64),
+        };
         writeln!(
             md,
-            "| {} | {:.0} | {:.1} | {:.1} % |",
-            c.name,
-            medians[i],
-            peak_mib[i],
-            100.0 * figures[i].output_bytes as f64 / data_bytes as f64
+            "| {} | {:.0} | {:.1} | {size} |",
+            c.name, medians[i], peak_mib[i]
         )?;
     }
     writeln!(
@@ -412,6 +541,7 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
         ),
         wal,
         repo_archive: repo.join("archive").join(STANZA),
+        pgbackrest_s3_conf: br.join("pgbackrest-s3.conf"),
         current: None,
     };
     // Archiving starts with pitr-archive; the stanza is created before each pgBackRest run.
@@ -489,8 +619,14 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
         archiving: Some(Archiving::PgBackRest),
         stanza_conf: Some(conf.clone()),
     });
+    let garage = GarageCluster::start();
+    let front = TlsFront::start("bench-backup-s3", garage.s3_port(0));
+    contenders.extend(store_contenders(
+        ctx, tmp, &cluster, &garage, &front, &xlogs, &br,
+    ));
 
     let mut figures = vec![Figures::default(); contenders.len()];
+    // The S3 contenders' output is in the store: no size is counted for them.
     for round in 0..ctx.rounds {
         for (c, f) in contenders.iter().zip(figures.iter_mut()) {
             // No WAL may still be on its way into a directory emptied here.
