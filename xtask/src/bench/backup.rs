@@ -150,20 +150,7 @@ fn store_contenders(
     xlogs: &Path,
     br: &Path,
 ) -> Vec<Contender> {
-    let dir = tmp.subdir("s3");
-    let key = garage.pitr_config(&dir).with_file_name("garage.key");
-    let config = dir.join("https.conf");
-    pg_user().write_file(
-        &config,
-        format!(
-            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-ca-file {}\n",
-            front.endpoint(),
-            garage.region(),
-            key.display(),
-            front.ca_file().display()
-        )
-        .as_bytes(),
-    );
+    let config = super::pitr_https_config(&tmp.subdir("s3"), garage, front);
     let empty = tmp.subdir("out-s3-empty");
     let mut args = pitr_backup_args(cluster, "zstd", &empty, xlogs);
     let at = args
@@ -179,27 +166,14 @@ fn store_contenders(
             format!("zstd=s3://{}/bench-backups", garage.bucket()).into(),
         ],
     );
-    let port = front
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
     let conf = br.join("pgbackrest-s3.conf");
     pg_user().write_file(
         &conf,
         format!(
-            "[global]\nrepo1-type=s3\nrepo1-path=/pgbackrest-backup\nrepo1-retention-full=1\n\
-             repo1-s3-bucket={bucket}\nrepo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\n\
-             repo1-s3-region={region}\nrepo1-s3-key={key}\nrepo1-s3-key-secret={secret}\n\
-             repo1-s3-uri-style=path\nrepo1-storage-verify-tls=n\nlog-path={log}\n\
-             lock-path={lock}\nlog-level-console=warn\nlog-level-stderr=warn\n\
-             log-level-file=off\n\n[{STANZA}]\npg1-path={data}\npg1-port={pgport}\n\
-             pg1-socket-path={socket}\n",
-            bucket = garage.bucket(),
-            region = garage.region(),
-            key = garage.key_id(),
-            secret = garage.secret(),
+            "[global]\n{}repo1-retention-full=1\nlog-path={log}\nlock-path={lock}\n\
+             log-level-console=warn\nlog-level-stderr=warn\nlog-level-file=off\n\n\
+             [{STANZA}]\npg1-path={data}\npg1-port={pgport}\npg1-socket-path={socket}\n",
+            super::pgbackrest_s3_repo(garage, front, "/pgbackrest-backup"),
             log = br.join("log").display(),
             lock = br.join("lock").display(),
             data = cluster.data_dir().display(),
@@ -218,27 +192,45 @@ fn store_contenders(
             archiving: Some(Archiving::Pitr),
             stanza_conf: None,
         },
-        Contender {
-            name: "pgbackrest backup zst 2 proc Garage https",
-            program: PathBuf::from("pgbackrest"),
-            args: [
-                format!("--config={}", conf.display()),
-                format!("--stanza={STANZA}"),
-                "--type=full".into(),
-                "--start-fast".into(),
-                "--compress-type=zst".into(),
-                "--process-max=2".into(),
-                "backup".into(),
-            ]
-            .into_iter()
-            .map(OsString::from)
-            .collect(),
-            dest: tmp.subdir("out-s3-pgbackrest-empty"),
-            output: tmp.subdir("out-s3-pgbackrest-empty"),
-            archiving: Some(Archiving::PgBackRestS3),
-            stanza_conf: Some(conf),
-        },
+        pgbackrest_backup(
+            "pgbackrest backup zst 2 proc Garage https",
+            &conf,
+            tmp.subdir("out-s3-pgbackrest-empty"),
+            tmp.subdir("out-s3-pgbackrest-empty"),
+            Archiving::PgBackRestS3,
+        ),
     ]
+}
+
+/// `pgbackrest backup --type=full --start-fast --compress-type=zst --process-max=2` with the
+/// configuration `conf` (stanza recreated before each run), archiving as `archiving`.
+fn pgbackrest_backup(
+    name: &'static str,
+    conf: &Path,
+    dest: PathBuf,
+    output: PathBuf,
+    archiving: Archiving,
+) -> Contender {
+    Contender {
+        name,
+        program: PathBuf::from("pgbackrest"),
+        args: [
+            format!("--config={}", conf.display()),
+            format!("--stanza={STANZA}"),
+            "--type=full".into(),
+            "--start-fast".into(),
+            "--compress-type=zst".into(),
+            "--process-max=2".into(),
+            "backup".into(),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect(),
+        dest,
+        output,
+        archiving: Some(archiving),
+        stanza_conf: Some(conf.to_path_buf()),
+    }
 }
 
 /// `pitr-backup` of `cluster` into `CODEC=dest`, with the backup's WAL from `xlogs`.
@@ -599,26 +591,13 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
             stanza_conf: None,
         });
     }
-    contenders.push(Contender {
-        name: "pgbackrest backup zst 2 proc",
-        program: PathBuf::from("pgbackrest"),
-        args: [
-            format!("--config={}", conf.display()),
-            format!("--stanza={STANZA}"),
-            "--type=full".into(),
-            "--start-fast".into(),
-            "--compress-type=zst".into(),
-            "--process-max=2".into(),
-            "backup".into(),
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect(),
-        dest: repo.clone(),
-        output: repo.join("backup"),
-        archiving: Some(Archiving::PgBackRest),
-        stanza_conf: Some(conf.clone()),
-    });
+    contenders.push(pgbackrest_backup(
+        "pgbackrest backup zst 2 proc",
+        &conf,
+        repo.clone(),
+        repo.join("backup"),
+        Archiving::PgBackRest,
+    ));
     let garage = GarageCluster::start();
     let front = TlsFront::start("bench-backup-s3", garage.s3_port(0));
     contenders.extend(store_contenders(

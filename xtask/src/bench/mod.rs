@@ -117,6 +117,55 @@ impl Ratio {
     }
 }
 
+/// Writes into `dir` pitr's options file for `garage` through the TLS `front` (endpoint,
+/// region, key file, the front's CA) and returns it.
+pub fn pitr_https_config(
+    dir: &Path,
+    garage: &pitr_tests::GarageCluster,
+    front: &pitr_tests::TlsFront,
+) -> PathBuf {
+    let key = garage.pitr_config(dir).with_file_name("garage.key");
+    let config = dir.join("https.conf");
+    pg_user().write_file(
+        &config,
+        format!(
+            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-ca-file {}\n",
+            front.endpoint(),
+            garage.region(),
+            key.display(),
+            front.ca_file().display()
+        )
+        .as_bytes(),
+    );
+    config
+}
+
+/// The `[global]` lines of a pgBackRest repository in `garage`'s bucket at `repo_path`, reached
+/// through the TLS `front` (pgBackRest 2.45 speaks S3 only over TLS; it is told not to verify
+/// the front's certificate).
+pub fn pgbackrest_s3_repo(
+    garage: &pitr_tests::GarageCluster,
+    front: &pitr_tests::TlsFront,
+    repo_path: &str,
+) -> String {
+    let port = front
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    format!(
+        "repo1-type=s3\nrepo1-path={repo_path}\nrepo1-s3-bucket={bucket}\n\
+         repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\nrepo1-s3-region={region}\n\
+         repo1-s3-key={key}\nrepo1-s3-key-secret={secret}\nrepo1-s3-uri-style=path\n\
+         repo1-storage-verify-tls=n\n",
+        bucket = garage.bucket(),
+        region = garage.region(),
+        key = garage.key_id(),
+        secret = garage.secret(),
+    )
+}
+
 /// Renders ratios as a markdown table.
 pub fn ratio_table(ratios: &[Ratio]) -> String {
     let mut s = String::from("| ratio | value | target |\n|---|---|---|\n");

@@ -169,19 +169,7 @@ fn https_contenders(
 ) -> Vec<Contender> {
     let bin = ctx.bin("pitr-archive").display().to_string();
     let dir = set.dest("remote-https");
-    let key = garage.pitr_config(&dir).with_file_name("garage.key");
-    let config = dir.join("https.conf");
-    pg_user().write_file(
-        &config,
-        format!(
-            "--s3-endpoint {}\n--s3-region {}\n--s3-key-file {}\n--s3-ca-file {}\n",
-            front.endpoint(),
-            garage.region(),
-            key.display(),
-            front.ca_file().display()
-        )
-        .as_bytes(),
-    );
+    let config = super::pitr_https_config(&dir, garage, front);
     let mut v = Vec::new();
     for ahead in [None, Some(0)] {
         let k = ahead.unwrap_or(8);
@@ -203,25 +191,12 @@ fn https_contenders(
     }
     let br = set.pgbackrest_dir();
     let conf = dir.join("pgbackrest-s3.conf");
-    let port = front
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
     pg_user().write_file(
         &conf,
         format!(
-            "[global]\nrepo1-type=s3\nrepo1-path=/pgbackrest\nrepo1-s3-bucket={bucket}\n\
-             repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\nrepo1-s3-region={region}\n\
-             repo1-s3-key={key}\nrepo1-s3-key-secret={secret}\nrepo1-s3-uri-style=path\n\
-             repo1-storage-verify-tls=n\nlog-path={br}/log\nlock-path={br}/lock\n\
-             spool-path={br}/spool\nlog-level-console=warn\nlog-level-file=off\n\n\
-             [bench]\npg1-path={data}\n",
-            bucket = garage.bucket(),
-            region = garage.region(),
-            key = garage.key_id(),
-            secret = garage.secret(),
+            "[global]\n{}log-path={br}/log\nlock-path={br}/lock\nspool-path={br}/spool\n\
+             log-level-console=warn\nlog-level-file=off\n\n[bench]\npg1-path={data}\n",
+            super::pgbackrest_s3_repo(garage, front, "/pgbackrest"),
             br = br.display(),
             data = set.cluster.data_dir().display(),
         )
