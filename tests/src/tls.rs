@@ -66,6 +66,11 @@ impl TlsFront {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// The port it accepts TLS on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The PEM file of the certificate authority that issued the server's certificate (readable
     /// by the PostgreSQL user).
     pub fn ca_file(&self) -> PathBuf {

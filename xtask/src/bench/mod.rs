@@ -148,12 +148,7 @@ pub fn pgbackrest_s3_repo(
     front: &pitr_tests::TlsFront,
     repo_path: &str,
 ) -> String {
-    let port = front
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let port = front.port();
     format!(
         "repo1-type=s3\nrepo1-path={repo_path}\nrepo1-s3-bucket={bucket}\n\
          repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={port}\nrepo1-s3-region={region}\n\
@@ -338,6 +333,13 @@ fn ensure_tools() -> Result<()> {
     }
     if crate::deps::find_on_path("zstd").is_none() {
         missing.push("zstd");
+    }
+    // The TLS front of the object-store rows (pitr_tests::TlsFront).
+    if crate::deps::find_on_path("stunnel4").is_none() {
+        missing.push("stunnel4");
+    }
+    if crate::deps::find_on_path("openssl").is_none() {
+        missing.push("openssl");
     }
     if missing.is_empty() {
         return Ok(());
