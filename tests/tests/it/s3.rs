@@ -1142,6 +1142,19 @@ fn s3_backup_streams_into_the_store_with_memory_flat_as_the_database_grows() {
     });
     let large = backup();
     let (_, large_size) = data_size(&[first]);
+    // Streamed while written: only the small digest and meta files are sent afterwards.
+    let sent_after: Vec<&str> = large
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains(" : LOG : sending "))
+        .collect();
+    assert_eq!(sent_after.len(), 2, "{sent_after:?}");
+    assert!(
+        sent_after
+            .iter()
+            .all(|l| l.contains("-sha256-") || l.contains("-meta-")),
+        "{sent_after:?}"
+    );
     assert!(
         large_size >= small_size + (120 << 20),
         "{small_size} then {large_size} bytes"
