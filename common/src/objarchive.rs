@@ -7,13 +7,15 @@
 //!
 //! Putting (pitr-archive): the marker is read (created on first use) and checked; one LIST
 //! finds every stored form of the name; an existing copy is compared by content (identical is
-//! success, different is refused and left alone); otherwise [`Store::put_new`] creates the
-//! object, which tells a writer that lost a race (see there for exactly what is guaranteed
-//! without conditional writes); a second LIST then makes sure no other stored form of the name
-//! appeared meanwhile with different content.
+//! success, different is refused and left alone); otherwise the object is created as
+//! [`Store::put_new`] creates (see there for exactly what is guaranteed without conditional
+//! writes), with that LIST as the create's first look; a second LIST after the write tells
+//! both whether the object is still ours (its entity tag) and whether another stored form of
+//! the name appeared meanwhile with different content. Four requests: LIST, PUT, pause, LIST.
 //!
-//! Restoring (pitr-restore): the marker, when present, must name this cluster; one LIST finds
-//! the stored form; the object is written to a temporary name beside `%p`, checked exactly as a
+//! Restoring (pitr-restore): the marker, when present, must name this cluster (read once per
+//! process, beside the first LIST); one LIST finds the stored form (one per 16 neighbouring
+//! names for a prefetch window, [`find_many`]); the object is written to a temporary name beside `%p`, checked exactly as a
 //! file from a directory ([`source::check_and_commit`]) and renamed into place.
 
 use std::path::{Path, PathBuf};
@@ -86,30 +88,40 @@ pub fn put_batch(
     })
 }
 
-/// One file's requests on an opened store whose marker is checked.
+/// One file's requests on an opened store whose marker is checked: a LIST of its forms (which
+/// is also the create's first look), the PUT, and after the create's pause one more LIST that
+/// shows both whether the object is still ours and whether another form appeared meanwhile.
 fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let looking = || format!("looking for {} in {loc}", p.wal_name);
     let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
-    if let Some((key, stored)) = existing(store, p.wal_name, &forms, None)
-        .map_err(|e| e.failure(looking()))?
-        .into_iter()
-        .next()
-    {
+    let looked = std::time::Instant::now();
+    let listed = store
+        .list_matching("", p.wal_name)
+        .map_err(|e| e.failure(looking()))?;
+    if let Some((key, stored)) = present(&forms, &listed, None).into_iter().next() {
         return compare(store, loc, p, &key, stored);
     }
     let key = loc.file_name(p.wal_name);
     let body = (p.stored)()?.to_vec();
-    let created = store
-        .put_new(&key, body)
-        .map_err(|e| e.failure(format!("sending {} to {loc}", p.wal_name)))?;
-    if created == objstore::PutOutcome::AlreadyExists {
+    let sending = || format!("sending {} to {loc}", p.wal_name);
+    let written = store
+        .put_after_look(&key, body, looked)
+        .map_err(|e| e.failure(sending()))?;
+    let listed = store
+        .list_matching("", p.wal_name)
+        .map_err(|e| e.failure(looking()))?;
+    let ours = match &written {
+        Some(w) => w
+            .is_ours(store, &key, &listed)
+            .map_err(|e| e.failure(sending()))?,
+        None => false,
+    };
+    if !ours {
         // Another writer got there first, or replaced ours: what is there now decides.
         return compare(store, loc, p, &key, compress::Stored::Readable(loc.codec));
     }
     // Ours is stored; another form of the name written meanwhile must hold the same content.
-    for (other, stored) in
-        existing(store, p.wal_name, &forms, Some(&key)).map_err(|e| e.failure(looking()))?
-    {
+    for (other, stored) in present(&forms, &listed, Some(&key)) {
         compare(store, loc, p, &other, stored)?;
     }
     Ok(PutOutcome::Stored)
@@ -124,21 +136,19 @@ fn annotate(e: anyhow::Error, doing: String) -> anyhow::Error {
     }
 }
 
-/// The stored forms of `wal_name` present in the store (one LIST), in the order of `forms`,
-/// `except` left out.
-fn existing(
-    store: &Store,
-    wal_name: &str,
+/// The stored forms among `forms` that `listed` shows, in the order of `forms`, `except` left
+/// out.
+fn present(
     forms: &[(String, Stored)],
+    listed: &[objstore::ObjectInfo],
     except: Option<&str>,
-) -> Result<Vec<(String, Stored)>, objstore::Error> {
-    let listed = store.list_matching("", wal_name)?;
-    Ok(forms
+) -> Vec<(String, Stored)> {
+    forms
         .iter()
         .filter(|(name, _)| Some(name.as_str()) != except)
         .filter(|(name, _)| listed.iter().any(|o| o.key == *name))
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// Compares the object `key` with the payload: identical is `AlreadyIdentical`.
@@ -195,11 +205,17 @@ fn check_marker_on_put(
     dest::check_marker_text(loc, &shown, &text, wal_name, sysid)
 }
 
-/// The reading side of the marker: a marker naming another system is [`Error::Foreign`]; no
-/// marker is accepted (the archive may have been filled by another program); each segment is
-/// checked against the system anyway.
-pub fn check_marker_on_get(store: &Store, sysid: u64) -> Result<(), Error> {
-    let Some(text) = read_marker(store)? else {
+/// The text of the store's cluster marker (`None` when there is none), for
+/// [`check_marker_on_get`].
+pub fn read_marker_text(store: &Store) -> Result<Option<String>, Error> {
+    Ok(read_marker(store)?)
+}
+
+/// The reading side of the marker, given its text as [`read_marker_text`] read it: a marker
+/// naming another system is [`Error::Foreign`]; no marker is accepted (the archive may have
+/// been filled by another program); each segment is checked against the system anyway.
+pub fn check_marker_on_get(store: &Store, text: Option<&str>, sysid: u64) -> Result<(), Error> {
+    let Some(text) = text else {
         return Ok(());
     };
     let marker = format!(
@@ -207,7 +223,7 @@ pub fn check_marker_on_get(store: &Store, sysid: u64) -> Result<(), Error> {
         store.url().bucket(),
         store.url().full_key(CLUSTER_MARKER)
     );
-    match dest::parse_marker(&text) {
+    match dest::parse_marker(text) {
         Some(theirs) if theirs == sysid => Ok(()),
         Some(theirs) => Err(Error::Foreign {
             marker,
@@ -237,7 +253,44 @@ pub fn find(
 ) -> Result<Option<ObjectFound>, Error> {
     let wal_name = name.to_string();
     let listed = store.list_matching("", &wal_name)?;
-    for (key, stored) in compress::stored_names(&wal_name, preferred) {
+    pick(store, &listed, preferred, &wal_name)
+}
+
+/// Looks for each of `names` (a prefetch window) in `store`: one LIST per group of names that
+/// share all but their last hexadecimal digit (16 neighbouring segments), so that a window
+/// costs one or two round trips instead of one per name. The answer is in the order of
+/// `names`, exactly what [`find`] would say for each.
+pub fn find_many(
+    store: &Store,
+    preferred: Codec,
+    names: &[WalFileName],
+) -> Result<Vec<Option<ObjectFound>>, Error> {
+    let mut listed: Vec<(String, Vec<objstore::ObjectInfo>)> = Vec::new();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let wal_name = name.to_string();
+        let group = wal_name[..wal_name.len().saturating_sub(1)].to_owned();
+        let objects = match listed.iter().position(|(g, _)| *g == group) {
+            Some(i) => &listed[i].1,
+            None => {
+                let objects = store.list_matching("", &group)?;
+                listed.push((group, objects));
+                &listed[listed.len() - 1].1
+            }
+        };
+        out.push(pick(store, objects, preferred, &wal_name)?);
+    }
+    Ok(out)
+}
+
+/// The stored form of `wal_name` among `listed`, the preferred codec's first.
+fn pick(
+    store: &Store,
+    listed: &[objstore::ObjectInfo],
+    preferred: Codec,
+    wal_name: &str,
+) -> Result<Option<ObjectFound>, Error> {
+    for (key, stored) in compress::stored_names(wal_name, preferred) {
         let Some(object) = listed.iter().find(|o| o.key == key) else {
             continue;
         };

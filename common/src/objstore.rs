@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -723,6 +724,32 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// An object [`Store::put_after_look`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    etag: Option<String>,
+    payload: PutPayload,
+    checked: bool,
+}
+
+impl Written {
+    /// Whether `listed` (a LIST made after the write) shows this object still under `key`: the
+    /// same entity tag, or, when the store gave none, the same bytes read back. A conditional
+    /// create is ours once written.
+    pub fn is_ours(&self, store: &Store, key: &str, listed: &[ObjectInfo]) -> Result<bool, Error> {
+        if self.checked {
+            return Ok(true);
+        }
+        let Some(object) = listed.iter().find(|o| o.key == key) else {
+            return Ok(false);
+        };
+        match (&self.etag, &object.etag) {
+            (Some(ours), Some(theirs)) => Ok(ours.trim_matches('"') == theirs.trim_matches('"')),
+            _ => store.is_ours(key, None, &self.payload),
+        }
+    }
+}
+
 /// One object, as listed or looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -870,12 +897,32 @@ impl Store {
     /// `AlreadyExists` also comes back when an earlier attempt of this very call succeeded and
     /// the answer was lost: compare the content.
     pub fn put_new(&self, key: &str, body: Vec<u8>) -> Result<PutOutcome, Error> {
-        let path = self.path(key)?;
-        let started = Instant::now();
-        let conditional = self.settings.if_none_match;
-        if !conditional && self.head(key)?.is_some() {
+        let looked = Instant::now();
+        if !self.settings.if_none_match && self.head(key)?.is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
+        match self.put_after_look(key, body, looked)? {
+            Some(written) if self.is_ours(key, written.etag.as_deref(), &written.payload)? => {
+                Ok(PutOutcome::Created)
+            }
+            _ => Ok(PutOutcome::AlreadyExists),
+        }
+    }
+
+    /// The write of [`Store::put_new`] for a caller that has itself just looked for `key` and
+    /// found nothing (a LIST begun at `looked`, which stands for put_new's first HEAD). With
+    /// conditional writes the store decides (`None`: another object is there). Without, the
+    /// object is written and this waits `2d + 50 ms` (`d`: from `looked` to the PUT's answer);
+    /// the caller must then check that the object under `key` is still [`Written::is_ours`]
+    /// before it counts it created. `None` never comes back without conditional writes.
+    pub fn put_after_look(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        looked: Instant,
+    ) -> Result<Option<Written>, Error> {
+        let path = self.path(key)?;
+        let conditional = self.settings.if_none_match;
         let mode = if conditional {
             PutMode::Create
         } else {
@@ -886,13 +933,13 @@ impl Store {
             ..PutOptions::default()
         };
         let payload = PutPayload::from(bytes::Bytes::from(body));
-        let ours = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
+        let etag = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
             Ok(result) => result.e_tag,
-            Err((Class::Exists, _)) => return Ok(PutOutcome::AlreadyExists),
+            Err((Class::Exists, _)) => return Ok(None),
             Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
         };
         if !conditional {
-            let wrote = started.elapsed();
+            let wrote = looked.elapsed();
             let pause = (wrote * 2 + CREATE_PAUSE_MARGIN).min(MAX_CREATE_PAUSE);
             crate::log_verbose!(
                 "{key}: looked and wrote in {} ms, checking again after {} ms",
@@ -901,11 +948,11 @@ impl Store {
             );
             std::thread::sleep(pause);
         }
-        if self.is_ours(key, ours.as_deref(), &payload)? {
-            Ok(PutOutcome::Created)
-        } else {
-            Ok(PutOutcome::AlreadyExists)
-        }
+        Ok(Some(Written {
+            etag,
+            payload,
+            checked: conditional,
+        }))
     }
 
     /// Whether the object now under `key` is the one we wrote: same entity tag as our PUT's
@@ -976,7 +1023,8 @@ impl Store {
 
     /// The objects under `dir/` whose name (the part after `dir/`) starts with `name_prefix`,
     /// sorted by key: `list_matching("wal", "000000010000000000000003")` finds that segment in
-    /// every stored form. Asks the store to start listing just before the first match.
+    /// every stored form. The name prefix is the request's prefix: the store answers with the
+    /// matches only.
     pub fn list_matching(&self, dir: &str, name_prefix: &str) -> Result<Vec<ObjectInfo>, Error> {
         let dir_key = self.url.full_key(dir);
         let dir_key = dir_key.trim_end_matches('/');
@@ -993,27 +1041,30 @@ impl Store {
             d => format!("{d}/{name_prefix}"),
         };
         let listed = self.block(async {
-            let mut stream = match (&dir_path, name_prefix.chars().next_back()) {
-                (_, None) => self.s3.list(dir_path.as_ref()),
-                (_, Some(last)) => {
-                    // Keys after `full_prefix` minus its last character: the first match is
-                    // among the first keys returned.
-                    let offset = &full_prefix[..full_prefix.len() - last.len_utf8()];
-                    self.s3
-                        .list_with_offset(dir_path.as_ref(), &ObjectPath::from(offset))
+            if name_prefix.is_empty() {
+                let mut stream = self.s3.list(dir_path.as_ref());
+                let mut found = Vec::new();
+                while let Some(meta) = stream.next().await {
+                    found.push(meta?);
                 }
-            };
+                return Ok(found);
+            }
+            // A name prefix is sent as the request's own prefix (not a directory), so the
+            // answer holds only the matches: one small page, however large the archive.
             let mut found = Vec::new();
-            while let Some(meta) = stream.next().await {
-                let meta = meta?;
-                let key = meta.location.as_ref();
-                if key.starts_with(&full_prefix) {
-                    found.push(meta);
-                } else if !name_prefix.is_empty() && key > full_prefix.as_str() {
-                    break;
+            let mut page_token = None;
+            loop {
+                let opts = PaginatedListOptions {
+                    page_token,
+                    ..PaginatedListOptions::default()
+                };
+                let page = self.s3.list_paginated(Some(&full_prefix), opts).await?;
+                found.extend(page.result.objects);
+                match page.page_token {
+                    Some(token) => page_token = Some(token),
+                    None => return Ok(found),
                 }
             }
-            Ok(found)
         });
         match listed {
             Ok(metas) => {

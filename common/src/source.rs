@@ -9,6 +9,7 @@
 //! foreign file is an error, never data.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use crate::compress::{self, Codec, Stored};
@@ -135,12 +136,51 @@ pub fn find(sources: &[Location], name: &WalFileName) -> Result<Option<Found>, E
 /// The sources of a restore in order, each object store opened once (no request is made until
 /// a look).
 pub struct Sources {
-    entries: Vec<(Location, Option<Store>)>,
+    entries: Vec<Entry>,
+}
+
+/// One source: its location, and for an object store the opened store and its cluster marker
+/// as read (once per process: it is written once, when the archive is first used).
+struct Entry {
+    location: Location,
+    store: Option<Store>,
+    marker: OnceLock<Option<String>>,
+}
+
+impl Entry {
+    /// The store's marker text, read on first use. A failed read is not kept: the next use
+    /// asks again and reports it.
+    fn marker(&self, store: &Store) -> Result<Option<&str>, Error> {
+        if let Some(text) = self.marker.get() {
+            return Ok(text.as_deref());
+        }
+        let text = objarchive::read_marker_text(store)?;
+        Ok(self.marker.get_or_init(|| text).as_deref())
+    }
+
+    /// Reads the marker while `look` runs (two round trips at once), keeping it for
+    /// [`Sources::restore_verified`]; an error reading it is left for that call to meet.
+    fn with_marker<T>(&self, store: &Store, look: impl FnOnce() -> T + Send) -> T
+    where
+        T: Send,
+    {
+        if self.marker.get().is_some() {
+            return look();
+        }
+        std::thread::scope(|s| {
+            let reading = s.spawn(|| objarchive::read_marker_text(store));
+            let out = look();
+            if let Ok(Ok(text)) = reading.join() {
+                let _ = self.marker.set(text);
+            }
+            out
+        })
+    }
 }
 
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown: Vec<String> = self.entries.iter().map(|(l, _)| l.to_string()).collect();
+        let shown: Vec<String> = self.locations().map(|l| l.to_string()).collect();
         f.debug_struct("Sources")
             .field("locations", &shown)
             .finish()
@@ -182,43 +222,66 @@ impl Sources {
                 (Target::S3(url), None) => Some(Store::open(url, &Settings::default())?),
                 _ => None,
             };
-            entries.push((l.clone(), store));
+            entries.push(Entry {
+                location: l.clone(),
+                store,
+                marker: OnceLock::new(),
+            });
         }
         Ok(Sources { entries })
     }
 
     /// The locations, in order.
     pub fn locations(&self) -> impl Iterator<Item = &Location> {
-        self.entries.iter().map(|(l, _)| l)
+        self.entries.iter().map(|e| &e.location)
     }
 
     /// Whether a source is an object store.
     pub fn has_store(&self) -> bool {
-        self.entries.iter().any(|(_, store)| store.is_some())
+        self.entries.iter().any(|e| e.store.is_some())
     }
 
     /// Looks for `name` in each source in order: every stored form in a directory, one LIST in
-    /// an object store.
+    /// an object store (with its cluster marker read at the same time, the first time).
     pub fn find(&self, name: &WalFileName) -> Result<Option<Hit>, Error> {
-        for (index, (l, store)) in self.entries.iter().enumerate() {
-            match (store, l.as_dir()) {
+        Ok(self.find_many(std::slice::from_ref(name))?.pop().flatten())
+    }
+
+    /// [`Sources::find`] for each of `names` (a prefetch window), in their order: an object
+    /// store answers for the whole window with one or two LISTs.
+    pub fn find_many(&self, names: &[WalFileName]) -> Result<Vec<Option<Hit>>, Error> {
+        let mut hits: Vec<Option<Hit>> = vec![None; names.len()];
+        for (index, entry) in self.entries.iter().enumerate() {
+            let wanted: Vec<usize> = (0..names.len()).filter(|&i| hits[i].is_none()).collect();
+            if wanted.is_empty() {
+                break;
+            }
+            let asked: Vec<WalFileName> = wanted.iter().map(|&i| names[i]).collect();
+            let found: Vec<Option<Hit>> = match (&entry.store, entry.location.as_dir()) {
                 (Some(store), _) => {
-                    if let Some(found) = objarchive::find(store, l.codec, name)? {
-                        return Ok(Some(Hit::Object {
-                            source: index,
-                            found,
-                        }));
-                    }
+                    let codec = entry.location.codec;
+                    entry
+                        .with_marker(store, || objarchive::find_many(store, codec, &asked))?
+                        .into_iter()
+                        .map(|f| {
+                            f.map(|found| Hit::Object {
+                                source: index,
+                                found,
+                            })
+                        })
+                        .collect()
                 }
-                (None, Some(dir)) => {
-                    if let Some(f) = find_in(dir, l.codec, name)? {
-                        return Ok(Some(Hit::File(f)));
-                    }
-                }
-                (None, None) => {}
+                (None, Some(dir)) => asked
+                    .iter()
+                    .map(|n| Ok(find_in(dir, entry.location.codec, n)?.map(Hit::File)))
+                    .collect::<Result<_, Error>>()?,
+                (None, None) => continue,
+            };
+            for (i, hit) in wanted.into_iter().zip(found) {
+                hits[i] = hit;
             }
         }
-        Ok(None)
+        Ok(hits)
     }
 
     /// Restores `hit` into `dest`, verified ([`restore_verified`], or for an object
@@ -234,14 +297,17 @@ impl Sources {
         match hit {
             Hit::File(found) => restore_verified(found, name, system_identifier, dest, opts),
             Hit::Object { source, found } => {
-                let Some((_, Some(store))) = self.entries.get(*source) else {
+                let Some((entry, Some(store))) =
+                    self.entries.get(*source).map(|e| (e, e.store.as_ref()))
+                else {
                     return Err(Error::Io(IoError::new(
                         "restoring",
                         Path::new(&found.key),
                         std::io::Error::other("no such object-store source"),
                     )));
                 };
-                objarchive::check_marker_on_get(store, system_identifier)?;
+                let marker = entry.marker(store)?;
+                objarchive::check_marker_on_get(store, marker, system_identifier)?;
                 objarchive::restore_verified(store, found, name, system_identifier, dest, opts)
             }
         }

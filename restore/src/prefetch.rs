@@ -252,25 +252,28 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         true => (names.len().clamp(1, STORE_FETCHES), 1),
         false => (1, worker_threads()),
     };
-    let fetch = |name: &WalFileName| -> anyhow::Result<bool> {
-        let path = spool.path(name);
-        if path.exists() {
-            return Ok(true);
+    // The window is looked up at once (one or two LISTs in an object store); the segments up
+    // to the first one not archived yet are fetched.
+    names.retain(|n| !spool.path(n).exists());
+    let hits = match sources.find_many(&names) {
+        Ok(hits) => hits,
+        Err(e) => {
+            log_verbose!("not prefetching after {}: {e}", cfg.wanted);
+            return Ok(ExitCode::SUCCESS);
         }
-        let found = match sources.find(name) {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(false),
-            Err(e) => {
-                log_verbose!("not prefetching {name}: {e}");
-                return Ok(false);
-            }
-        };
+    };
+    let found: Vec<(WalFileName, source::Hit)> = names
+        .into_iter()
+        .zip(hits)
+        .map_while(|(name, hit)| hit.map(|h| (name, h)))
+        .collect();
+    let fetch = |(name, found): &(WalFileName, source::Hit)| -> anyhow::Result<bool> {
         let opts = source::RestoreOptions {
             mtime: Some(found.mtime()),
             unsynced: boot.is_some().then_some(Unsynced::BootScopedSpool),
             threads,
         };
-        match sources.restore_verified(&found, name, sysid, &path, opts) {
+        match sources.restore_verified(found, name, sysid, &spool.path(name), opts) {
             Ok(()) => {
                 log_verbose!("prefetched {name}");
                 Ok(true)
@@ -285,7 +288,7 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    for chunk in names.chunks(at_once) {
+    for chunk in found.chunks(at_once) {
         let outcomes: Vec<anyhow::Result<bool>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk.iter().map(|n| s.spawn(|| fetch(n))).collect();
             handles

@@ -18,6 +18,7 @@ pub mod garage;
 pub mod pitr_util;
 pub mod port;
 pub mod procs;
+pub mod proxy;
 pub mod rsyncd;
 pub mod tls;
 pub mod tool;

@@ -230,6 +230,85 @@ fn s3_list_pages_past_1000_keys() {
     store.delete_many(&doomed).unwrap();
 }
 
+/// A prefetch window asks the store once per 16 neighbouring names, not once per name, and
+/// says for each name exactly what a single look says: every stored form, the preferred one
+/// first, a name missing in the middle, a window across the 16-name boundary. The cluster
+/// marker is read once per process, alongside the first look. Requests are counted on the wire.
+#[test]
+fn s3_prefetch_window_costs_one_list_per_16_names_and_finds_what_one_look_finds() {
+    use pitr_common::location::{Location, Opt};
+    use pitr_common::source::{Hit, Sources};
+    use pitr_common::wal::WalFileName;
+
+    let garage = GarageCluster::start();
+    let writer = store(&garage, "window");
+    let names: Vec<WalFileName> = (0x0a..=0x14)
+        .map(|n| WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap())
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let forms: &[&str] = match i {
+            2 => &[".gz", ".zst"],
+            8 => &[],
+            i if i % 2 == 0 => &[".zst"],
+            _ => &[""],
+        };
+        for ext in forms {
+            writer
+                .put_new(&format!("{name}{ext}"), b"x".to_vec())
+                .unwrap();
+        }
+    }
+    // Neighbours that are not the wanted names: a later segment in the same group and a
+    // backup history file.
+    writer
+        .put_new("000000010000000000000015.zst", b"x".to_vec())
+        .unwrap();
+    writer
+        .put_new("00000001000000000000000A.00000028.backup", b"x".to_vec())
+        .unwrap();
+
+    let proxy = pitr_tests::proxy::CountingProxy::start(garage.s3_port(0));
+    let mut via_proxy = settings(&garage);
+    via_proxy.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port()));
+    let location = Location::parse(
+        Opt::Source,
+        &format!("zstd=s3://{}/window", garage.bucket()),
+    )
+    .unwrap();
+    let sources = Sources::open(std::slice::from_ref(&location), Some(&via_proxy)).unwrap();
+    let hits = sources.find_many(&names).unwrap();
+    let keys: Vec<Option<String>> = hits
+        .iter()
+        .map(|h| match h {
+            Some(Hit::Object { found, .. }) => Some(found.key.clone()),
+            other => other.as_ref().map(|h| format!("{h:?}")),
+        })
+        .collect();
+    let want: Vec<Option<String>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match i {
+            2 => Some(format!("{n}.zst")),
+            8 => None,
+            i if i % 2 == 0 => Some(format!("{n}.zst")),
+            _ => Some(n.to_string()),
+        })
+        .collect();
+    assert_eq!(keys, want);
+    // 0x0A..0x0F and 0x10..0x14: two groups, two LISTs; the marker once, beside the first.
+    assert_eq!(proxy.count("list-type=2"), 2);
+    let marker_get = format!("GET /{}/window/.pitr-cluster", garage.bucket());
+    let marker_reads = || proxy.count(&marker_get);
+    assert_eq!(marker_reads(), 1, "{:?}", proxy.count("GET /"));
+
+    // One look per name says the same, one LIST each, and the marker is not read again.
+    for (name, hit) in names.iter().zip(&hits) {
+        assert_eq!(sources.find(name).unwrap(), *hit, "{name}");
+    }
+    assert_eq!(proxy.count("list-type=2"), 2 + names.len());
+    assert_eq!(marker_reads(), 1);
+}
+
 /// Bytes allocated and not yet freed by the current thread, and their peak: the multipart test
 /// measures its own thread (the store's runtime runs on the calling thread).
 struct CountingAlloc;
