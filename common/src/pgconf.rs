@@ -56,14 +56,18 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
 }
 
 /// The last value of `parameter` in `file` and the files it includes; nesting is bounded as
-/// in the server (depth 10). Unreadable files are skipped: the answer is a best guess for a
-/// warning, never for a decision about data.
-fn find_in(file: &Path, parameter: &str, depth: u32, found: &mut Option<String>) {
+/// in the server (depth 10). A file that cannot be read is noted in `unreadable` (the first
+/// one), except an `include_if_exists` that does not exist, which the server skips too.
+fn find_in(file: &Path, parameter: &str, depth: u32, walk: &mut Walk) {
     if depth > 10 {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return;
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(_) => {
+            walk.unreadable.get_or_insert_with(|| file.to_path_buf());
+            return;
+        }
     };
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |v: &str| -> PathBuf {
@@ -79,71 +83,158 @@ fn find_in(file: &Path, parameter: &str, depth: u32, found: &mut Option<String>)
             continue;
         };
         match name.as_str() {
-            "include" | "include_if_exists" => {
-                find_in(&resolve(&value), parameter, depth + 1, found);
+            "include" => find_in(&resolve(&value), parameter, depth + 1, walk),
+            "include_if_exists" => {
+                let p = resolve(&value);
+                if p.exists() {
+                    find_in(&p, parameter, depth + 1, walk);
+                }
             }
             "include_dir" => {
                 let d = resolve(&value);
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-                    .map(|rd| {
-                        rd.filter_map(Result::ok)
-                            .map(|e| e.path())
-                            .filter(|p| {
-                                p.extension().is_some_and(|e| e == "conf")
-                                    && !p
-                                        .file_name()
-                                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut files: Vec<PathBuf> = match std::fs::read_dir(&d) {
+                    Ok(rd) => rd
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.extension().is_some_and(|e| e == "conf")
+                                && !p
+                                    .file_name()
+                                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        })
+                        .collect(),
+                    Err(_) => {
+                        walk.unreadable.get_or_insert(d);
+                        continue;
+                    }
+                };
                 files.sort();
                 for f in files {
-                    find_in(&f, parameter, depth + 1, found);
+                    find_in(&f, parameter, depth + 1, walk);
                 }
             }
-            n if n == parameter => *found = Some(value),
+            n if n == parameter => walk.found = Some(value),
             _ => {}
         }
     }
 }
 
+/// What a walk through configuration files found.
+#[derive(Default)]
+struct Walk {
+    found: Option<String>,
+    unreadable: Option<PathBuf>,
+}
+
 /// The value of `parameter` the server of `data_dir` would read from `config_file` (its
 /// `postgresql.conf`, by default the one in the data directory) and then the data directory's
-/// `postgresql.auto.conf`, or `None` when neither sets it.
+/// `postgresql.auto.conf`, or `None` when neither sets it. Files that cannot be read are
+/// skipped: a best guess, for a warning about a restored copy, never for a decision about data.
 pub fn setting(data_dir: &Path, config_file: Option<&Path>, parameter: &str) -> Option<String> {
-    let mut found = None;
+    walk(data_dir, config_file, parameter).found
+}
+
+fn walk(data_dir: &Path, config_file: Option<&Path>, parameter: &str) -> Walk {
+    let mut walk = Walk::default();
     let main = config_file.map_or_else(
         || data_dir.join(crate::pg::POSTGRESQL_CONF),
         Path::to_path_buf,
     );
-    find_in(&main, parameter, 0, &mut found);
-    find_in(
-        &data_dir.join(crate::pg::POSTGRESQL_AUTO_CONF),
-        parameter,
-        0,
-        &mut found,
-    );
-    found
+    find_in(&main, parameter, 0, &mut walk);
+    let auto = data_dir.join(crate::pg::POSTGRESQL_AUTO_CONF);
+    if auto.exists() {
+        let mut from_auto = Walk::default();
+        find_in(&auto, parameter, 0, &mut from_auto);
+        if from_auto.found.is_some() {
+            // postgresql.auto.conf is read last: what it sets wins whatever came before.
+            return from_auto;
+        }
+        walk.unreadable = walk.unreadable.or(from_auto.unreadable);
+    }
+    walk
+}
+
+/// What the configuration of a server says of one parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Set to this value: on the server's command line, or last in the files it reads.
+    Set(String),
+    /// Set nowhere: the server runs with the default.
+    Default,
+    /// A file the server reads cannot be read here, so the value cannot be told from files.
+    Unreadable(PathBuf),
+}
+
+/// The value of `parameter` for the server of `data_dir`, as the server decides it: its command
+/// line in `postmaster.opts` (`-c name=value`, `--name=value`) wins; else the last value in its
+/// configuration file (the one it was started with, includes followed) and then
+/// `postgresql.auto.conf`.
+pub fn lookup(data_dir: &Path, parameter: &str) -> Lookup {
+    if let Some(value) = command_line_setting(data_dir, parameter) {
+        return Lookup::Set(value);
+    }
+    let config = started_config_file(data_dir);
+    let walk = walk(data_dir, config.as_deref(), parameter);
+    match (walk.found, walk.unreadable) {
+        (_, Some(path)) => Lookup::Unreadable(path),
+        (Some(value), None) => Lookup::Set(value),
+        (None, None) => Lookup::Default,
+    }
+}
+
+/// The arguments of the server's command line as `postmaster.opts` records them (each in
+/// double quotes after the program), or `None` when there is no such file.
+fn server_args(data_dir: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(data_dir.join(crate::pg::POSTMASTER_OPTS)).ok()?;
+    Some(
+        text.split('"')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, a)| a.to_owned())
+            .collect(),
+    )
+}
+
+/// `name=value` settings on the server's command line: `-c name=value`, `-cname=value` and
+/// `--name=value` (dashes in the name read as underscores), in order.
+fn command_line_settings(data_dir: &Path) -> Vec<(String, String)> {
+    let Some(args) = server_args(data_dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let assignment = if arg == "-c" {
+            iter.next().map(String::as_str)
+        } else if let Some(rest) = arg.strip_prefix("--") {
+            Some(rest)
+        } else {
+            arg.strip_prefix("-c")
+        };
+        if let Some((name, value)) = assignment.and_then(|a| a.split_once('=')) {
+            out.push((
+                name.to_ascii_lowercase().replace('-', "_"),
+                value.to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The last value the server's command line gives `parameter`.
+fn command_line_setting(data_dir: &Path, parameter: &str) -> Option<String> {
+    command_line_settings(data_dir)
+        .into_iter()
+        .rev()
+        .find(|(name, _)| name == parameter)
+        .map(|(_, value)| value)
 }
 
 /// The configuration file the server of `data_dir` was started with, when its command line in
 /// `postmaster.opts` names one (`-c config_file=…` or `--config-file=…`, as Debian's
 /// `pg_ctlcluster` starts it with `/etc/postgresql/…`).
 pub fn started_config_file(data_dir: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(data_dir.join(crate::pg::POSTMASTER_OPTS)).ok()?;
-    let args: Vec<&str> = text
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, a)| a)
-        .collect();
-    args.iter().find_map(|a| {
-        a.strip_prefix("config_file=")
-            .or_else(|| a.strip_prefix("--config-file="))
-            .or_else(|| a.strip_prefix("--config_file="))
-            .map(PathBuf::from)
-    })
+    command_line_setting(data_dir, "config_file").map(PathBuf::from)
 }
 
 /// Is this boolean setting value off, as the server reads it (`off`, `false`, `no`, `0` and
@@ -231,5 +322,68 @@ mod tests {
             Some("try")
         );
         assert_eq!(setting(&data, None, "work_mem"), None);
+    }
+
+    #[test]
+    fn lookup_puts_the_command_line_first_and_tells_what_it_cannot_read() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // No postgresql.conf where the server would read it: the value cannot be told.
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Unreadable(data.join("postgresql.conf"))
+        );
+        std::fs::write(data.join("postgresql.conf"), "include 'gone.conf'\n").unwrap();
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Unreadable(data.join("gone.conf"))
+        );
+        std::fs::write(
+            data.join("postgresql.conf"),
+            "include_if_exists 'gone.conf'\n",
+        )
+        .unwrap();
+        assert_eq!(lookup(&data, "recovery_prefetch"), Lookup::Default);
+        // A config file elsewhere, named on the command line, and a setting there too.
+        let etc = d.path().join("etc.conf");
+        std::fs::write(&etc, "recovery_prefetch = on\n").unwrap();
+        let opts = |args: &str| {
+            std::fs::write(
+                data.join("postmaster.opts"),
+                format!("/usr/lib/postgresql/15/bin/postgres \"-D\" \"/data\" {args}\n"),
+            )
+            .unwrap()
+        };
+        opts(&format!("\"-c\" \"config_file={}\"", etc.display()));
+        assert_eq!(lookup(&data, "recovery_prefetch"), Lookup::Set("on".into()));
+        opts(&format!(
+            "\"--config-file={}\" \"-c\" \"recovery_prefetch=off\"",
+            etc.display()
+        ));
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Set("off".into())
+        );
+        opts("\"--recovery-prefetch=try\" \"-c\" \"config_file=/nowhere.conf\"");
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Set("try".into())
+        );
+        // postgresql.auto.conf wins over an unreadable main file.
+        opts("\"-c\" \"config_file=/nowhere.conf\"");
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Unreadable(PathBuf::from("/nowhere.conf"))
+        );
+        std::fs::write(
+            data.join("postgresql.auto.conf"),
+            "recovery_prefetch = 'off'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            lookup(&data, "recovery_prefetch"),
+            Lookup::Set("off".into())
+        );
     }
 }

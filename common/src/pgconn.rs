@@ -1,8 +1,9 @@
 //! How to reach a PostgreSQL server: the connection options of pitr-backup and pitr-monitor,
 //! resolved as libpq resolves them (the option, else `PGHOST`, `PGPORT`, `PGUSER`,
-//! `PGDATABASE`, `PGPASSWORD`, else libpq's defaults), and connecting (feature `pgclient`,
-//! which only those two binaries ask for: the `postgres` crate, no TLS, the runbook's trusted
-//! network, no psql or libpq needed). What a session asks is the binary's.
+//! `PGDATABASE`, `PGPASSWORD`, else libpq's defaults), and connecting (feature `pgclient`: the
+//! `postgres` crate, no TLS, the runbook's trusted network, no psql or libpq needed; pitr-restore
+//! uses it only to ask a server for a setting its files do not tell). What a session asks is
+//! the binary's.
 
 use crate::exit::{self, Failure};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pitr_common::controldata::{self, ControlData};
 use pitr_common::exit::{self, Failure};
-use pitr_common::fs::Unsynced;
+use pitr_common::fs::{IoError, Unsynced};
 use pitr_common::wal::{SegSize, WalKind};
 use pitr_common::{log_error, log_hint, log_info, log_verbose, log_warning, pg, pgconf, signal};
 use pitr_common::{source, tempname};
@@ -151,16 +151,36 @@ impl Quiet {
 
 /// A warm spare waits in restore_command; PostgreSQL 15+'s WAL read-ahead then asks for the
 /// next segment before replaying the current one, and a fresh standby never gets consistent.
-/// The setting is read as the server reads it: its configuration file (the one it was started
-/// with, includes followed) and `postgresql.auto.conf`.
+/// The setting is read as the server decides it ([`pgconf::lookup`]: its command line, the
+/// configuration file it was started with, includes followed, `postgresql.auto.conf`); when a
+/// file it reads cannot be read here, the server itself is asked (`SHOW`), and when it cannot
+/// answer either, nothing is said: a false warning is worse than none.
 fn warn_if_recovery_prefetch_on(data_dir: &Path) {
     // Before 15 there is no read-ahead (and no such setting to suggest).
     if pg::major_version(data_dir).is_ok_and(|m| m < 15) {
         return;
     }
-    let config = pgconf::started_config_file(data_dir);
-    let setting = pgconf::setting(data_dir, config.as_deref(), "recovery_prefetch");
-    if setting.as_deref().is_some_and(pgconf::is_off) {
+    let value = match pgconf::lookup(data_dir, "recovery_prefetch") {
+        pgconf::Lookup::Set(value) => value,
+        pgconf::Lookup::Default => "try".to_owned(),
+        pgconf::Lookup::Unreadable(path) => match show(data_dir, "recovery_prefetch") {
+            Ok(value) => {
+                log_verbose!(
+                    "{} cannot be read; the server says recovery_prefetch = {value}",
+                    path.display()
+                );
+                value
+            }
+            Err(e) => {
+                log_verbose!(
+                    "cannot tell whether recovery_prefetch is on: {} cannot be read and the server cannot be asked ({e:#})",
+                    path.display()
+                );
+                return;
+            }
+        },
+    };
+    if pgconf::is_off(&value) {
         return;
     }
     log_warning!(
@@ -169,6 +189,60 @@ fn warn_if_recovery_prefetch_on(data_dir: &Path) {
     log_hint!(
         "set recovery_prefetch = off in postgresql.conf for a warm spare, or use standby.signal with --streaming-replication"
     );
+}
+
+/// Asks the running server of `data_dir` for a setting, through the socket (or address) and
+/// port its `postmaster.pid` records, as the data directory's owner (who runs us).
+fn show(data_dir: &Path, parameter: &str) -> anyhow::Result<String> {
+    let pid_file = data_dir.join(pg::POSTMASTER_PID);
+    let text =
+        std::fs::read_to_string(&pid_file).map_err(|e| IoError::new("reading", &pid_file, e))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let port = lines
+        .get(3)
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .ok_or_else(|| anyhow::anyhow!("{} names no port", pid_file.display()))?;
+    let host = match (
+        lines.get(4).map(|l| l.trim()),
+        lines.get(5).map(|l| l.trim()),
+    ) {
+        (Some(socket), _) if !socket.is_empty() => socket.to_owned(),
+        (_, Some("*")) | (_, Some("")) | (_, None) => "127.0.0.1".to_owned(),
+        (_, Some(listen)) => listen.split(',').next().unwrap_or(listen).trim().to_owned(),
+    };
+    // libpq's default role is the login name (the data directory's owner, who runs us); a
+    // cluster made with `initdb -U postgres` by another login has only `postgres`.
+    let mut roles = vec![pg::user_name(pg::effective_uid())];
+    if let Some(role) = std::env::var("PGUSER").ok().filter(|r| !r.is_empty()) {
+        roles.insert(0, role);
+    }
+    roles.push("postgres".to_owned());
+    roles.dedup();
+    let mut last = None;
+    let mut client = None;
+    for user in roles {
+        let connection = pitr_common::pgconn::Connection {
+            host: host.clone(),
+            port,
+            user,
+            dbname: "postgres".to_owned(),
+            password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+        };
+        match connection.connect("pitr-restore") {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(mut client) = client else {
+        return Err(last.unwrap_or_else(|| anyhow::anyhow!("no role to connect as")));
+    };
+    let row = client
+        .query_one(&format!("SHOW {parameter}"), &[])
+        .map_err(|e| anyhow::anyhow!("SHOW {parameter}: {}", pitr_common::pgconn::message(&e)))?;
+    Ok(row.try_get::<_, String>(0)?)
 }
 
 /// What one call works with, set up once.

@@ -1835,11 +1835,14 @@ fn recovery_prefetch_warning_follows_the_servers_includes() {
     let work = PgTempDir::new("prefetch-warning");
     let archive = work.subdir("archive");
     let cluster = Cluster::init("prefetch-warning", ClusterOpts::new().wal_segsize_mb(1));
-    let waits_for = |expect_warning: bool| {
+    // Each wait is one pitr-restore call for a missing segment; `says` is a --verbose line it
+    // must print on the way.
+    let waits_for = |expect_warning: bool, says: Option<&str>| {
         let missing = "000000010000000000000042";
         let running = Tool::new("pitr-restore")
             .as_pg_user()
-            .args(["--poll-interval", "0.2", "--prefetch", "0", "--data-dir"])
+            .args(["--verbose", "--poll-interval", "0.2", "--prefetch", "0"])
+            .arg("--data-dir")
             .arg(cluster.data_dir())
             .arg("--source")
             .arg(&archive)
@@ -1861,14 +1864,69 @@ fn recovery_prefetch_warning_follows_the_servers_includes() {
                 "{stderr}"
             );
         }
+        if let Some(line) = says {
+            assert!(stderr.contains(line), "{line:?} not in {stderr}");
+        }
     };
-    waits_for(true);
+    waits_for(true, None);
     let conf_d = cluster.data_path("conf.d");
     pg_user().create_dir(&conf_d, 0o700);
-    pg_user().write_file(
-        &conf_d.join("10-warm-spare.conf"),
-        b"recovery_prefetch = off\n",
-    );
+    let spare_conf = conf_d.join("10-warm-spare.conf");
+    pg_user().write_file(&spare_conf, b"recovery_prefetch = off\n");
     cluster.append_conf(&[("include_dir", "conf.d")]);
-    waits_for(false);
+    waits_for(false, None);
+
+    // Debian's layout: the server was started with a configuration file outside the data
+    // directory, which postmaster.opts names; what that file says counts, and the server's
+    // command line beats every file.
+    let etc = work.subdir("etc");
+    let outside = etc.join("postgresql.conf");
+    pg_user().write_file(&outside, b"recovery_prefetch = on\n");
+    let opts = cluster.data_path("postmaster.opts");
+    let started_with = |args: &str| {
+        pg_user().write_file(
+            &opts,
+            format!(
+                "/usr/lib/postgresql/15/bin/postgres \"-D\" \"{}\" {args}\n",
+                cluster.data_dir().display()
+            )
+            .as_bytes(),
+        )
+    };
+    let config_arg = format!("\"-c\" \"config_file={}\"", outside.display());
+    started_with(&config_arg);
+    waits_for(true, None);
+    started_with(&format!("{config_arg} \"-c\" \"recovery_prefetch=off\""));
+    waits_for(false, None);
+
+    // A file the server reads cannot be read here and no server runs to ask: nothing is said
+    // but a --verbose line.
+    started_with("\"-c\" \"config_file=/nonexistent/postgresql.conf\"");
+    waits_for(
+        false,
+        Some("cannot tell whether recovery_prefetch is on: /nonexistent/postgresql.conf cannot be read and the server cannot be asked"),
+    );
+
+    // With the server running, it is asked (SHOW): off while it reads conf.d, then the default
+    // once that file is gone and the server has reloaded.
+    cluster.start();
+    started_with("\"-c\" \"config_file=/nonexistent/postgresql.conf\"");
+    waits_for(
+        false,
+        Some(
+            "/nonexistent/postgresql.conf cannot be read; the server says recovery_prefetch = off",
+        ),
+    );
+    std::fs::remove_file(&spare_conf).unwrap();
+    cluster.psql("SELECT pg_reload_conf()");
+    wait_until("the server to reload", TIMEOUT, || {
+        (cluster.psql("SHOW recovery_prefetch").trim() == "try").then_some(())
+    });
+    waits_for(
+        true,
+        Some(
+            "/nonexistent/postgresql.conf cannot be read; the server says recovery_prefetch = try",
+        ),
+    );
+    cluster.stop();
 }
