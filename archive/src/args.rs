@@ -53,8 +53,7 @@ pitr_common::tool_args! {
             \x20 archive_command = '/opt/pitr/bin/pitr-archive --config-file /etc/pitr/archive.conf %p'",
     note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
             one per line (\"--dst-local /srv/wal_archive\"), # starting a comment, as if\n\
-            they were given where --config-file stands. --version (or -V) prints the\n\
-            program's name and version.\n\
+            they were given where --config-file stands.\n\
             \n\
             Logs go to stderr, which PostgreSQL writes into its own log, unless --log says\n\
             otherwise.",
@@ -382,13 +381,46 @@ fn check_state_dir(s: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     #[test]
     fn every_alias_names_an_option_of_ours() {
         assert_eq!(
             pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn omnipitr_spellings_take_two_dashes_too() {
+        let args = [
+            "--dl",
+            "/a",
+            "--dr",
+            "h:/w",
+            "--PJ",
+            "2",
+            "--rp",
+            "/bin/rsync",
+            "--nn",
+            "--gp",
+            "/bin/gzip",
+            "-v",
+            "%p",
+        ];
+        let (a, ignored) =
+            pitr_common::cli::parse_from::<Args>(args.iter().map(OsString::from).collect())
+                .unwrap();
+        assert_eq!(a.dst_local, ["/a"]);
+        assert_eq!(a.dst_remote, ["h:/w"]);
+        assert_eq!(a.parallel_jobs, Some(2));
+        assert_eq!(a.rsync_path, Some(PathBuf::from("/bin/rsync")));
+        assert_eq!(ignored, ["--nn", "--gp"]);
+        assert_eq!(
+            pitr_common::cli::help_problems::<Args>(&["--help"]),
             Vec::<String>::new()
         );
     }

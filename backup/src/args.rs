@@ -52,8 +52,7 @@ pitr_common::tool_args! {
             \x20 30 1 * * * postgres /opt/pitr/bin/pitr-backup --config-file /etc/pitr/backup.conf",
     note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
             one per line (\"--dst-local /var/lib/pgsql/backups\"), # starting a comment, as\n\
-            if they were given where --config-file stands. --version (or -V) prints the\n\
-            program's name and version.\n\
+            if they were given where --config-file stands.\n\
             \n\
             The connection also follows PGHOST, PGPORT, PGUSER, PGDATABASE and PGPASSWORD.",
     note = "\n\
@@ -576,6 +575,7 @@ fn wal_input(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     #[test]
     fn skip_xlogs_wins_over_xlogs_and_wal_source() {
@@ -599,6 +599,31 @@ mod tests {
     fn every_alias_names_an_option_of_ours() {
         assert_eq!(
             pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn omnipitr_spellings_take_two_dashes_too() {
+        let parse = |args: &[&str]| {
+            pitr_common::cli::parse_from::<Args>(args.iter().map(OsString::from).collect())
+        };
+        let (a, ignored) = parse(&["-D", "/d", "--dl", "/b", "--sx", "--np", "nice"]).unwrap();
+        assert_eq!(a.dst_local, ["/b"]);
+        assert!(a.skip_xlogs);
+        assert_eq!(ignored, ["--np"]);
+        assert_eq!(
+            parse(&["-D", "/d", "--dd", "u@h:/x"]).unwrap_err(),
+            pitr_common::cli::Exit::Usage {
+                message: "option --dd is not supported".into(),
+                hint: "use --dst-pipe with a script running ssh user@host \"cat > /path/$1\", \
+                       or --dst-remote user@host:/path (staged locally, then rsynced)"
+                    .into(),
+                status: exit::USAGE,
+            }
+        );
+        assert_eq!(
+            pitr_common::cli::help_problems::<Args>(&["--help"]),
             Vec::<String>::new()
         );
     }

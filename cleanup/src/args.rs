@@ -50,9 +50,8 @@ pitr_common::tool_args! {
             \x20 30 5 * * * postgres /opt/pitr/bin/pitr-cleanup --config-file /etc/pitr/cleanup.conf",
     note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
             one per line (\"--archive /var/lib/pgsql/wal_archive\"), # starting a comment,\n\
-            as if they were given where --config-file stands. --version (or -V) prints the\n\
-            program's name and version. Give --keep-days, --keep-count or both: there is\n\
-            no default retention.",
+            as if they were given where --config-file stands. Give --keep-days,\n\
+            --keep-count or both: there is no default retention.",
     note = "\n\
             Files:\n\
             /etc/pitr/cleanup.conf\n\
@@ -307,6 +306,14 @@ mod tests {
     fn every_alias_names_an_option_of_ours() {
         assert_eq!(
             pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn help_lists_version_within_80_columns() {
+        assert_eq!(
+            pitr_common::cli::help_problems::<Args>(&["--help"]),
             Vec::<String>::new()
         );
     }

@@ -114,6 +114,13 @@ pub trait Tool: Parse + HasCommon {
     /// OmniPITR's spellings of this binary's options, translated before parsing ([`translate`]).
     const ALIASES: Aliases = &[];
 
+    /// The table of OmniPITR's spellings for an invocation with these arguments (configuration
+    /// files expanded): [`Tool::ALIASES`], or for a binary with more than one form the table of
+    /// the form they pick, which translates only into that form's options.
+    fn aliases(_args: &[String]) -> Aliases {
+        Self::ALIASES
+    }
+
     /// The long options, for "did you mean" (default: those listed by `--help`).
     fn long_options() -> Vec<String> {
         match Self::parse(Self::NAME, &["--help"]) {
@@ -169,7 +176,8 @@ macro_rules! tool_args {
             #[argh(option)]
             pub pid_file: Option<std::path::PathBuf>,
 
-            /// read options from FILE, one per line (--dst-local /srv/wal), # starts a comment
+            /// read options from FILE, one per line as on the command line (--temp-dir
+            /// /var/tmp), # starts a comment
             #[argh(option)]
             pub config_file: Vec<std::path::PathBuf>,
 
@@ -328,7 +336,7 @@ fn take_pid_file(
 
 /// Why parsing stopped short of a value.
 #[derive(Debug, PartialEq, Eq)]
-enum Exit {
+pub enum Exit {
     /// Print this to stdout and exit 0 (`--help`, `--version`).
     Print(String),
     /// A usage error with this one-line message, and the status to exit with.
@@ -342,9 +350,10 @@ enum Exit {
     },
 }
 
-/// Parses `raw` into `T`, with OmniPITR's spellings translated; also returns the dropped
-/// options that were ignored (for one WARNING once the logger is set up).
-fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
+/// Parses `raw` (the arguments after the program name) into `T` as [`main`] does, with
+/// OmniPITR's spellings translated; also returns the dropped options that were ignored (for one
+/// WARNING once the logger is set up). Public for the binaries' unit tests.
+pub fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     if wants_version(&raw) {
         return Err(Exit::Print(format!("{}\n", version_line(T::NAME))));
     }
@@ -360,8 +369,9 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     };
     let args = preprocess(raw).map_err(|e| usage(log::error_chain(&e), help_hint(T::NAME)))?;
     let longs = T::long_options();
-    let Translated { args, ignored } = translate(T::ALIASES, &longs, args)
-        .map_err(|r| usage(r.to_string(), r.hint.to_string()))?;
+    let aliases = T::aliases(&args);
+    let Translated { args, ignored } =
+        translate(aliases, &longs, args).map_err(|r| usage(r.to_string(), r.hint.to_string()))?;
     if let Some((option, next)) = swallowed_option(&args, &longs, |o| takes_value::<T>(o)) {
         return Err(usage(
             format!("{option} has no value: the argument after it is the option {next}"),
@@ -375,7 +385,7 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     match T::parse(T::NAME, &refs) {
         Ok(t) => Ok((t, ignored)),
         Err(early) => Err(match early.status {
-            Ok(()) => Exit::Print(with_aliases_help(early.output, T::ALIASES)),
+            Ok(()) => Exit::Print(full_help(&early.output, aliases)),
             Err(()) => {
                 let hint = match unrecognized(&early.output).and_then(|a| did_you_mean(a, &longs)) {
                     Some(long) => format!("did you mean `{long}`? {}", help_hint(T::NAME)),
@@ -387,13 +397,25 @@ fn parse_from<T: Tool>(raw: Vec<OsString>) -> Result<(T, Vec<String>), Exit> {
     }
 }
 
-/// `--help` followed by its `OmniPITR spellings:` section, made from the tool's table so that
-/// it cannot drift from what [`translate`] accepts (the man page shows it as a section too).
-fn with_aliases_help(help: String, aliases: Aliases) -> String {
+/// The description of `--version` in `--help`'s options ([`main`] handles it before argh).
+const VERSION_HELP: &str = "print the program's name and version, and exit";
+
+/// Where argh starts an option's description in `--help`.
+const HELP_COLUMN: usize = 20;
+
+/// The width argh wraps `--help` at, and so do the lines added to it.
+const HELP_WIDTH: usize = 80;
+
+/// The `--help` text [`main`] prints: argh's, with `--version` listed among the options (before
+/// `--help`), followed by the `OmniPITR spellings:` section made from the table `aliases` so
+/// that it cannot drift from what [`translate`] accepts (the man page shows it as a section
+/// too).
+fn full_help(argh_help: &str, aliases: Aliases) -> String {
+    let mut out = with_version_option(argh_help);
     if aliases.is_empty() {
-        return help;
+        return out;
     }
-    let mut out = help.trim_end_matches('\n').to_string();
+    out.truncate(out.trim_end_matches('\n').len());
     out.push_str(
         "\n\nOmniPITR spellings:\n  OmniPITR's options are accepted as written, also in --config-file files:\n",
     );
@@ -409,12 +431,12 @@ fn with_aliases_help(help: String, aliases: Aliases) -> String {
                 dropped.push(*spelling);
                 continue;
             }
-            Alias::Refused(_) => {
+            Alias::Refused(_) | Alias::NotInForm { .. } => {
                 refused.push(*spelling);
                 continue;
             }
         };
-        out.push_str(&format!("  {spelling:<18}{ours}\n"));
+        out.push_str(&entry_lines(spelling, &ours));
     }
     for (what, list) in [
         ("Not needed, ignored with a WARNING:", dropped),
@@ -423,29 +445,61 @@ fn with_aliases_help(help: String, aliases: Aliases) -> String {
             refused,
         ),
     ] {
-        if list.is_empty() {
-            continue;
+        if !list.is_empty() {
+            out.push_str(&format!("  {what}\n"));
+            out.push_str(&wrapped(&list.join(", "), 4));
         }
-        out.push_str(&format!("  {what}\n"));
-        let mut line = String::from("   ");
-        let last = list.len() - 1;
-        for (i, s) in list.iter().enumerate() {
-            let item = if i == last {
-                (*s).to_string()
-            } else {
-                format!("{s},")
-            };
-            if line.len() + item.len() + 1 > 80 {
-                out.push_str(&line);
-                out.push('\n');
-                line = String::from("   ");
-            }
-            line.push(' ');
-            line.push_str(&item);
-        }
-        out.push_str(&line);
-        out.push('\n');
     }
+    out
+}
+
+/// argh's help with the line `--version, -V` inserted before `--help` in `Options:`.
+fn with_version_option(argh_help: &str) -> String {
+    let mut out = String::with_capacity(argh_help.len() + HELP_WIDTH);
+    let mut in_options = false;
+    let mut listed = false;
+    for line in argh_help.split_inclusive('\n') {
+        if line.trim_end() == "Options:" {
+            in_options = true;
+        }
+        if in_options && !listed && line.starts_with("  --help") {
+            out.push_str(&entry_lines("--version, -V", VERSION_HELP));
+            listed = true;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// An entry of a help list as argh lays one out: `name` at column 2, `text` from column 20,
+/// wrapped at 80 columns (a name too long for its 18 columns stands alone on its line).
+fn entry_lines(name: &str, text: &str) -> String {
+    let pad = HELP_COLUMN - 2;
+    let mut out = if name.chars().count() < pad {
+        format!("  {name:<pad$}")
+    } else {
+        format!("  {name}\n{:HELP_COLUMN$}", "")
+    };
+    out.push_str(wrapped(text, HELP_COLUMN).trim_start());
+    out
+}
+
+/// `text` wrapped at 80 columns at spaces, every line indented by `indent` and ending in a
+/// newline.
+fn wrapped(text: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > HELP_WIDTH {
+            out.push_str(&format!("{:indent$}{line}\n", ""));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&format!("{:indent$}{line}\n", ""));
     out
 }
 
@@ -498,6 +552,15 @@ pub enum Alias {
     DroppedSwitch,
     /// An option pitr does not support: a usage error with this HINT.
     Refused(&'static str),
+    /// An option of another form of the binary, which the form this table is for does not
+    /// take: a usage error naming that form (`pitr-restore --from-backup`), with the HINT
+    /// `hint`.
+    NotInForm {
+        /// The form of the table, as the message names it.
+        form: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
     /// A switch with an optional WAL file name (OmniPITR's `-r [%r]`): the next argument is
     /// the value of the option `value` only if it is a WAL segment name and another WAL file
     /// name follows it, so that `-r %f %p` leaves `%f` in place (OmniPITR issue #39).
@@ -531,27 +594,29 @@ pub struct Translated {
     pub ignored: Vec<String>,
 }
 
-/// An option pitr does not support, given.
+/// An option pitr does not support, or one of another form of the binary, given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("option {option} is not supported")]
+#[error("{message}")]
 pub struct Refusal {
     /// The option as spelled.
     pub option: String,
+    /// The usage error: `option -dd is not supported`.
+    pub message: String,
     /// What to use instead.
     pub hint: &'static str,
 }
 
 /// Rewrites OmniPITR's spellings in `args` into ours by the table `aliases`: short and
-/// two-letter aliases (`-dl /x`, also `-dl=/x`), dropped options (removed and listed in
-/// [`Translated::ignored`]), refused ones (an error), and single-dash long names (`-dst-local`)
-/// of the options in `longs`. Nothing after `--` is touched, nor the value of a translated
-/// option.
+/// two-letter aliases (`-dl /x`, also `-dl=/x`, and `--dl` as Getopt::Long took it), dropped
+/// options (removed and listed in [`Translated::ignored`]), refused ones (an error), and
+/// single-dash long names (`-dst-local`) of the options in `longs`. Nothing after `--` is
+/// touched, nor the value of a translated option.
 pub fn translate(
     aliases: Aliases,
     longs: &[String],
     args: Vec<String>,
 ) -> Result<Translated, Refusal> {
-    let lookup = |name: &str| aliases.iter().find(|(a, _)| *a == name).map(|(_, k)| *k);
+    let lookup = |name: &str| alias_of(aliases, longs, name);
     let mut out = Translated {
         args: Vec::with_capacity(args.len()),
         ignored: Vec::new(),
@@ -588,7 +653,20 @@ pub fn translate(
                 out.ignored.push(arg);
             }
             Alias::DroppedSwitch => out.ignored.push(arg),
-            Alias::Refused(hint) => return Err(Refusal { option: arg, hint }),
+            Alias::Refused(hint) => {
+                return Err(Refusal {
+                    message: format!("option {arg} is not supported"),
+                    option: arg,
+                    hint,
+                })
+            }
+            Alias::NotInForm { form, hint } => {
+                return Err(Refusal {
+                    message: format!("option {arg} is not an option of {form}"),
+                    option: arg,
+                    hint,
+                })
+            }
             Alias::SwitchOrWal { switch, value } => {
                 out.args.push(switch.to_string());
                 if takes_wal_value(queue.make_contiguous()) {
@@ -607,6 +685,26 @@ pub fn translate(
         }
     }
     Ok(out)
+}
+
+/// How the table `aliases` reads the argument `name`: its entry, or for `--dl` the entry of the
+/// multi-letter alias `-dl` (OmniPITR's Getopt::Long took one dash or two) unless `--dl` is one
+/// of our long options `longs`.
+fn alias_of(aliases: Aliases, longs: &[String], name: &str) -> Option<Alias> {
+    let find = |spelling: &str| {
+        aliases
+            .iter()
+            .find(|(a, _)| *a == spelling)
+            .map(|(_, k)| *k)
+    };
+    find(name).or_else(|| {
+        let single = name.strip_prefix('-')?;
+        let multi_letter = single.starts_with('-') && !single.starts_with("--") && single.len() > 2;
+        if !multi_letter || longs.iter().any(|l| l == name) {
+            return None;
+        }
+        find(single)
+    })
 }
 
 /// Is the first of `rest` the value of an optional WAL file name option: a segment name
@@ -656,7 +754,9 @@ pub fn did_you_mean<'a>(given: &str, longs: &'a [String]) -> Option<&'a str> {
         .iter()
         .map(|l| (edit_distance(name, l.trim_start_matches('-')), l))
         .min_by_key(|(d, _)| *d)?;
-    (distance <= 2 && distance * 2 < name.chars().count()).then_some(best.as_str())
+    // A long option is never its own correction (pitr-restore --from-backup --data-dir: an
+    // option of the other form).
+    (distance <= 2 && distance * 2 < name.chars().count() && best != given).then_some(best.as_str())
 }
 
 /// Levenshtein distance between `a` and `b`, in characters.
@@ -682,17 +782,53 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// What is wrong with `T`'s alias table: a spelling listed twice, or translated into an option
 /// `T` does not have. For each binary's unit tests.
 pub fn alias_problems<T: Tool>() -> Vec<String> {
-    let longs = T::long_options();
+    table_problems(T::ALIASES, &T::long_options())
+}
+
+/// What is wrong with the `--help` that `T` prints for `args` (`["--help"]`, or the arguments of
+/// another form ending in `--help`): a line of its `Options:` or `OmniPITR spellings:` wider
+/// than 80 columns, or `--version` missing from its options. For each binary's unit tests.
+pub fn help_problems<T: Tool>(args: &[&str]) -> Vec<String> {
+    let raw = args.iter().map(OsString::from).collect();
+    let help = match parse_from::<T>(raw) {
+        Err(Exit::Print(help)) => help,
+        other => return vec![format!("{args:?} printed no help: {:?}", other.err())],
+    };
     let mut problems = Vec::new();
-    for (i, (spelling, alias)) in T::ALIASES.iter().enumerate() {
-        if T::ALIASES[..i].iter().any(|(s, _)| s == spelling) {
+    for title in ["Options:", "OmniPITR spellings:"] {
+        let section = help
+            .split(&format!("\n{title}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_default();
+        for line in section.lines().filter(|l| l.chars().count() > HELP_WIDTH) {
+            problems.push(format!(
+                "{title} line wider than {HELP_WIDTH} columns: {line}"
+            ));
+        }
+    }
+    if !help.contains("\n  --version, -V ") {
+        problems.push("Options: lacks --version".to_string());
+    }
+    problems
+}
+
+/// What is wrong with the alias table `aliases` of a binary (or of one of its forms) whose long
+/// options are `longs`: a spelling listed twice, or translated into an option not in `longs`.
+pub fn table_problems(aliases: Aliases, longs: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, (spelling, alias)) in aliases.iter().enumerate() {
+        if aliases[..i].iter().any(|(s, _)| s == spelling) {
             problems.push(format!("{spelling} is listed twice"));
         }
         let targets = match alias {
             Alias::Option(l) | Alias::Switch(l) => vec![*l],
             Alias::SwitchOrWal { switch, value } => vec![*switch, *value],
             Alias::ByValue { number, other } => vec![*number, *other],
-            Alias::DroppedOption | Alias::DroppedSwitch | Alias::Refused(_) => vec![],
+            Alias::DroppedOption
+            | Alias::DroppedSwitch
+            | Alias::Refused(_)
+            | Alias::NotInForm { .. } => vec![],
         };
         for target in targets {
             if !longs.iter().any(|l| l == target) {
@@ -1031,6 +1167,104 @@ mod tests {
     }
 
     #[test]
+    fn two_dashes_spell_a_multi_letter_alias_too() {
+        // Getopt::Long: `--dl` is `-dl`, for translated, dropped and refused spellings alike.
+        let t = tr(&[
+            "--dl",
+            "/a",
+            "--dl=/b",
+            "--nn",
+            "--gp",
+            "/bin/gzip",
+            "--s",
+            "/st",
+            "%p",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.args,
+            ["--dst-local", "/a", "--dst-local", "/b", "--s", "/st", "%p"]
+        );
+        assert_eq!(t.ignored, ["--nn", "--gp"]);
+        let e = tr(&["--dd", "u@h:/x"]).unwrap_err();
+        assert_eq!(e.to_string(), "option --dd is not supported");
+        assert_eq!(e.hint, "use --dst-pipe");
+        // One-letter aliases, three dashes, and a long option of that name are left alone.
+        assert_eq!(
+            tr(&["--v", "---dl", "x"]).unwrap().args,
+            ["--v", "---dl", "x"]
+        );
+        let t = translate(TABLE, &s(&["--dl"]), s(&["--dl", "x"])).unwrap();
+        assert_eq!(t.args, ["--dl", "x"]);
+        let (a, ignored) = parse_from::<Args>(os(&["--dl", "/a", "--nn", "w"])).unwrap();
+        assert_eq!(a.dst_local, ["/a"]);
+        assert_eq!(ignored, ["--nn"]);
+    }
+
+    /// [`Args`] as a binary of two forms: `--verbose` picks the second, whose table has no
+    /// `-dl`.
+    #[derive(Debug)]
+    struct TwoForms(Args);
+
+    impl Parse for TwoForms {
+        fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
+            <Args as Parse>::parse(tool, args).map(TwoForms)
+        }
+    }
+
+    impl HasCommon for TwoForms {
+        fn common(&self) -> CommonOptions {
+            self.0.common()
+        }
+    }
+
+    impl Tool for TwoForms {
+        const NAME: &'static str = "pitr-archive";
+        const ALIASES: Aliases = Args::ALIASES;
+        fn aliases(args: &[String]) -> Aliases {
+            if args.iter().any(|a| a == "--verbose") {
+                &[(
+                    "-dl",
+                    Alias::NotInForm {
+                        form: "pitr-archive --verbose",
+                        hint: "give --dst-local",
+                    },
+                )]
+            } else {
+                Self::ALIASES
+            }
+        }
+        fn run(self) -> anyhow::Result<ExitCode> {
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+
+    #[test]
+    fn each_form_has_its_own_table() {
+        let (a, _) = parse_from::<TwoForms>(os(&["-dl", "/a", "w"])).unwrap();
+        assert_eq!(a.0.dst_local, ["/a"]);
+        assert_eq!(
+            parse_from::<TwoForms>(os(&["--verbose", "-dl", "/a", "w"])).unwrap_err(),
+            Exit::Usage {
+                message: "option -dl is not an option of pitr-archive --verbose".into(),
+                hint: "give --dst-local".into(),
+                status: exit::USAGE,
+            }
+        );
+        match parse_from::<TwoForms>(os(&["--verbose", "--help"])).unwrap_err() {
+            Exit::Print(text) => assert!(
+                text.ends_with(
+                    "OmniPITR spellings:\n  \
+                     OmniPITR's options are accepted as written, also in --config-file files:\n  \
+                     Not supported, refused with a HINT saying what to use instead:\n    -dl\n"
+                ),
+                "{text}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn r_without_a_value_leaves_f_in_place() {
         let f = "000000010000000000000005";
         let r = "000000010000000000000003";
@@ -1102,6 +1336,9 @@ mod tests {
         assert_eq!(did_you_mean("--loq", &longs), Some("--log"));
         assert_eq!(did_you_mean("-q", &longs), None);
         assert_eq!(did_you_mean("--archive", &longs), None);
+        // Never the option given itself (an option of another form of the binary).
+        assert_eq!(did_you_mean("--dst-local", &longs), None);
+        assert_eq!(did_you_mean("---verbose", &longs), Some("--verbose"));
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         let e = parse_from::<Args>(os(&["--dst-locl", "/a", "w"])).unwrap_err();
         assert_eq!(
@@ -1200,26 +1437,97 @@ mod tests {
 
     #[test]
     fn help_lists_the_omnipitr_spellings_of_the_table() {
-        let help = with_aliases_help(
-            "Usage: t\n\nOptions:\n  --x  x\n".into(),
+        let help = full_help(
+            "Usage: t\n\nOptions:\n  --x               x\n  --help, help      display usage information\n",
             &[
                 ("-dl", Alias::Option("--dst-local")),
                 ("-v", Alias::Switch("--verbose")),
+                (
+                    "-r",
+                    Alias::SwitchOrWal {
+                        switch: "--remove-unneeded",
+                        value: "--oldest-needed",
+                    },
+                ),
+                ("--remove-unneeded", Alias::Switch("--remove-unneeded")),
+                ("--a-very-long-spelling", Alias::Option("--x")),
                 ("-nn", Alias::DroppedSwitch),
                 ("-gp", Alias::DroppedOption),
                 ("-dd", Alias::Refused("use --dst-pipe")),
+                (
+                    "-D",
+                    Alias::NotInForm {
+                        form: "t --other",
+                        hint: "use --x",
+                    },
+                ),
             ],
         );
         assert_eq!(
             help,
-            "Usage: t\n\nOptions:\n  --x  x\n\nOmniPITR spellings:\n  \
+            "Usage: t\n\nOptions:\n  \
+             --x               x\n  \
+             --version, -V     print the program's name and version, and exit\n  \
+             --help, help      display usage information\n\n\
+             OmniPITR spellings:\n  \
              OmniPITR's options are accepted as written, also in --config-file files:\n  \
              -dl               --dst-local\n  \
              -v                --verbose\n  \
+             -r                --remove-unneeded, and --oldest-needed when a WAL segment\n                    \
+             name and %f follow\n  \
+             --remove-unneeded --remove-unneeded\n  \
+             --a-very-long-spelling\n                    \
+             --x\n  \
              Not needed, ignored with a WARNING:\n    -nn, -gp\n  \
-             Not supported, refused with a HINT saying what to use instead:\n    -dd\n"
+             Not supported, refused with a HINT saying what to use instead:\n    -dd, -D\n"
         );
-        assert_eq!(with_aliases_help("Usage: t\n".into(), &[]), "Usage: t\n");
+        assert!(help.lines().all(|l| l.len() <= 80), "{help}");
+        // Without a table: argh's help with --version only.
+        assert_eq!(
+            full_help("Usage: t\n\nOptions:\n  --help, help      help\n", &[]),
+            "Usage: t\n\nOptions:\n  --version, -V     print the program's name and version, and exit\n  \
+             --help, help      help\n"
+        );
+        // A long list wraps at 80 columns.
+        const DROPPED: Aliases = &[
+            ("-gp", Alias::DroppedOption),
+            ("--gzip-path", Alias::DroppedOption),
+            ("-bp", Alias::DroppedOption),
+            ("--bzip2-path", Alias::DroppedOption),
+            ("-lp", Alias::DroppedOption),
+            ("--lzma-path", Alias::DroppedOption),
+            ("-ll", Alias::DroppedOption),
+            ("--lz4-path", Alias::DroppedOption),
+            ("-xz", Alias::DroppedOption),
+            ("--xz-path", Alias::DroppedOption),
+        ];
+        assert!(full_help("Usage: t\n", DROPPED).ends_with(
+            "Not needed, ignored with a WARNING:\n    \
+             -gp, --gzip-path, -bp, --bzip2-path, -lp, --lzma-path, -ll, --lz4-path, -xz,\n    \
+             --xz-path\n"
+        ));
+    }
+
+    #[test]
+    fn help_of_the_tool_lists_version_and_the_spellings() {
+        let help = match parse_from::<Args>(os(&["--help"])).unwrap_err() {
+            Exit::Print(text) => text,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            help.contains(
+                "\n  --version, -V     print the program's name and version, and exit\n  \
+                 --help, help      display usage information\n\nOmniPITR spellings:\n"
+            ),
+            "{help}"
+        );
+        assert!(
+            help.contains(
+                "\n  --config-file     read options from FILE, one per line as on the command line\n                    \
+                 (--temp-dir /var/tmp), # starts a comment\n"
+            ),
+            "{help}"
+        );
     }
 
     #[test]

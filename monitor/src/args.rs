@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use argh::FromArgs;
-use pitr_common::cli::{CommonOptions, HasCommon, Parse, Tool};
+use pitr_common::cli::{Alias, Aliases, CommonOptions, HasCommon, Parse, Tool};
 use pitr_common::exit::Failure;
 use pitr_common::log_warning;
 
@@ -73,8 +73,7 @@ use crate::threshold::Range;
             --log names the logs to read, as in OmniPITR's monitor; pitr-monitor's own log\n\
             lines go to stderr. --config-file FILE (also spelled --config or --cfg) reads\n\
             options from FILE, one per line, # starting a comment, as if they were given\n\
-            where --config-file stands. --version (or -V) prints the program's name and\n\
-            version.",
+            where --config-file stands.",
     note = "\n\
             Files:\n\
             STATE_DIR/pitr-monitor.state\n\
@@ -212,7 +211,8 @@ pub struct Args {
     #[argh(option)]
     pub psql_path: Option<String>,
 
-    /// read options from FILE, one per line, # starts a comment
+    /// read options from FILE, one per line as on the command line (--temp-dir /var/tmp), #
+    /// starts a comment
     #[argh(option)]
     // Expanded in place by `cli::main`; declared so that --help lists it.
     #[allow(dead_code)]
@@ -251,6 +251,23 @@ impl Parse for Args {
 
 impl Tool for Args {
     const NAME: &'static str = "pitr-monitor";
+
+    /// omnipitr-monitor's spellings (README, "Migrating from OmniPITR"). `-l` is the log to
+    /// read, as it was for omnipitr-monitor; `-h` is the host, not help.
+    const ALIASES: Aliases = &[
+        ("-c", Alias::Option("--check")),
+        ("-l", Alias::Option("--log")),
+        ("-s", Alias::Option("--state-dir")),
+        ("-v", Alias::Switch("--verbose")),
+        ("-d", Alias::Option("--database")),
+        ("-h", Alias::Option("--host")),
+        ("-p", Alias::Option("--port")),
+        ("-U", Alias::Option("--username")),
+        ("-t", Alias::Option("--temp-dir")),
+        // Accepted and ignored with a WARNING (`Config`): the monitor has its own client.
+        ("-pp", Alias::Option("--psql-path")),
+        ("-?", Alias::Switch("--help")),
+    ];
 
     /// Usage errors are UNKNOWN, as every error of a monitoring plugin.
     fn usage_status(_args: &[String]) -> u8 {
@@ -578,6 +595,8 @@ fn store(opt: &str, spec: &str) -> anyhow::Result<Store> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use pitr_common::cli::Exit;
+    use std::ffi::OsString;
 
     fn parse(args: &[&str]) -> anyhow::Result<Config> {
         let a = Args::from_args(&["pitr-monitor"], args).map_err(|e| anyhow::anyhow!(e.output))?;
@@ -586,6 +605,106 @@ mod tests {
 
     fn err(args: &[&str]) -> String {
         format!("{:#}", parse(args).unwrap_err())
+    }
+
+    /// What `pitr-monitor ARGS` makes of its arguments, as its `main` does.
+    fn parse_all(args: &[&str]) -> Result<(Args, Vec<String>), Exit> {
+        pitr_common::cli::parse_from::<Args>(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn every_alias_names_an_option_of_ours() {
+        assert_eq!(
+            pitr_common::cli::alias_problems::<Args>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn omnipitr_monitor_lines_run_as_written() {
+        let d = tempfile::tempdir().unwrap();
+        let sd = d.path().display().to_string();
+        let (a, ignored) = parse_all(&[
+            "-c",
+            "Last_Archive_Age",
+            "-l",
+            "/x/^Y.log",
+            "-l=/y.log",
+            "-s",
+            &sd,
+            "-v",
+            "-t",
+            "/tmp",
+            "-pp",
+            "/usr/bin/psql",
+        ])
+        .unwrap();
+        assert!(ignored.is_empty());
+        assert_eq!(a.check.as_deref(), Some("Last_Archive_Age"));
+        assert_eq!(a.log, ["/x/^Y.log", "/y.log"]);
+        assert_eq!(a.state_dir, Some(PathBuf::from(&sd)));
+        assert!(a.verbose);
+        assert_eq!(a.temp_dir, Some(PathBuf::from("/tmp")));
+        assert_eq!(a.psql_path.as_deref(), Some("/usr/bin/psql"));
+        let (a, _) = parse_all(&[
+            "-c",
+            "archive-queue",
+            "-h",
+            "/run/pg",
+            "-p",
+            "5433",
+            "-U",
+            "me",
+            "-d",
+            "db",
+            "--pp",
+            "psql",
+        ])
+        .unwrap();
+        assert_eq!(a.host.as_deref(), Some("/run/pg"));
+        assert_eq!(a.port, Some(5433));
+        assert_eq!(a.username.as_deref(), Some("me"));
+        assert_eq!(a.database.as_deref(), Some("db"));
+        assert_eq!(a.psql_path.as_deref(), Some("psql"));
+        // A usage error is UNKNOWN, as every error of the monitor.
+        assert_eq!(
+            parse_all(&["-c", "errors", "-x"]).unwrap_err(),
+            Exit::Usage {
+                message: "Unrecognized argument: -x".into(),
+                hint: "run pitr-monitor --help for usage".into(),
+                status: UNKNOWN,
+            }
+        );
+    }
+
+    #[test]
+    fn help_lists_version_and_the_omnipitr_spellings() {
+        let Err(Exit::Print(help)) = parse_all(&["-?"]) else {
+            panic!("-? printed no help")
+        };
+        assert!(help.starts_with("Usage: pitr-monitor --check"), "{help}");
+        assert!(
+            help.ends_with(
+                "OmniPITR spellings:\n  \
+                 OmniPITR's options are accepted as written, also in --config-file files:\n  \
+                 -c                --check\n  \
+                 -l                --log\n  \
+                 -s                --state-dir\n  \
+                 -v                --verbose\n  \
+                 -d                --database\n  \
+                 -h                --host\n  \
+                 -p                --port\n  \
+                 -U                --username\n  \
+                 -t                --temp-dir\n  \
+                 -pp               --psql-path\n  \
+                 -?                --help\n"
+            ),
+            "{help}"
+        );
+        assert_eq!(
+            pitr_common::cli::help_problems::<Args>(&["--help"]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -60,9 +60,8 @@ pitr_common::tool_args! {
                 \x20 restore_command = '/opt/pitr/bin/pitr-restore --streaming-replication --source zstd=/var/lib/pgsql/wal_archive %f %p'",
         note = "--config-file FILE (also spelled --config or --cfg) reads options from FILE,\n\
                 one per line (\"--source /var/lib/pgsql/wal_archive\"), # starting a comment, as\n\
-                if they were given where --config-file stands. --version (or -V) prints the\n\
-                program's name and version. PostgreSQL expands %f, %p and %r only in\n\
-                restore_command itself.\n\
+                if they were given where --config-file stands. PostgreSQL expands %f, %p and\n\
+                %r only in restore_command itself.\n\
                 \n\
                 A damaged or foreign archived file is logged as an ERROR and waited on, as it\n\
                 may be repaired; with --streaming-replication it is status 1. SIGUSR1 to a\n\
@@ -407,12 +406,14 @@ pub enum Args {
     Backup(BackupArgs),
 }
 
-/// True when the arguments are the `--from-backup` form.
+/// True when the arguments are the `--from-backup` form (also spelled `-from-backup`, as any
+/// long option may be).
 fn is_from_backup<S: AsRef<str>>(args: &[S]) -> bool {
     args.iter()
         .map(AsRef::as_ref)
         .take_while(|a| *a != "--")
-        .any(|a| a == "--from-backup" || a.starts_with("--from-backup="))
+        .map(|a| a.split_once('=').map_or(a, |(name, _)| name))
+        .any(|a| a == "--from-backup" || a == "-from-backup")
 }
 
 /// Options of the `--from-backup` form only, for a clear message when given without it.
@@ -438,10 +439,97 @@ const REMOVE_UNNEEDED: Alias = Alias::SwitchOrWal {
     value: "--oldest-needed",
 };
 
-/// OmniPITR's pre-removal hook, which pitr does not run.
+/// OmniPITR's pre-removal hook (`-h`, `--pre-removal-processing`), which pitr does not run.
 const PRE_REMOVAL: Alias = Alias::Refused(
-    "pitr-restore runs no hook before removing: to keep WAL elsewhere, send it there when it is archived (pitr-archive --dst-local, --dst-pipe); pitr-restore -h is not OmniPITR's --pre-removal-processing",
+    "OmniPITR's -h (--pre-removal-processing) ran a command before each removal; pitr-restore runs none: to keep a copy of each WAL file, give pitr-archive another destination (--dst-local, --dst-remote or --dst-pipe), or leave out --remove-unneeded (-r) so that nothing is removed; for help, run pitr-restore --help",
 );
+
+/// The form the `--from-backup` table is for, as its refusals name it.
+const BACKUP_FORM: &str = "pitr-restore --from-backup";
+
+/// OmniPITR's `-D`: the data directory of the restore_command form.
+const DATA_DIR_ELSEWHERE: Alias = Alias::NotInForm {
+    form: BACKUP_FORM,
+    hint: "-D (--data-dir) is the restore_command's data directory; the one --from-backup creates is --target-data-dir NEW",
+};
+
+/// Removal settings the restore_command that `--from-backup` writes does not carry.
+const NOT_HANDED_ON: Alias = Alias::NotInForm {
+    form: BACKUP_FORM,
+    hint: "--from-backup does not pass it on to the restore_command it writes: leave it out, and add it to restore_command in NEW/postgresql.auto.conf afterwards if needed",
+};
+
+/// omnipitr-restore's spellings in the restore_command form (README, "Migrating from
+/// OmniPITR").
+const WAL_ALIASES: Aliases = &[
+    ("-D", Alias::Option("--data-dir")),
+    ("-s", Alias::Option("--source")),
+    ("-w", Alias::Option("--recovery-delay")),
+    ("-f", Alias::Option("--finish-trigger")),
+    ("-r", REMOVE_UNNEEDED),
+    ("--remove-unneeded", REMOVE_UNNEEDED),
+    ("-rb", Alias::Switch("--remove-before")),
+    ("-rt", Alias::Option("--remove-at-a-time")),
+    ("-p", Alias::Option("--removal-pause-trigger")),
+    ("-sr", Alias::Switch("--streaming-replication")),
+    ("-ep", Alias::Option("--error-pgcontroldata")),
+    ("-pp", Alias::Option("--pgcontroldata-path")),
+    ("-t", Alias::Option("--temp-dir")),
+    ("-l", Alias::Option("--log")),
+    ("-v", Alias::Switch("--verbose")),
+    ("-?", Alias::Switch("--help")),
+    ("-h", PRE_REMOVAL),
+    ("--pre-removal-processing", PRE_REMOVAL),
+    // Not needed: gzip and zstd are built in.
+    ("-gp", Alias::DroppedOption),
+    ("--gzip-path", Alias::DroppedOption),
+    ("-bp", Alias::DroppedOption),
+    ("--bzip2-path", Alias::DroppedOption),
+    ("-lp", Alias::DroppedOption),
+    ("--lzma-path", Alias::DroppedOption),
+    ("-ll", Alias::DroppedOption),
+    ("--lz4-path", Alias::DroppedOption),
+    ("-xz", Alias::DroppedOption),
+    ("--xz-path", Alias::DroppedOption),
+];
+
+/// The same spellings in the `--from-backup` form, translated only into its own options: the
+/// restore_command's settings it hands on are accepted, the others refused with a HINT.
+const BACKUP_ALIASES: Aliases = &[
+    ("-s", Alias::Option("--source")),
+    ("-w", Alias::Option("--recovery-delay")),
+    ("-f", Alias::Option("--finish-trigger")),
+    ("-r", Alias::Switch("--remove-unneeded")),
+    ("-p", Alias::Option("--removal-pause-trigger")),
+    ("-sr", Alias::Switch("--streaming-replication")),
+    ("-t", Alias::Option("--temp-dir")),
+    ("-l", Alias::Option("--log")),
+    ("-v", Alias::Switch("--verbose")),
+    ("-?", Alias::Switch("--help")),
+    ("-D", DATA_DIR_ELSEWHERE),
+    ("--data-dir", DATA_DIR_ELSEWHERE),
+    ("-rb", NOT_HANDED_ON),
+    ("--remove-before", NOT_HANDED_ON),
+    ("-rt", NOT_HANDED_ON),
+    ("--remove-at-a-time", NOT_HANDED_ON),
+    ("-ep", NOT_HANDED_ON),
+    ("--error-pgcontroldata", NOT_HANDED_ON),
+    ("-pp", NOT_HANDED_ON),
+    ("--pgcontroldata-path", NOT_HANDED_ON),
+    ("-h", PRE_REMOVAL),
+    ("--pre-removal-processing", PRE_REMOVAL),
+    // Not needed: gzip and zstd are built in.
+    ("-gp", Alias::DroppedOption),
+    ("--gzip-path", Alias::DroppedOption),
+    ("-bp", Alias::DroppedOption),
+    ("--bzip2-path", Alias::DroppedOption),
+    ("-lp", Alias::DroppedOption),
+    ("--lzma-path", Alias::DroppedOption),
+    ("-ll", Alias::DroppedOption),
+    ("--lz4-path", Alias::DroppedOption),
+    ("-xz", Alias::DroppedOption),
+    ("--xz-path", Alias::DroppedOption),
+];
 
 impl Parse for Args {
     fn parse(tool: &str, args: &[&str]) -> Result<Self, argh::EarlyExit> {
@@ -475,38 +563,18 @@ impl HasCommon for Args {
 impl Tool for Args {
     const NAME: &'static str = "pitr-restore";
 
-    /// omnipitr-restore's spellings (README, "Migrating from OmniPITR").
-    const ALIASES: Aliases = &[
-        ("-D", Alias::Option("--data-dir")),
-        ("-s", Alias::Option("--source")),
-        ("-w", Alias::Option("--recovery-delay")),
-        ("-f", Alias::Option("--finish-trigger")),
-        ("-r", REMOVE_UNNEEDED),
-        ("--remove-unneeded", REMOVE_UNNEEDED),
-        ("-rb", Alias::Switch("--remove-before")),
-        ("-rt", Alias::Option("--remove-at-a-time")),
-        ("-p", Alias::Option("--removal-pause-trigger")),
-        ("-sr", Alias::Switch("--streaming-replication")),
-        ("-ep", Alias::Option("--error-pgcontroldata")),
-        ("-pp", Alias::Option("--pgcontroldata-path")),
-        ("-t", Alias::Option("--temp-dir")),
-        ("-l", Alias::Option("--log")),
-        ("-v", Alias::Switch("--verbose")),
-        ("-?", Alias::Switch("--help")),
-        ("-h", PRE_REMOVAL),
-        ("--pre-removal-processing", PRE_REMOVAL),
-        // Not needed: gzip and zstd are built in.
-        ("-gp", Alias::DroppedOption),
-        ("--gzip-path", Alias::DroppedOption),
-        ("-bp", Alias::DroppedOption),
-        ("--bzip2-path", Alias::DroppedOption),
-        ("-lp", Alias::DroppedOption),
-        ("--lzma-path", Alias::DroppedOption),
-        ("-ll", Alias::DroppedOption),
-        ("--lz4-path", Alias::DroppedOption),
-        ("-xz", Alias::DroppedOption),
-        ("--xz-path", Alias::DroppedOption),
-    ];
+    /// The restore_command form's table; [`Tool::aliases`] picks the form's.
+    const ALIASES: Aliases = WAL_ALIASES;
+
+    /// Each form's table: an alias of the restore_command form that `--from-backup` lacks is
+    /// refused there with a HINT, never handed to an option the form does not have.
+    fn aliases(args: &[String]) -> Aliases {
+        if is_from_backup(args) {
+            BACKUP_ALIASES
+        } else {
+            WAL_ALIASES
+        }
+    }
 
     /// Both forms' options: an option of either is "meant".
     fn long_options() -> Vec<String> {
@@ -982,6 +1050,8 @@ pub fn check_sources(sources: &[Location], streaming: bool) -> anyhow::Result<()
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use pitr_common::cli::{table_problems, Exit};
+    use std::ffi::OsString;
 
     fn parse(args: &[&str]) -> Result<Args, argh::EarlyExit> {
         Args::parse("pitr-restore", args)
@@ -1061,6 +1131,195 @@ mod tests {
         assert_eq!(a.files, ["000000010000000000000005", "pg_wal/RECOVERYXLOG"]);
         assert_eq!(a.error_pgcontroldata, Some(OnControlError::Hang));
         assert_eq!(a.removal_pause_trigger, Some(PathBuf::from("/p")));
+    }
+
+    /// What `pitr-restore ARGS` makes of its arguments, as its `main` does.
+    fn parse_all(args: &[&str]) -> Result<(Args, Vec<String>), Exit> {
+        pitr_common::cli::parse_from::<Args>(args.iter().map(OsString::from).collect())
+    }
+
+    /// The usage error of `pitr-restore ARGS`: (message, HINT, status).
+    fn usage_error(args: &[&str]) -> (String, String, u8) {
+        match parse_all(args) {
+            Err(Exit::Usage {
+                message,
+                hint,
+                status,
+            }) => (message, hint, status),
+            Err(other) => panic!("{other:?}"),
+            Ok((a, _)) => panic!("parsed: {a:?}"),
+        }
+    }
+
+    /// The long options of the `--from-backup` form.
+    fn backup_longs() -> Vec<String> {
+        let help = BackupArgs::parse(Args::NAME, &["--from-backup", "x", "--help"]).unwrap_err();
+        pitr_common::cli::option_names(&help.output)
+    }
+
+    #[test]
+    fn each_form_translates_into_its_own_options() {
+        let help = WalArgs::parse(Args::NAME, &["--help"]).unwrap_err();
+        let wal_longs = pitr_common::cli::option_names(&help.output);
+        assert!(!wal_longs.iter().any(|l| l == "--target-data-dir"));
+        assert_eq!(
+            table_problems(WAL_ALIASES, &wal_longs),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            table_problems(BACKUP_ALIASES, &backup_longs()),
+            Vec::<String>::new()
+        );
+        // Every spelling of one form is read (or refused) by the other too: none is left to
+        // argh as an unknown argument.
+        let backup_longs = backup_longs();
+        for (spelling, _) in WAL_ALIASES {
+            assert!(
+                BACKUP_ALIASES.iter().any(|(s, _)| s == spelling)
+                    || backup_longs.iter().any(|l| l == spelling),
+                "{spelling}"
+            );
+        }
+        for (spelling, _) in BACKUP_ALIASES {
+            let long = spelling.starts_with("--");
+            assert!(
+                long || WAL_ALIASES.iter().any(|(s, _)| s == spelling),
+                "{spelling}"
+            );
+        }
+        let (Args::Backup(a), ignored) = parse_all(&[
+            "--from-backup",
+            "/b",
+            "--target-data-dir",
+            "/n",
+            "-s",
+            "/a",
+            "-f",
+            "/t",
+            "-w",
+            "60",
+            "-r",
+            "-p",
+            "/p",
+            "-sr",
+            "-l",
+            "-",
+            "-v",
+            "--gp",
+            "/bin/gzip",
+        ])
+        .unwrap() else {
+            panic!("not the --from-backup form")
+        };
+        assert_eq!(a.source, ["/a"]);
+        assert_eq!(a.finish_trigger, Some(PathBuf::from("/t")));
+        assert_eq!(a.recovery_delay, Some(60));
+        assert!(a.remove_unneeded && a.streaming_replication && a.verbose);
+        assert_eq!(a.removal_pause_trigger, Some(PathBuf::from("/p")));
+        assert_eq!(a.log.as_deref(), Some("-"));
+        assert_eq!(ignored, ["--gp"]);
+    }
+
+    #[test]
+    fn an_alias_of_the_other_form_is_a_usage_error() {
+        let backup = |extra: &[&str]| {
+            let mut args = vec!["--from-backup", "/b", "--target-data-dir", "/n", "-s", "/a"];
+            args.extend_from_slice(extra);
+            usage_error(&args)
+        };
+        let data_dir = (
+            "option -D is not an option of pitr-restore --from-backup".to_string(),
+            "-D (--data-dir) is the restore_command's data directory; the one --from-backup \
+             creates is --target-data-dir NEW"
+                .to_string(),
+            exit::USAGE,
+        );
+        assert_eq!(backup(&["-D", "/srv/data"]), data_dir);
+        assert_eq!(
+            backup(&["--data-dir", "/srv/data"]).0,
+            "option --data-dir is not an option of pitr-restore --from-backup"
+        );
+        assert_eq!(
+            backup(&["--rt", "5"]),
+            (
+                "option --rt is not an option of pitr-restore --from-backup".to_string(),
+                "--from-backup does not pass it on to the restore_command it writes: leave it \
+                 out, and add it to restore_command in NEW/postgresql.auto.conf afterwards if \
+                 needed"
+                    .to_string(),
+                exit::USAGE,
+            )
+        );
+        // An option of ours the form lacks: no "did you mean" the same option.
+        assert_eq!(
+            backup(&["--oldest-needed", "000000010000000000000001"]),
+            (
+                "Unrecognized argument: --oldest-needed".to_string(),
+                "run pitr-restore --help for usage".to_string(),
+                exit::USAGE,
+            )
+        );
+        // The other way round, as before: an option of --from-backup needs it.
+        assert_eq!(
+            usage_error(&["--target-data-dir", "/n", "-s", "/a", "x", "y"]).0,
+            "--target-data-dir needs --from-backup (restoring a backup: pitr-restore \
+             --from-backup DIR --target-data-dir NEW --source ARCHIVE)"
+        );
+    }
+
+    #[test]
+    fn h_says_what_to_use_instead() {
+        let pre_removal = (
+            "option -h is not supported".to_string(),
+            "OmniPITR's -h (--pre-removal-processing) ran a command before each removal; \
+             pitr-restore runs none: to keep a copy of each WAL file, give pitr-archive another \
+             destination (--dst-local, --dst-remote or --dst-pipe), or leave out \
+             --remove-unneeded (-r) so that nothing is removed; for help, run pitr-restore --help"
+                .to_string(),
+            exit::RESTORE_USAGE,
+        );
+        assert_eq!(
+            usage_error(&["-s", "/srv/wal", "-h", "/bin/true", "-r", "%f", "%p"]),
+            pre_removal
+        );
+        let (message, hint, status) = usage_error(&[
+            "--from-backup",
+            "/b",
+            "--pre-removal-processing",
+            "/bin/true",
+        ]);
+        assert_eq!(message, "option --pre-removal-processing is not supported");
+        assert_eq!((hint, status), (pre_removal.1, exit::USAGE));
+    }
+
+    #[test]
+    fn help_of_each_form_fits_80_columns_and_lists_version() {
+        for args in [&["--help"][..], &["--from-backup", "-", "--help"], &["-?"]] {
+            assert_eq!(
+                pitr_common::cli::help_problems::<Args>(args),
+                Vec::<String>::new()
+            );
+        }
+        // The restore_command form's -r line wraps (it was ~100 columns).
+        let Err(Exit::Print(help)) = parse_all(&["--help"]) else {
+            panic!()
+        };
+        assert!(help.contains(
+            "\n  -r                --remove-unneeded, and --oldest-needed when a WAL segment\n                    \
+             name and %f follow\n"
+        ));
+        let Err(Exit::Print(help)) = parse_all(&["--from-backup", "-", "--help"]) else {
+            panic!()
+        };
+        assert!(
+            help.ends_with(
+                "  Not supported, refused with a HINT saying what to use instead:\n    \
+             -D, --data-dir, -rb, --remove-before, -rt, --remove-at-a-time, -ep,\n    \
+             --error-pgcontroldata, -pp, --pgcontroldata-path, -h,\n    \
+             --pre-removal-processing\n"
+            ),
+            "{help}"
+        );
     }
 
     #[test]

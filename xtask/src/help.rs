@@ -19,7 +19,8 @@
 //! form (`pitr-restore --help`) and its `--from-backup` form (`pitr-restore --from-backup -
 //! --help`) are two argument types (restore/src/args.rs). [`of_tool`] reads every form and
 //! [`Help::merge`]s them into one help: every usage form, both descriptions, the first form's
-//! options followed by the other form's own ([`Help::form_options`]), and the sections of both.
+//! options followed by the other form's own ([`Help::form_options`]), and the sections of both,
+//! a section both forms print alike once.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,6 +29,10 @@ use anyhow::{bail, Context, Result};
 
 /// Where argh starts an entry's description.
 const DESCRIPTION_COLUMN: usize = 20;
+
+/// Sections whose lines do not say which form of the binary they are about: merged under a
+/// line naming the form (`With --from-backup:`).
+const FORM_LABELLED: [&str; 1] = ["OmniPITR spellings"];
 
 /// A binary's `--help`, taken apart.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -101,7 +106,9 @@ impl Help {
     /// forms before this one's `--help | --version` form, its description paragraphs after
     /// this one's, its positional arguments and options that this help does not list as they
     /// are (options into [`Help::form_options`] under `selector`), and its sections' lines
-    /// appended to this help's sections of the same title, after an empty line.
+    /// appended to this help's sections of the same title, after an empty line (and for a
+    /// [`FORM_LABELLED`] section a line `With SELECTOR:`). A section with the same lines in
+    /// both is kept once.
     pub fn merge(&mut self, other: Help, selector: &str) {
         let version_form = |form: &String| {
             form.split_whitespace()
@@ -134,8 +141,12 @@ impl Help {
         }
         for section in other.sections {
             match self.sections.iter_mut().find(|s| s.title == section.title) {
+                Some(mine) if mine.lines == section.lines => {}
                 Some(mine) => {
                     mine.lines.push(String::new());
+                    if FORM_LABELLED.contains(&section.title.as_str()) {
+                        mine.lines.push(format!("With {selector}:"));
+                    }
                     mine.lines.extend(section.lines);
                 }
                 None => self.sections.push(section),
@@ -215,7 +226,8 @@ pub fn strip_group(word: &str) -> &str {
 
 /// What is wrong between the usage and the `Options:` section: an option the usage does not
 /// show, or an option word in the usage that is not an option (`--help` and `--version`,
-/// which every binary takes, are allowed in the usage). Empty when they agree.
+/// which every binary takes, are allowed in the usage), or `--version` missing from either.
+/// Empty when they agree.
 pub fn usage_problems(help: &Help) -> Vec<String> {
     let program = help.program();
     let options = help.option_names();
@@ -230,7 +242,7 @@ pub fn usage_problems(help: &Help) -> Vec<String> {
     }
     let mut problems = Vec::new();
     for option in &options {
-        if *option != "--help" && !shown.contains(option) {
+        if !matches!(*option, "--help" | "--version") && !shown.contains(option) {
             problems.push(format!("{program}: the usage does not show {option}"));
         }
     }
@@ -246,6 +258,9 @@ pub fn usage_problems(help: &Help) -> Vec<String> {
             .any(|w| strip_group(w) == "--version")
     }) {
         problems.push(format!("{program}: the usage does not show --version"));
+    }
+    if !options.contains(&"--version") {
+        problems.push(format!("{program}: the options do not list --version"));
     }
     problems
 }
@@ -455,6 +470,7 @@ Options:
                     oldest one still needed
   --error-pgcontroldata
                     what a pg_control error does
+  --version, -V     print the program's name and version, and exit
   --help, help      display usage information
 
 Examples:
@@ -518,6 +534,7 @@ mod tests {
                 "--streaming-replication",
                 "--remove-unneeded",
                 "--error-pgcontroldata",
+                "--version, -V",
                 "--help, help"
             ]
         );
@@ -561,6 +578,7 @@ mod tests {
                 "--streaming-replication",
                 "--remove-unneeded",
                 "--error-pgcontroldata",
+                "--version",
                 "--help"
             ]
         );
@@ -616,13 +634,18 @@ mod tests {
         assert_eq!(usage_problems(&parse(SAMPLE)?), Vec::<String>::new());
         let drifted = SAMPLE
             .replace("[--poll-interval <SECONDS>]", "[--poll <SECONDS>]")
-            .replace("pitr-restore --help | --version", "pitr-restore --help");
+            .replace("pitr-restore --help | --version", "pitr-restore --help")
+            .replace(
+                "  --version, -V     print the program's name and version, and exit\n",
+                "",
+            );
         assert_eq!(
             usage_problems(&parse(&drifted)?),
             [
                 "pitr-restore: the usage does not show --poll-interval",
                 "pitr-restore: the usage shows --poll, which is not an option",
                 "pitr-restore: the usage does not show --version",
+                "pitr-restore: the options do not list --version",
             ]
         );
         Ok(())
@@ -641,10 +664,19 @@ mod tests {
              --poll-interval   seconds between looks at the archive while waiting (default\n                    \
              1; decimals allowed)\n  \
              --target-time     recover up to this time\n  \
+             --version, -V     print the program's name and version, and exit\n  \
              --help, help      display usage information\n\n\
+             Examples:\n  A warm spare:\n    \
+             restore_command = 'pitr-restore --source zstd=/srv/wal %f %p'\n  \
+             .leading dot\n\n\
              Notes:\n  Files:\n  NEW/postgresql.auto.conf  recovery settings\n\n\
-             Error codes:\n  3 with --from-backup: a usage error\n",
+             Error codes:\n  3 with --from-backup: a usage error\n\n\
+             OmniPITR spellings:\n  -s                --source\n  Not supported:\n    -D\n",
         )?;
+        help.sections.push(Section {
+            title: "OmniPITR spellings".into(),
+            lines: vec!["-D                --data-dir".into()],
+        });
         help.merge(other, "--from-backup");
         assert_eq!(help.usage.len(), 3);
         assert!(help.usage[1].starts_with("pitr-restore --from-backup <DIR>"));
@@ -654,8 +686,8 @@ mod tests {
             Some("--from-backup restores a backup set.")
         );
         // The first form's options stay as they were; the other form's own follow, --source
-        // among them for its other meaning, --poll-interval and --help not repeated.
-        assert_eq!(help.options.len(), 6);
+        // among them for its other meaning, --poll-interval, --version and --help not repeated.
+        assert_eq!(help.options.len(), 7);
         let (selector, own) = &help.form_options[0];
         assert_eq!(selector, "--from-backup");
         let own: Vec<&str> = own.iter().map(|e| e.name.as_str()).collect();
@@ -668,6 +700,7 @@ mod tests {
                 "--streaming-replication",
                 "--remove-unneeded",
                 "--error-pgcontroldata",
+                "--version",
                 "--help",
                 "--from-backup",
                 "--target-time"
@@ -688,6 +721,25 @@ mod tests {
         assert!(help
             .section("Notes")
             .is_some_and(|s| s.lines.iter().any(|l| l.starts_with("NEW/postgresql"))));
+        // Every title once; a section both forms print alike (the examples) once, and one
+        // that differs (the OmniPITR spellings) under a line naming the form.
+        let titles: Vec<&str> = help.sections.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["Examples", "Notes", "Error codes", "OmniPITR spellings"]
+        );
+        assert_eq!(help.section("Examples").map(|s| s.lines.len()), Some(3));
+        assert_eq!(
+            help.section("OmniPITR spellings").map(|s| s.lines.clone()),
+            Some(vec![
+                "-D                --data-dir".to_owned(),
+                String::new(),
+                "With --from-backup:".to_owned(),
+                "-s                --source".to_owned(),
+                "Not supported:".to_owned(),
+                "  -D".to_owned(),
+            ])
+        );
         Ok(())
     }
 

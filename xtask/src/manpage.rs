@@ -8,9 +8,9 @@
 //! - SYNOPSIS from the usage forms: literal words bold, `<placeholders>` italic, brackets,
 //!   `|` and `...` roman;
 //! - DESCRIPTION from the description paragraphs;
-//! - ARGUMENTS and OPTIONS as tagged paragraphs, each option's value as the usage shows it,
-//!   and `--version` (handled by `common::cli` for every binary) when the usage shows it;
-//!   the options of a binary's other form ([`Help::form_options`]: pitr-restore's
+//! - ARGUMENTS and OPTIONS as tagged paragraphs, each option's value as the usage shows it
+//!   (`--help` lists `--version` too, which `common::cli` handles for every binary); the
+//!   options of a binary's other form ([`Help::form_options`]: pitr-restore's
 //!   `--from-backup`) in a subsection of their own;
 //! - EXIT STATUS from argh's `Error codes` (`error_code` attributes; an indented line
 //!   continues the previous code's text);
@@ -170,25 +170,12 @@ fn check_complete(
     Ok(())
 }
 
-/// OPTIONS, with `--version` when the usage shows it.
+/// OPTIONS, as `--help` lists them, then the other forms' own.
 fn options_section(out: &mut String, help: &Help, page: &Page<'_>) {
     let tool = escape(page.tool);
     out.push_str(".SH OPTIONS\n");
     for entry in &help.options {
         tagged(out, &option_tag(help, &entry.name), entry);
-    }
-    let shows_version = help.usage.iter().any(|form| {
-        form.split_whitespace()
-            .any(|w| strip_group(w) == "--version")
-    });
-    if shows_version {
-        out.push_str(".TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n");
-        let _ = writeln!(
-            out,
-            "print the program's name and version ({} {}) and exit",
-            tool,
-            escape(page.version)
-        );
     }
     for (selector, entries) in &help.form_options {
         let selector = escape(selector);
@@ -566,9 +553,9 @@ mod tests {
             "{page}"
         );
         assert!(page.contains(
-            ".TP\n\\fB\\-\\-help\\fR, \\fBhelp\\fR\ndisplay usage information\n\
-             .TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n\
-             print the program's name and version (pitr\\-restore 0.1.0) and exit\n\
+            ".TP\n\\fB\\-\\-version\\fR, \\fB\\-V\\fR\n\
+             print the program's name and version, and exit\n\
+             .TP\n\\fB\\-\\-help\\fR, \\fBhelp\\fR\ndisplay usage information\n\
              .SH \"EXIT STATUS\"\n.TP\n\\fB0\\fR\nrestored\n.TP\n\\fB1\\fR\n\
              not available, which ends recovery\n\
              .SH FILES\n.TP\n\\fI/etc/pitr/restore.conf\\fR\noptions for \\-\\-config\\-file\n\
@@ -595,6 +582,43 @@ mod tests {
                 "SEE ALSO"
             ]
         );
+        Ok(())
+    }
+
+    /// pitr-restore's two forms print the same OmniPITR spellings section, notes and exit
+    /// statuses: the page of the merged help shows each once, and `--version` once.
+    #[test]
+    fn a_merged_help_shows_each_section_once() -> anyhow::Result<()> {
+        let text = format!(
+            "{}\nOmniPITR spellings:\n  OmniPITR's options are accepted as written:\n  \
+             -s                --source\n",
+            help::SAMPLE
+        );
+        let mut merged = help::parse(&text)?;
+        merged.merge(help::parse(&text)?, "--from-backup");
+        let page = render(&merged, &PAGE)?;
+        let titles = section_titles(&page);
+        let mut once = titles.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(titles.len(), once.len(), "{titles:?}");
+        assert!(
+            titles.iter().any(|t| t == "OMNIPITR SPELLINGS"),
+            "{titles:?}"
+        );
+        let plain = plain_text(&page);
+        for line in [
+            "OmniPITR's options are accepted as written:",
+            "-s                --source",
+            "--version, -V",
+            "restored",
+        ] {
+            assert_eq!(
+                plain.lines().filter(|l| l.trim() == line).count(),
+                1,
+                "{line} in:\n{plain}"
+            );
+        }
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! -dr gzip=rsync://… -t -v "%p"` against a real rsync daemon, a backup-master line `-D -l -x
 //! -dl gzip=… -t --pid-file -v` whose `-x` is the archive's `-db`, and a warm spare whose
 //! restore_command is `-l -s gzip=… -f -p -t -ep hang -pp … -r -v %f %p`, where `-r` must not
-//! take `%f` (OmniPITR issue #39). Each checks what happened, not only the exit status.
+//! take `%f` (OmniPITR issue #39), and omnipitr-monitor's `-l -c -s` reading the archive's log.
+//! Two-dash spellings (`--dl`, as Getopt::Long took them) work too. Each checks what happened,
+//! not only the exit status.
 
 use std::path::Path;
 use std::time::Duration;
@@ -103,6 +105,7 @@ fn the_seed_runbooks_omnipitr_lines_run_as_written() {
     assert!(!log.contains("WARNING"), "{log}");
 
     dropped_refused_and_mistyped(&primary, &work, &segment);
+    monitor_lines(&primary, &work, &archive_log);
     backup_master_line(&primary, &work, &xlogs, &backups, &tmp);
     warm_spare_line(&primary, &work, &rsyncd, &tmp);
 }
@@ -114,7 +117,7 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
     let result = Tool::new("pitr-archive")
         .as_pg_user()
         .current_dir(primary.data_dir())
-        .args(["-nn", "-gp", "/usr/bin/pigz", "-dl"])
+        .args(["-nn", "--gp", "/usr/bin/pigz", "--dl"])
         .arg(&by_hand)
         .arg(format!("./pg_wal/{segment}"))
         .succeeds();
@@ -129,7 +132,7 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
     assert_eq!(warnings.len(), 1, "{result}");
     assert!(
         warnings[0].ends_with(
-            " : WARNING : ignoring OmniPITR options pitr-archive does not need: -nn, -gp"
+            " : WARNING : ignoring OmniPITR options pitr-archive does not need: -nn, --gp"
         ),
         "{result}"
     );
@@ -145,14 +148,83 @@ fn dropped_refused_and_mistyped(primary: &Cluster, work: &PgTempDir, segment: &s
         .args(["-s", "/srv/wal", "-h", "/bin/true", "-r", "%f", "%p"])
         .run()
         .failure_with_status(127)
-        .stderr_contains("option -h is not supported")
-        .stderr_contains("HINT : pitr-restore runs no hook before removing");
+        .stderr_contains(" : FATAL : option -h is not supported\n")
+        .stderr_contains(
+            " : HINT : OmniPITR's -h (--pre-removal-processing) ran a command before each \
+             removal; pitr-restore runs none: to keep a copy of each WAL file, give pitr-archive \
+             another destination (--dst-local, --dst-remote or --dst-pipe), or leave out \
+             --remove-unneeded (-r) so that nothing is removed; for help, run pitr-restore \
+             --help\n",
+        );
+    // --from-backup has no --data-dir: OmniPITR's -D is refused there, not mistranslated.
+    Tool::new("pitr-restore")
+        .args([
+            "--from-backup",
+            "/srv/backups",
+            "-D",
+            "/srv/data",
+            "--target-data-dir",
+        ])
+        .args(["/srv/new", "-s", "/srv/wal"])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains(" : FATAL : option -D is not an option of pitr-restore --from-backup\n")
+        .stderr_contains(
+            " : HINT : -D (--data-dir) is the restore_command's data directory; the one \
+             --from-backup creates is --target-data-dir NEW\n",
+        );
     Tool::new("pitr-archive")
         .args(["--dst-locl", "/srv/wal", "pg_wal/000000010000000000000001"])
         .run()
         .failure_with_status(3)
         .stderr_contains("Unrecognized argument: --dst-locl")
         .stderr_contains("HINT : did you mean `--dst-local`? run pitr-archive --help for usage");
+}
+
+/// omnipitr-monitor's lines: `-l LOG -c last-archive-age -s STATE` reads the archive's log,
+/// `-c archive-queue -h -p -U -pp psql` asks the server (`-pp` ignored with a WARNING), and `-?`
+/// prints the help.
+fn monitor_lines(primary: &Cluster, work: &PgTempDir, archive_log: &Path) {
+    let state = work.subdir("monitor-state");
+    let age = Tool::new("pitr-monitor")
+        .arg("-l")
+        .arg(archive_log)
+        .args(["-c", "last-archive-age", "-s"])
+        .arg(&state)
+        .args(["--output", "omnipitr"])
+        .succeeds();
+    let secs: f64 = age
+        .stdout()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("not a number: {:?}: {e}", age.stdout()));
+    assert!((0.0..600.0).contains(&secs), "{secs}");
+    let queue = Tool::new("pitr-monitor")
+        .args(["-c", "archive-queue", "-h"])
+        .arg(primary.socket_dir())
+        .args(["-p", &primary.port().to_string(), "-U", "postgres", "-pp"])
+        .args(["/usr/bin/psql", "--output", "omnipitr"])
+        .succeeds();
+    assert!(
+        queue.stdout().trim().parse::<u64>().is_ok(),
+        "{}",
+        queue.stdout()
+    );
+    queue.stderr_line_with(&[
+        " : WARNING : --psql-path is ignored: pitr-monitor talks to the server itself",
+    ]);
+    let help = Tool::new("pitr-monitor").arg("-?").succeeds();
+    assert!(
+        help.stdout().starts_with("Usage: pitr-monitor --check"),
+        "{}",
+        help.stdout()
+    );
+    assert!(
+        help.stdout()
+            .contains("\n  -pp               --psql-path\n"),
+        "{}",
+        help.stdout()
+    );
 }
 
 /// `pitr-backup -D DATA` as cron runs it: as the server's user, connecting through the libpq
