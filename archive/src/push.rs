@@ -306,8 +306,10 @@ fn deliver_all<'a>(
                 let Some((index, (d, idx))) = next else { break };
                 let t = Instant::now();
                 let scratch_dir = match (&scratch, needs_scratch(d)) {
-                    (Some(Ok(dir)), true) => dir.subdir(&index.to_string()).map_err(Into::into),
-                    (Some(Err(e)), true) => Err(anyhow::anyhow!("{e:#}")),
+                    (Some(Ok(dir)), true) => dir
+                        .subdir(&index.to_string())
+                        .map_err(|e| scratch_failure(&e)),
+                    (Some(Err(e)), true) => Err(scratch_failure(e)),
                     _ => Ok(cfg.temp_dir.clone()),
                 };
                 let codec = d.location.codec;
@@ -335,10 +337,8 @@ fn deliver_all<'a>(
                         };
                         dest::deliver_batch(&d.location, &payloads, items[idx[0]].wal.sysid, &opts)
                     }
-                    Err(e) => {
-                        let text = format!("{e:#}");
-                        idx.iter().map(|_| Err(anyhow::anyhow!("{text}"))).collect()
-                    }
+                    // Each of the batch's files fails with the same message and HINT.
+                    Err(e) => idx.iter().map(|_| Err(e.clone().into())).collect(),
                 };
                 log_verbose!(
                     "Sending {} to {} ended in {:.6}s",
@@ -356,6 +356,19 @@ fn deliver_all<'a>(
         }
     });
     results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why an rsync destination gets nothing when its scratch directory cannot be made: the
+/// directory, the system's reason, and where scratch directories go.
+fn scratch_failure(e: &fs::IoError) -> Failure {
+    Failure::new(format!(
+        "cannot create scratch directory {}: {}",
+        e.path.display(),
+        e.source
+    ))
+    .hint(
+        "rsync destinations stage their files in --temp-dir (default: $TMPDIR, else /tmp); give a directory the PostgreSQL user can write",
+    )
 }
 
 /// Step 5: logs each outcome and records the successful ones in the states; returns how many

@@ -82,17 +82,32 @@ pub fn remove_wal(
     Ok(total)
 }
 
+/// Checks that the `--archive` directory `dir` exists and is a directory: a missing one and a
+/// file are told apart, as for `--backup-dir`.
+fn archive_dir_usable(dir: &Path) -> anyhow::Result<()> {
+    const HINT: &str = "give the WAL archive directory that pitr-archive writes to";
+    let problem = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "is not a directory",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(e) => {
+            return Err(
+                anyhow::Error::from(pitr_common::fs::IoError::new("examining", dir, e)).context(
+                    Failure::new(format!("cannot examine archive {}", dir.display())).hint(HINT),
+                ),
+            )
+        }
+    };
+    Err(Failure::new(format!("archive {} {problem}", dir.display()))
+        .hint(HINT)
+        .into())
+}
+
 /// Runs pitr-cleanup.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let archive = match (&cfg.archive.target, &cfg.s3) {
         (Target::Dir(dir), _) => {
-            if !dir.is_dir() {
-                return Err(
-                    Failure::new(format!("archive {} is not a directory", dir.display()))
-                        .hint("give the WAL archive directory that pitr-archive writes to")
-                        .into(),
-                );
-            }
+            archive_dir_usable(dir)?;
             Archive::Dir(dir)
         }
         (Target::S3(url), Some(settings)) => Archive::Store(url, settings),

@@ -212,6 +212,49 @@ pub fn give_to_directory_owner(file: &File, path: &Path) -> io::Result<()> {
     std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
 }
 
+/// Creates the directory `dir` and its missing parents, as `create_dir_all`. Run as root, each
+/// directory it creates is given to the owner of the nearest directory above that exists, when
+/// that is another user: a dated log directory (`--log /var/log/pitr/^Y-^m/x.log`) that a
+/// root hand-run makes first stays writable by the server's user's calls. As any other user, or
+/// below a root-owned directory, it is plain `create_dir_all`.
+pub fn create_dir_all_for_owner(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if crate::pg::effective_uid() != 0 {
+        return std::fs::create_dir_all(dir);
+    }
+    // The missing directories, deepest first, and the metadata of the nearest one that exists.
+    let mut missing = Vec::new();
+    let mut owner = None;
+    for a in dir.ancestors() {
+        let probe = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        match std::fs::metadata(probe) {
+            Ok(m) => {
+                owner = Some(m);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(a),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(owner) = owner.filter(|m| m.uid() != 0) else {
+        return std::fs::create_dir_all(dir);
+    };
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            // lchown: a name swapped for a link meanwhile gives away the link, nothing else.
+            Ok(()) => std::os::unix::fs::lchown(d, Some(owner.uid()), Some(owner.gid()))?,
+            // Made meanwhile by another call: whoever made it owns it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl DurableFile {
     /// Creates the temporary file beside `path`. With [`Replace::Never`] an existing `path` is
     /// an `AlreadyExists` error at once, before anything is written (the final link checks
@@ -403,6 +446,19 @@ mod tests {
         f.write_all(b"partial").unwrap();
         drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn directories_for_owner_are_created_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_all_for_owner(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Existing directories are fine, as for create_dir_all.
+        create_dir_all_for_owner(&deep).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(create_dir_all_for_owner(&file.join("d")).is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! log), anything else is a file name in which every `^` stands for the `%` of `strftime(3)`
 //! (`/var/log/pitr/^Y-^m-^d.log`). The name is re-evaluated at most once per second; the file is
 //! opened in append mode (several tools may share it, since every line names its program) and
-//! missing parent directories are created.
+//! missing parent directories are created. Run as root, the directories it creates and the file
+//! go to the owner of the directory above them, so that a root hand-run leaves nothing the
+//! server's user's calls cannot write.
 //!
 //! The logger is global and thread-safe: a message is written with one `write(2)` under a mutex,
 //! so lines of different threads never interleave. Before [`init`] is called, lines go to stderr
@@ -412,7 +414,9 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 fn open_log_file(path: &Path) -> Result<File, Error> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+            // Run as root, the new directories go to the owner of the one above them, as the
+            // file does, so that the server's user's next call can write there too.
+            crate::fs::create_dir_all_for_owner(parent).map_err(|source| Error::CreateDir {
                 path: parent.to_path_buf(),
                 source,
             })?;

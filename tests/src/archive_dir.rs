@@ -170,30 +170,25 @@ impl ArchiveDir {
     }
 }
 
-/// `gzip -dc` of `raw`: the whole stream, every member.
+/// `gzip -dc` of `raw`: the whole stream, every member. The bytes go through a private
+/// temporary file, so that gzip runs under the harness's deadline like every other program.
 fn gzip_dc(raw: &[u8]) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("gzip")
+    use crate::procs::{OutputWithin, EXTERNAL_TIMEOUT};
+    let input = tempfile::NamedTempFile::new().map_err(|e| format!("creating a temp file: {e}"))?;
+    std::fs::write(input.path(), raw)
+        .map_err(|e| format!("writing {}: {e}", input.path().display()))?;
+    let o = std::process::Command::new("gzip")
         .arg("-dc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running gzip: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin for gzip")?;
-    let out = std::thread::scope(|s| {
-        let feeder = s.spawn(move || stdin.write_all(raw));
-        let out = child.wait_with_output();
-        (feeder.join(), out)
-    });
-    match out {
-        (Ok(Ok(())), Ok(o)) if o.status.success() => Ok(o.stdout),
-        (_, Ok(o)) => Err(format!(
+        .arg(input.path())
+        .output_within(EXTERNAL_TIMEOUT)
+        .map_err(|e| format!("running gzip -dc: {e}"))?;
+    if o.status.success() {
+        Ok(o.stdout)
+    } else {
+        Err(format!(
             "gzip -dc exited with {}: {}",
             o.status,
             String::from_utf8_lossy(&o.stderr)
-        )),
-        (_, Err(e)) => Err(format!("waiting for gzip: {e}")),
+        ))
     }
 }

@@ -44,7 +44,12 @@ pub fn garage_program() -> &'static Path {
     PROGRAM.get_or_init(|| {
         let path = match std::env::var_os("PITR_GARAGE") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => default_cache_dir().join("bin/garage"),
+            _ => default_cache_dir()
+                .expect(
+                    "neither PITR_GARAGE, XDG_CACHE_HOME nor HOME is set; run `cargo xtask test` \
+                     or set PITR_GARAGE to a garage program",
+                )
+                .join("bin/garage"),
         };
         assert!(
             path.is_file(),
@@ -57,14 +62,15 @@ pub fn garage_program() -> &'static Path {
 }
 
 /// `$XDG_CACHE_HOME/pitr/garage-<version>`, else `$HOME/.cache/pitr/garage-<version>`: the root
-/// `cargo install --root` puts Garage under (the same rule as in xtask's `garage.rs`).
-pub fn default_cache_dir() -> PathBuf {
+/// `cargo install --root` puts Garage under (the same rule as in xtask's `garage.rs`); `None`
+/// when neither variable is set (never a shared directory such as `/tmp/pitr`, which another
+/// user may own).
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("pitr").join(format!("garage-{GARAGE_VERSION}"))
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("pitr").join(format!("garage-{GARAGE_VERSION}")))
 }
 
 /// One node: its files, ports and process.

@@ -48,7 +48,11 @@ pub fn pg_bindir() -> &'static Path {
         let dir = std::env::var_os("PG_BINDIR")
             .map(PathBuf::from)
             .or_else(|| {
-                let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+                use procs::OutputWithin as _;
+                let out = Command::new("pg_config")
+                    .arg("--bindir")
+                    .output_within(procs::EXTERNAL_TIMEOUT)
+                    .ok()?;
                 let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
                 (out.status.success() && dir.join("initdb").is_file()).then_some(dir)
             })

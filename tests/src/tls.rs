@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::port::{free_port, is_listening};
+use crate::procs::{OutputWithin, EXTERNAL_TIMEOUT};
 use crate::{poll_until, PgTempDir};
 
 /// How long stunnel may take to listen.
@@ -164,7 +165,7 @@ fn openssl(dir: &Path, a: &[&str], b: &[&str], c: &[&str]) {
         .args(a)
         .args(b)
         .args(c)
-        .output()
+        .output_within(EXTERNAL_TIMEOUT)
         .expect("running openssl");
     assert!(
         out.status.success(),

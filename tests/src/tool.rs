@@ -148,6 +148,7 @@ impl Tool {
             stdout: Some(stdout),
             stderr: Some(stderr),
             stderr_so_far,
+            timeout: self.timeout,
         }
     }
 
@@ -233,6 +234,8 @@ pub struct RunningTool {
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     stderr_so_far: Arc<Mutex<Vec<u8>>>,
+    /// How long [`RunningTool::wait`] waits for the exit (the [`Tool::timeout`]).
+    timeout: Duration,
 }
 
 impl RunningTool {
@@ -257,9 +260,29 @@ impl RunningTool {
         self.child.try_wait().expect("waiting for child").is_some()
     }
 
-    /// Waits for the process and returns its status and output.
+    /// Waits for the process and returns its status and output; kills it and fails the test
+    /// when it has not exited within the [`Tool::timeout`] (default 120 s) of this call.
     pub fn wait(mut self) -> CmdResult {
-        let status = self.child.wait().expect("waiting for child");
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for child") {
+                return self.collect(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                let status = self.child.wait().expect("waiting for killed child");
+                let result = self.collect(status);
+                panic!(
+                    "{} did not exit within {:?} of being waited for; killed\n{result}",
+                    result.command_line, self.timeout
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The status and the output of the exited process.
+    fn collect(&mut self, status: ExitStatus) -> CmdResult {
         if let Some(writer) = self.writer.take() {
             writer.join().expect("stdin writer thread");
         }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::procs::{OutputWithin, EXTERNAL_TIMEOUT};
+
 /// The OS account PostgreSQL runs as in the tests.
 #[derive(Debug, Clone)]
 pub struct PgUser {
@@ -53,8 +55,9 @@ pub fn pg_user() -> &'static PgUser {
             if lookup_id("pitr-test", "-u").is_none() {
                 let status = Command::new("useradd")
                     .args(["--system", "--no-create-home", "pitr-test"])
-                    .status()
-                    .expect("running useradd");
+                    .output_within(EXTERNAL_TIMEOUT)
+                    .expect("running useradd")
+                    .status;
                 // A concurrent creator is fine; anything else is reported below.
                 assert!(
                     status.success() || lookup_id("pitr-test", "-u").is_some(),
@@ -74,7 +77,11 @@ pub fn pg_user() -> &'static PgUser {
 
 /// Runs `id FLAG NAME` and parses the number it prints.
 fn lookup_id(name: &str, flag: &str) -> Option<u32> {
-    let out = Command::new("id").arg(flag).arg(name).output().ok()?;
+    let out = Command::new("id")
+        .arg(flag)
+        .arg(name)
+        .output_within(EXTERNAL_TIMEOUT)
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -83,8 +90,8 @@ fn lookup_id(name: &str, flag: &str) -> Option<u32> {
 
 impl PgUser {
     /// A command that runs `program` as this user (switching uid/gid when the tests run as
-    /// root), with `/` as working directory so that no program complains about a directory
-    /// it cannot read, and without the caller's libpq environment.
+    /// root, with `/` as HOME), with `/` as working directory so that no program complains
+    /// about a directory it cannot read, and without the caller's libpq environment.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir("/");
@@ -103,7 +110,9 @@ impl PgUser {
         if self.switch {
             // std drops supplementary groups (setgroups(0)) when it switches uid as root.
             cmd.uid(self.uid).gid(self.gid);
-            cmd.env("HOME", "/tmp").env("USER", &self.name);
+            // HOME is `/`: readable, and nobody but root can put a `.psqlrc` or a `.pgpass`
+            // there (in a shared directory such as /tmp any user could).
+            cmd.env("HOME", "/").env("USER", &self.name);
         }
         cmd
     }

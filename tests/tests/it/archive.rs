@@ -1409,3 +1409,88 @@ fn faults_config_option_without_value_takes_no_other_option() {
     assert_eq!(pitr_tests::dir_names(cluster.data_dir()), before);
     assert_eq!(pitr_tests::dir_names(&dest), Vec::<String>::new());
 }
+
+/// The message of a log line (what follows `: LEVEL : `) and the pid it names.
+fn message_and_pid<'a>(line: &'a str, level: &str) -> (&'a str, &'a str) {
+    let (head, message) = line
+        .split_once(&format!(" : {level} : "))
+        .unwrap_or_else(|| panic!("not a {level} line: {line}"));
+    let pid = head.split(" : ").nth(1).unwrap_or_default();
+    (message, pid)
+}
+
+/// Issue "A DBA's first day" (item 2): a `--temp-dir` where pitr-archive's per-call scratch
+/// directory cannot be made fails only the rsync destination, which stages its files there:
+/// the local copy is written, the error names the directory with the system's reason and a
+/// HINT names --temp-dir, and nothing reaches the daemon. The next call, with a usable
+/// --temp-dir, delivers to rsync only: the state dir says the local copy is done.
+#[test]
+fn unusable_temp_dir_fails_only_the_rsync_destination() {
+    let (cluster, segment) = cluster_with_segment("temp-dir");
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let local = cluster.root().subdir("archive");
+    let state = cluster.root().subdir("state");
+    let usable = cluster.root().subdir("tmp");
+    let missing = cluster.root().path().join("no-such-temp-dir");
+    let call = |temp_dir: &Path| {
+        archive(&cluster)
+            .arg("--temp-dir")
+            .arg(temp_dir)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--dst-local")
+            .arg(&local)
+            .arg("--dst-remote")
+            .arg(rsyncd.url())
+            .arg(wal_path(&segment))
+            .run()
+    };
+    let r = call(&missing);
+    r.failure_with_status(2);
+    let lines = r.stderr_lines();
+    let at = r.stderr_line_with(&[" : ERROR : cannot send "]);
+    let (message, pid) = message_and_pid(lines[at], "ERROR");
+    assert_eq!(
+        message,
+        format!(
+            "cannot send {segment} to {}: cannot create scratch directory {}/.pitr-archive.{pid}.0: \
+             No such file or directory (os error 2)",
+            rsyncd.url(),
+            missing.display()
+        ),
+        "{r}"
+    );
+    assert_eq!(
+        message_and_pid(lines.get(at + 1).copied().unwrap_or_default(), "HINT").0,
+        "rsync destinations stage their files in --temp-dir (default: $TMPDIR, else /tmp); give \
+         a directory the PostgreSQL user can write",
+        "{r}"
+    );
+    r.stderr_contains(&format!(
+        " : ERROR : pg_wal/{segment} was not archived to 1 of 2 destinations\n"
+    ));
+    let local_dir = ArchiveDir::new(&local);
+    assert_eq!(local_dir.raw(&segment), cluster.wal_file(&segment));
+    let local_stamp = local_dir.stamp(&segment);
+    let remote = ArchiveDir::new(rsyncd.dir());
+    assert_eq!(
+        remote.all_names(),
+        Vec::<String>::new(),
+        "the daemon got files"
+    );
+    assert!(!missing.exists(), "{} was created", missing.display());
+
+    let r = call(&usable);
+    r.success().stderr_contains(&format!(
+        " : LOG : {segment} already sent to {} according to the state dir; skipping\n",
+        local.display()
+    ));
+    assert_eq!(
+        local_dir.stamp(&segment),
+        local_stamp,
+        "local copy sent again"
+    );
+    remote.assert_holds(&segment, &cluster.wal_file(&segment));
+    assert_eq!(pitr_tests::dir_names(&usable), Vec::<String>::new());
+    assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+}

@@ -195,6 +195,7 @@ fn cleanup_bad_input_is_refused_with_exact_messages() {
         .run()
         .failure_with_status(3)
         .stderr_contains("FATAL : --archive lz5=/srv/wal: unknown codec \"lz5\"");
+    const HINT: &str = " : HINT : give the WAL archive directory that pitr-archive writes to\n";
     let missing = Path::new("/nonexistent/pitr/archive");
     Tool::new("pitr-cleanup")
         .arg("--archive")
@@ -202,7 +203,21 @@ fn cleanup_bad_input_is_refused_with_exact_messages() {
         .arg("000000010000000000000003")
         .run()
         .failure_with_status(2)
-        .stderr_contains("ERROR : archive /nonexistent/pitr/archive is not a directory");
+        .stderr_contains("ERROR : archive /nonexistent/pitr/archive does not exist\n")
+        .stderr_contains(HINT);
+    // A file where the archive directory should be is told apart from a missing directory.
+    let file = archive.path().join("unrelated.txt");
+    Tool::new("pitr-cleanup")
+        .arg("--archive")
+        .arg(&file)
+        .arg("000000010000000000000003")
+        .run()
+        .failure_with_status(2)
+        .stderr_contains(&format!(
+            "ERROR : archive {} is not a directory\n",
+            file.display()
+        ))
+        .stderr_contains(HINT);
     Tool::new("pitr-cleanup")
         .arg("--bogus")
         .run()

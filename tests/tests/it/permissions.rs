@@ -151,3 +151,74 @@ fn root_hand_runs_are_refused_or_leave_nothing_the_servers_user_cannot_use() {
     errors(Tool::new("pitr-monitor").as_pg_user());
     cluster.stop();
 }
+
+/// Issue "A DBA's first day" (item 1): a dated `--log` whose directories a root run makes
+/// first. Retention from root's cron creates them below a directory of the server's user, and
+/// gives them and the file to that user; the server's own archive call, as its user, then logs
+/// into the same file instead of failing with "cannot open log file".
+#[test]
+fn dated_log_directories_made_by_root_stay_writable_by_the_servers_user() {
+    assert!(
+        is_root(),
+        "this test shows what a hand-run as root does: run the suite as root (CI does)"
+    );
+    let work = PgTempDir::new("perm-log");
+    let logs = work.subdir("plog");
+    let archive = work.subdir("archive");
+    let template = format!("{}/y-^Y/d-^Y-^m-^d/x.log", logs.display());
+    let cluster = Cluster::init("perm-log", ClusterOpts::new().set("wal_keep_size", "64MB"));
+    cluster.start();
+    cluster.psql("CREATE TABLE filler AS SELECT generate_series(1, 1000) AS i");
+    let segment = cluster.switch_wal();
+
+    Tool::new("pitr-cleanup")
+        .args(["--log", &template, "--archive"])
+        .arg(&archive)
+        .arg("000000010000000000000001")
+        .succeeds();
+    // The one directory per level the template names, each given to the owner of `logs`.
+    let year = single_entry(&logs);
+    let day = single_entry(&year);
+    let file = single_entry(&day);
+    assert_eq!(file.file_name().unwrap_or_default(), "x.log");
+    for path in [&year, &day, &file] {
+        assert_eq!(owner_of(path), pg_user().uid, "{}", path.display());
+    }
+
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .args(["--log", &template, "--data-dir"])
+        .arg(cluster.data_dir())
+        .arg("--dst-local")
+        .arg(&archive)
+        .arg(format!("pg_wal/{segment}"))
+        .succeeds();
+    ArchiveDir::new(&archive).assert_holds(&segment, &cluster.wal_file(&segment));
+    let again = single_entry(&single_entry(&single_entry(&logs)));
+    assert_eq!(again, file, "another log file");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let messages: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(" : LOG : ").map(|(_, m)| m))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            format!(
+                "0 WAL files older than 000000010000000000000001 removed from {}, 0 B",
+                archive.display()
+            ),
+            format!("Segment pg_wal/{segment} successfully sent to all destinations."),
+        ],
+        "{text}"
+    );
+    cluster.stop();
+}
+
+/// The one entry of directory `dir`, as a path.
+fn single_entry(dir: &Path) -> std::path::PathBuf {
+    match pitr_tests::dir_names(dir).as_slice() {
+        [one] => dir.join(one),
+        other => panic!("{} holds {other:?}, not one entry", dir.display()),
+    }
+}

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use pitr_tests::procs::{OutputWithin, EXTERNAL_TIMEOUT};
 use pitr_tests::{pg_user, Cluster, ClusterOpts};
 
 use super::runner::{self, Call, Ctx, Done};
@@ -46,7 +47,7 @@ impl Tmpfs {
             ))
             .arg("tmpfs")
             .arg(path)
-            .output()
+            .output_within(EXTERNAL_TIMEOUT)
             .context("running mount")?;
         if !out.status.success() {
             bail!(

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use pitr_tests::procs::{OutputWithin, EXTERNAL_TIMEOUT};
 use pitr_tests::{pg_user, Cluster, ClusterOpts};
 
 use super::runner::{self, Call, Ctx};
@@ -36,6 +37,9 @@ enum Class {
     Config,
     /// Another instance holds the pid file.
     Busy,
+    /// Accepted with a WARNING: an option another one overrides, as OmniPITR's did (status 0,
+    /// a WARNING line, and the paths checks; what the run writes is not watched).
+    Warned,
     /// No expectation on the status or the message (hostile content a run may skip): only no
     /// panic, and the paths checks.
     Any,
@@ -70,6 +74,7 @@ fn allowed(c: &Case) -> &'static [i32] {
         (Class::Config, false) => &[2, 3],
         (Class::Config, true) => &[2, 3, 126, 127],
         (Class::Busy, _) => &[4],
+        (Class::Warned, _) => &[0],
         (Class::Any, _) => &[],
     }
 }
@@ -185,7 +190,15 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         if errors.len() > 1 {
             tally.info("errors logged on more than one line", 1);
         }
-        if checked && (errors.is_empty() || !done.has_hint()) {
+        let warned = case.class == Class::Warned;
+        if warned && !done.stderr.contains(" : WARNING : ") {
+            tally.bad(
+                Bad::NoHint,
+                format!("{what}: accepted without a WARNING about the option it ignores"),
+                &repro,
+            );
+        }
+        if checked && !warned && (errors.is_empty() || !done.has_hint()) {
             tally.bad(
                 Bad::NoHint,
                 format!(
@@ -215,7 +228,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             .into_iter()
             .filter(|c| !c.ends_with(".log") && !c.ends_with(".lock"))
             .collect();
-        if checked && !changed.is_empty() {
+        if checked && !warned && !changed.is_empty() {
             tally.bad(
                 Bad::Written,
                 format!("{what}: {}", changed.join(", ")),
@@ -1197,6 +1210,9 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
             }
         }),
     ));
+    // Where the hostile entries aim outside the target: the campaign's own scratch directory,
+    // which the server's user may write (an escape is seen) and nobody else has used before.
+    let outside = ctx.root.clone();
     for (label, kind) in [
         ("data archive truncated, digest matching", Evil::Truncated),
         (
@@ -1218,10 +1234,11 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
     ] {
         let data_name = data_name.clone();
         let digest = digest.clone();
+        let outside = outside.clone();
         damaged_sets.push((
             label.into(),
             Box::new(move |d: &Path| {
-                let bytes = evil_tar(kind, &d.join(&data_name))?;
+                let bytes = evil_tar(kind, &d.join(&data_name), &outside)?;
                 write(&d.join(&data_name), &bytes)?;
                 rewrite_digest(&d.join(&digest), &data_name, &bytes)
             }),
@@ -1262,8 +1279,8 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
         c.must_not_exist = vec![
             fix.base.join("escaped-by-tar"),
             d.join("escaped-by-tar"),
-            PathBuf::from("/tmp/pitr-faults-absolute"),
-            PathBuf::from("/tmp/pitr-faults-through-link"),
+            outside.join(EVIL_ABSOLUTE),
+            outside.join(EVIL_THROUGH_LINK),
         ];
         if class != Class::Any {
             c.must_not_exist.push(target);
@@ -1482,6 +1499,11 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
     let trig = dir.join("trigger");
     write(&trig, b"someone else's\n")?;
     let (ex, tr) = (existing.display().to_string(), trig.display().to_string());
+    // The case's own directory: no cluster, and nobody else's (a shared /tmp could hold anything).
+    let not_cluster = dir.display().to_string();
+    let xlogs = dir.join("xlogs");
+    let xl = xlogs.display().to_string();
+    let ws = format!("zstd={}", fix.archive.display());
     for (label, extra, class) in [
         ("no destination", &["--skip-xlogs"][..], Class::Usage),
         (
@@ -1547,7 +1569,13 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
         ),
         (
             "--data-dir that is not a cluster",
-            &["--dst-local", &d, "--skip-xlogs", "--data-dir", "/tmp"][..],
+            &[
+                "--dst-local",
+                &d,
+                "--skip-xlogs",
+                "--data-dir",
+                &not_cluster,
+            ][..],
             Class::Config,
         ),
         (
@@ -1600,27 +1628,7 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
         ),
         (
             "--xlogs and --wal-source",
-            &[
-                "--dst-local",
-                &d,
-                "--xlogs",
-                "/tmp/x",
-                "--wal-source",
-                "/tmp",
-            ][..],
-            Class::Usage,
-        ),
-        (
-            // (--skip-xlogs with either wins, with a WARNING, as OmniPITR's -sx did.)
-            "--xlogs and --wal-source",
-            &[
-                "--dst-local",
-                &d,
-                "--xlogs",
-                "/tmp/pitr-no-xlogs",
-                "--wal-source",
-                "/tmp",
-            ][..],
+            &["--dst-local", &d, "--xlogs", &xl, "--wal-source", &ws][..],
             Class::Usage,
         ),
         (
@@ -1642,6 +1650,23 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
     ] {
         v.push(bk(label, extra, class));
     }
+    // --skip-xlogs wins over --xlogs and --wal-source, with a WARNING, as OmniPITR's -sx did
+    // over -x: the backup runs, and the --xlogs directory it ignores is never made.
+    let mut c = bk(
+        "--skip-xlogs with --xlogs and --wal-source",
+        &[
+            "--dst-local",
+            &d,
+            "--skip-xlogs",
+            "--xlogs",
+            &xl,
+            "--wal-source",
+            &ws,
+        ],
+        Class::Warned,
+    );
+    c.must_not_exist = vec![xlogs];
+    v.push(c);
     Ok(v)
 }
 
@@ -1701,8 +1726,23 @@ enum Evil {
     Garbage,
 }
 
-/// A hostile data archive (zstd), built from the real one at `path` where it matters.
-fn evil_tar(kind: Evil, path: &Path) -> Result<Vec<u8>> {
+/// The file an absolute entry writes in the directory outside the target.
+const EVIL_ABSOLUTE: &str = "pitr-faults-absolute";
+
+/// The file an entry writes through a symlink to the directory outside the target.
+const EVIL_THROUGH_LINK: &str = "pitr-faults-through-link";
+
+/// A hostile data archive (zstd), built from the real one at `path` where it matters; its
+/// absolute entry and its symlink aim at the directory `outside`.
+fn evil_tar(kind: Evil, path: &Path, outside: &Path) -> Result<Vec<u8>> {
+    let absolute = outside.join(EVIL_ABSOLUTE).into_os_string().into_vec();
+    let link = outside.as_os_str().as_encoded_bytes();
+    // The old tar header holds 100 bytes of name and of link target, NUL-terminated when shorter.
+    anyhow::ensure!(
+        absolute.len() < 100,
+        "{} is too long for a tar header; point TMPDIR at a shorter directory",
+        outside.display()
+    );
     let raw_entry = |name: &[u8], kind: tar::EntryType, link: Option<&[u8]>, body: &[u8]| {
         let mut h = tar::Header::new_gnu();
         {
@@ -1736,21 +1776,13 @@ fn evil_tar(kind: Evil, path: &Path) -> Result<Vec<u8>> {
                     None,
                     b"x",
                 )),
-                Evil::Absolute => t.extend(raw_entry(
-                    b"/tmp/pitr-faults-absolute",
-                    tar::EntryType::Regular,
-                    None,
-                    b"x",
-                )),
+                Evil::Absolute => {
+                    t.extend(raw_entry(&absolute, tar::EntryType::Regular, None, b"x"))
+                }
                 _ => {
+                    t.extend(raw_entry(b"out", tar::EntryType::Symlink, Some(link), b""));
                     t.extend(raw_entry(
-                        b"out",
-                        tar::EntryType::Symlink,
-                        Some(b"/tmp"),
-                        b"",
-                    ));
-                    t.extend(raw_entry(
-                        b"out/pitr-faults-through-link",
+                        format!("out/{EVIL_THROUGH_LINK}").as_bytes(),
                         tar::EntryType::Regular,
                         None,
                         b"x",
@@ -1767,8 +1799,18 @@ fn evil_tar(kind: Evil, path: &Path) -> Result<Vec<u8>> {
 fn rewrite_digest(digest_path: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = digest_path.with_extension("faults-data");
     fs::write(&tmp, bytes)?;
-    let out = std::process::Command::new("sha256sum").arg(&tmp).output()?;
+    let out = std::process::Command::new("sha256sum")
+        .arg(&tmp)
+        .output_within(EXTERNAL_TIMEOUT)
+        .context("running sha256sum");
     let _ = fs::remove_file(&tmp);
+    let out = out?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sha256sum {} failed: {}",
+        tmp.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let hex = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()

@@ -3,9 +3,10 @@
 //! outcome, with proptest's minimal failing input in the finding.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use pitr_tests::procs::OutputWithin;
 
 use super::{Bad, Ctx, Tally};
 
@@ -27,7 +28,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             "--test-threads",
             "2",
         ])
-        .output()
+        // A build first, then many cases on two threads: generous, but not forever.
+        .output_within(ctx.pick(Duration::from_secs(1800), Duration::from_secs(7200)))
         .context("running cargo test -p pitr-common --test parsers")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

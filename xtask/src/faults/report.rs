@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pitr_tests::procs::{OutputWithin, EXTERNAL_TIMEOUT};
+
 use super::outcome::{Bad, Tally};
 use super::runner::Mode;
 
@@ -28,7 +30,7 @@ impl GitState {
             Command::new("git")
                 .current_dir(root)
                 .args(args)
-                .output()
+                .output_within(EXTERNAL_TIMEOUT)
                 .ok()
                 .filter(|o| o.status.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
