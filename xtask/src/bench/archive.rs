@@ -1,4 +1,5 @@
-//! Archiving: PostgreSQL's own archiver draining a backlog of a pgbench WAL set.
+//! Archiving: PostgreSQL's own archiver draining a backlog of a WAL set (pgbench's or the mixed
+//! one, [`super::data`]).
 //!
 //! The backlog is built with an empty `archive_command` (the archiver waits). For each
 //! measurement the set's `archive_status` files are turned back into `.ready`,
@@ -28,6 +29,8 @@ pub struct WalSet {
     /// The set's segment names, in order; the first one holds the base backup's start.
     pub names: Vec<String>,
     pub seg_bytes: u64,
+    /// How many times smaller zstd -3 makes the set's segments.
+    pub zstd_ratio: f64,
     /// pgBackRest's configuration (stanza `bench`).
     pub pgbackrest_conf: PathBuf,
 }
@@ -48,8 +51,8 @@ impl WalSet {
         self.tmp.path().join("pgbackrest")
     }
 
-    /// Builds the set: a cluster at pgbench scale 20, a base backup, then pgbench with a
-    /// checkpoint every round (so the WAL carries full-page images as a busy server's does)
+    /// Builds the set: a cluster at scale 20 of the data set, a base backup, then rounds of its
+    /// writes with a checkpoint every round (so the WAL carries full-page images as a busy server's does)
     /// until at least `ctx.segments` segments are ready.
     pub fn build(ctx: &Ctx) -> Result<WalSet> {
         let tmp = PgTempDir::new("bench");
@@ -66,13 +69,14 @@ impl WalSet {
                 .set("synchronous_commit", "off"),
         );
         println!(
-            "xtask: bench: cluster in {}, building a WAL set of {} segments with pgbench",
+            "xtask: bench: cluster in {}, building a WAL set of {} segments ({})",
             cluster.data_dir().display(),
-            ctx.segments
+            ctx.segments,
+            ctx.data.name()
         );
         cluster.start();
-        cluster.pgbench_init(20);
-        // What pgbench -i wrote is not part of the set.
+        ctx.data.init(&cluster, 20);
+        // What the initial fill wrote is not part of the set.
         cluster.switch_wal();
         let status = cluster.data_dir().join("pg_wal/archive_status");
         mark_done(&status, |_| true)?;
@@ -88,7 +92,7 @@ impl WalSet {
             .context("no START WAL LOCATION file in backup_label")?;
         let t = Instant::now();
         while ready(&status).len() < ctx.segments + 1 {
-            cluster.pgbench(3000, 2);
+            ctx.data.churn(&cluster);
             cluster.psql("CHECKPOINT");
         }
         cluster.switch_wal();
@@ -105,11 +109,15 @@ impl WalSet {
         );
         // Segments after the set stay .done so they are not part of any measurement.
         mark_done(&status, |n| !names.iter().any(|s| s == n))?;
-        let seg_bytes = std::fs::metadata(cluster.data_dir().join("pg_wal").join(&names[0]))?.len();
+        let pg_wal = cluster.data_dir().join("pg_wal");
+        let seg_bytes = std::fs::metadata(pg_wal.join(&names[0]))?.len();
+        let paths: Vec<PathBuf> = names.iter().map(|n| pg_wal.join(n)).collect();
+        let zstd_ratio = super::data::zstd_ratio(paths.iter().map(PathBuf::as_path))?;
         println!(
-            "xtask: bench: WAL set {}..{} built in {:.0} s",
+            "xtask: bench: WAL set {}..{} ({}) built in {:.0} s; zstd -3 makes it {zstd_ratio:.1}x smaller",
             names[0],
             names[names.len() - 1],
+            ctx.data.name(),
             t.elapsed().as_secs_f64()
         );
 
@@ -139,6 +147,7 @@ impl WalSet {
             base,
             names,
             seg_bytes,
+            zstd_ratio,
             pgbackrest_conf: conf,
         })
     }
@@ -378,7 +387,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             .map_or(f64::NAN, |i| medians[i])
     };
     let mut md = format!(
-        "### Archiving\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of pgbench WAL) to a local \
+        "### Archiving\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to a local \
          directory, timed from the first segment archived to the last, median of {} rounds; per call: each command run by hand once per segment (p50/p95 wall time, \
          peak RSS of the command and what it waited for; pgBackRest async returns once its background process has \
          taken the segment).\n\n\
@@ -447,7 +456,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
     Ok(Part {
-        key: "archive",
+        key: "archive".into(),
         markdown: md,
         json: serde_json::json!({
             "segments": set.names.len(),

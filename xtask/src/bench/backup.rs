@@ -1,8 +1,9 @@
-//! Base backup: pitr-backup against pg_basebackup and pgBackRest on a pgbench cluster, and
-//! pitr-backup's peak RSS as the number of files in the data directory grows.
+//! Base backup: pitr-backup against pg_basebackup and pgBackRest on a cluster of each data set
+//! ([`super::data`]), and pitr-backup's peak RSS as the number of files in the data directory
+//! grows.
 //!
-//! **Throughput.** A throwaway PostgreSQL 15 cluster is initialised with `pgbench -i -s SCALE`
-//! (65 by default, about 1 GB) with archiving off, then restarted with archiving on. Each
+//! **Throughput.** A throwaway PostgreSQL 15 cluster is filled at SCALE (`pgbench -i -s SCALE`,
+//! or as many documents; 65 by default, about 1 GB) with archiving off, then restarted with archiving on. Each
 //! contender that depends on archiving gets the `archive_command` its documentation tells DBAs
 //! to set: `pitr-archive --dst-local zstd=WAL --dst-backup XLOGS %p` for pitr-backup (which
 //! reads the backup's WAL from `--xlogs XLOGS`), `pgbackrest archive-push %p` for pgBackRest
@@ -338,10 +339,10 @@ impl ArchiveSwitch<'_> {
 }
 
 /// Runs the base backup part.
-pub fn run(ctx: &Ctx) -> Result<Part> {
+pub fn run(ctx: &Ctx) -> Result<(Part, f64)> {
     crate::garage::ensure()?;
     let tmp = PgTempDir::new("bench-backup");
-    let (contenders, figures, data_bytes) = throughput(ctx, &tmp)?;
+    let (contenders, figures, data_bytes, zstd_ratio) = throughput(ctx, &tmp)?;
     let files = files_rss(ctx, &tmp)?;
 
     let rounds = figures.first().map_or(0, |f| f.rates.len());
@@ -402,7 +403,7 @@ pub fn run(ctx: &Ctx) -> Result<Part> {
     let mut md = String::new();
     writeln!(
         md,
-        "Base backup of a pgbench scale {} cluster ({:.0} MiB without pg_wal), median of {rounds} rounds; pg_basebackup -Ft -X {BASEBACKUP_WAL} -c fast\n",
+        "Base backup of a scale {} cluster ({:.0} MiB without pg_wal), median of {rounds} rounds; pg_basebackup -Ft -X {BASEBACKUP_WAL} -c fast\n",
         ctx.scale,
         mib(data_bytes)
     )?;
@@ -473,15 +474,19 @@ pub fn run(ctx: &Ctx) -> Result<Part> {
         },
         "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
     });
-    Ok(Part {
-        key: "backup",
-        markdown: md,
-        json,
-    })
+    Ok((
+        Part {
+            key: "backup".into(),
+            markdown: md,
+            json,
+        },
+        zstd_ratio,
+    ))
 }
 
-/// The throughput measurement: the contenders, their figures and the size they copy.
-fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures>, u64)> {
+/// The throughput measurement: the contenders, their figures, the size they copy and how many
+/// times smaller zstd -3 makes the database's files.
+fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures>, u64, f64)> {
     let cluster = Cluster::init(
         "bench-backup",
         ClusterOpts::new()
@@ -491,14 +496,17 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
             .set("checkpoint_timeout", "1h"),
     );
     println!(
-        "xtask: bench: backup cluster in {}, pgbench -i -s {}",
+        "xtask: bench: backup cluster in {}, {} data at scale {}",
         cluster.data_dir().display(),
+        ctx.data.name(),
         ctx.scale
     );
     cluster.start();
-    cluster.pgbench_init(ctx.scale);
+    ctx.data.init(&cluster, ctx.scale);
     cluster.psql("CHECKPOINT");
     cluster.stop();
+    let relations = files_under(&cluster.data_dir().join("base"))?;
+    let zstd_ratio = super::data::zstd_ratio(relations.iter().map(PathBuf::as_path))?;
 
     let br = tmp.subdir("pgbackrest");
     let repo = br.join("repo");
@@ -637,7 +645,25 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
     }
     wait_archiver_idle(cluster.data_dir())?;
     cluster.stop();
-    Ok((contenders, figures, data_bytes))
+    Ok((contenders, figures, data_bytes, zstd_ratio))
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One pitr-backup run of the files cluster.

@@ -4,10 +4,10 @@
 //! zstd from apt when missing (as root on Debian), creates throwaway PostgreSQL 15 clusters and
 //! measures, with the contenders interleaved (A B C … A B C …) and medians over `--rounds`:
 //!
-//! - [`archive`]: PostgreSQL's own archiver draining a backlog of a pgbench WAL set, plus the
+//! - [`archive`]: PostgreSQL's own archiver draining a backlog of a WAL set, plus the
 //!   per-call latency and peak RSS of each archive command run by hand over the same set;
 //! - [`restore`]: a standby replaying that WAL set from each contender's archive;
-//! - [`backup`]: a base backup of a pgbench cluster, and pitr-backup's peak RSS as the number
+//! - [`backup`]: a base backup of a cluster, and pitr-backup's peak RSS as the number
 //!   of files grows;
 //! - [`verify`]: `pitr-monitor --check verify` against `pgbackrest verify`, each reading back
 //!   its own archive of the WAL set.
@@ -21,6 +21,7 @@
 
 mod archive;
 mod backup;
+mod data;
 mod remote;
 mod restore;
 mod verify;
@@ -56,6 +57,12 @@ pub struct BenchArgs {
     #[argh(option)]
     omnipitr: Option<PathBuf>,
 
+    /// data sets, comma-separated (default both): pgbench (its WAL compresses about 13x) and
+    /// mixed (documents with text, jsonb and uuid columns churned through five indexes, WAL that
+    /// compresses 2-5x as real WAL does); every part runs on each
+    #[argh(option, default = "String::from(\"pgbench,mixed\")")]
+    data: String,
+
     /// run only these parts, comma-separated: archive, remote, restore, backup, verify
     /// (default: all; remote, restore and verify use the WAL set archive builds, and restore
     /// and verify need archive)
@@ -71,6 +78,8 @@ pub struct Ctx {
     pub rounds: usize,
     pub segments: usize,
     pub scale: u32,
+    /// The data set of this pass.
+    pub data: data::Data,
 }
 
 impl Ctx {
@@ -82,9 +91,22 @@ impl Ctx {
 
 /// One part's results: the markdown printed and the JSON written.
 pub struct Part {
-    pub key: &'static str,
+    pub key: String,
     pub markdown: String,
     pub json: serde_json::Value,
+}
+
+impl Part {
+    /// The part with the data set it ran on stated first: `about` heads its report, and its
+    /// JSON gains `data_zstd_ratio`.
+    fn about(mut self, about: &str, ratio: f64) -> Part {
+        self.markdown = format!("{about}\n\n{}", self.markdown);
+        if let Some(map) = self.json.as_object_mut() {
+            map.insert("data".into(), about.into());
+            map.insert("data_zstd_ratio".into(), round2(ratio).into());
+        }
+        self
+    }
 }
 
 /// A ratio of pitr to a peer with the target (if it sets one).
@@ -390,33 +412,58 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         "-p",
         "pitr-monitor",
     ]))?;
-    let ctx = Ctx {
-        bin: crate::target_dir(&root).join("release"),
-        omnipitr: args.omnipitr.clone(),
-        rounds: args.rounds,
-        segments: args.segments,
-        scale: args.scale,
-    };
+    let sets = data::Data::parse_list(&args.data)?;
     let want = |p: &str| parts.iter().any(|q| q == p);
-
     let mut done: Vec<Part> = Vec::new();
-    if want("archive") || want("remote") {
-        let set = archive::WalSet::build(&ctx)?;
-        if want("archive") {
-            done.push(archive::run(&ctx, &set)?);
+    for set_data in sets {
+        let ctx = Ctx {
+            bin: crate::target_dir(&root).join("release"),
+            omnipitr: args.omnipitr.clone(),
+            rounds: args.rounds,
+            segments: args.segments,
+            scale: args.scale,
+            data: set_data,
+        };
+        let mut these = Vec::new();
+        if want("archive") || want("remote") {
+            let set = archive::WalSet::build(&ctx)?;
+            let about = format!(
+                "WAL set: {} ({} segments, zstd -3 makes it {:.1}x smaller)",
+                set_data.name(),
+                set.names.len(),
+                set.zstd_ratio
+            );
+            let mut wal_parts = Vec::new();
+            if want("archive") {
+                wal_parts.push(archive::run(&ctx, &set)?);
+            }
+            if want("remote") {
+                wal_parts.push(remote::run(&ctx, &set)?);
+            }
+            if want("restore") {
+                wal_parts.push(restore::run(&ctx, &set)?);
+            }
+            if want("verify") {
+                wal_parts.push(verify::run(&ctx, &set)?);
+            }
+            these.extend(
+                wal_parts
+                    .into_iter()
+                    .map(|p| p.about(&about, set.zstd_ratio)),
+            );
         }
-        if want("remote") {
-            done.push(remote::run(&ctx, &set)?);
+        if want("backup") {
+            let (part, ratio) = backup::run(&ctx)?;
+            let about = format!(
+                "Data set: {} (zstd -3 makes its files {ratio:.1}x smaller)",
+                set_data.name()
+            );
+            these.push(part.about(&about, ratio));
         }
-        if want("restore") {
-            done.push(restore::run(&ctx, &set)?);
-        }
-        if want("verify") {
-            done.push(verify::run(&ctx, &set)?);
-        }
-    }
-    if want("backup") {
-        done.push(backup::run(&ctx)?);
+        done.extend(these.into_iter().map(|mut p| {
+            p.key = set_data.key(&p.key);
+            p
+        }));
     }
 
     let out_dir = crate::target_dir(&root).join("bench");

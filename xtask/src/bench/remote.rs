@@ -296,7 +296,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             .map_or(f64::NAN, |i| medians[i])
     };
     let mut md = format!(
-        "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of pgbench WAL) to two rsync \
+        "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to two rsync \
          daemons on loopback, or to a 3-node Garage cluster on loopback, median of {} rounds; per call: each command by hand once per segment.\n\n\
          | contender | MiB/s of WAL | per call p50 ms | p95 ms |\n|---|---|---|---|\n",
         set.names.len(),
@@ -386,7 +386,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     md.push('\n');
     md.push_str(&restore.0);
     Ok(Part {
-        key: "remote",
+        key: "remote".into(),
         markdown: md,
         json: serde_json::json!({
             "segments": set.names.len(),

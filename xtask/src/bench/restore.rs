@@ -188,7 +188,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
     Ok(Part {
-        key: "restore",
+        key: "restore".into(),
         markdown: md,
         json: serde_json::json!({
             "segments_replayed": set.names.len() - 1,

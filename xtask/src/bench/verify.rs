@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
     Ok(Part {
-        key: "verify",
+        key: "verify".into(),
         markdown: md,
         json: serde_json::json!({
             "segments": set.names.len(),
