@@ -62,6 +62,31 @@ pub fn wait_no_process_matching(fragments: &[&str], timeout: Duration) -> Vec<Pr
 /// for WAL that is never archived) must fail a test, not hang the suite.
 pub const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Waits for `child` (the program `program`) to end; after `timeout` it is killed and the
+/// result is a `TimedOut` error naming the program. For programs a test starts in the
+/// background (a pgbench load) and waits for later.
+pub fn wait_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    program: &std::ffi::OsStr,
+) -> std::io::Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{program:?} did not finish within {timeout:?}; killed"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// [`std::process::Command::output`] with a deadline.
 pub trait OutputWithin {
     /// Runs the command to completion, collecting its output; after `timeout` it is killed
@@ -89,24 +114,7 @@ impl OutputWithin for std::process::Command {
         };
         let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
         let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        let deadline = std::time::Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "{:?} did not finish within {timeout:?}; killed",
-                        self.get_program()
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_within(&mut child, timeout, self.get_program())?;
         Ok(std::process::Output {
             status,
             stdout: out.join().unwrap_or_default(),

@@ -264,7 +264,12 @@ fn backup_of_primary_under_load_restores_and_verifies() {
         .arg("--xlogs")
         .arg(&p.xlogs)
         .succeeds();
-    load.wait().expect("waiting for pgbench");
+    pitr_tests::procs::wait_within(
+        &mut load,
+        pitr_tests::procs::EXTERNAL_TIMEOUT,
+        "pgbench".as_ref(),
+    )
+    .expect("waiting for pgbench");
     result.stderr_contains("pg_backup_start returned");
     result.stderr_contains("backup complete");
     assert!(!p.xlogs.exists(), "--xlogs left behind");
@@ -445,7 +450,12 @@ pub(crate) fn back_up_hot_standby(p: &Primary, name: &str, wal: &[OsString]) -> 
         .run();
     done.store(true, Ordering::SeqCst);
     switcher.join().unwrap();
-    load.wait().unwrap();
+    pitr_tests::procs::wait_within(
+        &mut load,
+        pitr_tests::procs::EXTERNAL_TIMEOUT,
+        "pgbench".as_ref(),
+    )
+    .unwrap();
     result.success();
     assert!(
         saw_trigger.load(Ordering::SeqCst),

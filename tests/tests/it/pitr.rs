@@ -619,7 +619,12 @@ fn pitr_backup_bootstraps_a_warm_standby_that_fails_over_on_its_finish_trigger()
         "pgbench ended before the standby replayed any of its rows"
     );
     assert!(standby.is_in_recovery());
-    let status = load.wait().unwrap();
+    let status = pitr_tests::procs::wait_within(
+        &mut load,
+        pitr_tests::procs::EXTERNAL_TIMEOUT,
+        "pgbench".as_ref(),
+    )
+    .unwrap();
     assert!(status.success(), "pgbench failed: {status}");
 
     // Failover: everything the primary wrote is archived, then the trigger ends recovery
