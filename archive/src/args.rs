@@ -129,7 +129,7 @@ impl Tool for Args {
     const NAME: &'static str = "pitr-archive";
 
     /// omnipitr-archive's spellings (README, "Migrating from OmniPITR").
-    const ALIASES: Aliases = &[
+    const ALIASES: Aliases = pitr_common::aliases_with_compressor_paths![
         ("-D", Alias::Option("--data-dir")),
         ("-dl", Alias::Option("--dst-local")),
         ("-dr", Alias::Option("--dst-remote")),
@@ -149,16 +149,7 @@ impl Tool for Args {
         ("--not-nice", Alias::DroppedSwitch),
         ("-np", Alias::DroppedOption),
         ("--nice-path", Alias::DroppedOption),
-        ("-gp", Alias::DroppedOption),
-        ("--gzip-path", Alias::DroppedOption),
-        ("-bp", Alias::DroppedOption),
-        ("--bzip2-path", Alias::DroppedOption),
-        ("-lp", Alias::DroppedOption),
-        ("--lzma-path", Alias::DroppedOption),
-        ("-ll", Alias::DroppedOption),
-        ("--lz4-path", Alias::DroppedOption),
-        ("-xz", Alias::DroppedOption),
-        ("--xz-path", Alias::DroppedOption),
+        // The compressor-path options follow (pitr_common::aliases_with_compressor_paths).
     ];
 
     fn run(self) -> anyhow::Result<ExitCode> {

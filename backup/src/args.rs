@@ -182,7 +182,7 @@ impl Tool for Args {
 
     /// The spellings of omnipitr-backup-master and omnipitr-backup-slave (README, "Migrating
     /// from OmniPITR").
-    const ALIASES: Aliases = &[
+    const ALIASES: Aliases = pitr_common::aliases_with_compressor_paths![
         ("-D", Alias::Option("--data-dir")),
         ("-d", Alias::Option("--database")),
         ("-h", Alias::Option("--host")),
@@ -219,16 +219,7 @@ impl Tool for Args {
         ("--call-master", Alias::DroppedSwitch),
         ("-np", Alias::DroppedOption),
         ("--nice-path", Alias::DroppedOption),
-        ("-gp", Alias::DroppedOption),
-        ("--gzip-path", Alias::DroppedOption),
-        ("-bp", Alias::DroppedOption),
-        ("--bzip2-path", Alias::DroppedOption),
-        ("-lp", Alias::DroppedOption),
-        ("--lzma-path", Alias::DroppedOption),
-        ("-ll", Alias::DroppedOption),
-        ("--lz4-path", Alias::DroppedOption),
-        ("-xz", Alias::DroppedOption),
-        ("--xz-path", Alias::DroppedOption),
+        // The compressor-path options follow (pitr_common::aliases_with_compressor_paths).
         ("-tp", Alias::DroppedOption),
         ("--tar-path", Alias::DroppedOption),
         ("-ep", Alias::DroppedOption),

@@ -585,6 +585,29 @@ pub enum Alias {
 /// how it is read.
 pub type Aliases = &'static [(&'static str, Alias)];
 
+/// An alias table (`&[(spelling, Alias), …]`) that ends with OmniPITR's compressor-path options
+/// (`-gp`/`--gzip-path`, `-bp`, `-lp`, `-ll`, `-xz` and their long forms), accepted and ignored
+/// with a WARNING by every binary that compressed through an external program: gzip and zstd
+/// are built in. One list, so that the binaries cannot drift apart.
+#[macro_export]
+macro_rules! aliases_with_compressor_paths {
+    ($($entry:expr),* $(,)?) => {
+        &[
+            $($entry,)*
+            ("-gp", $crate::cli::Alias::DroppedOption),
+            ("--gzip-path", $crate::cli::Alias::DroppedOption),
+            ("-bp", $crate::cli::Alias::DroppedOption),
+            ("--bzip2-path", $crate::cli::Alias::DroppedOption),
+            ("-lp", $crate::cli::Alias::DroppedOption),
+            ("--lzma-path", $crate::cli::Alias::DroppedOption),
+            ("-ll", $crate::cli::Alias::DroppedOption),
+            ("--lz4-path", $crate::cli::Alias::DroppedOption),
+            ("-xz", $crate::cli::Alias::DroppedOption),
+            ("--xz-path", $crate::cli::Alias::DroppedOption),
+        ]
+    };
+}
+
 /// The arguments after [`translate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Translated {

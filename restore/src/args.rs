@@ -461,7 +461,7 @@ const NOT_HANDED_ON: Alias = Alias::NotInForm {
 
 /// omnipitr-restore's spellings in the restore_command form (README, "Migrating from
 /// OmniPITR").
-const WAL_ALIASES: Aliases = &[
+const WAL_ALIASES: Aliases = pitr_common::aliases_with_compressor_paths![
     ("-D", Alias::Option("--data-dir")),
     ("-s", Alias::Option("--source")),
     ("-w", Alias::Option("--recovery-delay")),
@@ -480,22 +480,12 @@ const WAL_ALIASES: Aliases = &[
     ("-?", Alias::Switch("--help")),
     ("-h", PRE_REMOVAL),
     ("--pre-removal-processing", PRE_REMOVAL),
-    // Not needed: gzip and zstd are built in.
-    ("-gp", Alias::DroppedOption),
-    ("--gzip-path", Alias::DroppedOption),
-    ("-bp", Alias::DroppedOption),
-    ("--bzip2-path", Alias::DroppedOption),
-    ("-lp", Alias::DroppedOption),
-    ("--lzma-path", Alias::DroppedOption),
-    ("-ll", Alias::DroppedOption),
-    ("--lz4-path", Alias::DroppedOption),
-    ("-xz", Alias::DroppedOption),
-    ("--xz-path", Alias::DroppedOption),
+    // The compressor-path options follow (pitr_common::aliases_with_compressor_paths).
 ];
 
 /// The same spellings in the `--from-backup` form, translated only into its own options: the
 /// restore_command's settings it hands on are accepted, the others refused with a HINT.
-const BACKUP_ALIASES: Aliases = &[
+const BACKUP_ALIASES: Aliases = pitr_common::aliases_with_compressor_paths![
     ("-s", Alias::Option("--source")),
     ("-w", Alias::Option("--recovery-delay")),
     ("-f", Alias::Option("--finish-trigger")),
@@ -518,17 +508,7 @@ const BACKUP_ALIASES: Aliases = &[
     ("--pgcontroldata-path", NOT_HANDED_ON),
     ("-h", PRE_REMOVAL),
     ("--pre-removal-processing", PRE_REMOVAL),
-    // Not needed: gzip and zstd are built in.
-    ("-gp", Alias::DroppedOption),
-    ("--gzip-path", Alias::DroppedOption),
-    ("-bp", Alias::DroppedOption),
-    ("--bzip2-path", Alias::DroppedOption),
-    ("-lp", Alias::DroppedOption),
-    ("--lzma-path", Alias::DroppedOption),
-    ("-ll", Alias::DroppedOption),
-    ("--lz4-path", Alias::DroppedOption),
-    ("-xz", Alias::DroppedOption),
-    ("--xz-path", Alias::DroppedOption),
+    // The compressor-path options follow (pitr_common::aliases_with_compressor_paths).
 ];
 
 impl Parse for Args {
