@@ -105,8 +105,10 @@ pub struct Args {
     #[argh(option)]
     pub dst_local: Vec<String>,
 
-    /// remote destination, [CODEC=]TARGET with TARGET rsync://host[:port]/module/path,
-    /// host::module/path or [user@]host:/path, sent with rsync; repeatable
+    /// remote destination, [CODEC=]TARGET with TARGET s3://BUCKET/PREFIX (an object store,
+    /// each file streamed into a multipart upload; see --s3-endpoint), or
+    /// rsync://host[:port]/module/path, host::module/path or [user@]host:/path, sent with rsync;
+    /// repeatable
     #[argh(option)]
     pub dst_remote: Vec<String>,
 
