@@ -42,8 +42,8 @@ use anyhow::{bail, Context, Result};
 use pitr_tests::{pg_program, pg_user, Cluster, ClusterOpts, GarageCluster, PgTempDir, TlsFront};
 
 use super::{
-    dir_size, empty_dir, file_count, median, pgbackrest_as_pg, ratio_table, round2, run_timed,
-    wait_for, Ctx, Part, Ratio,
+    dir_size, empty_dir, file_count, files_under, median, pgbackrest_as_pg, ratio_table, round2,
+    run_timed, wait_for, Ctx, Part, Ratio,
 };
 
 /// The stanza of the pgBackRest contender.
@@ -505,7 +505,7 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
     ctx.data.init(&cluster, ctx.scale);
     cluster.psql("CHECKPOINT");
     cluster.stop();
-    let relations = files_under(&cluster.data_dir().join("base"))?;
+    let relations = files_under(&cluster.data_dir().join("base"));
     let zstd_ratio = super::data::zstd_ratio(relations.iter().map(PathBuf::as_path))?;
 
     let br = tmp.subdir("pgbackrest");
@@ -646,24 +646,6 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
     wait_archiver_idle(cluster.data_dir())?;
     cluster.stop();
     Ok((contenders, figures, data_bytes, zstd_ratio))
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                todo.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// One pitr-backup run of the files cluster.

@@ -215,34 +215,37 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-/// Total size of the regular files under `dir`.
-pub fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
+/// The regular files under `dir`, recursively (directories that cannot be read are passed
+/// over).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             match e.file_type() {
-                Ok(t) if t.is_dir() => total += dir_size(&e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
                 _ => {}
             }
         }
     }
-    total
+    out
+}
+
+/// Total size of the regular files under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Number of regular files under `dir`.
 pub fn file_count(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => total += file_count(&e.path()),
-                Ok(t) if t.is_file() => total += 1,
-                _ => {}
-            }
-        }
-    }
-    total
+    files_under(dir).len() as u64
 }
 
 /// Empties `dir` except the names in `keep`, recursing into kept directories (so that
