@@ -73,7 +73,8 @@ pub struct Payload<'a> {
     pub wal_name: &'a str,
     /// Uncompressed bytes, for comparison with an existing copy.
     pub plain: &'a [u8],
-    /// Bytes to store (compressed with the location's codec), computed on demand.
+    /// Bytes to store (compressed with the location's codec), computed on demand, once: a
+    /// second call returns what the first computed (a batch compresses ahead on another thread).
     pub stored: &'a (dyn Fn() -> anyhow::Result<&'a [u8]> + Sync),
     /// The source's modification time, given to the archived file.
     pub mtime: Option<SystemTime>,
@@ -294,9 +295,13 @@ pub fn deliver_batch(
     opts: &PutOptions,
 ) -> Vec<anyhow::Result<PutOutcome>> {
     match &loc.target {
-        Target::Rsync(remote) => put_rsync(loc, remote, payloads, sysid, opts),
+        Target::Rsync(remote) => {
+            compressing_meanwhile(payloads, || put_rsync(loc, remote, payloads, sysid, opts))
+        }
         Target::S3(url) => match opts.s3.as_ref() {
-            Some(settings) => crate::objarchive::put_batch(loc, url, payloads, sysid, settings),
+            Some(settings) => compressing_meanwhile(payloads, || {
+                crate::objarchive::put_batch(loc, url, payloads, sysid, settings)
+            }),
             None => batch_failed(
                 anyhow::anyhow!("no object-store settings for {loc}"),
                 payloads.len(),
@@ -307,6 +312,23 @@ pub fn deliver_batch(
             .map(|p| deliver(loc, p, sysid, opts))
             .collect(),
     }
+}
+
+/// Runs `deliver` while another thread computes the payloads' stored bytes in order, so that
+/// a remote batch's first round trips (rsync's run that fetches the marker and existing forms,
+/// an object store's marker check) overlap the compression they would otherwise precede. The
+/// bytes are computed once either way ([`Payload::stored`] caches them, errors included); a
+/// file found already archived costs its compression for nothing, which only a retry meets.
+fn compressing_meanwhile<T>(payloads: &[Payload<'_>], deliver: impl FnOnce() -> T) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for p in payloads {
+                // Errors are cached with the bytes: the delivery meets and reports them.
+                let _ = (p.stored)();
+            }
+        });
+        deliver()
+    })
 }
 
 /// The outcome of every payload when the batch as a whole failed with `e`.

@@ -94,6 +94,10 @@ pub fn put_batch(
 fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
     let looking = || format!("looking for {} in {loc}", p.wal_name);
     let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
+    // Compressed before the look: without conditional writes the create pauses for twice the
+    // time from its look to its PUT's answer, and compressing in between (a batch compresses
+    // all its files at once) made that pause, and every batch, several times longer.
+    let body = (p.stored)()?.to_vec();
     let looked = std::time::Instant::now();
     let listed = store
         .list_matching("", p.wal_name)
@@ -102,7 +106,6 @@ fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<Put
         return compare(store, loc, p, &key, stored);
     }
     let key = loc.file_name(p.wal_name);
-    let body = (p.stored)()?.to_vec();
     let sending = || format!("sending {} to {loc}", p.wal_name);
     let written = store
         .put_after_look(&key, body, looked)

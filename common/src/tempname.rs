@@ -21,10 +21,15 @@ const MARK: &str = ".pitr-tmp.";
 
 /// The temporary name used beside `path` while this process writes it.
 pub fn for_path(path: &Path) -> PathBuf {
+    of_writer(path, std::process::id())
+}
+
+/// The temporary name used beside `path` while process `pid` writes it.
+pub fn of_writer(path: &Path, pid: u32) -> PathBuf {
     let name = path.file_name().map(OsString::from).unwrap_or_default();
     let mut tmp = OsString::from(".");
     tmp.push(&name);
-    tmp.push(format!("{MARK}{}", std::process::id()));
+    tmp.push(format!("{MARK}{pid}"));
     path.with_file_name(tmp)
 }
 

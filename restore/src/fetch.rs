@@ -245,6 +245,11 @@ fn show(data_dir: &Path, parameter: &str) -> anyhow::Result<String> {
     Ok(row.try_get::<_, String>(0)?)
 }
 
+/// How long a call waits for the prefetch worker to finish writing the segment it asks for
+/// before fetching it itself: well beyond one segment's decoding and a store's round trip, short
+/// of what PostgreSQL would notice.
+const WORKER_WAIT_LIMIT: Duration = Duration::from_secs(10);
+
 /// What one call works with, set up once.
 struct Call<'a> {
     cfg: &'a Config,
@@ -347,7 +352,15 @@ impl<'a> Call<'a> {
         if !self.prefetching() {
             return Ok(None);
         }
-        match self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid) {
+        let mut taken = self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid);
+        if matches!(taken, Ok(None))
+            && self
+                .spool
+                .wait_for_writer(&self.cfg.wanted, WORKER_WAIT_LIMIT)
+        {
+            taken = self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid);
+        }
+        match taken {
             Ok(Some(mtime)) => {
                 if self.too_fresh(mtime, finishing) {
                     return Ok(Some(Look::Wait));

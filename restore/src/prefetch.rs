@@ -21,12 +21,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use pitr_common::fs::{self, IoError, Replace, Unsynced};
 use pitr_common::process::Program;
 use pitr_common::wal::{SegSize, WalFileName, WalKind};
-use pitr_common::{lock, log_verbose, log_warning, pg, source, tempname, walpage};
+use pitr_common::{lock, log_verbose, log_warning, pg, signal, source, tempname, walpage};
 
 use crate::args::Config;
 
@@ -121,6 +121,51 @@ impl Spool {
         }
     }
 
+    /// The live worker writing `name` into the spool right now, if any: its temporary file
+    /// `.NAME.pitr-tmp.PID` with a live PID.
+    fn writer_of(&self, name: &WalFileName) -> Option<u32> {
+        let want = name.to_string();
+        std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find_map(|ent| {
+                let fname = ent.file_name();
+                let t = tempname::parse(fname.to_str()?)?;
+                (t.base == want && signal::process_alive(t.pid)).then_some(t.pid)
+            })
+    }
+
+    /// Waits while a live worker writes `name` (at most `limit`), so that a call arriving while
+    /// its segment is being prefetched takes the worker's copy instead of decoding the same
+    /// segment a second time beside it (on two cores that doubled the work and slowed replay
+    /// below no prefetch at all). Returns whether it waited.
+    pub fn wait_for_writer(&self, name: &WalFileName, limit: Duration) -> bool {
+        let Some(pid) = self.writer_of(name) else {
+            return false;
+        };
+        let path = self.path(name);
+        let tmp = tempname::of_writer(&path, pid);
+        let start = Instant::now();
+        while tmp.exists()
+            && !path.exists()
+            && signal::process_alive(pid)
+            && start.elapsed() < limit
+        {
+            std::thread::sleep(WRITER_POLL);
+        }
+        log_verbose!(
+            "waited {:.3}s for the prefetch worker writing {name}",
+            start.elapsed().as_secs_f64()
+        );
+        true
+    }
+
+    /// Whether a prefetch worker holds the spool's lock now.
+    fn worker_running(&self) -> bool {
+        let path = self.dir.join(LOCK_FILE);
+        path.exists() && matches!(lock::try_lock(&path), Ok(None))
+    }
+
     /// Moves the spooled `name` to `target`.
     pub fn hand_over(&self, name: &WalFileName, target: &Path) -> anyhow::Result<()> {
         let path = self.path(name);
@@ -143,6 +188,11 @@ impl Spool {
 /// Starts the background worker for the segments after the one just handed over. Failing to
 /// start it costs speed, not correctness: it is logged and ignored.
 pub fn start_worker(cfg: &Config, spool: &Spool) {
+    // A live worker moves its window by itself as segments are taken; starting another only for
+    // it to find the lock taken cost a process per segment.
+    if spool.worker_running() {
+        return;
+    }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -212,7 +262,12 @@ fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// The worker: fills the spool with the segments after `cfg.wanted`.
+/// The worker: fills the spool with the segments after `cfg.wanted`, and keeps the window
+/// moving while PostgreSQL takes them: once the window is full it watches the spool, and when
+/// the first spooled segment has been taken it fills the window again from there. It ends when
+/// nothing has been taken for [`WORKER_IDLE`], at the first segment not archived yet, or on an
+/// error. One worker for a whole replay, where one per window paid its start (and, from an
+/// object store, a new connection and a marker read) and left a gap at every window's end.
 pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::new(&cfg.data_dir);
     std::fs::create_dir_all(&spool.dir)
@@ -222,12 +277,8 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let control = crate::fetch::read_control(cfg)?;
-    let seg_size = control.wal_segment_size;
-    let sysid = control.system_identifier;
-    let window = u64::from(cfg.prefetch);
     let boot = current_boot();
     claim_for_boot(&spool, boot.as_deref())?;
-    clean(&spool.dir, &cfg.wanted, window, seg_size)?;
     // A pitr-restore killed while writing `%p` leaves `.RECOVERYXLOG.pitr-tmp.PID` (16 MiB) in
     // pg_wal, which PostgreSQL never removes; its writer is gone once its PID is.
     let pg_wal = cfg.data_dir.join(pg::PG_WAL);
@@ -239,41 +290,125 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let sources = source::Sources::open(&cfg.sources, cfg.s3.as_ref())?;
-    let mut names = Vec::new();
-    let mut name = cfg.wanted;
-    for _ in 0..window {
-        name = name.next(seg_size)?;
-        names.push(name);
-    }
-    // A directory is bound by decoding, which must leave replay a core: one segment at a time,
-    // decoded on the other cores. An object store is bound by round trips: the window is
-    // fetched up to STORE_FETCHES segments at once, each decoded on one thread.
-    let (at_once, threads) = match sources.has_store() {
-        true => (names.len().clamp(1, STORE_FETCHES), 1),
-        false => (1, worker_threads()),
+    let filler = Filler {
+        spool: &spool,
+        sources: &sources,
+        seg_size: control.wal_segment_size,
+        sysid: control.system_identifier,
+        window: u64::from(cfg.prefetch),
+        boot: boot.as_deref(),
     };
-    // The window is looked up at once (one or two LISTs in an object store); the segments up
-    // to the first one not archived yet are fetched.
-    names.retain(|n| !spool.path(n).exists());
-    let hits = match sources.find_many(&names) {
-        Ok(hits) => hits,
-        Err(e) => {
-            log_verbose!("not prefetching after {}: {e}", cfg.wanted);
+    let mut after = cfg.wanted;
+    loop {
+        clean(&spool.dir, &after, filler.window, filler.seg_size)?;
+        if !filler.fill(&after)? {
             return Ok(ExitCode::SUCCESS);
         }
-    };
-    let found: Vec<(WalFileName, source::Hit)> = names
-        .into_iter()
-        .zip(hits)
-        .map_while(|(name, hit)| hit.map(|h| (name, h)))
-        .collect();
-    let fetch = |(name, found): &(WalFileName, source::Hit)| -> anyhow::Result<bool> {
+        match filler.wait_for_progress(&after, WORKER_IDLE)? {
+            Some(taken) => after = taken,
+            None => {
+                log_verbose!("prefetch worker: nothing taken after {after} for a while; ending");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// What the worker fills the spool with, set up once.
+struct Filler<'a> {
+    spool: &'a Spool,
+    sources: &'a source::Sources,
+    seg_size: SegSize,
+    sysid: u64,
+    window: u64,
+    boot: Option<&'a str>,
+}
+
+impl Filler<'_> {
+    /// The window's names after `after`, in order.
+    fn window_after(&self, after: &WalFileName) -> anyhow::Result<Vec<WalFileName>> {
+        let mut names = Vec::new();
+        let mut name = *after;
+        for _ in 0..self.window {
+            name = name.next(self.seg_size)?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Fills the window after `after` with what is not spooled yet, up to the first segment not
+    /// archived. Returns whether the whole window is spooled (the worker may go on).
+    fn fill(&self, after: &WalFileName) -> anyhow::Result<bool> {
+        let mut names = self.window_after(after)?;
+        // A directory is bound by decoding, which must leave replay a core: one segment at a
+        // time, decoded on the other cores. An object store is bound by round trips: the
+        // window is fetched up to STORE_FETCHES segments at once, each decoded on one thread.
+        let (at_once, threads) = match self.sources.has_store() {
+            true => (names.len().clamp(1, STORE_FETCHES), 1),
+            false => (1, worker_threads()),
+        };
+        // The window is looked up at once (one or two LISTs in an object store); the segments
+        // up to the first one not archived yet are fetched.
+        names.retain(|n| !self.spool.path(n).exists());
+        if names.is_empty() {
+            return Ok(true);
+        }
+        let hits = match self.sources.find_many(&names) {
+            Ok(hits) => hits,
+            Err(e) => {
+                log_verbose!("not prefetching after {after}: {e}");
+                return Ok(false);
+            }
+        };
+        let wanted = names.len();
+        let found: Vec<(WalFileName, source::Hit)> = names
+            .into_iter()
+            .zip(hits)
+            .map_while(|(name, hit)| hit.map(|h| (name, h)))
+            .collect();
+        let mut complete = found.len() == wanted;
+        for chunk in found.chunks(at_once) {
+            let outcomes: Vec<anyhow::Result<bool>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|n| s.spawn(|| self.fetch(n, threads)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a prefetch thread panicked")))
+                    })
+                    .collect()
+            });
+            let mut go_on = true;
+            for outcome in outcomes {
+                go_on &= outcome?;
+            }
+            if !go_on {
+                complete = false;
+                break;
+            }
+        }
+        Ok(complete)
+    }
+
+    /// Fetches one segment into the spool; `Ok(false)` when it cannot be used (the foreground
+    /// call meets it, logs it and refuses it).
+    fn fetch(
+        &self,
+        (name, found): &(WalFileName, source::Hit),
+        threads: usize,
+    ) -> anyhow::Result<bool> {
         let opts = source::RestoreOptions {
             mtime: Some(found.mtime()),
-            unsynced: boot.is_some().then_some(Unsynced::BootScopedSpool),
+            unsynced: self.boot.is_some().then_some(Unsynced::BootScopedSpool),
             threads,
         };
-        match sources.restore_verified(found, name, sysid, &spool.path(name), opts) {
+        match self
+            .sources
+            .restore_verified(found, name, self.sysid, &self.spool.path(name), opts)
+        {
             Ok(()) => {
                 log_verbose!("prefetched {name}");
                 Ok(true)
@@ -282,33 +417,50 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
                 Err(anyhow::Error::from(e).context(format!("prefetching {name}")))
             }
             Err(e) => {
-                // The foreground call will meet it, log it and refuse it; nothing to do here.
                 log_verbose!("not prefetching {name}: {e}");
                 Ok(false)
             }
         }
-    };
-    for chunk in found.chunks(at_once) {
-        let outcomes: Vec<anyhow::Result<bool>> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk.iter().map(|n| s.spawn(|| fetch(n))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a prefetch thread panicked")))
-                })
-                .collect()
-        });
-        let mut go_on = true;
-        for outcome in outcomes {
-            go_on &= outcome?;
-        }
-        if !go_on {
-            break;
-        }
     }
-    Ok(ExitCode::SUCCESS)
+
+    /// Waits (at most `idle`) until PostgreSQL has taken the first segment of the full window
+    /// after `after`, and returns the last of the window's leading segments that are gone from
+    /// the spool: the window then moves past it. `None` when nothing was taken in time.
+    fn wait_for_progress(
+        &self,
+        after: &WalFileName,
+        idle: Duration,
+    ) -> anyhow::Result<Option<WalFileName>> {
+        let names = self.window_after(after)?;
+        let Some(first) = names.first() else {
+            return Ok(None);
+        };
+        let start = Instant::now();
+        while self.spool.path(first).exists() {
+            if start.elapsed() >= idle {
+                return Ok(None);
+            }
+            std::thread::sleep(PROGRESS_POLL);
+        }
+        let taken = names
+            .iter()
+            .take_while(|n| !self.spool.path(n).exists())
+            .last()
+            .copied();
+        Ok(taken)
+    }
 }
+
+/// How long a worker with a full window waits for PostgreSQL to take a segment before it ends
+/// (the next call starts another): replay of one segment takes far less, and a standby that has
+/// caught up or a server that stopped should not keep a worker.
+const WORKER_IDLE: Duration = Duration::from_secs(2);
+
+/// How often a worker with a full window looks whether PostgreSQL took a segment.
+const PROGRESS_POLL: Duration = Duration::from_millis(2);
+
+/// How often a call waiting for the worker's copy of its segment looks again.
+const WRITER_POLL: Duration = Duration::from_millis(2);
 
 /// Segments an object-store prefetch fetches at once (the default window: all of it).
 const STORE_FETCHES: usize = 8;
@@ -401,6 +553,112 @@ mod tests {
             None
         );
         assert!(spool.take_in_boot(&n, size(), 7, None).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_call_waits_for_the_worker_writing_its_segment_and_not_for_a_dead_one() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        std::fs::create_dir_all(&spool.dir).unwrap();
+        claim_for_boot(&spool, current_boot().as_deref()).unwrap();
+        let n = WalFileName::parse("000000010000000000000005").unwrap();
+        let other = WalFileName::parse("000000010000000000000006").unwrap();
+        // Nobody writes it: no wait.
+        assert!(!spool.wait_for_writer(&n, Duration::from_secs(5)));
+        // A writer that is gone (a worker killed mid-write): its temp file is no reason to wait.
+        // (No process has this PID: Linux's pid_max is at most 2^22.)
+        let dead_pid = i32::MAX as u32;
+        let dead_tmp = tempname::of_writer(&spool.path(&n), dead_pid);
+        std::fs::write(&dead_tmp, b"partial").unwrap();
+        assert!(!spool.wait_for_writer(&n, Duration::from_secs(5)));
+        std::fs::remove_file(&dead_tmp).unwrap();
+        // A live writer of another segment: no wait either.
+        let live_tmp_other = tempname::for_path(&spool.path(&other));
+        std::fs::write(&live_tmp_other, b"partial").unwrap();
+        assert!(!spool.wait_for_writer(&n, Duration::from_secs(5)));
+        std::fs::remove_file(&live_tmp_other).unwrap();
+        // A live writer of this segment: the call waits until the copy is in place, then takes it.
+        let tmp = tempname::for_path(&spool.path(&n));
+        std::fs::write(&tmp, seg(&n, 7)).unwrap();
+        let (final_path, tmp2) = (spool.path(&n), tmp.clone());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::rename(&tmp2, &final_path).unwrap();
+        });
+        let t = Instant::now();
+        assert!(spool.wait_for_writer(&n, Duration::from_secs(30)));
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        writer.join().unwrap();
+        assert!(spool.take(&n, size(), 7).unwrap().is_some());
+        spool.hand_over(&n, &d.path().join("RECOVERYXLOG")).unwrap();
+        // A writer that never finishes is waited for only up to the limit.
+        std::fs::write(&tmp, b"partial").unwrap();
+        let t = Instant::now();
+        assert!(spool.wait_for_writer(&n, Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(spool.take(&n, size(), 7).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_worker_moves_its_window_when_postgresql_takes_segments_and_ends_when_idle() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        std::fs::create_dir_all(&spool.dir).unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        let loc = pitr_common::location::Location::dir(
+            pitr_common::compress::Codec::None,
+            archive.path(),
+        );
+        let sources = source::Sources::open(&[loc], None).unwrap();
+        let filler = Filler {
+            spool: &spool,
+            sources: &sources,
+            seg_size: size(),
+            sysid: 7,
+            window: 3,
+            boot: None,
+        };
+        let after = WalFileName::parse("000000010000000000000005").unwrap();
+        let window = filler.window_after(&after).unwrap();
+        assert_eq!(
+            window.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "000000010000000000000006",
+                "000000010000000000000007",
+                "000000010000000000000008"
+            ]
+        );
+        for n in &window {
+            std::fs::write(spool.path(n), b"").unwrap();
+        }
+        // Nothing taken: the worker ends after the idle time.
+        let t = Instant::now();
+        assert_eq!(
+            filler
+                .wait_for_progress(&after, Duration::from_millis(100))
+                .unwrap(),
+            None
+        );
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        // PostgreSQL takes two (renamed away by the calls): the window moves past the second.
+        let taken: Vec<PathBuf> = window[..2].iter().map(|n| spool.path(n)).collect();
+        let taker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for p in taken.iter().rev() {
+                std::fs::remove_file(p).unwrap();
+            }
+        });
+        assert_eq!(
+            filler
+                .wait_for_progress(&after, Duration::from_secs(30))
+                .unwrap(),
+            Some(window[1])
+        );
+        taker.join().unwrap();
+        // The next fill wants the two after the one still spooled; none is archived, so the
+        // worker stops there.
+        assert!(!filler.fill(&window[1]).unwrap());
+        assert!(spool.path(&window[2]).exists());
     }
 
     #[test]
