@@ -353,7 +353,11 @@ impl<'a> Call<'a> {
             return Ok(None);
         }
         let mut taken = self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid);
+        // From a directory only: there a second decode beside the worker's costs a core that
+        // replay needs; from an object store the bench was not faster with it (see
+        // prefetch::run_worker), and a second fetch there costs round trips more than cores.
         if matches!(taken, Ok(None))
+            && !self.sources.has_store()
             && self
                 .spool
                 .wait_for_writer(&self.cfg.wanted, WORKER_WAIT_LIMIT)

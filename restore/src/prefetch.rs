@@ -301,7 +301,13 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut after = cfg.wanted;
     loop {
         clean(&spool.dir, &after, filler.window, filler.seg_size)?;
-        if !filler.fill(&after)? {
+        // From an object store the worker ends once its window is full (the next call starts
+        // another, which fetches the window's missing segments at once). In the bench's restore
+        // from Garage a worker that stayed and refilled after each segment taken caught up only
+        // 1.27x faster than no prefetch, and one refilling after four no faster at all, where a
+        // worker per window had been 1.3-1.7x faster than pgBackRest's archive-get; not yet
+        // understood, so the measured way stays for stores.
+        if !filler.fill(&after)? || sources.has_store() {
             return Ok(ExitCode::SUCCESS);
         }
         match filler.wait_for_progress(&after, WORKER_IDLE)? {
