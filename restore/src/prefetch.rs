@@ -266,8 +266,9 @@ fn worker_threads() -> usize {
 /// moving while PostgreSQL takes them: once the window is full it watches the spool, and when
 /// the first spooled segment has been taken it fills the window again from there. It ends when
 /// nothing has been taken for [`WORKER_IDLE`], at the first segment not archived yet, or on an
-/// error. One worker for a whole replay, where one per window paid its start (and, from an
-/// object store, a new connection and a marker read) and left a gap at every window's end.
+/// error. From directories that is one worker for a whole replay, where one per window paid
+/// its start and left a gap at every window's end; from an object store a worker still ends
+/// once its window is full (see the loop).
 pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::new(&cfg.data_dir);
     std::fs::create_dir_all(&spool.dir)
@@ -489,6 +490,14 @@ mod tests {
         Ok(())
     }
 
+    /// A spool (its directory made) in a new temporary data directory.
+    fn new_spool() -> (tempfile::TempDir, Spool) {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        std::fs::create_dir_all(&spool.dir).unwrap();
+        (d, spool)
+    }
+
     fn seg(name: &WalFileName, sysid: u64) -> Vec<u8> {
         let mut b = walpage::fake_header(name, size(), sysid);
         b.resize(size().as_usize(), 1);
@@ -497,9 +506,7 @@ mod tests {
 
     #[test]
     fn take_checks_and_discards() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::new(d.path());
-        std::fs::create_dir_all(&spool.dir).unwrap();
+        let (d, spool) = new_spool();
         claim_for_boot(&spool, current_boot().as_deref()).unwrap();
         let n = WalFileName::parse("000000010000000000000005").unwrap();
         assert!(spool.take(&n, size(), 7).unwrap().is_none());
@@ -521,9 +528,7 @@ mod tests {
 
     #[test]
     fn a_spool_of_another_boot_is_never_read_and_is_emptied_by_the_worker() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::new(d.path());
-        std::fs::create_dir_all(&spool.dir).unwrap();
+        let (_d, spool) = new_spool();
         let n = WalFileName::parse("000000010000000000000005").unwrap();
         claim_for_boot(&spool, Some("boot-a")).unwrap();
         assert_eq!(
@@ -563,9 +568,7 @@ mod tests {
 
     #[test]
     fn a_call_waits_for_the_worker_writing_its_segment_and_not_for_a_dead_one() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::new(d.path());
-        std::fs::create_dir_all(&spool.dir).unwrap();
+        let (d, spool) = new_spool();
         claim_for_boot(&spool, current_boot().as_deref()).unwrap();
         let n = WalFileName::parse("000000010000000000000005").unwrap();
         let other = WalFileName::parse("000000010000000000000006").unwrap();
@@ -607,9 +610,7 @@ mod tests {
 
     #[test]
     fn the_worker_moves_its_window_when_postgresql_takes_segments_and_ends_when_idle() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::new(d.path());
-        std::fs::create_dir_all(&spool.dir).unwrap();
+        let (_d, spool) = new_spool();
         let archive = tempfile::tempdir().unwrap();
         let loc = pitr_common::location::Location::dir(
             pitr_common::compress::Codec::None,
