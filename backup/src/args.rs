@@ -242,6 +242,10 @@ impl Tool for Args {
         ("--parallel-jobs", Alias::DroppedOption),
     ];
 
+    fn at_start() {
+        pitr_common::signal::catch_termination();
+    }
+
     fn run(self) -> anyhow::Result<ExitCode> {
         crate::backup::run(&self.into_config()?)
     }

@@ -144,6 +144,11 @@ pub trait Tool: Parse + HasCommon {
         exit::BUSY
     }
 
+    /// What must happen before anything else, even before the arguments are read (default:
+    /// nothing). pitr-backup starts recording SIGINT/SIGTERM here, so that a signal that
+    /// arrives while it starts up is acted on by its first check instead of killing it.
+    fn at_start() {}
+
     /// Does the work.
     fn run(self) -> anyhow::Result<ExitCode>;
 }
@@ -254,6 +259,7 @@ macro_rules! tool_args {
 /// [`Tool::usage_status`]), sets up the logger from `--log`, takes `--pid-file`, runs
 /// [`Tool::run`] and turns an error into log lines and a status.
 pub fn main<T: Tool>() -> ExitCode {
+    T::at_start();
     let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
     let (tool, ignored) = match parse_from::<T>(raw) {
         Ok(parsed) => parsed,

@@ -629,6 +629,78 @@ fn backup_interrupted_by_sigterm_cleans_up() {
     assert_eq!(pitr_tests::dir_names(&p.backups).len(), 4);
 }
 
+/// Whether process `pid` has a handler for `sig` (SigCgt of `/proc/PID/status`).
+fn catches(pid: u32, sig: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    Some(mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// Found by `cargo xtask faults` (backup-kill: "killed with SIGTERM after 2 ms ... ended with
+/// signal 15 instead of an error status"): pitr-backup caught SIGTERM only once its run had
+/// begun, so a signal while it read its options killed it by the default action. The handler is
+/// now the first thing main installs: here pitr-backup waits for its --config-file (a FIFO), is
+/// sent SIGTERM meanwhile, and must end with status 2, having started nothing.
+#[test]
+fn backup_sigterm_while_it_reads_its_options_is_an_error_status() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = Primary::new("bk-term-early");
+    let fifo = p.work.path().join("backup.conf");
+    let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let trigger = p.work.path().join("pause");
+    let running = p
+        .backup()
+        .arg("--config-file")
+        .arg(&fifo)
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .spawn();
+    let pid = running.pid();
+    wait_until(
+        "pitr-backup to catch SIGTERM while it waits for its --config-file",
+        Duration::from_secs(30),
+        || (catches(pid, libc::SIGTERM) == Some(true)).then_some(()),
+    );
+    signal(pid, libc::SIGTERM);
+    // Now give it its options: the FIFO opens for writing once pitr-backup has it open for
+    // reading (ENXIO before).
+    let mut writer = wait_until(
+        "pitr-backup to open its --config-file",
+        Duration::from_secs(30),
+        || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .ok()
+        },
+    );
+    std::io::Write::write_all(&mut writer, b"--progress-interval 1\n").expect("write the FIFO");
+    drop(writer);
+    running
+        .wait()
+        .failure_with_status(2)
+        .stderr_contains("interrupted by a signal");
+    assert_eq!(
+        pitr_tests::dir_names(&p.backups),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+    assert!(!p.xlogs.exists(), "--xlogs left behind");
+    assert!(!trigger.exists(), "pause trigger left behind");
+    assert_not_in_backup(&p.cluster);
+}
+
 #[test]
 fn backup_killed_by_sigkill_next_run_recovers() {
     let p = Primary::new("bk-kill");

@@ -239,6 +239,10 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         } else {
             runner::pause(measured.mul_f64(fraction));
         }
+        // A SIGTERM that arrives before pitr-backup's main installed its handler gets the
+        // default action, death by the signal, before anything was started: that is not a
+        // wrong status. Whether the handler was there is read just before the signal is sent.
+        let handled = sig != libc::SIGTERM || running.catches(sig) != Some(false);
         let hit = running.signal(sig, target);
         let done = running.wait_timeout(Duration::from_secs(120))?;
         runner::wait_group_gone(done.pgid, Duration::from_secs(30));
@@ -257,7 +261,12 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             tally.info("SIGTERM arrived as the backup finished (exit 0)", 1);
         }
         if sig == libc::SIGTERM && interrupted {
-            if done.code() == Some(0) || done.signal().is_some() {
+            if !handled && done.signal() == Some(libc::SIGTERM) {
+                tally.info(
+                    "SIGTERM arrived before pitr-backup installed its handler (death by the signal, nothing started)",
+                    1,
+                );
+            } else if done.code() == Some(0) || done.signal().is_some() {
                 tally.bad(
                     Bad::WrongStatus,
                     format!(

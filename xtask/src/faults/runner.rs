@@ -333,6 +333,19 @@ impl Running {
         unsafe { libc::kill(who, sig) == 0 }
     }
 
+    /// Whether the process has a handler for `sig` right now (SigCgt of `/proc/PID/status`):
+    /// false before its `main` installed one, when the default action (death by the signal) is
+    /// what the signal gets. None when the status cannot be read (the process has exited).
+    pub fn catches(&self, sig: libc::c_int) -> Option<bool> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+        let bit = u32::try_from(sig).ok()?.checked_sub(1)?;
+        Some(mask & (1u64 << bit) != 0)
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_some()
