@@ -439,7 +439,8 @@ fn check_function_length(file: &SourceFile) -> Vec<Violation> {
         ]
         .iter()
         .any(|p| t.starts_with(p));
-        if !is_fn || t.ends_with(';') {
+        // A declaration, or a whole function on one line (`fn f() {}`).
+        if !is_fn || t.ends_with(';') || t.ends_with('}') {
             continue;
         }
         let indent = &line[..line.len() - t.len()];
@@ -578,9 +579,9 @@ mod tests {
         let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
         let long = source(
             "common/src/x.rs",
-            &format!("//! x\npub fn long() {{\n{body}}}\nfn short() {{\n}}\n#[cfg(test)]\nfn t() {{\n{body}}}\n"),
+            &format!("//! x\nfn empty() {{}}\n{body}pub fn long() {{\n{body}}}\nfn short() {{\n}}\n#[cfg(test)]\nfn t() {{\n{body}}}\n"),
         );
-        assert_eq!(lines(&check_function_length(&long)), [2]);
+        assert_eq!(lines(&check_function_length(&long)), [MAX_FN_LINES + 3]);
         let fields = source(
             "common/src/y.rs",
             "//! y\npub struct S {\n    pub target: String,\n    pub wal_path: Option<String>,\n    pub name: String,\n    path: PathBuf,\n}\n",
