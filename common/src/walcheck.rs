@@ -1083,6 +1083,29 @@ fn overwritten_lsn(record: &[u8]) -> Option<u64> {
     Some(u64_at(main.get(..8)?, 0))
 }
 
+/// A segment that passes [`check`], for other crates' tests: [`walpage::fake_header`], one
+/// `XLOG_SWITCH` record pointing back into the previous segment, and zeros to the end. `name`
+/// must not be the first segment of the WAL (the record needs an earlier one to point to).
+#[doc(hidden)]
+pub fn fake_switch_segment(
+    name: &WalFileName,
+    seg_size: crate::wal::SegSize,
+    sysid: u64,
+) -> Vec<u8> {
+    let mut b = walpage::fake_header(name, seg_size, sysid);
+    let base = name.start_lsn(seg_size).map(|l| l.0).unwrap_or_default();
+    let mut record = [0u8; RECORD_HEADER_LEN];
+    record[0..4].copy_from_slice(&(RECORD_HEADER_LEN as u32).to_le_bytes());
+    record[8..16].copy_from_slice(&base.saturating_sub(RECORD_HEADER_LEN as u64).to_le_bytes());
+    record[16] = XLOG_SWITCH;
+    record[17] = RM_XLOG_ID;
+    let crc = crc32c::crc32c(&record[..RECORD_CRC_OFFSET]);
+    record[RECORD_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&record);
+    b.resize(seg_size.as_usize(), 0);
+    b
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1537,6 +1560,22 @@ mod tests {
             assert!(check(&f.name, &b, None).is_err(), "round {round}");
             b.copy_from_slice(&f.bytes);
         }
+    }
+
+    #[test]
+    fn the_fake_switch_segment_passes() {
+        let size = crate::wal::SegSize::new(1 << 20).unwrap();
+        let n = WalFileName::parse("000000010000000000000005").unwrap();
+        let s = check(&n, &fake_switch_segment(&n, size, 7), Some(7)).unwrap();
+        assert_eq!(s.records, 1);
+        assert!(matches!(
+            s.end,
+            End::Switch {
+                rest_is_zero: true,
+                ..
+            }
+        ));
+        assert!(check(&n, &fake_switch_segment(&n, size, 7), Some(8)).is_err());
     }
 
     #[test]

@@ -353,11 +353,10 @@ impl<'a> Call<'a> {
             return Ok(None);
         }
         let mut taken = self.spool.take(&self.cfg.wanted, self.seg_size, self.sysid);
-        // From a directory only: there a second decode beside the worker's costs a core that
-        // replay needs; from an object store the bench was not faster with it (see
-        // prefetch::run_worker), and a second fetch there costs round trips more than cores.
+        // A segment the worker is writing now is waited for: from a directory a second decode
+        // beside the worker's costs a core that replay needs, and from an object store a second
+        // fetch costs a round trip that the worker's, already under way, saves.
         if matches!(taken, Ok(None))
-            && !self.sources.has_store()
             && self
                 .spool
                 .wait_for_writer(&self.cfg.wanted, WORKER_WAIT_LIMIT)

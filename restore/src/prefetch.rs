@@ -30,6 +30,8 @@ use pitr_common::{lock, log_verbose, log_warning, pg, signal, source, tempname, 
 
 use crate::args::Config;
 
+mod pool;
+
 /// Name of the spool directory inside pg_wal.
 pub const SPOOL_DIR: &str = ".pitr-prefetch";
 const LOCK_FILE: &str = ".lock";
@@ -59,6 +61,16 @@ impl Spool {
 
     fn path(&self, name: &WalFileName) -> PathBuf {
         self.dir.join(name.to_string())
+    }
+
+    /// Whether a file named `name` is in the spool (checked or not).
+    fn has(&self, name: &WalFileName) -> bool {
+        self.path(name).exists()
+    }
+
+    #[cfg(test)]
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Whether unsynced spooled files can be trusted: the spool was filled during this boot.
@@ -263,12 +275,13 @@ fn worker_threads() -> usize {
 }
 
 /// The worker: fills the spool with the segments after `cfg.wanted`, and keeps the window
-/// moving while PostgreSQL takes them: once the window is full it watches the spool, and when
-/// the first spooled segment has been taken it fills the window again from there. It ends when
-/// nothing has been taken for [`WORKER_IDLE`], at the first segment not archived yet, or on an
-/// error. From directories that is one worker for a whole replay, where one per window paid
-/// its start and left a gap at every window's end; from an object store a worker still ends
-/// once its window is full (see the loop).
+/// moving while PostgreSQL takes them. It ends when nothing has been taken for
+/// [`WORKER_IDLE`], at the first segment not archived yet, or on an error: one worker for a
+/// whole replay, where one per window paid its start and left a gap at every window's end.
+/// From directories it decodes one segment at a time on all cores but replay's, and once the
+/// window is full it watches the spool and fills it again when the first segment is taken;
+/// from an object store, bound by round trips, it keeps several fetches in flight all the time
+/// ([`pool`]).
 pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::new(&cfg.data_dir);
     std::fs::create_dir_all(&spool.dir)
@@ -300,15 +313,14 @@ pub fn run_worker(cfg: &Config) -> anyhow::Result<ExitCode> {
         boot: boot.as_deref(),
     };
     let mut after = cfg.wanted;
+    if sources.has_store() {
+        clean(&spool.dir, &after, filler.window, filler.seg_size)?;
+        pool::run(&filler, after)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
         clean(&spool.dir, &after, filler.window, filler.seg_size)?;
-        // From an object store the worker ends once its window is full (the next call starts
-        // another, which fetches the window's missing segments at once). In the bench's restore
-        // from Garage a worker that stayed and refilled after each segment taken caught up only
-        // 1.27x faster than no prefetch, and one refilling after four no faster at all, where a
-        // worker per window had been 1.3-1.7x faster than pgBackRest's archive-get; not yet
-        // understood, so the measured way stays for stores.
-        if !filler.fill(&after)? || sources.has_store() {
+        if !filler.fill(&after)? {
             return Ok(ExitCode::SUCCESS);
         }
         match filler.wait_for_progress(&after, WORKER_IDLE)? {
@@ -344,19 +356,12 @@ impl Filler<'_> {
     }
 
     /// Fills the window after `after` with what is not spooled yet, up to the first segment not
-    /// archived. Returns whether the whole window is spooled (the worker may go on).
+    /// archived, one segment at a time decoded on all cores but replay's (a directory is bound
+    /// by decoding, which must leave replay a core). Returns whether the whole window is
+    /// spooled (the worker may go on).
     fn fill(&self, after: &WalFileName) -> anyhow::Result<bool> {
         let mut names = self.window_after(after)?;
-        // A directory is bound by decoding, which must leave replay a core: one segment at a
-        // time, decoded on the other cores. An object store is bound by round trips: the
-        // window is fetched up to STORE_FETCHES segments at once, each decoded on one thread.
-        let (at_once, threads) = match self.sources.has_store() {
-            true => (names.len().clamp(1, STORE_FETCHES), 1),
-            false => (1, worker_threads()),
-        };
-        // The window is looked up at once (one or two LISTs in an object store); the segments
-        // up to the first one not archived yet are fetched.
-        names.retain(|n| !self.spool.path(n).exists());
+        names.retain(|n| !self.spool.has(n));
         if names.is_empty() {
             return Ok(true);
         }
@@ -373,31 +378,13 @@ impl Filler<'_> {
             .zip(hits)
             .map_while(|(name, hit)| hit.map(|h| (name, h)))
             .collect();
-        let mut complete = found.len() == wanted;
-        for chunk in found.chunks(at_once) {
-            let outcomes: Vec<anyhow::Result<bool>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|n| s.spawn(|| self.fetch(n, threads)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a prefetch thread panicked")))
-                    })
-                    .collect()
-            });
-            let mut go_on = true;
-            for outcome in outcomes {
-                go_on &= outcome?;
-            }
-            if !go_on {
-                complete = false;
-                break;
+        let threads = worker_threads();
+        for hit in &found {
+            if !self.fetch(hit, threads)? {
+                return Ok(false);
             }
         }
-        Ok(complete)
+        Ok(found.len() == wanted)
     }
 
     /// Fetches one segment into the spool; `Ok(false)` when it cannot be used (the foreground
@@ -443,7 +430,7 @@ impl Filler<'_> {
             return Ok(None);
         };
         let start = Instant::now();
-        while self.spool.path(first).exists() {
+        while self.spool.has(first) {
             if start.elapsed() >= idle {
                 return Ok(None);
             }
@@ -451,7 +438,7 @@ impl Filler<'_> {
         }
         let taken = names
             .iter()
-            .take_while(|n| !self.spool.path(n).exists())
+            .take_while(|n| !self.spool.has(n))
             .last()
             .copied();
         Ok(taken)
@@ -468,9 +455,6 @@ const PROGRESS_POLL: Duration = Duration::from_millis(2);
 
 /// How often a call waiting for the worker's copy of its segment looks again.
 const WRITER_POLL: Duration = Duration::from_millis(2);
-
-/// Segments an object-store prefetch fetches at once (the default window: all of it).
-const STORE_FETCHES: usize = 8;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -491,7 +475,7 @@ mod tests {
     }
 
     /// A spool (its directory made) in a new temporary data directory.
-    fn new_spool() -> (tempfile::TempDir, Spool) {
+    pub(super) fn new_spool() -> (tempfile::TempDir, Spool) {
         let d = tempfile::tempdir().unwrap();
         let spool = Spool::new(d.path());
         std::fs::create_dir_all(&spool.dir).unwrap();
