@@ -104,14 +104,21 @@ fn stunnel_program() -> &'static str {
     }
 }
 
-/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it issued (`server.pem`,
-/// `server.key`) in `dir`: a self-signed certificate alone would be a CA used as an end
-/// entity, which rustls refuses.
-fn make_certificates(dir: &Path) {
+/// In `dir`: a CA (`ca.pem`), a server certificate it issued for 127.0.0.1 and `localhost`
+/// (`server.pem`, `server.key`: a self-signed certificate alone would be a CA used as an end
+/// entity, which rustls refuses; pgBackRest matches only DNS names), and a client certificate
+/// with the common name [`CLIENT_CN`] (`client.pem`, `client.key`).
+pub fn make_certificates(dir: &Path) {
     std::fs::write(
         dir.join("server.ext"),
         "basicConstraints = CA:FALSE\nkeyUsage = digitalSignature\n\
-         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1\n",
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .expect("writing the certificate extensions");
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints = CA:FALSE\nkeyUsage = digitalSignature\n\
+         extendedKeyUsage = clientAuth\n",
     )
     .expect("writing the certificate extensions");
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
@@ -157,7 +164,39 @@ fn make_certificates(dir: &Path) {
             "server.pem",
         ],
     );
+    openssl(
+        dir,
+        &["req", "-nodes"],
+        &ec,
+        &[
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            &format!("/CN={CLIENT_CN}"),
+        ],
+    );
+    openssl(
+        dir,
+        &["x509", "-req", "-days", "2", "-in", "client.csr"],
+        &[],
+        &[
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.pem",
+        ],
+    );
 }
+
+/// The common name of the client certificate [`make_certificates`] issues.
+pub const CLIENT_CN: &str = "pitr-client";
 
 fn openssl(dir: &Path, a: &[&str], b: &[&str], c: &[&str]) {
     let out = Command::new("openssl")

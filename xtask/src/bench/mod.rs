@@ -22,6 +22,7 @@
 mod archive;
 mod backup;
 mod data;
+mod pgbrtls;
 mod remote;
 mod restore;
 mod verify;

@@ -15,6 +15,7 @@ use anyhow::Result;
 use pitr_tests::{pg_user, GarageCluster, RsyncDaemon, TlsFront};
 
 use super::archive::WalSet;
+use super::pgbrtls::PgbackrestTlsRepo;
 use super::{empty_dir, median, percentile, ratio_table, round2, run_timed, shell_as_pg};
 use super::{Ctx, Part, Ratio};
 
@@ -80,6 +81,7 @@ fn contenders(
     daemons: &[RsyncDaemon; 2],
     garage: &GarageCluster,
     front: &TlsFront,
+    tls_repo: &PgbackrestTlsRepo,
 ) -> Vec<Contender> {
     let bin = ctx.bin("pitr-archive").display().to_string();
     let dirs: Vec<PathBuf> = daemons.iter().map(|d| d.dir().to_path_buf()).collect();
@@ -123,6 +125,7 @@ fn contenders(
         ));
     }
     v.extend(https_contenders(ctx, set, garage, front));
+    v.push(tls_repo_contender(set, tls_repo));
     // The same codecs into one local directory: what remote archiving is measured against.
     for codec in ["gzip", "zstd"] {
         let dir = set.dest(&format!("remote-local-{codec}"));
@@ -224,6 +227,41 @@ fn https_contenders(
     v
 }
 
+/// pgBackRest async (zst, 2 processes) to its own repository server over TLS on loopback: the
+/// remote repository of a pgBackRest installation. Each measurement gets a fresh repository
+/// path, its stanza created from the PostgreSQL side.
+fn tls_repo_contender(set: &WalSet, repo: &PgbackrestTlsRepo) -> Contender {
+    let br = set.pgbackrest_dir();
+    pg_user().create_dir(&br.join("spool-tls"), 0o700);
+    let conf = set.dest("remote-pgbr-client").join("pgbackrest-tls.conf");
+    pg_user().write_file(
+        &conf,
+        format!(
+            "[global]\n{}log-path={br}/log\nlock-path={br}/lock\nspool-path={br}/spool-tls\n\
+             log-level-console=warn\nlog-level-file=off\n\n[bench]\npg1-path={data}\n",
+            repo.client_repo(&repo.repo_dir().display().to_string()),
+            br = br.display(),
+            data = set.cluster.data_dir().display(),
+        )
+        .as_bytes(),
+    );
+    let base = format!(
+        "pgbackrest --config={} --repo1-path={}/br-{{round}} --stanza=bench",
+        conf.display(),
+        repo.repo_dir().display()
+    );
+    let mut c = Contender::new(
+        TLS_REPO_ASYNC.to_owned(),
+        format!("{base} --compress-type=zst --archive-async --process-max=2 archive-push %p"),
+        vec![br.join("spool-tls")],
+    );
+    c.prepare = Some(format!("{base} --no-online stanza-create"));
+    c
+}
+
+/// The name of [`tls_repo_contender`].
+const TLS_REPO_ASYNC: &str = "pgbackrest async zst 2 proc, its TLS repo server";
+
 /// Runs the remote archiving part on the archiving part's WAL set.
 pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     crate::garage::ensure()?;
@@ -233,7 +271,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     ];
     let garage = GarageCluster::start();
     let front = TlsFront::start("bench-s3", garage.s3_port(0));
-    let contenders = contenders(ctx, set, &daemons, &garage, &front);
+    let tls_repo = PgbackrestTlsRepo::start(&set.dest("remote-pgbr-tls"))?;
+    let contenders = contenders(ctx, set, &daemons, &garage, &front, &tls_repo);
     let cluster = &set.cluster;
     let set_mib = set.mib();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
@@ -348,6 +387,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             by_name("pitr-archive zstd Garage https, ahead 8 (default)")
                 / by_name("pgbackrest async zst 2 proc Garage https"),
             None,
+        ),
+        Ratio::new(
+            "pitr-archive zstd rsync ×2 ahead 8 / pgbackrest async zst 2 proc to its TLS repo server",
+            by_name("pitr-archive zstd rsync ×2, ahead 8 (default)") / by_name(TLS_REPO_ASYNC),
+            Some(1.5),
         ),
         Ratio::new(
             "pitr-archive gzip rsync ×2 ahead 8 / omnipitr-archive (runbook)",
