@@ -400,6 +400,13 @@ impl<'a> Call<'a> {
         if self.too_fresh(found.mtime(), finishing) {
             return Ok(Look::Wait);
         }
+        // From an object store the worker starts now, before this call's own fetch: its first
+        // lookups and GETs then overlap this round trip instead of following it (the spool
+        // missed, so no worker is ahead of this segment). From a directory it starts after, so
+        // that this call's decoding has every core.
+        if self.prefetching() && self.sources.has_store() {
+            prefetch::start_worker(self.cfg, &self.spool);
+        }
         let opts = source::RestoreOptions {
             unsynced: Some(Unsynced::RestoredWal),
             ..source::RestoreOptions::default()
