@@ -108,7 +108,7 @@ fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<Put
     let key = loc.file_name(p.wal_name);
     let sending = || format!("sending {} to {loc}", p.wal_name);
     let written = store
-        .put_after_look(&key, body, looked)
+        .put_after_look(&key, body, looked, Some(crate::walcrc::of(p.plain)))
         .map_err(|e| e.failure(sending()))?;
     let listed = store
         .list_matching("", p.wal_name)
@@ -325,7 +325,7 @@ pub fn read_verified(
     system_identifier: u64,
 ) -> Result<Vec<u8>, Error> {
     let shown = object_path(store, &found.key);
-    let raw = store.get(&found.key)?.ok_or_else(|| {
+    let (raw, recorded) = store.get_with_crc(&found.key)?.ok_or_else(|| {
         Error::Io(IoError::new(
             "reading",
             &shown,
@@ -341,6 +341,9 @@ pub fn read_verified(
                 source,
             })?,
     };
+    if let Some(expected) = recorded.filter(|_| name.has_wal_pages()) {
+        source::check_crc(&shown, expected, &data)?;
+    }
     source::check(&shown, name, &data, system_identifier)?;
     Ok(data)
 }
@@ -388,17 +391,19 @@ pub fn restore_verified(
             std::io::Error::new(std::io::ErrorKind::NotFound, "the object was removed"),
         ))
     };
-    let len = if found.codec == Codec::None {
+    let (len, recorded) = if found.codec == Codec::None {
         let mut reader = store.get_reader(&found.key)?.ok_or_else(gone)?;
-        std::io::copy(&mut reader, out.file()).map_err(|e| {
+        let recorded = reader.recorded_crc32c();
+        let len = std::io::copy(&mut reader, out.file()).map_err(|e| {
             match e.downcast::<objstore::Error>() {
                 Ok(store_error) => Error::Store(store_error),
                 Err(e) => Error::Write(IoError::new("writing", &tmp, e)),
             }
-        })?
+        })?;
+        (len, recorded)
     } else {
-        let raw = store.get(&found.key)?.ok_or_else(gone)?;
-        found
+        let (raw, recorded) = store.get_with_crc(&found.key)?.ok_or_else(gone)?;
+        let len = found
             .codec
             .decompress_to_file(&raw, out.file(), threads)
             .map_err(|source| match source.kind() {
@@ -409,9 +414,10 @@ pub fn restore_verified(
                     path: shown.clone(),
                     source,
                 },
-            })?
+            })?;
+        (len, recorded)
     };
-    source::check_and_commit(out, len, &shown, None, name, system_identifier, opts)
+    source::check_and_commit(out, len, &shown, recorded, name, system_identifier, opts)
 }
 
 /// An archived object that [`remove_older`] removed (or would remove).

@@ -36,8 +36,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, WriteMultipart,
+    Attribute, AttributeValue, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 
 /// The default for [`Settings::retry_budget`].
@@ -901,7 +901,7 @@ impl Store {
         if !self.settings.if_none_match && self.head(key)?.is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
-        match self.put_after_look(key, body, looked)? {
+        match self.put_after_look(key, body, looked, None)? {
             Some(written) if self.is_ours(key, written.etag.as_deref(), &written.payload)? => {
                 Ok(PutOutcome::Created)
             }
@@ -915,11 +915,14 @@ impl Store {
     /// object is written and this waits `2d + 50 ms` (`d`: from `looked` to the PUT's answer);
     /// the caller must then check that the object under `key` is still [`Written::is_ours`]
     /// before it counts it created. `None` never comes back without conditional writes.
+    /// `crc32c`, the CRC-32C of the content the object stands for (a WAL file before
+    /// compression), is stored with the object as its [`CRC_METADATA`] metadata.
     pub fn put_after_look(
         &self,
         key: &str,
         body: Vec<u8>,
         looked: Instant,
+        crc32c: Option<u32>,
     ) -> Result<Option<Written>, Error> {
         let path = self.path(key)?;
         let conditional = self.settings.if_none_match;
@@ -928,10 +931,16 @@ impl Store {
         } else {
             PutMode::Overwrite
         };
-        let opts = PutOptions {
+        let mut opts = PutOptions {
             mode,
             ..PutOptions::default()
         };
+        if let Some(crc) = crc32c {
+            opts.attributes.insert(
+                Attribute::Metadata(CRC_METADATA.into()),
+                AttributeValue::from(format!("{crc:08x}")),
+            );
+        }
         let payload = PutPayload::from(bytes::Bytes::from(body));
         let etag = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
             Ok(result) => result.e_tag,
@@ -980,10 +989,19 @@ impl Store {
 
     /// The content of `key`, or `None` when no such object exists.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.get_with_crc(key)?.map(|(bytes, _)| bytes))
+    }
+
+    /// [`Store::get`], with the CRC-32C recorded with the object ([`CRC_METADATA`]), if any.
+    pub fn get_with_crc(&self, key: &str) -> Result<Option<WithCrc>, Error> {
         let path = self.path(key)?;
-        let fetched = self.block(async { self.s3.get(&path).await?.bytes().await });
+        let fetched = self.block(async {
+            let result = self.s3.get(&path).await?;
+            let crc = recorded_crc(&result.attributes);
+            Ok((result.bytes().await?, crc))
+        });
         match fetched {
-            Ok(bytes) => Ok(Some(Vec::from(bytes))),
+            Ok((bytes, crc)) => Ok(Some((Vec::from(bytes), crc))),
             Err((Class::NotFound, _)) => Ok(None),
             Err((class, e)) => Err(self.error(class, "GET", key, e)),
         }
@@ -996,6 +1014,7 @@ impl Store {
             Ok(result) => Ok(Some(ObjectReader {
                 store: self,
                 key: key.to_owned(),
+                crc32c: recorded_crc(&result.attributes),
                 size: result.meta.size,
                 stream: result.into_stream(),
                 chunk: bytes::Bytes::new(),
@@ -1259,11 +1278,32 @@ struct TimedError {
 // ---------------------------------------------------------------------------------------------
 // Streaming read and write
 
+/// An object's content and the CRC-32C recorded with it, if any.
+pub type WithCrc = (Vec<u8>, Option<u32>);
+
+/// The user metadata (`x-amz-meta-pitr-crc32c`) in which pitr-archive records the CRC-32C of
+/// a WAL file's content (before compression) with its object, as eight hex digits: checked by
+/// every restore before the file is handed over, as the `user.pitr.crc32c` attribute of a file
+/// in a directory is. Objects without it (written by other tools) are checked by their content
+/// alone.
+pub const CRC_METADATA: &str = "pitr-crc32c";
+
+/// The CRC-32C in `attributes`, if recorded. A value that is not eight hex digits counts as
+/// none: the content is then checked as an object without one.
+fn recorded_crc(attributes: &object_store::Attributes) -> Option<u32> {
+    let value = attributes.get(&Attribute::Metadata(CRC_METADATA.into()))?;
+    let text: &str = value.as_ref();
+    (text.len() == 8)
+        .then(|| u32::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
 /// The content of one object, read as it arrives (see [`Store::get_reader`]). Read errors are
 /// `io::Error`s wrapping an [`Error`].
 pub struct ObjectReader<'a> {
     store: &'a Store,
     key: String,
+    crc32c: Option<u32>,
     size: u64,
     stream: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     chunk: bytes::Bytes,
@@ -1273,6 +1313,11 @@ impl ObjectReader<'_> {
     /// The object's size, as the store announced it.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The CRC-32C recorded with the object ([`CRC_METADATA`]), if any.
+    pub fn recorded_crc32c(&self) -> Option<u32> {
+        self.crc32c
     }
 }
 

@@ -394,8 +394,22 @@ pub fn restore_verified(
                 },
             })?
     };
-    let crc_of = (found.codec == Codec::None).then_some(found.path.as_path());
-    check_and_commit(out, len, &found.path, crc_of, name, system_identifier, opts)
+    let crc_of =
+        (found.codec == Codec::None && name.has_wal_pages()).then_some(found.path.as_path());
+    let recorded = match crc_of {
+        Some(path) => crate::walcrc::get(path)
+            .map_err(|e| IoError::new("reading the checksum attribute of", path, e))?,
+        None => None,
+    };
+    check_and_commit(
+        out,
+        len,
+        &found.path,
+        recorded,
+        name,
+        system_identifier,
+        opts,
+    )
 }
 
 /// The end of every restore: the whole written copy read back (from the page cache: what
@@ -405,7 +419,7 @@ pub(crate) fn check_and_commit(
     mut out: DurableFile,
     len: u64,
     shown: &Path,
-    crc_of: Option<&Path>,
+    recorded_crc: Option<u32>,
     name: &WalFileName,
     system_identifier: u64,
     opts: RestoreOptions,
@@ -424,8 +438,8 @@ pub(crate) fn check_and_commit(
             )
         };
         let written = written.as_deref().unwrap_or(&[]);
-        if let Some(path) = crc_of {
-            check_recorded_crc(path, written)?;
+        if let Some(expected) = recorded_crc {
+            check_crc(shown, expected, written)?;
         }
         check(shown, name, written, system_identifier)?;
     }
@@ -440,6 +454,12 @@ pub fn check_recorded_crc(path: &Path, content: &[u8]) -> Result<(), Error> {
     else {
         return Ok(());
     };
+    check_crc(path, expected, content)
+}
+
+/// `content` against the CRC-32C recorded for it when pitr archived it (`path` names the
+/// archived file or object in the error).
+pub fn check_crc(path: &Path, expected: u32, content: &[u8]) -> Result<(), Error> {
     let found = crate::walcrc::of(content);
     if found == expected {
         Ok(())

@@ -19,8 +19,8 @@ use pitr_tests::archive_dir::FileStamp;
 use pitr_tests::cluster::standby::{RECOVERY_SIGNAL, STANDBY_SIGNAL};
 use pitr_tests::procs::{processes_matching, wait_no_process_matching, OutputWithin, Process};
 use pitr_tests::{
-    pg_user, pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, PgTempDir,
-    RsyncDaemon, Tool,
+    pg_user, pitr_bin, poll_until, wait_until, ArchiveDir, Cluster, ClusterOpts, GarageCluster,
+    PgTempDir, RsyncDaemon, Tool,
 };
 
 /// How long a test waits for archiving, replay or promotion. Generous: the binaries are debug
@@ -1456,12 +1456,106 @@ fn temps_in(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// Where r12_1 keeps its archived copies: a directory, or a prefix of a Garage bucket (the
+/// store and the `--config-file` that reaches it).
+enum Place<'a> {
+    Dir(PathBuf),
+    S3 {
+        garage: &'a GarageCluster,
+        store: Box<pitr_common::objstore::Store>,
+        prefix: String,
+        config: PathBuf,
+    },
+}
+
+impl Place<'_> {
+    /// The location argument for `codec`.
+    fn location(&self, codec: &str) -> String {
+        match self {
+            Place::Dir(dir) => format!("{codec}={}", dir.display()),
+            Place::S3 { garage, prefix, .. } => {
+                format!("{codec}=s3://{}/{prefix}", garage.bucket())
+            }
+        }
+    }
+
+    /// `tool` given the settings this place needs.
+    fn configured(&self, tool: Tool) -> Tool {
+        match self {
+            Place::Dir(_) => tool,
+            Place::S3 { config, .. } => tool.arg("--config-file").arg(config),
+        }
+    }
+
+    /// How pitr names `file` here in messages.
+    fn shown(&self, file: &str) -> String {
+        match self {
+            Place::Dir(dir) => dir.join(file).display().to_string(),
+            Place::S3 { garage, prefix, .. } => {
+                format!("s3://{}/{prefix}/{file}", garage.bucket())
+            }
+        }
+    }
+
+    /// Archives `name` of `cluster` with pitr-archive, uncompressed.
+    fn archive(&self, cluster: &Cluster, name: &str) {
+        let dst = match self {
+            Place::Dir(_) => "--dst-local",
+            Place::S3 { .. } => "--dst-remote",
+        };
+        self.configured(Tool::new("pitr-archive"))
+            .as_pg_user()
+            .current_dir(cluster.data_dir())
+            .arg(dst)
+            .arg(self.location("none"))
+            .arg(format!("pg_wal/{name}"))
+            .succeeds();
+    }
+
+    /// Damages `file`, which pitr-archive wrote, in place: its content becomes `bad`, and what
+    /// pitr recorded with it (the CRC-32C of `good`) stays, as with bit rot.
+    fn damage(&self, file: &str, good: &[u8], bad: &[u8]) {
+        match self {
+            Place::Dir(dir) => {
+                let path = dir.join(file);
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                if bad.len() < good.len() {
+                    f.set_len(bad.len() as u64).unwrap();
+                }
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(bad, 0).unwrap();
+                f.sync_all().unwrap();
+            }
+            Place::S3 { store, .. } => {
+                let crc = pitr_common::walcrc::of(good);
+                store
+                    .put_after_look(file, bad.to_vec(), Instant::now(), Some(crc))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Stores `bytes` as `file` the way another tool would (no digest recorded). In a store the
+    /// cluster marker comes first, from pitr-archive's own run for `name` (whose copy goes).
+    fn put_foreign(&self, cluster: &Cluster, name: &str, file: &str, bytes: &[u8]) {
+        match self {
+            Place::Dir(dir) => pg_user().write_file(&dir.join(file), bytes),
+            Place::S3 { store, .. } => {
+                self.archive(cluster, name);
+                store.delete(name).unwrap();
+                store.put_new(file, bytes.to_vec()).unwrap();
+            }
+        }
+    }
+}
+
 /// Defect 1 of issue 12: a damaged plain segment was handed to PostgreSQL (only its first page
 /// header and size were checked), and a warm spare promoted early. Now every stored form is
-/// checked whole: a page header or a record's data damaged in the middle, or a truncation, is
-/// refused for plain files pitr-archive wrote (which carry a CRC-32C), plain files copied by
-/// other tools (no digest: every WAL record's CRC is checked), gzip and zstd (damaged before
-/// compression, so that the codec's own checksum is of no help).
+/// checked whole, in a directory and in an object store alike: a page header or a record's
+/// data damaged in the middle, or a truncation, is refused for plain files pitr-archive wrote
+/// (which carry a CRC-32C: an extended attribute, or the object's `pitr-crc32c` metadata),
+/// plain files copied by other tools (no digest: every WAL record's CRC is checked), gzip and
+/// zstd (damaged before compression, so that the codec's own checksum is of no help).
 #[test]
 fn r12_1_damaged_segment_is_refused_in_every_stored_form() {
     let (cluster, name) = full_segment("r12-1");
@@ -1483,83 +1577,91 @@ fn r12_1_damaged_segment_is_refused_in_every_stored_form() {
         ("truncation", good[..seg / 2].to_vec()),
     ];
     let work = cluster.root().subdir("r12-1-work");
+    let garage = GarageCluster::start();
+    let config = garage.pitr_config(&work);
     let mut case = 0;
-    for form in ["none by pitr-archive", "none by cp", "gzip", "zstd"] {
-        let codec = form.split(' ').next().unwrap();
-        for (what, bad) in &damages {
-            // The record that continues into the next segment is verified only through the
-            // digest pitr-archive records (docs/walcheck.md, "What is still undetectable").
-            if what.contains("near the end") && form != "none by pitr-archive" {
-                continue;
-            }
-            case += 1;
-            let dir = work.join(format!("case-{case}"));
-            pg_user().create_dir(&dir, 0o700);
-            let file = if form == "none by pitr-archive" {
-                // The real thing: pitr-archive writes it (with its digest), then the bytes on
-                // disk go bad in place.
-                Tool::new("pitr-archive")
-                    .as_pg_user()
-                    .current_dir(cluster.data_dir())
-                    .arg("--dst-local")
-                    .arg(format!("none={}", dir.display()))
-                    .arg(format!("pg_wal/{name}"))
-                    .succeeds();
-                let path = dir.join(&name);
-                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                if bad.len() < seg {
-                    f.set_len(bad.len() as u64).unwrap();
+    for kind in ["directory", "object store"] {
+        for form in ["none by pitr-archive", "none by cp", "gzip", "zstd"] {
+            let codec = form.split(' ').next().unwrap();
+            let place = |case: usize| match kind {
+                "directory" => {
+                    let dir = work.join(format!("case-{case}"));
+                    pg_user().create_dir(&dir, 0o700);
+                    Place::Dir(dir)
                 }
-                use std::os::unix::fs::FileExt;
-                f.write_all_at(&bad[..bad.len().min(seg)], 0).unwrap();
-                f.sync_all().unwrap();
-                path
-            } else {
-                let (file, bytes) = stored(codec, &name, bad);
-                let path = dir.join(file);
-                pg_user().write_file(&path, &bytes);
-                path
+                _ => Place::S3 {
+                    garage: &garage,
+                    store: Box::new(crate::s3::store(&garage, &format!("r12-1/case-{case}"))),
+                    prefix: format!("r12-1/case-{case}"),
+                    config: config.clone(),
+                },
             };
-            let result = restore(&cluster)
+            for (what, bad) in &damages {
+                // The record that continues into the next segment is verified only through the
+                // digest pitr-archive records (docs/walcheck.md, "What is still undetectable").
+                if what.contains("near the end") && form != "none by pitr-archive" {
+                    continue;
+                }
+                case += 1;
+                let place = place(case);
+                let file = if form == "none by pitr-archive" {
+                    // The real thing: pitr-archive writes it (with its digest), then the bytes
+                    // go bad where they are stored.
+                    place.archive(&cluster, &name);
+                    place.damage(&name, &good, bad);
+                    name.clone()
+                } else {
+                    let (file, bytes) = stored(codec, &name, bad);
+                    place.put_foreign(&cluster, &name, &file, &bytes);
+                    file
+                };
+                let result = place
+                    .configured(restore(&cluster))
+                    .arg("--streaming-replication")
+                    .arg("--source")
+                    .arg(place.location(codec))
+                    .args([name.as_str(), RECOVERYXLOG])
+                    .run();
+                let case_name = format!("{kind}, {form}, {what}");
+                assert_eq!(
+                    result.code(),
+                    Some(1),
+                    "{case_name}: not refused with status 1\n{result}"
+                );
+                result.stderr_line_with(&[
+                    "pitr-restore : ERROR : ",
+                    &format!("archived {name} is not usable, not restoring it"),
+                    &place.shown(&file),
+                ]);
+                result.stderr_line_with(&["pitr-restore : HINT : "]);
+                assert!(
+                    !cluster.data_path(RECOVERYXLOG).exists(),
+                    "{case_name}: %p written\n{result}"
+                );
+                assert_eq!(temps_in(&cluster), Vec::<String>::new(), "{case_name}");
+            }
+            // The same form undamaged is restored, byte for byte.
+            case += 1;
+            let place = place(case);
+            if form == "none by pitr-archive" {
+                place.archive(&cluster, &name);
+            } else {
+                let (file, bytes) = stored(codec, &name, &good);
+                place.put_foreign(&cluster, &name, &file, &bytes);
+            }
+            place
+                .configured(restore(&cluster))
                 .arg("--streaming-replication")
                 .arg("--source")
-                .arg(format!("{codec}={}", dir.display()))
+                .arg(place.location(codec))
                 .args([name.as_str(), RECOVERYXLOG])
-                .run();
-            assert_eq!(
-                result.code(),
-                Some(1),
-                "{form}, {what}: not refused with status 1\n{result}"
-            );
-            result.stderr_line_with(&[
-                "pitr-restore : ERROR : ",
-                &format!("archived {name} is not usable, not restoring it"),
-                &file.display().to_string(),
-            ]);
-            result.stderr_line_with(&["pitr-restore : HINT : "]);
+                .succeeds();
             assert!(
-                !cluster.data_path(RECOVERYXLOG).exists(),
-                "{form}, {what}: %p written\n{result}"
+                std::fs::read(cluster.data_path(RECOVERYXLOG)).unwrap() == good,
+                "{kind}, {form}: restored bytes differ"
             );
-            assert_eq!(temps_in(&cluster), Vec::<String>::new(), "{form}, {what}");
+            std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
         }
-        // The same form undamaged is restored, byte for byte.
-        case += 1;
-        let dir = work.join(format!("case-{case}"));
-        pg_user().create_dir(&dir, 0o700);
-        let (file, bytes) = stored(codec, &name, &good);
-        pg_user().write_file(&dir.join(file), &bytes);
-        restore(&cluster)
-            .arg("--streaming-replication")
-            .arg("--source")
-            .arg(format!("{codec}={}", dir.display()))
-            .args([name.as_str(), RECOVERYXLOG])
-            .succeeds();
-        assert!(
-            std::fs::read(cluster.data_path(RECOVERYXLOG)).unwrap() == good,
-            "{form}: restored bytes differ"
-        );
-        std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
     }
 }
 

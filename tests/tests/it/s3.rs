@@ -34,7 +34,7 @@ fn settings(garage: &GarageCluster) -> Settings {
     settings
 }
 
-fn store(garage: &GarageCluster, prefix: &str) -> Store {
+pub(crate) fn store(garage: &GarageCluster, prefix: &str) -> Store {
     let url = S3Url::parse(&format!("s3://{}/{prefix}", garage.bucket())).unwrap();
     Store::open(&url, &settings(garage)).unwrap()
 }
