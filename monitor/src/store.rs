@@ -21,6 +21,7 @@ use pitr_common::location::{self, Location, Opt, RsyncTarget, Target};
 use pitr_common::objstore::{self, S3Url, Settings};
 use pitr_common::rsync::Rsync;
 use pitr_common::wal::WalFileName;
+use pitr_common::{log_warning, walcrc};
 
 /// A location to read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,15 +348,30 @@ fn fetch_objects(store: &objstore::Store, names: &[String], dir: &Path) -> anyho
 }
 
 fn fetch_object(store: &objstore::Store, name: &str, dir: &Path) -> anyhow::Result<()> {
-    let Some(body) = store
-        .get(name)
+    let Some((body, crc)) = store
+        .get_with_crc(name)
         .map_err(|e| e.failure(format!("cannot read {name} in {}", store.url())))?
     else {
         return Ok(());
     };
     let path = dir.join(name);
     // A scratch copy, read once and removed: not an archive write, so no fsync.
-    std::fs::write(&path, body).map_err(|e| IoError::new("writing", &path, e).into())
+    let mut file = std::fs::File::create(&path).map_err(|e| IoError::new("creating", &path, e))?;
+    std::io::Write::write_all(&mut file, &body).map_err(|e| IoError::new("writing", &path, e))?;
+    // The CRC-32C pitr-archive recorded with the object goes with the copy as it goes with a
+    // plain file in a directory, so that verify checks it as pitr-restore does. A scratch
+    // directory without user attributes cannot carry it: that is said, not passed over.
+    if let Some(crc) = crc {
+        let kept = walcrc::set(&file, crc)
+            .map_err(|e| IoError::new("recording the checksum attribute of", &path, e))?;
+        if !kept {
+            log_warning!(
+                "{} has no user extended attributes: the CRC-32C recorded with {name} is not checked; give --temp-dir on another file system",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn need_remote(remote: Option<&Remote>) -> anyhow::Result<&Remote> {

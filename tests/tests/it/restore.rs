@@ -1404,7 +1404,7 @@ fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
 
 /// A scratch cluster with a full segment in `pg_wal` (every byte of it record data, no switch
 /// padding), stopped again: returns the cluster and the segment's name.
-fn full_segment(name: &str) -> (Cluster, String) {
+pub(crate) fn full_segment(name: &str) -> (Cluster, String) {
     let cluster = Cluster::init(
         name,
         ClusterOpts::new()
@@ -1424,7 +1424,7 @@ fn full_segment(name: &str) -> (Cluster, String) {
 }
 
 /// `bytes` with `len` bytes overwritten at `at`.
-fn overwritten(bytes: &[u8], at: usize, len: usize) -> Vec<u8> {
+pub(crate) fn overwritten(bytes: &[u8], at: usize, len: usize) -> Vec<u8> {
     let mut out = bytes.to_vec();
     for (i, b) in out[at..at + len].iter_mut().enumerate() {
         *b = [0xde, 0xad, 0xbe, 0xef][i % 4];

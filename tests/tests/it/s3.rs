@@ -1590,3 +1590,59 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
     );
     assert_eq!(keys(&wal_store), expected_wal);
 }
+
+/// `pitr-monitor --check verify` of a store checks the CRC-32C pitr-archive recorded with a
+/// plain object, as pitr-restore does: damage inside the segment's last record (whose own CRC
+/// needs the next segment) is CRITICAL, not OK.
+#[test]
+fn s3_monitor_verify_checks_the_crc_recorded_with_a_plain_object() {
+    let (cluster, name) = restore::full_segment("s3-mon-crc");
+    let good = cluster.wal_file(&name);
+    let garage = GarageCluster::start();
+    let work = cluster.root().subdir("s3-mon-crc-work");
+    let scratch = cluster.root().subdir("s3-mon-crc-tmp");
+    let config = garage.pitr_config(&work);
+    let url = wal_url(&garage, "mon-crc");
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .arg("--config-file")
+        .arg(&config)
+        .arg("--dst-remote")
+        .arg(format!("none={url}"))
+        .arg(format!("pg_wal/{name}"))
+        .succeeds();
+    let verify = || {
+        Tool::new("pitr-monitor")
+            .as_pg_user()
+            .arg("--config-file")
+            .arg(&config)
+            .args(["--check", "verify", "--archive"])
+            .arg(format!("none={url}"))
+            .arg("--temp-dir")
+            .arg(&scratch)
+            .run()
+    };
+    let out = verify();
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout().starts_with("OK"), "{out}");
+    // Bit rot in the store: the content changes, what pitr-archive recorded with it stays.
+    let bad = restore::overwritten(&good, good.len() - 40, 16);
+    store(&garage, "mon-crc")
+        .put_after_look(
+            &name,
+            bad,
+            Instant::now(),
+            Some(pitr_common::walcrc::of(&good)),
+        )
+        .unwrap();
+    let out = verify();
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stdout().starts_with("CRITICAL - "), "{out}");
+    assert!(
+        out.stdout().lines().any(|l| l.starts_with("damaged: ")
+            && l.contains(&name)
+            && l.contains("does not match the checksum recorded when it was archived")),
+        "{out}"
+    );
+}
