@@ -474,6 +474,28 @@ mod tests {
         Ok(())
     }
 
+    /// Sources of one plain directory, as the worker opens them.
+    pub(super) fn dir_sources(dir: &Path) -> source::Sources {
+        let loc = pitr_common::location::Location::dir(pitr_common::compress::Codec::None, dir);
+        source::Sources::open(&[loc], None).unwrap()
+    }
+
+    /// A filler of `spool` from `sources` with `window`: 1 MiB segments of system 7.
+    pub(super) fn filler<'a>(
+        spool: &'a Spool,
+        sources: &'a source::Sources,
+        window: u64,
+    ) -> Filler<'a> {
+        Filler {
+            spool,
+            sources,
+            seg_size: size(),
+            sysid: 7,
+            window,
+            boot: None,
+        }
+    }
+
     /// A spool (its directory made) in a new temporary data directory.
     pub(super) fn new_spool() -> (tempfile::TempDir, Spool) {
         let d = tempfile::tempdir().unwrap();
@@ -596,19 +618,8 @@ mod tests {
     fn the_worker_moves_its_window_when_postgresql_takes_segments_and_ends_when_idle() {
         let (_d, spool) = new_spool();
         let archive = tempfile::tempdir().unwrap();
-        let loc = pitr_common::location::Location::dir(
-            pitr_common::compress::Codec::None,
-            archive.path(),
-        );
-        let sources = source::Sources::open(&[loc], None).unwrap();
-        let filler = Filler {
-            spool: &spool,
-            sources: &sources,
-            seg_size: size(),
-            sysid: 7,
-            window: 3,
-            boot: None,
-        };
+        let sources = dir_sources(archive.path());
+        let filler = filler(&spool, &sources, 3);
         let after = WalFileName::parse("000000010000000000000005").unwrap();
         let window = filler.window_after(&after).unwrap();
         assert_eq!(

@@ -135,22 +135,25 @@ pub fn make_certificates(dir: &Path) {
             "/CN=pitr test CA",
         ],
     );
+    issue(dir, "server", "/CN=127.0.0.1");
+    issue(dir, "client", &format!("/CN={CLIENT_CN}"));
+}
+
+/// A key (`STEM.key`) and a certificate (`STEM.pem`) for `subject` in `dir`, issued by the CA
+/// there with the extensions in `STEM.ext`.
+fn issue(dir: &Path, stem: &str, subject: &str) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let (key, csr) = (format!("{stem}.key"), format!("{stem}.csr"));
+    let (ext, pem) = (format!("{stem}.ext"), format!("{stem}.pem"));
     openssl(
         dir,
         &["req", "-nodes"],
         &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
+        &["-keyout", &key, "-out", &csr, "-subj", subject],
     );
     openssl(
         dir,
-        &["x509", "-req", "-days", "2", "-in", "server.csr"],
+        &["x509", "-req", "-days", "2", "-in", &csr],
         &[],
         &[
             "-CA",
@@ -159,38 +162,9 @@ pub fn make_certificates(dir: &Path) {
             "ca.key",
             "-CAcreateserial",
             "-extfile",
-            "server.ext",
+            &ext,
             "-out",
-            "server.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &["req", "-nodes"],
-        &ec,
-        &[
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            &format!("/CN={CLIENT_CN}"),
-        ],
-    );
-    openssl(
-        dir,
-        &["x509", "-req", "-days", "2", "-in", "client.csr"],
-        &[],
-        &[
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.pem",
+            &pem,
         ],
     );
 }

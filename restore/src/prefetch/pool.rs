@@ -268,9 +268,8 @@ impl<'a, 'f> Pool<'a, 'f> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::tests::{dir_sources, filler, new_spool};
     use super::*;
-    use pitr_common::compress::Codec;
-    use pitr_common::location::Location;
     use pitr_common::wal::SegSize;
     use pitr_common::walcheck;
     use std::path::Path;
@@ -308,21 +307,13 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_the_window_full_as_segments_are_taken_and_ends_at_the_archive_end() {
-        let (_d, spool) = super::super::tests::new_spool();
+        let (_d, spool) = new_spool();
         let archive_dir = tempfile::tempdir().unwrap();
         // Segments 5..=24 are archived; 25 is not.
         let all = names(5, 20);
         archive(archive_dir.path(), &all);
-        let loc = Location::dir(Codec::None, archive_dir.path());
-        let sources = source::Sources::open(&[loc], None).unwrap();
-        let filler = Filler {
-            spool: &spool,
-            sources: &sources,
-            seg_size: size(),
-            sysid: 7,
-            window: 3,
-            boot: None,
-        };
+        let sources = dir_sources(archive_dir.path());
+        let filler = filler(&spool, &sources, 3);
         std::thread::scope(|s| {
             let worker = s.spawn(|| run(&filler, all[0]));
             // PostgreSQL takes 6, 7, ... in order, each once the worker spooled it; the spool
@@ -348,20 +339,12 @@ mod tests {
 
     #[test]
     fn the_pool_ends_when_nothing_is_taken() {
-        let (_d, spool) = super::super::tests::new_spool();
+        let (_d, spool) = new_spool();
         let archive_dir = tempfile::tempdir().unwrap();
         let all = names(5, 20);
         archive(archive_dir.path(), &all);
-        let loc = Location::dir(Codec::None, archive_dir.path());
-        let sources = source::Sources::open(&[loc], None).unwrap();
-        let filler = Filler {
-            spool: &spool,
-            sources: &sources,
-            seg_size: size(),
-            sysid: 7,
-            window: 4,
-            boot: None,
-        };
+        let sources = dir_sources(archive_dir.path());
+        let filler = filler(&spool, &sources, 4);
         let t = Instant::now();
         run(&filler, all[0]).unwrap();
         assert!(t.elapsed() >= WORKER_IDLE);
