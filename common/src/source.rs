@@ -394,12 +394,10 @@ pub fn restore_verified(
                 },
             })?
     };
-    let crc_of =
-        (found.codec == Codec::None && name.has_wal_pages()).then_some(found.path.as_path());
-    let recorded = match crc_of {
-        Some(path) => crate::walcrc::get(path)
-            .map_err(|e| IoError::new("reading the checksum attribute of", path, e))?,
-        None => None,
+    let recorded = if found.codec == Codec::None && name.has_wal_pages() {
+        recorded_crc(&found.path)?
+    } else {
+        None
     };
     check_and_commit(
         out,
@@ -449,12 +447,16 @@ pub(crate) fn check_and_commit(
 /// A plain archived file's content against the CRC-32C recorded when pitr archived it, if one
 /// was ([`crate::walcrc`]).
 pub fn check_recorded_crc(path: &Path, content: &[u8]) -> Result<(), Error> {
-    let Some(expected) = crate::walcrc::get(path)
-        .map_err(|e| IoError::new("reading the checksum attribute of", path, e))?
-    else {
-        return Ok(());
-    };
-    check_crc(path, expected, content)
+    match recorded_crc(path)? {
+        Some(expected) => check_crc(path, expected, content),
+        None => Ok(()),
+    }
+}
+
+/// The CRC-32C pitr-archive recorded on the file at `path` ([`crate::walcrc`]), if any.
+fn recorded_crc(path: &Path) -> Result<Option<u32>, Error> {
+    crate::walcrc::get(path)
+        .map_err(|e| Error::Io(IoError::new("reading the checksum attribute of", path, e)))
 }
 
 /// `content` against the CRC-32C recorded for it when pitr archived it (`path` names the

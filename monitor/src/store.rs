@@ -364,11 +364,15 @@ fn fetch_object(store: &objstore::Store, name: &str, dir: &Path) -> anyhow::Resu
     if let Some(crc) = crc {
         let kept = walcrc::set(&file, crc)
             .map_err(|e| IoError::new("recording the checksum attribute of", &path, e))?;
+        // Said once per run, not once per object.
+        static SAID: std::sync::Once = std::sync::Once::new();
         if !kept {
-            log_warning!(
-                "{} has no user extended attributes: the CRC-32C recorded with {name} is not checked; give --temp-dir on another file system",
-                dir.display()
-            );
+            SAID.call_once(|| {
+                log_warning!(
+                    "{} has no user extended attributes: the CRC-32C recorded with objects is not checked; give --temp-dir on another file system",
+                    dir.display()
+                );
+            });
         }
     }
     Ok(())
