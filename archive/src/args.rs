@@ -119,6 +119,10 @@ pub struct Args {
     #[argh(option)]
     pub rsync_path: Option<PathBuf>,
 
+    /// internal: run as the background archive-ahead worker
+    #[argh(switch, hidden_help)]
+    pub ahead_worker: bool,
+
     /// the WAL file to archive: PostgreSQL's %p
     #[argh(positional)]
     pub wal_file: Vec<String>,
@@ -152,8 +156,18 @@ impl Tool for Args {
         // The compressor-path options follow (pitr_common::aliases_with_compressor_paths).
     ];
 
+    fn is_background_worker(&self) -> bool {
+        self.ahead_worker
+    }
+
     fn run(self) -> anyhow::Result<ExitCode> {
-        crate::push::run(&self.into_config()?)
+        let worker = self.ahead_worker;
+        let cfg = self.into_config()?;
+        if worker {
+            crate::worker::run(&cfg)
+        } else {
+            crate::push::run(&cfg)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod ahead;
 mod args;
 mod push;
+mod worker;
 
 fn main() -> std::process::ExitCode {
     pitr_common::cli::main::<args::Args>()

@@ -27,17 +27,17 @@ use pitr_common::{
 use crate::args::{Config, Destination};
 
 /// The WAL file of this call, mapped and checked.
-struct WalFile {
-    bytes: fs::FileBytes,
+pub(crate) struct WalFile {
+    pub(crate) bytes: fs::FileBytes,
     mtime: SystemTime,
     /// The database system it belongs to, when known (segments, or a data directory with
     /// pg_control).
-    sysid: Option<u64>,
+    pub(crate) sysid: Option<u64>,
 }
 
 /// The database system the WAL file must belong to, from pg_control: a data directory without
 /// one is the wrong directory, and WAL is never archived unchecked.
-fn cluster_system_identifier(data_dir: &Path) -> anyhow::Result<Option<u64>> {
+pub(crate) fn cluster_system_identifier(data_dir: &Path) -> anyhow::Result<Option<u64>> {
     let cd = controldata::read(data_dir, None).map_err(|e| {
         anyhow::Error::from(e).context(
             Failure::new(format!("cannot read pg_control of {}", data_dir.display())).hint(
@@ -56,7 +56,7 @@ fn read_wal(cfg: &Config) -> anyhow::Result<WalFile> {
 }
 
 /// Maps the WAL file `name` at `path` (shown as `shown`) and checks it against `cluster`.
-fn read_wal_file(
+pub(crate) fn read_wal_file(
     cfg: &Config,
     path: &Path,
     shown: &str,
@@ -113,7 +113,7 @@ fn refusal(cfg: &Config, path: &Path, e: walpage::Error) -> anyhow::Error {
 /// Step 3: the destinations still missing `name`: not recorded in its state, and not a
 /// `--dst-backup` directory whose pitr-backup is gone. `asked` says whether PostgreSQL asked
 /// for it (only then are the skips logged).
-fn pending<'a>(
+pub(crate) fn pending<'a>(
     cfg: &'a Config,
     name: &WalFileName,
     state: Option<&DeliveryState>,
@@ -150,7 +150,11 @@ fn pending<'a>(
 
 /// The state of `name` in the state dir, for `content`: a record made for other content is
 /// worth nothing (WARNING) and is forgotten; whatever is saved later names `content`.
-fn load_state(dir: &Path, name: &WalFileName, content: Content) -> anyhow::Result<DeliveryState> {
+pub(crate) fn load_state(
+    dir: &Path,
+    name: &WalFileName,
+    content: Content,
+) -> anyhow::Result<DeliveryState> {
     let mut s = DeliveryState::load(dir, &name.to_string())?;
     match s.content() {
         Some(recorded) if recorded != content && !s.is_empty() => {
@@ -167,12 +171,12 @@ fn load_state(dir: &Path, name: &WalFileName, content: Content) -> anyhow::Resul
 }
 
 /// One WAL file this call delivers: the one PostgreSQL asked for (always first) or one ahead.
-struct Item<'c> {
-    name: WalFileName,
+pub(crate) struct Item<'c> {
+    pub(crate) name: WalFileName,
     /// How messages name it: `%p` as given, `pg_wal/NAME` for one ahead.
-    shown: String,
-    wal: WalFile,
-    pending: Vec<&'c Destination>,
+    pub(crate) shown: String,
+    pub(crate) wal: WalFile,
+    pub(crate) pending: Vec<&'c Destination>,
 }
 
 /// Step 3b: the segments marked ready after the asked one that some destination still lacks,
@@ -221,7 +225,7 @@ fn ahead_items<'c>(cfg: &'c Config, sysid: Option<u64>) -> Vec<(Item<'c>, Delive
 /// The file compressed once per codec, on demand: the first delivery that needs a codec's bytes
 /// computes them on every core, deliveries with other codecs run (and compress) in parallel,
 /// and a destination that already holds the file costs no compression at all.
-struct Compressed<'a> {
+pub(crate) struct Compressed<'a> {
     plain: &'a [u8],
     name: String,
     cells: HashMap<Codec, OnceLock<Result<Vec<u8>, String>>>,
@@ -232,6 +236,20 @@ impl<'a> Compressed<'a> {
         let cells = destinations
             .iter()
             .map(|d| (d.location.codec, OnceLock::new()))
+            .collect();
+        Compressed { plain, name, cells }
+    }
+
+    /// The file with its bytes already computed for each codec (the archive-ahead worker
+    /// compresses a batch while the one before it is delivered).
+    pub(crate) fn ready(
+        plain: &'a [u8],
+        name: String,
+        computed: HashMap<Codec, Result<Vec<u8>, String>>,
+    ) -> Self {
+        let cells = computed
+            .into_iter()
+            .map(|(c, r)| (c, OnceLock::from(r)))
             .collect();
         Compressed { plain, name, cells }
     }
@@ -267,14 +285,14 @@ impl<'a> Compressed<'a> {
 }
 
 /// One delivery's outcome: the item's index, the destination, what happened.
-type Outcome<'a> = (usize, &'a Destination, anyhow::Result<PutOutcome>);
+pub(crate) type Outcome<'a> = (usize, &'a Destination, anyhow::Result<PutOutcome>);
 
 /// Step 4: delivers each destination's batch (the items missing there, the asked one first), up
 /// to `--parallel-jobs` destinations at a time. Each rsync destination stages its files (the
 /// cluster marker, the WAL files, existing copies to compare) in a subdirectory of a private
 /// scratch directory; a scratch directory that cannot be made fails only the destinations
 /// that need one.
-fn deliver_all<'a>(
+pub(crate) fn deliver_all<'a>(
     cfg: &'a Config,
     items: &[Item<'a>],
     compressed: &[Compressed<'_>],
@@ -372,16 +390,18 @@ fn scratch_failure(e: &fs::IoError) -> Failure {
 }
 
 /// Step 5: logs each outcome and records the successful ones in the states; returns how many
-/// destinations failed to take the file PostgreSQL asked for (item 0).
-fn record(
+/// deliveries failed: of the file PostgreSQL asked for (item 0, when `asked_first`), and of
+/// files ahead.
+pub(crate) fn record(
     items: &[Item<'_>],
     results: Vec<Outcome<'_>>,
     states: &mut [Option<DeliveryState>],
-) -> usize {
-    let mut failed = 0usize;
+    asked_first: bool,
+) -> Failed {
+    let mut failed = Failed::default();
     for (i, d, r) in results {
         let name = &items[i].name;
-        let asked = i == 0;
+        let asked = i == 0 && asked_first;
         match r {
             Ok(outcome) => {
                 if outcome == PutOutcome::AlreadyIdentical {
@@ -409,25 +429,41 @@ fn record(
                 );
             }
             Err(e) if asked => {
-                failed += 1;
+                failed.asked += 1;
                 let what = if d.backup { " (backup collection)" } else { "" };
                 log_error!("cannot send {name} to {}{what}: {e:#}", d.location);
                 if let Some(h) = pitr_common::exit::find_failure(&e).and_then(Failure::hint_text) {
                     log_hint!("{h}");
                 }
             }
-            Err(e) => log_warning!(
-                "cannot send {name} ahead to {}: {e:#}; PostgreSQL's own call for it sends it again",
-                d.location
-            ),
+            Err(e) => {
+                failed.ahead += 1;
+                log_warning!(
+                    "cannot send {name} ahead to {}: {e:#}; PostgreSQL's own call for it sends it again",
+                    d.location
+                );
+            }
         }
     }
     failed
 }
 
+/// How many deliveries of a batch failed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Failed {
+    /// Of the file PostgreSQL asked for.
+    pub(crate) asked: usize,
+    /// Of files delivered ahead.
+    pub(crate) ahead: usize,
+}
+
 /// Step 6: the records of the segments delivered ahead, durably; one that cannot be saved only
-/// costs its own call a delivery.
-fn save_ahead(cfg: &Config, items: &[Item<'_>], states: &mut [Option<DeliveryState>]) {
+/// costs its own call a delivery. Returns how many were recorded.
+pub(crate) fn save_ahead(
+    cfg: &Config,
+    items: &[Item<'_>],
+    states: &mut [Option<DeliveryState>],
+) -> usize {
     let asked = cfg.wal_name.to_string();
     let mut done = Vec::new();
     for (it, s) in items.iter().zip(states.iter_mut()) {
@@ -450,25 +486,39 @@ fn save_ahead(cfg: &Config, items: &[Item<'_>], states: &mut [Option<DeliverySta
             if done.len() == 1 { "" } else { "s" }
         );
     }
+    done.len()
 }
 
 /// Runs one archive call.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let wal = read_wal(cfg)?;
-    let state = match &cfg.state_dir {
-        Some(dir) => Some(load_state(dir, &cfg.wal_name, Content::of(&wal.bytes))?),
+    let content = Content::of(&wal.bytes);
+    let mut state = match &cfg.state_dir {
+        Some(dir) => Some(load_state(dir, &cfg.wal_name, content)?),
         None => None,
     };
-    let pending = pending(cfg, &cfg.wal_name, state.as_ref(), true);
+    let mut pending = pending(cfg, &cfg.wal_name, state.as_ref(), true);
+    // The archive-ahead worker may be delivering this segment right now, or about to: its
+    // record is then the answer (one delivery, not two racing ones).
+    if let (false, Some(dir), Some(s)) = (pending.is_empty(), &cfg.state_dir, &state) {
+        if s.ahead_of().is_none()
+            && cfg.archive_ahead > 0
+            && crate::worker::wait_for(dir, &cfg.wal_name)
+        {
+            let reloaded = load_state(dir, &cfg.wal_name, content)?;
+            pending = self::pending(cfg, &cfg.wal_name, Some(&reloaded), true);
+            state = Some(reloaded);
+        }
+    }
     if let (true, Some(s)) = (pending.is_empty(), &state) {
         if let Some(by) = s.ahead_of() {
             log_info!(
-                "{} was delivered ahead with {by}; its record matches the file ({})",
+                "{} was delivered ahead with {by}; its record matches the file ({content})",
                 cfg.wal_name,
-                Content::of(&wal.bytes)
             );
             s.remove()?;
+            crate::worker::start_if_needed(cfg);
             return Ok(success(cfg, started));
         }
     }
@@ -481,7 +531,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }];
     let mut states = vec![state];
     // Only a call that has something to send takes others along: the calls answered from
-    // records stay instant, and the next full call takes the next batch.
+    // records stay instant, and the worker started below takes the segments after the batch.
     if !items[0].pending.is_empty() {
         for (item, state) in ahead_items(cfg, sysid) {
             items.push(item);
@@ -494,7 +544,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         .collect();
     let results = deliver_all(cfg, &items, &compressed);
     drop(compressed);
-    let failed = record(&items, results, &mut states);
+    let failed = record(&items, results, &mut states, true).asked;
     save_ahead(cfg, &items[1..], &mut states[1..]);
     let state = states.swap_remove(0);
     if failed > 0 {
@@ -513,6 +563,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     if let Some(s) = &state {
         s.remove()?;
     }
+    crate::worker::start_if_needed(cfg);
     Ok(success(cfg, started))
 }
 

@@ -144,6 +144,13 @@ pub trait Tool: Parse + HasCommon {
         exit::BUSY
     }
 
+    /// Whether this is a background worker that a run started with its own arguments
+    /// (pitr-archive's archive-ahead worker; default: no). A worker leaves `--pid-file` to the
+    /// run, and does not repeat the run's warning about ignored OmniPITR options.
+    fn is_background_worker(&self) -> bool {
+        false
+    }
+
     /// What must happen before anything else, even before the arguments are read (default:
     /// nothing). pitr-backup starts recording SIGINT/SIGTERM here, so that a signal that
     /// arrives while it starts up is acted on by its first check instead of killing it.
@@ -302,7 +309,7 @@ pub fn main<T: Tool>() -> ExitCode {
             .collect();
         crate::log_info!("Called with parameters: {}", args.join(" "));
     }
-    if !ignored.is_empty() {
+    if !ignored.is_empty() && !tool.is_background_worker() {
         crate::log_warning!(
             "ignoring OmniPITR options {} does not need: {}",
             T::NAME,
@@ -310,8 +317,11 @@ pub fn main<T: Tool>() -> ExitCode {
         );
     }
     let busy = tool.busy_status();
-    let result =
-        take_pid_file(T::NAME, common.pid_file.as_deref(), busy).and_then(|_pid_file| tool.run());
+    let pid_file = common
+        .pid_file
+        .as_deref()
+        .filter(|_| !tool.is_background_worker());
+    let result = take_pid_file(T::NAME, pid_file, busy).and_then(|_pid_file| tool.run());
     match result {
         Ok(code) => code,
         Err(e) => ExitCode::from(report_error(&e, error_status)),

@@ -206,6 +206,38 @@ pub fn sweep_ahead_records(state_dir: &Path, asked: &WalFileName) -> Result<usiz
     Ok(removed)
 }
 
+/// The newest segment that a call or the archive-ahead worker delivered ahead and recorded, if
+/// any record is left: where the worker goes on from (the segments up to it are recorded, or
+/// were archived since, or are left to their own calls).
+pub fn newest_ahead_record(state_dir: &Path) -> Result<Option<WalFileName>, fs::IoError> {
+    let entries = match std::fs::read_dir(state_dir) {
+        Ok(e) => e,
+        Err(e) => return Err(fs::IoError::new("listing", state_dir, e)),
+    };
+    let mut newest: Option<WalFileName> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| fs::IoError::new("listing", state_dir, e))?;
+        let file = entry.file_name();
+        let Some(name) = file
+            .to_str()
+            .and_then(|f| f.strip_suffix(SUFFIX))
+            .and_then(|b| WalFileName::parse(b).ok())
+        else {
+            continue;
+        };
+        if name.kind != WalKind::Segment || newest.is_some_and(|n| n >= name) {
+            continue;
+        }
+        if DeliveryState::load(state_dir, &name.to_string())?
+            .ahead_of()
+            .is_some()
+        {
+            newest = Some(name);
+        }
+    }
+    Ok(newest)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

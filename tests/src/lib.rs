@@ -157,6 +157,14 @@ pub fn poll_until<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> 
     }
 }
 
+/// The entry names in pitr-archive's `--state-dir`, sorted, without the archive-ahead worker's
+/// lock file (it stays, as every lock file does): the records and states left.
+pub fn archive_state_names(dir: &Path) -> Vec<String> {
+    let mut names = dir_names(dir);
+    names.retain(|n| n != ".ahead-worker.lock");
+    names
+}
+
 /// The entry names in `dir`, sorted.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -1219,13 +1219,14 @@ pub(crate) fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
 }
 
 /// Issue 14, archive-ahead: the call for segment 1 also delivers the next ready ones to the
-/// rsync destination and records them; a record whose content line differs from the file is
-/// not trusted (the segment is delivered again, found identical); a call answered from a record
-/// needs no destination at all (the daemon is stopped). The archive ends up with every segment,
-/// byte for byte, and the state dir empty.
+/// rsync destination and records them, and the worker it starts delivers and records the ready
+/// ones after its batch, stopping at the first segment not ready; a record whose content line
+/// differs from the file is not trusted (the segment is delivered again, found identical); a
+/// call answered from a record needs no destination at all (the daemon is stopped). The archive
+/// ends up with every segment, byte for byte, and the state dir empty.
 #[test]
 fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_records() {
-    let (cluster, s) = ready_backlog("ahead-hand", 4);
+    let (cluster, s) = ready_backlog("ahead-hand", 6);
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     let state = cluster.root().subdir("archive-state");
     let target = format!("zstd={}", rsyncd.url());
@@ -1238,23 +1239,40 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
             .succeeds()
     };
     let archived = ArchiveDir::new(rsyncd.dir());
+    // The last one is not ready yet, as if PostgreSQL were still writing it.
+    let status = cluster.wal_dir().join("archive_status");
+    let ready = status.join(format!("{}.ready", s[5]));
+    let not_yet = status.join(format!("{}.not-yet", s[5]));
+    std::fs::rename(&ready, &not_yet).unwrap();
 
-    call(&s[0]).stderr_line_with(&[&format!(
+    // The call's own batch, then the worker's (it holds the call's stderr until it ends).
+    let first = call(&s[0]);
+    first.stderr_line_with(&[&format!(
         " : LOG : delivered ahead with {}: 2 segments ({} to {}), recorded in the state dir",
         s[0], s[1], s[2]
     )]);
-    for seg in &s[..3] {
+    first.stderr_line_with(&[&format!(
+        " : LOG : archive-ahead worker: delivered and recorded 2 segments after {} in ",
+        s[2]
+    )]);
+    wait_for_ahead_worker(&state);
+    for seg in &s[..5] {
         archived.assert_holds(seg, &cluster.wal_file(seg));
     }
     assert!(
-        archived.file_for(&s[3]).is_none(),
-        "{} sent too early",
-        s[3]
+        archived.file_for(&s[5]).is_none(),
+        "{} sent before it was ready",
+        s[5]
     );
     let record = state.join(format!("{}.state", s[1]));
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.contains(&format!("ahead-of {}\n", s[0])), "{text}");
     assert!(text.contains("content 1048576 "), "{text}");
+    let by_worker = std::fs::read_to_string(state.join(format!("{}.state", s[4]))).unwrap();
+    assert!(
+        by_worker.contains(&format!("ahead-of {}\n", s[0])),
+        "{by_worker}"
+    );
 
     // A record for other content is worth nothing: delivered again, found identical there.
     let tampered: String = text
@@ -1277,24 +1295,49 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
         &rsyncd.url(),
         " with identical content; not sent again",
     ]);
-    // That call had to send, so it took the next ready segment along.
-    archived.assert_holds(&s[3], &cluster.wal_file(&s[3]));
 
     // Answered from the records alone: no destination is asked.
     rsyncd.stop();
-    for (seg, by) in [(&s[2], &s[0]), (&s[3], &s[1])] {
+    for seg in &s[2..5] {
         call(seg)
             .stderr_contains(&format!(
-                " : LOG : {seg} was delivered ahead with {by}; its record matches the file"
+                " : LOG : {seg} was delivered ahead with {}; its record matches the file",
+                s[0]
             ))
             .stderr_contains(&format!(
                 " : LOG : Segment pg_wal/{seg} successfully sent to all destinations."
             ));
     }
-    assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
+    // Once ready, the last one is its own call's: the daemon is back, nothing was recorded.
+    rsyncd.start_again();
+    std::fs::rename(&not_yet, &ready).unwrap();
+    call(&s[5]).stderr_contains(&format!(
+        " : LOG : Segment pg_wal/{} successfully sent to all destinations.",
+        s[5]
+    ));
     for seg in &s {
         archived.assert_holds(seg, &cluster.wal_file(seg));
     }
+}
+
+/// Waits (with a deadline) until no archive-ahead worker holds the lock in `state`.
+pub(crate) fn wait_for_ahead_worker(state: &Path) {
+    let lock = state.join(".ahead-worker.lock");
+    wait_until(
+        "the archive-ahead worker to end",
+        Duration::from_secs(60),
+        || {
+            (!lock.exists()
+                || pitr_common::lock::try_lock(&lock)
+                    .expect("the worker's lock file")
+                    .is_some())
+            .then_some(())
+        },
+    );
 }
 
 /// Found by `cargo xtask faults` (archive-ahead): a call killed while saving a record left
@@ -1320,7 +1363,7 @@ fn faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file() {
         .arg(format!("zstd={}", dest.display()))
         .arg(wal_path(&s[0]))
         .succeeds();
-    let mut left = pitr_tests::dir_names(&state);
+    let mut left = pitr_tests::archive_state_names(&state);
     left.sort();
     let mut expected = vec![
         live.file_name().unwrap().to_string_lossy().into_owned(),
@@ -1345,6 +1388,11 @@ pub(crate) fn assert_most_calls_answered_from_records(log: &Path) {
     assert!(
         answered >= 8,
         "{answered} calls answered from records\n{text}"
+    );
+    // The first call's batch takes 8; the worker it started delivered the rest.
+    assert!(
+        text.contains(" : LOG : archive-ahead worker: delivered and recorded "),
+        "no archive-ahead worker delivered anything\n{text}"
     );
     assert!(!text.contains(" : ERROR : "), "{text}");
 }
@@ -1379,7 +1427,11 @@ fn archive_ahead_drains_a_backlog_through_postgresqls_archiver() {
     wait_until(
         "the last record to be removed",
         Duration::from_secs(30),
-        || pitr_tests::dir_names(&state).is_empty().then_some(()),
+        || {
+            pitr_tests::archive_state_names(&state)
+                .is_empty()
+                .then_some(())
+        },
     );
 }
 
@@ -1492,5 +1544,8 @@ fn unusable_temp_dir_fails_only_the_rsync_destination() {
     );
     remote.assert_holds(&segment, &cluster.wal_file(&segment));
     assert_eq!(pitr_tests::dir_names(&usable), Vec::<String>::new());
-    assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
 }

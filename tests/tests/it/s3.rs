@@ -752,7 +752,10 @@ fn s3_archive_ahead_drains_a_backlog_into_garage() {
     cluster.wait_archived(segments.last().unwrap(), Duration::from_secs(180));
     assert_store_matches_pg_wal(&garage, "ahead/wal", &cluster);
     crate::archive::assert_most_calls_answered_from_records(&log);
-    assert_eq!(pitr_tests::dir_names(&state), Vec::<String>::new());
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
 }
 
 /// The store is the replication engine. A primary archives to Garage under pgbench: with one

@@ -5,7 +5,9 @@
 //! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
 //!   delay drawn from 0 to 115 % of a measured batch call;
 //! - or the rsync destination dies mid-batch: its daemon and every connection it serves are
-//!   killed after such a delay, and it comes back for the calls that follow.
+//!   killed after such a delay, and it comes back for the calls that follow;
+//! - or, once the call is done, SIGKILL to the archive-ahead worker it started, after a delay
+//!   drawn from 0 to 115 % of a measured worker run (the segments after the call's batch).
 //!
 //! Sometimes, too, a segment is rewritten in `pg_wal` after its record was made (one byte of
 //! record data changed, headers intact, so it still passes the page checks): its call must send
@@ -89,6 +91,28 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     runner::pg_dir(&state);
     runner::pg_dir(&temp);
     let out = base.join("out");
+    let state_arg = state.display().to_string();
+    let workers = || runner::pids_matching(&["--ahead-worker", &state_arg]);
+    // Waits until the workers started so far are gone (killing them first when `kill`).
+    let workers_gone = |kill: bool| -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let live = workers();
+            if live.is_empty() {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "archive-ahead workers {live:?} still run after 120 s"
+            );
+            if kill {
+                for pid in live {
+                    runner::kill_pid(pid, libc::SIGKILL);
+                }
+            }
+            runner::pause(Duration::from_millis(5));
+        }
+    };
     let url = rsyncd.url();
     let call = |segment: &str| {
         Call::new(ctx, "pitr-archive")
@@ -107,6 +131,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     };
     // PostgreSQL's view: every segment ready, none archived yet.
     let reset = || -> Result<()> {
+        workers_gone(true)?;
         dests.clear();
         for name in runner::names(&state) {
             let _ = fs::remove_file(state.join(name));
@@ -118,8 +143,9 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         Ok(())
     };
 
-    // A batch call, measured.
+    // A batch call, and the worker it starts, measured.
     let mut times = Vec::new();
+    let mut worker_times = Vec::new();
     for _ in 0..3 {
         reset()?;
         let done = call(&segments[0]).run(&out, Duration::from_secs(120))?;
@@ -130,19 +156,26 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             done.stderr
         );
         times.push(done.elapsed);
+        let t = std::time::Instant::now();
+        workers_gone(false)?;
+        worker_times.push(t.elapsed());
     }
     let measured = runner::median(&mut times);
+    let measured_worker = runner::median(&mut worker_times);
     tally.note(format!(
-        "{} segments of {} MiB; a call carrying {AHEAD} segments ahead takes {:.0} ms (median)",
+        "{} segments of {} MiB; a call carrying {AHEAD} segments ahead takes {:.0} ms (median), \
+         the worker it starts for the rest {:.0} ms",
         segments.len(),
         ctx.pick(1, 16),
-        measured.as_secs_f64() * 1000.0
+        measured.as_secs_f64() * 1000.0,
+        measured_worker.as_secs_f64() * 1000.0
     ));
 
     for run in ctx.runs(30, 200) {
         let repro = ctx.repro(NAME, run);
         let mut rng = ctx.rng(NAME, run);
         let daemon_dies = rng.chance(0.25);
+        let worker_dies = !daemon_dies && rng.chance(0.3);
         let target = if rng.chance(0.5) {
             Target::Process
         } else {
@@ -150,8 +183,12 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         };
         let fraction = rng.unit() * 1.15;
         // The segment rewritten after its record was made, if any.
-        let rewrite = rng.chance(0.3).then(|| 1 + rng.index(AHEAD));
-        let delay = measured.mul_f64(fraction);
+        let rewrite = rng.chance(0.3).then(|| 1 + rng.index(segments.len() - 1));
+        let delay = if worker_dies {
+            measured_worker.mul_f64(fraction)
+        } else {
+            measured.mul_f64(fraction)
+        };
         reset()?;
         let first = call(&segments[0]);
         let what = ctx.show(&format!(
@@ -159,6 +196,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             first.line(),
             if daemon_dies {
                 "the rsync daemon and its connections killed".to_string()
+            } else if worker_dies {
+                "SIGKILL to the archive-ahead worker, once the call is done".to_string()
             } else {
                 format!("SIGKILL to the {}", target.name())
             },
@@ -167,19 +206,30 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         ));
         tally.run();
         let mut running = first.spawn(&out)?;
-        runner::pause(delay);
-        let hit = if daemon_dies {
-            let port = format!("--port={}", rsyncd.port());
-            let serving = runner::pids_matching(&["--daemon", &port]);
-            rsyncd.stop();
-            for pid in serving {
+        let (hit, done) = if worker_dies {
+            // The call ends first (it starts the worker as it exits); then the worker is hit.
+            let done = running.wait_timeout(Duration::from_secs(120))?;
+            runner::pause(delay);
+            let live = workers();
+            for &pid in &live {
                 runner::kill_pid(pid, libc::SIGKILL);
             }
-            !running.exited()
+            (!live.is_empty(), done)
         } else {
-            running.signal(libc::SIGKILL, target)
+            runner::pause(delay);
+            let hit = if daemon_dies {
+                let port = format!("--port={}", rsyncd.port());
+                let serving = runner::pids_matching(&["--daemon", &port]);
+                rsyncd.stop();
+                for pid in serving {
+                    runner::kill_pid(pid, libc::SIGKILL);
+                }
+                !running.exited()
+            } else {
+                running.signal(libc::SIGKILL, target)
+            };
+            (hit, running.wait_timeout(Duration::from_secs(120))?)
         };
-        let done = running.wait_timeout(Duration::from_secs(120))?;
         if daemon_dies {
             rsyncd.start_again();
         }
@@ -218,7 +268,9 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             }
         }
 
-        // A segment rewritten in pg_wal after its record was made.
+        // A segment rewritten in pg_wal after its record was made (and after the worker that
+        // may be delivering the ones after the call's batch is done reading them).
+        workers_gone(false)?;
         let rewritten = rewrite
             .map(|k| segments[k].clone())
             .filter(|s| state.join(format!("{s}.state")).exists());
@@ -301,7 +353,9 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                 }
             }
         }
-        let left: Vec<String> = runner::names(&state);
+        workers_gone(false)?;
+        let mut left: Vec<String> = runner::names(&state);
+        left.retain(|n| n != ".ahead-worker.lock");
         if !left.is_empty() {
             tally.bad_n(
                 Bad::LeftBehind,

@@ -1,0 +1,372 @@
+//! The archive-ahead worker: after a call that delivered its segment, a background process
+//! (this binary again, with `--ahead-worker`, in a session of its own) goes on delivering the
+//! segments PostgreSQL has marked ready after the newest one recorded, batch after batch, and
+//! records each one as a call ahead does. PostgreSQL's calls for them are then answered from
+//! the records while the worker delivers the next batch: the round trips of batch k+1 overlap
+//! the answers of batch k, and the worker compresses batch k+1 while batch k is on the wire.
+//!
+//! One worker per state dir (a lock). It writes where it stands into the state dir (its status
+//! file: every segment after `after` that is ready is its business), so that a call for a
+//! segment the worker is about to deliver waits for its record instead of sending the same
+//! segment beside it, and a call for one the worker has passed without a record (a failed
+//! delivery) does its own delivery at once. It ends when nothing after its position is ready,
+//! at the first segment it cannot read or check (that segment's own call decides), and at the
+//! first delivery that fails (the failing segment's call reports it, with its exit status).
+//! ARCHITECTURE.md "Archive-ahead" gives the crash analysis: the records are the same records.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pitr_common::compress::Codec;
+use pitr_common::fs::{self, Replace};
+use pitr_common::process::Program;
+use pitr_common::state::{self, Content, DeliveryState};
+use pitr_common::wal::{WalFileName, WalKind};
+use pitr_common::{lock, log_info, log_verbose, log_warning, pg};
+
+use crate::args::Config;
+use crate::push::{self, Compressed, Item};
+
+/// The worker's lock in the state dir: held while a worker runs.
+pub const LOCK_FILE: &str = ".ahead-worker.lock";
+
+/// The worker's status in the state dir: `after NAME`, the segment after which every ready
+/// segment is the worker's to deliver.
+pub const STATUS_FILE: &str = ".ahead-worker";
+
+/// How long a call waits for the worker to record its segment before delivering it itself (a
+/// worker stuck on a destination that does not answer must not hold PostgreSQL's archiving).
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
+/// How often a waiting call looks again.
+const WAIT_POLL: Duration = Duration::from_millis(2);
+
+/// Whether a worker holds the state dir's lock now.
+fn running(dir: &Path) -> bool {
+    let path = dir.join(LOCK_FILE);
+    path.exists() && matches!(lock::try_lock(&path), Ok(None))
+}
+
+/// The worker's position: every ready segment after it is the worker's to deliver.
+fn read_status(dir: &Path) -> Option<WalFileName> {
+    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
+    parse_status(&text)
+}
+
+fn parse_status(text: &str) -> Option<WalFileName> {
+    let name = text.strip_prefix("after ")?.trim_end();
+    WalFileName::parse(name).ok()
+}
+
+/// Writes the worker's position durably.
+fn write_status(dir: &Path, after: &WalFileName) -> anyhow::Result<()> {
+    let path = dir.join(STATUS_FILE);
+    fs::write_durable(&path, Replace::Allow, None, |f| {
+        Ok(fs::write_all(
+            f,
+            &path,
+            format!("after {after}\n").as_bytes(),
+        )?)
+    })
+}
+
+/// Where a worker starts: after the asked segment, or after the newest segment recorded ahead
+/// (those up to it are recorded, or were archived since).
+fn frontier(dir: &Path, asked: &WalFileName) -> anyhow::Result<WalFileName> {
+    Ok(match state::newest_ahead_record(dir)? {
+        Some(n) if n > *asked => n,
+        _ => *asked,
+    })
+}
+
+/// Waits while a live worker is about to record `name` (at most [`WAIT_LIMIT`]); returns whether
+/// a record of it exists now. Returns at once when no worker runs, or the worker's position is
+/// at or past `name` (it will not deliver it: the call does).
+pub fn wait_for(dir: &Path, name: &WalFileName) -> bool {
+    if name.kind != WalKind::Segment {
+        return false;
+    }
+    let record = DeliveryState::path_for(dir, &name.to_string());
+    let start = Instant::now();
+    loop {
+        if record.exists() {
+            break;
+        }
+        if !running(dir) {
+            break;
+        }
+        // No status yet: a worker starting up (its first status names its start).
+        if read_status(dir).is_some_and(|after| after >= *name) {
+            break;
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            log_warning!(
+                "the archive-ahead worker has not recorded {name} after {}s; delivering it here",
+                WAIT_LIMIT.as_secs()
+            );
+            break;
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+    let found = record.exists();
+    if start.elapsed() > WAIT_POLL {
+        log_verbose!(
+            "waited {:.3}s for the archive-ahead worker ({})",
+            start.elapsed().as_secs_f64(),
+            if found {
+                "it recorded the segment"
+            } else {
+                "no record"
+            }
+        );
+    }
+    found
+}
+
+/// Starts the worker after a successful call, unless one runs or nothing after the newest
+/// record is ready. Failing to start it costs speed, not correctness: it is logged and ignored.
+pub fn start_if_needed(cfg: &Config) {
+    let Some(dir) = cfg.state_dir.as_deref() else {
+        return;
+    };
+    if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment || running(dir) {
+        return;
+    }
+    let after = match frontier(dir, &cfg.wal_name) {
+        Ok(a) => a,
+        Err(e) => {
+            log_warning!("not starting the archive-ahead worker: {e:#}");
+            return;
+        }
+    };
+    if crate::ahead::next_ready(&cfg.data_dir, &after, 1).is_empty() {
+        return;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            log_warning!("cannot start the archive-ahead worker: cannot find our own binary: {e}");
+            return;
+        }
+    };
+    let mut cmd = Program::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    cmd.arg("--ahead-worker");
+    if let Err(e) = cmd.spawn_detached() {
+        log_warning!("cannot start the archive-ahead worker: {e}");
+    }
+}
+
+/// A batch read, checked and compressed, ready to be delivered.
+struct Prepared<'c> {
+    /// The worker's position before this batch.
+    after: WalFileName,
+    items: Vec<Item<'c>>,
+    states: Vec<Option<DeliveryState>>,
+    /// Each item's bytes per codec its destinations use.
+    bytes: Vec<HashMap<Codec, Result<Vec<u8>, String>>>,
+}
+
+/// The worker: see the module documentation.
+pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.archive_ahead > 0) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(_guard) = lock::try_lock(&dir.join(LOCK_FILE))? else {
+        log_verbose!("another archive-ahead worker is running; leaving it to it");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let sysid = push::cluster_system_identifier(&cfg.data_dir)?;
+    let start = frontier(dir, &cfg.wal_name)?;
+    write_status(dir, &start)?;
+    let started = Instant::now();
+    let (tx, rx) = mpsc::sync_channel::<Prepared<'_>>(0);
+    let delivered = std::thread::scope(|s| {
+        s.spawn(move || prepare(cfg, dir, start, sysid, &tx));
+        deliver(cfg, dir, &rx)
+    });
+    if let Err(e) = fs::remove_file_if_exists(&dir.join(STATUS_FILE)) {
+        log_warning!("{e}");
+    }
+    if delivered > 0 {
+        log_info!(
+            "archive-ahead worker: delivered and recorded {delivered} segment{} after {start} in {:.3}s",
+            if delivered == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first stage: the next batch of ready segments after the position, read, checked and
+/// compressed, handed to the delivering stage (one batch in hand while one is delivered). Ends
+/// when nothing is left, at a segment that cannot be read or checked, or when the delivering
+/// stage stops.
+fn prepare<'c>(
+    cfg: &'c Config,
+    dir: &Path,
+    start: WalFileName,
+    sysid: Option<u64>,
+    tx: &mpsc::SyncSender<Prepared<'c>>,
+) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut after = start;
+    loop {
+        let names = crate::ahead::next_ready(&cfg.data_dir, &after, cfg.archive_ahead.max(1));
+        let Some(&last) = names.last() else {
+            return;
+        };
+        let mut items = Vec::new();
+        let mut states = Vec::new();
+        let mut stop = false;
+        for name in names {
+            let shown = format!("{}/{name}", pg::PG_WAL);
+            let path = cfg.data_dir.join(&shown);
+            let read = push::read_wal_file(cfg, &path, &shown, &name, sysid)
+                .and_then(|wal| Ok((push::load_state(dir, &name, Content::of(&wal.bytes))?, wal)));
+            let (state, wal) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    log_warning!(
+                        "archive-ahead worker: not delivering {name}: {e:#}; PostgreSQL's own call for it decides"
+                    );
+                    stop = true;
+                    break;
+                }
+            };
+            let pending = push::pending(cfg, &name, Some(&state), false);
+            if !pending.is_empty() {
+                items.push(Item {
+                    name,
+                    shown,
+                    wal,
+                    pending,
+                });
+                states.push(Some(state));
+            }
+        }
+        let bytes = items
+            .iter()
+            .map(|it| {
+                let codecs: HashSet<Codec> = it
+                    .pending
+                    .iter()
+                    .map(|d| d.location.codec)
+                    .filter(|c| *c != Codec::None)
+                    .collect();
+                codecs
+                    .into_iter()
+                    .map(|c| {
+                        let r = c
+                            .compress_parallel(&it.wal.bytes, threads)
+                            .map_err(|e| e.to_string());
+                        (c, r)
+                    })
+                    .collect()
+            })
+            .collect();
+        if !items.is_empty() {
+            let batch = Prepared {
+                after,
+                items,
+                states,
+                bytes,
+            };
+            if tx.send(batch).is_err() {
+                return;
+            }
+        }
+        if stop {
+            return;
+        }
+        after = last;
+    }
+}
+
+/// The second stage: delivers each prepared batch and records it; returns how many segments it
+/// recorded. Stops at the first failed delivery (the worker's position stays before that batch,
+/// so the failing segment's own call delivers it and reports what failed).
+fn deliver(cfg: &Config, dir: &Path, rx: &mpsc::Receiver<Prepared<'_>>) -> usize {
+    let mut recorded = 0;
+    for mut batch in rx {
+        if let Err(e) = write_status(dir, &batch.after) {
+            log_warning!("archive-ahead worker: {e:#}; ending");
+            break;
+        }
+        let compressed: Vec<Compressed<'_>> = batch
+            .items
+            .iter()
+            .zip(std::mem::take(&mut batch.bytes))
+            .map(|(it, b)| Compressed::ready(&it.wal.bytes, it.name.to_string(), b))
+            .collect();
+        let results = push::deliver_all(cfg, &batch.items, &compressed);
+        drop(compressed);
+        let failed = push::record(&batch.items, results, &mut batch.states, false);
+        recorded += push::save_ahead(cfg, &batch.items, &mut batch.states);
+        if failed.ahead > 0 {
+            log_warning!(
+                "archive-ahead worker: {} deliveries failed; ending (each segment's own call delivers it)",
+                failed.ahead
+            );
+            break;
+        }
+    }
+    recorded
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_names_the_workers_position() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read_status(d.path()), None);
+        let at = WalFileName::parse("000000010000000000000007").unwrap();
+        write_status(d.path(), &at).unwrap();
+        assert_eq!(read_status(d.path()), Some(at));
+        assert_eq!(parse_status("after junk\n"), None);
+        assert_eq!(parse_status("000000010000000000000007\n"), None);
+    }
+
+    #[test]
+    fn a_call_does_not_wait_without_a_worker() {
+        let d = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000007").unwrap();
+        assert!(!wait_for(d.path(), &name));
+        // A record is the answer, worker or not.
+        std::fs::write(
+            DeliveryState::path_for(d.path(), &name.to_string()),
+            "content 16 00000000\nahead-of 000000010000000000000006\n",
+        )
+        .unwrap();
+        assert!(wait_for(d.path(), &name));
+    }
+
+    #[test]
+    fn a_call_waits_for_a_live_worker_before_its_position_only() {
+        let d = tempfile::tempdir().unwrap();
+        let _held = lock::try_lock(&d.path().join(LOCK_FILE)).unwrap().unwrap();
+        let before = WalFileName::parse("000000010000000000000005").unwrap();
+        let name = WalFileName::parse("000000010000000000000007").unwrap();
+        // The worker has passed it without a record: the call delivers it.
+        write_status(d.path(), &name).unwrap();
+        assert!(running(d.path()));
+        assert!(!wait_for(d.path(), &name));
+        // The worker is before it: the call waits for its record.
+        write_status(d.path(), &before).unwrap();
+        let record = DeliveryState::path_for(d.path(), &name.to_string());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(record, "content 16 00000000\nahead-of x\n").unwrap();
+        });
+        let t = Instant::now();
+        assert!(wait_for(d.path(), &name));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        writer.join().unwrap();
+    }
+}
