@@ -34,6 +34,15 @@ impl RsyncTarget {
         }
     }
 
+    /// True when rsync reaches it over a daemon connection of its own (`rsync://host/module`,
+    /// `host::module`) rather than through a remote shell (`host:path`).
+    pub fn is_daemon(&self) -> bool {
+        let t = &self.0;
+        t.starts_with("rsync://")
+            || t.find("::")
+                .is_some_and(|c| t.find('/').is_none_or(|s| c < s))
+    }
+
     /// The target as rsync takes it, for the directory itself.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -405,6 +414,17 @@ mod tests {
             Location::parse(Opt::DstLocal, "/").unwrap().as_dir(),
             Some(Path::new("/"))
         );
+    }
+
+    #[test]
+    fn rsync_daemon_forms_are_told_from_remote_shell_ones() {
+        let daemon = |t: &str| RsyncTarget(t.to_string()).is_daemon();
+        assert!(daemon("rsync://standby1/wal_archive"));
+        assert!(daemon("rsync://standby1:8873/wal_archive/sub"));
+        assert!(daemon("standby1::wal_archive"));
+        assert!(daemon("standby1::wal_archive/sub"));
+        assert!(!daemon("standby1:/var/lib/pgsql/wal_archive"));
+        assert!(!daemon("postgres@standby1:wal/a::b"));
     }
 
     #[test]
