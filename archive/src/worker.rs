@@ -24,6 +24,7 @@ use pitr_common::compress::Codec;
 use pitr_common::fs::{self, Replace};
 use pitr_common::process::Program;
 use pitr_common::state::{self, Content, DeliveryState};
+use pitr_common::tempname;
 use pitr_common::wal::{WalFileName, WalKind};
 use pitr_common::{lock, log_info, log_verbose, log_warning, pg};
 
@@ -179,6 +180,16 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         log_verbose!("another archive-ahead worker is running; leaving it to it");
         return Ok(ExitCode::SUCCESS);
     };
+    // A worker or call killed while saving a record left its temporary file; the calls after it
+    // may all be answered from records (no full call sweeps), so the worker sweeps too.
+    let swept = tempname::sweep_stale(dir, Duration::ZERO, false)?;
+    if !swept.is_empty() {
+        log_verbose!(
+            "removed {} temporary files of killed writers from {}",
+            swept.len(),
+            dir.display()
+        );
+    }
     let sysid = push::cluster_system_identifier(&cfg.data_dir)?;
     let start = frontier(dir, &cfg.wal_name)?;
     write_status(dir, &start)?;

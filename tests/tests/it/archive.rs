@@ -1377,6 +1377,54 @@ fn faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file() {
     }
 }
 
+/// Found by `cargo xtask faults` (archive-ahead, SIGKILL to the archive-ahead worker): a worker
+/// killed while saving a record left `.NAME.state.pitr-tmp.PID` in the state dir, and when every
+/// call after it was answered from records (the next worker delivering the rest), no full call
+/// came to sweep it. The worker sweeps the temporary files of writers that are gone too.
+#[test]
+fn faults_archive_ahead_worker_killed_while_saving_a_record_leaves_no_temp_file() {
+    let (cluster, s) = ready_backlog("ahead-worker-tmp", 5);
+    let state = cluster.root().subdir("archive-state");
+    let dest = cluster.root().subdir("archive");
+    let status = cluster.wal_dir().join("archive_status");
+    let ready = status.join(format!("{}.ready", s[4]));
+    let not_yet = status.join(format!("{}.not-yet", s[4]));
+    std::fs::rename(&ready, &not_yet).unwrap();
+    let call = |segment: &str| {
+        archive(&cluster)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--archive-ahead", "1", "--dst-local"])
+            .arg(format!("zstd={}", dest.display()))
+            .arg(wal_path(segment))
+            .succeeds()
+    };
+    // The call takes s1 along; its worker s2 and s3.
+    call(&s[0]);
+    wait_for_ahead_worker(&state);
+    let records: Vec<String> = s[1..4].iter().map(|n| format!("{n}.state")).collect();
+    assert_eq!(pitr_tests::archive_state_names(&state), records);
+    // A writer killed while saving; then s4 is ready and the next call, answered from its
+    // record, starts a worker for it.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let dead = state.join(format!(".{}.state.pitr-tmp.{gone}", s[3]));
+    pg_user().write_file(&dead, b"local zstd:3 /elsewhere\n");
+    std::fs::rename(&not_yet, &ready).unwrap();
+    call(&s[1]).stderr_contains(&format!(
+        " : LOG : {} was delivered ahead with {}; its record matches the file",
+        s[1], s[0]
+    ));
+    wait_for_ahead_worker(&state);
+    assert!(!dead.exists(), "{} was left", dead.display());
+    let records: Vec<String> = s[2..5].iter().map(|n| format!("{n}.state")).collect();
+    assert_eq!(pitr_tests::archive_state_names(&state), records);
+    for seg in &s {
+        ArchiveDir::new(&dest).assert_holds(seg, &cluster.wal_file(seg));
+    }
+}
+
 /// The archiver's log `log` of a 12-segment backlog drained with archive-ahead: at least 8
 /// calls were answered from records, and none failed.
 pub(crate) fn assert_most_calls_answered_from_records(log: &Path) {

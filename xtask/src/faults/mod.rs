@@ -106,9 +106,10 @@ pub const CAMPAIGNS: &[Campaign] = &[
     Campaign {
         name: "archive-ahead",
         what: "pitr-archive's batch call (--archive-ahead 4, rsync zstd and local gzip, state \
-               dir) killed with SIGKILL or its rsync destination killed mid-batch; sometimes a \
-               segment rewritten in pg_wal after its record was made; then every segment \
-               archived in order as PostgreSQL would",
+               dir) killed with SIGKILL or its rsync destination killed mid-batch, or the \
+               archive-ahead worker it starts killed with SIGKILL mid-run; sometimes a segment \
+               rewritten in pg_wal after its record was made; then every segment archived in \
+               order as PostgreSQL would",
         run: ahead::run,
     },
     Campaign {
