@@ -14,10 +14,11 @@
 //! first delivery that fails (the failing segment's call reports it, with its exit status).
 //! ARCHITECTURE.md "Archive-ahead" gives the crash analysis: the records are the same records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use pitr_common::compress::Codec;
@@ -197,7 +198,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::sync_channel::<Prepared<'_>>(0);
     let delivered = std::thread::scope(|s| {
         s.spawn(move || prepare(cfg, dir, start, sysid, &tx));
-        deliver(cfg, dir, &rx)
+        deliver(cfg, dir, rx)
     });
     if let Err(e) = fs::remove_file_if_exists(&dir.join(STATUS_FILE)) {
         log_warning!("{e}");
@@ -297,35 +298,74 @@ fn prepare<'c>(
     }
 }
 
-/// The second stage: delivers each prepared batch and records it; returns how many segments it
-/// recorded. Stops at the first failed delivery (the worker's position stays before that batch,
-/// so the failing segment's own call delivers it and reports what failed).
-fn deliver(cfg: &Config, dir: &Path, rx: &mpsc::Receiver<Prepared<'_>>) -> usize {
-    let mut recorded = 0;
-    for mut batch in rx {
-        if let Err(e) = write_status(dir, &batch.after) {
-            log_warning!("archive-ahead worker: {e:#}; ending");
-            break;
+/// How many batches the delivering stage has on the wire at once: a batch's time is mostly
+/// waiting (rsync's runs, an object store's requests and, without conditional writes, the
+/// create's pause), so a second one overlaps it.
+const DELIVERING: usize = 2;
+
+/// The second stage: delivers the prepared batches, [`DELIVERING`] at a time, and records them;
+/// returns how many segments it recorded. Stops taking batches at the first failed delivery
+/// (the worker's position stays before that batch, so the failing segment's own call delivers
+/// it and reports what failed).
+fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize {
+    let rx = Mutex::new(rx);
+    // The positions before the batches on the wire: the status names the oldest.
+    let on_wire: Mutex<BTreeSet<WalFileName>> = Mutex::new(BTreeSet::new());
+    let stop = AtomicBool::new(false);
+    let recorded = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..DELIVERING {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let next = match rx.lock() {
+                        Ok(r) => r.recv().ok(),
+                        Err(_) => None,
+                    };
+                    let Some(batch) = next else { break };
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let after = batch.after;
+                    let status = on_wire.lock().map(|mut w| {
+                        w.insert(after);
+                        w.first().map(|oldest| write_status(dir, oldest))
+                    });
+                    if let Ok(Some(Err(e))) = status {
+                        log_warning!("archive-ahead worker: {e:#}; ending");
+                        stop.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    let failed = deliver_batch(cfg, batch, &recorded);
+                    if let Ok(mut w) = on_wire.lock() {
+                        w.remove(&after);
+                    }
+                    if failed > 0 {
+                        log_warning!(
+                            "archive-ahead worker: {failed} deliveries failed; ending (each segment's own call delivers it)"
+                        );
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
         }
-        let compressed: Vec<Compressed<'_>> = batch
-            .items
-            .iter()
-            .zip(std::mem::take(&mut batch.bytes))
-            .map(|(it, b)| Compressed::ready(&it.wal.bytes, it.name.to_string(), b))
-            .collect();
-        let results = push::deliver_all(cfg, &batch.items, &compressed);
-        drop(compressed);
-        let failed = push::record(&batch.items, results, &mut batch.states, false);
-        recorded += push::save_ahead(cfg, &batch.items, &mut batch.states);
-        if failed.ahead > 0 {
-            log_warning!(
-                "archive-ahead worker: {} deliveries failed; ending (each segment's own call delivers it)",
-                failed.ahead
-            );
-            break;
-        }
-    }
-    recorded
+    });
+    recorded.into_inner()
+}
+
+/// Delivers one batch and records it; returns how many deliveries failed.
+fn deliver_batch(cfg: &Config, mut batch: Prepared<'_>, recorded: &AtomicUsize) -> usize {
+    let compressed: Vec<Compressed<'_>> = batch
+        .items
+        .iter()
+        .zip(std::mem::take(&mut batch.bytes))
+        .map(|(it, b)| Compressed::ready(&it.wal.bytes, it.name.to_string(), b))
+        .collect();
+    let results = push::deliver_all(cfg, &batch.items, &compressed);
+    drop(compressed);
+    let failed = push::record(&batch.items, results, &mut batch.states, false);
+    let saved = push::save_ahead(cfg, &batch.items, &mut batch.states);
+    recorded.fetch_add(saved, Ordering::SeqCst);
+    failed.ahead
 }
 
 #[cfg(test)]

@@ -44,8 +44,9 @@ impl RsyncDaemon {
             String::new()
         };
         let config = root.path().join("rsyncd.conf");
+        // `socket options` as the shipped examples/rsyncd.conf sets it (README, "pitr-archive").
         let text = format!(
-            "pid file = {pid}\nlog file = {log}\nuse chroot = false\n{owner}\n\
+            "pid file = {pid}\nlog file = {log}\nuse chroot = false\nsocket options = TCP_NODELAY\n{owner}\n\
              [{module}]\npath = {path}\nread only = false\nlist = yes\nuse chroot = false\n{owner}",
             pid = root.path().join("rsyncd.pid").display(),
             log = root.path().join("rsyncd.log").display(),
