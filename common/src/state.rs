@@ -183,15 +183,10 @@ pub fn sweep_ahead_records(state_dir: &Path, asked: &WalFileName) -> Result<usiz
     let mut removed =
         crate::tempname::sweep_stale(state_dir, std::time::Duration::ZERO, false)?.len();
     for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(name) = file
-            .to_str()
-            .and_then(|f| f.strip_suffix(SUFFIX))
-            .and_then(|b| WalFileName::parse(b).ok())
-        else {
+        let Some(name) = segment_of(&entry.file_name()) else {
             continue;
         };
-        if name.kind != WalKind::Segment || name >= *asked {
+        if name >= *asked {
             continue;
         }
         let state = DeliveryState::load(state_dir, &name.to_string())?;
@@ -206,6 +201,12 @@ pub fn sweep_ahead_records(state_dir: &Path, asked: &WalFileName) -> Result<usiz
     Ok(removed)
 }
 
+/// The WAL segment whose state file a state dir entry named `file` is, if it is one.
+fn segment_of(file: &std::ffi::OsStr) -> Option<WalFileName> {
+    let name = WalFileName::parse(file.to_str()?.strip_suffix(SUFFIX)?).ok()?;
+    (name.kind == WalKind::Segment).then_some(name)
+}
+
 /// The newest segment that a call or the archive-ahead worker delivered ahead and recorded, if
 /// any record is left: where the worker goes on from (the segments up to it are recorded, or
 /// were archived since, or are left to their own calls).
@@ -217,15 +218,10 @@ pub fn newest_ahead_record(state_dir: &Path) -> Result<Option<WalFileName>, fs::
     let mut newest: Option<WalFileName> = None;
     for entry in entries {
         let entry = entry.map_err(|e| fs::IoError::new("listing", state_dir, e))?;
-        let file = entry.file_name();
-        let Some(name) = file
-            .to_str()
-            .and_then(|f| f.strip_suffix(SUFFIX))
-            .and_then(|b| WalFileName::parse(b).ok())
-        else {
+        let Some(name) = segment_of(&entry.file_name()) else {
             continue;
         };
-        if name.kind != WalKind::Segment || newest.is_some_and(|n| n >= name) {
+        if newest.is_some_and(|n| n >= name) {
             continue;
         }
         if DeliveryState::load(state_dir, &name.to_string())?
@@ -261,6 +257,32 @@ mod tests {
         assert_eq!(s2.ahead_of(), Some("000000010000000000000000"));
         s2.remove().unwrap();
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_newest_ahead_record_is_the_workers_start() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(newest_ahead_record(d.path()).unwrap(), None);
+        let save = |name: &str, ahead: bool| {
+            let mut s = DeliveryState::load(d.path(), name).unwrap();
+            s.mark_delivered("remote zstd:3 rsync://h/m".into());
+            s.set_content(Content::of(b"segment"));
+            if ahead {
+                s.set_ahead_of("000000010000000000000001");
+            }
+            s.save().unwrap();
+        };
+        save("000000010000000000000003", true);
+        save("000000010000000000000005", true);
+        // A failed call's own state (no ahead-of) and other files are not records ahead.
+        save("000000010000000000000009", false);
+        std::fs::write(d.path().join("00000002.history.state"), "x\n").unwrap();
+        std::fs::write(d.path().join(".ahead-worker.lock"), "").unwrap();
+        assert_eq!(
+            newest_ahead_record(d.path()).unwrap(),
+            Some(WalFileName::parse("000000010000000000000005").unwrap())
+        );
+        assert!(newest_ahead_record(&d.path().join("missing")).is_err());
     }
 
     #[test]
