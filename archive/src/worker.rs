@@ -260,26 +260,31 @@ fn prepare<'c>(
                 states.push(Some(state));
             }
         }
-        let bytes = items
+        // Every codec the batch's destinations use, each compressing the whole batch on every
+        // core at once (the pieces of all its segments share the threads).
+        let mut bytes: Vec<HashMap<Codec, Result<Vec<u8>, String>>> =
+            items.iter().map(|_| HashMap::new()).collect();
+        let codecs: HashSet<Codec> = items
             .iter()
-            .map(|it| {
-                let codecs: HashSet<Codec> = it
-                    .pending
-                    .iter()
-                    .map(|d| d.location.codec)
-                    .filter(|c| *c != Codec::None)
-                    .collect();
-                codecs
-                    .into_iter()
-                    .map(|c| {
-                        let r = c
-                            .compress_parallel(&it.wal.bytes, threads)
-                            .map_err(|e| e.to_string());
-                        (c, r)
-                    })
-                    .collect()
-            })
+            .flat_map(|it| it.pending.iter().map(|d| d.location.codec))
+            .filter(|c| *c != Codec::None)
             .collect();
+        for codec in codecs {
+            let wanted: Vec<usize> = (0..items.len())
+                .filter(|&i| items[i].pending.iter().any(|d| d.location.codec == codec))
+                .collect();
+            let inputs: Vec<&[u8]> = wanted.iter().map(|&i| &items[i].wal.bytes[..]).collect();
+            let t = Instant::now();
+            let out = codec.compress_parallel_many(&inputs, threads);
+            log_verbose!(
+                "Timer [Compressing {} segments with {codec}] took: {:.3}s",
+                inputs.len(),
+                t.elapsed().as_secs_f64()
+            );
+            for (&i, r) in wanted.iter().zip(out) {
+                bytes[i].insert(codec, r.map_err(|e| e.to_string()));
+            }
+        }
         if !items.is_empty() {
             let batch = Prepared {
                 after,
