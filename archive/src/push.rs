@@ -195,31 +195,39 @@ fn ahead_items<'c>(cfg: &'c Config, sysid: Option<u64>) -> Vec<(Item<'c>, Delive
     }
     let mut items = Vec::new();
     for name in crate::ahead::next_ready(&cfg.data_dir, &cfg.wal_name, cfg.archive_ahead) {
-        let shown = format!("{}/{name}", pg::PG_WAL);
-        let path = cfg.data_dir.join(&shown);
-        let read = read_wal_file(cfg, &path, &shown, &name, sysid)
-            .and_then(|wal| Ok((load_state(dir, &name, Content::of(&wal.bytes))?, wal)));
-        let (state, wal) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                log_verbose!("not delivering {name} ahead: {e:#}");
-                continue;
-            }
-        };
-        let pending = pending(cfg, &name, Some(&state), false);
-        if !pending.is_empty() {
-            items.push((
-                Item {
-                    name,
-                    shown,
-                    wal,
-                    pending,
-                },
-                state,
-            ));
+        match ahead_item(cfg, dir, name, sysid) {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => {}
+            Err(e) => log_verbose!("not delivering {name} ahead: {e:#}"),
         }
     }
     items
+}
+
+/// The ready segment `name` (in `pg_wal`) mapped and checked, with its state in `dir`, when some
+/// destination still lacks it; `None` when every destination holds it.
+pub(crate) fn ahead_item<'c>(
+    cfg: &'c Config,
+    dir: &Path,
+    name: WalFileName,
+    sysid: Option<u64>,
+) -> anyhow::Result<Option<(Item<'c>, DeliveryState)>> {
+    let shown = format!("{}/{name}", pg::PG_WAL);
+    let path = cfg.data_dir.join(&shown);
+    let wal = read_wal_file(cfg, &path, &shown, &name, sysid)?;
+    let state = load_state(dir, &name, Content::of(&wal.bytes))?;
+    let pending = pending(cfg, &name, Some(&state), false);
+    Ok((!pending.is_empty()).then(|| {
+        (
+            Item {
+                name,
+                shown,
+                wal,
+                pending,
+            },
+            state,
+        )
+    }))
 }
 
 /// The file compressed once per codec, on demand: the first delivery that needs a codec's bytes

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use pitr_common::compress::Codec;
 use pitr_common::fs::{self, Replace};
 use pitr_common::process::Program;
-use pitr_common::state::{self, Content, DeliveryState};
+use pitr_common::state::{self, DeliveryState};
 use pitr_common::tempname;
 use pitr_common::wal::{WalFileName, WalKind};
-use pitr_common::{lock, log_info, log_verbose, log_warning, pg};
+use pitr_common::{lock, log_info, log_verbose, log_warning};
 
 use crate::args::Config;
 use crate::push::{self, Compressed, Item};
@@ -235,12 +235,12 @@ fn prepare<'c>(
         let mut states = Vec::new();
         let mut stop = false;
         for name in names {
-            let shown = format!("{}/{name}", pg::PG_WAL);
-            let path = cfg.data_dir.join(&shown);
-            let read = push::read_wal_file(cfg, &path, &shown, &name, sysid)
-                .and_then(|wal| Ok((push::load_state(dir, &name, Content::of(&wal.bytes))?, wal)));
-            let (state, wal) = match read {
-                Ok(r) => r,
+            match push::ahead_item(cfg, dir, name, sysid) {
+                Ok(Some((item, state))) => {
+                    items.push(item);
+                    states.push(Some(state));
+                }
+                Ok(None) => {}
                 Err(e) => {
                     log_warning!(
                         "archive-ahead worker: not delivering {name}: {e:#}; PostgreSQL's own call for it decides"
@@ -248,16 +248,6 @@ fn prepare<'c>(
                     stop = true;
                     break;
                 }
-            };
-            let pending = push::pending(cfg, &name, Some(&state), false);
-            if !pending.is_empty() {
-                items.push(Item {
-                    name,
-                    shown,
-                    wal,
-                    pending,
-                });
-                states.push(Some(state));
             }
         }
         // Every codec the batch's destinations use, each compressing the whole batch on every
