@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use pitr_common::compress::Codec;
@@ -18,7 +18,7 @@ use pitr_common::dest::{self, Payload, PutOptions, PutOutcome};
 use pitr_common::exit::Failure;
 use pitr_common::location::Target;
 use pitr_common::state::{self, Content, DeliveryState};
-use pitr_common::tempname::ScratchDir;
+use pitr_common::tempname::{self, ScratchDir};
 use pitr_common::wal::WalFileName;
 use pitr_common::{
     controldata, fs, log_error, log_hint, log_info, log_verbose, log_warning, pg, walpage,
@@ -526,6 +526,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
                 cfg.wal_name,
             );
             s.remove()?;
+            sweep_killed_writers(cfg);
             crate::worker::start_if_needed(cfg);
             return Ok(success(cfg, started));
         }
@@ -573,6 +574,25 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     crate::worker::start_if_needed(cfg);
     Ok(success(cfg, started))
+}
+
+/// Removes from the state dir the temporary files of writers that were killed (a worker killed
+/// while saving a record or its status; a full call sweeps them with the records): when every
+/// call after it is answered from records, no full call comes to sweep them. The worker these
+/// calls start needs the same, and gets it from them.
+fn sweep_killed_writers(cfg: &Config) {
+    let Some(dir) = cfg.state_dir.as_deref() else {
+        return;
+    };
+    match tempname::sweep_stale(dir, Duration::ZERO, false) {
+        Ok(swept) if !swept.is_empty() => log_verbose!(
+            "removed {} temporary files of killed writers from {}",
+            swept.len(),
+            dir.display()
+        ),
+        Ok(_) => {}
+        Err(e) => log_warning!("cannot sweep the temporary files of {}: {e}", dir.display()),
+    }
 }
 
 /// The end of a successful call: OmniPITR's line, which log monitors grep for.

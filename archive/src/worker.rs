@@ -15,6 +15,7 @@
 //! ARCHITECTURE.md "Archive-ahead" gives the crash analysis: the records are the same records.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,7 +26,6 @@ use pitr_common::compress::Codec;
 use pitr_common::fs::{self, Replace};
 use pitr_common::process::Program;
 use pitr_common::state::{self, DeliveryState};
-use pitr_common::tempname;
 use pitr_common::wal::{WalFileName, WalKind};
 use pitr_common::{lock, log_info, log_verbose, log_warning};
 
@@ -38,6 +38,11 @@ pub const LOCK_FILE: &str = ".ahead-worker.lock";
 /// The worker's status in the state dir: `after NAME`, the segment after which every ready
 /// segment is the worker's to deliver.
 pub const STATUS_FILE: &str = ".ahead-worker";
+
+/// The environment variable through which a call hands the worker it starts the worker's lock,
+/// already held (the number of the open lock file): a call that comes right after sees the
+/// worker running even before the worker's process has started.
+const LOCK_FD_ENV: &str = "PITR_ARCHIVE_AHEAD_WORKER_LOCK_FD";
 
 /// How long a call waits for the worker to record its segment before delivering it itself (a
 /// worker stuck on a destination that does not answer must not hold PostgreSQL's archiving).
@@ -100,7 +105,6 @@ pub fn wait_for(dir: &Path, name: &WalFileName) -> bool {
         if !running(dir) {
             break;
         }
-        // No status yet: a worker starting up (its first status names its start).
         if read_status(dir).is_some_and(|after| after >= *name) {
             break;
         }
@@ -134,32 +138,80 @@ pub fn start_if_needed(cfg: &Config) {
     let Some(dir) = cfg.state_dir.as_deref() else {
         return;
     };
-    if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment || running(dir) {
+    if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment {
         return;
     }
-    let after = match frontier(dir, &cfg.wal_name) {
+    let Some(guard) = claim(dir, &cfg.data_dir, &cfg.wal_name) else {
+        return;
+    };
+    let spawned = std::env::current_exe()
+        .map_err(|e| format!("cannot find our own binary: {e}"))
+        .and_then(|exe| {
+            let mut cmd = Program::new(exe);
+            cmd.args(std::env::args_os().skip(1));
+            cmd.arg("--ahead-worker");
+            cmd.env(LOCK_FD_ENV, guard.as_fd().as_raw_fd().to_string());
+            cmd.inherit_fd(guard.as_fd());
+            cmd.spawn_detached().map_err(|e| e.to_string())
+        });
+    if let Err(e) = spawned {
+        log_warning!("cannot start the archive-ahead worker: {e}");
+        if let Err(e) = fs::remove_file_if_exists(&dir.join(STATUS_FILE)) {
+            log_warning!("{e}");
+        }
+    }
+    // The worker holds the lock now; this process lets go of its copy as it ends.
+    drop(guard);
+}
+
+/// Takes the worker's place for a call that asked for `asked`: its lock, and its status (the
+/// position it will start from), before the worker's process exists, so that PostgreSQL's next
+/// call, however soon it comes, finds the worker running and waits for its record. Without
+/// this, a call in the gap between starting the worker and the worker taking its lock delivered
+/// segments that the worker then delivered too, and the worker's records of them outlived their
+/// calls. `None` when a worker runs, or nothing after the position is ready.
+fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockGuard> {
+    // Nothing ready after the asked segment: no worker, and no lock file made for nothing.
+    if crate::ahead::next_ready(data_dir, asked, 1).is_empty() {
+        return None;
+    }
+    let guard = match lock::try_lock(&dir.join(LOCK_FILE)) {
+        Ok(Some(g)) => g,
+        Ok(None) => return None,
+        Err(e) => {
+            log_warning!("not starting the archive-ahead worker: {e}");
+            return None;
+        }
+    };
+    let after = match frontier(dir, asked) {
         Ok(a) => a,
         Err(e) => {
             log_warning!("not starting the archive-ahead worker: {e:#}");
-            return;
+            return None;
         }
     };
-    if crate::ahead::next_ready(&cfg.data_dir, &after, 1).is_empty() {
-        return;
+    if crate::ahead::next_ready(data_dir, &after, 1).is_empty() {
+        return None;
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            log_warning!("cannot start the archive-ahead worker: cannot find our own binary: {e}");
-            return;
+    if let Err(e) = write_status(dir, &after) {
+        log_warning!("not starting the archive-ahead worker: {e:#}");
+        return None;
+    }
+    Some(guard)
+}
+
+/// The worker's lock: the one its call handed down, or (started by hand) taken here.
+fn take_lock(dir: &Path) -> anyhow::Result<Option<lock::LockGuard>> {
+    let path = dir.join(LOCK_FILE);
+    let handed = std::env::var(LOCK_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<std::os::fd::RawFd>().ok());
+    if let Some(fd) = handed {
+        if let Some(g) = lock::adopt(&path, fd)? {
+            return Ok(Some(g));
         }
-    };
-    let mut cmd = Program::new(exe);
-    cmd.args(std::env::args_os().skip(1));
-    cmd.arg("--ahead-worker");
-    if let Err(e) = cmd.spawn_detached() {
-        log_warning!("cannot start the archive-ahead worker: {e}");
     }
+    Ok(lock::try_lock(&path)?)
 }
 
 /// A batch read, checked and compressed, ready to be delivered.
@@ -177,20 +229,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.archive_ahead > 0) else {
         return Ok(ExitCode::SUCCESS);
     };
-    let Some(_guard) = lock::try_lock(&dir.join(LOCK_FILE))? else {
+    let Some(_guard) = take_lock(dir)? else {
         log_verbose!("another archive-ahead worker is running; leaving it to it");
         return Ok(ExitCode::SUCCESS);
     };
-    // A worker or call killed while saving a record left its temporary file; the calls after it
-    // may all be answered from records (no full call sweeps), so the worker sweeps too.
-    let swept = tempname::sweep_stale(dir, Duration::ZERO, false)?;
-    if !swept.is_empty() {
-        log_verbose!(
-            "removed {} temporary files of killed writers from {}",
-            swept.len(),
-            dir.display()
-        );
-    }
     let sysid = push::cluster_system_identifier(&cfg.data_dir)?;
     let start = frontier(dir, &cfg.wal_name)?;
     write_status(dir, &start)?;
@@ -391,6 +433,39 @@ mod tests {
         )
         .unwrap();
         assert!(wait_for(d.path(), &name));
+    }
+
+    #[test]
+    fn the_worker_is_running_for_the_next_call_before_its_process_starts() {
+        let state = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let status = data.path().join("pg_wal/archive_status");
+        std::fs::create_dir_all(&status).unwrap();
+        let asked = WalFileName::parse("000000010000000000000007").unwrap();
+        let next = WalFileName::parse("000000010000000000000008").unwrap();
+        // Nothing ready after the asked segment: no worker, no lock file, no status.
+        assert!(claim(state.path(), data.path(), &asked).is_none());
+        assert!(!state.path().join(LOCK_FILE).exists());
+        assert_eq!(read_status(state.path()), None);
+        // The next one ready: the call holds the lock and names the position, so the next
+        // call waits for the worker's record (a record from it ends the wait).
+        std::fs::write(status.join(format!("{next}.ready")), "").unwrap();
+        let held = claim(state.path(), data.path(), &asked).unwrap();
+        assert!(running(state.path()));
+        assert_eq!(read_status(state.path()), Some(asked));
+        // A second call does not start a second worker.
+        assert!(claim(state.path(), data.path(), &asked).is_none());
+        let record = DeliveryState::path_for(state.path(), &next.to_string());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(record, "content 16 00000000\nahead-of x\n").unwrap();
+        });
+        let t = Instant::now();
+        assert!(wait_for(state.path(), &next));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        writer.join().unwrap();
+        drop(held);
+        assert!(!running(state.path()));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! killed process never leaves a stale lock behind.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::fs::IoError;
@@ -21,6 +22,52 @@ impl LockGuard {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open lock file, to hand the lock to a child process (`Program::inherit_fd`, then
+    /// [`adopt`] in the child): an `flock` belongs to the open file, so it stays held while
+    /// either process has it open, and there is no moment between the two when it is free.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self._file.as_fd()
+    }
+}
+
+/// Takes over the lock on `path` that the parent process held and handed down as the open file
+/// `fd` (see [`LockGuard::as_fd`]). `Ok(None)` when `fd` is not an open file of `path`, or the
+/// lock on it is not ours. The descriptor is made close-on-exec again, so that the programs
+/// this process runs do not hold the lock after it ends.
+pub fn adopt(path: &Path, fd: RawFd) -> Result<Option<LockGuard>, IoError> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = std::fs::metadata(path).map_err(|e| IoError::new("reading", path, e))?;
+    // SAFETY: an all-zero `stat` is a valid value, and fstat() only writes into it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat() on any number is safe: it fails with EBADF when nothing is open there.
+    if unsafe { libc::fstat(fd, &mut st) } != 0
+        || st.st_dev != wanted.dev()
+        || st.st_ino != wanted.ino()
+    {
+        return Ok(None);
+    }
+    // SAFETY: `fd` is open (fstat succeeded) on the lock file, inherited from the parent, and
+    // nothing else in this process owns it: the process opens its lock files through this
+    // module only, and adopts an inherited one once, at its start.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: fcntl() on a descriptor this function now owns.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(IoError::new(
+            "locking",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // The lock is the open file's: taking it again on the same open file succeeds at once.
+    match file.try_lock() {
+        Ok(()) => Ok(Some(LockGuard {
+            _file: file,
+            path: path.to_path_buf(),
+        })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(IoError::new("locking", path, e)),
     }
 }
 
@@ -77,6 +124,34 @@ mod tests {
         assert!(try_lock(&p).unwrap().is_none());
         drop(g);
         assert!(try_lock(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lock_handed_to_a_child_is_held_without_a_gap() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.lock");
+        let g = try_lock(&p).unwrap().expect("first lock");
+        // What a child that inherited the descriptor sees: the same open file.
+        let inherited = dup_of(g.as_fd());
+        drop(g);
+        assert!(
+            try_lock(&p).unwrap().is_none(),
+            "released with the parent's copy"
+        );
+        let adopted = adopt(&p, inherited).unwrap().expect("adopted");
+        assert!(try_lock(&p).unwrap().is_none());
+        drop(adopted);
+        assert!(try_lock(&p).unwrap().is_some());
+        // A number that is not an open file of the lock file is refused.
+        let other = File::open(d.path()).unwrap();
+        assert!(adopt(&p, other.as_raw_fd()).unwrap().is_none());
+        assert!(adopt(&p, 987_654).unwrap().is_none());
+    }
+
+    /// A second descriptor of the same open file, as a forked child has.
+    fn dup_of(fd: BorrowedFd<'_>) -> RawFd {
+        use std::os::fd::IntoRawFd;
+        fd.try_clone_to_owned().unwrap().into_raw_fd()
     }
 
     #[test]

@@ -72,6 +72,27 @@ impl Program {
         spawn_with_stdin(&mut self.cmd)
     }
 
+    /// Lets the program inherit the open file `fd`, which the standard library opens
+    /// close-on-exec: for a lock handed to a background process (`lock::adopt`). The caller
+    /// keeps `fd` open until the program is started.
+    pub fn inherit_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> &mut Self {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let raw = fd.as_raw_fd();
+        // SAFETY: fcntl() is async-signal-safe; it only changes a flag of the child's copy of
+        // a descriptor that is open in the parent when the child is forked.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let flags = libc::fcntl(raw, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     /// Starts it in the background (see [`spawn_detached`]).
     pub fn spawn_detached(&mut self) -> Result<u32, CommandError> {
         spawn_detached(&mut self.cmd)

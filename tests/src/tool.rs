@@ -260,6 +260,22 @@ impl RunningTool {
         self.child.try_wait().expect("waiting for child").is_some()
     }
 
+    /// Waits (polling every millisecond, with the [`Tool::timeout`] as deadline) until the
+    /// process has exited, without waiting for its output: a background process it started may
+    /// hold its stderr open long after.
+    pub fn wait_for_exit(&mut self) {
+        let deadline = Instant::now() + self.timeout;
+        while !self.has_exited() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {:?}",
+                self.command_line,
+                self.timeout
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits for the process and returns its status and output; kills it and fails the test
     /// when it has not exited within the [`Tool::timeout`] (default 120 s) of this call.
     pub fn wait(mut self) -> CmdResult {

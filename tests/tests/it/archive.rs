@@ -1380,7 +1380,8 @@ fn faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file() {
 /// Found by `cargo xtask faults` (archive-ahead, SIGKILL to the archive-ahead worker): a worker
 /// killed while saving a record left `.NAME.state.pitr-tmp.PID` in the state dir, and when every
 /// call after it was answered from records (the next worker delivering the rest), no full call
-/// came to sweep it. The worker sweeps the temporary files of writers that are gone too.
+/// came to sweep it. A call answered from a record sweeps the temporary files of writers that
+/// are gone too.
 #[test]
 fn faults_archive_ahead_worker_killed_while_saving_a_record_leaves_no_temp_file() {
     let (cluster, s) = ready_backlog("ahead-worker-tmp", 5);
@@ -1420,6 +1421,80 @@ fn faults_archive_ahead_worker_killed_while_saving_a_record_leaves_no_temp_file(
     assert!(!dead.exists(), "{} was left", dead.display());
     let records: Vec<String> = s[2..5].iter().map(|n| format!("{n}.state")).collect();
     assert_eq!(pitr_tests::archive_state_names(&state), records);
+    for seg in &s {
+        ArchiveDir::new(&dest).assert_holds(seg, &cluster.wal_file(seg));
+    }
+}
+
+/// Found by `cargo xtask faults` (archive-ahead, in CI): a call that came right after the call
+/// that started the archive-ahead worker, before the worker's process had taken its lock, saw
+/// no worker and delivered its segment (and the next, ahead) itself; the worker then delivered
+/// them too and recorded them after their calls had been answered, and those records were left
+/// in the state dir. The starting call takes the lock and writes the status, and hands the held
+/// lock to the worker: the next call, however soon, waits for the worker's record.
+#[test]
+fn faults_archive_ahead_call_right_after_the_worker_starts_is_answered_from_its_record() {
+    let (cluster, s) = ready_backlog("ahead-worker-gap", 4);
+    let state = cluster.root().subdir("archive-state");
+    let dest = cluster.root().subdir("archive");
+    let status = cluster.wal_dir().join("archive_status");
+    let hold = |seg: &str| {
+        std::fs::rename(
+            status.join(format!("{seg}.ready")),
+            status.join(format!("{seg}.not-yet")),
+        )
+        .unwrap()
+    };
+    let release = |seg: &str| {
+        std::fs::rename(
+            status.join(format!("{seg}.not-yet")),
+            status.join(format!("{seg}.ready")),
+        )
+        .unwrap()
+    };
+    let call = |segment: &str| {
+        archive(&cluster)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--archive-ahead", "1", "--dst-local"])
+            .arg(format!("zstd={}", dest.display()))
+            .arg(wal_path(segment))
+    };
+    // s0's call takes s1 along and starts no worker: nothing after s1 is ready yet.
+    hold(&s[2]);
+    hold(&s[3]);
+    call(&s[0]).succeeds();
+    wait_for_ahead_worker(&state);
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        vec![format!("{}.state", s[1])]
+    );
+    release(&s[2]);
+    release(&s[3]);
+    // s1's call is answered from its record and starts the worker for s2 and s3; s2's call
+    // comes the moment s1's has exited, as PostgreSQL's archiver's does.
+    let mut first = call(&s[1]).spawn();
+    first.wait_for_exit();
+    let second = call(&s[2]).run();
+    second.success();
+    second.stderr_contains(&format!(
+        " : LOG : {} was delivered ahead with {}; its record matches the file",
+        s[2], s[1]
+    ));
+    first.wait().success().stderr_contains(&format!(
+        " : LOG : archive-ahead worker: delivered and recorded 2 segments after {} in ",
+        s[1]
+    ));
+    wait_for_ahead_worker(&state);
+    call(&s[3]).succeeds().stderr_contains(&format!(
+        " : LOG : {} was delivered ahead with {}; its record matches the file",
+        s[3], s[1]
+    ));
+    wait_for_ahead_worker(&state);
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
     for seg in &s {
         ArchiveDir::new(&dest).assert_holds(seg, &cluster.wal_file(seg));
     }
