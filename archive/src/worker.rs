@@ -171,8 +171,11 @@ pub fn start_if_needed(cfg: &Config) {
 /// segments that the worker then delivered too, and the worker's records of them outlived their
 /// calls. `None` when a worker runs, or nothing after the position is ready.
 fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockGuard> {
-    // Nothing ready after the asked segment: no worker, and no lock file made for nothing.
-    if crate::ahead::next_ready(data_dir, asked, 1).is_empty() {
+    // Nothing ready after the position: no worker, and no lock file made for nothing (looked
+    // at again once the lock is held).
+    let nothing_to_do =
+        |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
+    if frontier(dir, asked).map_or(true, |after| nothing_to_do(&after)) {
         return None;
     }
     let guard = match lock::try_lock(&dir.join(LOCK_FILE)) {
@@ -190,7 +193,7 @@ fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockG
             return None;
         }
     };
-    if crate::ahead::next_ready(data_dir, &after, 1).is_empty() {
+    if nothing_to_do(&after) {
         return None;
     }
     if let Err(e) = write_status(dir, &after) {
@@ -450,6 +453,12 @@ mod tests {
         // The next one ready: the call holds the lock and names the position, so the next
         // call waits for the worker's record (a record from it ends the wait).
         std::fs::write(status.join(format!("{next}.ready")), "").unwrap();
+        // ... but recorded already (delivered ahead by the call): still nothing to do.
+        let record = DeliveryState::path_for(state.path(), &next.to_string());
+        std::fs::write(&record, format!("content 16 00000000\nahead-of {asked}\n")).unwrap();
+        assert!(claim(state.path(), data.path(), &asked).is_none());
+        assert!(!state.path().join(LOCK_FILE).exists());
+        std::fs::remove_file(&record).unwrap();
         let held = claim(state.path(), data.path(), &asked).unwrap();
         assert!(running(state.path()));
         assert_eq!(read_status(state.path()), Some(asked));
