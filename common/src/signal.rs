@@ -105,7 +105,10 @@ pub fn parent_pid() -> u32 {
     u32::try_from(p).unwrap_or(0)
 }
 
-/// Whether a process with this pid exists (it may belong to another user).
+/// Whether a process with this pid exists (it may belong to another user) and has not ended: a
+/// process that was killed but not yet reaped by its parent (a zombie: an orphaned background
+/// worker waits for init to reap it) holds no file and writes nothing more, so it counts as
+/// gone.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -115,7 +118,24 @@ pub fn process_alive(pid: u32) -> bool {
     }
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !ended(pid)
+}
+
+/// Whether `/proc` says the process `pid` has ended and awaits its parent's wait (state `Z`,
+/// or `X` while being reaped). Without `/proc`, nothing is known: false.
+fn ended(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_state(&stat))
+        .is_some_and(|state| state == 'Z' || state == 'X')
+}
+
+/// The state letter of a `/proc/PID/stat` line: the field after the command name, which is in
+/// parentheses and may itself hold spaces and parentheses.
+fn stat_state(stat: &str) -> Option<char> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
 }
 
 #[cfg(test)]
@@ -137,5 +157,38 @@ mod tests {
         assert!(process_alive(std::process::id()));
         assert!(parent_pid() > 0);
         assert!(!process_alive(0));
+    }
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(process_alive(pid));
+        child.kill().unwrap();
+        // Not waited for: it stays a zombie until then.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ended(libc::pid_t::try_from(pid).unwrap()) {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: signal 0 only checks existence.
+        assert_eq!(
+            unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), 0) },
+            0
+        );
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn the_state_of_a_stat_line_past_any_command_name() {
+        assert_eq!(stat_state("42 (sleep) S 1 42 42 0"), Some('S'));
+        assert_eq!(stat_state("42 (a) b) Z 1 42"), Some('Z'));
+        assert_eq!(stat_state("42 (x y (z)) R 1"), Some('R'));
+        assert_eq!(stat_state("garbage"), None);
     }
 }
