@@ -336,7 +336,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     };
     let mut md = format!(
         "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to two rsync \
-         daemons on loopback, or to a 3-node Garage cluster on loopback, median of {} rounds; per call: each command by hand once per segment.\n\n\
+         daemons on loopback, or to a 3-node Garage cluster on loopback, timed from setting archive_command (a reload) to the last segment archived, median of {} rounds; per call: each command by hand once per segment.\n\n\
          | contender | MiB/s of WAL | per call p50 ms | p95 ms |\n|---|---|---|---|\n",
         set.names.len(),
         ctx.rounds
