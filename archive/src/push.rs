@@ -6,7 +6,7 @@
 //! when every destination durably holds the file PostgreSQL asked for. A segment delivered
 //! ahead that fails somewhere is a WARNING: its own call sends it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Mutex, OnceLock};
@@ -292,6 +292,38 @@ impl<'a> Compressed<'a> {
     }
 }
 
+/// Each item's bytes for every codec its destinations use, each codec compressing the whole
+/// batch on every core at once (`Codec::compress_parallel_many`: every segment cut into the
+/// pieces a single call would cut it into, the pieces of all the batch's segments sharing the
+/// threads, so no core waits at the end of each segment).
+pub(crate) fn compress_batch(items: &[Item<'_>]) -> Vec<HashMap<Codec, Result<Vec<u8>, String>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut bytes: Vec<HashMap<Codec, Result<Vec<u8>, String>>> =
+        items.iter().map(|_| HashMap::new()).collect();
+    let codecs: HashSet<Codec> = items
+        .iter()
+        .flat_map(|it| it.pending.iter().map(|d| d.location.codec))
+        .filter(|c| *c != Codec::None)
+        .collect();
+    for codec in codecs {
+        let wanted: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].pending.iter().any(|d| d.location.codec == codec))
+            .collect();
+        let inputs: Vec<&[u8]> = wanted.iter().map(|&i| &items[i].wal.bytes[..]).collect();
+        let t = Instant::now();
+        let out = codec.compress_parallel_many(&inputs, threads);
+        log_verbose!(
+            "Timer [Compressing {} segments with {codec}] took: {:.3}s",
+            inputs.len(),
+            t.elapsed().as_secs_f64()
+        );
+        for (&i, r) in wanted.iter().zip(out) {
+            bytes[i].insert(codec, r.map_err(|e| e.to_string()));
+        }
+    }
+    bytes
+}
+
 /// One delivery's outcome: the item's index, the destination, what happened.
 pub(crate) type Outcome<'a> = (usize, &'a Destination, anyhow::Result<PutOutcome>);
 
@@ -502,6 +534,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let wal = read_wal(cfg)?;
     let content = Content::of(&wal.bytes);
+    // A retry (PostgreSQL calls again after a failure) finds the state its failed call saved.
+    let retry = cfg
+        .state_dir
+        .as_deref()
+        .is_some_and(|dir| DeliveryState::path_for(dir, &cfg.wal_name.to_string()).exists());
     let mut state = match &cfg.state_dir {
         Some(dir) => Some(load_state(dir, &cfg.wal_name, content)?),
         None => None,
@@ -547,10 +584,24 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             states.push(Some(state));
         }
     }
-    let compressed: Vec<Compressed<'_>> = items
-        .iter()
-        .map(|it| Compressed::new(&it.wal.bytes, it.name.to_string(), &it.pending))
-        .collect();
+    let compressed: Vec<Compressed<'_>> = match items.last() {
+        Some(last) if items.len() > 1 => {
+            // A backlog: the worker takes what follows the batch from now on, and the batch is
+            // compressed as one job, as the worker's are.
+            if !retry {
+                crate::worker::start_after_batch(cfg, &last.name);
+            }
+            items
+                .iter()
+                .zip(compress_batch(&items))
+                .map(|(it, b)| Compressed::ready(&it.wal.bytes, it.name.to_string(), b))
+                .collect()
+        }
+        _ => items
+            .iter()
+            .map(|it| Compressed::new(&it.wal.bytes, it.name.to_string(), &it.pending))
+            .collect(),
+    };
     let results = deliver_all(cfg, &items, &compressed);
     drop(compressed);
     let failed = record(&items, results, &mut states, true).asked;

@@ -14,7 +14,7 @@
 //! first delivery that fails (the failing segment's call reports it, with its exit status).
 //! ARCHITECTURE.md "Archive-ahead" gives the crash analysis: the records are the same records.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
@@ -81,12 +81,18 @@ fn write_status(dir: &Path, after: &WalFileName) -> anyhow::Result<()> {
 }
 
 /// Where a worker starts: after the asked segment, or after the newest segment recorded ahead
-/// (those up to it are recorded, or were archived since).
-fn frontier(dir: &Path, asked: &WalFileName) -> anyhow::Result<WalFileName> {
-    Ok(match state::newest_ahead_record(dir)? {
-        Some(n) if n > *asked => n,
-        _ => *asked,
-    })
+/// (those up to it are recorded, or were archived since), or after `batch`, the last segment of
+/// the batch that the starting call is delivering itself.
+fn frontier(
+    dir: &Path,
+    asked: &WalFileName,
+    batch: Option<WalFileName>,
+) -> anyhow::Result<WalFileName> {
+    let recorded = state::newest_ahead_record(dir)?;
+    Ok([recorded, batch]
+        .into_iter()
+        .flatten()
+        .fold(*asked, |a, b| a.max(b)))
 }
 
 /// Waits while a live worker is about to record `name` (at most [`WAIT_LIMIT`]); returns whether
@@ -135,13 +141,25 @@ pub fn wait_for(dir: &Path, name: &WalFileName) -> bool {
 /// Starts the worker after a successful call, unless one runs or nothing after the newest
 /// record is ready. Failing to start it costs speed, not correctness: it is logged and ignored.
 pub fn start_if_needed(cfg: &Config) {
+    start(cfg, None);
+}
+
+/// Starts the worker at the start of a call's delivery of its batch, ending with `last`, for
+/// the ready segments after it: the worker compresses its first batch while the call's is on
+/// the wire, instead of after the call. Only a call's first attempt does this (a retry, which
+/// follows a failure, starts the worker when it has succeeded).
+pub fn start_after_batch(cfg: &Config, last: &WalFileName) {
+    start(cfg, Some(*last));
+}
+
+fn start(cfg: &Config, batch: Option<WalFileName>) {
     let Some(dir) = cfg.state_dir.as_deref() else {
         return;
     };
     if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment {
         return;
     }
-    let Some(guard) = claim(dir, &cfg.data_dir, &cfg.wal_name) else {
+    let Some(guard) = claim(dir, &cfg.data_dir, &cfg.wal_name, batch) else {
         return;
     };
     let spawned = std::env::current_exe()
@@ -170,12 +188,17 @@ pub fn start_if_needed(cfg: &Config) {
 /// this, a call in the gap between starting the worker and the worker taking its lock delivered
 /// segments that the worker then delivered too, and the worker's records of them outlived their
 /// calls. `None` when a worker runs, or nothing after the position is ready.
-fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockGuard> {
+fn claim(
+    dir: &Path,
+    data_dir: &Path,
+    asked: &WalFileName,
+    batch: Option<WalFileName>,
+) -> Option<lock::LockGuard> {
     // Nothing ready after the position: no worker, and no lock file made for nothing (looked
     // at again once the lock is held).
     let nothing_to_do =
         |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
-    if frontier(dir, asked).map_or(true, |after| nothing_to_do(&after)) {
+    if frontier(dir, asked, batch).map_or(true, |after| nothing_to_do(&after)) {
         return None;
     }
     let guard = match lock::try_lock(&dir.join(LOCK_FILE)) {
@@ -186,7 +209,7 @@ fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockG
             return None;
         }
     };
-    let after = match frontier(dir, asked) {
+    let after = match frontier(dir, asked, batch) {
         Ok(a) => a,
         Err(e) => {
             log_warning!("not starting the archive-ahead worker: {e:#}");
@@ -203,18 +226,23 @@ fn claim(dir: &Path, data_dir: &Path, asked: &WalFileName) -> Option<lock::LockG
     Some(guard)
 }
 
-/// The worker's lock: the one its call handed down, or (started by hand) taken here.
-fn take_lock(dir: &Path) -> anyhow::Result<Option<lock::LockGuard>> {
+/// The worker's lock and where it starts: the lock its call handed down with the position the
+/// call wrote, or (started by hand) a lock taken here and the position from the records.
+fn take_lock(cfg: &Config, dir: &Path) -> anyhow::Result<Option<(lock::LockGuard, WalFileName)>> {
     let path = dir.join(LOCK_FILE);
     let handed = std::env::var(LOCK_FD_ENV)
         .ok()
         .and_then(|v| v.parse::<std::os::fd::RawFd>().ok());
     if let Some(fd) = handed {
         if let Some(g) = lock::adopt(&path, fd)? {
-            return Ok(Some(g));
+            let start = frontier(dir, &cfg.wal_name, read_status(dir))?;
+            return Ok(Some((g, start)));
         }
     }
-    Ok(lock::try_lock(&path)?)
+    match lock::try_lock(&path)? {
+        Some(g) => Ok(Some((g, frontier(dir, &cfg.wal_name, None)?))),
+        None => Ok(None),
+    }
 }
 
 /// A batch read, checked and compressed, ready to be delivered.
@@ -232,12 +260,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.archive_ahead > 0) else {
         return Ok(ExitCode::SUCCESS);
     };
-    let Some(_guard) = take_lock(dir)? else {
+    let Some((_guard, start)) = take_lock(cfg, dir)? else {
         log_verbose!("another archive-ahead worker is running; leaving it to it");
         return Ok(ExitCode::SUCCESS);
     };
     let sysid = push::cluster_system_identifier(&cfg.data_dir)?;
-    let start = frontier(dir, &cfg.wal_name)?;
     write_status(dir, &start)?;
     let started = Instant::now();
     let (tx, rx) = mpsc::sync_channel::<Prepared<'_>>(0);
@@ -269,7 +296,6 @@ fn prepare<'c>(
     sysid: Option<u64>,
     tx: &mpsc::SyncSender<Prepared<'c>>,
 ) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut after = start;
     loop {
         let names = crate::ahead::next_ready(&cfg.data_dir, &after, cfg.archive_ahead.max(1));
@@ -295,31 +321,7 @@ fn prepare<'c>(
                 }
             }
         }
-        // Every codec the batch's destinations use, each compressing the whole batch on every
-        // core at once (the pieces of all its segments share the threads).
-        let mut bytes: Vec<HashMap<Codec, Result<Vec<u8>, String>>> =
-            items.iter().map(|_| HashMap::new()).collect();
-        let codecs: HashSet<Codec> = items
-            .iter()
-            .flat_map(|it| it.pending.iter().map(|d| d.location.codec))
-            .filter(|c| *c != Codec::None)
-            .collect();
-        for codec in codecs {
-            let wanted: Vec<usize> = (0..items.len())
-                .filter(|&i| items[i].pending.iter().any(|d| d.location.codec == codec))
-                .collect();
-            let inputs: Vec<&[u8]> = wanted.iter().map(|&i| &items[i].wal.bytes[..]).collect();
-            let t = Instant::now();
-            let out = codec.compress_parallel_many(&inputs, threads);
-            log_verbose!(
-                "Timer [Compressing {} segments with {codec}] took: {:.3}s",
-                inputs.len(),
-                t.elapsed().as_secs_f64()
-            );
-            for (&i, r) in wanted.iter().zip(out) {
-                bytes[i].insert(codec, r.map_err(|e| e.to_string()));
-            }
-        }
+        let bytes = push::compress_batch(&items);
         if !items.is_empty() {
             let batch = Prepared {
                 after,
@@ -447,7 +449,7 @@ mod tests {
         let asked = WalFileName::parse("000000010000000000000007").unwrap();
         let next = WalFileName::parse("000000010000000000000008").unwrap();
         // Nothing ready after the asked segment: no worker, no lock file, no status.
-        assert!(claim(state.path(), data.path(), &asked).is_none());
+        assert!(claim(state.path(), data.path(), &asked, None).is_none());
         assert!(!state.path().join(LOCK_FILE).exists());
         assert_eq!(read_status(state.path()), None);
         // The next one ready: the call holds the lock and names the position, so the next
@@ -456,14 +458,14 @@ mod tests {
         // ... but recorded already (delivered ahead by the call): still nothing to do.
         let record = DeliveryState::path_for(state.path(), &next.to_string());
         std::fs::write(&record, format!("content 16 00000000\nahead-of {asked}\n")).unwrap();
-        assert!(claim(state.path(), data.path(), &asked).is_none());
+        assert!(claim(state.path(), data.path(), &asked, None).is_none());
         assert!(!state.path().join(LOCK_FILE).exists());
         std::fs::remove_file(&record).unwrap();
-        let held = claim(state.path(), data.path(), &asked).unwrap();
+        let held = claim(state.path(), data.path(), &asked, None).unwrap();
         assert!(running(state.path()));
         assert_eq!(read_status(state.path()), Some(asked));
         // A second call does not start a second worker.
-        assert!(claim(state.path(), data.path(), &asked).is_none());
+        assert!(claim(state.path(), data.path(), &asked, None).is_none());
         let record = DeliveryState::path_for(state.path(), &next.to_string());
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -475,6 +477,33 @@ mod tests {
         writer.join().unwrap();
         drop(held);
         assert!(!running(state.path()));
+    }
+
+    #[test]
+    fn a_worker_started_with_a_calls_batch_starts_after_it() {
+        let state = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let status = data.path().join("pg_wal/archive_status");
+        std::fs::create_dir_all(&status).unwrap();
+        let name = |n: u32| WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap();
+        for n in 8..=10 {
+            std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
+        }
+        // The call for 7 delivers 8 and 9 itself: the worker's are those after 9.
+        let held = claim(state.path(), data.path(), &name(7), Some(name(9))).unwrap();
+        assert_eq!(read_status(state.path()), Some(name(9)));
+        drop(held);
+        // Nothing ready after the batch: no worker.
+        assert!(claim(state.path(), data.path(), &name(7), Some(name(10))).is_none());
+        // A record newer than the batch wins.
+        std::fs::write(
+            DeliveryState::path_for(state.path(), &name(9).to_string()),
+            format!("content 16 00000000\nahead-of {}\n", name(7)),
+        )
+        .unwrap();
+        let held = claim(state.path(), data.path(), &name(7), Some(name(8))).unwrap();
+        assert_eq!(read_status(state.path()), Some(name(9)));
+        drop(held);
     }
 
     #[test]
