@@ -646,7 +646,10 @@ pub(crate) fn assert_monitor_reads_remote_like_local(
     let removed = remove();
     let (out, r) = run("verify", &remote);
     assert_status(&out, 2);
-    assert_eq!(r["details"]["problems"][0]["kind"], "missing_segments");
-    assert_eq!(r["details"]["problems"][0]["name"], removed.as_str());
+    assert_eq!(
+        r["details"]["problems"][0]["kind"], "missing_segments",
+        "{r}"
+    );
+    assert_eq!(r["details"]["problems"][0]["name"], removed.as_str(), "{r}");
     assert_eq!(r["details"]["problems"].as_array().unwrap().len(), 1, "{r}");
 }

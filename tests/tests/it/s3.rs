@@ -1294,7 +1294,16 @@ fn s3_monitor_info_and_verify_read_garage_as_they_read_directories() {
             .filter(|n| n.len() == 24 && n.starts_with("00000001"))
             .collect();
         let removed = segments.iter().rev().nth(1).unwrap().clone();
-        wal_store.delete(&format!("{removed}.zst")).unwrap();
+        let key = format!("{removed}.zst");
+        wal_store.delete(&key).unwrap();
+        // What verify lists must not show it any more: once, under load, verify right after
+        // the delete reported a problem of kind "damaged" instead of the missing segment; a
+        // listing that still showed the key, with no object left to read, would give that.
+        pitr_tests::wait_until(
+            &format!("the store's listing without {key}"),
+            Duration::from_secs(30),
+            || (!keys(&wal_store).contains(&key)).then_some(()),
+        );
         removed
     };
     crate::monitor::assert_monitor_reads_remote_like_local(
