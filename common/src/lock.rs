@@ -61,14 +61,7 @@ pub fn adopt(path: &Path, fd: RawFd) -> Result<Option<LockGuard>, IoError> {
         ));
     }
     // The lock is the open file's: taking it again on the same open file succeeds at once.
-    match file.try_lock() {
-        Ok(()) => Ok(Some(LockGuard {
-            _file: file,
-            path: path.to_path_buf(),
-        })),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(IoError::new("locking", path, e)),
-    }
+    lock_open_file(file, path)
 }
 
 fn open(path: &Path) -> Result<File, IoError> {
@@ -100,7 +93,11 @@ pub fn lock_dir(dir: &Path) -> Result<LockGuard, IoError> {
 /// Tries to take an exclusive lock on `path` (created if missing). `Ok(None)` when another
 /// process holds it.
 pub fn try_lock(path: &Path) -> Result<Option<LockGuard>, IoError> {
-    let file = open(path)?;
+    lock_open_file(open(path)?, path)
+}
+
+/// Tries to lock the open lock file `file` (of `path`) without waiting.
+fn lock_open_file(file: File, path: &Path) -> Result<Option<LockGuard>, IoError> {
     match file.try_lock() {
         Ok(()) => Ok(Some(LockGuard {
             _file: file,

@@ -1240,10 +1240,7 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
     };
     let archived = ArchiveDir::new(rsyncd.dir());
     // The last one is not ready yet, as if PostgreSQL were still writing it.
-    let status = cluster.wal_dir().join("archive_status");
-    let ready = status.join(format!("{}.ready", s[5]));
-    let not_yet = status.join(format!("{}.not-yet", s[5]));
-    std::fs::rename(&ready, &not_yet).unwrap();
+    hold_back(&cluster, &s[5]);
 
     // The call's own batch, then the worker's (it holds the call's stderr until it ends).
     let first = call(&s[0]);
@@ -1314,7 +1311,7 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
     );
     // Once ready, the last one is its own call's: the daemon is back, nothing was recorded.
     rsyncd.start_again();
-    std::fs::rename(&not_yet, &ready).unwrap();
+    let_go(&cluster, &s[5]);
     call(&s[5]).stderr_contains(&format!(
         " : LOG : Segment pg_wal/{} successfully sent to all destinations.",
         s[5]
@@ -1338,6 +1335,36 @@ pub(crate) fn wait_for_ahead_worker(state: &Path) {
             .then_some(())
         },
     );
+}
+
+/// Takes `segment`'s `.ready` away (renamed `.not-yet`), as if PostgreSQL were still writing it.
+fn hold_back(cluster: &Cluster, segment: &str) {
+    let status = cluster.wal_dir().join("archive_status");
+    std::fs::rename(
+        status.join(format!("{segment}.ready")),
+        status.join(format!("{segment}.not-yet")),
+    )
+    .unwrap();
+}
+
+/// Gives back what [`hold_back`] took: `segment` is ready.
+fn let_go(cluster: &Cluster, segment: &str) {
+    let status = cluster.wal_dir().join("archive_status");
+    std::fs::rename(
+        status.join(format!("{segment}.not-yet")),
+        status.join(format!("{segment}.ready")),
+    )
+    .unwrap();
+}
+
+/// A call for `segment` with `--state-dir state --archive-ahead 1` to the zstd directory `dest`.
+fn local_ahead_1(cluster: &Cluster, state: &Path, dest: &Path, segment: &str) -> Tool {
+    archive(cluster)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--archive-ahead", "1", "--dst-local"])
+        .arg(format!("zstd={}", dest.display()))
+        .arg(wal_path(segment))
 }
 
 /// Found by `cargo xtask faults` (archive-ahead): a call killed while saving a record left
@@ -1387,19 +1414,8 @@ fn faults_archive_ahead_worker_killed_while_saving_a_record_leaves_no_temp_file(
     let (cluster, s) = ready_backlog("ahead-worker-tmp", 5);
     let state = cluster.root().subdir("archive-state");
     let dest = cluster.root().subdir("archive");
-    let status = cluster.wal_dir().join("archive_status");
-    let ready = status.join(format!("{}.ready", s[4]));
-    let not_yet = status.join(format!("{}.not-yet", s[4]));
-    std::fs::rename(&ready, &not_yet).unwrap();
-    let call = |segment: &str| {
-        archive(&cluster)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--archive-ahead", "1", "--dst-local"])
-            .arg(format!("zstd={}", dest.display()))
-            .arg(wal_path(segment))
-            .succeeds()
-    };
+    hold_back(&cluster, &s[4]);
+    let call = |segment: &str| local_ahead_1(&cluster, &state, &dest, segment).succeeds();
     // The call takes s1 along; its worker s2 and s3.
     call(&s[0]);
     wait_for_ahead_worker(&state);
@@ -1412,7 +1428,7 @@ fn faults_archive_ahead_worker_killed_while_saving_a_record_leaves_no_temp_file(
     child.wait().unwrap();
     let dead = state.join(format!(".{}.state.pitr-tmp.{gone}", s[3]));
     pg_user().write_file(&dead, b"local zstd:3 /elsewhere\n");
-    std::fs::rename(&not_yet, &ready).unwrap();
+    let_go(&cluster, &s[4]);
     call(&s[1]).stderr_contains(&format!(
         " : LOG : {} was delivered ahead with {}; its record matches the file",
         s[1], s[0]
@@ -1437,40 +1453,18 @@ fn faults_archive_ahead_call_right_after_the_worker_starts_is_answered_from_its_
     let (cluster, s) = ready_backlog("ahead-worker-gap", 4);
     let state = cluster.root().subdir("archive-state");
     let dest = cluster.root().subdir("archive");
-    let status = cluster.wal_dir().join("archive_status");
-    let hold = |seg: &str| {
-        std::fs::rename(
-            status.join(format!("{seg}.ready")),
-            status.join(format!("{seg}.not-yet")),
-        )
-        .unwrap()
-    };
-    let release = |seg: &str| {
-        std::fs::rename(
-            status.join(format!("{seg}.not-yet")),
-            status.join(format!("{seg}.ready")),
-        )
-        .unwrap()
-    };
-    let call = |segment: &str| {
-        archive(&cluster)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--archive-ahead", "1", "--dst-local"])
-            .arg(format!("zstd={}", dest.display()))
-            .arg(wal_path(segment))
-    };
+    let call = |segment: &str| local_ahead_1(&cluster, &state, &dest, segment);
     // s0's call takes s1 along and starts no worker: nothing after s1 is ready yet.
-    hold(&s[2]);
-    hold(&s[3]);
+    hold_back(&cluster, &s[2]);
+    hold_back(&cluster, &s[3]);
     call(&s[0]).succeeds();
     wait_for_ahead_worker(&state);
     assert_eq!(
         pitr_tests::archive_state_names(&state),
         vec![format!("{}.state", s[1])]
     );
-    release(&s[2]);
-    release(&s[3]);
+    let_go(&cluster, &s[2]);
+    let_go(&cluster, &s[3]);
     // s1's call is answered from its record and starts the worker for s2 and s3; s2's call
     // comes the moment s1's has exited, as PostgreSQL's archiver's does.
     let mut first = call(&s[1]).spawn();
