@@ -199,6 +199,7 @@ fn claim(
     let nothing_to_do =
         |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
     if frontier(dir, asked, batch).map_or(true, |after| nothing_to_do(&after)) {
+        remove_stale_status(dir);
         return None;
     }
     let guard = match lock::try_lock(&dir.join(LOCK_FILE)) {
@@ -217,6 +218,8 @@ fn claim(
         }
     };
     if nothing_to_do(&after) {
+        drop(guard);
+        remove_stale_status(dir);
         return None;
     }
     if let Err(e) = write_status(dir, &after) {
@@ -224,6 +227,21 @@ fn claim(
         return None;
     }
     Some(guard)
+}
+
+/// Removes the status file a killed worker left, when no worker runs: it is read only while a
+/// worker holds the lock, and every start writes it afresh, so a stale one misleads nobody, but
+/// it should not stay in the state dir for good.
+fn remove_stale_status(dir: &Path) {
+    let status = dir.join(STATUS_FILE);
+    if !status.exists() {
+        return;
+    }
+    if let Ok(Some(_no_worker)) = lock::try_lock(&dir.join(LOCK_FILE)) {
+        if let Err(e) = fs::remove_file_if_exists(&status) {
+            log_warning!("{e}");
+        }
+    }
 }
 
 /// The worker's lock and where it starts: the lock its call handed down with the position the
@@ -477,6 +495,17 @@ mod tests {
         writer.join().unwrap();
         drop(held);
         assert!(!running(state.path()));
+        // The worker killed before it removed its status: the next call with nothing to start
+        // removes it; it leaves a live worker's alone.
+        std::fs::remove_file(status.join(format!("{next}.ready"))).unwrap();
+        let live = lock::try_lock(&state.path().join(LOCK_FILE))
+            .unwrap()
+            .unwrap();
+        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert_eq!(read_status(state.path()), Some(asked));
+        drop(live);
+        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert_eq!(read_status(state.path()), None);
     }
 
     #[test]
