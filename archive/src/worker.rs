@@ -194,6 +194,10 @@ fn claim(
     asked: &WalFileName,
     batch: Option<WalFileName>,
 ) -> Option<lock::LockGuard> {
+    // A worker runs (the common case while a backlog drains): nothing to list.
+    if running(dir) {
+        return None;
+    }
     // Nothing ready after the position: no worker, and no lock file made for nothing (looked
     // at again once the lock is held).
     let nothing_to_do =
