@@ -17,11 +17,25 @@ use crate::fs::IoError;
 use crate::location::RsyncTarget;
 use crate::process::{CommandError, Program};
 
-/// The rsync program to run.
+/// The rsync program to run, and how long a run may wait on the other side.
 #[derive(Debug, Clone)]
 pub struct Rsync {
     program: PathBuf,
+    io_timeout: Duration,
+    connect_timeout: Duration,
 }
+
+/// How long an rsync run may go without any data moving before it gives up (`--timeout`).
+/// Without it a destination that stops answering (a hung daemon, a host gone mid-transfer
+/// behind a firewall that drops packets) holds the call, and PostgreSQL's archiver or
+/// startup process with it, for good. 60 s is the object-store request timeout too; a
+/// transfer that is moving never reaches it, and rsync sends keep-alives while it waits on
+/// the far side's disk.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting to an rsync daemon may take (`--contimeout`), as for PostgreSQL
+/// connections.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A regular file of a remote directory, as [`Rsync::list`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +77,16 @@ impl Rsync {
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Rsync {
             program: program.into(),
+            io_timeout: IO_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
         }
+    }
+
+    /// The same program with other timeouts (whole seconds, at least one).
+    pub fn with_timeouts(mut self, io: Duration, connect: Duration) -> Self {
+        self.io_timeout = io;
+        self.connect_timeout = connect;
+        self
     }
 
     /// The program, for messages.
@@ -75,12 +98,16 @@ impl Rsync {
     /// handshake is a conversation of small writes, and with Nagle's algorithm against the
     /// peer's delayed ACKs each turn of it waited ~40 ms (a one-file run on loopback took
     /// ~118 ms, ~60 ms with the option; with `socket options = TCP_NODELAY` in the daemon's
-    /// rsyncd.conf too, ~12 ms).
+    /// rsyncd.conf too, ~12 ms). Every run has an I/O timeout, and a daemon run a connect
+    /// timeout, so that no run waits for good on a peer that stopped answering.
     fn command(&self, dir: &RsyncTarget) -> Program {
+        let secs = |d: Duration| d.as_secs().max(1);
         let mut c = Program::new(&self.program);
-        c.env("LC_ALL", "C");
+        c.env("LC_ALL", "C")
+            .arg(format!("--timeout={}", secs(self.io_timeout)));
         if dir.is_daemon() {
-            c.arg("--sockopts=TCP_NODELAY");
+            c.arg(format!("--contimeout={}", secs(self.connect_timeout)))
+                .arg("--sockopts=TCP_NODELAY");
         }
         c
     }
@@ -369,6 +396,48 @@ mod tests {
         );
         assert_eq!(l[1].size, 52_345);
         assert_eq!(l[1].mtime, UNIX_EPOCH + Duration::from_secs(1_795_574_595));
+    }
+
+    /// A daemon that accepts connections and never answers (the kernel completes the
+    /// handshake; nothing reads or writes) fails every kind of run within the I/O timeout.
+    #[test]
+    fn a_daemon_that_never_answers_fails_the_run_within_its_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let local = tempfile::tempdir().unwrap();
+        std::fs::write(local.path().join("a"), b"wal").unwrap();
+        let target = match crate::location::Location::parse(
+            crate::location::Opt::DstRemote,
+            &format!("rsync://127.0.0.1:{port}/wal_archive/"),
+        )
+        .unwrap()
+        .target
+        {
+            crate::location::Target::Rsync(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let rsync =
+            Rsync::new("rsync").with_timeouts(Duration::from_secs(1), Duration::from_secs(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = local.path().to_path_buf();
+        std::thread::spawn(move || {
+            let names = vec!["a".to_string()];
+            let up = rsync.upload_new(&dir, &names, &target).map(|_| ());
+            let down = rsync.fetch(&target, &names, &dir.join("in")).map(|_| ());
+            let listed = rsync.list(&target).map(|_| ());
+            tx.send([up, down, listed]).unwrap();
+        });
+        let results = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the runs gave up within 60 s");
+        for r in results {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.starts_with("rsync failed (exit status 30)") && e.contains("timeout"),
+                "{e}"
+            );
+        }
+        drop(listener);
     }
 
     #[test]
