@@ -176,6 +176,18 @@ impl WalSet {
     /// a batch ahead (pitr's archive-ahead, pgBackRest's async push), or started work beside it,
     /// had that work left out of the time while it was counted in the bytes.
     pub fn drain(&self, name: &str, command: &str, timeout: Duration) -> Result<(f64, f64)> {
+        self.drain_profiled(name, command, timeout, None)
+    }
+
+    /// [`WalSet::drain`], with `perf record -a -g` writing `perf_out` around the drain when
+    /// given (the profile starts before the clock and stops after it).
+    pub fn drain_profiled(
+        &self,
+        name: &str,
+        command: &str,
+        timeout: Duration,
+        perf_out: Option<&Path>,
+    ) -> Result<(f64, f64)> {
         let cluster = &self.cluster;
         cluster.append_conf(&[("archive_command", "")]);
         cluster.start();
@@ -189,6 +201,10 @@ impl WalSet {
         if !self.all_ready() {
             anyhow::bail!("{name}: the set is not all .ready before the drain");
         }
+        let perf = match perf_out {
+            Some(out) => Some(Perf::start(out)?),
+            None => None,
+        };
         cluster.append_conf(&[("archive_command", command)]);
         let t = Instant::now();
         // SAFETY: kill() sends SIGHUP to the postmaster this cluster started (a reload).
@@ -209,6 +225,9 @@ impl WalSet {
             std::thread::sleep(Duration::from_millis(2));
         }
         let secs = t.elapsed().as_secs_f64();
+        if let Some(p) = perf {
+            p.stop()?;
+        }
         cluster.stop();
         Ok((secs, self.mib() / secs))
     }
@@ -226,6 +245,36 @@ impl WalSet {
         self.names
             .iter()
             .all(|s| status.join(format!("{s}.done")).exists())
+    }
+}
+
+/// A system-wide `perf record` running while a drain is timed.
+struct Perf(std::process::Child);
+
+impl Perf {
+    fn start(out: &Path) -> Result<Perf> {
+        let child = std::process::Command::new("perf")
+            .args(["record", "-a", "-g", "-F", "1999", "-q", "-o"])
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf record (is perf installed?)")?;
+        // perf opens its events before it records; give it that long before the clock starts.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Perf(child))
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.0.id()).context("perf's pid")?;
+        // SAFETY: kill() sends SIGINT to the perf child started above; perf writes its data.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let st = self.0.wait().context("waiting for perf record")?;
+        // perf writes its data on SIGINT, then dies of it.
+        use std::os::unix::process::ExitStatusExt;
+        if !st.success() && st.signal() != Some(libc::SIGINT) && st.code() != Some(130) {
+            anyhow::bail!("perf record failed ({st})");
+        }
+        Ok(())
     }
 }
 

@@ -69,6 +69,16 @@ pub struct BenchArgs {
     /// and verify need archive)
     #[argh(option)]
     only: Option<String>,
+
+    /// run only the remote part's contenders whose names contain one of these strings,
+    /// separated by `|` (names hold commas; for profiling one row: ratios missing a side and
+    /// the restore-from-store measurement are left out)
+    #[argh(option)]
+    contenders: Option<String>,
+
+    /// record each remote drain with `perf record -a -g` into DIR/<run>.perf.data
+    #[argh(option)]
+    perf: Option<PathBuf>,
 }
 
 /// Everything the parts share: where the release binaries are, how many rounds.
@@ -81,6 +91,10 @@ pub struct Ctx {
     pub scale: u32,
     /// The data set of this pass.
     pub data: data::Data,
+    /// `--contenders`: the remote part runs only the contenders whose names contain one.
+    pub contenders: Option<Vec<String>>,
+    /// `--perf DIR`: where the remote part's drain profiles go.
+    pub perf: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -427,6 +441,11 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             segments: args.segments,
             scale: args.scale,
             data: set_data,
+            contenders: args
+                .contenders
+                .as_ref()
+                .map(|c| c.split('|').map(|p| p.trim().to_string()).collect()),
+            perf: args.perf.clone(),
         };
         let mut these = Vec::new();
         if want("archive") || want("remote") {

@@ -272,7 +272,16 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let garage = GarageCluster::start();
     let front = TlsFront::start("bench-s3", garage.s3_port(0));
     let tls_repo = PgbackrestTlsRepo::start(&set.dest("remote-pgbr-tls"))?;
-    let contenders = contenders(ctx, set, &daemons, &garage, &front, &tls_repo);
+    let mut contenders = contenders(ctx, set, &daemons, &garage, &front, &tls_repo);
+    if let Some(keep) = &ctx.contenders {
+        contenders.retain(|c| keep.iter().any(|k| c.name.contains(k.as_str())));
+        if contenders.is_empty() {
+            anyhow::bail!("--contenders {}: no remote contender matches", keep.join("|"));
+        }
+    }
+    if let Some(dir) = &ctx.perf {
+        std::fs::create_dir_all(dir)?;
+    }
     let cluster = &set.cluster;
     let set_mib = set.mib();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
@@ -282,7 +291,19 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             run_no += 1;
             c.reset(run_no)?;
             set.reset_status()?;
-            let (secs, rate) = set.drain(&c.name, &c.command(run_no), Duration::from_secs(1800))?;
+            let perf_out = ctx
+                .perf
+                .as_ref()
+                .map(|d| d.join(format!("{run_no}.perf.data")));
+            let (secs, rate) = set.drain_profiled(
+                &c.name,
+                &c.command(run_no),
+                Duration::from_secs(1800),
+                perf_out.as_deref(),
+            )?;
+            if let Some(p) = &perf_out {
+                println!("xtask: bench: remote run {run_no} ({}): {}", c.name, p.display());
+            }
             println!(
                 "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",
                 round + 1,
@@ -411,8 +432,22 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             Some(0.5),
         ),
     ];
+    // A ratio one of whose sides was not run (--contenders) is left out.
+    let ratios: Vec<Ratio> = ratios.into_iter().filter(|r| r.value.is_finite()).collect();
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
+    if ctx.contenders.is_some() {
+        return Ok(Part {
+            key: "remote".into(),
+            markdown: md,
+            json: serde_json::json!({
+                "segments": set.names.len(),
+                "rounds": ctx.rounds,
+                "results": results,
+                "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+            }),
+        });
+    }
     let filled_by = |n: &str| -> Result<usize> {
         contenders
             .iter()
