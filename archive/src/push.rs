@@ -544,6 +544,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut pending = pending(cfg, &cfg.wal_name, state.as_ref(), true);
+    // A first attempt with a backlog behind it hands its own segment to a worker started from
+    // it, and waits for the record below like the calls after it.
+    let handed = !pending.is_empty()
+        && !retry
+        && state.as_ref().is_some_and(|s| s.ahead_of().is_none())
+        && crate::worker::hand_over(cfg);
     // The archive-ahead worker may be delivering this segment right now, or about to: its
     // record is then the answer (one delivery, not two racing ones).
     if let (false, Some(dir), Some(s)) = (pending.is_empty(), &cfg.state_dir, &state) {
@@ -558,10 +564,17 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     if let (true, Some(s)) = (pending.is_empty(), &state) {
         if let Some(by) = s.ahead_of() {
-            log_info!(
-                "{} was delivered ahead with {by}; its record matches the file ({content})",
-                cfg.wal_name,
-            );
+            if by == cfg.wal_name.to_string() {
+                log_info!(
+                    "{} was delivered by the archive-ahead worker; its record matches the file ({content})",
+                    cfg.wal_name,
+                );
+            } else {
+                log_info!(
+                    "{} was delivered ahead with {by}; its record matches the file ({content})",
+                    cfg.wal_name,
+                );
+            }
             s.remove()?;
             sweep_killed_writers(cfg);
             crate::worker::start_if_needed(cfg);
@@ -588,7 +601,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(last) if items.len() > 1 => {
             // A backlog: the worker takes what follows the batch from now on, and the batch is
             // compressed as one job, as the worker's are.
-            if !retry {
+            // Not after a failure: a retry, or a call whose worker gave its segment back.
+            if !retry && !handed {
                 crate::worker::start_after_batch(cfg, &last.name);
             }
             items

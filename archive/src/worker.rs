@@ -80,19 +80,20 @@ fn write_status(dir: &Path, after: &WalFileName) -> anyhow::Result<()> {
     })
 }
 
-/// Where a worker starts: after the asked segment, or after the newest segment recorded ahead
-/// (those up to it are recorded, or were archived since), or after `batch`, the last segment of
-/// the batch that the starting call is delivering itself.
+/// Where a worker starts: after `floor` (the asked segment, or the position just before it
+/// when the call hands its own segment over), or after the newest segment recorded ahead (those
+/// up to it are recorded, or were archived since), or after `batch`, the last segment of the
+/// batch that the starting call is delivering itself.
 fn frontier(
     dir: &Path,
-    asked: &WalFileName,
+    floor: &WalFileName,
     batch: Option<WalFileName>,
 ) -> anyhow::Result<WalFileName> {
     let recorded = state::newest_ahead_record(dir)?;
     Ok([recorded, batch]
         .into_iter()
         .flatten()
-        .fold(*asked, |a, b| a.max(b)))
+        .fold(*floor, |a, b| a.max(b)))
 }
 
 /// Waits while a live worker is about to record `name` (at most [`WAIT_LIMIT`]); returns whether
@@ -141,7 +142,28 @@ pub fn wait_for(dir: &Path, name: &WalFileName) -> bool {
 /// Starts the worker after a successful call, unless one runs or nothing after the newest
 /// record is ready. Failing to start it costs speed, not correctness: it is logged and ignored.
 pub fn start_if_needed(cfg: &Config) {
-    start(cfg, None);
+    start(cfg, cfg.wal_name, None);
+}
+
+/// Hands the asked segment itself, with the backlog after it, to a worker started here: a call
+/// that finds segments ready after its own delivers nothing itself and waits for the worker's
+/// record of its segment (the caller's [`wait_for`]), so that every segment of a backlog goes
+/// through the worker's pipeline (batch k+1 compressed while batch k is on the wire) and
+/// PostgreSQL's next calls, answered from records, run beside it instead of after a long first
+/// call. Returns whether a worker was started from the asked segment; when not (a worker runs,
+/// no backlog, no state dir, not a segment), the call goes on as before.
+pub fn hand_over(cfg: &Config) -> bool {
+    if cfg.state_dir.is_none() || cfg.archive_ahead == 0 {
+        return false;
+    }
+    let Some(floor) = cfg.wal_name.position_before() else {
+        return false;
+    };
+    // One segment alone goes straight out: a worker would cost a process and a wait.
+    if crate::ahead::next_ready(&cfg.data_dir, &cfg.wal_name, 1).is_empty() {
+        return false;
+    }
+    start(cfg, floor, None)
 }
 
 /// Starts the worker at the start of a call's delivery of its batch, ending with `last`, for
@@ -149,18 +171,20 @@ pub fn start_if_needed(cfg: &Config) {
 /// the wire, instead of after the call. Only a call's first attempt does this (a retry, which
 /// follows a failure, starts the worker when it has succeeded).
 pub fn start_after_batch(cfg: &Config, last: &WalFileName) {
-    start(cfg, Some(*last));
+    start(cfg, cfg.wal_name, Some(*last));
 }
 
-fn start(cfg: &Config, batch: Option<WalFileName>) {
+/// Starts a worker for the ready segments after `floor` (or after `batch`, or the newest
+/// record); returns whether one was started.
+fn start(cfg: &Config, floor: WalFileName, batch: Option<WalFileName>) -> bool {
     let Some(dir) = cfg.state_dir.as_deref() else {
-        return;
+        return false;
     };
     if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment {
-        return;
+        return false;
     }
-    let Some(guard) = claim(dir, &cfg.data_dir, &cfg.wal_name, batch) else {
-        return;
+    let Some(guard) = claim(dir, &cfg.data_dir, &floor, batch) else {
+        return false;
     };
     let spawned = std::env::current_exe()
         .map_err(|e| format!("cannot find our own binary: {e}"))
@@ -172,26 +196,32 @@ fn start(cfg: &Config, batch: Option<WalFileName>) {
             cmd.inherit_fd(guard.as_fd());
             cmd.spawn_detached().map_err(|e| e.to_string())
         });
-    if let Err(e) = spawned {
-        log_warning!("cannot start the archive-ahead worker: {e}");
-        if let Err(e) = fs::remove_file_if_exists(&dir.join(STATUS_FILE)) {
-            log_warning!("{e}");
+    let started = match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            log_warning!("cannot start the archive-ahead worker: {e}");
+            if let Err(e) = fs::remove_file_if_exists(&dir.join(STATUS_FILE)) {
+                log_warning!("{e}");
+            }
+            false
         }
-    }
-    // The worker holds the lock now; this process lets go of its copy as it ends.
+    };
+    // The worker holds the lock now; this process lets go of its copy.
     drop(guard);
+    started
 }
 
-/// Takes the worker's place for a call that asked for `asked`: its lock, and its status (the
-/// position it will start from), before the worker's process exists, so that PostgreSQL's next
-/// call, however soon it comes, finds the worker running and waits for its record. Without
-/// this, a call in the gap between starting the worker and the worker taking its lock delivered
-/// segments that the worker then delivered too, and the worker's records of them outlived their
-/// calls. `None` when a worker runs, or nothing after the position is ready.
+/// Takes the worker's place for a call, with the worker to start after `floor`: its lock, and
+/// its status (the position it will start from), before the worker's process exists, so that
+/// PostgreSQL's next call, however soon it comes, finds the worker running and waits for its
+/// record. Without this, a call in the gap between starting the worker and the worker taking
+/// its lock delivered segments that the worker then delivered too, and the worker's records of
+/// them outlived their calls. `None` when a worker runs, or nothing after the position is
+/// ready.
 fn claim(
     dir: &Path,
     data_dir: &Path,
-    asked: &WalFileName,
+    floor: &WalFileName,
     batch: Option<WalFileName>,
 ) -> Option<lock::LockGuard> {
     // A worker runs (the common case while a backlog drains): nothing to list.
@@ -202,7 +232,7 @@ fn claim(
     // at again once the lock is held).
     let nothing_to_do =
         |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
-    if frontier(dir, asked, batch).map_or(true, |after| nothing_to_do(&after)) {
+    if frontier(dir, floor, batch).map_or(true, |after| nothing_to_do(&after)) {
         remove_stale_status(dir);
         return None;
     }
@@ -214,7 +244,7 @@ fn claim(
             return None;
         }
     };
-    let after = match frontier(dir, asked, batch) {
+    let after = match frontier(dir, floor, batch) {
         Ok(a) => a,
         Err(e) => {
             log_warning!("not starting the archive-ahead worker: {e:#}");
@@ -257,8 +287,10 @@ fn take_lock(cfg: &Config, dir: &Path) -> anyhow::Result<Option<(lock::LockGuard
         .and_then(|v| v.parse::<std::os::fd::RawFd>().ok());
     if let Some(fd) = handed {
         if let Some(g) = lock::adopt(&path, fd)? {
-            let start = frontier(dir, &cfg.wal_name, read_status(dir))?;
-            return Ok(Some((g, start)));
+            // The position the call wrote under the lock: after its batch, after its asked
+            // segment, or just before it when the call handed its own segment over.
+            let floor = read_status(dir).unwrap_or(cfg.wal_name);
+            return Ok(Some((g, frontier(dir, &floor, None)?)));
         }
     }
     match lock::try_lock(&path)? {
@@ -536,6 +568,50 @@ mod tests {
         .unwrap();
         let held = claim(state.path(), data.path(), &name(7), Some(name(8))).unwrap();
         assert_eq!(read_status(state.path()), Some(name(9)));
+        drop(held);
+    }
+
+    #[test]
+    fn a_call_that_hands_its_segment_over_waits_for_the_workers_record_of_it() {
+        let state = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let status = data.path().join("pg_wal/archive_status");
+        std::fs::create_dir_all(&status).unwrap();
+        let name = |n: u32| WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap();
+        for n in 7..=9 {
+            std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
+        }
+        let floor = name(7).position_before().unwrap();
+        let held = claim(state.path(), data.path(), &floor, None).unwrap();
+        // The worker's first batch starts with the asked segment itself.
+        let from = read_status(state.path()).unwrap();
+        assert_eq!(from, name(6));
+        assert_eq!(
+            crate::ahead::next_ready(data.path(), &from, 8),
+            [name(7), name(8), name(9)]
+        );
+        // The call waits for the worker's record of its segment, and gets it.
+        let record = DeliveryState::path_for(state.path(), &name(7).to_string());
+        let asked = name(7);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(record, format!("content 16 00000000\nahead-of {asked}\n")).unwrap();
+        });
+        assert!(wait_for(state.path(), &name(7)));
+        writer.join().unwrap();
+        // A worker that ends without the record (a failed delivery) lets the call deliver.
+        std::fs::remove_file(DeliveryState::path_for(state.path(), &name(7).to_string())).unwrap();
+        drop(held);
+        assert!(!wait_for(state.path(), &name(7)));
+        // A record newer than the asked segment moves the worker past it: the call delivers.
+        std::fs::write(
+            DeliveryState::path_for(state.path(), &name(8).to_string()),
+            format!("content 16 00000000\nahead-of {}\n", name(6)),
+        )
+        .unwrap();
+        let held = claim(state.path(), data.path(), &floor, None).unwrap();
+        assert_eq!(read_status(state.path()), Some(name(8)));
+        assert!(!wait_for(state.path(), &name(7)));
         drop(held);
     }
 

@@ -283,6 +283,22 @@ impl WalFileName {
         Ok(Self::segment(self.timeline, SegNo(n.0 + 1), seg_size))
     }
 
+    /// A position ordered just before this segment on its timeline, whatever the segment
+    /// size: everything ordered after it on the timeline is this segment or later. Not
+    /// necessarily a segment that exists (`...FFFFFFFF` stands for "the end of the previous
+    /// log"). `None` for the very first position, and for anything but a segment.
+    pub fn position_before(&self) -> Option<Self> {
+        if self.kind != WalKind::Segment {
+            return None;
+        }
+        let (log, seg) = match (self.log, self.seg) {
+            (log, seg) if seg > 0 => (log, seg - 1),
+            (log, _) if log > 0 => (log - 1, u32::MAX),
+            _ => return None,
+        };
+        Some(WalFileName { log, seg, ..*self })
+    }
+
     /// True for complete segments and `.partial` segments: files with WAL pages inside.
     pub fn has_wal_pages(&self) -> bool {
         matches!(self.kind, WalKind::Segment | WalKind::Partial)
@@ -398,6 +414,28 @@ mod tests {
             ParseError::NotWalName("foo".into()).to_string(),
             "\"foo\" is not a WAL file name"
         );
+    }
+
+    #[test]
+    fn the_position_before_a_segment_orders_just_before_it() {
+        let n = |s: &str| WalFileName::parse(s).unwrap();
+        let before = |s: &str| n(s).position_before().map(|b| b.to_string());
+        assert_eq!(
+            before("000000020000000300000010").as_deref(),
+            Some("00000002000000030000000F")
+        );
+        assert_eq!(
+            before("000000020000000300000000").as_deref(),
+            Some("0000000200000002FFFFFFFF")
+        );
+        assert_eq!(before("000000010000000000000000"), None);
+        assert_eq!(before("00000002.history"), None);
+        assert_eq!(before("000000010000000000000005.partial"), None);
+        // Between the segment and everything of its timeline ordered before it.
+        let b = n("000000020000000300000000").position_before().unwrap();
+        assert!(b < n("000000020000000300000000"));
+        assert!(b > n("0000000200000002000000FF"));
+        assert_eq!(n(&b.to_string()), b);
     }
 
     #[test]

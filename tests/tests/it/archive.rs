@@ -1218,39 +1218,54 @@ pub(crate) fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
     (cluster, segments)
 }
 
-/// Issue 14, archive-ahead: the call for segment 1 also delivers the next ready ones to the
-/// rsync destination and records them, and the worker it starts delivers and records the ready
-/// ones after its batch, stopping at the first segment not ready; a record whose content line
-/// differs from the file is not trusted (the segment is delivered again, found identical); a
-/// call answered from a record needs no destination at all (the daemon is stopped). The archive
-/// ends up with every segment, byte for byte, and the state dir empty.
+/// Issue 14, archive-ahead: the call for segment 1, with segments ready after it, hands itself
+/// and them to a worker it starts, which delivers them in batches of `--archive-ahead` to the
+/// rsync destination and records each, stopping at the first segment not ready; the call
+/// answers from the worker's record of its own segment. A record whose content line differs
+/// from the file is not trusted (the segment is delivered again, found identical); a call
+/// answered from a record needs no destination at all (the daemon is stopped). A call that
+/// failed (the daemon down) delivers its retry's batch itself, records the segments after it,
+/// and starts no worker. The archive ends up with every segment, byte for byte, and the state
+/// dir empty.
 #[test]
-fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_records() {
-    let (cluster, s) = ready_backlog("ahead-hand", 6);
+fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records() {
+    let (cluster, s) = ready_backlog("ahead-hand", 8);
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     let state = cluster.root().subdir("archive-state");
     let target = format!("zstd={}", rsyncd.url());
-    let call = |segment: &str| {
+    let tool = |segment: &str| {
         archive(&cluster)
             .arg("--state-dir")
             .arg(&state)
             .args(["--dst-remote", &target, "--archive-ahead", "2"])
             .arg(wal_path(segment))
-            .succeeds()
     };
+    let call = |segment: &str| tool(segment).succeeds();
     let archived = ArchiveDir::new(rsyncd.dir());
-    // The last one is not ready yet, as if PostgreSQL were still writing it.
-    hold_back(&cluster, &s[5]);
+    // The last three are not ready yet, as if PostgreSQL were still writing them.
+    for seg in &s[5..] {
+        hold_back(&cluster, seg);
+    }
 
-    // The call's own batch, then the worker's (it holds the call's stderr until it ends).
+    // The worker's batches, the asked segment first (it holds the call's stderr until it
+    // ends); the call answers from the worker's record.
     let first = call(&s[0]);
+    for (a, b, n) in [(&s[0], &s[1], "2 segments"), (&s[2], &s[3], "2 segments")] {
+        first.stderr_line_with(&[&format!(
+            " : LOG : delivered ahead with {}: {n} ({a} to {b}), recorded in the state dir",
+            s[0]
+        )]);
+    }
     first.stderr_line_with(&[&format!(
-        " : LOG : delivered ahead with {}: 2 segments ({} to {}), recorded in the state dir",
-        s[0], s[1], s[2]
+        " : LOG : {} was delivered by the archive-ahead worker; its record matches the file",
+        s[0]
     )]);
+    let before = pitr_common::wal::WalFileName::parse(&s[0])
+        .unwrap()
+        .position_before()
+        .unwrap();
     first.stderr_line_with(&[&format!(
-        " : LOG : archive-ahead worker: delivered and recorded 2 segments after {} in ",
-        s[2]
+        " : LOG : archive-ahead worker: delivered and recorded 5 segments after {before} in "
     )]);
     wait_for_ahead_worker(&state);
     for seg in &s[..5] {
@@ -1261,15 +1276,14 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
         "{} sent before it was ready",
         s[5]
     );
+    assert!(
+        !state.join(format!("{}.state", s[0])).exists(),
+        "the asked segment's record outlived its call"
+    );
     let record = state.join(format!("{}.state", s[1]));
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.contains(&format!("ahead-of {}\n", s[0])), "{text}");
     assert!(text.contains("content 1048576 "), "{text}");
-    let by_worker = std::fs::read_to_string(state.join(format!("{}.state", s[4]))).unwrap();
-    assert!(
-        by_worker.contains(&format!("ahead-of {}\n", s[0])),
-        "{by_worker}"
-    );
 
     // A record for other content is worth nothing: delivered again, found identical there.
     let tampered: String = text
@@ -1309,13 +1323,39 @@ fn archive_ahead_delivers_ready_segments_in_one_batch_and_answers_from_its_recor
         pitr_tests::archive_state_names(&state),
         Vec::<String>::new()
     );
-    // Once ready, the last one is its own call's: the daemon is back, nothing was recorded.
-    rsyncd.start_again();
+
+    // With the daemon down the next call fails, its worker's delivery and its own; its retry,
+    // the daemon back, delivers its batch itself and starts no worker (nothing is ready after
+    // the batch).
     let_go(&cluster, &s[5]);
-    call(&s[5]).stderr_contains(&format!(
-        " : LOG : Segment pg_wal/{} successfully sent to all destinations.",
-        s[5]
+    let_go(&cluster, &s[6]);
+    tool(&s[5])
+        .run()
+        .failure_with_status(2)
+        .stderr_contains("archive-ahead worker: 2 deliveries failed; ending");
+    wait_for_ahead_worker(&state);
+    assert!(state.join(format!("{}.state", s[5])).exists());
+    rsyncd.start_again();
+    let retry = call(&s[5]);
+    retry.stderr_line_with(&[&format!(
+        " : LOG : delivered ahead with {}: 1 segment ({} to {}), recorded in the state dir",
+        s[5], s[6], s[6]
+    )]);
+    retry.stderr_lacks("archive-ahead worker");
+    call(&s[6]).stderr_contains(&format!(
+        " : LOG : {} was delivered ahead with {}; its record matches the file",
+        s[6], s[5]
     ));
+    // Once ready, the last one is its own call's: nothing was recorded.
+    let_go(&cluster, &s[7]);
+    call(&s[7]).stderr_contains(&format!(
+        " : LOG : Segment pg_wal/{} successfully sent to all destinations.",
+        s[7]
+    ));
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
     for seg in &s {
         archived.assert_holds(seg, &cluster.wal_file(seg));
     }

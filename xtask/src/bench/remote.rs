@@ -276,7 +276,10 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     if let Some(keep) = &ctx.contenders {
         contenders.retain(|c| keep.iter().any(|k| c.name.contains(k.as_str())));
         if contenders.is_empty() {
-            anyhow::bail!("--contenders {}: no remote contender matches", keep.join("|"));
+            anyhow::bail!(
+                "--contenders {}: no remote contender matches",
+                keep.join("|")
+            );
         }
     }
     if let Some(dir) = &ctx.perf {
@@ -302,7 +305,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
                 perf_out.as_deref(),
             )?;
             if let Some(p) = &perf_out {
-                println!("xtask: bench: remote run {run_no} ({}): {}", c.name, p.display());
+                println!(
+                    "xtask: bench: remote run {run_no} ({}): {}",
+                    c.name,
+                    p.display()
+                );
             }
             println!(
                 "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",

@@ -1,13 +1,16 @@
-//! Archive-ahead under faults: the call for the first of a backlog of `.ready` segments takes
-//! the next ones along (`--archive-ahead 4`, an rsync zstd destination and a local gzip one,
-//! `--state-dir`), and is hit while its batch is under way:
+//! Archive-ahead under faults: the call for the first of a backlog of `.ready` segments hands
+//! it and the next ones to the archive-ahead worker it starts (`--archive-ahead 4`, an rsync
+//! zstd destination and a local gzip one, `--state-dir`) and waits for the worker's record of
+//! its segment; a retry delivers its own batch. Hit while the batches are under way:
 //!
 //! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
-//!   delay drawn from 0 to 115 % of a measured batch call;
+//!   delay drawn from 0 to 115 % of a measured first call;
 //! - or the rsync destination dies mid-batch: its daemon and every connection it serves are
 //!   killed after such a delay, and it comes back for the calls that follow;
+//! - or SIGKILL to the archive-ahead worker while the call waits for it (after such a delay;
+//!   the call then delivers its segment itself);
 //! - or, once the call is done, SIGKILL to the archive-ahead worker it started, after a delay
-//!   drawn from 0 to 115 % of a measured worker run (the segments after the call's batch).
+//!   drawn from 0 to 115 % of a measured worker run (the segments after the first batch).
 //!
 //! Sometimes, too, a segment is rewritten in `pg_wal` after its record was made (one byte of
 //! record data changed, headers intact, so it still passes the page checks): its call must send
@@ -143,7 +146,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         Ok(())
     };
 
-    // A batch call, and the worker it starts, measured.
+    // The first call, and the worker it starts, measured.
     let mut times = Vec::new();
     let mut worker_times = Vec::new();
     for _ in 0..3 {
@@ -151,7 +154,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         let done = call(&segments[0]).run(&out, Duration::from_secs(120))?;
         anyhow::ensure!(
             done.ok(),
-            "measuring a batch call: {}\n{}",
+            "measuring the first call: {}\n{}",
             done.status_text(),
             done.stderr
         );
@@ -163,8 +166,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let measured = runner::median(&mut times);
     let measured_worker = runner::median(&mut worker_times);
     tally.note(format!(
-        "{} segments of {} MiB; a call carrying {AHEAD} segments ahead takes {:.0} ms (median), \
-         the worker it starts for the rest {:.0} ms",
+        "{} segments of {} MiB; the first call (answered once the worker it starts has \
+         delivered a batch of {AHEAD}) takes {:.0} ms (median), the worker after it {:.0} ms",
         segments.len(),
         ctx.pick(1, 16),
         measured.as_secs_f64() * 1000.0,
@@ -176,6 +179,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         let mut rng = ctx.rng(NAME, run);
         let daemon_dies = rng.chance(0.25);
         let worker_dies = !daemon_dies && rng.chance(0.3);
+        let worker_dies_first = !daemon_dies && !worker_dies && rng.chance(0.4);
         let target = if rng.chance(0.5) {
             Target::Process
         } else {
@@ -198,6 +202,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                 "the rsync daemon and its connections killed".to_string()
             } else if worker_dies {
                 "SIGKILL to the archive-ahead worker, once the call is done".to_string()
+            } else if worker_dies_first {
+                "SIGKILL to the archive-ahead worker, while the call waits for it".to_string()
             } else {
                 format!("SIGKILL to the {}", target.name())
             },
@@ -225,6 +231,12 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                     runner::kill_pid(pid, libc::SIGKILL);
                 }
                 !running.exited()
+            } else if worker_dies_first {
+                let live = workers();
+                for &pid in &live {
+                    runner::kill_pid(pid, libc::SIGKILL);
+                }
+                !live.is_empty() && !running.exited()
             } else {
                 running.signal(libc::SIGKILL, target)
             };
@@ -234,7 +246,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             rsyncd.start_again();
         }
         tally.killed(hit, &done, &what, &repro);
-        if done.ok() && daemon_dies && hit {
+        if done.ok() && (daemon_dies || worker_dies_first) && hit {
             // Exit 0 is fine only if every destination holds the asked segment.
             check_holds(
                 &dests,
