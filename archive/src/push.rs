@@ -194,7 +194,12 @@ fn ahead_items<'c>(cfg: &'c Config, sysid: Option<u64>) -> Vec<(Item<'c>, Delive
         Err(e) => log_warning!("cannot sweep the records of {}: {e}", dir.display()),
     }
     let mut items = Vec::new();
+    let worker = crate::worker::running_position(dir);
     for name in crate::ahead::next_ready(&cfg.data_dir, &cfg.wal_name, cfg.archive_ahead) {
+        if worker.is_some_and(|w| name > w) {
+            log_verbose!("not delivering {name} ahead: the archive-ahead worker has it");
+            break;
+        }
         match ahead_item(cfg, dir, name, sysid) {
             Ok(Some(item)) => items.push(item),
             Ok(None) => {}

@@ -57,6 +57,17 @@ fn running(dir: &Path) -> bool {
     path.exists() && matches!(lock::try_lock(&path), Ok(None))
 }
 
+/// The position of the worker that runs now, if one does: a call's own batch stops there (the
+/// segments after it are the worker's, and a call sending one beside it would leave the
+/// worker's record of it behind once its call had been answered).
+pub fn running_position(dir: &Path) -> Option<WalFileName> {
+    if running(dir) {
+        read_status(dir)
+    } else {
+        None
+    }
+}
+
 /// The worker's position: every ready segment after it is the worker's to deliver.
 fn read_status(dir: &Path) -> Option<WalFileName> {
     let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
@@ -142,7 +153,13 @@ pub fn wait_for(dir: &Path, name: &WalFileName) -> bool {
 /// Starts the worker after a successful call, unless one runs or nothing after the newest
 /// record is ready. Failing to start it costs speed, not correctness: it is logged and ignored.
 pub fn start_if_needed(cfg: &Config) {
-    start(cfg, cfg.wal_name, None);
+    start(
+        cfg,
+        Place::After {
+            floor: cfg.wal_name,
+            batch: None,
+        },
+    );
 }
 
 /// Hands the asked segment itself, with the backlog after it, to a worker started here: a call
@@ -163,7 +180,7 @@ pub fn hand_over(cfg: &Config) -> bool {
     if crate::ahead::next_ready(&cfg.data_dir, &cfg.wal_name, 1).is_empty() {
         return false;
     }
-    start(cfg, floor, None)
+    start(cfg, Place::Exactly(floor))
 }
 
 /// Starts the worker at the start of a call's delivery of its batch, ending with `last`, for
@@ -171,19 +188,43 @@ pub fn hand_over(cfg: &Config) -> bool {
 /// the wire, instead of after the call. Only a call's first attempt does this (a retry, which
 /// follows a failure, starts the worker when it has succeeded).
 pub fn start_after_batch(cfg: &Config, last: &WalFileName) {
-    start(cfg, cfg.wal_name, Some(*last));
+    start(
+        cfg,
+        Place::After {
+            floor: cfg.wal_name,
+            batch: Some(*last),
+        },
+    );
 }
 
-/// Starts a worker for the ready segments after `floor` (or after `batch`, or the newest
-/// record); returns whether one was started.
-fn start(cfg: &Config, floor: WalFileName, batch: Option<WalFileName>) -> bool {
+/// Where a starting call puts the worker.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// After `floor`, or after `batch` (the call's own batch), or after the newest record,
+    /// whichever is last.
+    After {
+        floor: WalFileName,
+        batch: Option<WalFileName>,
+    },
+    /// Right after this position and nowhere else: a call handing its own segment over. When a
+    /// record newer than the position exists, no worker: the call delivers its segment and
+    /// batch itself, and a worker past its segment would send the same segments beside it
+    /// (found by `cargo xtask faults`: a call for a segment archived before, with records left
+    /// after it, handed over to a worker that started after those records while the call took
+    /// the next segment along itself; the worker's record of it came after that segment's call
+    /// had been answered, and stayed).
+    Exactly(WalFileName),
+}
+
+/// Starts a worker at `place`; returns whether one was started.
+fn start(cfg: &Config, place: Place) -> bool {
     let Some(dir) = cfg.state_dir.as_deref() else {
         return false;
     };
     if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment {
         return false;
     }
-    let Some(guard) = claim(dir, &cfg.data_dir, &floor, batch) else {
+    let Some(guard) = claim(dir, &cfg.data_dir, place) else {
         return false;
     };
     let spawned = std::env::current_exe()
@@ -211,28 +252,29 @@ fn start(cfg: &Config, floor: WalFileName, batch: Option<WalFileName>) -> bool {
     started
 }
 
-/// Takes the worker's place for a call, with the worker to start after `floor`: its lock, and
-/// its status (the position it will start from), before the worker's process exists, so that
+/// Takes the worker's place for a call, with the worker to start at `place`: its lock, and its
+/// status (the position it will start from), before the worker's process exists, so that
 /// PostgreSQL's next call, however soon it comes, finds the worker running and waits for its
 /// record. Without this, a call in the gap between starting the worker and the worker taking
 /// its lock delivered segments that the worker then delivered too, and the worker's records of
-/// them outlived their calls. `None` when a worker runs, or nothing after the position is
-/// ready.
-fn claim(
-    dir: &Path,
-    data_dir: &Path,
-    floor: &WalFileName,
-    batch: Option<WalFileName>,
-) -> Option<lock::LockGuard> {
+/// them outlived their calls. `None` when a worker runs, nothing after the position is ready,
+/// or (`Place::Exactly`) the position would not be the one asked for.
+fn claim(dir: &Path, data_dir: &Path, place: Place) -> Option<lock::LockGuard> {
     // A worker runs (the common case while a backlog drains): nothing to list.
     if running(dir) {
         return None;
     }
+    let position = || -> anyhow::Result<Option<WalFileName>> {
+        Ok(match place {
+            Place::After { floor, batch } => Some(frontier(dir, &floor, batch)?),
+            Place::Exactly(floor) => (frontier(dir, &floor, None)? == floor).then_some(floor),
+        })
+    };
     // Nothing ready after the position: no worker, and no lock file made for nothing (looked
     // at again once the lock is held).
     let nothing_to_do =
         |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
-    if frontier(dir, floor, batch).map_or(true, |after| nothing_to_do(&after)) {
+    if position().map_or(true, |p| p.is_none_or(|after| nothing_to_do(&after))) {
         remove_stale_status(dir);
         return None;
     }
@@ -244,8 +286,9 @@ fn claim(
             return None;
         }
     };
-    let after = match frontier(dir, floor, batch) {
-        Ok(a) => a,
+    let after = match position() {
+        Ok(Some(a)) => a,
+        Ok(None) => return None,
         Err(e) => {
             log_warning!("not starting the archive-ahead worker: {e:#}");
             return None;
@@ -469,6 +512,10 @@ fn deliver_batch(cfg: &Config, mut batch: Prepared<'_>, recorded: &AtomicUsize) 
 mod tests {
     use super::*;
 
+    fn after(floor: WalFileName, batch: Option<WalFileName>) -> Place {
+        Place::After { floor, batch }
+    }
+
     #[test]
     fn the_status_names_the_workers_position() {
         let d = tempfile::tempdir().unwrap();
@@ -503,7 +550,7 @@ mod tests {
         let asked = WalFileName::parse("000000010000000000000007").unwrap();
         let next = WalFileName::parse("000000010000000000000008").unwrap();
         // Nothing ready after the asked segment: no worker, no lock file, no status.
-        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert!(claim(state.path(), data.path(), after(asked, None)).is_none());
         assert!(!state.path().join(LOCK_FILE).exists());
         assert_eq!(read_status(state.path()), None);
         // The next one ready: the call holds the lock and names the position, so the next
@@ -512,14 +559,14 @@ mod tests {
         // ... but recorded already (delivered ahead by the call): still nothing to do.
         let record = DeliveryState::path_for(state.path(), &next.to_string());
         std::fs::write(&record, format!("content 16 00000000\nahead-of {asked}\n")).unwrap();
-        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert!(claim(state.path(), data.path(), after(asked, None)).is_none());
         assert!(!state.path().join(LOCK_FILE).exists());
         std::fs::remove_file(&record).unwrap();
-        let held = claim(state.path(), data.path(), &asked, None).unwrap();
+        let held = claim(state.path(), data.path(), after(asked, None)).unwrap();
         assert!(running(state.path()));
         assert_eq!(read_status(state.path()), Some(asked));
         // A second call does not start a second worker.
-        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert!(claim(state.path(), data.path(), after(asked, None)).is_none());
         let record = DeliveryState::path_for(state.path(), &next.to_string());
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -537,10 +584,10 @@ mod tests {
         let live = lock::try_lock(&state.path().join(LOCK_FILE))
             .unwrap()
             .unwrap();
-        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert!(claim(state.path(), data.path(), after(asked, None)).is_none());
         assert_eq!(read_status(state.path()), Some(asked));
         drop(live);
-        assert!(claim(state.path(), data.path(), &asked, None).is_none());
+        assert!(claim(state.path(), data.path(), after(asked, None)).is_none());
         assert_eq!(read_status(state.path()), None);
     }
 
@@ -555,18 +602,18 @@ mod tests {
             std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
         }
         // The call for 7 delivers 8 and 9 itself: the worker's are those after 9.
-        let held = claim(state.path(), data.path(), &name(7), Some(name(9))).unwrap();
+        let held = claim(state.path(), data.path(), after(name(7), Some(name(9)))).unwrap();
         assert_eq!(read_status(state.path()), Some(name(9)));
         drop(held);
         // Nothing ready after the batch: no worker.
-        assert!(claim(state.path(), data.path(), &name(7), Some(name(10))).is_none());
+        assert!(claim(state.path(), data.path(), after(name(7), Some(name(10)))).is_none());
         // A record newer than the batch wins.
         std::fs::write(
             DeliveryState::path_for(state.path(), &name(9).to_string()),
             format!("content 16 00000000\nahead-of {}\n", name(7)),
         )
         .unwrap();
-        let held = claim(state.path(), data.path(), &name(7), Some(name(8))).unwrap();
+        let held = claim(state.path(), data.path(), after(name(7), Some(name(8)))).unwrap();
         assert_eq!(read_status(state.path()), Some(name(9)));
         drop(held);
     }
@@ -582,7 +629,7 @@ mod tests {
             std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
         }
         let floor = name(7).position_before().unwrap();
-        let held = claim(state.path(), data.path(), &floor, None).unwrap();
+        let held = claim(state.path(), data.path(), Place::Exactly(floor)).unwrap();
         // The worker's first batch starts with the asked segment itself.
         let from = read_status(state.path()).unwrap();
         assert_eq!(from, name(6));
@@ -603,16 +650,16 @@ mod tests {
         std::fs::remove_file(DeliveryState::path_for(state.path(), &name(7).to_string())).unwrap();
         drop(held);
         assert!(!wait_for(state.path(), &name(7)));
-        // A record newer than the asked segment moves the worker past it: the call delivers.
+        // A record newer than the asked segment (left by calls that have not come yet): no
+        // hand-over, no worker past the call's segment; the call delivers it and its batch.
         std::fs::write(
             DeliveryState::path_for(state.path(), &name(8).to_string()),
             format!("content 16 00000000\nahead-of {}\n", name(6)),
         )
         .unwrap();
-        let held = claim(state.path(), data.path(), &floor, None).unwrap();
-        assert_eq!(read_status(state.path()), Some(name(8)));
+        assert!(claim(state.path(), data.path(), Place::Exactly(floor)).is_none());
+        assert!(!running(state.path()));
         assert!(!wait_for(state.path(), &name(7)));
-        drop(held);
     }
 
     #[test]

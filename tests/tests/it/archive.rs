@@ -1361,6 +1361,71 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
     }
 }
 
+/// Regression (`cargo xtask faults`, archive-ahead, "SIGKILL to the archive-ahead worker, once
+/// the call is done": `000000010000000000000005.state` left once every segment was archived).
+/// PostgreSQL calls again for a segment archived before, with the records of the segments after
+/// it still there (their calls have not come). The call handed over to a worker that started
+/// after those records, and took the next segment along itself: both sent it, and the worker's
+/// record of it came after that segment's call had been answered. Now such a call does not hand
+/// over: it delivers its segment and the next one not recorded itself, and the worker it starts
+/// takes the rest, after its batch. Every record is consumed by its call.
+#[test]
+fn faults_archive_ahead_call_with_records_after_its_segment_delivers_itself() {
+    let (cluster, s) = ready_backlog("ahead-records-after", 8);
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let state = cluster.root().subdir("archive-state");
+    let target = format!("zstd={}", rsyncd.url());
+    let call = |segment: &str| {
+        archive(&cluster)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--dst-remote", &target, "--archive-ahead", "4"])
+            .arg(wal_path(segment))
+            .succeeds()
+    };
+    for seg in &s[4..] {
+        hold_back(&cluster, seg);
+    }
+    // The worker delivers the first four; the records of the three after the asked one stay.
+    call(&s[0]);
+    wait_for_ahead_worker(&state);
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        s[1..4]
+            .iter()
+            .map(|n| format!("{n}.state"))
+            .collect::<Vec<_>>()
+    );
+    for seg in &s[4..] {
+        let_go(&cluster, seg);
+    }
+    // The first one again, as after a crash before PostgreSQL marked it done.
+    let again = call(&s[0]);
+    again.stderr_line_with(&[&format!(
+        " : LOG : delivered ahead with {}: 1 segment ({} to {}), recorded in the state dir",
+        s[0], s[4], s[4]
+    )]);
+    again.stderr_line_with(&[&format!(
+        " : LOG : archive-ahead worker: delivered and recorded 3 segments after {} in ",
+        s[4]
+    )]);
+    wait_for_ahead_worker(&state);
+    for seg in &s[1..] {
+        call(seg).stderr_contains(&format!(
+            " : LOG : {seg} was delivered ahead with {}; its record matches the file",
+            s[0]
+        ));
+    }
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
+    let archived = ArchiveDir::new(rsyncd.dir());
+    for seg in &s {
+        archived.assert_holds(seg, &cluster.wal_file(seg));
+    }
+}
+
 /// Waits (with a deadline) until no archive-ahead worker holds the lock in `state`.
 pub(crate) fn wait_for_ahead_worker(state: &Path) {
     let lock = state.join(".ahead-worker.lock");
