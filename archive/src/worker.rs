@@ -516,6 +516,25 @@ mod tests {
         Place::After { floor, batch }
     }
 
+    /// Segment `n` of timeline 1.
+    fn name(n: u32) -> WalFileName {
+        WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap()
+    }
+
+    /// An empty state dir, and a data dir whose segments `ready` are marked ready.
+    fn state_and_ready(
+        ready: std::ops::RangeInclusive<u32>,
+    ) -> (tempfile::TempDir, tempfile::TempDir) {
+        let state = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let status = data.path().join("pg_wal/archive_status");
+        std::fs::create_dir_all(&status).unwrap();
+        for n in ready {
+            std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
+        }
+        (state, data)
+    }
+
     #[test]
     fn the_status_names_the_workers_position() {
         let d = tempfile::tempdir().unwrap();
@@ -593,14 +612,7 @@ mod tests {
 
     #[test]
     fn a_worker_started_with_a_calls_batch_starts_after_it() {
-        let state = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let status = data.path().join("pg_wal/archive_status");
-        std::fs::create_dir_all(&status).unwrap();
-        let name = |n: u32| WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap();
-        for n in 8..=10 {
-            std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
-        }
+        let (state, data) = state_and_ready(8..=10);
         // The call for 7 delivers 8 and 9 itself: the worker's are those after 9.
         let held = claim(state.path(), data.path(), after(name(7), Some(name(9)))).unwrap();
         assert_eq!(read_status(state.path()), Some(name(9)));
@@ -620,14 +632,7 @@ mod tests {
 
     #[test]
     fn a_call_that_hands_its_segment_over_waits_for_the_workers_record_of_it() {
-        let state = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let status = data.path().join("pg_wal/archive_status");
-        std::fs::create_dir_all(&status).unwrap();
-        let name = |n: u32| WalFileName::parse(&format!("0000000100000000000000{n:02X}")).unwrap();
-        for n in 7..=9 {
-            std::fs::write(status.join(format!("{}.ready", name(n))), "").unwrap();
-        }
+        let (state, data) = state_and_ready(7..=9);
         let floor = name(7).position_before().unwrap();
         let held = claim(state.path(), data.path(), Place::Exactly(floor)).unwrap();
         // The worker's first batch starts with the asked segment itself.

@@ -1233,13 +1233,7 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     let state = cluster.root().subdir("archive-state");
     let target = format!("zstd={}", rsyncd.url());
-    let tool = |segment: &str| {
-        archive(&cluster)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--dst-remote", &target, "--archive-ahead", "2"])
-            .arg(wal_path(segment))
-    };
+    let tool = |segment: &str| remote_ahead(&cluster, &state, &target, 2, segment);
     let call = |segment: &str| tool(segment).succeeds();
     let archived = ArchiveDir::new(rsyncd.dir());
     // The last three are not ready yet, as if PostgreSQL were still writing them.
@@ -1375,14 +1369,7 @@ fn faults_archive_ahead_call_with_records_after_its_segment_delivers_itself() {
     let rsyncd = RsyncDaemon::start("wal_archive");
     let state = cluster.root().subdir("archive-state");
     let target = format!("zstd={}", rsyncd.url());
-    let call = |segment: &str| {
-        archive(&cluster)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--dst-remote", &target, "--archive-ahead", "4"])
-            .arg(wal_path(segment))
-            .succeeds()
-    };
+    let call = |segment: &str| remote_ahead(&cluster, &state, &target, 4, segment).succeeds();
     for seg in &s[4..] {
         hold_back(&cluster, seg);
     }
@@ -1440,6 +1427,26 @@ pub(crate) fn wait_for_ahead_worker(state: &Path) {
             .then_some(())
         },
     );
+}
+
+/// A call for `segment` with `--state-dir state --archive-ahead ahead` to the remote `target`.
+fn remote_ahead(
+    cluster: &Cluster,
+    state: &Path,
+    target: &str,
+    ahead: usize,
+    segment: &str,
+) -> Tool {
+    archive(cluster)
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--dst-remote",
+            target,
+            "--archive-ahead",
+            &ahead.to_string(),
+        ])
+        .arg(wal_path(segment))
 }
 
 /// Takes `segment`'s `.ready` away (renamed `.not-yet`), as if PostgreSQL were still writing it.

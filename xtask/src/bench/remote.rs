@@ -443,44 +443,35 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let ratios: Vec<Ratio> = ratios.into_iter().filter(|r| r.value.is_finite()).collect();
     md.push('\n');
     md.push_str(&ratio_table(&ratios));
-    if ctx.contenders.is_some() {
-        return Ok(Part {
-            key: "remote".into(),
-            markdown: md,
-            json: serde_json::json!({
-                "segments": set.names.len(),
-                "rounds": ctx.rounds,
-                "results": results,
-                "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
-            }),
-        });
+    let mut json = serde_json::json!({
+        "segments": set.names.len(),
+        "rounds": ctx.rounds,
+        "results": results,
+        "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
+    });
+    if ctx.contenders.is_none() {
+        let filled_by = |n: &str| -> Result<usize> {
+            contenders
+                .iter()
+                .position(|c| c.name == n)
+                .map(|i| filled[i])
+                .ok_or_else(|| anyhow::anyhow!("no contender {n}"))
+        };
+        let restore = restore_from_store(
+            ctx,
+            set,
+            &garage,
+            filled_by("pitr-archive zstd Garage https, ahead 8 (default)")?,
+            filled_by("pgbackrest sync zst Garage https")?,
+        )?;
+        md.push('\n');
+        md.push_str(&restore.0);
+        json["restore_from_store"] = restore.1;
     }
-    let filled_by = |n: &str| -> Result<usize> {
-        contenders
-            .iter()
-            .position(|c| c.name == n)
-            .map(|i| filled[i])
-            .ok_or_else(|| anyhow::anyhow!("no contender {n}"))
-    };
-    let restore = restore_from_store(
-        ctx,
-        set,
-        &garage,
-        filled_by("pitr-archive zstd Garage https, ahead 8 (default)")?,
-        filled_by("pgbackrest sync zst Garage https")?,
-    )?;
-    md.push('\n');
-    md.push_str(&restore.0);
     Ok(Part {
         key: "remote".into(),
         markdown: md,
-        json: serde_json::json!({
-            "segments": set.names.len(),
-            "rounds": ctx.rounds,
-            "results": results,
-            "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
-            "restore_from_store": restore.1,
-        }),
+        json,
     })
 }
 
