@@ -568,21 +568,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         }
     }
     if let (true, Some(s)) = (pending.is_empty(), &state) {
-        if let Some(by) = s.ahead_of() {
-            if by == cfg.wal_name.to_string() {
-                log_info!(
-                    "{} was delivered by the archive-ahead worker; its record matches the file ({content})",
-                    cfg.wal_name,
-                );
-            } else {
-                log_info!(
-                    "{} was delivered ahead with {by}; its record matches the file ({content})",
-                    cfg.wal_name,
-                );
-            }
-            s.remove()?;
-            sweep_killed_writers(cfg);
-            crate::worker::start_if_needed(cfg);
+        if answer_from_record(cfg, s)? {
             return Ok(success(cfg, started));
         }
     }
@@ -644,6 +630,29 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     crate::worker::start_if_needed(cfg);
     Ok(success(cfg, started))
+}
+
+/// Answers the call from the record of a delivery ahead, when `s` is one (it matched the file
+/// and names every destination): logs it, removes it, sweeps killed writers' temporary files and
+/// starts the worker if there is a backlog. Returns whether the call is answered.
+fn answer_from_record(cfg: &Config, s: &DeliveryState) -> anyhow::Result<bool> {
+    let Some(by) = s.ahead_of() else {
+        return Ok(false);
+    };
+    let how = if by == cfg.wal_name.to_string() {
+        "by the archive-ahead worker".to_string()
+    } else {
+        format!("ahead with {by}")
+    };
+    let content = s.content().map(|c| c.to_string()).unwrap_or_default();
+    log_info!(
+        "{} was delivered {how}; its record matches the file ({content})",
+        cfg.wal_name
+    );
+    s.remove()?;
+    sweep_killed_writers(cfg);
+    crate::worker::start_if_needed(cfg);
+    Ok(true)
 }
 
 /// Removes from the state dir the temporary files of writers that were killed (a worker killed
