@@ -190,6 +190,42 @@ pub struct DurableFile {
     replace: Replace,
     unsynced: Option<Unsynced>,
     committed: bool,
+    /// Held until this value is dropped (after `drop` has removed an uncommitted temporary
+    /// file): the temporary name is this process's alone meanwhile.
+    _claim: TempClaim,
+}
+
+/// The temporary names that this process's live [`DurableFile`]s write. The temporary name is
+/// per process, so two threads writing one final name at once (the archive-ahead worker's two
+/// delivering threads making a fresh directory's cluster marker) would share it: the second
+/// removed the first one's file as a killed writer's leftover, and the first then moved the
+/// second one's file, not yet written, into place. The second now waits for the first.
+static WRITING: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+static WRITTEN: std::sync::Condvar = std::sync::Condvar::new();
+
+/// This process's claim on a temporary name, released when dropped.
+#[derive(Debug)]
+struct TempClaim(PathBuf);
+
+impl TempClaim {
+    /// Waits while another thread of this process writes under `tmp`, then claims it.
+    fn take(tmp: &Path) -> TempClaim {
+        let mut writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+        while writing.contains(tmp) {
+            writing = WRITTEN.wait(writing).unwrap_or_else(|p| p.into_inner());
+        }
+        writing.insert(tmp.to_path_buf());
+        TempClaim(tmp.to_path_buf())
+    }
+}
+
+impl Drop for TempClaim {
+    fn drop(&mut self) {
+        let mut writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+        writing.remove(&self.0);
+        WRITTEN.notify_all();
+    }
 }
 
 /// Run as root, gives the new file `file` (at `path`) to the owner of the directory it is in,
@@ -268,7 +304,9 @@ impl DurableFile {
             ));
         }
         let tmp = crate::tempname::for_path(path);
-        // A leftover from a killed writer with our pid is stale by definition: we are that pid now.
+        let claim = TempClaim::take(&tmp);
+        // A leftover from a killed writer with our pid is stale by definition: we are that pid
+        // now, and no other thread of ours writes it (the claim).
         remove_file_if_exists(&tmp)?;
         // Readable too: a restored WAL file is checked from what was written.
         let file = OpenOptions::new()
@@ -286,6 +324,7 @@ impl DurableFile {
             replace,
             unsynced: None,
             committed: false,
+            _claim: claim,
         })
     }
 
@@ -394,6 +433,47 @@ pub fn write_all(file: &mut File, path: &Path, buf: &[u8]) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Found by the chain (`faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file`
+    /// failed under load): the archive-ahead worker's two delivering threads made a fresh local
+    /// destination's cluster marker at once, under one per-process temporary name, and one of
+    /// the batches failed. A second writer of the same name now waits for the first.
+    #[test]
+    fn two_threads_writing_one_name_do_not_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marker");
+        let mut first = DurableFile::create(&path, Replace::Allow).unwrap();
+        first.write_bytes(b"first").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let second = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                write_durable(&path, Replace::Allow, None, |f| {
+                    tx.send(()).unwrap();
+                    Ok(write_all(f, &path, b"second")?)
+                })
+            })
+        };
+        // The second writer is held while the first one's temporary file is open.
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        assert_eq!(
+            std::fs::read(first.temp_path()).unwrap(),
+            b"first",
+            "the first writer's temporary file was replaced"
+        );
+        first.commit(None).unwrap();
+        rx.recv().unwrap();
+        second.join().unwrap().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["marker"]);
+    }
 
     #[test]
     fn durable_write_creates_and_never_replaces() {
