@@ -29,10 +29,12 @@ pitr_common::tool_args! {
             With more than one destination, --state-dir records which ones hold the file, so\n\
             that PostgreSQL's retry after a failure sends only to those still missing it.\n\
             \n\
-            With a remote destination (rsync or an object store) and --state-dir, a call also\n\
-            delivers the next segments PostgreSQL has marked ready (--archive-ahead, 8 by\n\
-            default) in the same rsync run, and records them; PostgreSQL's call for one of\n\
-            them then checks the record against the file and returns at once.",
+            With a remote destination (rsync or an object store) and --state-dir, a call that\n\
+            finds segments marked ready after its own hands them, its own first, to a\n\
+            background worker, which delivers them in batches (--archive-ahead, 8 by\n\
+            default; one rsync run or one round of requests each) and records each;\n\
+            PostgreSQL's call for one of them checks the record against the file and\n\
+            returns at once.",
     usage = "[--dst-local <[CODEC=]DIR>]...\n\
             \x20          [--dst-remote <[CODEC=]TARGET>]... [--dst-pipe <[CODEC=]PROGRAM>]...\n\
             \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--archive-ahead <N>]\n\
@@ -106,8 +108,9 @@ pub struct Args {
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
 
-    /// how many segments marked ready after %p to deliver with it and record in --state-dir
-    /// (default: 8 with a remote destination, else 0; 0 sends one file per call)
+    /// how many ready segments to deliver in one batch and record in --state-dir, %p's own
+    /// call or the background worker it starts (default: 8 with a remote destination, else 0;
+    /// 0 sends one file per call)
     #[argh(option)]
     pub archive_ahead: Option<usize>,
 
