@@ -1437,46 +1437,50 @@ fn remote_ahead(
     ahead: usize,
     segment: &str,
 ) -> Tool {
+    ahead_call(cluster, state, ["--dst-remote", target], ahead, segment)
+}
+
+/// A call for `segment` with `--state-dir state --archive-ahead ahead` and the destination
+/// option `dst` (`["--dst-local", "zstd=DIR"]`).
+fn ahead_call(
+    cluster: &Cluster,
+    state: &Path,
+    dst: [&str; 2],
+    ahead: usize,
+    segment: &str,
+) -> Tool {
     archive(cluster)
         .arg("--state-dir")
         .arg(state)
-        .args([
-            "--dst-remote",
-            target,
-            "--archive-ahead",
-            &ahead.to_string(),
-        ])
+        .args(dst)
+        .args(["--archive-ahead", &ahead.to_string()])
         .arg(wal_path(segment))
 }
 
 /// Takes `segment`'s `.ready` away (renamed `.not-yet`), as if PostgreSQL were still writing it.
 fn hold_back(cluster: &Cluster, segment: &str) {
-    let status = cluster.wal_dir().join("archive_status");
-    std::fs::rename(
-        status.join(format!("{segment}.ready")),
-        status.join(format!("{segment}.not-yet")),
-    )
-    .unwrap();
+    rename_status(cluster, segment, "ready", "not-yet");
 }
 
 /// Gives back what [`hold_back`] took: `segment` is ready.
 fn let_go(cluster: &Cluster, segment: &str) {
+    rename_status(cluster, segment, "not-yet", "ready");
+}
+
+/// Renames `segment`'s status file from `.from` to `.to`.
+fn rename_status(cluster: &Cluster, segment: &str, from: &str, to: &str) {
     let status = cluster.wal_dir().join("archive_status");
     std::fs::rename(
-        status.join(format!("{segment}.not-yet")),
-        status.join(format!("{segment}.ready")),
+        status.join(format!("{segment}.{from}")),
+        status.join(format!("{segment}.{to}")),
     )
     .unwrap();
 }
 
 /// A call for `segment` with `--state-dir state --archive-ahead 1` to the zstd directory `dest`.
 fn local_ahead_1(cluster: &Cluster, state: &Path, dest: &Path, segment: &str) -> Tool {
-    archive(cluster)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--archive-ahead", "1", "--dst-local"])
-        .arg(format!("zstd={}", dest.display()))
-        .arg(wal_path(segment))
+    let dst = format!("zstd={}", dest.display());
+    ahead_call(cluster, state, ["--dst-local", &dst], 1, segment)
 }
 
 /// Found by `cargo xtask faults` (archive-ahead): a call killed while saving a record left
