@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use pitr_common::compress::Codec;
-use pitr_common::dest::{self, Payload, PutOptions, PutOutcome};
+use pitr_common::dest::{self, Payload, PutOptions, PutOutcome, SharedStage};
 use pitr_common::exit::Failure;
 use pitr_common::location::Target;
 use pitr_common::state::{self, Content, DeliveryState};
@@ -358,6 +358,14 @@ pub(crate) fn deliver_all<'a>(
         .iter()
         .any(|(d, _)| needs_scratch(d))
         .then(|| ScratchDir::create(&cfg.temp_dir, "pitr-archive"));
+    // Several rsync destinations upload the same staged copies (one per codec).
+    let shared_stage = match &scratch {
+        Some(Ok(dir)) if batches.iter().filter(|(d, _)| needs_scratch(d)).count() > 1 => dir
+            .subdir("staged")
+            .ok()
+            .map(|p| std::sync::Arc::new(SharedStage::new(p))),
+        _ => None,
+    };
     let names: Vec<String> = items.iter().map(|it| it.name.to_string()).collect();
     let queue = Mutex::new(batches.iter().enumerate());
     let results: Mutex<Vec<Outcome<'a>>> = Mutex::new(Vec::new());
@@ -395,6 +403,7 @@ pub(crate) fn deliver_all<'a>(
                         let opts = PutOptions {
                             rsync: cfg.rsync.clone(),
                             scratch_dir,
+                            shared_stage: shared_stage.clone(),
                             write_delay: cfg.write_delay,
                             s3: cfg.s3.clone(),
                         };

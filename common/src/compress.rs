@@ -8,8 +8,9 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-/// Default zstd level: zstd's own default, a good speed/ratio balance for WAL.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Default zstd level: 2, measured on realistic WAL (ARCHITECTURE.md "Default codec levels"):
+/// a third faster than zstd's own default 3 for about 2 % more bytes.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
 /// Default gzip level: 3, measured (ARCHITECTURE.md "Default codec levels"): with zlib-rs it
 /// compresses WAL ~40 % faster than gzip's own default 6 for ~1.5 % more bytes, and gzip is
 /// what limits a remote archive once archive-ahead hides the round trips.
@@ -166,15 +167,12 @@ impl Codec {
         let parts: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
             let handles: Vec<_> = input
                 .chunks(size)
-                .map(|piece| s.spawn(move || self.compress_piece(piece)))
+                .map(|piece| s.spawn(move || PieceCompressor::new(*self).compress(piece)))
                 .collect();
             join_all(handles, "compression")
         });
-        let mut out = Vec::with_capacity(input.len() / 4 + 4096);
-        for p in parts {
-            out.extend_from_slice(&p?);
-        }
-        Ok(out)
+        let parts = parts.into_iter().collect::<io::Result<Vec<_>>>()?;
+        Ok(concat(&parts))
     }
 
     /// The size of the pieces [`Codec::compress_parallel`] cuts `input` into for `threads`, or
@@ -209,58 +207,46 @@ impl Codec {
             jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..threads.clamp(1, jobs.len().max(1)) {
-                s.spawn(|| loop {
-                    let j = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(&(_, piece, whole)) = jobs.get(j) else {
-                        break;
-                    };
-                    let r = if whole {
-                        self.compress(piece)
-                    } else {
-                        self.compress_piece(piece)
-                    };
-                    if let Ok(mut slot) = done[j].lock() {
-                        *slot = Some(r);
+                s.spawn(|| {
+                    // One compressor per thread for all its pieces: a zstd context's tables
+                    // are allocated once, not once per 2 MiB.
+                    let mut pc = PieceCompressor::new(*self);
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(&(_, piece, whole)) = jobs.get(j) else {
+                            break;
+                        };
+                        let r = if whole {
+                            self.compress(piece)
+                        } else {
+                            pc.compress(piece)
+                        };
+                        if let Ok(mut slot) = done[j].lock() {
+                            *slot = Some(r);
+                        }
                     }
                 });
             }
         });
-        let mut out: Vec<io::Result<Vec<u8>>> = inputs
-            .iter()
-            .map(|inp| Ok(Vec::with_capacity(inp.len() / 4 + 4096)))
-            .collect();
+        // Each input's pieces, in order, then joined once at their exact total size.
+        let mut pieces: Vec<io::Result<Vec<Vec<u8>>>> =
+            inputs.iter().map(|_| Ok(Vec::new())).collect();
         for ((i, _, _), slot) in jobs.iter().zip(done) {
             let piece = slot
                 .into_inner()
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| Err(io::Error::other("a compression thread failed")));
-            match piece {
-                Ok(p) => {
-                    if let Ok(buf) = &mut out[*i] {
-                        buf.extend_from_slice(&p);
-                    }
-                }
-                Err(e) => {
-                    if out[*i].is_ok() {
-                        out[*i] = Err(e);
-                    }
-                }
+            match (piece, &mut pieces[*i]) {
+                (Ok(p), Ok(list)) => list.push(p),
+                (Err(e), slot @ Ok(_)) => *slot = Err(e),
+                (_, Err(_)) => {}
             }
         }
-        out
-    }
-
-    /// One self-contained frame or member of [`Codec::compress_parallel`].
-    fn compress_piece(&self, piece: &[u8]) -> io::Result<Vec<u8>> {
-        match *self {
-            Codec::Zstd(level) => {
-                let mut c = zstd::bulk::Compressor::new(level)?;
-                c.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
-                c.compress(piece)
-            }
-            _ => self.compress(piece),
-        }
+        pieces
+            .into_iter()
+            .map(|r| r.map(|list| concat(&list)))
+            .collect()
     }
 
     /// A streaming compressor writing into `out`, for content too large to hold in memory (a
@@ -385,6 +371,43 @@ impl Codec {
         }
         Ok(total)
     }
+}
+
+/// Compresses the pieces of [`Codec::compress_parallel`], each a self-contained frame or member;
+/// for zstd one context serves every piece it is given.
+struct PieceCompressor {
+    codec: Codec,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl PieceCompressor {
+    fn new(codec: Codec) -> PieceCompressor {
+        PieceCompressor { codec, zstd: None }
+    }
+
+    fn compress(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
+        let Codec::Zstd(level) = self.codec else {
+            return self.codec.compress(piece);
+        };
+        let c = match &mut self.zstd {
+            Some(c) => c,
+            empty => {
+                let mut c = zstd::bulk::Compressor::new(level)?;
+                c.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
+                empty.insert(c)
+            }
+        };
+        c.compress(piece)
+    }
+}
+
+/// The pieces joined into one buffer of exactly their total size.
+fn concat(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
+    for p in pieces {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// Joins the threads of one parallel (de)compression, in order; a thread that panicked is an
@@ -610,7 +633,7 @@ mod tests {
         assert_eq!(Codec::parse("none").unwrap(), Codec::None);
         assert_eq!(Codec::parse("gzip").unwrap(), Codec::Gzip(3));
         assert_eq!(Codec::parse("gzip:1").unwrap(), Codec::Gzip(1));
-        assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(2));
         assert_eq!(Codec::parse("zstd:19").unwrap(), Codec::Zstd(19));
         assert_eq!(
             Codec::parse("lz5").unwrap_err().to_string(),
@@ -828,7 +851,7 @@ mod tests {
     fn stored_forms_are_one_table() {
         assert_eq!(
             split_stored_name("000000010000000000000001.zst"),
-            ("000000010000000000000001", Stored::Readable(Codec::Zstd(3)))
+            ("000000010000000000000001", Stored::Readable(Codec::Zstd(2)))
         );
         assert_eq!(
             split_stored_name("000000010000000000000001"),

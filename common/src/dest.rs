@@ -57,6 +57,9 @@ pub struct PutOptions {
     pub rsync: Rsync,
     /// A private scratch directory (created by the caller) for files handed to rsync.
     pub scratch_dir: PathBuf,
+    /// Where the files to upload are staged when several rsync destinations of one run share
+    /// them (one copy per codec); `None` stages them in `scratch_dir`.
+    pub shared_stage: Option<std::sync::Arc<SharedStage>>,
     /// Test hook: sleep this long after each MiB written to a local temp file.
     pub write_delay: Option<std::time::Duration>,
     /// How to reach object stores (`None` when no destination is one).
@@ -265,14 +268,9 @@ fn compare_local(
 }
 
 /// The scratch copy handed to rsync: the stored bytes under the archived name, with the WAL
-/// file's mtime.
-fn stage(
-    opts: &PutOptions,
-    name: &str,
-    bytes: &[u8],
-    mtime: Option<SystemTime>,
-) -> anyhow::Result<()> {
-    let local = opts.scratch_dir.join(name);
+/// file's mtime, in `dir`.
+fn stage(dir: &Path, name: &str, bytes: &[u8], mtime: Option<SystemTime>) -> anyhow::Result<()> {
+    let local = dir.join(name);
     let mut f =
         std::fs::File::create(&local).map_err(|e| fs::IoError::new("creating", &local, e))?;
     fs::write_all(&mut f, &local, bytes)?;
@@ -280,6 +278,60 @@ fn stage(
         fs::set_mtime(&f, &local, t)?;
     }
     Ok(())
+}
+
+/// The staged copies of one run's uploads, shared by its rsync destinations: each file is
+/// written once per codec (`DIR/<codec>-<level>/<name>`) by whichever destination needs it
+/// first, and every destination with that codec uploads from there. Two destinations used to
+/// stage a copy each: a write of every compressed byte per destination.
+#[derive(Debug)]
+pub struct SharedStage {
+    dir: PathBuf,
+    files: std::sync::Mutex<SharedFiles>,
+}
+
+/// Each staged file's outcome, written once (the error's text when staging failed).
+type SharedFiles =
+    std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::OnceLock<Result<(), String>>>>;
+
+impl SharedStage {
+    /// Stages under `dir`, which must exist and be private to the run.
+    pub fn new(dir: PathBuf) -> SharedStage {
+        SharedStage {
+            dir,
+            files: std::sync::Mutex::new(SharedFiles::new()),
+        }
+    }
+
+    /// Makes sure `name` is staged with `bytes` (the stored bytes for `codec`) and returns the
+    /// directory it is in. The first caller writes it; a caller meanwhile waits for that write
+    /// and gets its outcome.
+    fn stage(
+        &self,
+        codec: Codec,
+        name: &str,
+        bytes: &[u8],
+        mtime: Option<SystemTime>,
+    ) -> anyhow::Result<PathBuf> {
+        let sub = self.dir.join(codec.to_string().replace(':', "-"));
+        let cell = {
+            let mut files = self
+                .files
+                .lock()
+                .map_err(|_| anyhow::anyhow!("a thread staging files for rsync failed"))?;
+            files.entry(sub.join(name)).or_default().clone()
+        };
+        let outcome = cell.get_or_init(|| {
+            std::fs::create_dir_all(&sub)
+                .map_err(|e| fs::IoError::new("creating scratch directory", &sub, e).into())
+                .and_then(|()| stage(&sub, name, bytes, mtime))
+                .map_err(|e: anyhow::Error| format!("{e:#}"))
+        });
+        match outcome {
+            Ok(()) => Ok(sub),
+            Err(text) => Err(anyhow::anyhow!("{text}")),
+        }
+    }
 }
 
 /// Delivers several WAL files to `loc`, one outcome each, in order. An rsync target takes them
@@ -373,6 +425,8 @@ fn put_rsync(
     let mut outcomes: Vec<Option<anyhow::Result<PutOutcome>>> =
         payloads.iter().map(|_| None).collect();
     let mut staged: Vec<(usize, String)> = Vec::new();
+    // Where the uploads are staged: the run's shared copies, else this destination's scratch.
+    let mut stage_dir = opts.scratch_dir.clone();
     for (i, p) in payloads.iter().enumerate() {
         if let Some((name, stored)) = forms[i].iter().find(|(n, _)| got.contains(n)) {
             outcomes[i] = Some(
@@ -383,15 +437,23 @@ fn put_rsync(
             continue;
         }
         let file_name = loc.file_name(p.wal_name);
-        match (p.stored)().and_then(|bytes| stage(opts, &file_name, bytes, p.mtime)) {
-            Ok(()) => staged.push((i, file_name)),
+        let staged_in = (p.stored)().and_then(|bytes| match &opts.shared_stage {
+            Some(shared) => shared.stage(loc.codec, &file_name, bytes, p.mtime),
+            None => stage(&opts.scratch_dir, &file_name, bytes, p.mtime)
+                .map(|()| opts.scratch_dir.clone()),
+        });
+        match staged_in {
+            Ok(dir) => {
+                stage_dir = dir;
+                staged.push((i, file_name));
+            }
             Err(e) => outcomes[i] = Some(Err(e)),
         }
     }
     let names: Vec<String> = staged.iter().map(|(_, n)| n.clone()).collect();
     match opts
         .rsync
-        .upload_new(&opts.scratch_dir, &names, remote)
+        .upload_new(&stage_dir, &names, remote)
         .with_context(|| format!("sending {} to {loc}", names.join(", ")))
     {
         Ok(sent) => {
@@ -428,7 +490,10 @@ fn compare_appeared(
     opts: &PutOptions,
 ) -> anyhow::Result<PutOutcome> {
     let local = opts.scratch_dir.join(file_name);
-    std::fs::remove_file(&local).map_err(|e| fs::IoError::new("removing", &local, e))?;
+    if opts.shared_stage.is_none() {
+        // The staged copy is in the way of the one to fetch.
+        std::fs::remove_file(&local).map_err(|e| fs::IoError::new("removing", &local, e))?;
+    }
     let got = opts
         .rsync
         .fetch(remote, &[file_name.to_string()], &opts.scratch_dir)?;
@@ -562,6 +627,7 @@ mod tests {
         PutOptions {
             rsync: Rsync::new("rsync"),
             scratch_dir: dir.to_path_buf(),
+            shared_stage: None,
             write_delay: None,
             s3: None,
         }
@@ -705,5 +771,46 @@ mod tests {
             format!("{err:#}"),
             "destination /nonexistent/pitr/archive is not usable: examining /nonexistent/pitr/archive: No such file or directory (os error 2)"
         );
+    }
+
+    #[test]
+    fn a_shared_stage_writes_each_file_once_per_codec_and_tells_every_caller_its_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let shared = SharedStage::new(d.path().to_path_buf());
+        let name = "000000010000000000000001.zst";
+        let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+            let calls: Vec<_> = [b"first", b"other"]
+                .map(|bytes| {
+                    let shared = &shared;
+                    s.spawn(move || shared.stage(Codec::Zstd(2), name, bytes, None).unwrap())
+                })
+                .into_iter()
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert_eq!(dirs[0], d.path().join("zstd-2"));
+        assert_eq!(dirs[0], dirs[1]);
+        // Whoever came first wrote it; the other used that copy.
+        let staged = std::fs::read(dirs[0].join(name)).unwrap();
+        assert!(staged == b"first" || staged == b"other", "{staged:?}");
+        let again = shared.stage(Codec::Zstd(2), name, b"third", None).unwrap();
+        assert_eq!(std::fs::read(again.join(name)).unwrap(), staged);
+        // Another level of the same codec is another copy.
+        let nine = shared.stage(Codec::Zstd(9), name, b"nine", None).unwrap();
+        assert_eq!(nine, d.path().join("zstd-9"));
+        assert_eq!(std::fs::read(nine.join(name)).unwrap(), b"nine");
+        // A copy that cannot be staged fails every destination that needs it, with the reason.
+        std::fs::write(d.path().join("gzip-3"), b"a file in the way").unwrap();
+        let gz = "000000010000000000000001.gz";
+        for _ in 0..2 {
+            let err = shared.stage(Codec::Gzip(3), gz, b"x", None).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!(
+                    "creating scratch directory {}: File exists (os error 17)",
+                    d.path().join("gzip-3").display()
+                )
+            );
+        }
     }
 }

@@ -430,13 +430,13 @@ mod tests {
     #[test]
     fn s3_forms() {
         let l = Location::parse(Opt::DstRemote, "zstd=s3://wal-bucket/db1/wal/").unwrap();
-        assert_eq!(l.codec, Codec::Zstd(3));
+        assert_eq!(l.codec, Codec::Zstd(2));
         assert_eq!(
             l.target,
             Target::S3(S3Url::parse("s3://wal-bucket/db1/wal").unwrap())
         );
-        assert_eq!(l.to_string(), "zstd:3=s3://wal-bucket/db1/wal");
-        assert_eq!(l.key(), "s3 zstd:3 s3://wal-bucket/db1/wal");
+        assert_eq!(l.to_string(), "zstd:2=s3://wal-bucket/db1/wal");
+        assert_eq!(l.key(), "s3 zstd:2 s3://wal-bucket/db1/wal");
         let l = Location::parse(Opt::Source, "s3://wal-bucket").unwrap();
         assert_eq!(l.target.kind(), Kind::S3);
         assert_eq!(

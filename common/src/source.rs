@@ -665,6 +665,7 @@ mod tests {
         let opts = crate::dest::PutOptions {
             rsync: crate::rsync::Rsync::new("rsync"),
             scratch_dir: out.path().to_path_buf(),
+            shared_stage: None,
             write_delay: None,
             s3: None,
         };

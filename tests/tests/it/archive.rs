@@ -263,6 +263,50 @@ fn archive_command_delivers_to_two_rsync_daemons_in_parallel() {
 }
 
 #[test]
+fn rsync_destinations_of_one_codec_share_a_staged_copy_and_no_other_does() {
+    // Destinations of the same codec and level upload one staged copy; a destination with the
+    // same extension at another level gets its own (its bytes differ, its promise is its level).
+    let daemons = ["a", "b", "c"].map(|l| RsyncDaemon::start_labeled(l, "wal_archive"));
+    let work = PgTempDir::new("shared-stage");
+    let state = work.subdir("state");
+    let command = format!(
+        "{bin} --dst-remote zstd={a} --dst-remote zstd={b} --dst-remote zstd:9={c} --state-dir {state} %p",
+        bin = pitr_bin("pitr-archive").display(),
+        a = daemons[0].url(),
+        b = daemons[1].url(),
+        c = daemons[2].url(),
+        state = state.display(),
+    );
+    let cluster = three_destination_cluster("shared-stage", &command);
+    cluster.start();
+    cluster.pgbench_init(1);
+    let mut switched = vec![cluster.switch_wal()];
+    cluster.pgbench(200, 2);
+    switched.push(cluster.switch_wal());
+    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
+    assert_eq!(
+        cluster.archiver_stats().failed_count,
+        0,
+        "archive_command failed:\n{}",
+        cluster.server_log()
+    );
+    cluster.stop();
+    let dirs = daemons.each_ref().map(|d| ArchiveDir::new(d.dir()));
+    let done = assert_archives_match_pg_wal(&cluster, &[&dirs[0], &dirs[1], &dirs[2]]);
+    for name in &switched {
+        assert!(done.contains(name), "{name} not marked done: {done:?}");
+        let [a, b, c] = dirs
+            .each_ref()
+            .map(|d| std::fs::read(d.path_for(name)).expect("read"));
+        assert_eq!(
+            a, b,
+            "{name}: the two zstd:2 destinations hold different bytes"
+        );
+        assert_ne!(a, c, "{name}: the zstd:9 destination holds the zstd:2 copy");
+    }
+}
+
+#[test]
 fn archive_command_retries_only_the_unreachable_destination() {
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     let work = PgTempDir::new("retry");

@@ -717,7 +717,7 @@ fn s3_racing_archive_calls_for_one_name_have_one_winner() {
             ),
         };
         loser.stderr_contains(&format!(
-            "{name} is already archived in zstd:3={url} with different content"
+            "{name} is already archived in zstd:2={url} with different content"
         ));
         let stored = store(&garage, "race/wal")
             .get(&format!("{name}.zst"))

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pitr_tests::{pg_user, GarageCluster, RsyncDaemon, TlsFront};
 
 use super::archive::WalSet;
@@ -29,6 +29,9 @@ struct Contender {
     /// A command run as the PostgreSQL user before each measurement, `{round}` as in
     /// `command` (pgBackRest's `stanza-create` in a fresh repository path).
     prepare: Option<String>,
+    /// The directory that holds one copy of what a measurement stored, `{round}` as in
+    /// `command`, for the size column (`None` for object stores: not measured).
+    stored: Option<String>,
 }
 
 impl Contender {
@@ -38,7 +41,26 @@ impl Contender {
             command,
             empty,
             prepare: None,
+            stored: None,
         }
+    }
+
+    /// The contender with the directory that holds one copy of what it stored.
+    fn storing_in(mut self, dir: impl std::fmt::Display) -> Contender {
+        self.stored = Some(dir.to_string());
+        self
+    }
+
+    /// The bytes measurement `run` stored (one copy), when they are in a directory.
+    fn stored_bytes(&self, run: usize) -> Result<Option<u64>> {
+        self.stored
+            .as_ref()
+            .map(|d| {
+                tree_size(std::path::Path::new(
+                    &d.replace("{round}", &run.to_string()),
+                ))
+            })
+            .transpose()
     }
 
     fn command(&self, run: usize) -> String {
@@ -90,19 +112,22 @@ fn contenders(
         for ahead in [None, Some(0)] {
             let state = set.dest(&format!("remote-state-{short}{}", ahead.unwrap_or(8)));
             let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-            v.push(Contender::new(
-                format!(
-                    "pitr-archive {codec} rsync ×2, ahead {}",
-                    ahead.map_or("8 (default)".to_string(), |k| k.to_string())
-                ),
-                format!(
+            v.push(
+                Contender::new(
+                    format!(
+                        "pitr-archive {codec} rsync ×2, ahead {}",
+                        ahead.map_or("8 (default)".to_string(), |k| k.to_string())
+                    ),
+                    format!(
                     "{bin} --state-dir {} --dst-remote {codec}={} --dst-remote {codec}={}{tail} %p",
                     state.display(),
                     daemons[0].url(),
                     daemons[1].url()
                 ),
-                vec![dirs[0].clone(), dirs[1].clone(), state],
-            ));
+                    vec![dirs[0].clone(), dirs[1].clone(), state],
+                )
+                .storing_in(dirs[0].display()),
+            );
         }
     }
     let config = garage.pitr_config(&set.dest("remote-garage"));
@@ -129,28 +154,34 @@ fn contenders(
     // The same codecs into one local directory: what remote archiving is measured against.
     for codec in ["gzip", "zstd"] {
         let dir = set.dest(&format!("remote-local-{codec}"));
-        v.push(Contender::new(
-            format!("pitr-archive {codec} one local directory"),
-            format!("{bin} --dst-local {codec}={} %p", dir.display()),
-            vec![dir],
-        ));
+        v.push(
+            Contender::new(
+                format!("pitr-archive {codec} one local directory"),
+                format!("{bin} --dst-local {codec}={} %p", dir.display()),
+                vec![dir.clone()],
+            )
+            .storing_in(dir.display()),
+        );
     }
     if let Some(omni) = omnipitr(ctx) {
         let state = set.dest("remote-omni-state");
         let tmp = set.dest("remote-omni-tmp");
-        v.push(Contender::new(
-            "omnipitr-archive gzip rsync ×2 (runbook)".into(),
-            format!(
-                "{} -l {} -s {} -dr gzip={}/ -dr gzip={}/ -t {} %p",
-                omni.join("bin/omnipitr-archive").display(),
-                set.dest("remote-omni-log").join("archive.log").display(),
-                state.display(),
-                daemons[0].url(),
-                daemons[1].url(),
-                tmp.display()
-            ),
-            vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
-        ));
+        v.push(
+            Contender::new(
+                "omnipitr-archive gzip rsync ×2 (runbook)".into(),
+                format!(
+                    "{} -l {} -s {} -dr gzip={}/ -dr gzip={}/ -t {} %p",
+                    omni.join("bin/omnipitr-archive").display(),
+                    set.dest("remote-omni-log").join("archive.log").display(),
+                    state.display(),
+                    daemons[0].url(),
+                    daemons[1].url(),
+                    tmp.display()
+                ),
+                vec![dirs[0].clone(), dirs[1].clone(), state, tmp],
+            )
+            .storing_in(dirs[0].display()),
+        );
     } else {
         println!(
             "xtask: bench: remote: no OmniPITR checkout (--omnipitr DIR, default \
@@ -256,7 +287,22 @@ fn tls_repo_contender(set: &WalSet, repo: &PgbackrestTlsRepo) -> Contender {
         vec![br.join("spool-tls")],
     );
     c.prepare = Some(format!("{base} --no-online stanza-create"));
-    c
+    c.storing_in(format!("{}/br-{{round}}", repo.repo_dir().display()))
+}
+
+/// The total size of the files under `dir`.
+fn tree_size(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for ent in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let ent = ent?;
+        let meta = ent.metadata()?;
+        total += if meta.is_dir() {
+            tree_size(&ent.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }
 
 /// The name of [`tls_repo_contender`].
@@ -288,6 +334,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let cluster = &set.cluster;
     let set_mib = set.mib();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    // What each contender's last measurement stored (one copy).
+    let mut stored: Vec<Option<u64>> = vec![None; contenders.len()];
     let mut run_no = 0;
     for round in 0..ctx.rounds {
         for (i, c) in contenders.iter().enumerate() {
@@ -317,6 +365,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
                 c.name
             );
             rates[i].push(rate);
+            stored[i] = c.stored_bytes(run_no)?;
         }
     }
 
@@ -365,15 +414,21 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mut md = format!(
         "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to two rsync \
          daemons on loopback, or to a 3-node Garage cluster on loopback, timed from setting archive_command (a reload) to the last segment archived, median of {} rounds; per call: each command by hand once per segment.\n\n\
-         | contender | MiB/s of WAL | per call p50 ms | p95 ms |\n|---|---|---|---|\n",
+         Stored: the size of one copy of the archive, as a share of the WAL (– for object stores, not measured).\n\n\
+         | contender | MiB/s of WAL | per call p50 ms | p95 ms | stored |\n|---|---|---|---|---|\n",
         set.names.len(),
         ctx.rounds
     );
     let mut results = Vec::new();
     for (i, c) in contenders.iter().enumerate() {
+        let share = stored[i].map(|b| b as f64 / (set_mib * 1048576.0) * 100.0);
         md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} |\n",
-            c.name, medians[i], lat[i].0, lat[i].1
+            "| {} | {:.1} | {:.1} | {:.1} | {} |\n",
+            c.name,
+            medians[i],
+            lat[i].0,
+            lat[i].1,
+            share.map_or("–".to_string(), |p| format!("{p:.1} %"))
         ));
         results.push(serde_json::json!({
             "name": c.name,
@@ -382,6 +437,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             "rounds_mib_s": rates[i].iter().map(|r| round2(*r)).collect::<Vec<_>>(),
             "per_call_p50_ms": round2(lat[i].0),
             "per_call_p95_ms": round2(lat[i].1),
+            "stored_bytes": stored[i],
         }));
     }
     let omni = by_name("omnipitr-archive gzip rsync ×2 (runbook)");
