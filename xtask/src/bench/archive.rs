@@ -348,7 +348,7 @@ fn contenders(ctx: &Ctx, set: &WalSet) -> Vec<Contender> {
     };
     let mut v = vec![
         pitr("pitr-archive zstd", "pz", "zstd="),
-        pitr("pitr-archive zstd:1", "pz1", "zstd:1="),
+        pitr("pitr-archive zstd:3", "pz3", "zstd:3="),
         pitr("pitr-archive gzip", "pg", "gzip="),
         pitr("pitr-archive none", "pn", ""),
         Contender {
