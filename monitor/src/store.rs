@@ -427,7 +427,7 @@ mod tests {
     fn parses_locations() {
         assert_eq!(
             Store::parse("--archive", "zstd=/srv/wal/").unwrap(),
-            (Store::Local("/srv/wal".into()), Codec::Zstd(3))
+            (Store::Local("/srv/wal".into()), Codec::Zstd(2))
         );
         assert_eq!(
             Store::parse("--archive", "rsync://h:873/wal_archive/").unwrap(),
@@ -435,7 +435,7 @@ mod tests {
         );
         assert_eq!(
             Store::parse("--backup-dir", "gzip=postgres@db2:/var/wal").unwrap(),
-            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(3))
+            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(2))
         );
         assert_eq!(
             Store::parse("--archive", "lz5=/x").unwrap_err(),
@@ -473,7 +473,7 @@ mod tests {
             ]
         );
         assert_eq!(files[0].codec(), None);
-        assert_eq!(files[2].codec(), Some(Codec::Zstd(3)));
+        assert_eq!(files[2].codec(), Some(Codec::Zstd(2)));
     }
 
     #[test]

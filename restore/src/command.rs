@@ -138,7 +138,7 @@ mod tests {
         };
         assert_eq!(
             o.restore_command(Path::new("/opt/pitr/bin/pitr-restore")),
-            "/opt/pitr/bin/pitr-restore --data-dir /var/lib/pg/new --source 'zstd:3=/srv/my wal' \
+            "/opt/pitr/bin/pitr-restore --data-dir /var/lib/pg/new --source 'zstd:2=/srv/my wal' \
              --finish-trigger /tmp/finish --recovery-delay 600 --remove-unneeded --prefetch 4 %f %p"
         );
         let after = WalFileName::parse("000000010000000000000003").unwrap();

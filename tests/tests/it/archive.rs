@@ -41,6 +41,29 @@ fn three_destination_cluster(name: &str, command: &str) -> Cluster {
     )
 }
 
+/// A cluster archiving with `command`: pgbench's tables, then `rounds` rounds of transactions,
+/// a segment switch after each; waits for the last switched segment to be archived, checks that
+/// no call failed, and stops the cluster. Returns it and the switched segments.
+fn archive_switched_segments(name: &str, command: &str, rounds: usize) -> (Cluster, Vec<String>) {
+    let cluster = three_destination_cluster(name, command);
+    cluster.start();
+    cluster.pgbench_init(1);
+    let mut switched = vec![cluster.switch_wal()];
+    for _ in 0..rounds {
+        cluster.pgbench(200, 2);
+        switched.push(cluster.switch_wal());
+    }
+    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
+    assert_eq!(
+        cluster.archiver_stats().failed_count,
+        0,
+        "archive_command failed:\n{}",
+        cluster.server_log()
+    );
+    cluster.stop();
+    (cluster, switched)
+}
+
 /// `pitr-archive --data-dir DATA`, run as the PostgreSQL user (as `archive_command` is).
 fn archive(cluster: &Cluster) -> Tool {
     Tool::new("pitr-archive")
@@ -233,22 +256,7 @@ fn archive_command_delivers_to_two_rsync_daemons_in_parallel() {
         two = standby2.url(),
         state = state.display(),
     );
-    let cluster = three_destination_cluster("two-remote", &command);
-    cluster.start();
-    cluster.pgbench_init(1);
-    let mut switched = vec![cluster.switch_wal()];
-    for _ in 0..3 {
-        cluster.pgbench(200, 2);
-        switched.push(cluster.switch_wal());
-    }
-    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
-    assert_eq!(
-        cluster.archiver_stats().failed_count,
-        0,
-        "archive_command failed:\n{}",
-        cluster.server_log()
-    );
-    cluster.stop();
+    let (cluster, switched) = archive_switched_segments("two-remote", &command, 3);
     assert_eq!(cluster.ready_segments(), Vec::<String>::new());
     let (one, two) = (
         ArchiveDir::new(standby1.dir()),
@@ -277,20 +285,7 @@ fn rsync_destinations_of_one_codec_share_a_staged_copy_and_no_other_does() {
         c = daemons[2].url(),
         state = state.display(),
     );
-    let cluster = three_destination_cluster("shared-stage", &command);
-    cluster.start();
-    cluster.pgbench_init(1);
-    let mut switched = vec![cluster.switch_wal()];
-    cluster.pgbench(200, 2);
-    switched.push(cluster.switch_wal());
-    cluster.wait_archived(switched.last().expect("a segment"), ARCHIVE_TIMEOUT);
-    assert_eq!(
-        cluster.archiver_stats().failed_count,
-        0,
-        "archive_command failed:\n{}",
-        cluster.server_log()
-    );
-    cluster.stop();
+    let (cluster, switched) = archive_switched_segments("shared-stage", &command, 1);
     let dirs = daemons.each_ref().map(|d| ArchiveDir::new(d.dir()));
     let done = assert_archives_match_pg_wal(&cluster, &[&dirs[0], &dirs[1], &dirs[2]]);
     for name in &switched {

@@ -244,7 +244,7 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
         // --data-dir, absolute: the command also works from another working directory
         // (pg_rewind --restore-target-wal).
         format!(
-            "restore_command = '{} --data-dir {} --source zstd:3={} --poll-interval 0.2 %f %p'",
+            "restore_command = '{} --data-dir {} --source zstd:2={} --poll-interval 0.2 %f %p'",
             pitr_bin("pitr-restore").canonicalize().unwrap().display(),
             c.data_dir().display(),
             d.archive.display()
