@@ -1,11 +1,12 @@
 //! Archive-ahead under faults: the call for the first of a backlog of `.ready` segments hands
-//! it and the next ones to the archive-ahead worker it starts (`--archive-ahead 4`, an rsync
-//! zstd destination and a local gzip one, `--state-dir`) and waits for the worker's record of
-//! its segment; a retry delivers its own batch. Hit while the batches are under way:
+//! it and the next ones to the archive-ahead worker it starts (`--archive-ahead 4`, two rsync
+//! zstd destinations sharing one staged copy and a local gzip one, `--state-dir`) and waits for
+//! the worker's record of its segment; a retry delivers its own batch. Hit while the batches
+//! are under way:
 //!
 //! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
 //!   delay drawn from 0 to 115 % of a measured first call;
-//! - or the rsync destination dies mid-batch: its daemon and every connection it serves are
+//! - or the first rsync destination dies mid-batch: its daemon and every connection it serves are
 //!   killed after such a delay, and it comes back for the calls that follow;
 //! - or SIGKILL to the archive-ahead worker while the call waits for it (after such a delay;
 //!   the call then delivers its segment itself);
@@ -34,23 +35,26 @@ const NAME: &str = "archive-ahead";
 /// How many segments a call takes along.
 const AHEAD: usize = 4;
 
-/// The two destinations: where their files land and the extension of each.
+/// The three destinations: where their files land and the extension of each. The two rsync
+/// daemons take the same codec, so every batch goes through the staged copy they share.
 struct Dests {
     rsync_dir: PathBuf,
+    rsync2_dir: PathBuf,
     local_dir: PathBuf,
 }
 
 impl Dests {
-    fn files(&self, segment: &str) -> [PathBuf; 2] {
+    fn files(&self, segment: &str) -> [PathBuf; 3] {
         [
             self.rsync_dir.join(format!("{segment}.zst")),
+            self.rsync2_dir.join(format!("{segment}.zst")),
             self.local_dir.join(format!("{segment}.gz")),
         ]
     }
 
-    /// Empties both destinations (the cluster markers stay).
+    /// Empties the destinations (the cluster markers stay).
     fn clear(&self) {
-        for dir in [&self.rsync_dir, &self.local_dir] {
+        for dir in [&self.rsync_dir, &self.rsync2_dir, &self.local_dir] {
             for name in runner::names(dir) {
                 if name != ".pitr-cluster" {
                     let _ = fs::remove_file(dir.join(name));
@@ -83,9 +87,12 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         );
     }
     let mut rsyncd = RsyncDaemon::start("wal_archive");
+    // The second standby: never killed.
+    let rsyncd2 = RsyncDaemon::start("wal_archive");
     let base = ctx.dir(NAME);
     let dests = Dests {
         rsync_dir: rsyncd.dir().to_path_buf(),
+        rsync2_dir: rsyncd2.dir().to_path_buf(),
         local_dir: base.join("local"),
     };
     runner::pg_dir(&dests.local_dir);
@@ -117,6 +124,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         }
     };
     let url = rsyncd.url();
+    let url2 = rsyncd2.url();
     let call = |segment: &str| {
         Call::new(ctx, "pitr-archive")
             .cwd(&data)
@@ -128,6 +136,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             .arg(AHEAD.to_string())
             .arg("--dst-remote")
             .arg(format!("zstd={url}"))
+            .arg("--dst-remote")
+            .arg(format!("zstd={url2}"))
             .arg("--dst-local")
             .arg(format!("gzip={}", dests.local_dir.display()))
             .arg(format!("pg_wal/{segment}"))

@@ -105,10 +105,10 @@ pub const CAMPAIGNS: &[Campaign] = &[
     },
     Campaign {
         name: "archive-ahead",
-        what: "pitr-archive's call for the first of a backlog (--archive-ahead 4, rsync zstd \
-               and local gzip, state dir; it hands the backlog to the archive-ahead worker it \
-               starts and waits for its record) killed with SIGKILL, or its rsync destination \
-               killed mid-batch, or the worker killed with SIGKILL while the call waits or \
+        what: "pitr-archive's call for the first of a backlog (--archive-ahead 4, two rsync \
+               zstd destinations sharing a staged copy and local gzip, state dir; it hands the \
+               backlog to the archive-ahead worker it starts and waits for its record) killed \
+               with SIGKILL, or its first rsync destination killed mid-batch, or the worker killed with SIGKILL while the call waits or \
                after; sometimes a segment rewritten in pg_wal after its record was made; then \
                every segment archived in order as PostgreSQL would",
         run: ahead::run,
