@@ -358,12 +358,11 @@ pub(crate) fn deliver_all<'a>(
         .iter()
         .any(|(d, _)| needs_scratch(d))
         .then(|| ScratchDir::create(&cfg.temp_dir, "pitr-archive"));
-    // Several rsync destinations upload the same staged copies (one per codec).
+    // The rsync destinations upload the same staged copies (one per codec).
     let shared_stage = match &scratch {
-        Some(Ok(dir)) if batches.iter().filter(|(d, _)| needs_scratch(d)).count() > 1 => dir
-            .subdir("staged")
-            .ok()
-            .map(|p| std::sync::Arc::new(SharedStage::new(p))),
+        Some(Ok(dir)) => Some(std::sync::Arc::new(SharedStage::new(
+            dir.path().join("staged"),
+        ))),
         _ => None,
     };
     let names: Vec<String> = items.iter().map(|it| it.name.to_string()).collect();

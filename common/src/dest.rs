@@ -57,8 +57,8 @@ pub struct PutOptions {
     pub rsync: Rsync,
     /// A private scratch directory (created by the caller) for files handed to rsync.
     pub scratch_dir: PathBuf,
-    /// Where the files to upload are staged when several rsync destinations of one run share
-    /// them (one copy per codec); `None` stages them in `scratch_dir`.
+    /// Where the files to upload are staged, shared by the rsync destinations of one run (one
+    /// copy per codec); `None` stages them under `scratch_dir` for this delivery alone.
     pub shared_stage: Option<std::sync::Arc<SharedStage>>,
     /// Test hook: sleep this long after each MiB written to a local temp file.
     pub write_delay: Option<std::time::Duration>,
@@ -295,7 +295,7 @@ type SharedFiles =
     std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::OnceLock<Result<(), String>>>>;
 
 impl SharedStage {
-    /// Stages under `dir`, which must exist and be private to the run.
+    /// Stages under `dir` (made when first needed), private to the run.
     pub fn new(dir: PathBuf) -> SharedStage {
         SharedStage {
             dir,
@@ -425,7 +425,16 @@ fn put_rsync(
     let mut outcomes: Vec<Option<anyhow::Result<PutOutcome>>> =
         payloads.iter().map(|_| None).collect();
     let mut staged: Vec<(usize, String)> = Vec::new();
-    // Where the uploads are staged: the run's shared copies, else this destination's scratch.
+    // The uploads are staged apart from what is fetched into the scratch directory: in the
+    // run's shared copies, else in copies of this delivery's own.
+    let own;
+    let shared = match &opts.shared_stage {
+        Some(s) => s.as_ref(),
+        None => {
+            own = SharedStage::new(opts.scratch_dir.join("staged"));
+            &own
+        }
+    };
     let mut stage_dir = opts.scratch_dir.clone();
     for (i, p) in payloads.iter().enumerate() {
         if let Some((name, stored)) = forms[i].iter().find(|(n, _)| got.contains(n)) {
@@ -437,12 +446,7 @@ fn put_rsync(
             continue;
         }
         let file_name = loc.file_name(p.wal_name);
-        let staged_in = (p.stored)().and_then(|bytes| match &opts.shared_stage {
-            Some(shared) => shared.stage(loc.codec, &file_name, bytes, p.mtime),
-            None => stage(&opts.scratch_dir, &file_name, bytes, p.mtime)
-                .map(|()| opts.scratch_dir.clone()),
-        });
-        match staged_in {
+        match (p.stored)().and_then(|bytes| shared.stage(loc.codec, &file_name, bytes, p.mtime)) {
             Ok(dir) => {
                 stage_dir = dir;
                 staged.push((i, file_name));
@@ -490,10 +494,6 @@ fn compare_appeared(
     opts: &PutOptions,
 ) -> anyhow::Result<PutOutcome> {
     let local = opts.scratch_dir.join(file_name);
-    if opts.shared_stage.is_none() {
-        // The staged copy is in the way of the one to fetch.
-        std::fs::remove_file(&local).map_err(|e| fs::IoError::new("removing", &local, e))?;
-    }
     let got = opts
         .rsync
         .fetch(remote, &[file_name.to_string()], &opts.scratch_dir)?;

@@ -1749,6 +1749,61 @@ fn message_and_pid<'a>(line: &'a str, level: &str) -> (&'a str, &'a str) {
 /// HINT names --temp-dir, and nothing reaches the daemon. The next call, with a usable
 /// --temp-dir, delivers to rsync only: the state dir says the local copy is done.
 #[test]
+fn a_name_that_appears_in_an_rsync_destination_during_the_upload_is_compared_not_replaced() {
+    // The name is not there when the call looks, and is there when its upload runs (another
+    // archiver won the race): rsync skips it, and the call compares what is there with its own.
+    let (cluster, segment) = cluster_with_segment("appeared");
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let work = PgTempDir::new("appeared");
+    let ours = std::fs::read(cluster.data_dir().join("pg_wal").join(&segment)).expect("read");
+    let mut theirs = ours.clone();
+    theirs[100] ^= 0xff;
+    let plant = work.path().join("plant");
+    // An rsync that, for the upload run only, first puts `plant` where the upload goes.
+    let wrapper = work.path().join("rsync-racing");
+    pg_user().write_file(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --ignore-existing \"*) cat {plant} > {dest} ;; esac\nexec rsync \"$@\"\n",
+            plant = plant.display(),
+            dest = rsyncd.dir().join(&segment).display()
+        )
+        .as_bytes(),
+    );
+    set_mode(&wrapper, 0o755);
+    let call = || {
+        archive(&cluster)
+            .arg("--rsync-path")
+            .arg(&wrapper)
+            .arg("--dst-remote")
+            .arg(rsyncd.url())
+            .arg(wal_path(&segment))
+            .run()
+    };
+    pg_user().write_file(&plant, &theirs);
+    let r = call();
+    r.failure_with_status(2).stderr_contains(&format!(
+        "{segment} is already archived in {} with different content; the archived file was left untouched",
+        rsyncd.url()
+    ));
+    assert_eq!(
+        std::fs::read(rsyncd.dir().join(&segment)).expect("read"),
+        theirs
+    );
+    // The same content appearing is the same file: success, with a warning.
+    std::fs::remove_file(rsyncd.dir().join(&segment)).expect("remove");
+    pg_user().write_file(&plant, &ours);
+    call().success().stderr_contains(&format!(
+        "{segment} is already archived in {} with identical content; not sent again",
+        rsyncd.url()
+    ));
+    assert_eq!(
+        std::fs::read(rsyncd.dir().join(&segment)).expect("read"),
+        ours
+    );
+}
+
+#[test]
 fn unusable_temp_dir_fails_only_the_rsync_destination() {
     let (cluster, segment) = cluster_with_segment("temp-dir");
     let rsyncd = RsyncDaemon::start("wal_archive");
