@@ -176,7 +176,8 @@ fn take_lock(dir: &Path) -> anyhow::Result<lock::LockGuard> {
 }
 
 /// Removes the temporary files that killed writers (pitr-archive, pitr-backup) left in `dir`
-/// once they are `age` old (see [`tempname::stale`]), and logs each.
+/// once they are `age` old (see [`tempname::stale`]), and those of WAL files an rsync daemon
+/// was receiving when it was killed (see [`tempname::stale_rsync`]), and logs each.
 pub fn remove_stale_temps(
     dir: &Path,
     age: std::time::Duration,
@@ -192,12 +193,51 @@ pub fn remove_stale_temps(
             log_info!("removed {}, left by a writer that is gone", p.display());
         }
     }
+    let rsync = tempname::stale_rsync(dir, age)?;
+    for p in &rsync {
+        if dry_run {
+            log_info!(
+                "(dry-run) would remove {}, an rsync transfer's temporary file unchanged for {}",
+                p.display(),
+                age_text(age)
+            );
+        } else {
+            pitr_common::fs::remove_file_if_exists(p)?;
+            log_info!(
+                "removed {}, an rsync transfer's temporary file unchanged for {}",
+                p.display(),
+                age_text(age)
+            );
+        }
+    }
+    if !dry_run && !rsync.is_empty() {
+        pitr_common::fs::fsync_dir(dir)?;
+    }
     Ok(())
+}
+
+/// `age` for a log line: whole hours, minutes or seconds.
+fn age_text(age: std::time::Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{} min", s / 60),
+        _ => format!("{s} s"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_in_log_lines() {
+        use std::time::Duration;
+        assert_eq!(age_text(Duration::from_secs(3600)), "1 h");
+        assert_eq!(age_text(Duration::from_secs(120)), "2 min");
+        assert_eq!(age_text(Duration::from_secs(90)), "90 s");
+        assert_eq!(age_text(Duration::ZERO), "0 s");
+    }
 
     #[test]
     fn human_sizes() {

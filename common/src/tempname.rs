@@ -106,6 +106,50 @@ pub fn stale(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoError> {
     Ok(out)
 }
 
+/// Recognises rsync's temporary name of an archived WAL file, `.NAME.XXXXXX` (six letters or
+/// digits, rsync's `mkstemp` suffix) where `NAME` is a stored WAL file name: what an rsync
+/// daemon leaves in a destination directory when it is killed (or its host crashes) in the
+/// middle of receiving a file. Returns `NAME`.
+pub fn parse_rsync(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix('.')?;
+    let (base, suffix) = rest.rsplit_once('.')?;
+    let (wal, _) = crate::compress::split_stored_name(base);
+    (suffix.len() == 6
+        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        && crate::wal::WalFileName::parse(wal).is_ok())
+    .then_some(base)
+}
+
+/// rsync's temporary files of archived WAL files ([`parse_rsync`]) in `dir` whose status last
+/// changed at least `min_age` ago. rsync's name carries no process id, and the writer is
+/// another host's daemon, so the age alone decides: a live transfer changes the file with
+/// every block, and pitr-archive's rsync gives up after a minute without data moving
+/// ([`crate::rsync::IO_TIMEOUT`]), far less than the hour [`stale_age`] gives. Removing one that a hung transfer still held
+/// only fails that transfer, which pitr-archive retries from `pg_wal`. Never a final name.
+/// Sorted.
+pub fn stale_rsync(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoError> {
+    use std::os::unix::fs::MetadataExt;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if parse_rsync(&name).is_none() {
+            continue;
+        }
+        let Ok(meta) = ent.metadata() else { continue };
+        let changed = u64::try_from(meta.ctime()).unwrap_or(0);
+        if meta.is_file() && now.saturating_sub(changed) >= min_age.as_secs() {
+            out.push(ent.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// A private scratch directory, removed with its content when dropped.
 #[derive(Debug)]
 pub struct ScratchDir {
@@ -237,6 +281,55 @@ mod tests {
         let c = ScratchDir::create(d.path(), "pitr-archive").unwrap();
         assert!(!left.exists());
         drop(c);
+    }
+
+    #[test]
+    fn rsync_temporary_names_of_archived_wal_files_only() {
+        assert_eq!(
+            parse_rsync(".000000010000000000000005.gz.SICytG"),
+            Some("000000010000000000000005.gz")
+        );
+        assert_eq!(
+            parse_rsync(".000000010000000000000005.a1B2c3"),
+            Some("000000010000000000000005")
+        );
+        assert_eq!(
+            parse_rsync(".00000002.history.zst.Ab12Cd"),
+            Some("00000002.history.zst")
+        );
+        for not in [
+            "000000010000000000000005.gz",
+            ".000000010000000000000005.gz",
+            ".000000010000000000000005.gz.SICyt",
+            ".000000010000000000000005.gz.SICytG7",
+            ".000000010000000000000005.gz.SI-ytG",
+            ".000000010000000000000005.gz.pitr-tmp.77",
+            ".pitr-cluster.Ab12Cd",
+            ".README.Ab12Cd",
+            ".Ab12Cd",
+        ] {
+            assert_eq!(parse_rsync(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn stale_rsync_are_old_rsync_leftovers_only() {
+        let d = tempfile::tempdir().unwrap();
+        for name in [
+            ".000000010000000000000005.gz.SICytG",
+            "000000010000000000000005.gz",
+            ".000000010000000000000006.gz.pitr-tmp.1",
+            ".pitr-cluster",
+        ] {
+            std::fs::write(d.path().join(name), b"x").unwrap();
+        }
+        assert!(stale_rsync(d.path(), Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            stale_rsync(d.path(), Duration::ZERO).unwrap(),
+            [d.path().join(".000000010000000000000005.gz.SICytG")]
+        );
     }
 
     #[test]

@@ -225,3 +225,81 @@ fn cleanup_bad_input_is_refused_with_exact_messages() {
         .stderr_contains("FATAL : Unrecognized argument: --bogus");
     assert_eq!(names(&archive), before);
 }
+
+/// An rsync daemon killed while it receives a WAL file (a standby that crashes mid-transfer)
+/// leaves rsync's temporary `.NAME.XXXXXX` in its module directory for good; pitr-cleanup on
+/// that directory removes it once nothing has written to it for an hour (the test hook makes
+/// that now), leaves it before, and never touches the archived files.
+#[test]
+fn cleanup_removes_the_temp_file_of_an_rsync_daemon_killed_mid_transfer() {
+    use std::time::Duration;
+
+    let mut daemon = pitr_tests::RsyncDaemon::start("wal_archive");
+    let kept = "000000010000000000000008.gz";
+    std::fs::write(daemon.dir().join(kept), vec![1u8; 1000]).unwrap();
+    let src = PgTempDir::new("rsync-src");
+    let name = "000000010000000000000009.gz";
+    std::fs::write(src.path().join(name), vec![7u8; 4 << 20]).unwrap();
+    // A slow transfer (256 KiB/s of 4 MiB), so that the daemon is caught in the middle of it.
+    let mut client = std::process::Command::new("rsync")
+        .arg("--bwlimit=256")
+        .arg(src.path().join(name))
+        .arg(format!("{}/", daemon.url()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!(".{name}.");
+    let temp = pitr_tests::wait_until(
+        "rsync's temporary file in the module directory",
+        Duration::from_secs(30),
+        || {
+            pitr_tests::dir_names(daemon.dir())
+                .into_iter()
+                .find(|n| n.starts_with(&prefix))
+        },
+    );
+    // The daemon and the processes serving the transfer, killed as a crash kills them.
+    let port = format!("--port={}", daemon.port());
+    let serving = pitr_tests::procs::processes_matching(&["--daemon", &port]);
+    assert!(serving.len() >= 2, "{serving:?}");
+    for p in &serving {
+        // SAFETY: kill() sends SIGKILL to an rsync daemon process this test started.
+        unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGKILL) };
+    }
+    client.wait().unwrap();
+    daemon.stop();
+    let left = pitr_tests::dir_names(daemon.dir());
+    assert!(left.contains(&temp), "{left:?}");
+    assert!(!left.iter().any(|n| n == name), "{left:?}");
+
+    let sweep = || {
+        Tool::new("pitr-cleanup")
+            .as_pg_user()
+            .arg("--archive")
+            .arg(daemon.dir())
+            .arg("000000010000000000000001")
+    };
+    // Younger than an hour: it may be a live transfer's, so it stays.
+    sweep().succeeds();
+    assert!(pitr_tests::dir_names(daemon.dir()).contains(&temp));
+    let dry = sweep()
+        .arg("--dry-run")
+        .env("PITR_TEST_STALE_TEMP_SECS", "0")
+        .succeeds();
+    dry.stderr_line_with(&[
+        "LOG : (dry-run) would remove ",
+        &temp,
+        "an rsync transfer's temporary file unchanged for 0 s",
+    ]);
+    assert!(pitr_tests::dir_names(daemon.dir()).contains(&temp));
+    let swept = sweep().env("PITR_TEST_STALE_TEMP_SECS", "0").succeeds();
+    swept.stderr_line_with(&[
+        "LOG : removed ",
+        &temp,
+        "an rsync transfer's temporary file unchanged for 0 s",
+    ]);
+    assert_eq!(
+        pitr_tests::dir_names(daemon.dir()),
+        [".pitr-cleanup.lock", kept]
+    );
+}
