@@ -163,6 +163,10 @@ impl Tool for Args {
         self.ahead_worker
     }
 
+    fn reuses_buffers(&self) -> bool {
+        self.ahead_worker
+    }
+
     fn run(self) -> anyhow::Result<ExitCode> {
         let worker = self.ahead_worker;
         let cfg = self.into_config()?;

@@ -82,28 +82,9 @@ pub fn sweep_stale(dir: &Path, min_age: Duration, dry_run: bool) -> Result<Vec<P
 /// changed at least `min_age` ago (a live write changes it with every block; the mtime is no
 /// guide, it is set to the WAL file's). Never a final name. Sorted.
 pub fn stale(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoError> {
-    use std::os::unix::fs::MetadataExt;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
-    let mut out = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        let Some(t) = parse(&name) else { continue };
-        // Vanished meanwhile: nothing to sweep.
-        let Ok(meta) = ent.metadata() else { continue };
-        let changed = u64::try_from(meta.ctime()).unwrap_or(0);
-        if meta.is_file()
-            && now.saturating_sub(changed) >= min_age.as_secs()
-            && !crate::signal::process_alive(t.pid)
-        {
-            out.push(ent.path());
-        }
-    }
-    out.sort();
-    Ok(out)
+    unchanged_for(dir, min_age, |name| {
+        parse(name).is_some_and(|t| !crate::signal::process_alive(t.pid))
+    })
 }
 
 /// Recognises rsync's temporary name of an archived WAL file, `.NAME.XXXXXX` (six letters or
@@ -124,10 +105,20 @@ pub fn parse_rsync(file_name: &str) -> Option<&str> {
 /// changed at least `min_age` ago. rsync's name carries no process id, and the writer is
 /// another host's daemon, so the age alone decides: a live transfer changes the file with
 /// every block, and pitr-archive's rsync gives up after a minute without data moving
-/// ([`crate::rsync::IO_TIMEOUT`]), far less than the hour [`stale_age`] gives. Removing one that a hung transfer still held
-/// only fails that transfer, which pitr-archive retries from `pg_wal`. Never a final name.
-/// Sorted.
+/// ([`crate::rsync::IO_TIMEOUT`]), far less than the hour [`stale_age`] gives. Removing one
+/// that a hung transfer still held only fails that transfer, which pitr-archive retries from
+/// `pg_wal`. Never a final name. Sorted.
 pub fn stale_rsync(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoError> {
+    unchanged_for(dir, min_age, |name| parse_rsync(name).is_some())
+}
+
+/// The regular files of `dir` whose name `wanted` accepts and whose status (ctime) last
+/// changed at least `min_age` ago. Sorted.
+fn unchanged_for(
+    dir: &Path,
+    min_age: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, IoError> {
     use std::os::unix::fs::MetadataExt;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -136,10 +127,10 @@ pub fn stale_rsync(dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, IoErro
     let mut out = Vec::new();
     for ent in rd {
         let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        if parse_rsync(&name).is_none() {
+        if !wanted(&ent.file_name().to_string_lossy()) {
             continue;
         }
+        // Vanished meanwhile: nothing to sweep.
         let Ok(meta) = ent.metadata() else { continue };
         let changed = u64::try_from(meta.ctime()).unwrap_or(0);
         if meta.is_file() && now.saturating_sub(changed) >= min_age.as_secs() {

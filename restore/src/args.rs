@@ -543,6 +543,10 @@ impl HasCommon for Args {
 impl Tool for Args {
     const NAME: &'static str = "pitr-restore";
 
+    fn reuses_buffers(&self) -> bool {
+        matches!(self, Args::Wal(a) if a.prefetch_worker)
+    }
+
     /// The restore_command form's table; [`Tool::aliases`] picks the form's.
     const ALIASES: Aliases = WAL_ALIASES;
 
