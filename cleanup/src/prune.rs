@@ -193,51 +193,24 @@ pub fn remove_stale_temps(
             log_info!("removed {}, left by a writer that is gone", p.display());
         }
     }
-    let rsync = tempname::stale_rsync(dir, age)?;
-    for p in &rsync {
-        if dry_run {
-            log_info!(
-                "(dry-run) would remove {}, an rsync transfer's temporary file unchanged for {}",
-                p.display(),
-                age_text(age)
-            );
+    let unchanged = pitr_common::log::human_age(age.as_secs_f64());
+    for p in tempname::sweep_stale_rsync(dir, age, dry_run)? {
+        let done = if dry_run {
+            "(dry-run) would remove"
         } else {
-            pitr_common::fs::remove_file_if_exists(p)?;
-            log_info!(
-                "removed {}, an rsync transfer's temporary file unchanged for {}",
-                p.display(),
-                age_text(age)
-            );
-        }
-    }
-    if !dry_run && !rsync.is_empty() {
-        pitr_common::fs::fsync_dir(dir)?;
+            "removed"
+        };
+        log_info!(
+            "{done} {}, an rsync transfer's temporary file unchanged for {unchanged}",
+            p.display()
+        );
     }
     Ok(())
-}
-
-/// `age` for a log line: whole hours, minutes or seconds.
-fn age_text(age: std::time::Duration) -> String {
-    let s = age.as_secs();
-    match s {
-        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{} h", s / 3600),
-        _ if s >= 60 && s.is_multiple_of(60) => format!("{} min", s / 60),
-        _ => format!("{s} s"),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_in_log_lines() {
-        use std::time::Duration;
-        assert_eq!(age_text(Duration::from_secs(3600)), "1 h");
-        assert_eq!(age_text(Duration::from_secs(120)), "2 min");
-        assert_eq!(age_text(Duration::from_secs(90)), "90 s");
-        assert_eq!(age_text(Duration::ZERO), "0 s");
-    }
 
     #[test]
     fn human_sizes() {

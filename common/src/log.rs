@@ -217,6 +217,20 @@ pub fn expand_time_template(template: &str, at: SystemTime) -> Result<String, Er
     Ok(path.to_string_lossy().into_owned())
 }
 
+/// A duration for people: `45 s`, `12 min`, `3.5 h`, `2.0 d`.
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 2.0 * 3600.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 2.0 * 86_400.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
 /// A byte count for people: `512 B`, `1.5 KiB`, `16.0 MiB` (binary units).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -592,6 +606,15 @@ fn expand_template(format: &CString, tm: &libc::tm) -> Result<PathBuf, Error> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_for_people() {
+        assert_eq!(human_age(12.4), "12 s");
+        assert_eq!(human_age(600.0), "10 min");
+        assert_eq!(human_age(3.5 * 3600.0), "3.5 h");
+        assert_eq!(human_age(3.0 * 86_400.0), "3.0 d");
+        assert_eq!(human_age(-3.0), "0 s");
+    }
 
     fn fixed_tm() -> libc::tm {
         // 2026-11-25 02:43:15 UTC, broken down in UTC so the test does not depend on TZ.

@@ -68,7 +68,20 @@ pub fn stale_age() -> Duration {
 
 /// Removes the [`stale`] temporary files of `dir` (nothing with `dry_run`) and returns them.
 pub fn sweep_stale(dir: &Path, min_age: Duration, dry_run: bool) -> Result<Vec<PathBuf>, IoError> {
-    let found = stale(dir, min_age)?;
+    remove_found(dir, stale(dir, min_age)?, dry_run)
+}
+
+/// Removes the [`stale_rsync`] files of `dir` (nothing with `dry_run`) and returns them.
+pub fn sweep_stale_rsync(
+    dir: &Path,
+    min_age: Duration,
+    dry_run: bool,
+) -> Result<Vec<PathBuf>, IoError> {
+    remove_found(dir, stale_rsync(dir, min_age)?, dry_run)
+}
+
+/// Removes `found` (files of `dir`) unless `dry_run`, then fsyncs `dir`; returns `found`.
+fn remove_found(dir: &Path, found: Vec<PathBuf>, dry_run: bool) -> Result<Vec<PathBuf>, IoError> {
     if !dry_run && !found.is_empty() {
         for p in &found {
             crate::fs::remove_file_if_exists(p)?;

@@ -20,19 +20,7 @@ pub fn local(at: SystemTime) -> String {
         .unwrap_or_else(|_| format!("{:.0}", crate::report::unix_seconds(at)))
 }
 
-/// A duration for people: `45 s`, `12 min`, `3.5 h`, `2.0 d`.
-pub fn age(secs: f64) -> String {
-    let s = secs.max(0.0);
-    if s < 120.0 {
-        format!("{s:.0} s")
-    } else if s < 2.0 * 3600.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s < 2.0 * 86_400.0 {
-        format!("{:.1} h", s / 3600.0)
-    } else {
-        format!("{:.1} d", s / 86_400.0)
-    }
-}
+pub use pitr_common::log::human_age as age;
 
 /// The local UTC offset in seconds at `at`.
 fn offset_at(at: SystemTime) -> Option<i64> {
@@ -73,15 +61,6 @@ pub fn parse_from(text: &str, now: SystemTime) -> Result<f64, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_for_people() {
-        assert_eq!(age(12.4), "12 s");
-        assert_eq!(age(600.0), "10 min");
-        assert_eq!(age(3.5 * 3600.0), "3.5 h");
-        assert_eq!(age(3.0 * 86_400.0), "3.0 d");
-        assert_eq!(age(-3.0), "0 s");
-    }
 
     #[test]
     fn from_is_seconds_ago_or_a_local_time_that_round_trips() {
