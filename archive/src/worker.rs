@@ -456,19 +456,26 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
         for _ in 0..DELIVERING {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv().ok(),
+                    // A batch goes on the wire while the channel is still held, so that the
+                    // batches register in the order they were prepared. Registered after the
+                    // one behind it, a batch would write its own position as the status while
+                    // the earlier batch's segments were not yet recorded, and the call for one
+                    // of them would read "the worker is past it" and deliver it beside the
+                    // worker, whose record of it then outlives the call.
+                    let taken = match rx.lock() {
+                        Ok(r) => r.recv().ok().filter(|_| !stop.load(Ordering::SeqCst)).map(
+                            |batch| {
+                                let status = on_wire.lock().map(|mut w| {
+                                    w.insert(batch.after);
+                                    w.first().map(|oldest| write_status(dir, oldest))
+                                });
+                                (batch, status)
+                            },
+                        ),
                         Err(_) => None,
                     };
-                    let Some(batch) = next else { break };
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
+                    let Some((batch, status)) = taken else { break };
                     let after = batch.after;
-                    let status = on_wire.lock().map(|mut w| {
-                        w.insert(after);
-                        w.first().map(|oldest| write_status(dir, oldest))
-                    });
                     if let Ok(Some(Err(e))) = status {
                         log_warning!("archive-ahead worker: {e:#}; ending");
                         stop.store(true, Ordering::SeqCst);
