@@ -448,6 +448,9 @@ impl PieceCompressor {
             .sum();
         let mut out = Vec::with_capacity(bound);
         let cctx = c.context_mut();
+        // A frame an earlier call left unfinished (it failed mid-frame) must not be continued.
+        cctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+            .map_err(zstd_error)?;
         for piece in input.chunks(size) {
             out.reserve(zstd::zstd_safe::compress_bound(piece.len()));
             let mut src = zstd::zstd_safe::InBuffer::around(piece);
