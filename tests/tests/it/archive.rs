@@ -641,6 +641,11 @@ fn r0001_history_file_is_never_overwritten() {
     assert_eq!(dir.names(), vec![history.to_owned()]);
 }
 
+/// A destination that holds another database system's WAL refuses a segment, in every location
+/// kind that has a cluster marker: a local directory, and an rsync daemon taking the call's
+/// batch (`--state-dir`, archive-ahead on by default for rsync), whose marker comes with the run
+/// that looks for the batch's names. Nothing is written there, and no record is made. (Object
+/// stores: `s3_archive_refuses_segment_of_another_database_system`.)
 #[test]
 fn archive_refuses_segment_of_another_database_system() {
     let (first, first_segment) = cluster_with_segment("sysid-first");
@@ -657,28 +662,54 @@ fn archive_refuses_segment_of_another_database_system() {
         "initdb gave two clusters the same system identifier"
     );
 
-    let dest = first.root().subdir("archive");
-    let dir = ArchiveDir::new(&dest);
-    archive(&first)
-        .arg("--dst-local")
-        .arg(&dest)
-        .arg(wal_path(&first_segment))
-        .succeeds();
-    let before = dir.all_names();
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let local = first.root().subdir("archive");
+    let kinds: [(&str, Vec<String>, ArchiveDir); 2] = [
+        (
+            "local directory",
+            vec!["--dst-local".into(), local.display().to_string()],
+            ArchiveDir::new(&local),
+        ),
+        (
+            "rsync daemon",
+            vec!["--dst-remote".into(), format!("zstd={}", rsyncd.url())],
+            ArchiveDir::new(rsyncd.dir()),
+        ),
+    ];
+    for (i, (kind, dest, dir)) in kinds.into_iter().enumerate() {
+        let states = [&first, &second].map(|c| c.root().subdir(&format!("state-{i}")));
+        archive(&first)
+            .args(&dest)
+            .arg("--state-dir")
+            .arg(&states[0])
+            .arg(wal_path(&first_segment))
+            .succeeds();
+        let before = dir.all_names();
+        assert!(
+            before.iter().any(|n| n == CLUSTER_MARKER),
+            "{kind}: no marker"
+        );
 
-    let result = archive(&second)
-        .arg("--dst-local")
-        .arg(&dest)
-        .arg(wal_path(&second_segment))
-        .run();
-    result.failure_with_status(2);
-    result.stderr_line_with(&[&format!("is from database system {second_id} but")]);
-    result.stderr_line_with(&[&format!("holds WAL of database system {first_id}")]);
-    assert_eq!(
-        dir.all_names(),
-        before,
-        "something was written for the foreign segment"
-    );
+        let result = archive(&second)
+            .args(&dest)
+            .arg("--state-dir")
+            .arg(&states[1])
+            .arg(wal_path(&second_segment))
+            .run();
+        result.failure_with_status(2);
+        result.stderr_line_with(&[&format!("is from database system {second_id} but")]);
+        result.stderr_line_with(&[&format!("holds WAL of database system {first_id}")]);
+        assert_eq!(
+            dir.all_names(),
+            before,
+            "{kind}: something was written for the foreign segment"
+        );
+        assert_eq!(
+            pitr_tests::archive_locations_recorded(&states[1]),
+            Vec::<String>::new(),
+            "{kind}: the refused call recorded a destination as holding a file"
+        );
+    }
 }
 
 #[test]

@@ -733,6 +733,72 @@ fn s3_racing_archive_calls_for_one_name_have_one_winner() {
     }
 }
 
+/// A store that holds another database system's WAL refuses a segment, as a local directory and
+/// an rsync daemon do (`archive_refuses_segment_of_another_database_system`): exit 2, both
+/// system identifiers named, nothing written to the store and no record made, with the call's
+/// batch path (`--state-dir`, archive-ahead on by default for an object store).
+#[test]
+fn s3_archive_refuses_segment_of_another_database_system() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("s3-sysid");
+    let config = garage.pitr_config(work.path());
+    let url = wal_url(&garage, "sysid/wal");
+    let clusters = ["s3-sysid-first", "s3-sysid-second"]
+        .map(|name| Cluster::init(name, ClusterOpts::new().set("wal_keep_size", "1GB")));
+    let segments = clusters.each_ref().map(|c| {
+        c.start();
+        c.switch_wal();
+        c.switch_wal()
+    });
+    let ids = clusters.each_ref().map(|c| c.system_identifier());
+    assert_ne!(
+        ids[0], ids[1],
+        "initdb gave two clusters one system identifier"
+    );
+    let call = |i: usize| {
+        let cluster = &clusters[i];
+        Tool::new("pitr-archive")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args(["--dst-remote", &format!("zstd={url}")])
+            .arg("--state-dir")
+            .arg(work.subdir(&format!("state-{i}")))
+            .arg("--data-dir")
+            .arg(cluster.data_dir())
+            .arg(cluster.data_dir().join("pg_wal").join(&segments[i]))
+            .run()
+    };
+    call(0).success();
+    let listed = || -> Vec<String> {
+        store(&garage, "sysid/wal")
+            .list("")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    };
+    let before = listed();
+    assert_eq!(
+        before,
+        vec![".pitr-cluster".to_owned(), format!("{}.zst", segments[0])]
+    );
+
+    let refused = call(1);
+    refused.failure_with_status(2);
+    refused.stderr_line_with(&[&format!("is from database system {} but", ids[1])]);
+    refused.stderr_line_with(&[&format!("holds WAL of database system {}", ids[0])]);
+    assert_eq!(
+        listed(),
+        before,
+        "something was written for the foreign segment"
+    );
+    assert_eq!(
+        pitr_tests::archive_locations_recorded(&work.path().join("state-1")),
+        Vec::<String>::new(),
+        "the refused call recorded a destination as holding a file"
+    );
+}
+
 /// Issue 14 on object storage: PostgreSQL's archiver drains a backlog into Garage with
 /// `--state-dir` and the default archive-ahead. Each full call checks the marker once and sends
 /// its batch concurrently; the calls for segments delivered ahead are answered from their
