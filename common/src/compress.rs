@@ -408,18 +408,23 @@ impl PieceCompressor {
         PieceCompressor { codec, zstd: None }
     }
 
-    fn compress(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
-        let Codec::Zstd(level) = self.codec else {
-            return self.codec.compress(piece);
-        };
-        let c = match &mut self.zstd {
+    /// The zstd context every piece of this compressor goes through, made at first use.
+    fn zstd_context(&mut self, level: i32) -> io::Result<&mut zstd::bulk::Compressor<'static>> {
+        Ok(match &mut self.zstd {
             Some(c) => c,
             empty => {
                 let mut c = zstd::bulk::Compressor::new(level)?;
                 c.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
                 empty.insert(c)
             }
+        })
+    }
+
+    fn compress(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
+        let Codec::Zstd(level) = self.codec else {
+            return self.codec.compress(piece);
         };
+        let c = self.zstd_context(level)?;
         c.compress(piece)
     }
 
@@ -434,14 +439,7 @@ impl PieceCompressor {
                 .collect::<io::Result<Vec<_>>>()?;
             return Ok(concat(&parts));
         };
-        let c = match &mut self.zstd {
-            Some(c) => c,
-            empty => {
-                let mut c = zstd::bulk::Compressor::new(level)?;
-                c.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
-                empty.insert(c)
-            }
-        };
+        let c = self.zstd_context(level)?;
         let bound: usize = input
             .chunks(size)
             .map(|p| zstd::zstd_safe::compress_bound(p.len()))
