@@ -101,8 +101,7 @@ fn contenders(
     ctx: &Ctx,
     set: &WalSet,
     daemons: &[RsyncDaemon; 2],
-    garage: &GarageCluster,
-    front: &TlsFront,
+    garage: Option<(&GarageCluster, &TlsFront)>,
     tls_repo: &PgbackrestTlsRepo,
 ) -> Vec<Contender> {
     let bin = ctx.bin("pitr-archive").display().to_string();
@@ -130,26 +129,25 @@ fn contenders(
             );
         }
     }
-    let config = garage.pitr_config(&set.dest("remote-garage"));
-    for ahead in [None, Some(0)] {
-        let k = ahead.unwrap_or(8);
-        let state = set.dest(&format!("remote-state-s3-{k}"));
-        let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-        v.push(Contender::new(
-            format!(
-                "pitr-archive zstd Garage S3, ahead {}",
-                ahead.map_or("8 (default)".to_string(), |k| k.to_string())
-            ),
-            format!(
-                "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/bench-{k}-{{round}}{tail} %p",
-                config.display(),
-                state.display(),
-                garage.bucket()
-            ),
-            vec![state],
-        ));
+    if let Some((garage, front)) = garage {
+        let config = garage.pitr_config(&set.dest("remote-garage"));
+        for ahead in [None, Some(0)] {
+            let k = ahead.unwrap_or(8);
+            let state = set.dest(&format!("remote-state-s3-{k}"));
+            let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
+            v.push(Contender::new(
+                garage_name("S3", ahead),
+                format!(
+                    "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/bench-{k}-{{round}}{tail} %p",
+                    config.display(),
+                    state.display(),
+                    garage.bucket()
+                ),
+                vec![state],
+            ));
+        }
+        v.extend(https_contenders(ctx, set, garage, front));
     }
-    v.extend(https_contenders(ctx, set, garage, front));
     v.push(tls_repo_contender(set, tls_repo));
     // The same codecs into one local directory: what remote archiving is measured against.
     for codec in ["gzip", "zstd"] {
@@ -210,10 +208,7 @@ fn https_contenders(
         let state = set.dest(&format!("remote-state-https-{k}"));
         let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
         v.push(Contender::new(
-            format!(
-                "pitr-archive zstd Garage https, ahead {}",
-                ahead.map_or("8 (default)".to_string(), |k| k.to_string())
-            ),
+            garage_name("https", ahead),
             format!(
                 "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/https-{k}-{{round}}{tail} %p",
                 config.display(),
@@ -236,13 +231,7 @@ fn https_contenders(
         )
         .as_bytes(),
     );
-    for (name, extra) in [
-        ("pgbackrest sync zst Garage https", "--compress-type=zst"),
-        (
-            "pgbackrest async zst 2 proc Garage https",
-            "--compress-type=zst --archive-async --process-max=2",
-        ),
-    ] {
+    for (name, extra) in PGBACKREST_GARAGE {
         let base = format!(
             "pgbackrest --config={} --repo1-path=/br-{{round}} --stanza=bench",
             conf.display()
@@ -256,6 +245,38 @@ fn https_contenders(
         v.push(c);
     }
     v
+}
+
+/// The name of pitr-archive's contender to Garage over `kind` (`S3`: plain HTTP, `https`: through
+/// the TLS front) with `--archive-ahead` `ahead` (None: the default).
+fn garage_name(kind: &str, ahead: Option<usize>) -> String {
+    format!(
+        "pitr-archive zstd Garage {kind}, ahead {}",
+        ahead.map_or("8 (default)".to_string(), |k| k.to_string())
+    )
+}
+
+/// pgBackRest's contenders to Garage (through the TLS front): name and archive-push options.
+const PGBACKREST_GARAGE: [(&str, &str); 2] = [
+    ("pgbackrest sync zst Garage https", "--compress-type=zst"),
+    (
+        "pgbackrest async zst 2 proc Garage https",
+        "--compress-type=zst --archive-async --process-max=2",
+    ),
+];
+
+/// Whether the contenders `--contenders` selects (all without it) include one that needs the
+/// Garage cluster: without one, Garage is neither built nor started (its first build takes
+/// about 15 minutes).
+fn needs_garage(keep: Option<&[String]>) -> bool {
+    let Some(keep) = keep else { return true };
+    let names = [None, Some(0)]
+        .into_iter()
+        .flat_map(|ahead| [garage_name("S3", ahead), garage_name("https", ahead)])
+        .chain(PGBACKREST_GARAGE.iter().map(|(n, _)| n.to_string()));
+    names
+        .into_iter()
+        .any(|n| keep.iter().any(|k| n.contains(k.as_str())))
 }
 
 /// pgBackRest async (zst, 2 processes) to its own repository server over TLS on loopback: the
@@ -310,15 +331,26 @@ const TLS_REPO_ASYNC: &str = "pgbackrest async zst 2 proc, its TLS repo server";
 
 /// Runs the remote archiving part on the archiving part's WAL set.
 pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
-    crate::garage::ensure()?;
     let daemons = [
         RsyncDaemon::start_labeled("bench-standby1", "wal_archive"),
         RsyncDaemon::start_labeled("bench-standby2", "wal_archive"),
     ];
-    let garage = GarageCluster::start();
-    let front = TlsFront::start("bench-s3", garage.s3_port(0));
+    let garage = if needs_garage(ctx.contenders.as_deref()) {
+        crate::garage::ensure()?;
+        let garage = GarageCluster::start();
+        let front = TlsFront::start("bench-s3", garage.s3_port(0));
+        Some((garage, front))
+    } else {
+        None
+    };
     let tls_repo = PgbackrestTlsRepo::start(&set.dest("remote-pgbr-tls"))?;
-    let mut contenders = contenders(ctx, set, &daemons, &garage, &front, &tls_repo);
+    let mut contenders = contenders(
+        ctx,
+        set,
+        &daemons,
+        garage.as_ref().map(|(g, f)| (g, f)),
+        &tls_repo,
+    );
     if let Some(keep) = &ctx.contenders {
         contenders.retain(|c| keep.iter().any(|k| c.name.contains(k.as_str())));
         if contenders.is_empty() {
@@ -505,7 +537,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         "results": results,
         "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
     });
-    if ctx.contenders.is_none() {
+    if let (None, Some((garage, _))) = (&ctx.contenders, &garage) {
         let filled_by = |n: &str| -> Result<usize> {
             contenders
                 .iter()
@@ -516,9 +548,9 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         let restore = restore_from_store(
             ctx,
             set,
-            &garage,
-            filled_by("pitr-archive zstd Garage https, ahead 8 (default)")?,
-            filled_by("pgbackrest sync zst Garage https")?,
+            garage,
+            filled_by(&garage_name("https", None))?,
+            filled_by(PGBACKREST_GARAGE[0].0)?,
         )?;
         md.push('\n');
         md.push_str(&restore.0);
@@ -632,4 +664,37 @@ fn restore_from_store(
         "ratios": ratios.iter().map(Ratio::json).collect::<Vec<_>>(),
     });
     Ok((md, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(filters: &[&str]) -> Vec<String> {
+        filters.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn garage_is_started_only_for_a_selection_that_has_a_garage_contender() {
+        assert!(
+            needs_garage(None),
+            "every contender, and the restore from the store"
+        );
+        for filters in [
+            &["rsync ×2, ahead 8", "TLS repo", "one local", "omnipitr"][..],
+            &["zstd rsync ×2, ahead 8"],
+            &["its TLS repo server"],
+        ] {
+            assert!(!needs_garage(Some(&keep(filters))), "{filters:?}");
+        }
+        for filters in [
+            &["Garage"][..],
+            &["ahead 8"],
+            &["one local", "https"],
+            &["pgbackrest sync"],
+            &["Garage S3, ahead 0"],
+        ] {
+            assert!(needs_garage(Some(&keep(filters))), "{filters:?}");
+        }
+    }
 }
