@@ -165,30 +165,6 @@ pub fn archive_state_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Every location pitr-archive's `--state-dir` records as holding a file, as
-/// `NAME.state: LOCATION` lines, sorted: the state files' lines other than their header
-/// comment, `content` and `ahead-of` lines. A call that delivered nothing may keep a state for
-/// its retry, but one that names no location.
-pub fn archive_locations_recorded(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for name in archive_state_names(dir) {
-        let text = std::fs::read_to_string(dir.join(&name))
-            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.join(&name).display()));
-        out.extend(
-            text.lines()
-                .filter(|l| {
-                    !l.is_empty()
-                        && !l.starts_with('#')
-                        && !l.starts_with("content ")
-                        && !l.starts_with("ahead-of ")
-                })
-                .map(|l| format!("{name}: {l}")),
-        );
-    }
-    out.sort();
-    out
-}
-
 /// The entry names in `dir`, sorted.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

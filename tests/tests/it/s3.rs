@@ -793,7 +793,7 @@ fn s3_archive_refuses_segment_of_another_database_system() {
         "something was written for the foreign segment"
     );
     assert_eq!(
-        pitr_tests::archive_locations_recorded(&work.path().join("state-1")),
+        crate::archive::archive_states_naming_a_destination(&work.path().join("state-1")),
         Vec::<String>::new(),
         "the refused call recorded a destination as holding a file"
     );

@@ -131,21 +131,9 @@ fn contenders(
     }
     if let Some((garage, front)) = garage {
         let config = garage.pitr_config(&set.dest("remote-garage"));
-        for ahead in [None, Some(0)] {
-            let k = ahead.unwrap_or(8);
-            let state = set.dest(&format!("remote-state-s3-{k}"));
-            let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-            v.push(Contender::new(
-                garage_name("S3", ahead),
-                format!(
-                    "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/bench-{k}-{{round}}{tail} %p",
-                    config.display(),
-                    state.display(),
-                    garage.bucket()
-                ),
-                vec![state],
-            ));
-        }
+        v.extend(pitr_garage_contenders(
+            ctx, set, garage, &config, "S3", "bench",
+        ));
         v.extend(https_contenders(ctx, set, garage, front));
     }
     v.push(tls_repo_contender(set, tls_repo));
@@ -199,25 +187,9 @@ fn https_contenders(
     garage: &GarageCluster,
     front: &TlsFront,
 ) -> Vec<Contender> {
-    let bin = ctx.bin("pitr-archive").display().to_string();
     let dir = set.dest("remote-https");
     let config = super::pitr_https_config(&dir, garage, front);
-    let mut v = Vec::new();
-    for ahead in [None, Some(0)] {
-        let k = ahead.unwrap_or(8);
-        let state = set.dest(&format!("remote-state-https-{k}"));
-        let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
-        v.push(Contender::new(
-            garage_name("https", ahead),
-            format!(
-                "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/https-{k}-{{round}}{tail} %p",
-                config.display(),
-                state.display(),
-                garage.bucket()
-            ),
-            vec![state],
-        ));
-    }
+    let mut v = pitr_garage_contenders(ctx, set, garage, &config, "https", "https");
     let br = set.pgbackrest_dir();
     let conf = dir.join("pgbackrest-s3.conf");
     pg_user().write_file(
@@ -245,6 +217,37 @@ fn https_contenders(
         v.push(c);
     }
     v
+}
+
+/// pitr-archive zstd to Garage over `kind` (see [`garage_name`]) with `config`, archive-ahead on
+/// (the default) and off, each measurement into a fresh prefix `PREFIX-K-ROUND` of the bucket.
+fn pitr_garage_contenders(
+    ctx: &Ctx,
+    set: &WalSet,
+    garage: &GarageCluster,
+    config: &std::path::Path,
+    kind: &str,
+    prefix: &str,
+) -> Vec<Contender> {
+    let bin = ctx.bin("pitr-archive").display().to_string();
+    [None, Some(0)]
+        .into_iter()
+        .map(|ahead| {
+            let k = ahead.unwrap_or(8);
+            let state = set.dest(&format!("remote-state-{}-{k}", kind.to_lowercase()));
+            let tail = ahead.map_or(String::new(), |k| format!(" --archive-ahead {k}"));
+            Contender::new(
+                garage_name(kind, ahead),
+                format!(
+                    "{bin} --config-file {} --state-dir {} --dst-remote zstd=s3://{}/{prefix}-{k}-{{round}}{tail} %p",
+                    config.display(),
+                    state.display(),
+                    garage.bucket()
+                ),
+                vec![state],
+            )
+        })
+        .collect()
 }
 
 /// The name of pitr-archive's contender to Garage over `kind` (`S3`: plain HTTP, `https`: through
