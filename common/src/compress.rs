@@ -11,10 +11,15 @@ use std::io::{self, Read, Write};
 /// Default zstd level: 2, measured on realistic WAL (ARCHITECTURE.md "Default codec levels"):
 /// about a fifth faster than zstd's own default 3 for about 2 % of the WAL's size more.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 2;
-/// Default gzip level: 2, measured the same way (zlib-rs): a quarter faster than 3 for under 2 %
-/// of the WAL's size more; gzip is what limits a remote archive once archive-ahead hides the
-/// round trips.
-pub const DEFAULT_GZIP_LEVEL: u32 = 2;
+/// Default gzip level: 1, measured the same way (libdeflate, which writes every gzip file we
+/// write): two fifths faster than its level 2 for 1.5 % of the WAL's size more, and both faster
+/// and smaller than zlib-rs's level 2, the default before it; gzip is what limits a remote
+/// archive once archive-ahead hides the round trips.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+/// The content of one gzip member of a stream written by [`Codec::encoder`]: libdeflate
+/// compresses whole buffers, so a stream is cut into members of this size (as a segment is cut
+/// into pieces), which `gzip -d` and [`Codec::decoder`] read as one stream.
+pub const GZIP_STREAM_MEMBER: usize = 2 << 20;
 /// The smallest piece [`Codec::compress_parallel`] gives one thread: each piece starts with
 /// an empty history, and below this size that costs ratio (zstd's own minimum job is the same).
 /// A 1 MiB segment is still cut in two, so the tests' small segments go through this path.
@@ -119,36 +124,20 @@ impl Codec {
         }
     }
 
-    /// Compresses all of `input` into `out`.
-    pub fn compress_into<W: Write>(&self, input: &[u8], out: W) -> io::Result<W> {
-        match *self {
-            Codec::None => {
-                let mut out = out;
-                out.write_all(input)?;
-                Ok(out)
-            }
-            Codec::Gzip(level) => {
-                let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
-                enc.write_all(input)?;
-                enc.finish()
-            }
+    /// Compresses `input` into a new buffer.
+    pub fn compress(&self, input: &[u8]) -> io::Result<Vec<u8>> {
+        match self {
+            Codec::None => Ok(input.to_vec()),
+            Codec::Gzip(level) => Deflater::new(*level).member(input),
             Codec::Zstd(level) => {
-                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+                let out = Vec::with_capacity(input.len() / 4 + 4096);
+                let mut enc = zstd::stream::write::Encoder::new(out, *level)?;
                 enc.include_checksum(true)?;
                 enc.set_pledged_src_size(Some(input.len() as u64))?;
                 enc.write_all(input)?;
                 enc.finish()
             }
         }
-    }
-
-    /// Compresses `input` into a new buffer.
-    pub fn compress(&self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let cap = match self {
-            Codec::None => input.len(),
-            _ => input.len() / 4 + 4096,
-        };
-        self.compress_into(input, Vec::with_capacity(cap))
     }
 
     /// Compresses all of `input` into a new buffer using up to `threads` cores, for a file held
@@ -274,15 +263,13 @@ impl Codec {
 
     /// A streaming compressor writing into `out`, for content too large to hold in memory (a
     /// backup archive). zstd uses `threads` worker threads when `threads > 1` (zstd's own
-    /// multithreading: the output is one ordinary zstd frame); gzip is single-threaded. Call
-    /// [`Encoder::finish`] to end the stream.
+    /// multithreading: the output is one ordinary zstd frame); gzip is single-threaded and
+    /// written in members of [`GZIP_STREAM_MEMBER`] bytes of content. Call [`Encoder::finish`]
+    /// to end the stream.
     pub fn encoder<W: Write>(&self, out: W, threads: u32) -> io::Result<Encoder<W>> {
         Ok(match *self {
             Codec::None => Encoder::None(out),
-            Codec::Gzip(level) => Encoder::Gzip(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::new(level),
-            )),
+            Codec::Gzip(level) => Encoder::Gzip(GzipMembers::new(out, level)),
             Codec::Zstd(level) => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 enc.include_checksum(true)?;
@@ -401,11 +388,22 @@ impl Codec {
 struct PieceCompressor {
     codec: Codec,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// gzip's compressor, made at first use.
+    gzip: Option<Deflater>,
 }
 
 impl PieceCompressor {
     fn new(codec: Codec) -> PieceCompressor {
-        PieceCompressor { codec, zstd: None }
+        PieceCompressor {
+            codec,
+            zstd: None,
+            gzip: None,
+        }
+    }
+
+    /// The gzip compressor every piece of this compressor goes through.
+    fn deflater(&mut self, level: u32) -> &mut Deflater {
+        self.gzip.get_or_insert_with(|| Deflater::new(level))
     }
 
     /// The zstd context every piece of this compressor goes through, made at first use.
@@ -421,23 +419,28 @@ impl PieceCompressor {
     }
 
     fn compress(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
-        let Codec::Zstd(level) = self.codec else {
-            return self.codec.compress(piece);
-        };
-        let c = self.zstd_context(level)?;
-        c.compress(piece)
+        match self.codec {
+            Codec::None => self.codec.compress(piece),
+            Codec::Gzip(level) => self.deflater(level).member(piece),
+            Codec::Zstd(level) => self.zstd_context(level)?.compress(piece),
+        }
     }
 
     /// Every piece of `input` cut at `size`, compressed one after another into one buffer:
     /// the bytes [`PieceCompressor::compress`] gives for each piece, joined, without a buffer
     /// per piece nor the copy that joins them.
     fn compress_pieces(&mut self, input: &[u8], size: usize) -> io::Result<Vec<u8>> {
-        let Codec::Zstd(level) = self.codec else {
-            let parts = input
-                .chunks(size)
-                .map(|p| self.codec.compress(p))
-                .collect::<io::Result<Vec<_>>>()?;
-            return Ok(concat(&parts));
+        let level = match self.codec {
+            Codec::None => return Ok(input.to_vec()),
+            Codec::Gzip(level) => {
+                let d = self.deflater(level);
+                let mut out = Vec::with_capacity(input.len() / 2);
+                for piece in input.chunks(size) {
+                    d.member_into(piece, &mut out)?;
+                }
+                return Ok(out);
+            }
+            Codec::Zstd(level) => level,
         };
         let c = self.zstd_context(level)?;
         let bound: usize = input
@@ -472,6 +475,126 @@ impl PieceCompressor {
             }
         }
         Ok(out)
+    }
+}
+
+/// gzip's compressor: libdeflate, which compresses a whole buffer into one gzip member. Chosen
+/// over flate2's backends by measurement on realistic WAL (ARCHITECTURE.md, "Default codec
+/// levels"); flate2 still reads every gzip file.
+struct Deflater {
+    level: u32,
+    compressor: Option<libdeflater::Compressor>,
+    /// Where a member is compressed before it is copied to its output: room for the largest
+    /// member so far, reused, so that an output only grows by what it holds.
+    scratch: Vec<u8>,
+}
+
+impl Deflater {
+    fn new(level: u32) -> Deflater {
+        Deflater {
+            level,
+            compressor: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// `input` as one gzip member, appended to `out`.
+    fn member_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let c = match &mut self.compressor {
+            Some(c) => c,
+            empty => {
+                let level = i32::try_from(self.level)
+                    .ok()
+                    .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("invalid gzip level {}", self.level),
+                        )
+                    })?;
+                empty.insert(libdeflater::Compressor::new(level))
+            }
+        };
+        let bound = c.gzip_compress_bound(input.len());
+        if self.scratch.len() < bound {
+            self.scratch.resize(bound, 0);
+        }
+        let n = c
+            .gzip_compress(input, &mut self.scratch)
+            .map_err(|e| io::Error::other(format!("gzip: {e}")))?;
+        out.extend_from_slice(&self.scratch[..n]);
+        Ok(())
+    }
+
+    /// `input` as one gzip member, in a buffer of its own.
+    fn member(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.member_into(input, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// A gzip stream written as members of [`GZIP_STREAM_MEMBER`] bytes of content each (the last
+/// one shorter; an empty stream is one empty member).
+pub struct GzipMembers<W: Write> {
+    out: W,
+    deflater: Deflater,
+    /// Content not yet compressed, less than a member.
+    pending: Vec<u8>,
+    /// The member being written out.
+    member: Vec<u8>,
+    /// Whether a member was written.
+    wrote: bool,
+}
+
+impl<W: Write> GzipMembers<W> {
+    fn new(out: W, level: u32) -> GzipMembers<W> {
+        GzipMembers {
+            out,
+            deflater: Deflater::new(level),
+            pending: Vec::new(),
+            member: Vec::new(),
+            wrote: false,
+        }
+    }
+
+    /// Compresses what is pending as one member and writes it out.
+    fn write_member(&mut self) -> io::Result<()> {
+        self.member.clear();
+        self.deflater.member_into(&self.pending, &mut self.member)?;
+        self.out.write_all(&self.member)?;
+        self.pending.clear();
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        if !self.pending.is_empty() || !self.wrote {
+            self.write_member()?;
+        }
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for GzipMembers<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(GZIP_STREAM_MEMBER);
+        }
+        let n = buf.len().min(GZIP_STREAM_MEMBER - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == GZIP_STREAM_MEMBER {
+            self.write_member()?;
+        }
+        Ok(n)
+    }
+
+    /// Writes what is pending as a member of its own, then flushes the output.
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.write_member()?;
+        }
+        self.out.flush()
     }
 }
 
@@ -605,8 +728,8 @@ impl fmt::Display for Codec {
 pub enum Encoder<W: Write> {
     /// No compression.
     None(W),
-    /// gzip.
-    Gzip(flate2::write::GzEncoder<W>),
+    /// gzip, in members.
+    Gzip(GzipMembers<W>),
     /// zstd.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
@@ -635,7 +758,7 @@ impl<W: Write> Encoder<W> {
     pub fn get_mut(&mut self) -> &mut W {
         match self {
             Encoder::None(w) => w,
-            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Gzip(e) => &mut e.out,
             Encoder::Zstd(e) => e.get_mut(),
         }
     }
@@ -710,8 +833,8 @@ mod tests {
     #[test]
     fn parses_names_and_levels() {
         assert_eq!(Codec::parse("none").unwrap(), Codec::None);
-        assert_eq!(Codec::parse("gzip").unwrap(), Codec::Gzip(2));
-        assert_eq!(Codec::parse("gzip:1").unwrap(), Codec::Gzip(1));
+        assert_eq!(Codec::parse("gzip").unwrap(), Codec::Gzip(1));
+        assert_eq!(Codec::parse("gzip:3").unwrap(), Codec::Gzip(3));
         assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(2));
         assert_eq!(Codec::parse("zstd:19").unwrap(), Codec::Zstd(19));
         assert_eq!(
@@ -848,6 +971,48 @@ mod tests {
                 "{c} x{threads}"
             );
         }
+    }
+
+    /// A gzip stream is whole members of [`GZIP_STREAM_MEMBER`] bytes of content, the last one
+    /// shorter, whatever the sizes of the writes; a flush ends a member early; an empty stream is
+    /// one empty member. Each member is read alone by a single-member decoder.
+    #[test]
+    fn a_gzip_stream_is_members_of_the_stated_size() {
+        let members = |z: &[u8]| -> Vec<usize> {
+            let mut sizes = Vec::new();
+            let mut rest = z;
+            while !rest.is_empty() {
+                let mut d = flate2::bufread::GzDecoder::new(rest);
+                let mut out = Vec::new();
+                d.read_to_end(&mut out).unwrap();
+                sizes.push(out.len());
+                rest = d.into_inner();
+            }
+            sizes
+        };
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut enc = Codec::Gzip(1).encoder(Vec::new(), 1).unwrap();
+        for chunk in data.chunks(333_333) {
+            enc.write_all(chunk).unwrap();
+        }
+        let z = enc.finish().unwrap();
+        let m = GZIP_STREAM_MEMBER;
+        assert_eq!(members(&z), [m, m, data.len() - 2 * m]);
+        assert_eq!(Codec::Gzip(1).decompress(&z, 0).unwrap(), data);
+
+        let mut enc = Codec::Gzip(6).encoder(Vec::new(), 1).unwrap();
+        enc.write_all(&data[..1000]).unwrap();
+        enc.flush().unwrap();
+        enc.write_all(&data[1000..1500]).unwrap();
+        let z = enc.finish().unwrap();
+        assert_eq!(members(&z), [1000, 500]);
+
+        let z = Codec::Gzip(1)
+            .encoder(Vec::new(), 1)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(members(&z), [0]);
     }
 
     #[test]

@@ -409,7 +409,13 @@ mod tests {
         let l = Location::parse(Opt::Source, "/srv/a=b").unwrap();
         assert_eq!(l, Location::dir(Codec::None, "/srv/a=b"));
         let l = Location::parse(Opt::Archive, "gzip=relative/dir").unwrap();
-        assert_eq!(l, Location::dir(Codec::Gzip(2), "relative/dir"));
+        assert_eq!(
+            l,
+            Location::dir(
+                Codec::Gzip(crate::compress::DEFAULT_GZIP_LEVEL),
+                "relative/dir"
+            )
+        );
         assert_eq!(
             Location::parse(Opt::DstLocal, "/").unwrap().as_dir(),
             Some(Path::new("/"))
@@ -462,7 +468,7 @@ mod tests {
             "standby1:/var/lib/wal",
         ] {
             let l = Location::parse(Opt::DstRemote, &format!("gzip={t}")).unwrap();
-            assert_eq!(l.codec, Codec::Gzip(2));
+            assert_eq!(l.codec, Codec::Gzip(crate::compress::DEFAULT_GZIP_LEVEL));
             assert_eq!(
                 l.target,
                 Target::Rsync(RsyncTarget(t.trim_end_matches('/').into()))
@@ -535,7 +541,7 @@ mod tests {
             keys,
             [
                 "local none /a",
-                "local gzip:2 /a",
+                "local gzip:1 /a",
                 "remote none h::m",
                 "pipe none /bin/cat"
             ]

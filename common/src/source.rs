@@ -523,7 +523,7 @@ mod tests {
         .unwrap();
         let src = [Location::dir(Codec::Zstd(3), d.path())];
         let f = find(&src, &name).unwrap().unwrap();
-        assert_eq!(f.codec, Codec::Gzip(2));
+        assert_eq!(f.codec, Codec::Gzip(crate::compress::DEFAULT_GZIP_LEVEL));
         assert_eq!(read_verified(&f, &name, sysid).unwrap(), data);
         let err = read_verified(&f, &name, sysid + 1).unwrap_err();
         assert_eq!(

@@ -435,7 +435,10 @@ mod tests {
         );
         assert_eq!(
             Store::parse("--backup-dir", "gzip=postgres@db2:/var/wal").unwrap(),
-            (rsync_store("postgres@db2:/var/wal"), Codec::Gzip(2))
+            (
+                rsync_store("postgres@db2:/var/wal"),
+                Codec::Gzip(pitr_common::compress::DEFAULT_GZIP_LEVEL)
+            )
         );
         assert_eq!(
             Store::parse("--archive", "lz5=/x").unwrap_err(),

@@ -138,7 +138,7 @@ fn unpack(archive: &Path, into: &Path) {
     let reader: Box<dyn Read> = if name.ends_with(".zst") {
         Box::new(zstd::stream::read::Decoder::new(file).unwrap())
     } else if name.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
