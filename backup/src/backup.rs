@@ -40,7 +40,26 @@ struct TempDirGuard {
 
 impl Drop for TempDirGuard {
     fn drop(&mut self) {
-        if let Err(e) = remove_dir(&self.path) {
+        // A directory still in the making (under its temporary name) is seen by nobody else.
+        let in_making = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| tempname::parse(n).is_some());
+        let removed = if in_making {
+            std::fs::remove_dir_all(&self.path)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| fs::IoError::new("removing", &self.path, e).into())
+        } else {
+            remove_dir(&self.path)
+        };
+        if let Err(e) = removed {
             log_warning!("cannot remove {} {}: {e:#}", self.what, self.path.display());
         }
     }
@@ -101,9 +120,78 @@ fn scratch_dir(cfg: &Config) -> anyhow::Result<ScratchDir> {
     })
 }
 
-/// Creates the `--xlogs` directory; a leftover of ours (marker inside) is removed first, which
-/// is safe because we hold the lock, so no other backup of this cluster runs.
+/// The process that left `entry` (a name in the directory of `path`) while it created or
+/// removed `path`: `.NAME.pitr-tmp.PID` (the `--xlogs` directory in the making, or the
+/// trigger's temporary file) or `.NAME.removing.PID` (see [`remove_dir`]).
+fn leftover_writer(entry: &str, path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    if let Some(t) = tempname::parse(entry) {
+        return (t.base == name).then_some(t.pid);
+    }
+    entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix(".removing.")?
+        .parse()
+        .ok()
+}
+
+/// Removes what a pitr-backup killed while it created or removed `path` left beside it (see
+/// [`leftover_writer`]), once that process is gone. Safe without the hour that pitr-cleanup
+/// gives other temporary files: we hold the cluster's backup lock, and these names belong to
+/// `path`, which only a backup of this cluster uses.
+fn sweep_beside(path: &Path, what: &str) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let entries = match std::fs::read_dir(parent) {
+        Ok(e) => e,
+        // The creation that follows reports a missing or unreadable directory.
+        Err(_) => return Ok(()),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| fs::IoError::new("listing", parent, e))?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| leftover_writer(n, path)) else {
+            continue;
+        };
+        if signal::process_alive(pid) {
+            continue;
+        }
+        let left = parent.join(&name);
+        log_warning!(
+            "removing {} left behind by an interrupted pitr-backup (process {pid}) beside {what} {}",
+            left.display(),
+            path.display()
+        );
+        let removed = match std::fs::symlink_metadata(&left) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&left),
+            Ok(_) => std::fs::remove_file(&left),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fs::IoError::new("removing", &left, e).into()),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the `--xlogs` directory with its marker in one step: the directory is made under
+/// the hidden name `.NAME.pitr-tmp.PID` beside it, the marker written into it durably, and only
+/// then is it renamed to `dir`. So a directory under the name `dir` always carries the marker,
+/// whenever a `kill -9` strikes; what a kill before the rename leaves is swept by the next run
+/// ([`sweep_beside`]). A leftover of ours (marker inside) is removed first, which is safe
+/// because we hold the lock, so no other backup of this cluster runs.
 fn create_xlogs(dir: &Path) -> anyhow::Result<TempDirGuard> {
+    sweep_beside(dir, "--xlogs")?;
+    let taken = || -> anyhow::Error {
+        Failure::new(format!("--xlogs {} already exists", dir.display()))
+            .hint("pitr-backup creates it for the duration of a backup and removes it after; it must not exist beforehand (remove it if no backup runs)")
+            .into()
+    };
     if std::fs::symlink_metadata(dir).is_ok() {
         if dir.join(XLOGS_MARKER).is_file() {
             log_warning!(
@@ -112,24 +200,46 @@ fn create_xlogs(dir: &Path) -> anyhow::Result<TempDirGuard> {
             );
             remove_dir(dir)?;
         } else {
-            return Err(Failure::new(format!("--xlogs {} already exists", dir.display()))
-                .hint("pitr-backup creates it for the duration of a backup and removes it after; it must not exist beforehand (remove it if no backup runs)")
-                .into());
+            return Err(taken());
         }
     }
-    std::fs::create_dir(dir).map_err(|e| fs::IoError::new("creating", dir, e))?;
-    let guard = TempDirGuard {
-        path: dir.to_path_buf(),
-        what: "--xlogs directory",
+    let staging = tempname::for_path(dir);
+    std::fs::create_dir(&staging).map_err(|e| fs::IoError::new("creating", &staging, e))?;
+    let mut guard = TempDirGuard {
+        path: staging.clone(),
+        what: "--xlogs directory in the making",
     };
-    let marker = dir.join(XLOGS_MARKER);
-    std::fs::write(&marker, format!("{}\n", std::process::id()))
-        .map_err(|e| fs::IoError::new("writing", &marker, e))?;
+    let marker = staging.join(XLOGS_MARKER);
+    let text = format!("{}\n", std::process::id());
+    fs::write_durable(&marker, fs::Replace::Allow, None, |f| {
+        Ok(fs::write_all(f, &marker, text.as_bytes())?)
+    })
+    .context("writing the marker of the --xlogs directory")?;
+    // rename(2) replaces an empty directory that appeared meanwhile (nothing is lost) and
+    // fails on one with content.
+    match std::fs::rename(&staging, dir) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+            ) =>
+        {
+            return Err(taken())
+        }
+        Err(e) => return Err(fs::IoError::new("renaming", &staging, e).into()),
+    }
+    guard.path = dir.to_path_buf();
+    guard.what = "--xlogs directory";
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::fsync_dir(parent)?;
+    }
     Ok(guard)
 }
 
 /// Creates the removal pause trigger; a leftover of ours is taken over (we hold the lock).
 fn create_trigger(path: &Path) -> anyhow::Result<FileGuard> {
+    sweep_beside(path, "removal pause trigger")?;
     match std::fs::read(path) {
         Ok(content) if content.starts_with(TRIGGER_PREFIX.as_bytes()) => {
             log_warning!(
@@ -590,4 +700,32 @@ fn peak_memory() -> Option<u64> {
         .parse::<u64>()
         .ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_writer_knows_only_the_names_made_beside_the_path() {
+        let xlogs = Path::new("/srv/backup/xlogs");
+        assert_eq!(leftover_writer(".xlogs.pitr-tmp.123", xlogs), Some(123));
+        assert_eq!(leftover_writer(".xlogs.removing.45", xlogs), Some(45));
+        for other in [
+            "xlogs",
+            ".xlogs",
+            ".xlogs2.pitr-tmp.1",
+            ".xlogsfoo.removing.1",
+            ".xlogs.removing.x",
+            ".xlogs.removing.",
+            ".other.pitr-tmp.7",
+            "..xlogs.pitr-tmp.1",
+        ] {
+            assert_eq!(leftover_writer(other, xlogs), None, "{other}");
+        }
+        assert_eq!(
+            leftover_writer(".pause.pitr-tmp.9", Path::new("pause")),
+            Some(9)
+        );
+    }
 }

@@ -736,6 +736,77 @@ fn backup_killed_by_sigkill_next_run_recovers() {
     sha256sum_check(&p.backups);
 }
 
+/// Found by `cargo xtask faults` (backup-kill, in CI: "killed with SIGKILL (to the group) after
+/// 6 ms ... the next backup failed with exit 2: --xlogs ... already exists"): pitr-backup made
+/// `--xlogs` and then wrote its marker into it, so a kill between the two left a directory the
+/// next run could not tell from someone else's. It is now made under `.NAME.pitr-tmp.PID`
+/// with its marker and renamed into place. Here the leftovers of killed runs at each step
+/// (the directory in the making, one being removed, the trigger's temporary file) lie beside
+/// `--xlogs` and the trigger: the next backup removes those of dead processes, keeps one of a
+/// live process, and succeeds.
+#[test]
+fn faults_backup_killed_while_making_xlogs_is_swept_by_the_next_run() {
+    let p = Primary::new("bk-kill-mkdir");
+    let trigger = p.work.path().join("pause");
+    let dead = {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait for true");
+        pid
+    };
+    let making = p.work.path().join(format!(".xlogs.pitr-tmp.{dead}"));
+    pg_user().create_dir(&making, 0o700);
+    pg_user().write_file(
+        &making.join(".pitr-backup-xlogs"),
+        format!("{dead}\n").as_bytes(),
+    );
+    let removing = p.work.path().join(format!(".xlogs.removing.{dead}"));
+    pg_user().create_dir(&removing, 0o700);
+    pg_user().write_file(&removing.join("000000010000000000000001"), b"wal");
+    let trigger_tmp = p.work.path().join(format!(".pause.pitr-tmp.{dead}"));
+    pg_user().write_file(&trigger_tmp, b"pitr-backup 1");
+    // A live process's directory in the making is not touched.
+    let live = p
+        .work
+        .path()
+        .join(format!(".xlogs.pitr-tmp.{}", std::process::id()));
+    pg_user().create_dir(&live, 0o700);
+
+    let r = p
+        .backup()
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--xlogs")
+        .arg(&p.xlogs)
+        .arg("--removal-pause-trigger")
+        .arg(&trigger)
+        .succeeds();
+    for left in [&making, &removing, &trigger_tmp] {
+        r.stderr_contains(&format!(
+            "removing {} left behind by an interrupted pitr-backup (process {dead})",
+            left.display()
+        ));
+        assert!(!left.exists(), "{} left behind", left.display());
+    }
+    assert!(live.is_dir(), "a live process's directory was removed");
+    assert!(!p.xlogs.exists(), "--xlogs left behind");
+    assert!(!trigger.exists(), "pause trigger left behind");
+    let hidden: Vec<String> = pitr_tests::dir_names(p.work.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".xlogs") || n.starts_with(".pause"))
+        .collect();
+    assert_eq!(
+        hidden,
+        vec![format!(".xlogs.pitr-tmp.{}", std::process::id())]
+    );
+    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(visible.len(), 4, "{visible:?}");
+    sha256sum_check(&p.backups);
+}
+
 #[test]
 fn second_backup_of_one_cluster_is_busy() {
     let p = Primary::new("bk-lock");

@@ -13,8 +13,8 @@
 //! `--xlogs` left, exit non-zero). After SIGKILL only hidden temp files, `--xlogs` and the
 //! trigger may remain (ARCHITECTURE), and the next backup and pitr-cleanup must remove them.
 //! Counted as left behind: set files under final names without a meta file, hidden files,
-//! `--xlogs`, the trigger and scratch files that are still there after the next backup and a
-//! pitr-cleanup retention run that keeps every valid set.
+//! `--xlogs`, the trigger, hidden names beside either of them and scratch files that are still
+//! there after the next backup and a pitr-cleanup retention run that keeps every valid set.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -72,6 +72,24 @@ impl Env {
             .args(["--keep-days", "3650", "--keep-count", "1000"])
     }
 
+    /// The hidden names beside `--xlogs` and the trigger (`.xlogs.…`, `.pause.trigger.…`): the
+    /// directory in the making, one being removed, the trigger's temporary file.
+    fn beside(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for path in [&self.xlogs, &self.trigger] {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let prefix = format!(".{}.", name.to_string_lossy());
+            for n in runner::names(parent) {
+                if n.starts_with(&prefix) {
+                    v.push(parent.join(n));
+                }
+            }
+        }
+        v
+    }
+
     /// What a killed backup may have left: (set files without a meta file, hidden files,
     /// whether --xlogs, the trigger exist, scratch entries).
     fn leftovers(&self) -> Vec<String> {
@@ -92,6 +110,9 @@ impl Env {
         }
         if self.trigger.exists() {
             v.push(format!("trigger {}", self.trigger.display()));
+        }
+        for n in self.beside() {
+            v.push(format!("beside {}", n.display()));
         }
         for n in runner::names(&self.temp) {
             v.push(format!("--temp-dir entry {n}"));
@@ -347,6 +368,9 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             }
         }
         let _ = fs::remove_dir_all(&env.xlogs);
+        for p in env.beside() {
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
         let _ = fs::remove_file(&env.trigger);
         for n in runner::names(&env.temp) {
             let p = env.temp.join(n);
