@@ -97,6 +97,9 @@ fn omnipitr(ctx: &Ctx) -> Option<PathBuf> {
     dir.join("bin/omnipitr-archive").is_file().then_some(dir)
 }
 
+/// pitr-archive zstd to one of the two rsync daemons.
+const ONE_RSYNC: &str = "pitr-archive zstd rsync ×1, ahead 8 (default)";
+
 fn contenders(
     ctx: &Ctx,
     set: &WalSet,
@@ -129,6 +132,21 @@ fn contenders(
             );
         }
     }
+    // One rsync destination: as many remote copies as pgBackRest's one repository, and on
+    // this one machine one daemon's writes instead of two on the cores pitr-archive uses.
+    let state = set.dest("remote-state-z8-one");
+    v.push(
+        Contender::new(
+            ONE_RSYNC.into(),
+            format!(
+                "{bin} --state-dir {} --dst-remote zstd={} %p",
+                state.display(),
+                daemons[0].url()
+            ),
+            vec![dirs[0].clone(), state],
+        )
+        .storing_in(dirs[0].display()),
+    );
     if let Some((garage, front)) = garage {
         let config = garage.pitr_config(&set.dest("remote-garage"));
         v.extend(pitr_garage_contenders(
@@ -511,6 +529,11 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             "pitr-archive zstd rsync ×2 ahead 8 / pgbackrest async zst 2 proc to its TLS repo server",
             by_name("pitr-archive zstd rsync ×2, ahead 8 (default)") / by_name(TLS_REPO_ASYNC),
             Some(1.5),
+        ),
+        Ratio::new(
+            "pitr-archive zstd rsync ×1 ahead 8 / pgbackrest async zst 2 proc to its TLS repo server (one remote copy each)",
+            by_name(ONE_RSYNC) / by_name(TLS_REPO_ASYNC),
+            None,
         ),
         Ratio::new(
             "pitr-archive gzip rsync ×2 ahead 8 / omnipitr-archive (runbook)",
