@@ -79,6 +79,25 @@ impl Primary {
     pub(crate) fn backup(&self) -> Tool {
         pitr_tests::backup_tool(&self.cluster)
     }
+
+    /// A backup into `backups` (zstd) with `--xlogs` and the removal pause trigger `trigger`.
+    fn backup_with_xlogs(&self, trigger: &Path) -> Tool {
+        self.backup()
+            .arg("--dst-local")
+            .arg(format!("zstd={}", self.backups.display()))
+            .arg("--xlogs")
+            .arg(&self.xlogs)
+            .arg("--removal-pause-trigger")
+            .arg(trigger)
+    }
+}
+
+/// The names in `dir` that are not hidden.
+fn visible_names(dir: &Path) -> Vec<String> {
+    pitr_tests::dir_names(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
 }
 
 /// The `Key: value` lines of the one meta file in `dir`.
@@ -716,22 +735,11 @@ fn backup_killed_by_sigkill_next_run_recovers() {
         p.xlogs.exists(),
         "kill -9 leaves --xlogs: the next run must cope"
     );
-    let next = p
-        .backup()
-        .arg("--dst-local")
-        .arg(format!("zstd={}", p.backups.display()))
-        .arg("--xlogs")
-        .arg(&p.xlogs)
-        .arg("--removal-pause-trigger")
-        .arg(&trigger)
-        .succeeds();
+    let next = p.backup_with_xlogs(&trigger).succeeds();
     next.stderr_contains("left behind by an interrupted pitr-backup");
     assert!(!p.xlogs.exists());
     assert!(!trigger.exists());
-    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible = visible_names(&p.backups);
     assert_eq!(visible.len(), 4, "{visible:?}");
     sha256sum_check(&p.backups);
 }
@@ -772,15 +780,7 @@ fn faults_backup_killed_while_making_xlogs_is_swept_by_the_next_run() {
         .join(format!(".xlogs.pitr-tmp.{}", std::process::id()));
     pg_user().create_dir(&live, 0o700);
 
-    let r = p
-        .backup()
-        .arg("--dst-local")
-        .arg(format!("zstd={}", p.backups.display()))
-        .arg("--xlogs")
-        .arg(&p.xlogs)
-        .arg("--removal-pause-trigger")
-        .arg(&trigger)
-        .succeeds();
+    let r = p.backup_with_xlogs(&trigger).succeeds();
     for left in [&making, &removing, &trigger_tmp] {
         r.stderr_contains(&format!(
             "removing {} left behind by an interrupted pitr-backup (process {dead})",
@@ -799,10 +799,7 @@ fn faults_backup_killed_while_making_xlogs_is_swept_by_the_next_run() {
         hidden,
         vec![format!(".xlogs.pitr-tmp.{}", std::process::id())]
     );
-    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible = visible_names(&p.backups);
     assert_eq!(visible.len(), 4, "{visible:?}");
     sha256sum_check(&p.backups);
 }
@@ -1072,10 +1069,7 @@ fn r12_3_backup_killed_while_waiting_for_wal_leaves_no_final_names() {
         .arg("--xlogs")
         .arg(&p.xlogs)
         .succeeds();
-    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible = visible_names(&p.backups);
     assert_eq!(visible.len(), 4, "{visible:?}");
     assert_eq!(hidden_leftovers(&p.backups), Vec::<String>::new());
     sha256sum_check(&p.backups);
@@ -1133,10 +1127,7 @@ fn r12_4_cleanup_killed_mid_set_is_finished_by_the_next_run() {
 
     let next = retention().succeeds();
     next.stderr_contains("the interrupted removing of backup set");
-    let visible: Vec<String> = pitr_tests::dir_names(&p.backups)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible = visible_names(&p.backups);
     assert_eq!(visible.len(), 4, "{visible:?}");
     let mut metas: Vec<&String> = sets.iter().filter(|n| n.contains("-meta-")).collect();
     metas.sort();
