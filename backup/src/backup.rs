@@ -40,28 +40,24 @@ struct TempDirGuard {
 
 impl Drop for TempDirGuard {
     fn drop(&mut self) {
-        // A directory still in the making (under its temporary name) is seen by nobody else.
-        let in_making = self
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| tempname::parse(n).is_some());
-        let removed = if in_making {
-            std::fs::remove_dir_all(&self.path)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| fs::IoError::new("removing", &self.path, e).into())
-        } else {
-            remove_dir(&self.path)
-        };
-        if let Err(e) = removed {
+        if let Err(e) = remove_dir(&self.path) {
             log_warning!("cannot remove {} {}: {e:#}", self.what, self.path.display());
         }
+    }
+}
+
+/// Removes `path`, a directory with everything in it or a file; one already gone is no error.
+fn remove_entry(path: &Path) -> Result<(), fs::IoError> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(fs::IoError::new("removing", path, e))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -165,16 +161,7 @@ fn sweep_beside(path: &Path, what: &str) -> anyhow::Result<()> {
             left.display(),
             path.display()
         );
-        let removed = match std::fs::symlink_metadata(&left) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&left),
-            Ok(_) => std::fs::remove_file(&left),
-            Err(e) => Err(e),
-        };
-        match removed {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fs::IoError::new("removing", &left, e).into()),
-        }
+        remove_entry(&left)?;
     }
     Ok(())
 }
@@ -205,36 +192,51 @@ fn create_xlogs(dir: &Path) -> anyhow::Result<TempDirGuard> {
     }
     let staging = tempname::for_path(dir);
     std::fs::create_dir(&staging).map_err(|e| fs::IoError::new("creating", &staging, e))?;
-    let mut guard = TempDirGuard {
-        path: staging.clone(),
-        what: "--xlogs directory in the making",
+    // Until the rename nobody else sees the directory: an error removes it here, a kill leaves
+    // it for the next run's sweep.
+    let failure = match mark_and_rename(&staging, dir) {
+        Ok(true) => None,
+        Ok(false) => Some(taken()),
+        Err(e) => Some(e),
     };
+    if let Some(e) = failure {
+        if let Err(r) = remove_entry(&staging) {
+            log_warning!("cannot remove {}: {r}", staging.display());
+        }
+        return Err(e);
+    }
+    let guard = TempDirGuard {
+        path: dir.to_path_buf(),
+        what: "--xlogs directory",
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::fsync_dir(parent)?;
+    }
+    Ok(guard)
+}
+
+/// Writes the marker into the `--xlogs` directory in the making `staging` durably and renames
+/// it to `dir`; false if `dir` appeared meanwhile with content (rename(2) replaces an empty
+/// directory: nothing is lost).
+fn mark_and_rename(staging: &Path, dir: &Path) -> anyhow::Result<bool> {
     let marker = staging.join(XLOGS_MARKER);
     let text = format!("{}\n", std::process::id());
     fs::write_durable(&marker, fs::Replace::Allow, None, |f| {
         Ok(fs::write_all(f, &marker, text.as_bytes())?)
     })
     .context("writing the marker of the --xlogs directory")?;
-    // rename(2) replaces an empty directory that appeared meanwhile (nothing is lost) and
-    // fails on one with content.
-    match std::fs::rename(&staging, dir) {
-        Ok(()) => {}
+    match std::fs::rename(staging, dir) {
+        Ok(()) => Ok(true),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
             ) =>
         {
-            return Err(taken())
+            Ok(false)
         }
-        Err(e) => return Err(fs::IoError::new("renaming", &staging, e).into()),
+        Err(e) => Err(fs::IoError::new("renaming", staging, e).into()),
     }
-    guard.path = dir.to_path_buf();
-    guard.what = "--xlogs directory";
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::fsync_dir(parent)?;
-    }
-    Ok(guard)
 }
 
 /// Creates the removal pause trigger; a leftover of ours is taken over (we hold the lock).
