@@ -169,7 +169,9 @@ impl WalSet {
     /// waits, the set stays `.ready`), then sets `archive_command` and times PostgreSQL's
     /// archiver draining the whole set, from the reload signal to the last segment's `.done`
     /// (the server's start-up is nobody's archiving cost); stops the server and returns the
-    /// seconds and the rate in MiB/s of WAL.
+    /// seconds and the rate in MiB/s of WAL. The clock starts once the memory freed before it
+    /// has been handed back to the host ([`super::settle_memory`]), so that no drain writes
+    /// into pages another contender's removed copies left warm.
     ///
     /// An earlier version started the server with the command set and started the clock at the
     /// first segment's `.done`, counting the set less one segment: a first call that delivered
@@ -201,6 +203,7 @@ impl WalSet {
         if !self.all_ready() {
             anyhow::bail!("{name}: the set is not all .ready before the drain");
         }
+        super::settle_memory(Duration::from_secs(120));
         let perf = match perf_out {
             Some(out) => Some(Perf::start(out)?),
             None => None,

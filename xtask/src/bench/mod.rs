@@ -286,6 +286,52 @@ pub fn empty_dir(dir: &Path, keep: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Where this machine's kernel counts the free memory it has handed back to its host
+/// (page reporting): present on a VM whose host takes freed guest memory back.
+const REPORTED_KIB: &str = "/sys/module/page_reporting/parameters/reported_kib";
+
+/// How long the count of memory handed back must stand still before a measurement starts: the
+/// kernel reports in passes about 2 s apart, so two missed passes.
+const SETTLED_FOR: Duration = Duration::from_secs(5);
+
+/// Waits until the memory freed before a measurement has been handed back to the host, so that
+/// every measurement starts from the same state of memory. On a VM with page reporting a page
+/// freed a few seconds earlier is still backed and cheap to fill, one handed back costs about
+/// ten times more (a 700 MB `dd` into the page cache: 0.2 s of system time on memory freed just
+/// before, 1.3-2.4 s on memory freed 30 s before). Without this a contender that runs right
+/// after another's copies were removed writes into the freed pages while one after a
+/// contender that keeps its copies pays for new ones: the order of contenders would decide
+/// part of a ratio. Returns at once where the kernel has no such count; gives up, with a line
+/// saying so, after `limit`.
+pub fn settle_memory(limit: Duration) -> Duration {
+    let read = || {
+        std::fs::read_to_string(REPORTED_KIB)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let start = Instant::now();
+    let Some(mut last) = read() else {
+        return Duration::ZERO;
+    };
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < SETTLED_FOR {
+        if start.elapsed() > limit {
+            println!(
+                "xtask: bench: freed memory still being handed back to the host after {} s; measuring anyway",
+                limit.as_secs()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        let now = read().unwrap_or(last);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+    start.elapsed()
+}
+
 /// What one timed run of a program cost.
 pub struct Timed {
     pub secs: f64,
