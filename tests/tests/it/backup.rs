@@ -437,17 +437,28 @@ pub(crate) fn back_up_hot_standby(p: &Primary, name: &str, wal: &[OsString]) -> 
     let mut load = pitr_tests::pgbench_load(&p.cluster, 4);
     let done = Arc::new(AtomicBool::new(false));
     let saw_trigger = Arc::new(AtomicBool::new(false));
-    let switcher = {
+    // The trigger lives while the backup copies and waits for WAL; it is watched on its own,
+    // a read every millisecond, so that no psql round trip hides a short-lived one.
+    let watcher = {
         let done = Arc::clone(&done);
         let saw = Arc::clone(&saw_trigger);
         let trigger = trigger.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if std::fs::read(&trigger).is_ok_and(|t| t.starts_with(b"pitr-backup ")) {
+                    saw.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let switcher = {
+        let done = Arc::clone(&done);
         let sock = p.cluster.socket_dir().to_path_buf();
         let port = p.cluster.port();
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                if trigger.exists() {
-                    saw.store(true, Ordering::SeqCst);
-                }
                 let _ = pg_user()
                     .command(pg_program("psql"))
                     .arg("-h")
@@ -469,6 +480,7 @@ pub(crate) fn back_up_hot_standby(p: &Primary, name: &str, wal: &[OsString]) -> 
         .run();
     done.store(true, Ordering::SeqCst);
     switcher.join().unwrap();
+    watcher.join().unwrap();
     pitr_tests::procs::wait_within(
         &mut load,
         pitr_tests::procs::EXTERNAL_TIMEOUT,
