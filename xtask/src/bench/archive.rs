@@ -408,7 +408,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     let mut sizes: Vec<u64> = vec![0; contenders.len()];
     for round in 0..ctx.rounds {
-        for (i, c) in contenders.iter().enumerate() {
+        for i in super::round_order(contenders.len(), round) {
+            let c = &contenders[i];
             c.empty()?;
             set.reset_status()?;
             let (secs, rate) = set.drain(c.name, &c.command, Duration::from_secs(900))?;

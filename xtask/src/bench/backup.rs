@@ -615,7 +615,8 @@ fn throughput(ctx: &Ctx, tmp: &PgTempDir) -> Result<(Vec<Contender>, Vec<Figures
     let mut figures = vec![Figures::default(); contenders.len()];
     // The S3 contenders' output is in the store: no size is counted for them.
     for round in 0..ctx.rounds {
-        for (c, f) in contenders.iter().zip(figures.iter_mut()) {
+        for i in super::round_order(contenders.len(), round) {
+            let (c, f) = (&contenders[i], &mut figures[i]);
             // No WAL may still be on its way into a directory emptied here.
             wait_archiver_idle(cluster.data_dir())?;
             empty_dir(&c.dest, &[])?;

@@ -564,3 +564,24 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// The order of the contenders in round `round` (from 0): the list turned by one place each
+/// round, so that over as many rounds as contenders each one runs once in every position. The
+/// machine drifts within a run (a contender's rate moved by a third from the first round to the
+/// last in one run of 2026-12-06), and a fixed order gave the later places the faster machine.
+pub fn round_order(n: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (k + round) % n.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_contender_takes_each_place_once_in_as_many_rounds() {
+        let orders: Vec<Vec<usize>> = (0..3).map(|r| round_order(3, r).collect()).collect();
+        assert_eq!(orders, [[0, 1, 2], [1, 2, 0], [2, 0, 1]]);
+        assert_eq!(round_order(1, 5).collect::<Vec<_>>(), [0]);
+        assert_eq!(round_order(0, 2).count(), 0);
+    }
+}

@@ -391,7 +391,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mut stored: Vec<Option<u64>> = vec![None; contenders.len()];
     let mut run_no = 0;
     for round in 0..ctx.rounds {
-        for (i, c) in contenders.iter().enumerate() {
+        for i in super::round_order(contenders.len(), round) {
+            let c = &contenders[i];
             run_no += 1;
             c.reset(run_no)?;
             set.reset_status()?;
@@ -633,7 +634,8 @@ fn restore_from_store(
     let mib = super::restore::replayed_mib(set);
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for round in 0..ctx.rounds {
-        for (i, (name, command)) in contenders.iter().enumerate() {
+        for i in super::round_order(contenders.len(), round) {
+            let (name, command) = &contenders[i];
             let s = super::restore::replay_secs(set, name, command)?;
             println!(
                 "xtask: bench: remote restore round {} {name:<50} {:>7.1} MiB/s ({s:.2} s)",

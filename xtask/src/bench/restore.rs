@@ -114,7 +114,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let replayed_mib = replayed_mib(set);
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for round in 0..ctx.rounds {
-        for (i, c) in contenders.iter().enumerate() {
+        for i in super::round_order(contenders.len(), round) {
+            let c = &contenders[i];
             let s = replay_secs(set, c.name, &c.command)?;
             println!(
                 "xtask: bench: restore round {} {:<40} {:>7.1} MiB/s ({s:.2} s)",

@@ -69,7 +69,8 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mib = set.mib();
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for round in 0..ctx.rounds {
-        for (i, c) in contenders.iter_mut().enumerate() {
+        for i in super::round_order(contenders.len(), round) {
+            let c = &mut contenders[i];
             let t = run_timed(&mut c.command)?;
             println!(
                 "xtask: bench: verify round {} {:<34} {:>7.1} MiB/s ({:.2} s)",
