@@ -16,19 +16,107 @@ use std::path::Path;
 use pitr_common::pg;
 use pitr_common::wal::{WalFileName, WalKind};
 
-/// How many segments a call delivers ahead by default, for a remote destination (measured in
-/// the README's "Archive-ahead" table: the gain flattens beyond it, while a call's latency
-/// keeps growing).
-pub const DEFAULT_FILES: usize = 8;
+/// How much one batch delivers: `--archive-ahead N` (segments) or `--archive-ahead SIZE` (bytes
+/// of WAL, with PostgreSQL's units: `128MB`, `1GB`). A size holds a batch's memory and staged
+/// copies to the same bound whatever the cluster's segment size (`initdb --wal-segsize`, 1 MB
+/// to 1 GB), where a count of eight 1 GB segments would hold gigabytes of compressed bytes per
+/// batch, and three batches are in hand at once (one compressed, two on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AheadLimit {
+    /// Up to this many segments; 0 turns archive-ahead off.
+    Segments(usize),
+    /// Up to this many bytes of WAL, and at least one segment; 0 turns archive-ahead off.
+    Bytes(u64),
+}
 
-/// The segments PostgreSQL has marked ready after `asked`, oldest first, at most `limit`: whole
-/// segments of any timeline ordered after it (history, partial and backup files keep calls of
-/// their own, in the order PostgreSQL chooses).
-pub fn next_ready(data_dir: &Path, asked: &WalFileName, limit: usize) -> Vec<WalFileName> {
-    if limit == 0 || asked.kind != WalKind::Segment {
+impl AheadLimit {
+    /// The default with a remote destination: 128 MB of WAL, eight segments of the default
+    /// 16 MB (measured in the README's archive-ahead table, under "pitr-archive": the gain
+    /// flattens beyond it, while a call's latency and the worker's memory keep growing).
+    pub const DEFAULT: AheadLimit = AheadLimit::Bytes(128 << 20);
+
+    /// Archive-ahead off: one file per call.
+    pub const OFF: AheadLimit = AheadLimit::Segments(0);
+
+    /// Whether archive-ahead is off.
+    pub fn is_off(self) -> bool {
+        matches!(self, AheadLimit::Segments(0) | AheadLimit::Bytes(0))
+    }
+
+    /// How many segments of `segment_bytes` each one batch takes (at least one unless off).
+    pub fn segments(self, segment_bytes: u64) -> usize {
+        match self {
+            AheadLimit::Segments(n) => n,
+            AheadLimit::Bytes(0) => 0,
+            AheadLimit::Bytes(b) => {
+                usize::try_from(b / segment_bytes.max(1)).map_or(usize::MAX, |n| n.max(1))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AheadLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            AheadLimit::Segments(n) => write!(f, "{n}"),
+            AheadLimit::Bytes(0) => write!(f, "0"),
+            AheadLimit::Bytes(b) => {
+                let (n, unit) = UNITS
+                    .iter()
+                    .rev()
+                    .find(|(_, _, m)| b % m == 0)
+                    .map_or((b, "B"), |(u, _, m)| (b / m, *u));
+                write!(f, "{n}{unit}")
+            }
+        }
+    }
+}
+
+/// PostgreSQL's memory units (powers of 1024, as in postgresql.conf), each with its IEC name.
+const UNITS: [(&str, &str, u64); 4] = [
+    ("kB", "KiB", 1 << 10),
+    ("MB", "MiB", 1 << 20),
+    ("GB", "GiB", 1 << 30),
+    ("TB", "TiB", 1 << 40),
+];
+
+impl argh::FromArgValue for AheadLimit {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "'{value}' is neither a number of segments nor a size (128MB, 1GB; units kB, MB, GB, TB)"
+            )
+        };
+        let digits = value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(digits);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        if unit.is_empty() {
+            return usize::try_from(n)
+                .map(AheadLimit::Segments)
+                .map_err(|_| bad());
+        }
+        let unit = unit.trim_start();
+        let factor = UNITS
+            .iter()
+            .find(|(pg, iec, _)| unit == *pg || unit == *iec)
+            .map(|(_, _, m)| *m)
+            .ok_or_else(bad)?;
+        n.checked_mul(factor).map(AheadLimit::Bytes).ok_or_else(bad)
+    }
+}
+
+/// The segments PostgreSQL has marked ready after `asked`, oldest first, as many as `limit`
+/// takes: whole segments of any timeline ordered after it (history, partial and backup files
+/// keep calls of their own, in the order PostgreSQL chooses). A size is counted in segments of
+/// the first one's size (every segment of a cluster has the same size).
+pub fn next_ready(data_dir: &Path, asked: &WalFileName, limit: AheadLimit) -> Vec<WalFileName> {
+    if limit.is_off() || asked.kind != WalKind::Segment {
         return Vec::new();
     }
-    let status = data_dir.join(pg::PG_WAL).join(pg::ARCHIVE_STATUS);
+    let wal = data_dir.join(pg::PG_WAL);
+    let status = wal.join(pg::ARCHIVE_STATUS);
     let Ok(entries) = std::fs::read_dir(&status) else {
         return Vec::new();
     };
@@ -42,7 +130,16 @@ pub fn next_ready(data_dir: &Path, asked: &WalFileName, limit: usize) -> Vec<Wal
         })
         .collect();
     names.sort();
-    names.truncate(limit);
+    let count = match (limit, names.first()) {
+        (AheadLimit::Segments(n), _) => n,
+        (AheadLimit::Bytes(_), Some(first)) => {
+            // A segment that cannot be read is left to its own call, which reports why.
+            let size = std::fs::metadata(wal.join(first.to_string())).map_or(u64::MAX, |m| m.len());
+            limit.segments(size)
+        }
+        (AheadLimit::Bytes(_), None) => 0,
+    };
+    names.truncate(count);
     names
 }
 
@@ -71,7 +168,7 @@ mod tests {
             std::fs::write(status.join(f), b"").unwrap();
         }
         let asked = WalFileName::parse("000000010000000000000003").unwrap();
-        let names: Vec<String> = next_ready(d.path(), &asked, 2)
+        let names: Vec<String> = next_ready(d.path(), &asked, AheadLimit::Segments(2))
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -79,10 +176,83 @@ mod tests {
             names,
             ["000000010000000000000005", "000000010000000000000006"]
         );
-        assert_eq!(next_ready(d.path(), &asked, 10).len(), 3);
-        assert!(next_ready(d.path(), &asked, 0).is_empty());
+        assert_eq!(
+            next_ready(d.path(), &asked, AheadLimit::Segments(10)).len(),
+            3
+        );
+        assert!(next_ready(d.path(), &asked, AheadLimit::OFF).is_empty());
         let history = WalFileName::parse("00000002.history").unwrap();
-        assert!(next_ready(d.path(), &history, 10).is_empty());
-        assert!(next_ready(&d.path().join("missing"), &asked, 10).is_empty());
+        assert!(next_ready(d.path(), &history, AheadLimit::Segments(10)).is_empty());
+        assert!(next_ready(&d.path().join("missing"), &asked, AheadLimit::Segments(10)).is_empty());
+    }
+
+    #[test]
+    fn a_size_counts_in_segments_of_the_first_ones_size() {
+        let d = tempfile::tempdir().unwrap();
+        let wal = d.path().join("pg_wal");
+        std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+        for n in 4..=9 {
+            let name = format!("00000001000000000000000{n}");
+            std::fs::write(wal.join(&name), vec![0u8; 1 << 20]).unwrap();
+            std::fs::write(wal.join(format!("archive_status/{name}.ready")), b"").unwrap();
+        }
+        let asked = WalFileName::parse("000000010000000000000003").unwrap();
+        let count = |limit: &str| next_ready(d.path(), &asked, limit.parse_arg()).len();
+        assert_eq!(count("3MB"), 3);
+        assert_eq!(count("3584kB"), 3, "three and a half segments are three");
+        assert_eq!(count("512kB"), 1, "at least one segment");
+        assert_eq!(count("1GiB"), 6, "as many as are ready");
+        assert_eq!(count("0MB"), 0);
+        assert_eq!(count("2"), 2);
+    }
+
+    trait ParseArg {
+        fn parse_arg(&self) -> AheadLimit;
+    }
+
+    impl ParseArg for str {
+        fn parse_arg(&self) -> AheadLimit {
+            <AheadLimit as argh::FromArgValue>::from_arg_value(self).unwrap()
+        }
+    }
+
+    #[test]
+    fn counts_and_sizes_parse_and_print_back() {
+        for (text, limit, shown) in [
+            ("8", AheadLimit::Segments(8), "8"),
+            ("0", AheadLimit::OFF, "0"),
+            ("128MB", AheadLimit::DEFAULT, "128MB"),
+            ("128MiB", AheadLimit::DEFAULT, "128MB"),
+            ("1GB", AheadLimit::Bytes(1 << 30), "1GB"),
+            ("2048 kB", AheadLimit::Bytes(2 << 20), "2MB"),
+            ("1536kB", AheadLimit::Bytes(1536 << 10), "1536kB"),
+            ("0GB", AheadLimit::Bytes(0), "0"),
+        ] {
+            assert_eq!(text.parse_arg(), limit, "{text}");
+            assert_eq!(limit.to_string(), shown, "{text}");
+        }
+        assert!(AheadLimit::Bytes(0).is_off() && AheadLimit::OFF.is_off());
+        assert!(!AheadLimit::DEFAULT.is_off());
+        assert_eq!(AheadLimit::DEFAULT.segments(16 << 20), 8);
+        assert_eq!(AheadLimit::DEFAULT.segments(1 << 30), 1);
+        assert_eq!(AheadLimit::DEFAULT.segments(1 << 20), 128);
+        for bad in [
+            "",
+            "MB",
+            "8 segments",
+            "12XB",
+            "1mb",
+            "-1",
+            "1.5GB",
+            "99999999999TB",
+        ] {
+            assert_eq!(
+                <AheadLimit as argh::FromArgValue>::from_arg_value(bad),
+                Err(format!(
+                    "'{bad}' is neither a number of segments nor a size (128MB, 1GB; units kB, MB, GB, TB)"
+                )),
+                "{bad}"
+            );
+        }
     }
 }

@@ -31,13 +31,13 @@ pitr_common::tool_args! {
             \n\
             With a remote destination (rsync or an object store) and --state-dir, a call that\n\
             finds segments marked ready after its own hands them, its own first, to a\n\
-            background worker, which delivers them in batches (--archive-ahead, 8 by\n\
-            default; one rsync run or one round of requests each) and records each;\n\
+            background worker, which delivers them in batches (--archive-ahead, 128MB of\n\
+            WAL by default; one rsync run or one round of requests each) and records each;\n\
             PostgreSQL's call for one of them checks the record against the file and\n\
             returns at once.",
     usage = "[--dst-local <[CODEC=]DIR>]...\n\
             \x20          [--dst-remote <[CODEC=]TARGET>]... [--dst-pipe <[CODEC=]PROGRAM>]...\n\
-            \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--archive-ahead <N>]\n\
+            \x20          [--dst-backup <DIR>] [--state-dir <DIR>] [--archive-ahead <N|SIZE>]\n\
             \x20          [--data-dir <DIR>] [--parallel-jobs <N>] [--rsync-path <PROGRAM>]\n\
             \x20          [--temp-dir <DIR>]\n\
             \x20          [--s3-endpoint <URL>] [--s3-region <NAME>] [--s3-addressing <STYLE>]\n\
@@ -108,11 +108,12 @@ pub struct Args {
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
 
-    /// how many ready segments to deliver in one batch and record in --state-dir, %p's own
-    /// call or the background worker it starts (default: 8 with a remote destination, else 0;
-    /// 0 sends one file per call)
+    /// how much ready WAL to deliver in one batch and record in --state-dir, %p's own call or
+    /// the background worker it starts: N segments, or a size of WAL such as 64MB or 1GB
+    /// (default: 128MB, eight 16 MB segments, with a remote destination, else 0; 0 sends one
+    /// file per call)
     #[argh(option)]
-    pub archive_ahead: Option<usize>,
+    pub archive_ahead: Option<crate::ahead::AheadLimit>,
 
     /// how many destinations to deliver to at once (default: all of them)
     #[argh(option)]
@@ -202,8 +203,8 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     /// State dir, if any.
     pub state_dir: Option<PathBuf>,
-    /// How many ready segments to deliver ahead (0 without a state dir).
-    pub archive_ahead: usize,
+    /// How much ready WAL to deliver ahead (off without a state dir).
+    pub archive_ahead: crate::ahead::AheadLimit,
     /// Concurrent deliveries.
     pub parallel_jobs: usize,
     /// rsync program.
@@ -290,10 +291,10 @@ impl Args {
             .iter()
             .any(|d| matches!(d.location.target, Target::Rsync(_) | Target::S3(_)));
         let archive_ahead = match (&self.state_dir, self.archive_ahead) {
-            (None, _) => 0,
+            (None, _) => crate::ahead::AheadLimit::OFF,
             (Some(_), Some(n)) => n,
-            (Some(_), None) if remote => crate::ahead::DEFAULT_FILES,
-            (Some(_), None) => 0,
+            (Some(_), None) if remote => crate::ahead::AheadLimit::DEFAULT,
+            (Some(_), None) => crate::ahead::AheadLimit::OFF,
         };
         Ok(Config {
             wal_arg,

@@ -183,7 +183,11 @@ pub(crate) struct Item<'c> {
 /// mapped and checked, with their states; a segment that cannot be read or checked is left to
 /// its own call.
 fn ahead_items<'c>(cfg: &'c Config, sysid: Option<u64>) -> Vec<(Item<'c>, DeliveryState)> {
-    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.archive_ahead > 0) else {
+    let Some(dir) = cfg
+        .state_dir
+        .as_deref()
+        .filter(|_| !cfg.archive_ahead.is_off())
+    else {
         return Vec::new();
     };
     match state::sweep_ahead_records(dir, &cfg.wal_name) {
@@ -567,7 +571,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     // record is then the answer (one delivery, not two racing ones).
     if let (false, Some(dir), Some(s)) = (pending.is_empty(), &cfg.state_dir, &state) {
         if s.ahead_of().is_none()
-            && cfg.archive_ahead > 0
+            && !cfg.archive_ahead.is_off()
             && crate::worker::wait_for(dir, &cfg.wal_name)
         {
             let reloaded = load_state(dir, &cfg.wal_name, content)?;

@@ -170,14 +170,20 @@ pub fn start_if_needed(cfg: &Config) {
 /// call. Returns whether a worker was started from the asked segment; when not (a worker runs,
 /// no backlog, no state dir, not a segment), the call goes on as before.
 pub fn hand_over(cfg: &Config) -> bool {
-    if cfg.state_dir.is_none() || cfg.archive_ahead == 0 {
+    if cfg.state_dir.is_none() || cfg.archive_ahead.is_off() {
         return false;
     }
     let Some(floor) = cfg.wal_name.position_before() else {
         return false;
     };
     // One segment alone goes straight out: a worker would cost a process and a wait.
-    if crate::ahead::next_ready(&cfg.data_dir, &cfg.wal_name, 1).is_empty() {
+    if crate::ahead::next_ready(
+        &cfg.data_dir,
+        &cfg.wal_name,
+        crate::ahead::AheadLimit::Segments(1),
+    )
+    .is_empty()
+    {
         return false;
     }
     start(cfg, Place::Exactly(floor))
@@ -221,7 +227,7 @@ fn start(cfg: &Config, place: Place) -> bool {
     let Some(dir) = cfg.state_dir.as_deref() else {
         return false;
     };
-    if cfg.archive_ahead == 0 || cfg.wal_name.kind != WalKind::Segment {
+    if cfg.archive_ahead.is_off() || cfg.wal_name.kind != WalKind::Segment {
         return false;
     }
     let Some(guard) = claim(dir, &cfg.data_dir, place) else {
@@ -272,8 +278,9 @@ fn claim(dir: &Path, data_dir: &Path, place: Place) -> Option<lock::LockGuard> {
     };
     // Nothing ready after the position: no worker, and no lock file made for nothing (looked
     // at again once the lock is held).
-    let nothing_to_do =
-        |after: &WalFileName| crate::ahead::next_ready(data_dir, after, 1).is_empty();
+    let nothing_to_do = |after: &WalFileName| {
+        crate::ahead::next_ready(data_dir, after, crate::ahead::AheadLimit::Segments(1)).is_empty()
+    };
     if position().map_or(true, |p| p.is_none_or(|after| nothing_to_do(&after))) {
         remove_stale_status(dir);
         return None;
@@ -354,7 +361,11 @@ struct Prepared<'c> {
 
 /// The worker: see the module documentation.
 pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.archive_ahead > 0) else {
+    let Some(dir) = cfg
+        .state_dir
+        .as_deref()
+        .filter(|_| !cfg.archive_ahead.is_off())
+    else {
         return Ok(ExitCode::SUCCESS);
     };
     let Some((_guard, start)) = take_lock(cfg, dir)? else {
@@ -395,7 +406,7 @@ fn prepare<'c>(
 ) {
     let mut after = start;
     loop {
-        let names = crate::ahead::next_ready(&cfg.data_dir, &after, cfg.archive_ahead.max(1));
+        let names = crate::ahead::next_ready(&cfg.data_dir, &after, cfg.archive_ahead);
         let Some(&last) = names.last() else {
             return;
         };
@@ -646,7 +657,7 @@ mod tests {
         let from = read_status(state.path()).unwrap();
         assert_eq!(from, name(6));
         assert_eq!(
-            crate::ahead::next_ready(data.path(), &from, 8),
+            crate::ahead::next_ready(data.path(), &from, crate::ahead::AheadLimit::Segments(8)),
             [name(7), name(8), name(9)]
         );
         // The call waits for the worker's record of its segment, and gets it.

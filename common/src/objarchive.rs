@@ -43,10 +43,17 @@ pub fn put(
         .unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for {}", p.wal_name)))
 }
 
+/// How many files of a batch have their requests in flight at once. A batch is up to 128 MB of
+/// WAL by default (`--archive-ahead`), which is 128 files of a cluster with 1 MB segments, and
+/// two batches are on the wire at once: one thread and one connection per file would be
+/// hundreds against one store. Sixteen keep the default batch of eight 16 MB segments wholly
+/// concurrent, as before.
+const BATCH_REQUESTS: usize = 16;
+
 /// Delivers several files to `loc`, one outcome each, in order: the store opened and its
-/// cluster marker checked once, then every file's requests (look for its forms, create, look
-/// again) concurrently, one thread each, so that a batch costs about the round trips of one
-/// file. When the batch as a whole fails, the first payload gets the error.
+/// cluster marker checked once, then the files' requests (look for its forms, create, look
+/// again) concurrently, [`BATCH_REQUESTS`] files at a time, so that a batch costs about the
+/// round trips of one file. When the batch as a whole fails, the first payload gets the error.
 pub fn put_batch(
     loc: &Location,
     url: &S3Url,
@@ -72,20 +79,34 @@ pub fn put_batch(
     if payloads.len() == 1 {
         return vec![put_one(&store, loc, first)];
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<std::sync::Mutex<Option<anyhow::Result<PutOutcome>>>> = payloads
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     std::thread::scope(|s| {
-        let store = &store;
-        let handles: Vec<_> = payloads
-            .iter()
-            .map(|p| s.spawn(move || put_one(store, loc, p)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a delivery thread panicked")))
-            })
-            .collect()
-    })
+        for _ in 0..payloads.len().min(BATCH_REQUESTS) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = payloads.get(i) else {
+                    break;
+                };
+                let outcome = put_one(&store, loc, p);
+                if let Ok(mut slot) = outcomes[i].lock() {
+                    *slot = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a delivery thread panicked")))
+        })
+        .collect()
 }
 
 /// One file's requests on an opened store whose marker is checked: a LIST of its forms (which

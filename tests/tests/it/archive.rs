@@ -1442,6 +1442,55 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
     }
 }
 
+/// Issue 14, "up to --archive-ahead K files or bytes": a size is counted in segments of the
+/// cluster's size (1 MB here), at least one. `--archive-ahead 5MB` makes batches of five, and a
+/// value that is neither a count nor a size is a usage error naming it.
+#[test]
+fn archive_ahead_as_a_size_makes_batches_of_that_much_wal() {
+    let (cluster, s) = ready_backlog("ahead-size", 12);
+    let rsyncd = RsyncDaemon::start("wal_archive");
+    let state = cluster.root().subdir("archive-state");
+    let target = format!("zstd={}", rsyncd.url());
+    let call = |ahead: &str, segment: &str| {
+        archive(&cluster)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--dst-remote", &target, "--archive-ahead", ahead])
+            .arg(wal_path(segment))
+    };
+    call("12XB", &s[0])
+        .run()
+        .failure_with_status(3)
+        .stderr_contains(
+            " : FATAL : Error parsing option '--archive-ahead' with value '12XB': '12XB' is \
+             neither a number of segments nor a size (128MB, 1GB; units kB, MB, GB, TB)",
+        );
+    assert_eq!(pitr_tests::dir_names(rsyncd.dir()), Vec::<String>::new());
+
+    let first = call("5MB", &s[0]).succeeds();
+    for (a, b, n) in [(0, 4, 5), (5, 9, 5), (10, 11, 2)] {
+        first.stderr_line_with(&[&format!(
+            " : LOG : delivered ahead with {}: {n} segments ({} to {}), recorded in the state dir",
+            s[0], s[a], s[b]
+        )]);
+    }
+    wait_for_ahead_worker(&state);
+    let archived = ArchiveDir::new(rsyncd.dir());
+    for seg in &s {
+        archived.assert_holds(seg, &cluster.wal_file(seg));
+    }
+    for seg in &s[1..] {
+        call("5MB", seg).succeeds().stderr_contains(&format!(
+            " : LOG : {seg} was delivered ahead with {}; its record matches the file",
+            s[0]
+        ));
+    }
+    assert_eq!(
+        pitr_tests::archive_state_names(&state),
+        Vec::<String>::new()
+    );
+}
+
 /// Regression (`cargo xtask faults`, archive-ahead, "SIGKILL to the archive-ahead worker, once
 /// the call is done": `000000010000000000000005.state` left once every segment was archived).
 /// PostgreSQL calls again for a segment archived before, with the records of the segments after
@@ -1717,6 +1766,21 @@ pub(crate) fn assert_most_calls_answered_from_records(log: &Path) {
     assert!(!text.contains(" : ERROR : "), "{text}");
 }
 
+/// The log of a drain shows the backlog delivered as one batch that ends with `last`.
+pub(crate) fn assert_one_batch_up_to(log: &Path, last: &str) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let batches: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" : LOG : delivered ahead with ") && l.contains(" segments ("))
+        .collect();
+    assert_eq!(batches.len(), 1, "{batches:#?}");
+    assert!(
+        batches[0].ends_with(&format!(" to {last}), recorded in the state dir")),
+        "{}",
+        batches[0]
+    );
+}
+
 /// Issue 14 with PostgreSQL's own archiver draining a backlog into an rsync daemon with the
 /// default archive-ahead: every segment arrives byte for byte, most calls are answered from
 /// records, and nothing is left in the state dir.
@@ -1744,6 +1808,9 @@ fn archive_ahead_drains_a_backlog_through_postgresqls_archiver() {
         archived.assert_holds(seg, &cluster.wal_file(seg));
     }
     assert_most_calls_answered_from_records(&log);
+    // The default is 128MB of WAL: one batch of all twelve 1 MB segments (eight segments,
+    // the default before it was a size, would have made two).
+    assert_one_batch_up_to(&log, last);
     wait_until(
         "the last record to be removed",
         Duration::from_secs(30),

@@ -802,11 +802,13 @@ fn s3_archive_refuses_segment_of_another_database_system() {
 /// Issue 14 on object storage: PostgreSQL's archiver drains a backlog into Garage with
 /// `--state-dir` and the default archive-ahead. Each full call checks the marker once and sends
 /// its batch concurrently; the calls for segments delivered ahead are answered from their
-/// records. The store ends up holding exactly PostgreSQL's WAL, byte for byte.
+/// records. The store ends up holding exactly PostgreSQL's WAL, byte for byte. The backlog, 20
+/// segments of 1 MB, is one batch (the default is 128MB of WAL) of more files than have their
+/// requests in flight at once (16), so that threads go on to the files left.
 #[test]
 fn s3_archive_ahead_drains_a_backlog_into_garage() {
     let garage = GarageCluster::start();
-    let (cluster, segments) = crate::archive::ready_backlog("s3-ahead", 12);
+    let (cluster, segments) = crate::archive::ready_backlog("s3-ahead", 20);
     let work = PgTempDir::new("s3-ahead-work");
     let config = garage.pitr_config(work.path());
     let state = work.subdir("archive-state");
@@ -818,6 +820,7 @@ fn s3_archive_ahead_drains_a_backlog_into_garage() {
     cluster.wait_archived(segments.last().unwrap(), Duration::from_secs(180));
     assert_store_matches_pg_wal(&garage, "ahead/wal", &cluster);
     crate::archive::assert_most_calls_answered_from_records(&log);
+    crate::archive::assert_one_batch_up_to(&log, segments.last().unwrap());
     assert_eq!(
         pitr_tests::archive_state_names(&state),
         Vec::<String>::new()
