@@ -125,7 +125,16 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     };
     let url = rsyncd.url();
     let url2 = rsyncd2.url();
-    let call = |segment: &str| {
+    // Runs alternate the count and the size that makes it (`4`, and `4MB` of 1 MB segments or
+    // `64MB` of 16 MB ones): every outcome the campaign checks holds for both forms.
+    let ahead_as = |run: u64| {
+        if run % 2 == 1 {
+            format!("{}MB", AHEAD * ctx.pick(1, 16))
+        } else {
+            AHEAD.to_string()
+        }
+    };
+    let call = |segment: &str, ahead: &str| {
         Call::new(ctx, "pitr-archive")
             .cwd(&data)
             .arg("--state-dir")
@@ -133,7 +142,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             .arg("--temp-dir")
             .arg(&temp)
             .arg("--archive-ahead")
-            .arg(AHEAD.to_string())
+            .arg(ahead)
             .arg("--dst-remote")
             .arg(format!("zstd={url}"))
             .arg("--dst-remote")
@@ -161,7 +170,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let mut worker_times = Vec::new();
     for _ in 0..3 {
         reset()?;
-        let done = call(&segments[0]).run(&out, Duration::from_secs(120))?;
+        let done = call(&segments[0], &ahead_as(0)).run(&out, Duration::from_secs(120))?;
         anyhow::ensure!(
             done.ok(),
             "measuring the first call: {}\n{}",
@@ -204,7 +213,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             measured.mul_f64(fraction)
         };
         reset()?;
-        let first = call(&segments[0]);
+        let ahead = ahead_as(run);
+        let first = call(&segments[0], &ahead);
         let what = ctx.show(&format!(
             "{} ({}, after {:.1} ms of ~{:.0} ms)",
             first.line(),
@@ -310,7 +320,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let r = call(s).run(&out, Duration::from_secs(120))?;
+                let r = call(s, &ahead).run(&out, Duration::from_secs(120))?;
                 if r.panicked() {
                     tally.bad(
                         Bad::Panic,

@@ -574,6 +574,18 @@ fn cases(ctx: &Ctx, fix: &Fix, cluster: &Cluster) -> Result<Vec<Case>> {
             &dir,
         ));
     }
+    // --archive-ahead is a count or a size of WAL; anything else is refused before any file is
+    // read or written.
+    let state = dir.join("state").display().to_string();
+    for value in ["12XB", "-1", "1.5GB", "8 segments", "99999999999TB", ""] {
+        v.push(arch(
+            &format!("--archive-ahead {value:?}"),
+            with(&["--state-dir", &state, "--archive-ahead", value], &wal_arg),
+            Class::Usage,
+            &data,
+            &dir,
+        ));
+    }
     v.push(arch(
         "missing WAL file",
         with(&[], "pg_wal/0000000100000000000000FE"),
