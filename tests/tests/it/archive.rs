@@ -1758,7 +1758,8 @@ pub(crate) fn assert_most_calls_answered_from_records(log: &Path) {
         answered >= 8,
         "{answered} calls answered from records\n{text}"
     );
-    // The first call's batch takes 8; the worker it started delivered the rest.
+    // The first call hands its segment and the backlog to the worker it starts, which
+    // delivers them.
     assert!(
         text.contains(" : LOG : archive-ahead worker: delivered and recorded "),
         "no archive-ahead worker delivered anything\n{text}"
