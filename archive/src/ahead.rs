@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use pitr_common::pg;
-use pitr_common::wal::{WalFileName, WalKind};
+use pitr_common::wal::{WalFileName, WalKind, MIN_SEG_SIZE};
 
 /// How much one batch delivers: `--archive-ahead N` (segments) or `--archive-ahead SIZE` (bytes
 /// of WAL, with PostgreSQL's units: `128MB`, `1GB`). A size holds a batch's memory and staged
@@ -43,14 +43,15 @@ impl AheadLimit {
         matches!(self, AheadLimit::Segments(0) | AheadLimit::Bytes(0))
     }
 
-    /// How many segments of `segment_bytes` each one batch takes (at least one unless off).
+    /// How many segments of `segment_bytes` each one batch takes (at least one unless off). A
+    /// size below PostgreSQL's smallest segment (a damaged or truncated file) counts as the
+    /// smallest, so that a size never becomes more files than 1 MB segments would make.
     pub fn segments(self, segment_bytes: u64) -> usize {
         match self {
             AheadLimit::Segments(n) => n,
             AheadLimit::Bytes(0) => 0,
-            AheadLimit::Bytes(b) => {
-                usize::try_from(b / segment_bytes.max(1)).map_or(usize::MAX, |n| n.max(1))
-            }
+            AheadLimit::Bytes(b) => usize::try_from(b / segment_bytes.max(MIN_SEG_SIZE))
+                .map_or(usize::MAX, |n| n.max(1)),
         }
     }
 }
@@ -236,6 +237,12 @@ mod tests {
         assert_eq!(AheadLimit::DEFAULT.segments(16 << 20), 8);
         assert_eq!(AheadLimit::DEFAULT.segments(1 << 30), 1);
         assert_eq!(AheadLimit::DEFAULT.segments(1 << 20), 128);
+        assert_eq!(
+            AheadLimit::DEFAULT.segments(0),
+            128,
+            "an empty file counts as 1 MB"
+        );
+        assert_eq!(AheadLimit::DEFAULT.segments(8192), 128);
         for bad in [
             "",
             "MB",
