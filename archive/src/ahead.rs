@@ -198,7 +198,7 @@ mod tests {
             std::fs::write(wal.join(format!("archive_status/{name}.ready")), b"").unwrap();
         }
         let asked = WalFileName::parse("000000010000000000000003").unwrap();
-        let count = |limit: &str| next_ready(d.path(), &asked, limit.parse_arg()).len();
+        let count = |limit: &str| next_ready(d.path(), &asked, parse(limit).unwrap()).len();
         assert_eq!(count("3MB"), 3);
         assert_eq!(count("3584kB"), 3, "three and a half segments are three");
         assert_eq!(count("512kB"), 1, "at least one segment");
@@ -207,14 +207,9 @@ mod tests {
         assert_eq!(count("2"), 2);
     }
 
-    trait ParseArg {
-        fn parse_arg(&self) -> AheadLimit;
-    }
-
-    impl ParseArg for str {
-        fn parse_arg(&self) -> AheadLimit {
-            <AheadLimit as argh::FromArgValue>::from_arg_value(self).unwrap()
-        }
+    /// `--archive-ahead VALUE` as argh parses it.
+    fn parse(value: &str) -> Result<AheadLimit, String> {
+        <AheadLimit as argh::FromArgValue>::from_arg_value(value)
     }
 
     #[test]
@@ -229,7 +224,7 @@ mod tests {
             ("1536kB", AheadLimit::Bytes(1536 << 10), "1536kB"),
             ("0GB", AheadLimit::Bytes(0), "0"),
         ] {
-            assert_eq!(text.parse_arg(), limit, "{text}");
+            assert_eq!(parse(text), Ok(limit), "{text}");
             assert_eq!(limit.to_string(), shown, "{text}");
         }
         assert!(AheadLimit::Bytes(0).is_off() && AheadLimit::OFF.is_off());
@@ -254,7 +249,7 @@ mod tests {
             "99999999999TB",
         ] {
             assert_eq!(
-                <AheadLimit as argh::FromArgValue>::from_arg_value(bad),
+                parse(bad),
                 Err(format!(
                     "'{bad}' is neither a number of segments nor a size (128MB, 1GB; units kB, MB, GB, TB)"
                 )),
