@@ -164,7 +164,7 @@ pub struct Args {
     #[argh(option)]
     pub rsync_path: Option<PathBuf>,
 
-    /// zstd worker threads (default: the number of CPUs)
+    /// compression threads, zstd and gzip (default: the number of CPUs)
     #[argh(option)]
     pub compress_threads: Option<u32>,
 
@@ -293,7 +293,7 @@ pub struct Config {
     pub temp_dir: PathBuf,
     /// rsync program.
     pub rsync: Rsync,
-    /// zstd workers.
+    /// Compression threads (zstd and gzip).
     pub compress_threads: u32,
     /// Progress log interval.
     pub progress_interval: Duration,
@@ -463,7 +463,7 @@ fn compress_threads(given: Option<u32>) -> anyhow::Result<u32> {
     match given {
         Some(0) => Err(usage(
             "--compress-threads must be at least 1",
-            "give a number of zstd worker threads",
+            "give a number of compression threads (zstd and gzip)",
         )),
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism()

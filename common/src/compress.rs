@@ -263,13 +263,13 @@ impl Codec {
 
     /// A streaming compressor writing into `out`, for content too large to hold in memory (a
     /// backup archive). zstd uses `threads` worker threads when `threads > 1` (zstd's own
-    /// multithreading: the output is one ordinary zstd frame); gzip is single-threaded and
-    /// written in members of [`GZIP_STREAM_MEMBER`] bytes of content. Call [`Encoder::finish`]
-    /// to end the stream.
+    /// multithreading: the output is one ordinary zstd frame); gzip is written in members of
+    /// [`GZIP_STREAM_MEMBER`] bytes of content, compressed by `threads` threads when `threads >
+    /// 1` (the same bytes as one thread writes). Call [`Encoder::finish`] to end the stream.
     pub fn encoder<W: Write>(&self, out: W, threads: u32) -> io::Result<Encoder<W>> {
         Ok(match *self {
             Codec::None => Encoder::None(out),
-            Codec::Gzip(level) => Encoder::Gzip(GzipMembers::new(out, level)),
+            Codec::Gzip(level) => Encoder::Gzip(GzipMembers::new(out, level, threads)),
             Codec::Zstd(level) => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 enc.include_checksum(true)?;
@@ -535,43 +535,176 @@ impl Deflater {
 }
 
 /// A gzip stream written as members of [`GZIP_STREAM_MEMBER`] bytes of content each (the last
-/// one shorter; an empty stream is one empty member).
+/// one shorter; an empty stream is one empty member). With more than one thread the members
+/// are compressed by a pool of threads, a few ahead of the one being written, and written in
+/// order: the same bytes as one thread writes, at the speed of the cores (a base backup in the
+/// seed's codec used one core of several while zstd used them all).
 pub struct GzipMembers<W: Write> {
     out: W,
     deflater: Deflater,
     /// Content not yet compressed, less than a member.
     pending: Vec<u8>,
-    /// The member being written out.
+    /// The member being written out (one thread).
     member: Vec<u8>,
-    /// Whether a member was written.
+    /// Whether a member was written or handed to the pool.
     wrote: bool,
+    /// The compressing threads, when there are several.
+    pool: Option<MemberPool>,
+}
+
+/// Threads that compress gzip members, each answering on the channel the member came with, and
+/// the answers still to be written, oldest first.
+struct MemberPool {
+    jobs: Option<std::sync::mpsc::Sender<MemberJob>>,
+    waiting: std::collections::VecDeque<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    /// How many members may be on their way at once: enough to keep every thread busy while
+    /// the oldest is written out.
+    limit: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// One member to compress, and where its bytes go.
+struct MemberJob {
+    content: Vec<u8>,
+    reply: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+}
+
+impl MemberPool {
+    /// `None` when not even one thread could be started (the stream then compresses itself).
+    fn new(level: u32, threads: usize) -> Option<MemberPool> {
+        let (tx, rx) = std::sync::mpsc::channel::<MemberJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = (0..threads)
+            .map_while(|_| {
+                let rx = rx.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("pitr-gzip".into())
+                        .spawn(move || {
+                            let mut deflater = Deflater::new(level);
+                            loop {
+                                // The lock is held only to take a job; ends when the stream is done
+                                // (the sender is gone) or another thread panicked.
+                                let job = match rx.lock() {
+                                    Ok(r) => r.recv(),
+                                    Err(_) => return,
+                                };
+                                let Ok(job) = job else { return };
+                                // The stream may have been dropped meanwhile: nobody to answer.
+                                let _ = job.reply.send(deflater.member(&job.content));
+                            }
+                        });
+                // A thread the system refuses is one fewer: the others do its share.
+                spawned.ok()
+            })
+            .collect::<Vec<_>>();
+        if threads.is_empty() {
+            return None;
+        }
+        Some(MemberPool {
+            jobs: Some(tx),
+            waiting: std::collections::VecDeque::new(),
+            limit: threads.len() + 2,
+            threads,
+        })
+    }
+
+    /// Hands `content` to a thread.
+    fn submit(&mut self, content: Vec<u8>) -> io::Result<()> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .as_ref()
+            .ok_or_else(pool_gone)?
+            .send(MemberJob { content, reply })
+            .map_err(|_| pool_gone())?;
+        self.waiting.push_back(answer);
+        Ok(())
+    }
+
+    /// Writes the oldest member to `out`, waiting for it.
+    fn write_oldest(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if let Some(answer) = self.waiting.pop_front() {
+            out.write_all(&answer.recv().map_err(|_| pool_gone())??)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every member on its way, in order.
+    fn write_all(&mut self, out: &mut impl Write) -> io::Result<()> {
+        while !self.waiting.is_empty() {
+            self.write_oldest(out)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemberPool {
+    fn drop(&mut self) {
+        // The threads end once the jobs' sender is gone and the queue is empty.
+        self.jobs = None;
+        self.waiting.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A compressing thread that ended without answering (it panicked).
+fn pool_gone() -> io::Error {
+    io::Error::other("a gzip compression thread ended without its member")
 }
 
 impl<W: Write> GzipMembers<W> {
-    fn new(out: W, level: u32) -> GzipMembers<W> {
+    fn new(out: W, level: u32, threads: u32) -> GzipMembers<W> {
         GzipMembers {
             out,
             deflater: Deflater::new(level),
             pending: Vec::new(),
             member: Vec::new(),
             wrote: false,
+            pool: (threads > 1)
+                .then(|| MemberPool::new(level, threads as usize))
+                .flatten(),
         }
     }
 
-    /// Compresses what is pending as one member and writes it out.
+    /// Compresses what is pending as one member and writes it out (with several threads: hands
+    /// it to the pool, and writes out the oldest members once enough are on their way).
     fn write_member(&mut self) -> io::Result<()> {
-        self.member.clear();
-        self.deflater.member_into(&self.pending, &mut self.member)?;
-        self.out.write_all(&self.member)?;
-        self.pending.clear();
         self.wrote = true;
+        match &mut self.pool {
+            Some(pool) => {
+                let content =
+                    std::mem::replace(&mut self.pending, Vec::with_capacity(GZIP_STREAM_MEMBER));
+                pool.submit(content)?;
+                while pool.waiting.len() > pool.limit {
+                    pool.write_oldest(&mut self.out)?;
+                }
+            }
+            None => {
+                self.member.clear();
+                self.deflater.member_into(&self.pending, &mut self.member)?;
+                self.out.write_all(&self.member)?;
+                self.pending.clear();
+            }
+        }
         Ok(())
+    }
+
+    /// Writes out every member handed to the pool.
+    fn write_waiting(&mut self) -> io::Result<()> {
+        match &mut self.pool {
+            Some(pool) => pool.write_all(&mut self.out),
+            None => Ok(()),
+        }
     }
 
     fn finish(mut self) -> io::Result<W> {
         if !self.pending.is_empty() || !self.wrote {
             self.write_member()?;
         }
+        self.write_waiting()?;
+        self.pool = None;
         Ok(self.out)
     }
 }
@@ -589,11 +722,13 @@ impl<W: Write> Write for GzipMembers<W> {
         Ok(n)
     }
 
-    /// Writes what is pending as a member of its own, then flushes the output.
+    /// Writes what is pending as a member of its own and every member on its way, then flushes
+    /// the output.
     fn flush(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
             self.write_member()?;
         }
+        self.write_waiting()?;
         self.out.flush()
     }
 }
@@ -957,6 +1092,8 @@ mod tests {
         for (c, threads) in [
             (Codec::None, 1),
             (Codec::Gzip(1), 1),
+            (Codec::Gzip(1), 2),
+            (Codec::Gzip(6), 3),
             (Codec::Zstd(3), 1),
             (Codec::Zstd(3), 2),
         ] {
@@ -1013,6 +1150,39 @@ mod tests {
             .finish()
             .unwrap();
         assert_eq!(members(&z), [0]);
+    }
+
+    /// With several threads a gzip stream is the very bytes one thread writes: the same members
+    /// in the same order, flushes ending members at the same places, one empty member for an
+    /// empty stream.
+    #[test]
+    fn a_gzip_stream_on_several_threads_is_the_one_thread_stream() {
+        let data: Vec<u8> = (0..9_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> (i % 13)) as u8)
+            .collect();
+        let write = |threads: u32| -> Vec<u8> {
+            let mut enc = Codec::Gzip(1).encoder(Vec::new(), threads).unwrap();
+            for (i, chunk) in data.chunks(777_777).enumerate() {
+                enc.write_all(chunk).unwrap();
+                if i == 3 {
+                    enc.flush().unwrap();
+                }
+            }
+            enc.finish().unwrap()
+        };
+        let one = write(1);
+        assert_eq!(Codec::Gzip(1).decompress(&one, 0).unwrap(), data);
+        for threads in [2, 3, 8] {
+            assert!(write(threads) == one, "{threads} threads");
+        }
+        let empty = |threads: u32| {
+            Codec::Gzip(1)
+                .encoder(Vec::new(), threads)
+                .unwrap()
+                .finish()
+                .unwrap()
+        };
+        assert_eq!(empty(4), empty(1));
     }
 
     #[test]
