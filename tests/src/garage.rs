@@ -343,6 +343,14 @@ impl GarageCluster {
         self.root.path()
     }
 
+    /// The processes of the nodes that run.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "garage node {i} already running");

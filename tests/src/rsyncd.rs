@@ -139,6 +139,11 @@ impl RsyncDaemon {
         self.port
     }
 
+    /// The daemon's process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The daemon's log file contents.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("rsyncd.log")).unwrap_or_default()

@@ -72,6 +72,11 @@ impl TlsFront {
         self.port
     }
 
+    /// stunnel's process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The PEM file of the certificate authority that issued the server's certificate (readable
     /// by the PostgreSQL user).
     pub fn ca_file(&self) -> PathBuf {

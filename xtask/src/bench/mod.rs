@@ -21,6 +21,7 @@
 
 mod archive;
 mod backup;
+mod cpu;
 mod data;
 mod pgbrtls;
 mod remote;

@@ -96,6 +96,12 @@ impl PgbackrestTlsRepo {
         )
     }
 
+    /// The process started for the server (a `runuser` in front of it when the bench runs as
+    /// root).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's repository directory (each measurement uses a path of its own below it).
     pub fn repo_dir(&self) -> PathBuf {
         self.dir.join("repo")

@@ -6,7 +6,9 @@
 //! omnipitr-archive with the runbook's options (`-s STATE -dr gzip=rsync://… ×2 -t TMP`),
 //! from `../shared/peers/omnipitr` when it is there. Then each command once per segment by
 //! hand, for the per-call latency: with archive-ahead, most calls are answered from records
-//! and a few carry a batch, which p50 and p95 show.
+//! and a few carry a batch, which p50 and p95 show. Each drain's CPU is split into the
+//! receivers' (the daemons and servers, which on the seed's hosts are other machines) and the
+//! primary's ([`super::cpu`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -365,6 +367,14 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         None
     };
     let tls_repo = PgbackrestTlsRepo::start(&set.dest("remote-pgbr-tls"))?;
+    // Every receiving server, whose CPU is not the primary's (super::cpu).
+    let mut receiving: Vec<u32> = daemons.iter().filter_map(RsyncDaemon::pid).collect();
+    receiving.push(tls_repo.pid());
+    if let Some((g, f)) = &garage {
+        receiving.extend(g.pids());
+        receiving.push(f.pid());
+    }
+    let receivers = super::cpu::Receivers::new(&receiving);
     let mut contenders = contenders(
         ctx,
         set,
@@ -387,6 +397,9 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let cluster = &set.cluster;
     let set_mib = set.mib();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    // CPU seconds per GiB of WAL of each round: the primary's and the receivers'.
+    let mut primary_cpu: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    let mut receivers_cpu: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     // What each contender's last measurement stored (one copy).
     let mut stored: Vec<Option<u64>> = vec![None; contenders.len()];
     let mut run_no = 0;
@@ -400,12 +413,27 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
                 .perf
                 .as_ref()
                 .map(|d| d.join(format!("{run_no}.perf.data")));
-            let (secs, rate) = set.drain_profiled(
-                &c.name,
-                &c.command(run_no),
-                Duration::from_secs(1800),
-                perf_out.as_deref(),
-            )?;
+            let ((secs, rate), split) = super::cpu::measure(&receivers, || {
+                set.drain_profiled(
+                    &c.name,
+                    &c.command(run_no),
+                    Duration::from_secs(1800),
+                    perf_out.as_deref(),
+                )
+            })?;
+            let gib = set_mib / 1024.0;
+            let cpu_note = match split.and_then(|s| Some((s.primary()?, s.receivers?))) {
+                Some((primary, received)) => {
+                    primary_cpu[i].push(primary / gib);
+                    receivers_cpu[i].push(received / gib);
+                    format!(
+                        ", CPU s/GiB primary {:.2} receivers {:.2}",
+                        primary / gib,
+                        received / gib
+                    )
+                }
+                None => String::new(),
+            };
             if let Some(p) = &perf_out {
                 println!(
                     "xtask: bench: remote run {run_no} ({}): {}",
@@ -414,7 +442,7 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
                 );
             }
             println!(
-                "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s)",
+                "xtask: bench: remote round {} {:<45} {rate:>7.1} MiB/s ({secs:.2} s{cpu_note})",
                 round + 1,
                 c.name
             );
@@ -459,6 +487,15 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     }
 
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    // NaN where the CPU was not told apart.
+    let primary: Vec<f64> = primary_cpu.iter_mut().map(|v| median(v)).collect();
+    let received: Vec<f64> = receivers_cpu.iter_mut().map(|v| median(v)).collect();
+    let primary_of = |n: &str| -> f64 {
+        contenders
+            .iter()
+            .position(|c| c.name == n)
+            .map_or(f64::NAN, |i| primary[i])
+    };
     let by_name = |n: &str| -> f64 {
         contenders
             .iter()
@@ -468,21 +505,33 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     let mut md = format!(
         "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to two rsync \
          daemons on loopback, or to a 3-node Garage cluster on loopback, timed from setting archive_command (a reload) to the last segment archived, median of {} rounds; per call: each command by hand once per segment.\n\n\
-         Stored: the size of one copy of the archive, as a share of the WAL (– for object stores, not measured).\n\n\
-         | contender | MiB/s of WAL | per call p50 ms | p95 ms | stored |\n|---|---|---|---|---|\n",
+         Stored: the size of one copy of the archive, as a share of the WAL (– for object stores, not measured). \
+         CPU s/GiB: CPU seconds per GiB of WAL during the drain (medians), the primary's (PostgreSQL's archiver, the archiving \
+         commands, their compression and the sending side; kernel writeback included) and the receivers' (the rsync daemons, \
+         pgBackRest's repository server, the Garage nodes and their TLS front: on the seed's hosts, other machines).\n\n\
+         | contender | MiB/s of WAL | per call p50 ms | p95 ms | stored | primary CPU s/GiB | receivers CPU s/GiB |\n|---|---|---|---|---|---|---|\n",
         set.names.len(),
         ctx.rounds
     );
     let mut results = Vec::new();
     for (i, c) in contenders.iter().enumerate() {
         let share = stored[i].map(|b| b as f64 / (set_mib * 1048576.0) * 100.0);
+        let cpu = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.2}")
+            } else {
+                "–".to_string()
+            }
+        };
         md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} |\n",
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
             c.name,
             medians[i],
             lat[i].0,
             lat[i].1,
-            share.map_or("–".to_string(), |p| format!("{p:.1} %"))
+            share.map_or("–".to_string(), |p| format!("{p:.1} %")),
+            cpu(primary[i]),
+            cpu(received[i]),
         ));
         results.push(serde_json::json!({
             "name": c.name,
@@ -492,6 +541,9 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
             "per_call_p50_ms": round2(lat[i].0),
             "per_call_p95_ms": round2(lat[i].1),
             "stored_bytes": stored[i],
+            "primary_cpu_s_per_gib": primary[i].is_finite().then(|| round2(primary[i])),
+            "rounds_primary_cpu_s_per_gib": primary_cpu[i].iter().map(|r| round2(*r)).collect::<Vec<_>>(),
+            "receivers_cpu_s_per_gib": received[i].is_finite().then(|| round2(received[i])),
         }));
     }
     let omni = by_name("omnipitr-archive gzip rsync ×2 (runbook)");
@@ -534,6 +586,17 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
         Ratio::new(
             "pitr-archive zstd rsync ×1 ahead 8 / pgbackrest async zst 2 proc to its TLS repo server (one remote copy each)",
             by_name(ONE_RSYNC) / by_name(TLS_REPO_ASYNC),
+            None,
+        ),
+        Ratio::new(
+            "primary CPU per GiB: pgbackrest async zst 2 proc to its TLS repo server / pitr-archive zstd rsync ×2 ahead 8",
+            primary_of(TLS_REPO_ASYNC) / primary_of("pitr-archive zstd rsync ×2, ahead 8 (default)"),
+            None,
+        ),
+        Ratio::new(
+            "primary CPU per GiB: pgbackrest async zst 2 proc Garage https / pitr-archive zstd Garage https ahead 8",
+            primary_of("pgbackrest async zst 2 proc Garage https")
+                / primary_of("pitr-archive zstd Garage https, ahead 8 (default)"),
             None,
         ),
         Ratio::new(
