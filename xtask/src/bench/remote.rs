@@ -490,18 +490,15 @@ pub fn run(ctx: &Ctx, set: &WalSet) -> Result<Part> {
     // NaN where the CPU was not told apart.
     let primary: Vec<f64> = primary_cpu.iter_mut().map(|v| median(v)).collect();
     let received: Vec<f64> = receivers_cpu.iter_mut().map(|v| median(v)).collect();
-    let primary_of = |n: &str| -> f64 {
+    // A contender's value in `values` (medians, one per contender), NaN when it was not run.
+    let of = |values: &[f64], n: &str| -> f64 {
         contenders
             .iter()
             .position(|c| c.name == n)
-            .map_or(f64::NAN, |i| primary[i])
+            .map_or(f64::NAN, |i| values[i])
     };
-    let by_name = |n: &str| -> f64 {
-        contenders
-            .iter()
-            .position(|c| c.name == n)
-            .map_or(f64::NAN, |i| medians[i])
-    };
+    let by_name = |n: &str| of(&medians, n);
+    let primary_of = |n: &str| of(&primary, n);
     let mut md = format!(
         "### Remote archiving (the seed's topology)\n\nPostgreSQL's archiver draining {} segments ({set_mib:.0} MiB of WAL) to two rsync \
          daemons on loopback, or to a 3-node Garage cluster on loopback, timed from setting archive_command (a reload) to the last segment archived, median of {} rounds; per call: each command by hand once per segment.\n\n\
