@@ -13,7 +13,7 @@
 //! immediate checkpoint and as the PostgreSQL user over the Unix socket:
 //!
 //! - `pitr-backup --fast-checkpoint --dst-local CODEC=DIR --xlogs XLOGS` with zstd, gzip and
-//!   none (its default levels: zstd 3, gzip 6; zstd on all CPUs);
+//!   none (its default levels: zstd 2, gzip 1; both compressing on all CPUs);
 //! - `pg_basebackup -Ft -X fetch -c fast -D DIR`, plain, `-z` (gzip 6) and `-Z client-zstd:3`;
 //! - `pgbackrest backup --type=full --start-fast --compress-type=zst --process-max=2` into a
 //!   repository recreated (`stanza-create`, not timed) before each run.
