@@ -271,6 +271,16 @@ impl Args {
         if let Some(s) = &self.state_dir {
             check_state_dir(s)?;
         }
+        // An archive-ahead asked for and silently off would be a remote archive 20 times
+        // slower than its DBA set it up to be.
+        if let (None, Some(ahead)) = (&self.state_dir, self.archive_ahead) {
+            if !ahead.is_off() {
+                return Err(usage(
+                    format!("--archive-ahead {ahead} but no --state-dir"),
+                    "give --state-dir DIR: each segment delivered ahead is recorded there, and PostgreSQL's call for it is answered from that record",
+                ));
+            }
+        }
         let parallel_jobs = match self.parallel_jobs {
             Some(0) => {
                 return Err(usage(

@@ -953,6 +953,40 @@ fn archive_with_two_destinations_requires_state_dir() {
     ArchiveDir::new(&other).assert_empty();
 }
 
+/// `--archive-ahead` asked for without the state dir its records live in is a usage error,
+/// not archive-ahead silently off; `--archive-ahead 0` needs none.
+#[test]
+fn archive_ahead_without_state_dir_is_a_usage_error() {
+    let (cluster, dest) = scratch("ahead-no-state");
+    for ahead in ["16", "64MB"] {
+        archive(&cluster)
+            .arg("--dst-local")
+            .arg(format!("zstd={}", dest.display()))
+            .args(["--archive-ahead", ahead])
+            .arg(wal_path(FIRST_SEGMENT))
+            .run()
+            .failure_with_status(3)
+            .stderr_contains(&format!(
+                " : FATAL : --archive-ahead {ahead} but no --state-dir\n"
+            ))
+            .stderr_contains(
+                " : HINT : give --state-dir DIR: each segment delivered ahead is recorded there",
+            );
+        ArchiveDir::new(&dest).assert_empty();
+    }
+    archive(&cluster)
+        .arg("--dst-local")
+        .arg(format!("zstd={}", dest.display()))
+        .args(["--archive-ahead", "0"])
+        .arg(wal_path(FIRST_SEGMENT))
+        .run()
+        .success();
+    assert_eq!(
+        ArchiveDir::new(&dest).names(),
+        [format!("{FIRST_SEGMENT}.zst")]
+    );
+}
+
 #[test]
 fn archive_to_unwritable_destination_fails() {
     let (cluster, _) = scratch("unwritable");
