@@ -111,7 +111,7 @@ pub struct Args {
     /// how much ready WAL to deliver in one batch and record in --state-dir, %p's own call or
     /// the background worker it starts: N segments, or a size of WAL such as 64MB or 1GB
     /// (default: 128MB, eight 16 MB segments, with a remote destination, else 0; 0 sends one
-    /// file per call)
+    /// file per call; more than 0 needs --state-dir)
     #[argh(option)]
     pub archive_ahead: Option<crate::ahead::AheadLimit>,
 
@@ -203,7 +203,8 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     /// State dir, if any.
     pub state_dir: Option<PathBuf>,
-    /// How much ready WAL to deliver ahead (off without a state dir).
+    /// How much ready WAL to deliver ahead (off without a state dir, where asking for more than
+    /// 0 is a usage error).
     pub archive_ahead: crate::ahead::AheadLimit,
     /// Concurrent deliveries.
     pub parallel_jobs: usize,
