@@ -4,7 +4,8 @@
 //! The cluster archives with pitr-archive into a WAL archive and, while a backup runs, into
 //! its `--xlogs` directory (`--dst-backup`); its `archive_command` fails while a "stuck" flag
 //! file exists, which holds the backup in WAL collection. A run starts a backup (with a
-//! removal pause trigger and a scratch directory of its own) and
+//! removal pause trigger and a scratch directory of its own; in zstd, or in every other pair of
+//! runs in gzip on two threads, whose members are compressed side by side) and
 //! - kills it after a delay drawn from 0 to 110 % of a measured backup, or
 //! - makes the archiver stuck, waits until the backup logs that it collects WAL, and kills it
 //!   up to 1.5 s later.
@@ -41,9 +42,16 @@ struct Env {
 }
 
 impl Env {
-    fn backup(&self, ctx: &Ctx, label: &str) -> Call {
-        Call::new(ctx, "pitr-backup")
-            .arg("--data-dir")
+    /// A backup into `--dst-local CODEC=BACKUPS`; gzip compresses on two threads (its members
+    /// side by side, written in order), whatever the CPUs.
+    fn backup(&self, ctx: &Ctx, label: &str, codec: &str) -> Call {
+        let call = Call::new(ctx, "pitr-backup");
+        let call = if codec == "gzip" {
+            call.args(["--compress-threads", "2"])
+        } else {
+            call
+        };
+        call.arg("--data-dir")
             .arg(self.cluster.data_dir())
             .arg("--host")
             .arg(self.cluster.socket_dir())
@@ -51,7 +59,7 @@ impl Env {
             .arg(self.cluster.port().to_string())
             .args(["--username", "postgres", "--fast-checkpoint"])
             .arg("--dst-local")
-            .arg(format!("zstd={}", self.backups.display()))
+            .arg(format!("{codec}={}", self.backups.display()))
             .arg("--xlogs")
             .arg(&self.xlogs)
             .arg("--removal-pause-trigger")
@@ -184,7 +192,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let mut times = Vec::new();
     for i in 0..2 {
         let done = env
-            .backup(ctx, &format!("measure{i}"))
+            .backup(ctx, &format!("measure{i}"), "zstd")
             .run(&env.out, Duration::from_secs(300))?;
         anyhow::ensure!(done.ok(), "measuring pitr-backup: {}", done.stderr);
         times.push(done.elapsed);
@@ -192,12 +200,16 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let measured = runner::median(&mut times);
     tally.note(ctx.show(&format!(
         "command line: {}",
-        env.backup(ctx, "LABEL").line()
+        env.backup(ctx, "LABEL", "zstd").line()
     )));
     tally.note(format!(
         "a backup (pgbench scale 1, 1 MiB segments, zstd) takes {:.2} s",
         measured.as_secs_f64()
     ));
+    tally.note(
+        "runs 2, 3, 6, 7, … (and their next backups) use --dst-local gzip=… --compress-threads 2"
+            .to_string(),
+    );
 
     for run in ctx.runs(6, 24) {
         let repro = ctx.repro(NAME, run);
@@ -222,7 +234,10 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             "SIGTERM"
         };
         let label = format!("r{run}");
-        let call = env.backup(ctx, &label);
+        // Every other pair of runs backs up in gzip on two threads, so that both codecs meet
+        // both kinds of kill, stuck or not.
+        let codec = if (run / 2) % 2 == 1 { "gzip" } else { "zstd" };
+        let call = env.backup(ctx, &label, codec);
         let when = if stuck {
             format!(
                 "while WAL collection waits on a stuck archiver, {:.0} ms into the wait",
@@ -238,7 +253,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         // The command line is the same for every run but the template's label: it is in the
         // notes once.
         let what = format!(
-            "pitr-backup (run {label}) killed with {sig_name} (to the {}) {when}",
+            "pitr-backup {codec} (run {label}) killed with {sig_name} (to the {}) {when}",
             target.name()
         );
         tally.run();
@@ -320,7 +335,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
 
         // The next backup, then retention that keeps every valid set.
         let next = env
-            .backup(ctx, &format!("{label}-next"))
+            .backup(ctx, &format!("{label}-next"), codec)
             .run(&env.out, Duration::from_secs(300))?;
         if next.panicked() {
             tally.bad(

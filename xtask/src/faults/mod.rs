@@ -134,8 +134,9 @@ pub const CAMPAIGNS: &[Campaign] = &[
     },
     Campaign {
         name: "backup-kill",
-        what: "pitr-backup killed (SIGKILL, SIGTERM) at random points, also while WAL collection \
-               waits on a stuck archiver; then the next backup and pitr-cleanup",
+        what: "pitr-backup (zstd, or in every other pair of runs gzip on two threads) killed \
+               (SIGKILL, SIGTERM) at random points, also while WAL collection waits on a stuck \
+               archiver; then the next backup and pitr-cleanup",
         run: backup::run,
     },
     Campaign {
