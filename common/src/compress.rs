@@ -1049,7 +1049,7 @@ mod tests {
             x ^= x << 17;
             out.extend_from_slice(words[(x % 16) as usize].as_bytes());
             out.push(b' ');
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 out.extend_from_slice((x % 100_000).to_string().as_bytes());
                 out.push(b' ');
             }
@@ -1067,14 +1067,14 @@ mod tests {
         let bulk = |level: i32, params: &[CParameter]| {
             let mut c = zstd::bulk::Compressor::new(level).unwrap();
             for p in params {
-                c.set_parameter(p.clone()).unwrap();
+                c.set_parameter(*p).unwrap();
             }
             c.compress(&input).unwrap()
         };
         let stream = |params: &[CParameter], pledged: bool| {
             let mut e = zstd::stream::write::Encoder::new(Vec::new(), 2).unwrap();
             for p in params {
-                e.set_parameter(p.clone()).unwrap();
+                e.set_parameter(*p).unwrap();
             }
             if pledged {
                 e.set_pledged_src_size(Some(input.len() as u64)).unwrap();
@@ -1093,8 +1093,8 @@ mod tests {
             assert!(got == want, "{path}: not written with the small hash table");
         };
         let codec = Codec::Zstd(2);
-        let ours = [checksum.clone(), small_table];
-        let zstds = [checksum.clone()];
+        let ours = [checksum, small_table];
+        let zstds = [checksum];
         same(codec.compress(&input).unwrap(), &ours, &zstds, "one-shot");
         let piece = PieceCompressor::new(codec).compress(&input).unwrap();
         same(piece, &ours, &zstds, "a piece");
