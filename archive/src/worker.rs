@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use pitr_common::compress::Codec;
 use pitr_common::fs::{self, Replace};
+use pitr_common::location::Target;
+use pitr_common::objstore::Settings;
 use pitr_common::process::Program;
 use pitr_common::state::{self, DeliveryState};
 use pitr_common::wal::{WalFileName, WalKind};
@@ -449,11 +451,33 @@ fn prepare<'c>(
 }
 
 /// How many batches the delivering stage has on the wire at once: a batch's time is mostly
-/// waiting (rsync's runs, an object store's requests and, without conditional writes, the
-/// create's pause), so a second one overlaps it.
+/// waiting (rsync's runs, an object store's requests), so a second one overlaps it.
 const DELIVERING: usize = 2;
 
-/// The second stage: delivers the prepared batches, [`DELIVERING`] at a time, and records them;
+/// How many with an object store that has no conditional writes. There every create pauses for
+/// twice the time from its look to its PUT's answer before it looks again (`Store::put_new`),
+/// which under load is most of a batch's time, and with two batches on the wire both were in
+/// that pause at once for a second or more with the cores idle (profiled, Garage over https,
+/// mixed set). The pause holds a batch's memory, not the cores, so a third batch overlaps it:
+/// measured there, three, four and six on the wire drained at the same rate (medians 125, 123
+/// and 125 MiB/s), two at 104 (README, "Three batches on the wire").
+const DELIVERING_PAUSING: usize = 3;
+
+/// How many batches go on the wire at once for `destinations`: [`DELIVERING_PAUSING`] when one
+/// is an object store written without conditional writes (`s3`), else [`DELIVERING`].
+fn delivering(destinations: &[crate::args::Destination], s3: Option<&Settings>) -> usize {
+    let pausing = s3.is_some_and(|s| !s.if_none_match)
+        && destinations
+            .iter()
+            .any(|d| matches!(d.location.target, Target::S3(_)));
+    if pausing {
+        DELIVERING_PAUSING
+    } else {
+        DELIVERING
+    }
+}
+
+/// The second stage: delivers the prepared batches, [`delivering`] at a time, and records them;
 /// returns how many segments it recorded. Stops taking batches at the first failed delivery
 /// (the worker's position stays before that batch, so the failing segment's own call delivers
 /// it and reports what failed).
@@ -464,7 +488,7 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
     let stop = AtomicBool::new(false);
     let recorded = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..DELIVERING {
+        for _ in 0..delivering(&cfg.destinations, cfg.s3.as_ref()) {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
                     // A batch goes on the wire while the channel is still held, so that the
@@ -478,6 +502,11 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
                             |batch| {
                                 let status = on_wire.lock().map(|mut w| {
                                     w.insert(batch.after);
+                                    log_verbose!(
+                                        "archive-ahead worker: the batch after {} is on the wire ({} at once)",
+                                        batch.after,
+                                        w.len()
+                                    );
                                     w.first().map(|oldest| write_status(dir, oldest))
                                 });
                                 (batch, status)
@@ -529,6 +558,29 @@ fn deliver_batch(cfg: &Config, mut batch: Prepared<'_>, recorded: &AtomicUsize) 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_batches_on_the_wire_only_where_creates_pause() {
+        use pitr_common::location::{Location, Opt};
+        let dest = |spec: &str| crate::args::Destination {
+            location: Location::parse(Opt::DstRemote, spec).unwrap(),
+            backup: false,
+        };
+        let (rsync, s3) = (
+            dest("zstd=rsync://127.0.0.1:873/wal_archive"),
+            dest("zstd=s3://wal-bucket/db1/wal"),
+        );
+        let plain = Settings::default();
+        let conditional = Settings {
+            if_none_match: true,
+            ..Settings::default()
+        };
+        assert_eq!(delivering(std::slice::from_ref(&rsync), None), 2);
+        assert_eq!(delivering(std::slice::from_ref(&rsync), Some(&plain)), 2);
+        assert_eq!(delivering(std::slice::from_ref(&s3), Some(&conditional)), 2);
+        assert_eq!(delivering(std::slice::from_ref(&s3), Some(&plain)), 3);
+        assert_eq!(delivering(&[rsync, s3], Some(&plain)), 3);
+    }
 
     fn after(floor: WalFileName, batch: Option<WalFileName>) -> Place {
         Place::After { floor, batch }
