@@ -1,8 +1,9 @@
 //! Archive-ahead under faults: the call for the first of a backlog of `.ready` segments hands
 //! it and the next ones to the archive-ahead worker it starts (`--archive-ahead 4`, two rsync
 //! zstd destinations sharing one staged copy and a local gzip one, `--state-dir`) and waits for
-//! the worker's record of its segment; a retry delivers its own batch. Hit while the batches
-//! are under way:
+//! the worker's record of its segment; a retry delivers its own batch. Every other pair of runs
+//! adds a zstd destination in the test Garage cluster (S3 without conditional writes, where the
+//! worker keeps three batches on the wire instead of two). Hit while the batches are under way:
 //!
 //! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
 //!   delay drawn from 0 to 115 % of a measured first call;
@@ -25,9 +26,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use pitr_tests::{ClusterOpts, RsyncDaemon};
+use pitr_tests::{ClusterOpts, GarageCluster, RsyncDaemon};
 
 use super::runner::{self, Call, Ctx, Target};
+use super::s3::Prefix;
 use super::{Bad, Tally};
 
 const NAME: &str = "archive-ahead";
@@ -35,12 +37,21 @@ const NAME: &str = "archive-ahead";
 /// How many segments a call takes along.
 const AHEAD: usize = 4;
 
-/// The three destinations: where their files land and the extension of each. The two rsync
-/// daemons take the same codec, so every batch goes through the staged copy they share.
+/// The destinations: where their files land and the extension of each. The two rsync
+/// daemons take the same codec, so every batch goes through the staged copy they share. The
+/// object store is one of them in the runs that use it.
 struct Dests {
     rsync_dir: PathBuf,
     rsync2_dir: PathBuf,
     local_dir: PathBuf,
+    s3: Prefix,
+}
+
+/// One destination's copy of a segment: where it is, for messages, and its bytes decoded
+/// (`Ok(None)`: not there).
+struct Copy {
+    place: String,
+    content: Result<Option<Vec<u8>>>,
 }
 
 impl Dests {
@@ -52,8 +63,54 @@ impl Dests {
         ]
     }
 
+    /// Every copy of `segment`: the three directories', and the object store's `with_s3`.
+    fn copies(&self, segment: &str, with_s3: bool) -> Vec<Copy> {
+        let mut v: Vec<Copy> = self
+            .files(segment)
+            .into_iter()
+            .map(|f| Copy {
+                place: f.display().to_string(),
+                content: if f.exists() {
+                    runner::decode(&f).map(Some)
+                } else {
+                    Ok(None)
+                },
+            })
+            .collect();
+        if with_s3 {
+            let name = format!("{segment}.zst");
+            v.push(Copy {
+                place: format!("s3 object {S3_PREFIX}/{name}"),
+                content: self.s3.get(&name).and_then(|b| {
+                    b.map(|b| runner::decode_bytes(&b, ".zst", &name))
+                        .transpose()
+                }),
+            });
+        }
+        v
+    }
+
+    /// Removes the copies of `segment` that hold `content` (the object store's too `with_s3`).
+    fn remove_holding(&self, segment: &str, content: &[u8], with_s3: bool) -> Result<()> {
+        for f in self.files(segment) {
+            if runner::decode(&f).ok().as_deref() == Some(content) {
+                fs::remove_file(&f)
+                    .with_context(|| format!("removing the rewritten copy {}", f.display()))?;
+            }
+        }
+        let name = format!("{segment}.zst");
+        if with_s3 {
+            if let Some(b) = self.s3.get(&name)? {
+                if runner::decode_bytes(&b, ".zst", &name).ok().as_deref() == Some(content) {
+                    self.s3.remove(&name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Empties the destinations (the cluster markers stay).
-    fn clear(&self) {
+    fn clear(&self) -> Result<()> {
         for dir in [&self.rsync_dir, &self.rsync2_dir, &self.local_dir] {
             for name in runner::names(dir) {
                 if name != ".pitr-cluster" {
@@ -61,8 +118,17 @@ impl Dests {
                 }
             }
         }
+        for name in self.s3.names()? {
+            if name != ".pitr-cluster" {
+                self.s3.remove(&name)?;
+            }
+        }
+        Ok(())
     }
 }
+
+/// Where the runs with an object store put the segments, in the test Garage cluster's bucket.
+const S3_PREFIX: &str = "faults-ahead/wal";
 
 pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let want = ctx.pick(AHEAD + 3, AHEAD * 2 + 3);
@@ -89,12 +155,18 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     let mut rsyncd = RsyncDaemon::start("wal_archive");
     // The second standby: never killed.
     let rsyncd2 = RsyncDaemon::start("wal_archive");
+    let garage = GarageCluster::start();
     let base = ctx.dir(NAME);
     let dests = Dests {
         rsync_dir: rsyncd.dir().to_path_buf(),
         rsync2_dir: rsyncd2.dir().to_path_buf(),
         local_dir: base.join("local"),
+        s3: Prefix::new(&garage, S3_PREFIX)?,
     };
+    let s3_config = garage.pitr_config(&base);
+    let s3_url = format!("s3://{}/{S3_PREFIX}", garage.bucket());
+    // Runs 2, 3, 6, 7, … add the object store (the count and the size alternate every run).
+    let with_s3 = |run: u64| run % 4 >= 2;
     runner::pg_dir(&dests.local_dir);
     let state = base.join("state");
     let temp = base.join("tmp");
@@ -134,9 +206,17 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             AHEAD.to_string()
         }
     };
-    let call = |segment: &str, ahead: &str| {
-        Call::new(ctx, "pitr-archive")
-            .cwd(&data)
+    let call = |segment: &str, ahead: &str, s3: bool| {
+        let c = Call::new(ctx, "pitr-archive");
+        let c = if s3 {
+            c.arg("--config-file")
+                .arg(&s3_config)
+                .arg("--dst-remote")
+                .arg(format!("zstd={s3_url}"))
+        } else {
+            c
+        };
+        c.cwd(&data)
             .arg("--state-dir")
             .arg(&state)
             .arg("--temp-dir")
@@ -154,7 +234,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     // PostgreSQL's view: every segment ready, none archived yet.
     let reset = || -> Result<()> {
         workers_gone(true)?;
-        dests.clear();
+        dests.clear()?;
         for name in runner::names(&state) {
             let _ = fs::remove_file(state.join(name));
         }
@@ -165,32 +245,41 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         Ok(())
     };
 
-    // The first call, and the worker it starts, measured.
-    let mut times = Vec::new();
-    let mut worker_times = Vec::new();
-    for _ in 0..3 {
-        reset()?;
-        let done = call(&segments[0], &ahead_as(0)).run(&out, Duration::from_secs(120))?;
-        anyhow::ensure!(
-            done.ok(),
-            "measuring the first call: {}\n{}",
-            done.status_text(),
-            done.stderr
-        );
-        times.push(done.elapsed);
-        let t = std::time::Instant::now();
-        workers_gone(false)?;
-        worker_times.push(t.elapsed());
+    // The first call, and the worker it starts, measured without and with the object store
+    // (whose creates pause before they look again).
+    let mut measured = [Duration::ZERO; 2];
+    let mut measured_worker = [Duration::ZERO; 2];
+    for s3 in [false, true] {
+        let mut times = Vec::new();
+        let mut worker_times = Vec::new();
+        for _ in 0..3 {
+            reset()?;
+            let done = call(&segments[0], &ahead_as(0), s3).run(&out, Duration::from_secs(120))?;
+            anyhow::ensure!(
+                done.ok(),
+                "measuring the first call: {}\n{}",
+                done.status_text(),
+                done.stderr
+            );
+            times.push(done.elapsed);
+            let t = std::time::Instant::now();
+            workers_gone(false)?;
+            worker_times.push(t.elapsed());
+        }
+        measured[usize::from(s3)] = runner::median(&mut times);
+        measured_worker[usize::from(s3)] = runner::median(&mut worker_times);
     }
-    let measured = runner::median(&mut times);
-    let measured_worker = runner::median(&mut worker_times);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     tally.note(format!(
         "{} segments of {} MiB; the first call (answered once the worker it starts has \
-         delivered a batch of {AHEAD}) takes {:.0} ms (median), the worker after it {:.0} ms",
+         delivered a batch of {AHEAD}) takes {:.0} ms (median), the worker after it {:.0} ms; \
+         with the object store {:.0} and {:.0} ms",
         segments.len(),
         ctx.pick(1, 16),
-        measured.as_secs_f64() * 1000.0,
-        measured_worker.as_secs_f64() * 1000.0
+        ms(measured[0]),
+        ms(measured_worker[0]),
+        ms(measured[1]),
+        ms(measured_worker[1])
     ));
 
     for run in ctx.runs(30, 200) {
@@ -207,14 +296,16 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         let fraction = rng.unit() * 1.15;
         // The segment rewritten after its record was made, if any.
         let rewrite = rng.chance(0.3).then(|| 1 + rng.index(segments.len() - 1));
+        let s3 = with_s3(run);
+        let measured = measured[usize::from(s3)];
         let delay = if worker_dies {
-            measured_worker.mul_f64(fraction)
+            measured_worker[usize::from(s3)].mul_f64(fraction)
         } else {
             measured.mul_f64(fraction)
         };
         reset()?;
         let ahead = ahead_as(run);
-        let first = call(&segments[0], &ahead);
+        let first = call(&segments[0], &ahead, s3);
         let what = ctx.show(&format!(
             "{} ({}, after {:.1} ms of ~{:.0} ms)",
             first.line(),
@@ -270,6 +361,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             // Exit 0 is fine only if every destination holds the asked segment.
             check_holds(
                 &dests,
+                s3,
                 &segments[0],
                 &bytes[&segments[0]],
                 tally,
@@ -285,14 +377,19 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
             );
         }
         // A reader right after the fault: whatever is under a final name is whole.
-        for s in &segments {
-            for f in dests.files(s) {
-                if f.exists() && runner::decode(&f).ok().as_ref() != Some(&bytes[s]) {
+        for seg in &segments {
+            for copy in dests.copies(seg, s3) {
+                let whole = match &copy.content {
+                    Ok(None) => true,
+                    Ok(Some(b)) => b == &bytes[seg],
+                    Err(_) => false,
+                };
+                if !whole {
                     tally.bad(
                         Bad::Corrupt,
                         format!(
                             "{what}: {} under its final name does not hold the segment",
-                            ctx.show(&f.display().to_string())
+                            ctx.show(&copy.place)
                         ),
                         &repro,
                     );
@@ -316,26 +413,26 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
         }
 
         // PostgreSQL's calls, in order, each repeated until it succeeds.
-        for s in &segments {
+        for seg in &segments {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let r = call(s, &ahead).run(&out, Duration::from_secs(120))?;
+                let r = call(seg, &ahead, s3).run(&out, Duration::from_secs(120))?;
                 if r.panicked() {
                     tally.bad(
                         Bad::Panic,
-                        format!("{what}; {s}: {}", r.first_error()),
+                        format!("{what}; {seg}: {}", r.first_error()),
                         &repro,
                     );
                     break;
                 }
-                if rewritten.as_ref() == Some(s) && attempts == 1 {
+                if rewritten.as_ref() == Some(seg) && attempts == 1 {
                     // Other content than what is archived: refused, never acknowledged.
                     if r.ok() {
                         tally.bad(
                             Bad::Lost,
                             format!(
-                                "{what}; {s} was rewritten in pg_wal after its record was \
+                                "{what}; {seg} was rewritten in pg_wal after its record was \
                                  made, and its call exited 0 (the archive holds other content)"
                             ),
                             &repro,
@@ -344,7 +441,7 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                         tally.bad(
                             Bad::NotRecovered,
                             format!(
-                                "{what}; rewritten {s} refused, but not as different content: {}",
+                                "{what}; rewritten {seg} refused, but not as different content: {}",
                                 r.first_error()
                             ),
                             &repro,
@@ -355,28 +452,22 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
                     // removed from a destination that lacked the segment and took it (each
                     // destination decides alone, SPEC: one failing destination does not stop
                     // delivery to the others).
-                    fs::write(data.join("pg_wal").join(s), &bytes[s])?;
-                    for f in dests.files(s) {
-                        if runner::decode(&f).ok().as_ref() == Some(&changed) {
-                            fs::remove_file(&f).with_context(|| {
-                                format!("removing the rewritten copy {}", f.display())
-                            })?;
-                        }
-                    }
+                    fs::write(data.join("pg_wal").join(seg), &bytes[seg])?;
+                    dests.remove_holding(seg, &changed, s3)?;
                     continue;
                 }
                 if r.ok() {
-                    check_holds(&dests, s, &bytes[s], tally, &what, &repro);
-                    let ready = status.join(format!("{s}.ready"));
-                    fs::rename(&ready, status.join(format!("{s}.done")))
-                        .with_context(|| format!("marking {s} done"))?;
+                    check_holds(&dests, s3, seg, &bytes[seg], tally, &what, &repro);
+                    let ready = status.join(format!("{seg}.ready"));
+                    fs::rename(&ready, status.join(format!("{seg}.done")))
+                        .with_context(|| format!("marking {seg} done"))?;
                     break;
                 }
                 if attempts >= 3 {
                     tally.bad(
                         Bad::NotRecovered,
                         format!(
-                            "{what}; the call for {s} failed 3 times: {}",
+                            "{what}; the call for {seg} failed 3 times: {}",
                             r.first_error()
                         ),
                         &repro,
@@ -408,29 +499,38 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
 }
 
 /// Counts a loss when a destination lacks `segment` (or holds other bytes) after a call for it
-/// exited 0.
+/// exited 0 (the object store's copy too `with_s3`).
 fn check_holds(
     dests: &Dests,
+    with_s3: bool,
     segment: &str,
     expected: &[u8],
     tally: &mut Tally,
     what: &str,
     repro: &str,
 ) {
-    for f in dests.files(segment) {
-        match runner::decode(&f) {
-            Ok(b) if b == expected => {}
-            Ok(_) => tally.bad(
+    for copy in dests.copies(segment, with_s3) {
+        match copy.content {
+            Ok(Some(b)) if b == expected => {}
+            Ok(Some(_)) => tally.bad(
                 Bad::Corrupt,
                 format!(
                     "{what}; {segment} acknowledged, but {} holds other bytes",
-                    f.display()
+                    copy.place
+                ),
+                repro,
+            ),
+            Ok(None) => tally.bad(
+                Bad::Lost,
+                format!(
+                    "{what}; {segment} acknowledged, but {} is missing",
+                    copy.place
                 ),
                 repro,
             ),
             Err(e) => tally.bad(
                 Bad::Lost,
-                format!("{what}; {segment} acknowledged, but missing: {e:#}"),
+                format!("{what}; {segment} acknowledged, but {}: {e:#}", copy.place),
                 repro,
             ),
         }

@@ -36,6 +36,7 @@ mod race;
 mod report;
 mod restore;
 mod runner;
+mod s3;
 
 use std::env;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 
-use crate::{cargo, deps, project_root, scratch, target_dir};
+use crate::{cargo, deps, garage, project_root, scratch, target_dir};
 pub use outcome::{Bad, Tally};
 pub use runner::Ctx;
 
@@ -106,7 +107,8 @@ pub const CAMPAIGNS: &[Campaign] = &[
     Campaign {
         name: "archive-ahead",
         what: "pitr-archive's call for the first of a backlog (--archive-ahead 4, in every other run the \
-               size of 4 segments, 4MB or 64MB; two rsync zstd destinations sharing a staged copy and local gzip, state dir; it hands the \
+               size of 4 segments, 4MB or 64MB; two rsync zstd destinations sharing a staged copy and local gzip, state dir; in every other \
+               pair of runs a zstd destination in the Garage cluster too, where three batches are on the wire; it hands the \
                backlog to the archive-ahead worker it starts and waits for its record) killed \
                with SIGKILL, or its first rsync destination killed mid-batch, or the worker killed with SIGKILL while the call waits or \
                after; sometimes a segment rewritten in pg_wal after its record was made; then \
@@ -205,6 +207,11 @@ pub fn run(args: &FaultsArgs) -> Result<ExitCode> {
              another user\nHINT: run it as root (CI does)"
         );
     }
+    println!(
+        "xtask: checking for Garage {} (the archive-ahead campaign's object store)",
+        garage::VERSION
+    );
+    let garage = garage::ensure()?;
     let mut build = Command::new(cargo());
     build
         .current_dir(&root)
@@ -221,6 +228,7 @@ pub fn run(args: &FaultsArgs) -> Result<ExitCode> {
     env::set_var("PG_BINDIR", &deps.pg_bindir);
     env::set_var("PITR_BIN_DIR", &bin_dir);
     env::set_var("TMPDIR", scratch.path());
+    env::set_var(garage::ENV_VAR, &garage);
     scratch::install(signals)?;
 
     let ctx = Ctx {

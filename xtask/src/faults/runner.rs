@@ -537,17 +537,28 @@ pub fn kill_pid(pid: u32, sig: libc::c_int) {
 pub fn decode(path: &Path) -> Result<Vec<u8>> {
     let raw = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.to_string_lossy();
+    let ext = [".zst", ".gz"]
+        .into_iter()
+        .find(|e| name.ends_with(e))
+        .unwrap_or("");
+    decode_bytes(&raw, ext, &path.display().to_string())
+}
+
+/// `raw` decoded for `ext` (`.zst`, `.gz`, anything else as it is); `what` names it in errors.
+pub fn decode_bytes(raw: &[u8], ext: &str, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    if name.ends_with(".zst") {
-        zstd::stream::read::Decoder::new(raw.as_slice())
-            .and_then(|mut d| d.read_to_end(&mut out))
-            .with_context(|| format!("zstd-decoding {}", path.display()))?;
-    } else if name.ends_with(".gz") {
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .with_context(|| format!("gzip-decoding {}", path.display()))?;
-    } else {
-        out = raw;
+    match ext {
+        ".zst" => {
+            zstd::stream::read::Decoder::new(raw)
+                .and_then(|mut d| d.read_to_end(&mut out))
+                .with_context(|| format!("zstd-decoding {what}"))?;
+        }
+        ".gz" => {
+            flate2::read::MultiGzDecoder::new(raw)
+                .read_to_end(&mut out)
+                .with_context(|| format!("gzip-decoding {what}"))?;
+        }
+        _ => out = raw.to_vec(),
     }
     Ok(out)
 }
