@@ -20,7 +20,8 @@ use pitr_common::wal::{WalFileName, WalKind, MIN_SEG_SIZE};
 /// of WAL, with PostgreSQL's units: `128MB`, `1GB`). A size holds a batch's memory and staged
 /// copies to the same bound whatever the cluster's segment size (`initdb --wal-segsize`, 1 MB
 /// to 1 GB), where a count of eight 1 GB segments would hold gigabytes of compressed bytes per
-/// batch, and three batches are in hand at once (one compressed, two on the wire).
+/// batch, and three batches are in hand at once (one compressed, two on the wire; to an object
+/// store without conditional writes more go on the wire while their copies stay within 192 MB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AheadLimit {
     /// Up to this many segments; 0 turns archive-ahead off.

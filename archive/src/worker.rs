@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pitr_common::compress::Codec;
@@ -454,17 +454,27 @@ fn prepare<'c>(
 /// waiting (rsync's runs, an object store's requests), so a second one overlaps it.
 const DELIVERING: usize = 2;
 
-/// How many with an object store that has no conditional writes. There every create pauses for
-/// twice the time from its look to its PUT's answer before it looks again (`Store::put_new`),
-/// which under load is most of a batch's time, and with two batches on the wire both were in
-/// that pause at once for a second or more with the cores idle (profiled, Garage over https,
-/// mixed set). The pause holds a batch's memory, not the cores, so a third batch overlaps it:
-/// measured there, three, four and six on the wire drained at the same rate (medians 125, 123
-/// and 125 MiB/s), two at 104 (README, "Three batches on the wire").
-const DELIVERING_PAUSING: usize = 3;
+/// How many with an object store that has no conditional writes, at most. There every create
+/// pauses for twice the time from its look to its PUT's answer before it looks again
+/// (`Store::put_new`), which under load is most of a batch's time, and with two batches on the
+/// wire both were in that pause at once for a second or more with the cores idle (profiled,
+/// Garage over https, mixed set). The pause holds a batch's memory, not the cores, so more
+/// batches overlap it, within [`ON_WIRE_BYTES`]. Measured there (README, "More batches on
+/// the wire"): on the mixed set three, four and six on the wire drained alike (medians 125, 123
+/// and 125 MiB/s), two at 104; on pgbench WAL, whose copies are a twelfth of the WAL, two 198,
+/// three 235, four 270 and six 307.
+const DELIVERING_PAUSING: usize = 6;
 
-/// How many batches go on the wire at once for `destinations`: [`DELIVERING_PAUSING`] when one
-/// is an object store written without conditional writes (`s3`), else [`DELIVERING`].
+/// The compressed bytes on the wire, a batch's own included, within which a batch beyond the
+/// first [`DELIVERING`] goes: depth for small copies without more memory for large ones. The
+/// first two always go, so no batch waits longer than with two on the wire, and on the wire
+/// there are at most two batches or this many bytes, whichever is more (with the default
+/// 128MB batches, the bound of two). 192 MB lets three batches of the mixed set's copies (about
+/// 40 % of 128 MB of WAL each) go, and six of pgbench WAL's.
+const ON_WIRE_BYTES: u64 = 192 << 20;
+
+/// How many threads deliver for `destinations`: [`DELIVERING_PAUSING`] when one is an object
+/// store written without conditional writes (`s3`), else [`DELIVERING`].
 fn delivering(destinations: &[crate::args::Destination], s3: Option<&Settings>) -> usize {
     let pausing = s3.is_some_and(|s| !s.if_none_match)
         && destinations
@@ -477,6 +487,30 @@ fn delivering(destinations: &[crate::args::Destination], s3: Option<&Settings>) 
     }
 }
 
+/// What is on the wire: batches and their compressed bytes.
+#[derive(Debug, Default)]
+struct OnWire {
+    batches: usize,
+    bytes: u64,
+}
+
+impl OnWire {
+    /// Whether a batch of `size` compressed bytes may go on the wire now.
+    fn may_take(&self, size: u64) -> bool {
+        self.batches < DELIVERING || self.bytes.saturating_add(size) <= ON_WIRE_BYTES
+    }
+}
+
+/// The compressed bytes of a prepared batch.
+fn batch_bytes(batch: &Prepared<'_>) -> u64 {
+    batch
+        .bytes
+        .iter()
+        .flat_map(|codecs| codecs.values())
+        .map(|b| b.as_ref().map_or(0, |b| b.len() as u64))
+        .sum()
+}
+
 /// The second stage: delivers the prepared batches, [`delivering`] at a time, and records them;
 /// returns how many segments it recorded. Stops taking batches at the first failed delivery
 /// (the worker's position stays before that batch, so the failing segment's own call delivers
@@ -487,6 +521,8 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
     let on_wire: Mutex<BTreeSet<WalFileName>> = Mutex::new(BTreeSet::new());
     let stop = AtomicBool::new(false);
     let recorded = AtomicUsize::new(0);
+    let wire = Mutex::new(OnWire::default());
+    let freed = Condvar::new();
     std::thread::scope(|s| {
         for _ in 0..delivering(&cfg.destinations, cfg.s3.as_ref()) {
             s.spawn(|| {
@@ -500,6 +536,15 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
                     let taken = match rx.lock() {
                         Ok(r) => r.recv().ok().filter(|_| !stop.load(Ordering::SeqCst)).map(
                             |batch| {
+                                // Still holding the channel: the batches go in order.
+                                let size = batch_bytes(&batch);
+                                let mut on = wire.lock().unwrap_or_else(PoisonError::into_inner);
+                                while !on.may_take(size) {
+                                    on = freed.wait(on).unwrap_or_else(PoisonError::into_inner);
+                                }
+                                on.batches += 1;
+                                on.bytes += size;
+                                drop(on);
                                 let status = on_wire.lock().map(|mut w| {
                                     w.insert(batch.after);
                                     log_verbose!(
@@ -509,22 +554,30 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
                                     );
                                     w.first().map(|oldest| write_status(dir, oldest))
                                 });
-                                (batch, status)
+                                (batch, status, size)
                             },
                         ),
                         Err(_) => None,
                     };
-                    let Some((batch, status)) = taken else { break };
+                    let Some((batch, status, size)) = taken else { break };
                     let after = batch.after;
+                    let off_wire = || {
+                        let mut on = wire.lock().unwrap_or_else(PoisonError::into_inner);
+                        on.batches -= 1;
+                        on.bytes -= size;
+                        freed.notify_all();
+                    };
                     if let Ok(Some(Err(e))) = status {
                         log_warning!("archive-ahead worker: {e:#}; ending");
                         stop.store(true, Ordering::SeqCst);
+                        off_wire();
                         break;
                     }
                     let failed = deliver_batch(cfg, batch, &recorded);
                     if let Ok(mut w) = on_wire.lock() {
                         w.remove(&after);
                     }
+                    off_wire();
                     if failed > 0 {
                         log_warning!(
                             "archive-ahead worker: {failed} deliveries failed; ending (each segment's own call delivers it)"
@@ -578,8 +631,24 @@ mod tests {
         assert_eq!(delivering(std::slice::from_ref(&rsync), None), 2);
         assert_eq!(delivering(std::slice::from_ref(&rsync), Some(&plain)), 2);
         assert_eq!(delivering(std::slice::from_ref(&s3), Some(&conditional)), 2);
-        assert_eq!(delivering(std::slice::from_ref(&s3), Some(&plain)), 3);
-        assert_eq!(delivering(&[rsync, s3], Some(&plain)), 3);
+        assert_eq!(delivering(std::slice::from_ref(&s3), Some(&plain)), 6);
+        assert_eq!(delivering(&[rsync, s3], Some(&plain)), 6);
+    }
+
+    #[test]
+    fn a_batch_beyond_the_second_goes_while_the_bytes_on_the_wire_allow() {
+        const MB: u64 = 1 << 20;
+        let on = |batches, bytes| OnWire { batches, bytes };
+        // The first two always go, whatever their size.
+        assert!(on(0, 0).may_take(300 * MB));
+        assert!(on(1, 300 * MB).may_take(300 * MB));
+        // Beyond them, within 192 MB on the wire.
+        assert!(on(2, 102 * MB).may_take(51 * MB));
+        assert!(!on(3, 153 * MB).may_take(51 * MB));
+        assert!(on(5, 53 * MB).may_take(11 * MB));
+        assert!(on(2, 192 * MB - 1).may_take(1));
+        assert!(!on(2, 192 * MB).may_take(1));
+        assert!(!on(2, 256 * MB).may_take(1));
     }
 
     fn after(floor: WalFileName, batch: Option<WalFileName>) -> Place {

@@ -827,20 +827,21 @@ fn s3_archive_ahead_drains_a_backlog_into_garage() {
     );
 }
 
-/// Archive-ahead to an object store without conditional writes keeps three batches on the
-/// wire (each create there pauses before it looks again): a backlog of 20 segments in batches
-/// of two reaches three batches at once, and the store still ends up holding exactly
-/// PostgreSQL's WAL, byte for byte, with nothing left in the state dir. Delivering threads that
-/// registered their batches out of order would leave a record behind or send a segment twice.
+/// Archive-ahead to an object store without conditional writes keeps more than two batches on
+/// the wire (each create there pauses before it looks again), up to six while their copies are
+/// small: a backlog of 20 segments in batches of two goes beyond two at once and never beyond
+/// six, and the store still ends up holding exactly PostgreSQL's WAL, byte for byte, with
+/// nothing left in the state dir. Delivering threads that registered their batches out of
+/// order would leave a record behind or send a segment twice.
 #[test]
-fn s3_archive_ahead_keeps_three_batches_on_the_wire() {
+fn s3_archive_ahead_keeps_more_batches_on_the_wire() {
     let garage = GarageCluster::start();
-    let (cluster, segments) = crate::archive::ready_backlog("s3-ahead-3", 20);
-    let work = PgTempDir::new("s3-ahead-3-work");
+    let (cluster, segments) = crate::archive::ready_backlog("s3-ahead-6", 20);
+    let work = PgTempDir::new("s3-ahead-6-work");
     let config = garage.pitr_config(work.path());
     let state = work.subdir("archive-state");
     let log = work.path().join("archive.log");
-    let url = wal_url(&garage, "ahead-3/wal");
+    let url = wal_url(&garage, "ahead-6/wal");
     let extra = format!(
         "--log {} --verbose --state-dir {} --archive-ahead 2",
         log.display(),
@@ -849,7 +850,7 @@ fn s3_archive_ahead_keeps_three_batches_on_the_wire() {
     cluster.append_conf(&[("archive_command", &archive_command(&config, &extra, &url))]);
     cluster.reload();
     cluster.wait_archived(segments.last().unwrap(), Duration::from_secs(180));
-    assert_store_matches_pg_wal(&garage, "ahead-3/wal", &cluster);
+    assert_store_matches_pg_wal(&garage, "ahead-6/wal", &cluster);
     crate::archive::assert_most_calls_answered_from_records(&log);
     let text = std::fs::read_to_string(&log).unwrap();
     let most = text
@@ -861,7 +862,10 @@ fn s3_archive_ahead_keeps_three_batches_on_the_wire() {
         })
         .map(|n| n.parse::<usize>().unwrap())
         .max();
-    assert_eq!(most, Some(3), "{text}");
+    assert!(
+        most.is_some_and(|n| (3..=6).contains(&n)),
+        "{most:?}\n{text}"
+    );
     assert_eq!(
         pitr_tests::archive_state_names(&state),
         Vec::<String>::new()

@@ -3,7 +3,7 @@
 //! zstd destinations sharing one staged copy and a local gzip one, `--state-dir`) and waits for
 //! the worker's record of its segment; a retry delivers its own batch. Every other pair of runs
 //! adds a zstd destination in the test Garage cluster (S3 without conditional writes, where the
-//! worker keeps three batches on the wire instead of two). Hit while the batches are under way:
+//! worker keeps up to six batches on the wire instead of two). Hit while the batches are under way:
 //!
 //! - SIGKILL to pitr-archive (the process alone, or its group with the rsync children) after a
 //!   delay drawn from 0 to 115 % of a measured first call;

@@ -108,7 +108,7 @@ pub const CAMPAIGNS: &[Campaign] = &[
         name: "archive-ahead",
         what: "pitr-archive's call for the first of a backlog (--archive-ahead 4, in every other run the \
                size of 4 segments, 4MB or 64MB; two rsync zstd destinations sharing a staged copy and local gzip, state dir; in every other \
-               pair of runs a zstd destination in the Garage cluster too, where three batches are on the wire; it hands the \
+               pair of runs a zstd destination in the Garage cluster too, where more batches go on the wire; it hands the \
                backlog to the archive-ahead worker it starts and waits for its record) killed \
                with SIGKILL, or its first rsync destination killed mid-batch, or the worker killed with SIGKILL while the call waits or \
                after; sometimes a segment rewritten in pg_wal after its record was made; then \
