@@ -534,13 +534,18 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
                     // of them would read "the worker is past it" and deliver it beside the
                     // worker, whose record of it then outlives the call.
                     let taken = match rx.lock() {
-                        Ok(r) => r.recv().ok().filter(|_| !stop.load(Ordering::SeqCst)).map(
+                        Ok(r) => r.recv().ok().filter(|_| !stop.load(Ordering::SeqCst)).and_then(
                             |batch| {
                                 // Still holding the channel: the batches go in order.
                                 let size = batch_bytes(&batch);
                                 let mut on = wire.lock().unwrap_or_else(PoisonError::into_inner);
                                 while !on.may_take(size) {
                                     on = freed.wait(on).unwrap_or_else(PoisonError::into_inner);
+                                }
+                                // A delivery that failed meanwhile ends the worker: no batch
+                                // goes after it.
+                                if stop.load(Ordering::SeqCst) {
+                                    return None;
                                 }
                                 on.batches += 1;
                                 on.bytes += size;
@@ -554,7 +559,7 @@ fn deliver(cfg: &Config, dir: &Path, rx: mpsc::Receiver<Prepared<'_>>) -> usize 
                                     );
                                     w.first().map(|oldest| write_status(dir, oldest))
                                 });
-                                (batch, status, size)
+                                Some((batch, status, size))
                             },
                         ),
                         Err(_) => None,
