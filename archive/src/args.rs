@@ -214,6 +214,9 @@ pub struct Config {
     pub temp_dir: PathBuf,
     /// How to reach object stores, when a destination is one.
     pub s3: Option<pitr_common::objstore::Settings>,
+    /// Object-store clients kept for every batch of this process (the archive-ahead worker's
+    /// batches reuse one another's connections).
+    pub stores: pitr_common::objarchive::Stores,
     /// Test hook (`PITR_TEST_WRITE_DELAY_MS`): slows local writes down so that a test can kill
     /// the process in the middle of one.
     pub write_delay: Option<Duration>,
@@ -319,6 +322,7 @@ impl Args {
             parallel_jobs,
             rsync: Rsync::new(self.rsync_path.unwrap_or_else(|| PathBuf::from("rsync"))),
             s3,
+            stores: Default::default(),
             write_delay,
         })
     }

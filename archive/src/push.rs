@@ -409,6 +409,7 @@ pub(crate) fn deliver_all<'a>(
                             shared_stage: shared_stage.clone(),
                             write_delay: cfg.write_delay,
                             s3: cfg.s3.clone(),
+                            stores: cfg.stores.clone(),
                         };
                         dest::deliver_batch(&d.location, &payloads, items[idx[0]].wal.sysid, &opts)
                     }

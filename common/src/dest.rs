@@ -64,6 +64,8 @@ pub struct PutOptions {
     pub write_delay: Option<std::time::Duration>,
     /// How to reach object stores (`None` when no destination is one).
     pub s3: Option<crate::objstore::Settings>,
+    /// Object-store clients kept across the deliveries of one process.
+    pub stores: crate::objarchive::Stores,
 }
 
 /// One file to put: its name without codec extension, its plain content and a way to get the
@@ -170,7 +172,7 @@ pub fn deliver(
                 .s3
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("no object-store settings for {loc}"))?;
-            crate::objarchive::put(loc, url, p, sysid, settings)
+            crate::objarchive::put(loc, url, p, sysid, settings, &opts.stores)
         }
     }
 }
@@ -352,7 +354,7 @@ pub fn deliver_batch(
         }
         Target::S3(url) => match opts.s3.as_ref() {
             Some(settings) => compressing_meanwhile(payloads, || {
-                crate::objarchive::put_batch(loc, url, payloads, sysid, settings)
+                crate::objarchive::put_batch(loc, url, payloads, sysid, settings, &opts.stores)
             }),
             None => batch_failed(
                 anyhow::anyhow!("no object-store settings for {loc}"),
@@ -630,6 +632,7 @@ mod tests {
             shared_stage: None,
             write_delay: None,
             s3: None,
+            stores: Default::default(),
         }
     }
 

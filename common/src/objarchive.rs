@@ -12,12 +12,16 @@
 //! writes), with that LIST as the create's first look; a second LIST after the write tells
 //! both whether the object is still ours (its entity tag) and whether another stored form of
 //! the name appeared meanwhile with different content. Four requests: LIST, PUT, pause, LIST.
+//! A batch (the archive-ahead worker's) shares its LISTs: one per 16 neighbouring names before
+//! its writes and one after the last write's pause ([`put_batch`]), and a process keeps its
+//! client for the next batch ([`Stores`]).
 //!
 //! Restoring (pitr-restore): the marker, when present, must name this cluster (read once per
 //! process, beside the first LIST); one LIST finds the stored form (one per 16 neighbouring
 //! names for a prefetch window, [`find_many`]); the object is written to a temporary name beside `%p`, checked exactly as a
 //! file from a directory ([`source::check_and_commit`]) and renamed into place.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -37,34 +41,81 @@ pub fn put(
     p: &Payload<'_>,
     sysid: Option<u64>,
     settings: &Settings,
+    stores: &Stores,
 ) -> anyhow::Result<PutOutcome> {
-    put_batch(loc, url, std::slice::from_ref(p), sysid, settings)
+    put_batch(loc, url, std::slice::from_ref(p), sysid, settings, stores)
         .pop()
         .unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for {}", p.wal_name)))
 }
 
 /// How many files of a batch have their requests in flight at once. A batch is up to 128 MB of
 /// WAL by default (`--archive-ahead`), which is 128 files of a cluster with 1 MB segments, and
-/// two batches are on the wire at once: one thread and one connection per file would be
+/// several batches are on the wire at once: one thread and one connection per file would be
 /// hundreds against one store. Sixteen keep the default batch of eight 16 MB segments wholly
 /// concurrent, as before.
 const BATCH_REQUESTS: usize = 16;
 
-/// Delivers several files to `loc`, one outcome each, in order: the store opened and its
-/// cluster marker checked once, then the files' requests (look for its forms, create, look
-/// again) concurrently, [`BATCH_REQUESTS`] files at a time, so that a batch costs about the
-/// round trips of one file. When the batch as a whole fails, the first payload gets the error.
+/// Object-store clients kept for the batches of one process (the archive-ahead worker sends
+/// batch after batch to the same store): a batch reuses the connections of the one before
+/// instead of opening its own, each with its TLS handshake. Clones share the clients.
+#[derive(Clone, Default)]
+pub struct Stores(std::sync::Arc<std::sync::Mutex<Vec<(String, Store)>>>);
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+impl Stores {
+    /// The client for `url` with `settings`: the one kept for them, or a new one, then kept.
+    pub fn open(&self, url: &S3Url, settings: &Settings) -> Result<Store, objstore::Error> {
+        let key = format!("{} {url}", settings.endpoint_display());
+        let kept = |stores: &Vec<(String, Store)>| {
+            stores
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(store) = self.0.lock().ok().and_then(|s| kept(&s)) {
+            return Ok(store);
+        }
+        let store = Store::open(url, settings)?;
+        if let Ok(mut stores) = self.0.lock() {
+            if let Some(other) = kept(&stores) {
+                return Ok(other);
+            }
+            stores.push((key, store.clone()));
+        }
+        Ok(store)
+    }
+}
+
+/// Delivers several files to `loc`, one outcome each, in order, so that a batch costs about the
+/// requests and round trips of one file:
+/// 1. the store's client (kept in `stores` for the next batch) and its cluster marker, checked
+///    once;
+/// 2. every file compressed, then one LIST per 16 neighbouring names (every stored form of
+///    every name of the batch): the create's first look for them all;
+/// 3. each file found is compared, each other one written, [`BATCH_REQUESTS`] at a time;
+/// 4. once the last write's pause is over (each file's pause counts from the shared look, and
+///    a later look is as good as its own: [`Store::put_after_look`]), one LIST again, which
+///    tells of every file written whether its object is still ours and whether another stored
+///    form of its name appeared meanwhile with different content.
+///
+/// When the batch as a whole fails, the first payload gets the error.
 pub fn put_batch(
     loc: &Location,
     url: &S3Url,
     payloads: &[Payload<'_>],
     sysid: Option<u64>,
     settings: &Settings,
+    stores: &Stores,
 ) -> Vec<anyhow::Result<PutOutcome>> {
     let Some(first) = payloads.first() else {
         return Vec::new();
     };
-    let store = match Store::open(url, settings) {
+    let store = match stores.open(url, settings) {
         Ok(s) => s,
         Err(e) => {
             return dest::batch_failed(e.failure(format!("cannot use {loc}")), payloads.len())
@@ -76,79 +127,168 @@ pub fn put_batch(
             return dest::batch_failed(e, payloads.len());
         }
     }
-    if payloads.len() == 1 {
-        return vec![put_one(&store, loc, first)];
+    // Compressed before the look: without conditional writes each create pauses for twice the
+    // time from its look to its PUT's answer, and compressing in between made that pause, and
+    // every batch, several times longer. Errors are kept with the bytes and met below.
+    for p in payloads {
+        let _ = (p.stored)();
+    }
+    let names: Vec<&str> = payloads.iter().map(|p| p.wal_name).collect();
+    let looked = std::time::Instant::now();
+    let listed = match list_names(&store, &names) {
+        Ok(listed) => listed,
+        Err(e) => {
+            let e = e.failure(format!("looking for {} in {loc}", first.wal_name));
+            return dest::batch_failed(e, payloads.len());
+        }
+    };
+    let steps = concurrently(payloads.len(), |i| {
+        look_and_write(&store, loc, &payloads[i], &listed, looked)
+    });
+    let mut outcomes: Vec<Option<anyhow::Result<PutOutcome>>> =
+        payloads.iter().map(|_| None).collect();
+    let mut written: Vec<(usize, String, objstore::Written)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Some(Step::Done(outcome)) => outcomes[i] = Some(outcome),
+            Some(Step::Written(key, w)) => written.push((i, key, w)),
+            None => {}
+        }
+    }
+    if let Some(check_at) = written.iter().map(|(_, _, w)| w.check_at()).max() {
+        let left = check_at.saturating_duration_since(std::time::Instant::now());
+        if !left.is_zero() {
+            std::thread::sleep(left);
+        }
+        let names: Vec<&str> = written
+            .iter()
+            .map(|(i, _, _)| payloads[*i].wal_name)
+            .collect();
+        let checked = match list_names(&store, &names) {
+            Ok(listed) => concurrently(written.len(), |j| {
+                let (i, key, w) = &written[j];
+                check_written(&store, loc, &payloads[*i], key, w, &listed)
+            }),
+            Err(e) => {
+                let doing = format!("looking for {} in {loc} again", names[0]);
+                dest::batch_failed(e.failure(doing), names.len())
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            }
+        };
+        for ((i, _, _), outcome) in written.iter().zip(checked) {
+            outcomes[*i] = outcome;
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("a delivery thread panicked"))))
+        .collect()
+}
+
+/// Where one file of a batch stands after the first look.
+enum Step {
+    /// Found (and compared), refused, or failed: its outcome.
+    Done(anyhow::Result<PutOutcome>),
+    /// Written under this key, to be looked at again.
+    Written(String, objstore::Written),
+}
+
+/// One file's part before the batch looks again: compared with a stored form the first LIST
+/// found, or written (a create whose look was `looked`).
+fn look_and_write(
+    store: &Store,
+    loc: &Location,
+    p: &Payload<'_>,
+    listed: &[objstore::ObjectInfo],
+    looked: std::time::Instant,
+) -> Step {
+    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
+    if let Some((key, stored)) = present(&forms, listed, None).into_iter().next() {
+        return Step::Done(compare(store, loc, p, &key, stored));
+    }
+    let body = match (p.stored)() {
+        Ok(body) => body.to_vec(),
+        Err(e) => return Step::Done(Err(e)),
+    };
+    let key = loc.file_name(p.wal_name);
+    let crc = Some(crate::walcrc::of(p.plain));
+    match store.put_after_look(&key, body, looked, crc) {
+        Ok(Some(written)) => Step::Written(key, written),
+        // A conditional create refused: another object is there, and it decides.
+        Ok(None) => Step::Done(compare(store, loc, p, &key, Stored::Readable(loc.codec))),
+        Err(e) => Step::Done(Err(e.failure(format!("sending {} to {loc}", p.wal_name)))),
+    }
+}
+
+/// One written file's part after the batch looked again (`listed`): its object must still be
+/// ours, and another stored form of its name written meanwhile must hold the same content.
+fn check_written(
+    store: &Store,
+    loc: &Location,
+    p: &Payload<'_>,
+    key: &str,
+    written: &objstore::Written,
+    listed: &[objstore::ObjectInfo],
+) -> anyhow::Result<PutOutcome> {
+    let ours = written
+        .is_ours(store, key, listed)
+        .map_err(|e| e.failure(format!("sending {} to {loc}", p.wal_name)))?;
+    if !ours {
+        // Another writer got there first, or replaced ours: what is there now decides.
+        return compare(store, loc, p, key, Stored::Readable(loc.codec));
+    }
+    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
+    for (other, stored) in present(&forms, listed, Some(key)) {
+        compare(store, loc, p, &other, stored)?;
+    }
+    Ok(PutOutcome::Stored)
+}
+
+/// Every object whose key begins with one of `names`, in one LIST per group of names that share
+/// all but their last character (16 neighbouring segments), as [`find_many`] looks.
+fn list_names(store: &Store, names: &[&str]) -> Result<Vec<objstore::ObjectInfo>, objstore::Error> {
+    let mut groups: Vec<&str> = names
+        .iter()
+        .map(|n| &n[..n.len().saturating_sub(1)])
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut listed = Vec::new();
+    for group in groups {
+        listed.extend(store.list_matching("", group)?);
+    }
+    Ok(listed)
+}
+
+/// `f(0)`, …, `f(n - 1)`, in order, computed by up to [`BATCH_REQUESTS`] threads (`None` for
+/// one whose thread panicked).
+fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
+    if n == 1 {
+        return vec![Some(f(0))];
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Vec<std::sync::Mutex<Option<anyhow::Result<PutOutcome>>>> = payloads
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
+    let slots: Vec<std::sync::Mutex<Option<T>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for _ in 0..payloads.len().min(BATCH_REQUESTS) {
+        for _ in 0..n.min(BATCH_REQUESTS) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(p) = payloads.get(i) else {
+                if i >= n {
                     break;
-                };
-                let outcome = put_one(&store, loc, p);
-                if let Ok(mut slot) = outcomes[i].lock() {
-                    *slot = Some(outcome);
+                }
+                let value = f(i);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(value);
                 }
             });
         }
     });
-    outcomes
+    slots
         .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a delivery thread panicked")))
-        })
+        .map(|slot| slot.into_inner().ok().flatten())
         .collect()
-}
-
-/// One file's requests on an opened store whose marker is checked: a LIST of its forms (which
-/// is also the create's first look), the PUT, and after the create's pause one more LIST that
-/// shows both whether the object is still ours and whether another form appeared meanwhile.
-fn put_one(store: &Store, loc: &Location, p: &Payload<'_>) -> anyhow::Result<PutOutcome> {
-    let looking = || format!("looking for {} in {loc}", p.wal_name);
-    let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
-    // Compressed before the look: without conditional writes the create pauses for twice the
-    // time from its look to its PUT's answer, and compressing in between (a batch compresses
-    // all its files at once) made that pause, and every batch, several times longer.
-    let body = (p.stored)()?.to_vec();
-    let looked = std::time::Instant::now();
-    let listed = store
-        .list_matching("", p.wal_name)
-        .map_err(|e| e.failure(looking()))?;
-    if let Some((key, stored)) = present(&forms, &listed, None).into_iter().next() {
-        return compare(store, loc, p, &key, stored);
-    }
-    let key = loc.file_name(p.wal_name);
-    let sending = || format!("sending {} to {loc}", p.wal_name);
-    let written = store
-        .put_after_look(&key, body, looked, Some(crate::walcrc::of(p.plain)))
-        .map_err(|e| e.failure(sending()))?;
-    let listed = store
-        .list_matching("", p.wal_name)
-        .map_err(|e| e.failure(looking()))?;
-    let ours = match &written {
-        Some(w) => w
-            .is_ours(store, &key, &listed)
-            .map_err(|e| e.failure(sending()))?,
-        None => false,
-    };
-    if !ours {
-        // Another writer got there first, or replaced ours: what is there now decides.
-        return compare(store, loc, p, &key, compress::Stored::Readable(loc.codec));
-    }
-    // Ours is stored; another form of the name written meanwhile must hold the same content.
-    for (other, stored) in present(&forms, &listed, Some(&key)) {
-        compare(store, loc, p, &other, stored)?;
-    }
-    Ok(PutOutcome::Stored)
 }
 
 /// Adds what we were doing to an error that is not already a [`Failure`].

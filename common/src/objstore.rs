@@ -50,6 +50,13 @@ const MAX_CREATE_PAUSE: Duration = Duration::from_secs(5);
 /// Added to twice the look-to-written time for that pause.
 const CREATE_PAUSE_MARGIN: Duration = Duration::from_millis(50);
 
+/// How long a connection may sit idle and still be reused. A store may close a connection it
+/// finds idle, and a request sent on one it closed just as we reused it fails where it cannot
+/// be retried (a conditional create). The archive-ahead worker's batches, which share a client
+/// ([`crate::objarchive::Stores`]), follow one another well within this while there is a
+/// backlog; after a longer wait a new connection costs one TLS handshake.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The default for [`Settings::part_size`]: S3 wants at least 5 MiB for every part but the last.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -730,9 +737,24 @@ pub struct Written {
     etag: Option<String>,
     payload: PutPayload,
     checked: bool,
+    check_at: Instant,
 }
 
 impl Written {
+    /// The earliest time at which the look that tells whether the object is still ours may be
+    /// made: the end of the create's pause (the PUT's answer itself for a conditional create).
+    pub fn check_at(&self) -> Instant {
+        self.check_at
+    }
+
+    /// Waits until [`Written::check_at`].
+    pub fn wait(&self) {
+        let left = self.check_at.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            std::thread::sleep(left);
+        }
+    }
+
     /// Whether `listed` (a LIST made after the write) shows this object still under `key`: the
     /// same entity tag, or, when the store gave none, the same bytes read back. A conditional
     /// create is ours once written.
@@ -817,7 +839,8 @@ impl Store {
             .with_allow_http(plain_http)
             .with_no_system_certificates(plain_http || settings.ca_file.is_some())
             .with_connect_timeout(settings.connect_timeout)
-            .with_timeout(settings.request_timeout);
+            .with_timeout(settings.request_timeout)
+            .with_pool_idle_timeout(POOL_IDLE_TIMEOUT);
         if let Some(ca) = &settings.ca_file {
             let certificates = object_store::Certificate::from_pem_bundle(&ca.pem)
                 .map_err(|e| setup_error(Box::new(e)))?;
@@ -902,19 +925,27 @@ impl Store {
             return Ok(PutOutcome::AlreadyExists);
         }
         match self.put_after_look(key, body, looked, None)? {
-            Some(written) if self.is_ours(key, written.etag.as_deref(), &written.payload)? => {
-                Ok(PutOutcome::Created)
+            Some(written) => {
+                written.wait();
+                if self.is_ours(key, written.etag.as_deref(), &written.payload)? {
+                    Ok(PutOutcome::Created)
+                } else {
+                    Ok(PutOutcome::AlreadyExists)
+                }
             }
-            _ => Ok(PutOutcome::AlreadyExists),
+            None => Ok(PutOutcome::AlreadyExists),
         }
     }
 
     /// The write of [`Store::put_new`] for a caller that has itself just looked for `key` and
     /// found nothing (a LIST begun at `looked`, which stands for put_new's first HEAD). With
     /// conditional writes the store decides (`None`: another object is there). Without, the
-    /// object is written and this waits `2d + 50 ms` (`d`: from `looked` to the PUT's answer);
-    /// the caller must then check that the object under `key` is still [`Written::is_ours`]
-    /// before it counts it created. `None` never comes back without conditional writes.
+    /// object is written, and the caller must look again no sooner than
+    /// [`Written::check_at`], `2d + 50 ms` after the PUT's answer (`d`: from `looked` to that
+    /// answer; later is as good), and check that the object under `key` is still
+    /// [`Written::is_ours`] before it counts it created. This does not wait itself, so that a
+    /// batch of creates that share one look can share one look again after the last pause
+    /// ([`Written::wait`] waits). `None` never comes back without conditional writes.
     /// `crc32c`, the CRC-32C of the content the object stands for (a WAL file before
     /// compression), is stored with the object as its [`CRC_METADATA`] metadata.
     pub fn put_after_look(
@@ -947,20 +978,23 @@ impl Store {
             Err((Class::Exists, _)) => return Ok(None),
             Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
         };
+        let answered = Instant::now();
+        let mut check_at = answered;
         if !conditional {
-            let wrote = looked.elapsed();
+            let wrote = answered.saturating_duration_since(looked);
             let pause = (wrote * 2 + CREATE_PAUSE_MARGIN).min(MAX_CREATE_PAUSE);
             crate::log_verbose!(
                 "{key}: looked and wrote in {} ms, checking again after {} ms",
                 wrote.as_millis(),
                 pause.as_millis()
             );
-            std::thread::sleep(pause);
+            check_at = answered + pause;
         }
         Ok(Some(Written {
             etag,
             payload,
             checked: conditional,
+            check_at,
         }))
     }
 

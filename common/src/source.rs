@@ -668,6 +668,7 @@ mod tests {
             shared_stage: None,
             write_delay: None,
             s3: None,
+            stores: Default::default(),
         };
         crate::dest::deliver(&loc, &p, None, &opts).unwrap();
         let path = d.path().join(name.to_string());

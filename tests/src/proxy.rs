@@ -48,6 +48,11 @@ impl CountingProxy {
         self.port
     }
 
+    /// How many connections clients made so far.
+    pub fn connections(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
     /// How many times `needle` occurs in what clients sent so far (each connection's bytes
     /// searched whole, so a needle split between two reads is found).
     pub fn count(&self, needle: &str) -> usize {

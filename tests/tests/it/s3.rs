@@ -309,6 +309,98 @@ fn s3_prefetch_window_costs_one_list_per_16_names_and_finds_what_one_look_finds(
     assert_eq!(marker_reads(), 1);
 }
 
+/// Issue 14 on object storage, counted on the wire through a forwarder in front of Garage: a
+/// batch of 20 WAL files costs one LIST per 16 neighbouring names to look for them all and one
+/// again after the writes' pause (not two per file), one PUT each, and the store then holds
+/// every file's bytes; the next batch of the same process opens no connection (its client is
+/// kept), where a process's first batch does; a batch found already stored costs one LIST per
+/// group, its reads, and no PUT.
+#[test]
+fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
+    use pitr_common::compress::Codec;
+    use pitr_common::dest::{Payload, PutOutcome as Delivered};
+    use pitr_common::location::{Location, Opt};
+    use pitr_common::objarchive::{put_batch, Stores};
+
+    let garage = GarageCluster::start();
+    let proxy = pitr_tests::proxy::CountingProxy::start(garage.s3_port(0));
+    let mut via_proxy = settings(&garage);
+    via_proxy.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port()));
+    let url = S3Url::parse(&format!("s3://{}/batch", garage.bucket())).unwrap();
+    let loc = Location::parse(
+        Opt::DstRemote,
+        &format!("zstd=s3://{}/batch", garage.bucket()),
+    )
+    .unwrap();
+    let batch = |first: u32| -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        (first..first + 20)
+            .map(|n| {
+                let plain = pseudo_random(256 << 10, u64::from(n) * 2);
+                let stored = loc.codec.compress(&plain).unwrap();
+                (format!("0000000100000000{n:08X}"), plain, stored)
+            })
+            .collect()
+    };
+    let send = |files: &[(String, Vec<u8>, Vec<u8>)], stores: &Stores| {
+        let stored: Vec<_> = files
+            .iter()
+            .map(|(_, _, bytes)| move || Ok(bytes.as_slice()))
+            .collect();
+        let payloads: Vec<Payload<'_>> = files
+            .iter()
+            .zip(&stored)
+            .map(|((name, plain, _), stored)| Payload {
+                wal_name: name,
+                plain,
+                stored,
+                mtime: None,
+            })
+            .collect();
+        put_batch(&loc, &url, &payloads, None, &via_proxy, stores)
+            .into_iter()
+            .map(|o| o.unwrap())
+            .collect::<Vec<Delivered>>()
+    };
+    let lists = || proxy.count("list-type=2");
+    let puts = || proxy.count("PUT /");
+    let direct = store(&garage, "batch");
+    let assert_stored = |files: &[(String, Vec<u8>, Vec<u8>)]| {
+        for (name, plain, _) in files {
+            let got = direct.get(&format!("{name}.zst")).unwrap().unwrap();
+            assert!(
+                Codec::Zstd(1).decompress(&got, 1 << 20).unwrap() == *plain,
+                "{name}"
+            );
+        }
+    };
+
+    // 0x08..0x1B: the groups ...0 and ...1, two LISTs each way.
+    let stores = Stores::default();
+    let first = batch(0x08);
+    assert_eq!(send(&first, &stores), vec![Delivered::Stored; 20]);
+    assert_stored(&first);
+    assert_eq!((lists(), puts()), (4, 20));
+    let opened = proxy.connections();
+    assert!(opened >= 1);
+
+    // 0x1C..0x2F: groups ...1 and ...2, through the kept client.
+    let second = batch(0x1c);
+    assert_eq!(send(&second, &stores), vec![Delivered::Stored; 20]);
+    assert_stored(&second);
+    assert_eq!((lists(), puts()), (8, 40));
+    assert_eq!(
+        proxy.connections(),
+        opened,
+        "the second batch opened connections"
+    );
+
+    // The first batch again, in a new process's client: found, compared, nothing written.
+    let again = Stores::default();
+    assert_eq!(send(&first, &again), vec![Delivered::AlreadyIdentical; 20]);
+    assert_eq!((lists(), puts()), (10, 40));
+    assert!(proxy.connections() > opened);
+}
+
 /// Bytes allocated and not yet freed by the current thread, and their peak: the multipart test
 /// measures its own thread (the store's runtime runs on the calling thread).
 struct CountingAlloc;
