@@ -358,8 +358,8 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
             .collect();
         put_batch(&loc, &url, &payloads, None, &via_proxy, stores)
             .into_iter()
-            .map(|o| o.unwrap())
-            .collect::<Vec<Delivered>>()
+            .map(|o| o.map_err(|e| format!("{e:#}")))
+            .collect::<Vec<Result<Delivered, String>>>()
     };
     let lists = || proxy.count("list-type=2");
     let puts = || proxy.count("PUT /");
@@ -377,7 +377,7 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
     // 0x08..0x1B: the groups ...0 and ...1, two LISTs each way.
     let stores = Stores::default();
     let first = batch(0x08);
-    assert_eq!(send(&first, &stores), vec![Delivered::Stored; 20]);
+    assert_eq!(send(&first, &stores), vec![Ok(Delivered::Stored); 20]);
     assert_stored(&first);
     assert_eq!((lists(), puts()), (4, 20));
     let opened = proxy.connections();
@@ -385,7 +385,7 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
 
     // 0x1C..0x2F: groups ...1 and ...2, through the kept client.
     let second = batch(0x1c);
-    assert_eq!(send(&second, &stores), vec![Delivered::Stored; 20]);
+    assert_eq!(send(&second, &stores), vec![Ok(Delivered::Stored); 20]);
     assert_stored(&second);
     assert_eq!((lists(), puts()), (8, 40));
     assert_eq!(
@@ -394,10 +394,20 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
         "the second batch opened connections"
     );
 
-    // The first batch again, in a new process's client: found, compared, nothing written.
+    // The first batch again, one file's content changed, in a new process's client: found,
+    // compared, that one refused and left untouched, nothing written.
     let again = Stores::default();
-    assert_eq!(send(&first, &again), vec![Delivered::AlreadyIdentical; 20]);
+    let mut changed = first.clone();
+    changed[3].1[100] ^= 1;
+    let mut want = vec![Ok(Delivered::AlreadyIdentical); 20];
+    want[3] = Err(format!(
+        "{} is already archived in {loc} with different content; the archived file was left \
+         untouched",
+        first[3].0
+    ));
+    assert_eq!(send(&changed, &again), want);
     assert_eq!((lists(), puts()), (10, 40));
+    assert_stored(&first);
     assert!(proxy.connections() > opened);
 }
 
