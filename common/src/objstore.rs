@@ -734,10 +734,18 @@ pub enum PutOutcome {
 /// An object [`Store::put_after_look`] wrote.
 #[derive(Debug)]
 pub struct Written {
-    etag: Option<String>,
-    payload: PutPayload,
+    proof: Proof,
     checked: bool,
     check_at: Instant,
+}
+
+/// What tells a written object from another under its key: the entity tag the PUT answered
+/// with, or, from a store that gave none, the bytes themselves (kept only then, so that a batch
+/// waiting out its pause does not hold a second copy of every body it sent).
+#[derive(Debug)]
+enum Proof {
+    Etag(String),
+    Bytes(PutPayload),
 }
 
 impl Written {
@@ -765,11 +773,17 @@ impl Written {
         let Some(object) = listed.iter().find(|o| o.key == key) else {
             return Ok(false);
         };
-        match (&self.etag, &object.etag) {
-            (Some(ours), Some(theirs)) => Ok(ours.trim_matches('"') == theirs.trim_matches('"')),
-            _ => store.is_ours(key, None, &self.payload),
+        match (&self.proof, &object.etag) {
+            (Proof::Etag(ours), Some(theirs)) => Ok(same_etag(ours, theirs)),
+            // A listing without entity tags: ask for the object's own.
+            (proof, _) => store.is_ours(key, proof),
         }
     }
+}
+
+/// Whether two entity tags name the same object version (stores differ on the quotes).
+fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
 }
 
 /// One object, as listed or looked up.
@@ -927,7 +941,7 @@ impl Store {
         match self.put_after_look(key, body, looked, None)? {
             Some(written) => {
                 written.wait();
-                if self.is_ours(key, written.etag.as_deref(), &written.payload)? {
+                if self.is_ours(key, &written.proof)? {
                     Ok(PutOutcome::Created)
                 } else {
                     Ok(PutOutcome::AlreadyExists)
@@ -973,8 +987,11 @@ impl Store {
             );
         }
         let payload = PutPayload::from(bytes::Bytes::from(body));
-        let etag = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
-            Ok(result) => result.e_tag,
+        let proof = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
+            Ok(result) => match result.e_tag {
+                Some(tag) => Proof::Etag(tag),
+                None => Proof::Bytes(payload),
+            },
             Err((Class::Exists, _)) => return Ok(None),
             Err((class, e)) => return Err(self.error(class, "PUT", key, e)),
         };
@@ -991,8 +1008,7 @@ impl Store {
             check_at = answered + pause;
         }
         Ok(Some(Written {
-            etag,
-            payload,
+            proof,
             checked: conditional,
             check_at,
         }))
@@ -1000,12 +1016,13 @@ impl Store {
 
     /// Whether the object now under `key` is the one we wrote: same entity tag as our PUT's
     /// answer, or (without one) the same bytes.
-    fn is_ours(&self, key: &str, etag: Option<&str>, payload: &PutPayload) -> Result<bool, Error> {
-        match etag {
-            Some(tag) => Ok(self
+    fn is_ours(&self, key: &str, proof: &Proof) -> Result<bool, Error> {
+        match proof {
+            Proof::Etag(tag) => Ok(self
                 .head(key)?
-                .is_some_and(|info| info.etag.as_deref() == Some(tag))),
-            None => {
+                .and_then(|info| info.etag)
+                .is_some_and(|theirs| same_etag(tag, &theirs))),
+            Proof::Bytes(payload) => {
                 let body: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
                 Ok(self.get(key)?.is_some_and(|got| got == body))
             }
@@ -1224,17 +1241,21 @@ impl Store {
     }
 
     /// Runs `fut` to completion on the runtime, within the retry budget plus one request
-    /// timeout (the hard bound of every call), and classifies its error.
+    /// timeout (the hard bound of every call), and classifies its error. Before it gives the
+    /// runtime back it lets the runtime's ready tasks run once: a finished request's connection
+    /// goes back to the pool from such a task, and left waiting until some thread drives the
+    /// runtime again, the next request would open a new connection instead.
     fn block<T>(
         &self,
         fut: impl std::future::Future<Output = object_store::Result<T>>,
     ) -> Result<T, (Class, TimedError)> {
         let started = Instant::now();
         let deadline = self.settings.retry_budget + self.settings.request_timeout;
-        match self
-            .runtime
-            .block_on(async { tokio::time::timeout(deadline, fut).await })
-        {
+        match self.runtime.block_on(async {
+            let done = tokio::time::timeout(deadline, fut).await;
+            tokio::task::yield_now().await;
+            done
+        }) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err((
                 classify(&e),

@@ -312,8 +312,8 @@ fn s3_prefetch_window_costs_one_list_per_16_names_and_finds_what_one_look_finds(
 /// Issue 14 on object storage, counted on the wire through a forwarder in front of Garage: a
 /// batch of 20 WAL files costs one LIST per 16 neighbouring names to look for them all and one
 /// again after the writes' pause (not two per file), one PUT each, and the store then holds
-/// every file's bytes; the next batch of the same process opens no connection (its client is
-/// kept), where a process's first batch does; a batch found already stored costs one LIST per
+/// every file's bytes; the next batch of the same process reuses its connections (its client
+/// is kept: at most a stray new one), where a process's first batch opens them; a batch found already stored costs one LIST per
 /// group, its reads, and no PUT.
 #[test]
 fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
@@ -388,10 +388,14 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
     assert_eq!(send(&second, &stores), vec![Ok(Delivered::Stored); 20]);
     assert_stored(&second);
     assert_eq!((lists(), puts()), (8, 40));
-    assert_eq!(
-        proxy.connections(),
-        opened,
-        "the second batch opened connections"
+    // A request can go out while a finished one's connection is still on its way back to the
+    // pool (on a loaded machine the runtime may not have run that connection's task yet), and
+    // then it opens one: seen once in a full parallel run. A fresh client per batch opens as
+    // many as the batch has requests in flight (16 here, measured).
+    let new = proxy.connections() - opened;
+    assert!(
+        new <= 2,
+        "the second batch opened {new} connections, the first {opened}"
     );
 
     // The first batch again, one file's content changed, in a new process's client: found,
