@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use pitr_common::compress::Codec;
-use pitr_common::dest::{self, Payload, PutOptions, PutOutcome, SharedStage};
+use pitr_common::dest::{self, Body, Payload, PutOptions, PutOutcome, SharedStage};
 use pitr_common::exit::Failure;
 use pitr_common::location::Target;
 use pitr_common::state::{self, Content, DeliveryState};
@@ -245,7 +245,7 @@ pub(crate) fn ahead_item<'c>(
 pub(crate) struct Compressed<'a> {
     plain: &'a [u8],
     name: String,
-    cells: HashMap<Codec, OnceLock<Result<Vec<u8>, String>>>,
+    cells: HashMap<Codec, OnceLock<Result<bytes::Bytes, String>>>,
 }
 
 impl<'a> Compressed<'a> {
@@ -266,14 +266,14 @@ impl<'a> Compressed<'a> {
     ) -> Self {
         let cells = computed
             .into_iter()
-            .map(|(c, r)| (c, OnceLock::from(r)))
+            .map(|(c, r)| (c, OnceLock::from(r.map(bytes::Bytes::from))))
             .collect();
         Compressed { plain, name, cells }
     }
 
-    fn get(&self, c: Codec) -> anyhow::Result<&[u8]> {
+    fn get(&self, c: Codec) -> anyhow::Result<Body<'_>> {
         if c == Codec::None {
-            return Ok(self.plain);
+            return Ok(Body::Borrowed(self.plain));
         }
         let cell = self
             .cells
@@ -286,6 +286,7 @@ impl<'a> Compressed<'a> {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let r = c
                 .compress_parallel(self.plain, threads)
+                .map(bytes::Bytes::from)
                 .map_err(|e| e.to_string());
             log_verbose!(
                 "Timer [Compressing {} with {c}] took: {:.3}s",
@@ -295,7 +296,7 @@ impl<'a> Compressed<'a> {
             r
         });
         match r {
-            Ok(v) => Ok(v.as_slice()),
+            Ok(v) => Ok(Body::Shared(v)),
             Err(e) => Err(anyhow::anyhow!("compressing {} with {c}: {e}", self.name)),
         }
     }

@@ -68,6 +68,44 @@ pub struct PutOptions {
     pub stores: crate::objarchive::Stores,
 }
 
+/// A file's bytes to store, as [`Payload::stored`] gives them: borrowed, or shared with the
+/// buffer that holds them, so that an object-store request body takes them without a copy (a
+/// batch on the wire would otherwise hold each file twice while it is sent).
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    /// Bytes the caller holds (a mapped WAL file stored uncompressed, a test's buffer).
+    Borrowed(&'a [u8]),
+    /// Bytes a request body may share.
+    Shared(&'a bytes::Bytes),
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(b) => b,
+            Body::Shared(b) => b,
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Body<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Body::Borrowed(b)
+    }
+}
+
+impl Body<'_> {
+    /// The bytes for a request body: shared, or copied when borrowed.
+    pub fn to_bytes(self) -> bytes::Bytes {
+        match self {
+            Body::Borrowed(b) => bytes::Bytes::copy_from_slice(b),
+            Body::Shared(b) => b.clone(),
+        }
+    }
+}
+
 /// One file to put: its name without codec extension, its plain content and a way to get the
 /// same content compressed with the destination's codec. The compressed bytes are asked for
 /// only when they are about to be written, so a destination that already holds the file costs
@@ -80,7 +118,7 @@ pub struct Payload<'a> {
     pub plain: &'a [u8],
     /// Bytes to store (compressed with the location's codec), computed on demand, once: a
     /// second call returns what the first computed (a batch compresses ahead on another thread).
-    pub stored: &'a (dyn Fn() -> anyhow::Result<&'a [u8]> + Sync),
+    pub stored: &'a (dyn Fn() -> anyhow::Result<Body<'a>> + Sync),
     /// The source's modification time, given to the archived file.
     pub mtime: Option<SystemTime>,
 }
@@ -223,7 +261,7 @@ fn put_local(
         .with_context(|| format!("storing {} in {loc}", p.wal_name))?;
     let stored = (p.stored)()?;
     match opts.write_delay {
-        None => file.write_bytes(stored)?,
+        None => file.write_bytes(&stored)?,
         Some(d) => {
             for chunk in stored.chunks(1 << 20) {
                 file.write_bytes(chunk)?;
@@ -234,7 +272,7 @@ fn put_local(
     // A plain copy carries its CRC-32C with it (see walcrc), for every byte, boundary records
     // included.
     if loc.codec == Codec::None {
-        crate::walcrc::set(file.file(), crate::walcrc::of(stored)).map_err(|e| {
+        crate::walcrc::set(file.file(), crate::walcrc::of(&stored)).map_err(|e| {
             fs::IoError::new("setting the checksum attribute of", file.temp_path(), e)
         })?;
     }
@@ -448,7 +486,7 @@ fn put_rsync(
             continue;
         }
         let file_name = loc.file_name(p.wal_name);
-        match (p.stored)().and_then(|bytes| shared.stage(loc.codec, &file_name, bytes, p.mtime)) {
+        match (p.stored)().and_then(|bytes| shared.stage(loc.codec, &file_name, &bytes, p.mtime)) {
             Ok(dir) => {
                 stage_dir = dir;
                 staged.push((i, file_name));
@@ -510,7 +548,7 @@ fn put_pipe(loc: &Location, program: &Path, p: &Payload<'_>) -> anyhow::Result<P
     let file_name = loc.file_name(p.wal_name);
     Program::new(program)
         .arg(&file_name)
-        .run_with_stdin((p.stored)()?)
+        .run_with_stdin(&(p.stored)()?)
         .with_context(|| format!("sending {} to {loc}", p.wal_name))?;
     Ok(PutOutcome::Stored)
 }
@@ -642,7 +680,7 @@ mod tests {
         let loc = Location::dir(Codec::Zstd(3), d.path());
         let plain = vec![5u8; 100_000];
         let stored = loc.codec.compress(&plain).unwrap();
-        let get = || -> anyhow::Result<&[u8]> { Ok(&stored) };
+        let get = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&stored)) };
         let p = Payload {
             wal_name: "000000010000000000000001",
             plain: &plain,
@@ -657,7 +695,7 @@ mod tests {
         );
         // Same content compressed at another level is still the same content.
         let other_level = Codec::Zstd(19).compress(&plain).unwrap();
-        let get2 = || -> anyhow::Result<&[u8]> { Ok(&other_level) };
+        let get2 = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&other_level)) };
         let p2 = Payload { stored: &get2, ..p };
         assert_eq!(
             deliver(&loc, &p2, None, &o).unwrap(),
@@ -665,7 +703,7 @@ mod tests {
         );
         let plain3 = vec![6u8; 100_000];
         let stored3 = loc.codec.compress(&plain3).unwrap();
-        let get3 = || -> anyhow::Result<&[u8]> { Ok(&stored3) };
+        let get3 = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&stored3)) };
         let p3 = Payload {
             plain: &plain3,
             stored: &get3,
@@ -692,7 +730,7 @@ mod tests {
         let seg = "000000010000000000000001";
         let first = vec![5u8; 100_000];
         let z = Codec::Zstd(3).compress(&first).unwrap();
-        let getz = || -> anyhow::Result<&[u8]> { Ok(&z) };
+        let getz = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&z)) };
         let pz = Payload {
             wal_name: seg,
             plain: &first,
@@ -703,7 +741,7 @@ mod tests {
         let other = vec![6u8; 100_000];
         for codec in [Codec::None, Codec::Gzip(6)] {
             let stored = codec.compress(&other).unwrap();
-            let get = || -> anyhow::Result<&[u8]> { Ok(&stored) };
+            let get = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&stored)) };
             let p = Payload {
                 plain: &other,
                 stored: &get,
@@ -718,7 +756,7 @@ mod tests {
             );
             // The same content in another form is the same file: nothing is written.
             let same = codec.compress(&first).unwrap();
-            let get_same = || -> anyhow::Result<&[u8]> { Ok(&same) };
+            let get_same = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&same)) };
             let ps = Payload {
                 stored: &get_same,
                 ..pz

@@ -209,7 +209,7 @@ fn look_and_write(
         return Step::Done(compare(store, loc, p, &key, stored));
     }
     let body = match (p.stored)() {
-        Ok(body) => body.to_vec(),
+        Ok(body) => body.to_bytes(),
         Err(e) => return Step::Done(Err(e)),
     };
     let key = loc.file_name(p.wal_name);

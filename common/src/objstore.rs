@@ -938,7 +938,7 @@ impl Store {
         if !self.settings.if_none_match && self.head(key)?.is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
-        match self.put_after_look(key, body, looked, None)? {
+        match self.put_after_look(key, bytes::Bytes::from(body), looked, None)? {
             Some(written) => {
                 written.wait();
                 if self.is_ours(key, &written.proof)? {
@@ -965,7 +965,7 @@ impl Store {
     pub fn put_after_look(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         looked: Instant,
         crc32c: Option<u32>,
     ) -> Result<Option<Written>, Error> {
@@ -986,7 +986,7 @@ impl Store {
                 AttributeValue::from(format!("{crc:08x}")),
             );
         }
-        let payload = PutPayload::from(bytes::Bytes::from(body));
+        let payload = PutPayload::from(body);
         let proof = match self.block(self.s3.put_opts(&path, payload.clone(), opts)) {
             Ok(result) => match result.e_tag {
                 Some(tag) => Proof::Etag(tag),

@@ -655,7 +655,7 @@ mod tests {
         let dest = out.path().join("RECOVERYXLOG");
         let (name, data, sysid) = real_segment();
         let loc = Location::dir(Codec::None, d.path());
-        let get = || -> anyhow::Result<&[u8]> { Ok(&data) };
+        let get = || -> anyhow::Result<crate::dest::Body<'_>> { Ok((&data[..]).into()) };
         let p = crate::dest::Payload {
             wal_name: &name.to_string(),
             plain: &data,

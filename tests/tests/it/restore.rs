@@ -1529,7 +1529,7 @@ impl Place<'_> {
             Place::S3 { store, .. } => {
                 let crc = pitr_common::walcrc::of(good);
                 store
-                    .put_after_look(file, bad.to_vec(), Instant::now(), Some(crc))
+                    .put_after_look(file, bad.to_vec().into(), Instant::now(), Some(crc))
                     .unwrap();
             }
         }

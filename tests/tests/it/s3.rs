@@ -318,7 +318,7 @@ fn s3_prefetch_window_costs_one_list_per_16_names_and_finds_what_one_look_finds(
 #[test]
 fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
     use pitr_common::compress::Codec;
-    use pitr_common::dest::{Payload, PutOutcome as Delivered};
+    use pitr_common::dest::{Body, Payload, PutOutcome as Delivered};
     use pitr_common::location::{Location, Opt};
     use pitr_common::objarchive::{put_batch, Stores};
 
@@ -344,7 +344,7 @@ fn s3_batch_costs_one_list_per_16_names_each_way_and_reuses_its_connections() {
     let send = |files: &[(String, Vec<u8>, Vec<u8>)], stores: &Stores| {
         let stored: Vec<_> = files
             .iter()
-            .map(|(_, _, bytes)| move || Ok(bytes.as_slice()))
+            .map(|(_, _, bytes)| move || Ok(Body::Borrowed(bytes.as_slice())))
             .collect();
         let payloads: Vec<Payload<'_>> = files
             .iter()
@@ -1863,7 +1863,7 @@ fn s3_monitor_verify_checks_the_crc_recorded_with_a_plain_object() {
     store(&garage, "mon-crc")
         .put_after_look(
             &name,
-            bad,
+            bad.into(),
             Instant::now(),
             Some(pitr_common::walcrc::of(&good)),
         )
