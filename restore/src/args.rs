@@ -63,8 +63,11 @@ pitr_common::tool_args! {
                 if they were given where --config-file stands. PostgreSQL expands %f, %p and\n\
                 %r only in restore_command itself.\n\
                 \n\
-                A damaged or foreign archived file is logged as an ERROR and waited on, as it\n\
-                may be repaired; with --streaming-replication it is status 1. SIGUSR1 to a\n\
+                A damaged or foreign archived file is never handed over. It is logged as an\n\
+                ERROR and checked again while it changes (a copy still being written); once\n\
+                it has stayed the same for 10 s, the status is 126: PostgreSQL stops instead\n\
+                of ending recovery, and goes on once the file is repaired and the server\n\
+                started again. With --streaming-replication it is status 1. SIGUSR1 to a\n\
                 waiting pitr-restore finishes recovery at once, as a finish trigger holding\n\
                 NOW does.",
         note = "\n\

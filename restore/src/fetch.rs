@@ -250,6 +250,33 @@ fn show(data_dir: &Path, parameter: &str) -> anyhow::Result<String> {
 /// of what PostgreSQL would notice.
 const WORKER_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a warm spare goes on checking an archived file it refused (damaged, foreign, of a
+/// codec pitr cannot read) while the file stays the same, before it stops recovery (126). A
+/// file some tool is still writing under its final name (`cp` in an `archive_command`, a copy
+/// by hand) changes meanwhile, and is checked again from the start once it does.
+pub(crate) const REFUSED_GRACE: Duration = Duration::from_secs(10);
+
+/// The archived file a call refused, and since when it has been that same file.
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    last: Option<(String, Instant)>,
+}
+
+impl Refused {
+    /// Records a refusal of the file identified by `file` (its location, size or modification
+    /// time: anything that changes while it is written) at `now`; returns how long the same
+    /// file has been refused.
+    pub(crate) fn refused(&mut self, file: String, now: Instant) -> Duration {
+        match &self.last {
+            Some((f, since)) if *f == file => now.saturating_duration_since(*since),
+            _ => {
+                self.last = Some((file, now));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// What one call works with, set up once.
 struct Call<'a> {
     cfg: &'a Config,
@@ -260,6 +287,7 @@ struct Call<'a> {
     started: Instant,
     watch: CallerWatch,
     quiet: Quiet,
+    refused: Refused,
     spool: prefetch::Spool,
     warned_prefetch: bool,
     sources: source::Sources,
@@ -299,6 +327,7 @@ impl<'a> Call<'a> {
             started: Instant::now(),
             watch: CallerWatch::new(&cfg.data_dir),
             quiet: Quiet { last: None },
+            refused: Refused::default(),
             spool: prefetch::Spool::new(&cfg.data_dir),
             warned_prefetch: false,
             sources,
@@ -380,20 +409,20 @@ impl<'a> Call<'a> {
     }
 
     /// Step 3: the sources, every stored form; a found file is verified into `%p`. A damaged or
-    /// foreign file is never handed over: waited on (it can be repaired; ending recovery here
-    /// would promote at the wrong point), or in standby mode answered with 1.
+    /// foreign file is never handed over ([`Call::refuse`]): a warm spare stops recovery (126)
+    /// once the file has stayed the same for [`REFUSED_GRACE`], a standby answers 1.
     fn look_in_archive(&mut self, finishing: bool) -> anyhow::Result<Look> {
         let found = match self.sources.find(&self.cfg.wanted) {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(Look::Missing),
             Err(e @ source::Error::Unsupported { .. }) => {
-                self.quiet
-                    .say(true, format!("cannot restore {}: {e}", self.name));
-                return Ok(if self.cfg.streaming {
-                    Look::Done(ExitCode::from(exit::NOT_FOUND))
-                } else {
-                    Look::Wait
-                });
+                let file = format!("{e}");
+                let refusal = format!("cannot restore {}: {e}", self.name);
+                return self.refuse(
+                    file,
+                    refusal,
+                    "store it with a codec pitr reads (zstd, gzip or none)",
+                );
             }
             Err(e) => return Err(unreadable_archive(self.cfg, &self.name, e)),
         };
@@ -427,17 +456,42 @@ impl<'a> Call<'a> {
             }
             Err(e) => {
                 let refusal = format!("archived {} is not usable, not restoring it: {e:#}", self.name);
-                if self.cfg.streaming {
-                    log_error!("{refusal}");
-                    log_hint!("replace the archived file with a good copy; the standby retries it");
-                    return Ok(Look::Done(ExitCode::from(exit::NOT_FOUND)));
-                }
-                // One message with its HINT, so that Quiet sees the same condition on every
-                // poll (two alternating messages were each logged every poll).
-                self.quiet.say_hinted(refusal, "replace the archived file with a good copy; pitr-restore keeps checking it");
-                Ok(Look::Wait)
+                self.refuse(format!("{found:?}"), refusal, "replace the archived file with a good copy")
             }
         }
+    }
+
+    /// An archived file that must not be handed over (`refusal` says why, `fix` how to mend
+    /// it; `file` identifies it as found: location and modification time, or the error naming
+    /// it). A standby, which never promotes on a failed restore_command, gets 1 and retries.
+    /// A warm spare, where 1 would end recovery at the wrong point, logs the ERROR and checks
+    /// again while the file stays the same, for up to [`REFUSED_GRACE`] (a copy still being
+    /// written under its final name changes, and starts the wait again), then stops recovery:
+    /// exit 126, the server shuts down and promotes nothing.
+    fn refuse(&mut self, file: String, refusal: String, fix: &str) -> anyhow::Result<Look> {
+        if self.cfg.streaming {
+            log_error!("{refusal}");
+            log_hint!("{fix}; the standby retries it");
+            return Ok(Look::Done(ExitCode::from(exit::NOT_FOUND)));
+        }
+        if self.refused.refused(file, Instant::now()) >= REFUSED_GRACE {
+            return Err(Failure::new(refusal)
+                .hint(format!(
+                    "{fix}, then start the server again; recovery stops rather than ending early"
+                ))
+                .status(exit::RESTORE_FATAL)
+                .into());
+        }
+        // One message with its HINT, so that Quiet sees the same condition on every poll (two
+        // alternating messages were each logged every poll).
+        self.quiet.say_hinted(
+            refusal,
+            &format!(
+                "{fix}; pitr-restore checks it again, and stops recovery if it stays so for {} s",
+                REFUSED_GRACE.as_secs()
+            ),
+        );
+        Ok(Look::Wait)
     }
 
     /// Step 4: a missing file. Ends the call (exit 1) for a `.history` file, while finishing,
@@ -577,5 +631,25 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         if let Some(r) = call.sleep() {
             return r;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_file_counts_its_time_only_while_it_stays_the_same() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Refused::default();
+        assert_eq!(r.refused("a 1".into(), at(0)), Duration::ZERO);
+        assert_eq!(r.refused("a 1".into(), at(4)), Duration::from_secs(4));
+        // The file changed (still being written): the wait starts again.
+        assert_eq!(r.refused("a 2".into(), at(6)), Duration::ZERO);
+        assert_eq!(r.refused("a 2".into(), at(15)), Duration::from_secs(9));
+        assert!(r.refused("a 2".into(), at(16)) >= REFUSED_GRACE);
+        // Another file altogether.
+        assert_eq!(r.refused("b 2".into(), at(17)), Duration::ZERO);
     }
 }

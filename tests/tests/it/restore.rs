@@ -715,8 +715,14 @@ fn foreign_segment(name: &str) -> Vec<u8> {
     bytes
 }
 
+/// A warm spare never hands over, nor ends recovery on, a damaged or foreign archived segment:
+/// pitr-restore logs the refusal and checks the file again while it stays the same, for
+/// `REFUSED_GRACE` (10 s), then exits 126 and PostgreSQL stops, recovery.signal kept, nothing
+/// promoted (SPEC: on a warm spare any doubt about the archive exits 126). Once the file is
+/// repaired the spare starts again and goes on. A file replaced within the grace (a copy still
+/// being written under its final name) is checked again and restored by the same call.
 #[test]
-fn damaged_or_foreign_archived_segment_is_refused_until_repaired() {
+fn damaged_or_foreign_archived_segment_stops_a_warm_spare_until_repaired() {
     let setup = Setup::local("damaged");
     let source = setup.work.subdir("feed");
     let spare = warm_spare(
@@ -757,7 +763,7 @@ fn damaged_or_foreign_archived_segment_is_refused_until_repaired() {
         (
             "truncated",
             zst.as_path(),
-            truncated,
+            truncated.clone(),
             "cannot be decompressed",
         ),
         (
@@ -767,62 +773,102 @@ fn damaged_or_foreign_archived_segment_is_refused_until_repaired() {
             "but its name says",
         ),
     ];
-    // One pitr-restore call waits for the segment throughout: every refusal, and then the
-    // restore, must come from that process. Had it exited, recovery would have ended.
-    let waiting = wait_log(&spare, 0, &["LOG : waiting for", &name], TIMEOUT);
-    let pid = log_pid(&waiting);
-    let from_pid = format!(" : {pid} : pitr-restore : ");
+    // Where the log of the server running now starts.
+    let mut started = 0;
     for (what, path, bytes, why) in cases {
+        wait_log(&spare, started, &["LOG : waiting for", &name], TIMEOUT);
         let since = spare.server_log_len();
         place(path, &bytes);
-        let fragments = [
-            from_pid.as_str(),
+        let refusal = [
             "ERROR : ",
             &format!("archived {name} is not usable, not restoring it"),
             &path.display().to_string(),
             why,
         ];
-        let seen = poll_until(TIMEOUT, || {
-            let log = spare.server_log_since(since);
-            if let Some(line) = log
-                .lines()
-                .find(|l| fragments.iter().all(|f| l.contains(f)))
-            {
-                return Some(Ok(line.to_owned()));
-            }
-            (!Path::new(&format!("/proc/{pid}")).exists()).then_some(Err(log))
+        let line = wait_log(&spare, since, &refusal, TIMEOUT);
+        let pid = log_pid(&line);
+        // The same call checks the unchanged file until the grace is over, then stops recovery.
+        wait_until("the refused spare to stop", TIMEOUT, || {
+            (!spare.server_alive()).then_some(())
         });
-        let line = match seen {
-            Some(Ok(line)) => line,
-            Some(Err(log)) => panic!(
-                "the pitr-restore waiting for {name} (pid {pid}) exited on a segment with \
-                 {what}\n--- server log since\n{log}"
-            ),
-            None => panic!(
-                "no refusal of the segment with {what} within {TIMEOUT:?}; wanted a line with \
-                 {fragments:?}\n--- server log since\n{}",
-                spare.server_log_since(since)
-            ),
-        };
+        spare.mark_stopped();
+        let log = spare.server_log_since(since);
+        let fatal = log
+            .lines()
+            .find(|l| {
+                l.contains("pitr-restore : FATAL : ") && refusal[1..].iter().all(|f| l.contains(f))
+            })
+            .unwrap_or_else(|| {
+                panic!("{what}: no pitr-restore FATAL line with {refusal:?}\n{log}")
+            });
+        assert_eq!(
+            log_pid(fatal),
+            pid,
+            "{what}: another call stopped recovery\n{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("pitr-restore : HINT : ")
+                    && l.contains("start the server again")),
+            "{what}: no HINT after the FATAL line\n{log}"
+        );
+        assert!(
+            log.lines().any(|l| l.contains("FATAL:")
+                && l.contains("could not restore file")
+                && l.contains("command not executable")),
+            // PostgreSQL's words for status 126.
+            "{what}: PostgreSQL did not stop recovery on status 126\n{log}"
+        );
+        assert!(
+            spare.has_file(RECOVERY_SIGNAL),
+            "{what}: recovery.signal is gone"
+        );
+        assert!(
+            !spare.has_file("pg_wal/00000002.history"),
+            "{what}: the spare switched to a new timeline"
+        );
+        // Repaired (here: the bad file taken away), the spare starts and waits again, having
+        // replayed nothing of the bad file.
+        std::fs::remove_file(path).expect("removing the bad file");
+        started = spare.server_log_len();
+        spare.start();
         assert!(
             spare.is_in_recovery(),
-            "the spare left recovery on a segment with {what}: {line}"
+            "{what}: the restarted spare left recovery"
         );
         assert_eq!(
             spare.count_rows(TABLE),
             before,
             "the spare replayed a segment with {what}"
         );
-        std::fs::remove_file(path).expect("removing the bad file");
     }
 
+    // A file replaced within the grace: the waiting call refuses the half-written copy, checks
+    // the new one and restores it.
+    let waiting = wait_log(&spare, started, &["LOG : waiting for", &name], TIMEOUT);
+    let since = spare.server_log_len();
+    let pid = log_pid(&waiting);
+    place(&zst, &truncated);
+    wait_log(
+        &spare,
+        since,
+        &[
+            &format!(" : {pid} : pitr-restore : ERROR : "),
+            &format!("archived {name} is not usable"),
+        ],
+        TIMEOUT,
+    );
+    std::fs::remove_file(&zst).expect("removing the half-written copy");
     feed(&setup.archive, &source, |_| true);
     spare.wait_replayed(&round.lsn, TIMEOUT);
     assert_eq!(spare.count_rows(TABLE), round.rows);
     assert!(spare.is_in_recovery());
     assert_log_line(
         &spare,
-        &[&from_pid, &format!("LOG : Segment {name} restored")],
+        &[
+            &format!(" : {pid} : pitr-restore : "),
+            &format!("LOG : Segment {name} restored"),
+        ],
     );
 }
 

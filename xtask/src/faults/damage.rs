@@ -436,7 +436,9 @@ fn scenario(
     // Repair, restart a stopped server, finish, count.
     fs::remove_file(archive.join(&stored_name))?;
     runner::copy_as_pg(&stored_path(src, ext), &archive.join(&stored_name))?;
-    if reaction == Reaction::Stopped {
+    // A warm spare also stops on its own once pitr-restore has refused the same file for its
+    // grace (126): restart it then too.
+    if reaction == Reaction::Stopped || !server.server_alive() {
         server.mark_stopped();
         if let Err(e) = server.try_start_within("60") {
             tally.bad(
@@ -517,7 +519,8 @@ fn scenario(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reaction {
-    /// pitr-restore logged an error naming the segment (and keeps waiting or exits 1).
+    /// pitr-restore logged an error naming the segment (and checks it again, or exits 1; a warm
+    /// spare's exits 126 once the file has stayed the same for its grace).
     Refused(String),
     /// PostgreSQL rejected a record or page of the handed-over segment.
     Rejected(String),
