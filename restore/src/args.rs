@@ -209,8 +209,9 @@ pitr_common::tool_args! {
     )]
     pub struct BackupArgs {
         /// the directory holding the backup sets (made by pitr-backup), [CODEC=]DIR: a local
-        /// directory or an rsync target (rsync://host[:port]/module/path, host::module/path,
-        /// [user@]host:/path), whose set is fetched next to --target-data-dir first
+        /// directory, an rsync target (rsync://host[:port]/module/path, host::module/path,
+        /// [user@]host:/path) or s3://BUCKET/PREFIX, whose set is fetched next to
+        /// --target-data-dir first
         #[argh(option)]
         pub from_backup: String,
 
@@ -218,7 +219,8 @@ pitr_common::tool_args! {
         #[argh(option)]
         pub target_data_dir: Option<PathBuf>,
 
-        /// the WAL archive the restored server recovers from, [CODEC=]DIR; repeatable
+        /// the WAL archive the restored server recovers from, [CODEC=]DIR or
+        /// [CODEC=]s3://BUCKET/PREFIX; repeatable
         #[argh(option)]
         pub source: Vec<String>,
 
