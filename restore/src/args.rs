@@ -16,6 +16,7 @@ use pitr_common::exit::{self, Failure};
 use pitr_common::location::{Location, Opt};
 use pitr_common::rsync::Rsync;
 use pitr_common::wal::{Lsn, Timeline, WalFileName};
+use pitr_common::{log_hint, log_warning, pg};
 
 use crate::command::CommandOptions;
 use crate::recovery::Target;
@@ -67,7 +68,9 @@ pitr_common::tool_args! {
                 ERROR and checked again while it changes (a copy still being written); once\n\
                 it has stayed the same for 10 s, the status is 126: PostgreSQL stops instead\n\
                 of ending recovery, and goes on once the file is repaired and the server\n\
-                started again. With --streaming-replication it is status 1. SIGUSR1 to a\n\
+                started again. With --streaming-replication it is status 1, unless the data\n\
+                directory has recovery.signal and no standby.signal (there 1 would end\n\
+                recovery: 126 as above, with a WARNING). SIGUSR1 to a\n\
                 waiting pitr-restore finishes recovery at once, as a finish trigger holding\n\
                 NOW does.",
         note = "\n\
@@ -1009,10 +1012,43 @@ impl BackupArgs {
     }
 }
 
+impl Config {
+    /// Whether an archive in doubt (unreadable, damaged or foreign files) may be answered with
+    /// 1: only in standby mode (`--streaming-replication`), and never where PostgreSQL reads 1
+    /// as the end of archive recovery. `recovery.signal` without `standby.signal` in the data
+    /// directory is a warm spare or a point-in-time restore, where 1 ends recovery and
+    /// promotes at the file in doubt, whatever the options say (OmniPITR's `-sr` carried over
+    /// into a warm spare's restore_command, `--from-backup --streaming-replication` without
+    /// `--standby`): there the answer is 126, and a WARNING says the option was overruled.
+    pub fn doubt_is_not_found(&self) -> bool {
+        if !self.streaming {
+            return false;
+        }
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let has = |f: &str| self.data_dir.join(f).exists();
+        if has(pg::RECOVERY_SIGNAL) && !has(pg::STANDBY_SIGNAL) {
+            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return false;
+            }
+            log_warning!(
+                "--streaming-replication is overruled for an archive in doubt: {} has {} and no {}, so status 1 would end recovery",
+                self.data_dir.display(),
+                pg::RECOVERY_SIGNAL,
+                pg::STANDBY_SIGNAL
+            );
+            log_hint!(
+                "give --streaming-replication only to a standby (standby.signal); a warm spare waits for the archive"
+            );
+            return false;
+        }
+        true
+    }
+}
+
 /// Checks that each source is a readable directory. A missing or unreadable source must not be
 /// read as "end of archive": as a warm spare that stops recovery (126); in standby mode, where
 /// PostgreSQL never promotes on a failed restore_command, it is an ERROR and exit 1, and the
-/// standby keeps streaming.
+/// standby keeps streaming (`streaming`: [`Config::doubt_is_not_found`]).
 pub fn check_sources(sources: &[Location], streaming: bool) -> anyhow::Result<()> {
     for s in sources {
         let Some(dir) = s.as_dir() else { continue };

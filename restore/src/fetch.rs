@@ -307,7 +307,7 @@ impl<'a> Call<'a> {
     /// Step 1: the sources must be readable, pg_control must be; a temporary `%p` left by a
     /// killed pitr-restore goes, and ours goes with us if a shutdown signal ends this call.
     fn prepare(cfg: &'a Config) -> anyhow::Result<Self> {
-        crate::args::check_sources(&cfg.sources, cfg.streaming)?;
+        crate::args::check_sources(&cfg.sources, cfg.doubt_is_not_found())?;
         let sources = source::Sources::open(&cfg.sources, cfg.s3.as_ref())
             .map_err(|e| unreadable_archive(cfg, &cfg.wanted.to_string(), e))?;
         let control = read_control(cfg)?;
@@ -469,7 +469,7 @@ impl<'a> Call<'a> {
     /// written under its final name changes, and starts the wait again), then stops recovery:
     /// exit 126, the server shuts down and promotes nothing.
     fn refuse(&mut self, file: String, refusal: String, fix: &str) -> anyhow::Result<Look> {
-        if self.cfg.streaming {
+        if self.cfg.doubt_is_not_found() {
             log_error!("{refusal}");
             log_hint!("{fix}; the standby retries it");
             return Ok(Look::Done(ExitCode::from(exit::NOT_FOUND)));
@@ -552,7 +552,7 @@ fn unreadable_archive(cfg: &Config, name: &str, e: source::Error) -> anyhow::Err
         }
         _ => "make the archive readable by the user PostgreSQL runs as".to_string(),
     };
-    let (status, hint) = if cfg.streaming {
+    let (status, hint) = if cfg.doubt_is_not_found() {
         (
             exit::NOT_FOUND,
             format!("{fix}; the standby keeps streaming and retries"),

@@ -872,6 +872,67 @@ fn damaged_or_foreign_archived_segment_stops_a_warm_spare_until_repaired() {
     );
 }
 
+/// `--streaming-replication` in a warm spare's restore_command (recovery.signal, no
+/// standby.signal: OmniPITR's `-sr` carried over, or `--from-backup --streaming-replication`
+/// without `--standby`): there status 1 ends recovery, so an archive in doubt must still stop
+/// the server (126), not promote it at the damaged segment. Before, the option alone decided,
+/// and the spare promoted with the rows after the damage lost.
+#[test]
+fn streaming_replication_option_in_a_warm_spare_still_stops_on_a_damaged_segment() {
+    let setup = Setup::local("sr-spare");
+    let source = setup.work.subdir("feed");
+    let spare = warm_spare(
+        &setup.primary,
+        "sr-spare-spare",
+        &format!("--streaming-replication --source zstd={}", source.display()),
+        &[],
+    );
+    let round = load_round(&setup.primary, 100);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    feed(&setup.archive, &source, |_| true);
+    let zst = source.join(format!("{}.zst", round.segment));
+    let good = std::fs::read(&zst).expect("the archived segment");
+    place(&zst, &flipped(&good));
+    // The spare may or may not reach consistency before it asks for the damaged segment: the
+    // outcome is what counts.
+    let since = spare.server_log_len();
+    let _ = spare.try_start();
+    wait_until("the spare to stop on the damaged segment", TIMEOUT, || {
+        (!spare.server_alive()).then_some(())
+    });
+    spare.mark_stopped();
+    let log = spare.server_log_since(since);
+    assert!(
+        !log.contains("archive recovery complete") && !log.contains("selected new timeline"),
+        "the spare ended recovery at the damaged segment\n{log}"
+    );
+    assert!(
+        spare.has_file(RECOVERY_SIGNAL),
+        "recovery.signal is gone\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("pitr-restore : WARNING : ")
+            && l.contains("--streaming-replication is overruled")),
+        "no WARNING that the option was overruled\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("pitr-restore : FATAL : ")
+            && l.contains(&format!("archived {} is not usable", round.segment))),
+        "no FATAL refusal\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("FATAL:")
+            && l.contains("could not restore file")
+            && l.contains("command not executable")),
+        "PostgreSQL did not stop recovery on status 126\n{log}"
+    );
+    // Repaired, the spare replays every row of the round.
+    place(&zst, &good);
+    spare.start();
+    spare.wait_replayed(&round.lsn, TIMEOUT);
+    assert_eq!(spare.count_rows(TABLE), round.rows);
+}
+
 /// The pid in a pitr log line (`DATE TIME ZONE : PID : TOOL : LEVEL : message`).
 fn log_pid(line: &str) -> u32 {
     line.split(" : ")
