@@ -502,7 +502,7 @@ pub fn read_verified(
                 source,
             })?,
     };
-    if let Some(expected) = recorded.filter(|_| name.has_wal_pages()) {
+    if let Some(expected) = recorded {
         source::check_crc(&shown, expected, &data)?;
     }
     source::check(&shown, name, &data, system_identifier)?;

@@ -81,13 +81,14 @@ pub enum Error {
     /// An object store could not be set up, reached or read: never "not found".
     #[error(transparent)]
     Store(#[from] crate::objstore::Error),
-    /// The object-store archive's cluster marker is not one.
+    /// The archive's cluster marker (an object, or a directory archive's file) is not one.
     #[error("{marker} is not a pitr cluster marker")]
     BadMarker {
         /// The marker object.
         marker: String,
     },
-    /// The object-store archive's cluster marker names another database system.
+    /// The archive's cluster marker (an object, or a directory archive's file) names another
+    /// database system.
     #[error("{marker} says the archive holds WAL of database system {theirs}, not {ours}")]
     Foreign {
         /// The marker object.
@@ -295,7 +296,12 @@ impl Sources {
         opts: RestoreOptions,
     ) -> Result<(), Error> {
         match hit {
-            Hit::File(found) => restore_verified(found, name, system_identifier, dest, opts),
+            Hit::File(found) => {
+                if let Some(dir) = found.path.parent() {
+                    check_dir_marker(dir, system_identifier)?;
+                }
+                restore_verified(found, name, system_identifier, dest, opts)
+            }
             Hit::Object { source, found } => {
                 let Some((entry, Some(store))) =
                     self.entries.get(*source).map(|e| (e, e.store.as_ref()))
@@ -311,6 +317,31 @@ impl Sources {
                 objarchive::restore_verified(store, found, name, system_identifier, dest, opts)
             }
         }
+    }
+}
+
+/// A directory archive's cluster marker ([`crate::dest::CLUSTER_MARKER`], written by
+/// pitr-archive on first use), if it has one, must name `system_identifier`, as an object
+/// store's must: a wrong `--source` is refused as a whole ([`Error::Foreign`]), not only file by
+/// file where a file can tell (a segment's page headers name their system; a `.history` or
+/// `.backup` file is text and cannot). A directory without a marker (another tool's archive)
+/// is judged by its files alone. One small read per restored file.
+pub fn check_dir_marker(dir: &Path, system_identifier: u64) -> Result<(), Error> {
+    let path = dir.join(crate::dest::CLUSTER_MARKER);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io(IoError::new("reading", &path, e))),
+    };
+    let marker = path.display().to_string();
+    match crate::dest::parse_marker(&text) {
+        Some(theirs) if theirs == system_identifier => Ok(()),
+        Some(theirs) => Err(Error::Foreign {
+            marker,
+            ours: system_identifier,
+            theirs,
+        }),
+        None => Err(Error::BadMarker { marker }),
     }
 }
 
@@ -394,7 +425,7 @@ pub fn restore_verified(
                 },
             })?
     };
-    let recorded = if found.codec == Codec::None && name.has_wal_pages() {
+    let recorded = if found.codec == Codec::None {
         recorded_crc(&found.path)?
     } else {
         None
@@ -440,6 +471,14 @@ pub(crate) fn check_and_commit(
             check_crc(shown, expected, written)?;
         }
         check(shown, name, written, system_identifier)?;
+    } else if let Some(expected) = recorded_crc {
+        // A `.history` or `.backup` file is text with no check of its own: the CRC-32C pitr
+        // recorded when it archived the file is the one check there is (a flipped digit in a
+        // history file's switch point would send recovery down the wrong timeline).
+        let tmp = out.temp_path().to_path_buf();
+        let written =
+            std::fs::read(&tmp).map_err(|e| Error::Write(IoError::new("reading back", &tmp, e)))?;
+        check_crc(shown, expected, &written)?;
     }
     out.commit(opts.mtime).map_err(Error::Write)
 }
@@ -695,5 +734,103 @@ mod tests {
         let e = restore_verified(&f, &name, sysid, &dest, RestoreOptions::default()).unwrap_err();
         assert!(matches!(e, Error::Checksum { .. }), "{e}");
         assert!(!dest.exists());
+    }
+
+    /// A `.history` file is text with no check of its own: a plain copy pitr archived is
+    /// checked against the CRC-32C recorded with it, so a flipped digit of a switch point is
+    /// refused instead of sending recovery down the wrong timeline (before, only files with
+    /// WAL pages were checked against it).
+    #[test]
+    fn a_plain_history_file_pitr_archived_is_checked_against_its_crc() {
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("RECOVERYHISTORY");
+        let name = WalFileName::parse("00000002.history").unwrap();
+        let data = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+        let loc = Location::dir(Codec::None, d.path());
+        let get = || -> anyhow::Result<crate::dest::Body<'_>> { Ok((&data[..]).into()) };
+        let p = crate::dest::Payload {
+            wal_name: &name.to_string(),
+            plain: &data,
+            stored: &get,
+            mtime: None,
+        };
+        let opts = crate::dest::PutOptions {
+            rsync: crate::rsync::Rsync::new("rsync"),
+            scratch_dir: out.path().to_path_buf(),
+            shared_stage: None,
+            write_delay: None,
+            s3: None,
+            stores: Default::default(),
+        };
+        crate::dest::deliver(&loc, &p, None, &opts).unwrap();
+        let path = d.path().join(name.to_string());
+        assert!(
+            crate::walcrc::get(&path).unwrap().is_some(),
+            "no checksum attribute on {} (this test needs user extended attributes)",
+            path.display()
+        );
+        // Undamaged, it is restored byte for byte.
+        let f = find_in(d.path(), Codec::None, &name).unwrap().unwrap();
+        restore_verified(&f, &name, 1, &dest, RestoreOptions::default()).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        std::fs::remove_file(&dest).unwrap();
+        // A digit of the switch point flipped in place (the attribute stays, as with bit rot).
+        let mut bytes = data.clone();
+        bytes[4] = b'4';
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .unwrap();
+        let e = restore_verified(&f, &name, 1, &dest, RestoreOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Checksum { .. }), "{e}");
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    /// A directory archive whose cluster marker names another system is refused as a whole,
+    /// a `.history` file included (text: nothing in it names its system); one without a marker
+    /// is judged by its files, one with ours restores.
+    #[test]
+    fn a_directory_archive_of_another_cluster_is_refused_by_its_marker() {
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("RECOVERYHISTORY");
+        let name = WalFileName::parse("00000002.history").unwrap();
+        std::fs::write(d.path().join("00000002.history"), b"1\t0/3000000\tbefore\n").unwrap();
+        let sources = Sources::open(&[Location::dir(Codec::None, d.path())], None).unwrap();
+        let hit = sources.find(&name).unwrap().unwrap();
+        let restore =
+            || sources.restore_verified(&hit, &name, 42, &dest, RestoreOptions::default());
+        restore().unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        let marker = d.path().join(crate::dest::CLUSTER_MARKER);
+        std::fs::write(&marker, crate::dest::marker_text(7)).unwrap();
+        let e = restore().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Foreign {
+                    ours: 42,
+                    theirs: 7,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} says the archive holds WAL of database system 7, not 42",
+                marker.display()
+            )
+        );
+        assert!(!dest.exists());
+        std::fs::write(&marker, b"garbage").unwrap();
+        assert!(matches!(restore().unwrap_err(), Error::BadMarker { .. }));
+        std::fs::write(&marker, crate::dest::marker_text(42)).unwrap();
+        restore().unwrap();
+        assert!(dest.exists());
     }
 }
