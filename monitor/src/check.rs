@@ -2,28 +2,15 @@
 //! check itself, and its output; an error becomes an UNKNOWN in the chosen output form (and an
 //! ERROR line on stderr, from `cli::main`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pitr_common::exit::Failure;
-use pitr_common::fs::IoError;
-use pitr_common::log_warning;
 use pitr_common::pidfile::PidFile;
+use pitr_common::tempname::ScratchDir;
 
 use crate::args::{Args, Check, Config};
 use crate::report::{self, Report, UNKNOWN};
 use crate::store::Remote;
-
-/// A private scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            log_warning!("cannot remove scratch directory {}: {e}", self.0.display());
-        }
-    }
-}
 
 /// Validates `args`, runs the check and prints its report; on error prints UNKNOWN and returns
 /// the error (status 3).
@@ -60,22 +47,20 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         .chain(&cfg.backup_dirs)
         .any(|s| s.is_remote());
     let scratch = if needs_scratch {
-        let dir = cfg
-            .temp_dir
-            .join(format!("pitr-monitor.{}", std::process::id()));
-        std::fs::create_dir(&dir).map_err(|e| {
-            anyhow::Error::from(IoError::new("creating", &dir, e)).context(
+        // Private (0700): it holds fetched segments and backup metadata.
+        let dir = ScratchDir::create(&cfg.temp_dir, "pitr-monitor").map_err(|e| {
+            anyhow::Error::from(e).context(
                 Failure::new("cannot create a scratch directory in --temp-dir")
                     .hint("give --temp-dir an existing directory writable by this user"),
             )
         })?;
-        Some(Scratch(dir))
+        Some(dir)
     } else {
         None
     };
     let remote = scratch.as_ref().map(|s| Remote {
         rsync: pitr_common::rsync::Rsync::new(&cfg.rsync_path),
-        scratch: s.0.clone(),
+        scratch: s.path().to_path_buf(),
         s3: cfg.s3.clone(),
     });
     let remote = remote.as_ref();
