@@ -7,6 +7,9 @@
 //! - a **warm spare**: `recovery.signal`, `restore_command` = pitr-restore waiting with a finish
 //!   trigger, `recovery_prefetch = off` (the runbook's); ending recovery before the segment is
 //!   repaired is a **false promotion**, and the rows after the damage are lost;
+//! - a **warm spare given `--streaming-replication`** (OmniPITR's `-sr` carried over into a
+//!   warm spare's restore_command): `recovery.signal`, where status 1 ends recovery, so an
+//!   archive in doubt must still stop the server;
 //! - a **standby**: `standby.signal`, pitr-restore `--streaming-replication`, no primary.
 //!
 //! Damage: 4 bytes flipped in the middle of the stored file (for a plain segment a page
@@ -72,6 +75,9 @@ impl Damage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Spare {
     Warm,
+    /// A warm spare (recovery.signal) whose restore_command has `--streaming-replication`
+    /// anyway (OmniPITR's `-sr` carried over): status 1 would end its recovery.
+    WarmSr,
     Standby,
 }
 
@@ -79,6 +85,7 @@ impl Spare {
     fn name(self) -> &'static str {
         match self {
             Spare::Warm => "warm spare",
+            Spare::WarmSr => "warm spare given --streaming-replication",
             Spare::Standby => "standby",
         }
     }
@@ -99,9 +106,10 @@ fn scenarios(ctx: &Ctx) -> Vec<(usize, Damage, Spare)> {
         (0, Damage::Timeline, Spare::Warm),
         (2, Damage::Empty, Spare::Warm),
         (2, Damage::FlipBeforeCompression, Spare::Warm),
+        (0, Damage::FlipRandom, Spare::WarmSr),
     ];
     let mut full = Vec::new();
-    for spare in [Spare::Warm, Spare::Standby] {
+    for spare in [Spare::Warm, Spare::WarmSr, Spare::Standby] {
         for (c, _) in CODECS.iter().enumerate() {
             for d in Damage::ALL {
                 if c == 0 && d == Damage::FlipBeforeCompression {
@@ -374,6 +382,10 @@ fn scenario(
     );
     match spare {
         Spare::Warm => restore.push_str(&format!(" --finish-trigger {}", trigger.display())),
+        Spare::WarmSr => restore.push_str(&format!(
+            " --streaming-replication --finish-trigger {}",
+            trigger.display()
+        )),
         Spare::Standby => restore.push_str(" --streaming-replication"),
     }
     restore.push_str(" %f %p");
@@ -385,7 +397,7 @@ fn scenario(
             .set("wal_retrieve_retry_interval", "200ms"),
     );
     server.write_signal(match spare {
-        Spare::Warm => RECOVERY_SIGNAL,
+        Spare::Warm | Spare::WarmSr => RECOVERY_SIGNAL,
         Spare::Standby => STANDBY_SIGNAL,
     });
     if let Err(e) = server.try_start_within("60") {
@@ -455,7 +467,9 @@ fn scenario(
     }
     if !promoted_early {
         let finished = match spare {
-            Spare::Warm => {
+            // With --streaming-replication the warm spare ends recovery by itself at the end
+            // of the archive (status 1 for the first missing file): the trigger is then moot.
+            Spare::Warm | Spare::WarmSr => {
                 pitr_tests::pg_user().write_file(&trigger, b"");
                 poll_until(Duration::from_secs(90), || {
                     (server.try_psql("SELECT pg_is_in_recovery()").as_deref() == Ok("f"))

@@ -123,9 +123,10 @@ pub const CAMPAIGNS: &[Campaign] = &[
     },
     Campaign {
         name: "damage",
-        what: "damaged archived segments handed to a real warm spare (recovery.signal) and a \
-               real standby (standby.signal, --streaming-replication), every codec; the \
-               segment is repaired afterwards and the rows counted",
+        what: "damaged archived segments handed to a real warm spare (recovery.signal), one \
+               given --streaming-replication anyway, and a real standby (standby.signal, \
+               --streaming-replication), every codec; the segment is repaired afterwards and \
+               the rows counted",
         run: damage::run,
     },
     Campaign {
