@@ -387,15 +387,7 @@ pub fn check_marker_on_get(store: &Store, text: Option<&str>, sysid: u64) -> Res
         store.url().bucket(),
         store.url().full_key(CLUSTER_MARKER)
     );
-    match dest::parse_marker(text) {
-        Some(theirs) if theirs == sysid => Ok(()),
-        Some(theirs) => Err(Error::Foreign {
-            marker,
-            ours: sysid,
-            theirs,
-        }),
-        None => Err(Error::BadMarker { marker }),
-    }
+    source::judge_marker(marker, text, sysid)
 }
 
 /// An archived copy of a WAL file in an object store.

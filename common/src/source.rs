@@ -333,8 +333,17 @@ pub fn check_dir_marker(dir: &Path, system_identifier: u64) -> Result<(), Error>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::Io(IoError::new("reading", &path, e))),
     };
-    let marker = path.display().to_string();
-    match crate::dest::parse_marker(&text) {
+    judge_marker(path.display().to_string(), &text, system_identifier)
+}
+
+/// A cluster marker's text (`marker` names its file or object) against `system_identifier`:
+/// [`Error::Foreign`] when it names another system, [`Error::BadMarker`] when it is not one.
+pub(crate) fn judge_marker(
+    marker: String,
+    text: &str,
+    system_identifier: u64,
+) -> Result<(), Error> {
+    match crate::dest::parse_marker(text) {
         Some(theirs) if theirs == system_identifier => Ok(()),
         Some(theirs) => Err(Error::Foreign {
             marker,
@@ -684,6 +693,28 @@ mod tests {
         }
     }
 
+    /// Archives `data` as `name` into the directory `dir` as pitr-archive does, plain (with its
+    /// CRC-32C attribute where the file system keeps user attributes).
+    fn archive_plain(dir: &Path, scratch: &Path, name: &WalFileName, data: &[u8]) {
+        let loc = Location::dir(Codec::None, dir);
+        let get = || -> anyhow::Result<crate::dest::Body<'_>> { Ok(data.into()) };
+        let p = crate::dest::Payload {
+            wal_name: &name.to_string(),
+            plain: data,
+            stored: &get,
+            mtime: None,
+        };
+        let opts = crate::dest::PutOptions {
+            rsync: crate::rsync::Rsync::new("rsync"),
+            scratch_dir: scratch.to_path_buf(),
+            shared_stage: None,
+            write_delay: None,
+            s3: None,
+            stores: Default::default(),
+        };
+        crate::dest::deliver(&loc, &p, None, &opts).unwrap();
+    }
+
     /// A flip in the record that continues into the next segment: walcheck cannot verify its
     /// CRC (its end is in the next segment), but a plain file pitr archived carries its own
     /// CRC-32C, which catches it.
@@ -693,23 +724,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("RECOVERYXLOG");
         let (name, data, sysid) = real_segment();
-        let loc = Location::dir(Codec::None, d.path());
-        let get = || -> anyhow::Result<crate::dest::Body<'_>> { Ok((&data[..]).into()) };
-        let p = crate::dest::Payload {
-            wal_name: &name.to_string(),
-            plain: &data,
-            stored: &get,
-            mtime: None,
-        };
-        let opts = crate::dest::PutOptions {
-            rsync: crate::rsync::Rsync::new("rsync"),
-            scratch_dir: out.path().to_path_buf(),
-            shared_stage: None,
-            write_delay: None,
-            s3: None,
-            stores: Default::default(),
-        };
-        crate::dest::deliver(&loc, &p, None, &opts).unwrap();
+        archive_plain(d.path(), out.path(), &name, &data);
         let path = d.path().join(name.to_string());
         if crate::walcrc::get(&path).unwrap().is_none() {
             // No user extended attributes here: nothing to show.
@@ -747,23 +762,7 @@ mod tests {
         let dest = out.path().join("RECOVERYHISTORY");
         let name = WalFileName::parse("00000002.history").unwrap();
         let data = b"1\t0/3000000\tno recovery target specified\n".to_vec();
-        let loc = Location::dir(Codec::None, d.path());
-        let get = || -> anyhow::Result<crate::dest::Body<'_>> { Ok((&data[..]).into()) };
-        let p = crate::dest::Payload {
-            wal_name: &name.to_string(),
-            plain: &data,
-            stored: &get,
-            mtime: None,
-        };
-        let opts = crate::dest::PutOptions {
-            rsync: crate::rsync::Rsync::new("rsync"),
-            scratch_dir: out.path().to_path_buf(),
-            shared_stage: None,
-            write_delay: None,
-            s3: None,
-            stores: Default::default(),
-        };
-        crate::dest::deliver(&loc, &p, None, &opts).unwrap();
+        archive_plain(d.path(), out.path(), &name, &data);
         let path = d.path().join(name.to_string());
         assert!(
             crate::walcrc::get(&path).unwrap().is_some(),
