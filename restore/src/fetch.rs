@@ -263,9 +263,9 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    /// Records a refusal of the file identified by `file` (its location, size or modification
-    /// time: anything that changes while it is written) at `now`; returns how long the same
-    /// file has been refused.
+    /// Records a refusal of the file identified by `file` (its location and modification time,
+    /// which a write changes; or the error naming a file of a codec pitr cannot read) at `now`;
+    /// returns how long the same file has been refused.
     pub(crate) fn refused(&mut self, file: String, now: Instant) -> Duration {
         match &self.last {
             Some((f, since)) if *f == file => now.saturating_duration_since(*since),
