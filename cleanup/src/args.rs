@@ -23,8 +23,8 @@ pitr_common::tool_args! {
             the timeline ignored as pg_archivecleanup does; .history files are kept.\n\
             \n\
             From cron with --backup-dir (the second form) it removes backup sets older than\n\
-            the retention, each set's meta file first, then WAL older than the oldest kept\n\
-            set's start. It never removes the newest valid set, and removes nothing at all\n\
+            the retention, each set's meta file first, then WAL older than the earliest WAL\n\
+            position any kept set starts from. It never removes the newest valid set, and removes nothing at all\n\
             when no set is valid.\n\
             \n\
             Nothing is removed while --removal-pause-trigger exists.",
@@ -197,25 +197,33 @@ impl Args {
                 "the newest valid backup is always kept; give the retention wanted",
             ));
         }
-        let text = dir.to_string_lossy();
-        if text.starts_with("s3://") {
-            let url = pitr_common::objstore::S3Url::parse(&text).map_err(|e| {
-                usage(
-                    format!("--backup-dir {e}"),
-                    "write s3://BUCKET/PREFIX, as given to pitr-backup --dst-remote",
-                )
-            })?;
-            return Ok(Mode::StoreRetention {
+        // `[CODEC=]DIR` as OmniPITR takes it: its codec named the sets' file extension, and
+        // pitr finds sets by their meta files whatever their names, so the codec is not used.
+        // A path that is not UTF-8 can carry neither a prefix nor s3://, and is taken as it is.
+        let target = match dir.to_str() {
+            Some(text) => {
+                Location::parse(Opt::BackupDir, text)
+                    .map_err(|e| usage(e.to_string(), e.opt().syntax()))?
+                    .target
+            }
+            None => Target::Dir(dir.to_path_buf()),
+        };
+        match target {
+            Target::S3(url) => Ok(Mode::StoreRetention {
                 url,
                 keep_days: self.keep_days,
                 keep_count: self.keep_count,
-            });
+            }),
+            Target::Dir(backup_dir) => Ok(Mode::Retention {
+                backup_dir,
+                keep_days: self.keep_days,
+                keep_count: self.keep_count,
+            }),
+            Target::Rsync(_) | Target::Program(_) => Err(usage(
+                format!("--backup-dir {} is not a directory", dir.display()),
+                Opt::BackupDir.syntax(),
+            )),
         }
-        Ok(Mode::Retention {
-            backup_dir: dir.to_path_buf(),
-            keep_days: self.keep_days,
-            keep_count: self.keep_count,
-        })
     }
 
     /// Validates the arguments.
@@ -307,6 +315,39 @@ mod tests {
         assert_eq!(
             pitr_common::cli::alias_problems::<Args>(),
             Vec::<String>::new()
+        );
+    }
+
+    /// OmniPITR's `--backup-dir [comp=]dir` runs as written: the codec named its sets' file
+    /// extension, and pitr finds sets by their meta files.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn backup_dir_takes_omnipitrs_codec_prefix() {
+        let mode = |dir: &str| {
+            let a = Args::from_args(&["pitr-cleanup"], &["--archive", "/w", "--keep-days", "7"])
+                .unwrap();
+            a.retention(std::path::Path::new(dir))
+        };
+        for (given, dir) in [
+            ("gzip=/srv/backups", "/srv/backups"),
+            ("zstd:3=/srv/backups/", "/srv/backups"),
+            ("/srv/backups", "/srv/backups"),
+            ("/srv/a=b", "/srv/a=b"),
+        ] {
+            match mode(given).unwrap() {
+                Mode::Retention { backup_dir, .. } => {
+                    assert_eq!(backup_dir, PathBuf::from(dir), "{given}")
+                }
+                other => panic!("{given}: {other:?}"),
+            }
+        }
+        match mode("gzip=s3://backups/db1").unwrap() {
+            Mode::StoreRetention { url, .. } => assert_eq!(url.to_string(), "s3://backups/db1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            format!("{:#}", mode("lz4=/srv/backups").unwrap_err()),
+            "--backup-dir lz4=/srv/backups: codec \"lz4\" is not supported"
         );
     }
 

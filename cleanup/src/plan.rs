@@ -5,8 +5,11 @@
 //! records. The kept sets are the valid ones started within `--keep-days`, plus the newest
 //! `--keep-count` valid ones, plus always the newest valid one. Every set older than the oldest
 //! kept one is removed (meta file first, so that a half-removed set is never taken for a whole
-//! one), then the WAL older than the oldest kept set's first segment (`Min-Xlog`). With no valid
-//! set at all nothing is removed (OmniPITR removed every backup in that case).
+//! one), then the WAL older than the lowest first segment (`Min-Xlog`) of all the kept sets. That
+//! is not always the oldest-started set's: a backup of a standby replaying with
+//! `--recovery-delay`, or of a timeline forked off before an older set's start, starts later at
+//! an earlier WAL position ([`wal_cutoff`]). With no valid set at all nothing is removed
+//! (OmniPITR removed every backup in that case).
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use pitr_common::backupset::{self, FoundSet};
 use pitr_common::exit::Failure;
 use pitr_common::objstore::{self, S3Url, Settings, Store};
+use pitr_common::wal::WalFileName;
 use pitr_common::{fs, log_info, log_warning, objsets};
 
 use crate::args::{Config, Mode};
@@ -77,6 +81,24 @@ pub fn choose(
         }
     }
     keep
+}
+
+/// The oldest WAL file the kept sets need: the lowest `Min-Xlog` position (timeline ignored, as
+/// `pg_archivecleanup` compares) among `min_xlogs` whose `keep` is set. Sets are ordered by
+/// their start times, and WAL positions need not follow them: a standby's backup taken while it
+/// replays an hour behind, or a backup on a timeline forked off before an older set's start,
+/// starts later at an earlier position, and cutting at the oldest-started set's `Min-Xlog`
+/// would remove WAL that set needs.
+pub fn wal_cutoff<'a>(
+    min_xlogs: impl IntoIterator<Item = &'a WalFileName>,
+    keep: &[bool],
+) -> Option<&'a WalFileName> {
+    min_xlogs
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(w, _)| w)
+        .min_by(|a, b| a.cmp_position(b))
 }
 
 fn remove_set(set: &FoundSet, dry_run: bool, delay: Option<Duration>) -> anyhow::Result<u64> {
@@ -225,7 +247,9 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );
-    remove_wal(archive, &sets[oldest_kept].meta.min_xlog, cfg.dry_run)?;
+    if let Some(cutoff) = wal_cutoff(sets.iter().map(|s| &s.meta.min_xlog), &keep) {
+        remove_wal(archive, cutoff, cfg.dry_run)?;
+    }
     Ok(())
 }
 
@@ -301,7 +325,9 @@ pub fn run_store(
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );
-    remove_wal(archive, &sets[oldest_kept].meta.min_xlog, cfg.dry_run)?;
+    if let Some(cutoff) = wal_cutoff(sets.iter().map(|s| &s.meta.min_xlog), &keep) {
+        remove_wal(archive, cutoff, cfg.dry_run)?;
+    }
     Ok(())
 }
 
@@ -345,5 +371,37 @@ mod tests {
         // No valid backup: nothing is kept, and the caller removes nothing.
         assert_eq!(choose(&[(now, false)], now, Some(1), None), [false]);
         assert_eq!(choose(&[], now, Some(1), None), Vec::<bool>::new());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn wal_is_cut_at_the_lowest_position_any_kept_set_starts_from() {
+        let w = |s: &str| WalFileName::parse(s).unwrap();
+        // Oldest-started first: a primary's set at 0x100, then a delayed standby's at 0x90,
+        // then a set on timeline 2 forked off at 0x75.
+        let sets = [
+            w("000000010000000000000080"),
+            w("000000010000000100000000"),
+            w("000000010000000000000090"),
+            w("000000020000000000000075"),
+        ];
+        let cut = |keep: &[bool]| wal_cutoff(&sets, keep).map(|w| w.to_string());
+        assert_eq!(
+            cut(&[false, true, true, false]).as_deref(),
+            Some("000000010000000000000090")
+        );
+        assert_eq!(
+            cut(&[false, true, true, true]).as_deref(),
+            Some("000000020000000000000075")
+        );
+        assert_eq!(
+            cut(&[true, true, true, true]).as_deref(),
+            Some("000000020000000000000075")
+        );
+        assert_eq!(
+            cut(&[false, true, false, false]).as_deref(),
+            Some("000000010000000100000000")
+        );
+        assert_eq!(cut(&[false; 4]), None);
     }
 }

@@ -168,8 +168,8 @@ impl Opt {
             Opt::DstRemote => &[Kind::S3, Kind::Rsync],
             Opt::DstPipe => &[Kind::Program],
             Opt::FromBackup => &[Kind::S3, Kind::Rsync, Kind::Dir],
-            Opt::Source | Opt::Archive | Opt::WalSource => &[Kind::S3, Kind::Dir],
-            Opt::DstLocal | Opt::DstBackup | Opt::BackupDir => &[Kind::Dir],
+            Opt::Source | Opt::Archive | Opt::WalSource | Opt::BackupDir => &[Kind::S3, Kind::Dir],
+            Opt::DstLocal | Opt::DstBackup => &[Kind::Dir],
         }
     }
 
@@ -183,6 +183,9 @@ impl Opt {
             Opt::DstPipe => "write [CODEC=]PROGRAM",
             Opt::FromBackup => {
                 "give the directory, rsync target or s3://BUCKET/PREFIX holding the backup sets"
+            }
+            Opt::BackupDir => {
+                "give the directory or s3://BUCKET/PREFIX pitr-backup writes its sets to (an OmniPITR codec prefix, gzip=DIR, is accepted: sets are found by their meta files)"
             }
             _ => "write [CODEC=]DIR with CODEC none, gzip or zstd (optionally with a level, zstd:19=/srv/wal)",
         }

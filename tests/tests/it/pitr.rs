@@ -765,6 +765,21 @@ struct RetentionFixture {
 
 const DAY: i64 = 86_400;
 
+/// Rewrites the `Started-epoch` line of the meta file `path` in place: the meta file is the
+/// source of truth for a set's age.
+fn set_started(path: &Path, epoch: i64) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let started: i64 = meta_value(&meta_lines(path), "Started-epoch")
+        .parse()
+        .unwrap();
+    let faked = text.replace(
+        &format!("Started-epoch: {started}\n"),
+        &format!("Started-epoch: {epoch}\n"),
+    );
+    assert_ne!(faked, text);
+    std::fs::write(path, faked).unwrap();
+}
+
 impl RetentionFixture {
     fn new() -> RetentionFixture {
         let d = Drill::new("pitr-keep");
@@ -783,18 +798,7 @@ impl RetentionFixture {
                 .collect();
             let meta = files[3].clone();
             let path = d.backups.join(&meta);
-            // The meta file is the source of truth for a set's age: rewrite its Started-epoch
-            // line in place.
-            let text = std::fs::read_to_string(&path).unwrap();
-            let started: i64 = meta_value(&meta_lines(&path), "Started-epoch")
-                .parse()
-                .unwrap();
-            let faked = text.replace(
-                &format!("Started-epoch: {started}\n"),
-                &format!("Started-epoch: {}\n", unix_now() - age_days * DAY),
-            );
-            assert_ne!(faked, text);
-            std::fs::write(&path, faked).unwrap();
+            set_started(&path, unix_now() - age_days * DAY);
             let min_xlog = meta_value(&meta_lines(&path), "Min-Xlog");
             let finished: i64 = meta_value(&meta_lines(&path), "Finished-epoch")
                 .parse()
@@ -865,7 +869,19 @@ impl RetentionFixture {
     /// Runs retention with `args` on a fresh copy and checks that exactly the sets not in
     /// `kept` and the WAL before the oldest kept set's `Min-Xlog` went, nothing else.
     fn check(&self, label: &str, args: &[&str], kept: &[usize]) -> CmdResult {
+        self.check_after(label, |_| {}, args, kept)
+    }
+
+    /// [`Self::check`], after `prepare` has changed the copy of the backup directory.
+    fn check_after(
+        &self,
+        label: &str,
+        prepare: impl FnOnce(&Path),
+        args: &[&str],
+        kept: &[usize],
+    ) -> CmdResult {
         let (b, a) = self.copy(label);
+        prepare(&b);
         let out = retention(&b, &a).args(args).succeeds();
         let (gone_b, gone_a) = self.expected_removal(kept);
         assert!(!gone_a.is_empty(), "{label}: the scenario removes no WAL");
@@ -910,6 +926,18 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
     f.check(
         "days20count2",
         &["--keep-days", "20", "--keep-count", "2"],
+        &[1, 2],
+    );
+
+    // WAL positions need not follow start times: a backup of a standby replaying an hour
+    // behind (`--recovery-delay`) starts after the primary's at an earlier position. Set 2,
+    // restamped to have started after set 3, is the newest; keeping two keeps sets 2 and 3,
+    // and the WAL from set 2's Min-Xlog stays (cutting at the oldest-started kept set's, set
+    // 3's, removed the WAL set 2 needs).
+    f.check_after(
+        "later-start-earlier-wal",
+        |b| set_started(&b.join(&f.sets[1].meta), unix_now() - 5 * DAY),
+        &["--keep-count", "2"],
         &[1, 2],
     );
 
