@@ -600,7 +600,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut call = Call::prepare(cfg)?;
     let mut remover = remove::Remover::default();
     if cfg.remove_unneeded && cfg.remove_before {
-        remover.pass(cfg)?;
+        remover.pass(cfg, call.sysid)?;
     }
     loop {
         let finish = finish_requested(cfg);
@@ -626,7 +626,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         }
         // Waiting: clean up behind ourselves, then sleep.
         if cfg.remove_unneeded {
-            remover.pass(cfg)?;
+            remover.pass(cfg, call.sysid)?;
         }
         if let Some(r) = call.sleep() {
             return r;

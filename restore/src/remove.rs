@@ -4,13 +4,15 @@
 //! WAL file, whose timeline is printed in hex (OmniPITR printed it in decimal). Files are
 //! compared by position only, ignoring the timeline, as `pg_archivecleanup` does; `.history`
 //! files are never removed; nothing is removed while `--removal-pause-trigger` exists; at most
-//! `--remove-at-a-time` files go per pass.
+//! `--remove-at-a-time` files go per pass. Nothing is removed from a directory whose cluster
+//! marker names another database system (or cannot be read): a `--source` pointed at another
+//! cluster's archive would otherwise lose that cluster's WAL below our REDO point.
 
 use std::time::{Duration, Instant};
 
 use pitr_common::exit::{self, Failure};
 use pitr_common::wal::WalFileName;
-use pitr_common::{archive_dir, log_error, log_info};
+use pitr_common::{archive_dir, log_error, log_info, source};
 
 use crate::args::{Config, OnControlError};
 
@@ -19,6 +21,7 @@ use crate::args::{Config, OnControlError};
 pub struct Remover {
     pause_logged: bool,
     suspended_until: Option<Instant>,
+    marker_logged: bool,
 }
 
 impl Remover {
@@ -51,8 +54,8 @@ impl Remover {
         }
     }
 
-    /// One removal pass.
-    pub fn pass(&mut self, cfg: &Config) -> anyhow::Result<()> {
+    /// One removal pass, in the archive of the database system `system_identifier`.
+    pub fn pass(&mut self, cfg: &Config, system_identifier: u64) -> anyhow::Result<()> {
         if let Some(t) = &cfg.removal_pause_trigger {
             if t.exists() {
                 if !self.pause_logged {
@@ -75,6 +78,13 @@ impl Remover {
         for dir in cfg.sources.iter().filter_map(|s| s.as_dir()) {
             if budget == 0 {
                 break;
+            }
+            if let Err(e) = source::check_dir_marker(dir, system_identifier) {
+                if !self.marker_logged {
+                    log_error!("not removing old segments from {}: {e}", dir.display());
+                    self.marker_logged = true;
+                }
+                continue;
             }
             let removed = archive_dir::remove_older(dir, &oldest, Some(budget), false)?;
             for r in &removed {

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pitr_tests::archive_dir::FileStamp;
+use pitr_tests::archive_dir::{FileStamp, CLUSTER_MARKER};
 use pitr_tests::cluster::standby::{RECOVERY_SIGNAL, STANDBY_SIGNAL};
 use pitr_tests::procs::{processes_matching, wait_no_process_matching, OutputWithin, Process};
 use pitr_tests::{
@@ -655,7 +655,43 @@ fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
         pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
     );
 
+    // A directory whose cluster marker names another database system is never cleaned: the
+    // source might be another cluster's archive. With the pause trigger gone and the marker
+    // replaced, the waiting calls say so and remove nothing.
+    let marker = setup.archive.join(CLUSTER_MARKER);
+    let ours = std::fs::read(&marker).expect("the archive's cluster marker");
+    pg_user().write_file(&marker, b"system_identifier = 12345\n");
+    let since = standby.server_log_len();
     std::fs::remove_file(&pause).expect("removing the pause trigger");
+    let refused = format!(
+        "ERROR : not removing old segments from {}: {} says the archive holds WAL of database \
+         system 12345, not ",
+        setup.archive.display(),
+        marker.display()
+    );
+    let seen = poll_until(TIMEOUT, || {
+        if unneeded(&archive.names()) != old {
+            return Some(false);
+        }
+        standby
+            .server_log_since(since)
+            .contains(&refused)
+            .then_some(true)
+    });
+    assert_eq!(
+        unneeded(&archive.names()),
+        old,
+        "files removed from an archive marked as another system's"
+    );
+    assert_eq!(
+        seen,
+        Some(true),
+        "no {refused:?} in the log\n{}",
+        pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
+    );
+
+    // Our marker back: the next waiting call cleans up.
+    pg_user().write_file(&marker, &ours);
     wait_until(
         "the standby to remove the archived files older than its REDO file",
         TIMEOUT,
