@@ -449,7 +449,13 @@ fn back_up_data(
     copier.file(Path::new(pg::PG_CONTROL), &data.control_file())?;
     let files = copier.files;
     copier.progress().log();
-    let stop = session.stop_backup()?;
+    // Without WAL of its own, the set is restorable only once its WAL is archived: the server
+    // waits for that (--wal-timeout at most). Otherwise the WAL is collected below.
+    let wait_for_archive = matches!(cfg.wal, WalInput::Skip).then_some(cfg.wal_timeout);
+    if wait_for_archive.is_some() {
+        log_info!("pg_backup_stop waits for the backup's WAL to be archived (--skip-xlogs)");
+    }
+    let stop = session.stop_backup(wait_for_archive)?;
     log_info!("pg_backup_stop returned {}", stop.stop_lsn);
     let backup_label = session::parse_label(&stop.label_file)?;
     copier.content(Path::new(pg::BACKUP_LABEL), stop.label_file.as_bytes())?;

@@ -178,21 +178,61 @@ impl Session {
             .with_context(|| format!("bad start location {lsn:?} from the server"))
     }
 
-    /// `pg_backup_stop(false)` (`pg_stop_backup(false, false)` before 15). The server does not
-    /// wait for WAL archiving here: pitr-backup waits for the WAL it needs itself, with
-    /// `--wal-timeout`, instead of hanging as long as archiving fails.
-    pub fn stop_backup(&mut self) -> anyhow::Result<StopResult> {
+    /// `pg_backup_stop(wait_for_archive)` (`pg_stop_backup(false, wait_for_archive)` before 15).
+    ///
+    /// With `wait_for_archive` `None` the server does not wait for WAL archiving: pitr-backup
+    /// collects the WAL it needs itself, with `--wal-timeout`, instead of hanging as long as
+    /// archiving fails. With `Some(limit)` (`--skip-xlogs`: the set has no WAL of its own and
+    /// is only restorable from the archive) the server waits, as OmniPITR's
+    /// `pg_stop_backup()` did, until the backup's last segment and its history file are
+    /// archived, for at most `limit` (a `statement_timeout`); past it the backup fails rather
+    /// than commit a set whose WAL is nowhere. The backup itself is over on the server either
+    /// way. On a standby the server waits only with `archive_mode = always`.
+    pub fn stop_backup(
+        &mut self,
+        wait_for_archive: Option<Duration>,
+    ) -> anyhow::Result<StopResult> {
         let sql = if self.facts.version_num >= 150_000 {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1)"
         } else {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1)"
         };
-        let (lsn, label_file, map): (String, String, Option<String>) = self
-            .cancellable(|c| {
-                c.query_one(sql, &[])
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-            })
-            .context("stopping the backup")?;
+        let wait = wait_for_archive.is_some();
+        if let Some(limit) = wait_for_archive {
+            self.client
+                .batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    limit.as_millis().max(1)
+                ))
+                .map_err(|e| anyhow::anyhow!("{}", pitr_common::pgconn::message(&e)))
+                .context("setting the wait for WAL archiving")?;
+        }
+        let mut timed_out = false;
+        let stopped = self.cancellable(|c| {
+            let r = c.query_one(sql, &[&wait]);
+            if let Err(e) = &r {
+                timed_out = e.code() == Some(&postgres::error::SqlState::QUERY_CANCELED);
+            }
+            r.map(|r| (r.get(0), r.get(1), r.get(2)))
+        });
+        let (lsn, label_file, map): (String, String, Option<String>) = match (stopped, wait_for_archive) {
+            (Ok(v), _) => v,
+            (Err(_), Some(limit)) if timed_out => {
+                return Err(Failure::new(format!(
+                    "the server did not archive the WAL this backup needs within {} s (--skip-xlogs: the set has no WAL of its own, so pg_backup_stop waits for the archive)",
+                    limit.as_secs()
+                ))
+                .hint("check that archiving works (pg_stat_archiver, the server log), or raise --wal-timeout; no backup set was written")
+                .into())
+            }
+            (Err(e), _) => return Err(e.context("stopping the backup")),
+        };
+        if wait {
+            self.client
+                .batch_execute("RESET statement_timeout")
+                .map_err(|e| anyhow::anyhow!("{}", pitr_common::pgconn::message(&e)))
+                .context("ending the wait for WAL archiving")?;
+        }
         let stop_lsn = lsn
             .parse()
             .with_context(|| format!("bad stop location {lsn:?} from the server"))?;

@@ -948,6 +948,39 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
     assert_eq!(pitr_tests::dir_names(&fresh), Vec::<String>::new());
     assert_not_in_backup(&p.cluster);
 
+    // --skip-xlogs with archiving stuck: the set would have no WAL anywhere. The server waits
+    // for the archive (pg_backup_stop(true)) up to --wal-timeout, then the backup fails and
+    // writes nothing. (It used to stop without waiting and commit a set whose WAL was never
+    // archived, which retention then counted as the newest valid one.)
+    p.cluster.psql("ALTER SYSTEM SET archive_command = 'false'");
+    p.cluster.psql("SELECT pg_reload_conf()");
+    let stuck = p.work.subdir("stuck");
+    let r = p
+        .backup()
+        .arg("--dst-local")
+        .arg(&stuck)
+        .args(["--skip-xlogs", "--wal-timeout", "3"])
+        .run();
+    r.failure_with_status(2)
+        .stderr_contains(
+            " : ERROR : the server did not archive the WAL this backup needs within 3 s \
+             (--skip-xlogs: the set has no WAL of its own, so pg_backup_stop waits for the \
+             archive)\n",
+        )
+        .stderr_contains(" : HINT : check that archiving works (pg_stat_archiver, the server log)");
+    assert_eq!(pitr_tests::dir_names(&stuck), Vec::<String>::new());
+    assert_not_in_backup(&p.cluster);
+    // Archiving back: the same backup waits for it and succeeds.
+    p.cluster.psql("ALTER SYSTEM RESET archive_command");
+    p.cluster.psql("SELECT pg_reload_conf()");
+    p.backup()
+        .arg("--dst-local")
+        .arg(&stuck)
+        .args(["--skip-xlogs", "--wal-timeout", "60"])
+        .succeeds()
+        .stderr_contains("pg_backup_stop waits for the backup's WAL to be archived (--skip-xlogs)");
+    assert_eq!(visible_names(&stuck).len(), 3);
+
     // Usage errors exit 3.
     Tool::new("pitr-backup")
         .args([
