@@ -115,6 +115,37 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| IoError::new("fsyncing directory", dir, e))
 }
 
+/// fsyncs every regular file and directory of the tree at `root` (links are not followed),
+/// each directory after what it holds, and then `root`'s parent, as pg_basebackup and `initdb
+/// -S` make a data directory durable. Returns how many regular files were synced.
+pub fn fsync_tree(root: &Path) -> Result<u64> {
+    fn walk(dir: &Path, files: &mut u64) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
+        for ent in entries {
+            let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
+            let path = ent.path();
+            let kind = ent
+                .file_type()
+                .map_err(|e| IoError::new("examining", &path, e))?;
+            if kind.is_dir() {
+                walk(&path, files)?;
+            } else if kind.is_file() {
+                open(&path)?
+                    .sync_all()
+                    .map_err(|e| IoError::new("fsyncing", &path, e))?;
+                *files += 1;
+            }
+        }
+        fsync_dir(dir)
+    }
+    let mut files = 0;
+    walk(root, &mut files)?;
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsync_dir(parent)?;
+    }
+    Ok(files)
+}
+
 /// Removes `path`, treating "already gone" as success.
 pub fn remove_file_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -433,6 +464,29 @@ pub fn write_all(file: &mut File, path: &Path, buf: &[u8]) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fsync_tree_syncs_every_file_below_and_names_what_it_cannot_open() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("data");
+        std::fs::create_dir_all(root.join("base/1")).unwrap();
+        std::fs::create_dir_all(root.join("pg_wal/archive_status")).unwrap();
+        for f in ["PG_VERSION", "base/1/1259", "base/1/1259_fsm", "pg_wal/x"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("/nonexistent", root.join("link")).unwrap();
+        assert_eq!(fsync_tree(&root).unwrap(), 4);
+        assert_eq!(
+            format!(
+                "{:#}",
+                anyhow::Error::from(fsync_tree(&t.path().join("gone")).unwrap_err())
+            ),
+            format!(
+                "listing {}: No such file or directory (os error 2)",
+                t.path().join("gone").display()
+            )
+        );
+    }
 
     /// Found by the chain (`faults_archive_ahead_killed_while_saving_a_record_leaves_no_temp_file`
     /// failed under load): the archive-ahead worker's two delivering threads made a fresh local

@@ -430,7 +430,13 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
             chown_tree(t, uid, gid)?;
         }
     }
-    pitr_common::fs::fsync_dir(dir)?;
+    // Durable before we say it is done, as pg_basebackup does: a crash after exit 0 must not
+    // leave torn or empty data files for the first start to recover from.
+    let mut files = pitr_common::fs::fsync_tree(dir)?;
+    for t in &tablespaces {
+        files += pitr_common::fs::fsync_tree(t)?;
+    }
+    log_info!("synced {files} files to disk");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! `pg_archivecleanup` compares them; byte counts formatted as pitr logs them.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use crate::{pg_user, Cluster, ClusterOpts, PgTempDir, Tool};
 
@@ -16,7 +17,12 @@ use crate::{pg_user, Cluster, ClusterOpts, PgTempDir, Tool};
 pub fn restore_backup(name: &str, restore: Tool, opts: ClusterOpts) -> Cluster {
     let root = PgTempDir::new(name);
     let data = root.path().join("data");
-    restore.arg("--target-data-dir").arg(&data).succeeds();
+    let out = restore.arg("--target-data-dir").arg(&data).succeeds();
+    // Every file it wrote was fsynced before it said it was done.
+    out.stderr_contains(&format!(
+        " : LOG : synced {} files to disk\n",
+        regular_files(&data)
+    ));
     let meta = std::fs::metadata(&data)
         .unwrap_or_else(|e| panic!("stat of restored {}: {e}", data.display()));
     assert_eq!(
@@ -32,6 +38,22 @@ pub fn restore_backup(name: &str, restore: Tool, opts: ClusterOpts) -> Cluster {
         data.display()
     );
     Cluster::adopt(name, root, opts)
+}
+
+/// How many regular files the tree at `dir` holds (links not followed).
+fn regular_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let kind = e.file_type().unwrap();
+            if kind.is_dir() {
+                regular_files(&e.path())
+            } else {
+                usize::from(kind.is_file())
+            }
+        })
+        .sum()
 }
 
 /// The timeline the (running, promoted) server writes WAL on, from the name of its current
