@@ -23,6 +23,7 @@ use crate::args::Config;
 use crate::clock;
 use crate::report::{unix_seconds, Metric, Report, Status, Unit};
 use crate::store::{Remote, SetListing, Store};
+use crate::timeline::WalMap;
 
 /// The recoverable window of one set.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,8 +112,39 @@ fn check_files(s: &SetListing) -> (&'static str, Vec<String>) {
     (digest, problems)
 }
 
-/// The recoverable window of `meta` through `view`, or why there is none.
-pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String> {
+/// Why `recovery_target_timeline = 'latest'` cannot restore a set of timeline `own` that ends
+/// at `stop`, when `newest` is the newest timeline PostgreSQL finds from it
+/// (`findNewestTimeLine`): `newest` does not descend from `own`, or forked off it before the
+/// backup's end, and the server stops with "requested timeline ... is not a child of this
+/// server's history" (or never reaches the backup's end). `None` when it can.
+fn latest_refused(map: &WalMap, own: Timeline, stop: Lsn, newest: Timeline) -> Option<String> {
+    if newest == own {
+        return None;
+    }
+    let fork = map
+        .lineage(newest)
+        .into_iter()
+        .find(|(t, _)| *t == own)
+        .and_then(|(_, end)| end);
+    let why = match fork {
+        Some(switch) if switch >= stop => return None,
+        Some(switch) => format!(
+            "timeline {}, the newest in the archive, forked off timeline {} at {switch}, before the backup's end at {stop}",
+            newest.0, own.0
+        ),
+        None => format!(
+            "timeline {}, the newest in the archive, does not descend from the backup's timeline {}",
+            newest.0, own.0
+        ),
+    };
+    Some(format!(
+        "recovery_target_timeline 'latest', the default, fails for it: {why}; restore it with pitr-restore --target-timeline current (its window below is on its own timeline)"
+    ))
+}
+
+/// The recoverable window of `meta` through `view`, or why there is none, with what stands in
+/// the way of restoring it as pitr-restore does by default, if anything.
+pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<(Window, Option<String>), String> {
     let has_xlog = meta.xlog_file.is_some();
     let backup_end = || Window {
         until_lsn: meta.stop_lsn,
@@ -122,14 +154,14 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String>
     };
     let Some(view) = view else {
         return if has_xlog {
-            Ok(backup_end())
+            Ok((backup_end(), None))
         } else {
             Err("no --archive and the set has no WAL of its own".into())
         };
     };
     let Some(map) = view.map.as_ref() else {
         return if has_xlog {
-            Ok(backup_end())
+            Ok((backup_end(), None))
         } else {
             Err(view
                 .size_problem
@@ -145,10 +177,10 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String>
         ));
     };
     let newest = map.newest_from(meta.timeline);
-    let lineage = if map.descends_from(newest, meta.timeline) {
-        map.lineage(newest)
-    } else {
-        map.lineage(meta.timeline)
+    let caveat = latest_refused(map, meta.timeline, meta.stop_lsn, newest);
+    let lineage = match caveat {
+        None => map.lineage(newest),
+        Some(_) => map.lineage(meta.timeline),
     };
     let covered = |p: SegNo| has_xlog && (start..=stop).contains(&p);
     let Some((tli, last)) = map.contiguous_end(&lineage, start, covered) else {
@@ -169,19 +201,25 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<Window, String>
         Some(f) => unix_seconds(f.file.mtime),
         None => meta.finished_epoch as f64,
     };
-    Ok(Window {
-        until_lsn: Lsn(after.0 * seg.bytes()),
-        until_timeline: tli,
-        until_wal: wal.to_string(),
-        until_time: until_time.max(meta.finished_epoch as f64),
-    })
+    Ok((
+        Window {
+            until_lsn: Lsn(after.0 * seg.bytes()),
+            until_timeline: tli,
+            until_wal: wal.to_string(),
+            until_time: until_time.max(meta.finished_epoch as f64),
+        },
+        caveat,
+    ))
 }
 
 fn describe(s: &SetListing, view: Option<&ArchiveView>) -> SetInfo {
     let meta = s.set.meta.clone();
     let (digest, mut problems) = check_files(s);
     let (window, window_note) = match window(&meta, view) {
-        Ok(w) => (Some(w), None),
+        Ok((w, caveat)) => {
+            problems.extend(caveat);
+            (Some(w), None)
+        }
         Err(e) => {
             problems.push(format!("cannot be restored: {e}"));
             (None, Some(e))
@@ -508,6 +546,95 @@ mod tests {
             vec!["aaa".to_string(), "b".to_string(), "c".to_string()],
         ];
         assert_eq!(table(&rows), ["  A    BB  C", "  aaa  b   c"]);
+    }
+
+    /// A set on `timeline` from segment 0x20 to 0x21 (no WAL of its own) against an archive
+    /// holding timeline 1's segments 0x10 to 0x30 and `child`'s from its switch to 0x40, with
+    /// `child`'s history (`parent` ended at `switch`), and for a set on another timeline than
+    /// 1 that timeline's segments 0x20 to 0x25.
+    fn window_with(
+        timeline: u32,
+        child: u32,
+        parent: u32,
+        switch: u64,
+    ) -> Result<(Window, Option<String>), String> {
+        let meta = Meta::parse(&format!(
+            "Min-Xlog: {timeline:08X}0000000000000020\nStarted-epoch: 1000\nTimezone: +0000\n\
+             Hostname: h\nStop-Xlog: {timeline:08X}0000000000000021\nStart-LSN: 0/20000028\n\
+             Stop-LSN: 0/21000100\nTimeline: {timeline}\nLabel: l\nBackup-From: primary\n\
+             System-Identifier: 7\nPostgreSQL-Version: 15.4\nData-File: d.tar\n\
+             Data-Size: 1\nXlog-Size: 0\nDigest-File: s\nFinished-epoch: 1100\n"
+        ))
+        .unwrap();
+        let seg = SegSize::DEFAULT;
+        let mut map = WalMap::new(seg);
+        for n in 0x10..=0x30u64 {
+            map.add(&WalFileName::segment(Timeline(1), SegNo(n), seg));
+        }
+        for n in (switch >> 24)..=0x40 {
+            map.add(&WalFileName::segment(Timeline(child), SegNo(n), seg));
+        }
+        map.add(&WalFileName::history(Timeline(child)));
+        map.add_history(
+            Timeline(child),
+            vec![crate::timeline::HistoryEntry {
+                parent: Timeline(parent),
+                switch: Lsn(switch),
+            }],
+        );
+        if timeline != 1 {
+            map.add(&WalFileName::history(Timeline(timeline)));
+            for n in 0x20..=0x25u64 {
+                map.add(&WalFileName::segment(Timeline(timeline), SegNo(n), seg));
+            }
+        }
+        let view = ArchiveView {
+            store: Store::Local("/nonexistent".into()),
+            files: Vec::new(),
+            map: Some(map),
+            marker_sysid: None,
+            header_sysid: None,
+            bad_histories: Vec::new(),
+            size_problem: None,
+        };
+        window(&meta, Some(&view))
+    }
+
+    /// With recovery_target_timeline 'latest' PostgreSQL follows the newest timeline only when
+    /// it forked off the backup's timeline after the backup's end; otherwise the window is the
+    /// set's own timeline's, and the set says what 'latest' would do.
+    #[test]
+    fn the_window_follows_the_newest_timeline_only_where_postgresql_can() {
+        // Timeline 2 forked off after the backup's end: its window ends on timeline 2.
+        let (w, caveat) = window_with(1, 2, 1, 0x2800_0000).unwrap();
+        assert_eq!(
+            (w.until_timeline, w.until_wal.as_str()),
+            (Timeline(2), "000000020000000000000040")
+        );
+        assert_eq!(caveat, None);
+        // Timeline 2 forked off before the backup's end: timeline 1's window, and why.
+        let (w, caveat) = window_with(1, 2, 1, 0x1800_0000).unwrap();
+        assert_eq!(
+            (w.until_timeline, w.until_wal.as_str()),
+            (Timeline(1), "000000010000000000000030")
+        );
+        assert_eq!(
+            caveat.as_deref(),
+            Some(
+                "recovery_target_timeline 'latest', the default, fails for it: timeline 2, the \
+                 newest in the archive, forked off timeline 1 at 0/18000000, before the \
+                 backup's end at 0/21000100; restore it with pitr-restore --target-timeline \
+                 current (its window below is on its own timeline)"
+            )
+        );
+        // A set on timeline 2 when timeline 3 (the newest) descends from timeline 1 only.
+        let (_, caveat) = window_with(2, 3, 1, 0x1800_0000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            caveat.as_deref().is_some_and(|c| c.contains(
+                "timeline 3, the newest in the archive, does not descend from the backup's timeline 2"
+            )),
+            "{caveat:?}"
+        );
     }
 
     #[test]
