@@ -92,6 +92,30 @@ impl Source {
         })
     }
 
+    /// The source's cluster marker, if it has one, must name `system_identifier`, as for
+    /// pitr-restore: segments are checked against the system one by one anyway, but a
+    /// `.history` file is text and would go into the set from another cluster's archive.
+    fn check_marker(&self, system_identifier: u64) -> anyhow::Result<()> {
+        let checked = match self {
+            Source::Dir { dir, .. } => source::check_dir_marker(dir, system_identifier),
+            Source::Store { store, .. } => objarchive::read_marker_text(store)
+                .map_err(source::Error::from)
+                .and_then(|text| {
+                    objarchive::check_marker_on_get(store, text.as_deref(), system_identifier)
+                        .map_err(source::Error::from)
+                }),
+        };
+        checked.map_err(|e| {
+            anyhow::Error::from(e).context(
+                Failure::new(format!(
+                    "the WAL source {} is not this cluster's",
+                    self.shown()
+                ))
+                .hint("give --wal-source the archive this cluster's archive_command writes to"),
+            )
+        })
+    }
+
     /// How messages name it.
     fn shown(&self) -> String {
         match self {
@@ -181,6 +205,7 @@ pub fn collect<W: Write>(
     let Some(src) = Source::open(input, s3)? else {
         return Ok(0);
     };
+    src.check_marker(system_identifier)?;
     let mut total = 0;
     for name in names {
         let found = wait_for(&src, name, timeout, input)?;

@@ -948,6 +948,34 @@ fn backup_refuses_bad_input_and_leaves_nothing() {
     assert_eq!(pitr_tests::dir_names(&fresh), Vec::<String>::new());
     assert_not_in_backup(&p.cluster);
 
+    // A WAL source marked as another cluster's archive: refused before any WAL is read (a
+    // `.history` file from it would go into the set unchecked), nothing written.
+    let foreign = p.work.subdir("foreign-archive");
+    std::fs::write(
+        foreign.join(".pitr-cluster"),
+        b"system_identifier = 12345\n",
+    )
+    .unwrap();
+    let r = p
+        .backup()
+        .arg("--dst-local")
+        .arg(&fresh)
+        .arg("--wal-source")
+        .arg(&foreign)
+        .run();
+    r.failure_with_status(2)
+        .stderr_contains(&format!(
+            " : ERROR : the WAL source {} is not this cluster's: {} says the archive holds WAL \
+             of database system 12345, not ",
+            foreign.display(),
+            foreign.join(".pitr-cluster").display()
+        ))
+        .stderr_contains(
+            " : HINT : give --wal-source the archive this cluster's archive_command writes to",
+        );
+    assert_eq!(pitr_tests::dir_names(&fresh), Vec::<String>::new());
+    assert_not_in_backup(&p.cluster);
+
     // --skip-xlogs with archiving stuck: the set would have no WAL anywhere. The server waits
     // for the archive (pg_backup_stop(true)) up to --wal-timeout, then the backup fails and
     // writes nothing. (It used to stop without waiting and commit a set whose WAL was never
