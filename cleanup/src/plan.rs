@@ -302,17 +302,25 @@ pub fn run_store(
         );
     };
     let mut count = 0;
+    let mut total = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
         count += 1;
+        total += set.stored_bytes;
         if cfg.dry_run {
-            log_info!("(dry-run) would remove backup set {url}/{}", set.meta_key);
+            log_info!(
+                "(dry-run) would remove backup set {url}/{} ({}; {})",
+                set.meta_key,
+                set.files().join(", "),
+                human(set.stored_bytes)
+            );
             continue;
         }
         objsets::remove(&store, set).map_err(failure)?;
         log_info!(
-            "removed backup set {url}/{} ({})",
+            "removed backup set {url}/{} ({}; {})",
             set.meta_key,
-            set.files().join(", ")
+            set.files().join(", "),
+            human(set.stored_bytes)
         );
     }
     let verb = if cfg.dry_run {
@@ -321,7 +329,8 @@ pub fn run_store(
         "removed"
     };
     log_info!(
-        "{count} backup sets {verb}; {} kept, the oldest kept started at {}",
+        "{count} backup sets {verb}, {}; {} kept, the oldest kept started at {}",
+        human(total),
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );

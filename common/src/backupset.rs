@@ -386,11 +386,16 @@ pub fn list_local(dir: &Path) -> Result<Vec<FoundSet>, Error> {
             continue;
         }
         let text = crate::fs::read(&path)?;
-        if let Ok(meta) = Meta::parse(&String::from_utf8_lossy(&text)) {
-            out.push(FoundSet {
+        match Meta::parse(&String::from_utf8_lossy(&text)) {
+            Ok(meta) => out.push(FoundSet {
                 meta_path: path,
                 meta,
-            });
+            }),
+            // Neither kept nor removed, nor restorable: an operator must look at it.
+            Err(e) => crate::log_warning!(
+                "{} looks like a backup set's meta file but cannot be read ({e}); its set is left alone",
+                path.display()
+            ),
         }
     }
     out.sort_by(|a, b| {

@@ -118,6 +118,8 @@ pub struct StoredSet {
     /// Why the set is not whole, if it is not: a file the meta file names is missing, or has
     /// another size than it records.
     pub invalid: Option<String>,
+    /// The bytes its meta file and the files of it that the listing shows hold.
+    pub stored_bytes: u64,
 }
 
 impl StoredSet {
@@ -148,8 +150,15 @@ pub fn list(store: &Store) -> Result<Vec<StoredSet>, Error> {
         if !text.starts_with(b"Min-Xlog: ") {
             continue;
         }
-        let Ok(meta) = crate::backupset::Meta::parse(&String::from_utf8_lossy(&text)) else {
-            continue;
+        let meta = match crate::backupset::Meta::parse(&String::from_utf8_lossy(&text)) {
+            Ok(m) => m,
+            Err(e) => {
+                crate::log_warning!(
+                    "{} looks like a backup set's meta file but cannot be read ({e}); its set is left alone",
+                    format!("s3://{}/{}", store.url().bucket(), store.url().full_key(&o.key))
+                );
+                continue;
+            }
         };
         let mut expect = vec![(meta.data_file.clone(), Some(meta.data_size))];
         if let Some(x) = &meta.xlog_file {
@@ -165,10 +174,16 @@ pub fn list(store: &Store) -> Result<Vec<StoredSet>, Error> {
                 )),
                 _ => None,
             });
+        let stored_bytes = o.size
+            + expect
+                .iter()
+                .filter_map(|(name, _)| size_of(name))
+                .sum::<u64>();
         out.push(StoredSet {
             meta_key: o.key.clone(),
             meta,
             invalid,
+            stored_bytes,
         });
     }
     out.sort_by(|a, b| {

@@ -966,6 +966,22 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         assert_eq!(left, minus(&f.archive_names, &gone_a), "{out}");
     }
 
+    // A meta file that cannot be read: its set is left alone, and a WARNING says so.
+    {
+        let (b, a) = f.copy("unreadable-meta");
+        let bad = b.join("other-meta.tar.zst");
+        std::fs::write(&bad, b"Min-Xlog: not a WAL file name\n").unwrap();
+        retention(&b, &a)
+            .args(["--keep-count", "3"])
+            .succeeds()
+            .stderr_contains(&format!(
+                " : WARNING : {} looks like a backup set's meta file but cannot be read (",
+                bad.display()
+            ))
+            .stderr_contains("); its set is left alone\n");
+        assert!(bad.exists());
+    }
+
     // No valid set at all: exit 2, nothing removed.
     {
         let (b, a) = f.copy("invalid");

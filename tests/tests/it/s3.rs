@@ -1788,21 +1788,44 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
             .args(["--backup-dir", sets, "--archive", &format!("zstd={wal}")])
             .args(["--keep-count", "2"])
     };
+    // The dry run lists the set with its files and size, as the real run then removes it.
+    let oldest_stamp = metas[0].rsplit("-meta-").next().unwrap().to_owned();
+    let oldest: Vec<(String, u64)> = sets_store
+        .list("")
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.key.contains(&oldest_stamp))
+        .map(|o| (o.key, o.size))
+        .collect();
+    assert_eq!(oldest.len(), 4, "{oldest:?}");
+    let size = pitr_tests::pitr_util::human(oldest.iter().map(|(_, s)| s).sum());
+    let others: Vec<&str> = ["-data-", "-xlog-", "-sha256-"]
+        .iter()
+        .map(|t| {
+            oldest
+                .iter()
+                .find(|(k, _)| k.contains(t))
+                .map(|(k, _)| k.as_str())
+                .unwrap()
+        })
+        .collect();
+    let listed = format!("{sets}/{} ({}; {size})", metas[0], others.join(", "));
     cleanup()
         .arg("--dry-run")
         .succeeds()
         .stderr_contains(&format!(
-            "LOG : (dry-run) would remove backup set {sets}/{}",
-            metas[0]
+            "LOG : (dry-run) would remove backup set {listed}\n"
         ))
-        .stderr_contains("LOG : 1 backup sets would be removed; 2 kept");
+        .stderr_contains(&format!(
+            "LOG : 1 backup sets would be removed, {size}; 2 kept"
+        ));
     assert_eq!(keys(&sets_store), before_sets);
     assert_eq!(keys(&wal_store), before_wal);
 
     cleanup()
         .succeeds()
-        .stderr_contains(&format!("LOG : removed backup set {sets}/{}", metas[0]));
-    let oldest_stamp = metas[0].rsplit("-meta-").next().unwrap().to_owned();
+        .stderr_contains(&format!("LOG : removed backup set {listed}\n"))
+        .stderr_contains(&format!("LOG : 1 backup sets removed, {size}; 2 kept"));
     let after_sets = keys(&sets_store);
     let expected: Vec<String> = before_sets
         .iter()
