@@ -59,7 +59,7 @@ fn codec_of(file: &str) -> &'static str {
 }
 
 /// Digest state and problems of a set's files as listed.
-fn check_files(s: &SetListing) -> (&'static str, Vec<String>) {
+pub(crate) fn check_files(s: &SetListing) -> (&'static str, Vec<String>) {
     let meta = &s.set.meta;
     let mut problems = Vec::new();
     for (name, size) in &s.files {

@@ -267,10 +267,15 @@ fn backup_age_report(
     newest: Option<(f64, String)>,
     source: &str,
     now: f64,
+    note: Option<String>,
 ) -> Report {
+    let note = note.map(|n| format!("; {n}")).unwrap_or_default();
     match newest {
         None => {
-            let mut r = Report::new("last-backup-age", format!("no finished backup in {source}"));
+            let mut r = Report::new(
+                "last-backup-age",
+                format!("no finished backup in {source}{note}"),
+            );
             r.status = Status::Unknown;
             r.omnipitr = "0\n".into();
             r
@@ -280,7 +285,7 @@ fn backup_age_report(
             let mut r = Report::new(
                 "last-backup-age",
                 format!(
-                    "last backup finished {} ago: {what} at {}",
+                    "last backup finished {} ago: {what} at {}{note}",
                     clock::age(age),
                     clock::local(clock::from_unix(end))
                 ),
@@ -305,21 +310,40 @@ fn last_backup_from_logs(cfg: &Config, state: &State, now: f64) -> Report {
         .filter(|b| !b.failed)
         .filter_map(|b| b.end.map(|e| (e, format!("{} pid {}", b.program, b.pid))))
         .max_by(|a, b| a.0.total_cmp(&b.0));
-    backup_age_report(cfg, newest, "the logs", now)
+    backup_age_report(cfg, newest, "the logs", now, None)
 }
 
 /// `last-backup-age` from the backup sets of `--backup-dir` (their meta files'
-/// `Finished-epoch`), which is where the truth is when they are given.
+/// `Finished-epoch`), which is where the truth is when they are given. Only sets whose files
+/// are all there at the sizes the meta file records, and listed in the digest file, count (as
+/// for `info` and retention): a damaged or half-copied newest set is not a backup, and the
+/// summary names the newer sets it passed over.
 pub fn last_backup_from_sets(cfg: &Config, remote: Option<&Remote>) -> anyhow::Result<Report> {
-    let mut newest: Option<(f64, String)> = None;
+    let mut sets: Vec<(f64, String, Option<String>)> = Vec::new();
     for store in &cfg.backup_dirs {
         for s in store.backup_sets(remote)? {
-            let end = s.set.meta.finished_epoch as f64;
-            if newest.as_ref().is_none_or(|(e, _)| end > *e) {
-                newest = Some((end, format!("{} in {store}", s.meta_name)));
-            }
+            let (_, problems) = crate::info::check_files(&s);
+            sets.push((
+                s.set.meta.finished_epoch as f64,
+                format!("{} in {store}", s.meta_name),
+                problems.first().cloned(),
+            ));
         }
     }
+    let newest = sets
+        .iter()
+        .filter(|(_, _, problem)| problem.is_none())
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(end, what, _)| (*end, what.clone()));
+    let passed_over: Vec<String> = sets
+        .iter()
+        .filter(|(end, _, problem)| {
+            problem.is_some() && newest.as_ref().is_none_or(|(e, _)| end > e)
+        })
+        .map(|(_, what, problem)| format!("{what}: {}", problem.as_deref().unwrap_or_default()))
+        .collect();
+    let note = (!passed_over.is_empty())
+        .then(|| format!("not counted, with problems: {}", passed_over.join("; ")));
     let source = cfg
         .backup_dirs
         .iter()
@@ -331,6 +355,7 @@ pub fn last_backup_from_sets(cfg: &Config, remote: Option<&Remote>) -> anyhow::R
         newest,
         &source,
         unix_seconds(cfg.now),
+        note,
     ))
 }
 

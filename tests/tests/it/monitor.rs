@@ -592,6 +592,56 @@ fn monitor_info_and_verify_read_rsync_locations_as_they_read_local_ones() {
         removed
     };
     assert_monitor_reads_remote_like_local(&scratch, &[], local, remote, whole_seconds, remove);
+
+    // last-backup-age from the sets counts only whole ones: the set is the last backup, in
+    // the rsync target as in its directory; with its data file cut short it is not, and the
+    // summary says which set was passed over and why.
+    let meta = pitr_tests::dir_names(backups.dir())
+        .into_iter()
+        .find(|n| n.contains("-meta-"))
+        .unwrap();
+    let data = pitr_tests::dir_names(backups.dir())
+        .into_iter()
+        .find(|n| n.contains("-data-"))
+        .unwrap();
+    let age = |dir: &str| {
+        let out = monitor(["--check", "last-backup-age", "--backup-dir", dir])
+            .args(["--output", "json", "--temp-dir"])
+            .arg(&scratch)
+            .run();
+        let v = json(&out);
+        (out, v)
+    };
+    for dir in [backups.url(), backups.dir().display().to_string()] {
+        let (out, v) = age(&dir);
+        assert_status(&out, 0);
+        assert_eq!(v["details"]["backup"], format!("{meta} in {dir}"), "{v}");
+        assert!(
+            v["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("last backup finished "),
+            "{v}"
+        );
+    }
+    let data_path = backups.dir().join(&data);
+    let bytes = std::fs::read(&data_path).unwrap();
+    std::fs::write(&data_path, &bytes[..bytes.len() / 2]).unwrap();
+    for dir in [backups.url(), backups.dir().display().to_string()] {
+        let (out, v) = age(&dir);
+        assert_status(&out, 3);
+        assert_eq!(
+            v["summary"],
+            format!(
+                "no finished backup in {dir}; not counted, with problems: {meta} in {dir}: \
+                 {data} is {} bytes, the meta file says {}",
+                bytes.len() / 2,
+                bytes.len()
+            ),
+            "{v}"
+        );
+    }
+    std::fs::write(&data_path, &bytes).unwrap();
 }
 
 /// `info` and `verify` on `remote` (backup directory, archive) find what they find on `local`,
