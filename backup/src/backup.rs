@@ -20,7 +20,7 @@ use pitr_common::manifest::{unix_seconds, WalRange};
 use pitr_common::objstore::Store;
 use pitr_common::pg::{self, PgDataDir};
 use pitr_common::tempname::{self, ScratchDir};
-use pitr_common::{controldata, fs, lock, log_info, log_warning, objsets, signal};
+use pitr_common::{controldata, fs, lock, log_hint, log_info, log_warning, objsets, signal};
 
 use crate::args::{Config, WalInput};
 use crate::copy::{self, Copier, Kind, Rules};
@@ -646,6 +646,18 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(t) => Some(create_trigger(t)?),
         None => None,
     };
+    // A standby's archive is cleaned by its own pitr-restore or archive_cleanup_command; the
+    // trigger is what holds them off while the backup needs the WAL.
+    if let (true, None, WalInput::Source(source)) =
+        (facts.in_recovery, &cfg.removal_pause_trigger, &cfg.wal)
+    {
+        log_warning!(
+            "backing up a standby without --removal-pause-trigger: WAL this backup needs may be removed from {source} (pitr-restore --remove-unneeded, archive_cleanup_command) before it is copied"
+        );
+        log_hint!(
+            "give the trigger file the standby's pitr-restore and pitr-cleanup use (--removal-pause-trigger)"
+        );
+    }
     let label = match &cfg.label {
         Some(l) => l.clone(),
         None => format!(

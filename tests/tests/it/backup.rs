@@ -523,6 +523,41 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
         &[OsString::from("--wal-source"), p.archive.clone().into()],
     );
 
+    // Without --removal-pause-trigger, a standby's backup from the archive warns that the
+    // standby's own cleanup may take the WAL it needs (its stop segment comes once the primary
+    // switches).
+    let mut running = pitr_tests::backup_tool(&standby)
+        .arg("--dst-local")
+        .arg(p.work.subdir("no-trigger"))
+        .arg("--wal-source")
+        .arg(&p.archive)
+        .spawn();
+    wait_until(
+        "the standby backup to stop",
+        Duration::from_secs(120),
+        || {
+            running
+                .stderr_so_far()
+                .contains("LOG : pg_backup_stop returned")
+                .then_some(())
+        },
+    );
+    let (segment, _) = p.cluster.switch_wal_at();
+    p.cluster.wait_archived(&segment, Duration::from_secs(60));
+    running
+        .wait()
+        .success()
+        .stderr_contains(&format!(
+            " : WARNING : backing up a standby without --removal-pause-trigger: WAL this backup \
+             needs may be removed from {} (pitr-restore --remove-unneeded, \
+             archive_cleanup_command) before it is copied\n",
+            p.archive.display()
+        ))
+        .stderr_contains(
+            " : HINT : give the trigger file the standby's pitr-restore and pitr-cleanup use \
+             (--removal-pause-trigger)\n",
+        );
+
     // A standby with hot_standby = off accepts no connection: the HINT says which setting.
     standby.stop();
     standby.append_conf(&[("hot_standby", "off")]);
