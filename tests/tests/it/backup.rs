@@ -526,7 +526,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
     // Without --removal-pause-trigger, a standby's backup from the archive warns that the
     // standby's own cleanup may take the WAL it needs (its stop segment comes once the primary
     // switches).
-    let mut running = pitr_tests::backup_tool(&standby)
+    let running = pitr_tests::backup_tool(&standby)
         .arg("--dst-local")
         .arg(p.work.subdir("no-trigger"))
         .arg("--wal-source")
