@@ -21,7 +21,7 @@ use pitr_common::wal::WalFileName;
 use pitr_common::{fs, log_info, log_warning, objsets};
 
 use crate::args::{Config, Mode};
-use crate::prune::{human, remove_wal, Archive};
+use crate::prune::{check_marker, human, remove_wal, Archive};
 
 /// Why a set is not valid, if it is not.
 fn invalid_reason(set: &FoundSet) -> Option<String> {
@@ -230,6 +230,10 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         .hint("retention never removes the last backups: check that pitr-backup succeeds")
         .into());
     };
+    // The archive must be the kept sets' cluster's (the newest valid set names it).
+    if let Some((set, _)) = sets.iter().zip(&validity).rev().find(|(_, v)| v.is_none()) {
+        check_marker(archive, set.meta.system_identifier)?;
+    }
     let mut total = 0;
     let mut count = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
@@ -301,6 +305,9 @@ pub fn run_store(
                 .into(),
         );
     };
+    if let Some(set) = sets.iter().rev().find(|s| s.invalid.is_none()) {
+        check_marker(archive, set.meta.system_identifier)?;
+    }
     let mut count = 0;
     let mut total = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {

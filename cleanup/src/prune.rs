@@ -12,7 +12,9 @@ use pitr_common::exit::{self, Failure};
 use pitr_common::location::Target;
 use pitr_common::objstore::{S3Url, Settings};
 use pitr_common::wal::WalFileName;
-use pitr_common::{archive_dir, lock, log_info, log_verbose, objarchive, tempname};
+use pitr_common::{
+    archive_dir, lock, log_info, log_verbose, objarchive, objstore, source, tempname,
+};
 
 use crate::args::{Config, Mode};
 
@@ -82,6 +84,40 @@ pub fn remove_wal(
     Ok(total)
 }
 
+/// The archive's cluster marker, if it has one, must name `system_identifier`: a `--archive`
+/// pointed at another cluster's archive (a configuration copied between clusters) would
+/// otherwise lose that cluster's WAL. Nothing is removed when it does not.
+pub fn check_marker(archive: Archive<'_>, system_identifier: u64) -> anyhow::Result<()> {
+    let checked = match archive {
+        Archive::Dir(dir) => source::check_dir_marker(dir, system_identifier),
+        Archive::Store(url, settings) => objstore::Store::open(url, settings)
+            .map_err(source::Error::from)
+            .and_then(|store| {
+                let text = objarchive::read_marker_text(&store)?;
+                objarchive::check_marker_on_get(&store, text.as_deref(), system_identifier)
+            }),
+    };
+    checked.map_err(|e| {
+        anyhow::Error::from(e).context(
+            Failure::new(format!(
+                "not removing anything from {archive}: it is not the archive of database system {system_identifier}"
+            ))
+            .hint("point --archive at this cluster's archive, the one its archive_command writes to"),
+        )
+    })
+}
+
+/// The database system of the data directory PostgreSQL runs `archive_cleanup_command` in
+/// (the working directory), if that is one.
+fn cwd_system_identifier() -> Option<u64> {
+    let here = Path::new(".");
+    here.join(pitr_common::pg::PG_CONTROL)
+        .is_file()
+        .then(|| pitr_common::controldata::read(here, None).ok())
+        .flatten()
+        .map(|c| c.system_identifier)
+}
+
 /// Checks that the `--archive` directory `dir` exists and is a directory: a missing one and a
 /// file are told apart, as for `--backup-dir`.
 fn archive_dir_usable(dir: &Path) -> anyhow::Result<()> {
@@ -139,6 +175,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     };
     match &cfg.mode {
         Mode::Archive { oldest } => {
+            if let Some(sysid) = cwd_system_identifier() {
+                check_marker(archive, sysid)?;
+            }
             remove_wal(archive, oldest, cfg.dry_run)?;
         }
         Mode::Retention { backup_dir, .. } => {

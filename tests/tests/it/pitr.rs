@@ -982,6 +982,61 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         assert!(bad.exists());
     }
 
+    // An archive whose cluster marker names another database system: retention removes
+    // nothing (no set, no WAL), and neither does form 1 run in this cluster's data directory,
+    // as PostgreSQL runs archive_cleanup_command. With the right marker back, form 1 removes.
+    {
+        let (b, a) = f.copy("foreign-archive");
+        let marker = a.join(".pitr-cluster");
+        let ours = std::fs::read(&marker).unwrap();
+        pg_user().write_file(&marker, b"system_identifier = 12345\n");
+        let sysid = meta_value(&meta_lines(&b.join(&f.sets[2].meta)), "System-Identifier");
+        let refused = format!(
+            " : ERROR : not removing anything from {}: it is not the archive of database system \
+             {sysid}: {} says the archive holds WAL of database system 12345, not {sysid}\n",
+            a.display(),
+            marker.display()
+        );
+        let hint = " : HINT : point --archive at this cluster's archive, the one its \
+                    archive_command writes to\n";
+        let before_b = pitr_tests::dir_names(&b);
+        let archive_names = || {
+            let mut left = pitr_tests::dir_names(&a);
+            left.retain(|n| n != CLEANUP_LOCK);
+            left
+        };
+        retention(&b, &a)
+            .args(["--keep-count", "1"])
+            .run()
+            .failure_with_status(2)
+            .stderr_contains(&refused)
+            .stderr_contains(hint);
+        let form1 = || {
+            Tool::new("pitr-cleanup")
+                .as_pg_user()
+                .current_dir(f.drill.primary.data_dir())
+                .arg("--archive")
+                .arg(format!("zstd={}", a.display()))
+                .arg(&f.sets[2].min_xlog)
+        };
+        form1()
+            .run()
+            .failure_with_status(2)
+            .stderr_contains(&refused)
+            .stderr_contains(hint);
+        assert_eq!(pitr_tests::dir_names(&b), before_b);
+        assert_eq!(archive_names(), f.archive_names);
+        pg_user().write_file(&marker, &ours);
+        form1().succeeds();
+        assert_eq!(
+            archive_names(),
+            minus(
+                &f.archive_names,
+                &wal_below(&f.archive_names, &f.sets[2].min_xlog)
+            )
+        );
+    }
+
     // No valid set at all: exit 2, nothing removed.
     {
         let (b, a) = f.copy("invalid");
