@@ -719,9 +719,13 @@ pub fn translate(
                 continue;
             }
         }
-        let Some(alias) = lookup(&arg) else {
-            let long = format!("-{arg}");
-            let single_dash_long = !arg.starts_with("--") && arg.len() > 2 && longs.contains(&long);
+        // A long name with one dash (`-dst-local`, `-not-nice`), as OmniPITR's option parser
+        // took them: ours, or an OmniPITR option we drop or refuse.
+        let long = format!("-{arg}");
+        let single_dash = arg.starts_with('-') && !arg.starts_with("--") && arg.len() > 2;
+        let Some(alias) = lookup(&arg).or_else(|| single_dash.then(|| lookup(&long)).flatten())
+        else {
+            let single_dash_long = single_dash && longs.contains(&long);
             out.args.push(if single_dash_long { long } else { arg });
             continue;
         };
@@ -1190,7 +1194,9 @@ mod tests {
         ("-s", Alias::Option("--state-dir")),
         ("-v", Alias::Switch("--verbose")),
         ("-nn", Alias::DroppedSwitch),
+        ("--not-nice", Alias::DroppedSwitch),
         ("-gp", Alias::DroppedOption),
+        ("--gzip-path", Alias::DroppedOption),
         ("-dd", Alias::Refused("use --dst-pipe")),
         (
             "-r",
@@ -1247,6 +1253,10 @@ mod tests {
         assert_eq!(t.args, ["--dst-local", "-v", "--", "-s"]);
         // Unknown spellings are left to argh; a single-dash name that is no long option too.
         assert_eq!(tr(&["-q", "-bogus"]).unwrap().args, ["-q", "-bogus"]);
+        // Dropped options in their single-dash long spelling are dropped too.
+        let t = tr(&["-not-nice", "-gzip-path", "/bin/gzip", "-dl", "/a", "%p"]).unwrap();
+        assert_eq!(t.args, ["--dst-local", "/a", "%p"]);
+        assert_eq!(t.ignored, ["-not-nice", "-gzip-path"]);
         assert_eq!(tr(&["-p", "5432"]).unwrap().args, ["--port", "5432"]);
         assert_eq!(
             tr(&["-p", "/run/pause"]).unwrap().args,

@@ -5,7 +5,9 @@
 //! `--dst-local=gzip=/x`. The value runs to the end of the line with trailing whitespace
 //! stripped and needs no quoting; empty lines and lines starting with `#` are ignored. The
 //! options of a file are inserted into the argument list where `--config-file` appeared, so
-//! that options after it on the command line can still add to or override them. [`parse`] is
+//! that options after it on the command line add to them (an option that may be given only
+//! once is a usage error when both give it). One-dash spellings (`-config-file`) name a file
+//! too, as OmniPITR's option parser took them. [`parse`] is
 //! the pure parser of a file's text, [`read`] the I/O around it, [`expand`] the in-place
 //! expansion and [`split_equals`] the `--opt=value` splitting the command line gets too.
 
@@ -13,6 +15,13 @@ use std::path::{Path, PathBuf};
 
 /// The spellings of the option that names a configuration file.
 pub const OPTION_NAMES: [&str; 3] = ["--config-file", "--config", "--cfg"];
+
+/// Whether `arg` names a configuration file: one of [`OPTION_NAMES`], or the same with one dash
+/// (`-config-file`), as OmniPITR's option parser took long names.
+fn is_option_name(arg: &str) -> bool {
+    OPTION_NAMES.contains(&arg)
+        || (!arg.starts_with("--") && OPTION_NAMES.contains(&format!("-{arg}").as_str()))
+}
 
 /// How deep configuration files may include one another before we assume a loop.
 const MAX_DEPTH: usize = 8;
@@ -177,14 +186,14 @@ fn expand_into(
             out.extend(iter);
             break;
         }
-        let file = if OPTION_NAMES.contains(&arg.as_str()) {
+        let file = if is_option_name(&arg) {
             match iter.next() {
                 Some(f) => f,
                 None => return Err(Error::MissingFileName { option: arg }),
             }
         } else {
             match arg.split_once('=') {
-                Some((name, f)) if OPTION_NAMES.contains(&name) => f.to_string(),
+                Some((name, f)) if is_option_name(name) => f.to_string(),
                 _ => {
                     out.push(arg);
                     continue;
@@ -342,6 +351,17 @@ mod tests {
         );
         let out = expand_with(s(&["--config=b.conf", "%p"]), &mut reader).unwrap();
         assert_eq!(out, s(&["--dst-local", "/b", "%p"]));
+        // OmniPITR's single-dash long spellings name a file too.
+        for one_dash in [
+            &["-config-file", "b.conf"][..],
+            &["-cfg=b.conf"],
+            &["-config", "b.conf"],
+        ] {
+            let mut args = s(one_dash);
+            args.push("%p".into());
+            let out = expand_with(args, &mut reader).unwrap();
+            assert_eq!(out, s(&["--dst-local", "/b", "%p"]), "{one_dash:?}");
+        }
         let e = expand_with(s(&["--cfg"]), &mut reader).unwrap_err();
         assert_eq!(e.to_string(), "option --cfg needs a file name");
         let e = expand_with(s(&["--cfg", "loop.conf"]), &mut reader).unwrap_err();
