@@ -801,7 +801,8 @@ fn takes_wal_value(rest: &[String]) -> bool {
     let Some((first, after)) = rest.split_first() else {
         return false;
     };
-    WalFileName::parse(first).is_ok_and(|w| w.kind == WalKind::Segment)
+    (first == crate::wal::NO_RESTART_POINT
+        || WalFileName::parse(first).is_ok_and(|w| w.kind == WalKind::Segment))
         && after
             .iter()
             .take_while(|a| *a != "--")

@@ -169,6 +169,11 @@ pub enum WalKind {
     History,
 }
 
+/// PostgreSQL's `%r` when it allows no cleanup: for every `.history` file and for every
+/// segment asked for before redo starts (`RestoreArchivedFile` with cleanup off writes
+/// timeline 0, segment 0). Timeline 0 makes it no WAL file name; it means "remove nothing".
+pub const NO_RESTART_POINT: &str = "000000000000000000000000";
+
 /// A parsed WAL file name.
 ///
 /// The segment position is kept as the two 32-bit halves of the name (`log`, `seg`), as written,

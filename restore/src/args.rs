@@ -134,7 +134,7 @@ pitr_common::tool_args! {
         /// with --remove-unneeded: the oldest WAL file still needed (PostgreSQL's %r); default:
         /// pg_control's REDO WAL file
         #[argh(option)]
-        pub oldest_needed: Option<WalFileName>,
+        pub oldest_needed: Option<OldestNeeded>,
 
         /// with --remove-unneeded: at most this many files removed per pass (default 3)
         #[argh(option)]
@@ -365,6 +365,30 @@ impl TargetAction {
             TargetAction::Promote => "promote",
             TargetAction::Shutdown => "shutdown",
         }
+    }
+}
+
+/// `--oldest-needed`: PostgreSQL's `%r`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldestNeeded {
+    /// PostgreSQL allows no cleanup in this call (`%r` is
+    /// [`pitr_common::wal::NO_RESTART_POINT`]: a `.history` file, or a segment asked for before
+    /// redo starts): nothing is removed.
+    Nothing,
+    /// Archived files older than this one may go.
+    Wal(WalFileName),
+}
+
+impl FromStr for OldestNeeded {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == pitr_common::wal::NO_RESTART_POINT {
+            return Ok(OldestNeeded::Nothing);
+        }
+        WalFileName::parse(s)
+            .map(OldestNeeded::Wal)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -684,7 +708,7 @@ pub struct Config {
     /// Removal enabled.
     pub remove_unneeded: bool,
     /// Oldest needed, if given.
-    pub oldest_needed: Option<WalFileName>,
+    pub oldest_needed: Option<OldestNeeded>,
     /// Removal batch.
     pub remove_at_a_time: usize,
     /// Removal pass first.
@@ -1156,6 +1180,38 @@ mod tests {
         assert_eq!(a.files, ["000000010000000000000005", "pg_wal/RECOVERYXLOG"]);
         assert_eq!(a.error_pgcontroldata, Some(OnControlError::Hang));
         assert_eq!(a.removal_pause_trigger, Some(PathBuf::from("/p")));
+
+        // `-r %r %f %p`: PostgreSQL's %r for a history file, and for any segment before redo
+        // starts, is all zeros (timeline 0, no WAL file name): it means "remove nothing".
+        for (r, f, want) in [
+            (
+                "000000000000000000000000",
+                "00000002.history",
+                OldestNeeded::Nothing,
+            ),
+            (
+                "000000000000000000000000",
+                "000000010000000000000005",
+                OldestNeeded::Nothing,
+            ),
+            (
+                "000000010000000000000003",
+                "000000010000000000000005",
+                OldestNeeded::Wal(WalFileName::parse("000000010000000000000003").unwrap()),
+            ),
+        ] {
+            let args = ["-s", "/a", "-r", r, f, "pg_wal/RECOVERYXLOG"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let t = pitr_common::cli::translate(Args::ALIASES, &longs, args).unwrap();
+            let refs: Vec<&str> = t.args.iter().map(String::as_str).collect();
+            let Ok(Args::Wal(a)) = parse(&refs) else {
+                panic!("{refs:?}")
+            };
+            assert_eq!(a.oldest_needed, Some(want), "{refs:?}");
+            assert_eq!(a.files, [f, "pg_wal/RECOVERYXLOG"]);
+        }
     }
 
     /// What `pitr-restore ARGS` makes of its arguments, as its `main` does.

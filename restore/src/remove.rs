@@ -14,7 +14,7 @@ use pitr_common::exit::{self, Failure};
 use pitr_common::wal::WalFileName;
 use pitr_common::{archive_dir, log_error, log_info, source};
 
-use crate::args::{Config, OnControlError};
+use crate::args::{Config, OldestNeeded, OnControlError};
 
 /// Removal state kept across the passes of one call.
 #[derive(Debug, Default)]
@@ -26,8 +26,17 @@ pub struct Remover {
 
 impl Remover {
     fn oldest_needed(&mut self, cfg: &Config) -> anyhow::Result<Option<WalFileName>> {
-        if let Some(n) = cfg.oldest_needed {
-            return Ok(Some(n));
+        match cfg.oldest_needed {
+            Some(OldestNeeded::Wal(n)) => return Ok(Some(n)),
+            Some(OldestNeeded::Nothing) => return Ok(None),
+            None => {}
+        }
+        // Until recovery has read backup_label (and renamed it backup_label.old), pg_control is
+        // the one copied with the base backup: a checkpoint that ran during the copy leaves its
+        // REDO past where recovery starts, and removing by it would take WAL recovery still
+        // needs (OmniPITR's -rb did). PostgreSQL's own %r is all zeros then.
+        if cfg.data_dir.join(pitr_common::pg::BACKUP_LABEL).exists() {
+            return Ok(None);
         }
         match crate::fetch::read_control(cfg) {
             Ok(c) => Ok(Some(c.redo_wal_file())),

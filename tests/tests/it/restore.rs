@@ -718,6 +718,136 @@ fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
     assert_eq!(standby.count_rows(TABLE), round.rows);
 }
 
+/// OmniPITR's `-r %r %f %p`, as the seed writes it. PostgreSQL's `%r` is all zeros for every
+/// history file and for every segment asked for before redo starts ("remove nothing"), and
+/// later the restart point's file, before which archived files go. The zeros used to be
+/// refused as no WAL file name (status 127), which stopped the server at its first call.
+#[test]
+fn remove_unneeded_with_percent_r_takes_zeros_as_nothing_then_follows_the_restart_point() {
+    let setup = Setup::local("remove-r");
+    let standby = warm_spare(
+        &setup.primary,
+        "remove-r-standby",
+        &format!("{} -r %r", setup.source()),
+        &[],
+    );
+    standby.start();
+    for _ in 0..2 {
+        load_round(&setup.primary, 50);
+    }
+    setup.primary.psql("CHECKPOINT");
+    let round = load_round(&setup.primary, 50);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    standby.wait_replayed(&round.lsn, TIMEOUT);
+    standby.psql("CHECKPOINT");
+    let redo = standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
+    let archive = ArchiveDir::new(&setup.archive);
+    let older = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                !n.starts_with('.') && wal_name_of(n).get(..24).is_some_and(|p| p < redo.as_str())
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(
+        older(&archive.names()).len() >= 3,
+        "too few archived files before the restart point's {redo}: {:?}",
+        archive.names()
+    );
+    // The next call waits with %r = the restart point's file and removes what is older.
+    let round = load_round(&setup.primary, 10);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    wait_until(
+        "the standby to remove the archived files older than its restart point",
+        TIMEOUT,
+        || older(&archive.names()).is_empty().then_some(()),
+    );
+    standby.wait_replayed(&round.lsn, TIMEOUT);
+    assert_eq!(standby.count_rows(TABLE), round.rows);
+    assert!(
+        archive.names().iter().any(|n| wal_name_of(n) == redo),
+        "the restart point's file {redo} itself was removed: {:?}",
+        archive.names()
+    );
+    assert_log_line(
+        &standby,
+        &["removed, as it is too old", &format!("older than {redo}")],
+    );
+    // What the server asked with zeros was answered, never refused.
+    assert!(
+        !standby.server_log().contains("could not restore file"),
+        "{}",
+        pitr_tests::cluster::tail(&standby.server_log(), 40)
+    );
+
+    // Without %r the oldest file needed is pg_control's REDO, but not while backup_label is
+    // there: until recovery has read it, pg_control is the one copied with the base backup,
+    // whose REDO may be past where recovery starts. A removal pass before the first hand-over
+    // (--remove-before) in a fresh base backup removes nothing; once recovery has taken the
+    // label (renamed backup_label.old), it removes what is older than the REDO.
+    load_round(&setup.primary, 50);
+    let copy = setup
+        .primary
+        .base_backup("remove-r-copy", "none", ClusterOpts::new());
+    let round = load_round(&setup.primary, 10);
+    setup.primary.wait_archived(&round.segment, TIMEOUT);
+    let copy_redo = {
+        let label = std::fs::read_to_string(copy.data_path("backup_label")).unwrap();
+        let start = label
+            .lines()
+            .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+            .unwrap();
+        start
+            .rsplit_once("(file ")
+            .unwrap()
+            .1
+            .trim_end_matches(')')
+            .to_owned()
+    };
+    let older_than_copy = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                !n.starts_with('.')
+                    && wal_name_of(n)
+                        .get(..24)
+                        .is_some_and(|p| p < copy_redo.as_str())
+            })
+            .cloned()
+            .collect()
+    };
+    let before = older_than_copy(&archive.names());
+    assert!(!before.is_empty(), "nothing archived before {copy_redo}");
+    let pass = || {
+        Tool::new("pitr-restore")
+            .as_pg_user()
+            .arg("--data-dir")
+            .arg(copy.data_dir())
+            .args(["--source", &format!("zstd={}", setup.archive.display())])
+            .args([
+                "--remove-unneeded",
+                "--remove-before",
+                "--remove-at-a-time",
+                "100",
+            ])
+            // A standby's call: a missing file is answered at once.
+            .arg("--streaming-replication")
+            .args(["0000000100000000000000FF", "pg_wal/RECOVERYXLOG"])
+            .run()
+    };
+    pass().failure_with_status(1);
+    assert_eq!(older_than_copy(&archive.names()), before);
+    std::fs::rename(
+        copy.data_path("backup_label"),
+        copy.data_path("backup_label.old"),
+    )
+    .unwrap();
+    pass().failure_with_status(1);
+    assert_eq!(older_than_copy(&archive.names()), Vec::<String>::new());
+}
+
 /// Flips 64 bytes in the middle of `bytes`.
 fn flipped(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
