@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pitr_common::exit::{self, Failure};
 use pitr_common::wal::WalFileName;
-use pitr_common::{archive_dir, log_error, log_info, source};
+use pitr_common::{archive_dir, log_error, log_hint, log_info, source};
 
 use crate::args::{Config, OldestNeeded, OnControlError};
 
@@ -22,6 +22,7 @@ pub struct Remover {
     pause_logged: bool,
     suspended_until: Option<Instant>,
     marker_logged: bool,
+    failure_logged: bool,
 }
 
 impl Remover {
@@ -95,7 +96,22 @@ impl Remover {
                 }
                 continue;
             }
-            let removed = archive_dir::remove_older(dir, &oldest, Some(budget), false)?;
+            // Removal is housekeeping: a file that cannot go (an archive this user may read but
+            // not change) is an ERROR in the log, never the end of recovery.
+            let removed = match archive_dir::remove_older(dir, &oldest, Some(budget), false) {
+                Ok(r) => r,
+                Err(e) => {
+                    if !self.failure_logged {
+                        log_error!("cannot remove old segments from {}: {e}", dir.display());
+                        log_hint!(
+                            "the user PostgreSQL runs as needs write access to {} for --remove-unneeded; recovery goes on",
+                            dir.display()
+                        );
+                        self.failure_logged = true;
+                    }
+                    continue;
+                }
+            };
             for r in &removed {
                 log_info!(
                     "Segment {} ({}) removed, as it is too old (older than {oldest})",

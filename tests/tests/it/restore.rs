@@ -690,8 +690,50 @@ fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
         pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
     );
 
-    // Our marker back: the next waiting call cleans up.
+    // Our marker back, but the archive read-only for the PostgreSQL user: removal fails, which
+    // is an ERROR in the log (once per call), never the end of recovery.
     pg_user().write_file(&marker, &ours);
+    let since = standby.server_log_len();
+    let writable = std::fs::metadata(&setup.archive).unwrap().permissions();
+    std::fs::set_permissions(
+        &setup.archive,
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .unwrap();
+    let cannot = format!(
+        "ERROR : cannot remove old segments from {}: removing ",
+        setup.archive.display()
+    );
+    let seen = poll_until(TIMEOUT, || {
+        standby
+            .server_log_since(since)
+            .contains(&cannot)
+            .then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "no {cannot:?} in the log\n{}",
+        pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
+    );
+    assert_log_line(
+        &standby,
+        &[
+            "HINT : the user PostgreSQL runs as needs write access to",
+            "for --remove-unneeded; recovery goes on",
+        ],
+    );
+    assert_eq!(unneeded(&archive.names()), old);
+    assert!(standby.is_in_recovery());
+    assert!(
+        !standby
+            .server_log_since(since)
+            .contains("could not restore file"),
+        "{}",
+        pitr_tests::cluster::tail(&standby.server_log_since(since), 40)
+    );
+    std::fs::set_permissions(&setup.archive, writable).unwrap();
+
+    // Writable again: the next waiting call cleans up.
     wait_until(
         "the standby to remove the archived files older than its REDO file",
         TIMEOUT,
