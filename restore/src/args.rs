@@ -989,23 +989,37 @@ impl BackupArgs {
         poll_interval(self.poll_interval, backup_usage)?;
         let tablespace_mapping = self.tablespace_mapping()?;
         let common = self.common();
-        // Absolute, so that the restore_command works from any working directory.
-        let data_dir =
-            std::path::absolute(&target_data_dir).unwrap_or_else(|_| target_data_dir.clone());
+        // Every path absolute, so that the restore_command works where PostgreSQL runs it (the
+        // data directory), not only where it was typed: a relative finish trigger would never
+        // be seen there, a relative pause trigger never respected, a relative source never
+        // found.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut s3 = common.s3.clone();
+        s3.key_file = s3.key_file.as_deref().map(absolute);
+        s3.ca_file = s3.ca_file.as_deref().map(absolute);
         let command = CommandOptions {
-            data_dir: Some(data_dir),
-            sources: sources.clone(),
-            finish_trigger: self.finish_trigger.clone(),
+            data_dir: Some(absolute(&target_data_dir)),
+            sources: sources
+                .iter()
+                .map(|l| match l.as_dir() {
+                    Some(d) => Location::dir(l.codec, absolute(d)),
+                    None => l.clone(),
+                })
+                .collect(),
+            finish_trigger: self.finish_trigger.as_deref().map(absolute),
             recovery_delay: self.recovery_delay,
             streaming: self.standby || self.streaming_replication,
             remove_unneeded: self.remove_unneeded,
-            removal_pause_trigger: self.removal_pause_trigger.clone(),
+            removal_pause_trigger: self.removal_pause_trigger.as_deref().map(absolute),
             poll_interval: self.poll_interval,
             prefetch: self.prefetch,
             pgcontroldata: None,
-            log: common.log.clone(),
+            log: common.log.clone().map(|l| match l.as_str() {
+                "-" => l,
+                _ => absolute(Path::new(&l)).to_string_lossy().into_owned(),
+            }),
             verbose: false,
-            s3: common.s3.clone(),
+            s3,
         };
         let s3 = match from.target {
             pitr_common::location::Target::S3(_) => Some(

@@ -97,9 +97,12 @@ impl CommandOptions {
     }
 
     /// The `restore_command` value: `program` and these options, quoted for `sh`, then `%f %p`.
+    /// PostgreSQL replaces `%f`, `%p`, `%r` and `%%` in it (and from 16 on refuses any other
+    /// `%`), so a `%` of a path or value is written `%%`.
     pub fn restore_command(&self, program: &Path) -> String {
-        let mut parts = vec![shell_quote(&program.to_string_lossy())];
-        parts.extend(self.to_args().iter().map(|a| shell_quote(a)));
+        let literal = |a: &str| shell_quote(a).replace('%', "%%");
+        let mut parts = vec![literal(&program.to_string_lossy())];
+        parts.extend(self.to_args().iter().map(|a| literal(a)));
         parts.push("%f".into());
         parts.push("%p".into());
         parts.join(" ")
@@ -148,6 +151,25 @@ mod tests {
             ["--prefetch-worker", "000000010000000000000003"]
         );
         assert_eq!(w[..w.len() - 2], o.to_args()[..]);
+    }
+
+    #[test]
+    fn a_percent_sign_is_written_for_postgresql_to_keep() {
+        let o = CommandOptions {
+            sources: vec![Location::parse(Opt::Source, "/srv/wal%f/x").unwrap()],
+            finish_trigger: Some("/tmp/100% done".into()),
+            ..CommandOptions::default()
+        };
+        assert_eq!(
+            o.restore_command(Path::new("/opt/pitr/bin/pitr-restore")),
+            "/opt/pitr/bin/pitr-restore --source /srv/wal%%f/x \
+             --finish-trigger '/tmp/100%% done' %f %p"
+        );
+        // The prefetch worker is started without PostgreSQL in between: no doubling.
+        let after = WalFileName::parse("000000010000000000000003").unwrap();
+        assert!(o
+            .worker_args(&after)
+            .contains(&"/tmp/100% done".to_string()));
     }
 
     #[test]

@@ -42,9 +42,11 @@ pub enum Target {
     Immediate,
 }
 
-/// A PostgreSQL configuration string literal.
+/// A PostgreSQL configuration string literal: the configuration file parser takes a backslash
+/// as an escape (`\n`, `\'`, `\\`), so backslashes are doubled as well as quotes (a
+/// restore_command quoting an argument for `sh` as `'it'\''s'` holds one).
 pub fn pg_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Formats a time the way PostgreSQL reads it back unambiguously.
@@ -108,7 +110,11 @@ pub fn parse_time(text: &str, local_offset: time::UtcOffset) -> Option<OffsetDat
         "Z" | "UTC" | "+00" | "-00" => time::UtcOffset::UTC,
         o => {
             let sign: i8 = if o.starts_with('-') { -1 } else { 1 };
-            let digits: String = o[1..].chars().filter(|c| *c != ':').collect();
+            let digits: String = o
+                .strip_prefix(['+', '-'])?
+                .chars()
+                .filter(|c| *c != ':')
+                .collect();
             if !(digits.len() == 2 || digits.len() == 4)
                 || !digits.bytes().all(|b| b.is_ascii_digit())
             {
@@ -277,6 +283,9 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(pg_quote("it's"), "'it''s'");
+        // A restore_command with a shell-quoted quote: the backslash survives the parser.
+        assert_eq!(pg_quote(r"'it'\''s'"), r"'''it''\\''''s'''");
+        assert_eq!(pg_quote(r"a\b"), r"'a\\b'");
     }
 
     #[test]
@@ -309,6 +318,9 @@ mod tests {
             "2026-11-25",
             "2026-11-25 25:00:00",
             "2026-11-25 04:05:06+1",
+            // Not a sign: refused, not a panic at a character boundary.
+            "2026-11-25 04:05 é",
+            "2026-11-25 04:05 0100",
         ] {
             assert_eq!(parse_time(bad, utc), None, "{bad}");
         }

@@ -229,9 +229,27 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
     d.set_marker("end of archive");
     d.archive_all();
 
-    let c = d.restore(
+    // Typed in the work directory with relative paths: the restore_command it writes holds
+    // them absolute, since PostgreSQL runs it in the data directory.
+    let work = d.archive.parent().unwrap();
+    let c = restore_backup(
         "pitr-drill-xid",
-        &["--target-xid", &xid, "--target-action", "promote"],
+        Tool::new("pitr-restore")
+            .current_dir(work)
+            .arg("--from-backup")
+            .arg(&d.backups)
+            .arg("--source")
+            .arg(format!(
+                "zstd={}",
+                d.archive.file_name().unwrap().to_string_lossy()
+            ))
+            .args([
+                "--poll-interval",
+                "0.2",
+                "--finish-trigger",
+                "finish.trigger",
+            ])
+            .args(["--target-xid", &xid, "--target-action", "promote"]),
         ClusterOpts::new(),
     );
     assert!(c.has_file(RECOVERY_SIGNAL) && !c.has_file(STANDBY_SIGNAL));
@@ -244,10 +262,12 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
         // --data-dir, absolute: the command also works from another working directory
         // (pg_rewind --restore-target-wal).
         format!(
-            "restore_command = '{} --data-dir {} --source zstd:2={} --poll-interval 0.2 %f %p'",
+            "restore_command = '{} --data-dir {} --source zstd:2={} --finish-trigger {} \
+             --poll-interval 0.2 %f %p'",
             pitr_bin("pitr-restore").canonicalize().unwrap().display(),
             c.data_dir().display(),
-            d.archive.display()
+            d.archive.display(),
+            work.join("finish.trigger").display()
         ),
     ] {
         assert!(conf.contains(&line), "no {line:?} in:\n{conf}");
