@@ -416,9 +416,21 @@ pub fn restore_verified(
         |what: &'static str, e: std::io::Error| Error::Write(IoError::new(what, &tmp, e));
     let len = if found.codec == Codec::None {
         let mut src = crate::fs::open(&found.path)?;
-        // copy_file_range where the kernel has it: no bytes pass through this process. Which
-        // side failed is not told apart by io::copy; both name the path.
-        std::io::copy(&mut src, out.file()).map_err(|e| write_err("copying into", e))?
+        // copy_file_range where the kernel has it: no bytes pass through this process. io::copy
+        // does not say which side failed, so the kind does: what only a write can hit is the
+        // target's, anything else (EIO, ESTALE on NFS) the archive's, which a standby answers
+        // with 1 and keeps streaming.
+        std::io::copy(&mut src, out.file()).map_err(|e| {
+            use std::io::ErrorKind as K;
+            match e.kind() {
+                K::StorageFull
+                | K::QuotaExceeded
+                | K::FileTooLarge
+                | K::ReadOnlyFilesystem
+                | K::PermissionDenied => write_err("copying into", e),
+                _ => Error::Io(IoError::new("reading", &found.path, e)),
+            }
+        })?
     } else {
         let raw = crate::fs::read(&found.path)?;
         found
@@ -755,6 +767,32 @@ mod tests {
     /// checked against the CRC-32C recorded with it, so a flipped digit of a switch point is
     /// refused instead of sending recovery down the wrong timeline (before, only files with
     /// WAL pages were checked against it).
+    #[test]
+    fn a_plain_file_that_cannot_be_read_is_the_archives_problem_not_the_targets() {
+        // A directory under a segment's name: opening works, reading fails (EISDIR), as a read
+        // of a file on a failing archive disk or NFS server does (EIO, ESTALE).
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000005").unwrap();
+        std::fs::create_dir(d.path().join(name.to_string())).unwrap();
+        let found = Found {
+            path: d.path().join(name.to_string()),
+            codec: Codec::None,
+            mtime: SystemTime::now(),
+        };
+        let dest = out.path().join("RECOVERYXLOG");
+        let e = restore_verified(&found, &name, 1, &dest, RestoreOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Io(_)), "{e:?}");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            format!(
+                "reading {}: Is a directory (os error 21)",
+                found.path.display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn a_plain_history_file_pitr_archived_is_checked_against_its_crc() {
         let d = tempfile::tempdir().unwrap();
