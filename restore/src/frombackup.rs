@@ -277,17 +277,27 @@ fn undo(dir: &Path, created: bool) {
     }
 }
 
+/// A tablespace location [`place_tablespaces`] filled, and whether it existed (empty) before.
+struct Placed {
+    location: PathBuf,
+    existed: bool,
+}
+
 /// Moves each tablespace from `pg_tblspc/<oid>` (where the data archive stores it) to the
 /// location `tablespace_map` names; PostgreSQL then creates the links when it starts. Returns
-/// the locations, for ownership.
-fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Result<Vec<PathBuf>> {
+/// the locations, for ownership and for [`unplace`]. A failure part-way leaves the ones already
+/// placed in `placed`.
+fn place_tablespaces(
+    dir: &Path,
+    mapping: &[(PathBuf, PathBuf)],
+    placed: &mut Vec<Placed>,
+) -> anyhow::Result<()> {
     let map = dir.join(pg::TABLESPACE_MAP);
     let text = match std::fs::read_to_string(&map) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(IoError::new("reading", &map, e).into()),
     };
-    let mut placed = Vec::new();
     let mut rewritten = String::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Some((oid, location)) = line.split_once(' ') else {
@@ -309,6 +319,7 @@ fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Resu
         {
             continue;
         }
+        let existed = dst.exists();
         match std::fs::read_dir(&dst) {
             Ok(mut rd) => {
                 if rd.next().is_some() {
@@ -334,14 +345,29 @@ fn place_tablespaces(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> anyhow::Resu
             )
         })?;
         log_info!("tablespace {oid} placed at {}", dst.display());
-        placed.push(dst);
+        placed.push(Placed {
+            location: dst,
+            existed,
+        });
     }
     if !mapping.is_empty() {
         pitr_common::fs::write_durable(&map, pitr_common::fs::Replace::Allow, None, |f| {
             Ok(pitr_common::fs::write_all(f, &map, rewritten.as_bytes())?)
         })?;
     }
-    Ok(placed)
+    Ok(())
+}
+
+/// Takes back what [`place_tablespaces`] put in place after a later failure, so that a retry
+/// starts from the same state: each location is removed, and made again (empty) where it
+/// existed before.
+fn unplace(placed: &[Placed]) {
+    for p in placed {
+        let _ = std::fs::remove_dir_all(&p.location);
+        if p.existed {
+            let _ = std::fs::create_dir(&p.location);
+        }
+    }
 }
 
 /// A point-in-time copy that keeps the primary's `archive_command` archives its new timeline
@@ -376,6 +402,20 @@ fn major_version(dir: &Path) -> anyhow::Result<u32> {
 }
 
 fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()> {
+    let mut placed = Vec::new();
+    let result = install_placing(cfg, set, dir, &mut placed);
+    if result.is_err() {
+        unplace(&placed);
+    }
+    result
+}
+
+fn install_placing(
+    cfg: &BackupConfig,
+    set: &FoundSet,
+    dir: &Path,
+    placed: &mut Vec<Placed>,
+) -> anyhow::Result<()> {
     let set_dir = set.dir().to_path_buf();
     extract(&set_dir.join(&set.meta.data_file), dir)?;
     log_info!("extracted {} into {}", set.meta.data_file, dir.display());
@@ -383,7 +423,8 @@ fn install(cfg: &BackupConfig, set: &FoundSet, dir: &Path) -> anyhow::Result<()>
         extract(&set_dir.join(x), dir)?;
         log_info!("extracted {x} into {}", dir.join(pg::PG_WAL).display());
     }
-    let tablespaces = place_tablespaces(dir, &cfg.tablespace_mapping)?;
+    place_tablespaces(dir, &cfg.tablespace_mapping, placed)?;
+    let tablespaces: Vec<PathBuf> = placed.iter().map(|p| p.location.clone()).collect();
     if let Some(conf) = &cfg.postgresql_conf {
         let dst = dir.join(pg::POSTGRESQL_CONF);
         let text = pitr_common::fs::read(conf)?;

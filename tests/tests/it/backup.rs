@@ -619,6 +619,53 @@ fn backup_with_tablespace_restores_it() {
     assert_eq!(restored.count_rows("far"), 5000);
     let link = std::fs::read_link(restored.data_dir().join("pg_tblspc").join(&oid)).unwrap();
     assert_eq!(link, relocated);
+    drop(restored);
+
+    // pitr-restore --from-backup does the same with --tablespace-mapping. A failure after the
+    // tablespace was moved into place (here a --postgresql-conf that does not exist) takes it
+    // back, so that the same command, corrected, works.
+    let mapped = p.work.path().join("mapped");
+    let root = PgTempDir::new("bk-ts-from-backup");
+    let data = root.path().join("data");
+    let from_backup = || {
+        Tool::new("pitr-restore")
+            .arg("--from-backup")
+            .arg(&p.backups)
+            .arg("--source")
+            .arg(&p.archive)
+            .arg("--tablespace-mapping")
+            .arg(format!("{}={}", ts.display(), mapped.display()))
+            .arg("--target-data-dir")
+            .arg(&data)
+    };
+    from_backup()
+        .arg("--postgresql-conf")
+        .arg(p.work.path().join("missing.conf"))
+        .run()
+        .failure_with_status(2)
+        .stderr_contains("missing.conf");
+    assert!(
+        !mapped.exists(),
+        "the tablespace was left at {}",
+        mapped.display()
+    );
+    assert!(
+        !data.exists() || pitr_tests::dir_names(&data).is_empty(),
+        "{:?}",
+        pitr_tests::dir_names(&data)
+    );
+    from_backup().succeeds();
+    assert_eq!(
+        std::fs::read_to_string(data.join("tablespace_map"))
+            .unwrap()
+            .trim(),
+        format!("{oid} {}", mapped.display())
+    );
+    let restored = Cluster::adopt("bk-ts-from-backup", root, ClusterOpts::new());
+    restored.start();
+    assert_eq!(restored.count_rows("far"), 5000);
+    let link = std::fs::read_link(restored.data_dir().join("pg_tblspc").join(&oid)).unwrap();
+    assert_eq!(link, mapped);
 }
 
 /// Starts a slowed-down backup and waits until it is copying: its temporary data file, its
