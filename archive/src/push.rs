@@ -347,6 +347,17 @@ pub(crate) fn deliver_all<'a>(
     items: &[Item<'a>],
     compressed: &[Compressed<'_>],
 ) -> Vec<Outcome<'a>> {
+    deliver_to(cfg, items, compressed, None)
+}
+
+/// [`deliver_all`], to the `--dst-backup` destinations only (`backup` `Some(true)`), to the
+/// others only (`Some(false)`) or to all (`None`).
+fn deliver_to<'a>(
+    cfg: &'a Config,
+    items: &[Item<'a>],
+    compressed: &[Compressed<'_>],
+    backup: Option<bool>,
+) -> Vec<Outcome<'a>> {
     let wanted = |d: &Destination| -> Vec<usize> {
         (0..items.len())
             .filter(|&i| items[i].pending.iter().any(|p| std::ptr::eq(*p, d)))
@@ -355,6 +366,7 @@ pub(crate) fn deliver_all<'a>(
     let batches: Vec<(&'a Destination, Vec<usize>)> = cfg
         .destinations
         .iter()
+        .filter(|d| backup.is_none_or(|b| d.backup == b))
         .map(|d| (d, wanted(d)))
         .filter(|(_, idx)| !idx.is_empty())
         .collect();
@@ -491,7 +503,7 @@ pub(crate) fn record(
                 failed.asked += 1;
                 let what = if d.backup { " (backup collection)" } else { "" };
                 log_error!("cannot send {name} to {}{what}: {e:#}", d.location);
-                if let Some(h) = pitr_common::exit::find_failure(&e).and_then(Failure::hint_text) {
+                if let Some(h) = pitr_common::cli::hint_for(&e) {
                     log_hint!("{h}");
                 }
             }
@@ -621,7 +633,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             .map(|it| Compressed::new(&it.wal.bytes, it.name.to_string(), &it.pending))
             .collect(),
     };
-    let results = deliver_all(cfg, &items, &compressed);
+    let results = match cfg.state_dir {
+        Some(_) => deliver_all(cfg, &items, &compressed),
+        None => backup_collection_first(cfg, &items, &compressed),
+    };
     drop(compressed);
     let failed = record(&items, results, &mut states, true).asked;
     save_ahead(cfg, &items[1..], &mut states[1..]);
@@ -644,6 +659,27 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     crate::worker::start_if_needed(cfg);
     Ok(success(cfg, started))
+}
+
+/// Delivers to `--dst-backup` first and alone, then, if that went, to the other destinations.
+/// Without `--state-dir` a retry sends to every destination again: with the backup collection
+/// (a local directory, which compares) failing after a destination without a compare step (a
+/// pipe) had the file, the retry would send it there twice. One destination and
+/// `--dst-backup` need no state dir, as in OmniPITR while no backup runs.
+fn backup_collection_first<'a>(
+    cfg: &'a Config,
+    items: &[Item<'a>],
+    compressed: &[Compressed<'_>],
+) -> Vec<Outcome<'a>> {
+    let mut results = deliver_to(cfg, items, compressed, Some(true));
+    // A vanished collection directory is not a failure (see `record`).
+    let backup_failed = results
+        .iter()
+        .any(|(_, d, r)| r.is_err() && !d.location.as_dir().is_some_and(|p| !p.exists()));
+    if !backup_failed {
+        results.extend(deliver_to(cfg, items, compressed, Some(false)));
+    }
+    results
 }
 
 /// Answers the call from the record of a delivery ahead, when `s` is one (it matched the file

@@ -1004,13 +1004,18 @@ fn error_lines(err: &anyhow::Error) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut lines = vec![one_line];
-    if let Some(hint) = exit::find_failure(err)
-        .and_then(exit::Failure::hint_text)
-        .or_else(|| io_hint(err))
-    {
+    if let Some(hint) = hint_for(err) {
         lines.push(hint.to_string());
     }
     lines
+}
+
+/// The HINT for `err`: its [`exit::Failure`]'s, or else the remedy for the operating system's
+/// error at the bottom of its chain, if any.
+pub fn hint_for(err: &anyhow::Error) -> Option<&str> {
+    exit::find_failure(err)
+        .and_then(exit::Failure::hint_text)
+        .or_else(|| io_hint(err))
 }
 
 /// The remedy for an error no [`exit::Failure`] explains, from the operating system's error

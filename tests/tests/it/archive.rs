@@ -827,6 +827,54 @@ fn archive_pipe_destination_gets_name_and_compressed_stream() {
     dir.assert_holds(&segment, &cluster.wal_file(&segment));
 }
 
+/// Without --state-dir a retry sends to every destination again, so a pipe (which cannot
+/// compare) and --dst-backup: the backup collection goes first and alone, and when it fails
+/// the pipe never had the file; the retry sends it there once. (Both used to go at once, and
+/// the retry piped the segment a second time.)
+#[test]
+fn archive_backup_collection_failing_first_keeps_a_pipe_from_getting_the_file_twice() {
+    let (cluster, segment) = cluster_with_segment("pipe-backup");
+    let received = cluster.root().subdir("received");
+    let script = cluster.root().path().join("receive.sh");
+    pg_user().write_file(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{0}/calls'\nexec cat > '{0}'/\"$1\"\n",
+            received.display()
+        )
+        .as_bytes(),
+    );
+    set_mode(&script, 0o755);
+    // pitr-backup's collection directory, which the PostgreSQL user cannot write to.
+    let xlogs = cluster.root().path().join("xlogs");
+    std::fs::create_dir(&xlogs).unwrap();
+    set_mode(&xlogs, if is_root() { 0o755 } else { 0o555 });
+    let run = || {
+        archive(&cluster)
+            .arg("--dst-pipe")
+            .arg(format!("zstd={}", script.display()))
+            .arg("--dst-backup")
+            .arg(&xlogs)
+            .arg(wal_path(&segment))
+            .run()
+    };
+    let r = run();
+    r.failure_with_status(2);
+    r.stderr_line_with(&[" : ERROR : cannot send ", "(backup collection)"]);
+    assert!(
+        !received.join("calls").exists(),
+        "the pipe ran although the call failed\n{r}"
+    );
+    // Writable (as pitr-backup makes it): the retry sends to both, to the pipe once.
+    pg_user().chown(&xlogs);
+    run().success();
+    assert_eq!(
+        std::fs::read_to_string(received.join("calls")).unwrap(),
+        format!("{segment}.zst\n")
+    );
+    ArchiveDir::new(&xlogs).assert_holds(&segment, &cluster.wal_file(&segment));
+}
+
 #[test]
 fn archive_exits_4_while_another_instance_holds_the_pid_file() {
     let cluster = Cluster::init("pidfile", ClusterOpts::new());
@@ -1010,7 +1058,19 @@ fn archive_to_unwritable_destination_fails() {
         .run();
     set_mode(&dest, 0o755);
     result.failure_with_status(2);
-    result.stderr_line_with(&[&dest.display().to_string(), "Permission denied"]);
+    let at = result.stderr_line_with(&[
+        " : ERROR : cannot send ",
+        &dest.display().to_string(),
+        "Permission denied",
+    ]);
+    // The destination's ERROR is followed by what to do about it.
+    assert!(
+        result.stderr_lines()[at + 1].ends_with(
+            " : HINT : give the user running this program (PostgreSQL's user for \
+             archive_command and restore_command) access to the path named above"
+        ),
+        "{result}"
+    );
     ArchiveDir::new(&dest).assert_empty();
     assert_eq!(
         archive_status.all_names(),
