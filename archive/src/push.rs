@@ -675,7 +675,7 @@ fn backup_collection_first<'a>(
     // A vanished collection directory is not a failure (see `record`).
     let backup_failed = results
         .iter()
-        .any(|(_, d, r)| r.is_err() && !d.location.as_dir().is_some_and(|p| !p.exists()));
+        .any(|(_, d, r)| r.is_err() && d.location.as_dir().is_none_or(Path::exists));
     if !backup_failed {
         results.extend(deliver_to(cfg, items, compressed, Some(false)));
     }
