@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pitr_common::exit::{self, Failure};
 use pitr_common::wal::WalFileName;
-use pitr_common::{archive_dir, log_error, log_hint, log_info, source};
+use pitr_common::{archive_dir, log_error, log_hint, log_info, log_warning, source};
 
 use crate::args::{Config, OldestNeeded, OnControlError};
 
@@ -23,6 +23,7 @@ pub struct Remover {
     suspended_until: Option<Instant>,
     marker_logged: bool,
     failure_logged: bool,
+    store_logged: bool,
 }
 
 impl Remover {
@@ -84,6 +85,15 @@ impl Remover {
         let Some(oldest) = self.oldest_needed(cfg)? else {
             return Ok(());
         };
+        if !self.store_logged {
+            if let Some(s) = cfg.sources.iter().find(|s| s.as_dir().is_none()) {
+                log_warning!(
+                    "--remove-unneeded removes from directories only; nothing is removed from {s}"
+                );
+                log_hint!("remove old WAL from an object store with pitr-cleanup (archive_cleanup_command = 'pitr-cleanup --archive ... %r')");
+                self.store_logged = true;
+            }
+        }
         let mut budget = cfg.remove_at_a_time;
         for dir in cfg.sources.iter().filter_map(|s| s.as_dir()) {
             if budget == 0 {

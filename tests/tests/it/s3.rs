@@ -697,6 +697,29 @@ fn s3_warm_spare_follows_a_primary_archiving_to_garage_and_finishes_smartly() {
             "restored {name} differs from pg_wal/{name}"
         );
     }
+    // --remove-unneeded removes from directories only, and says so for a store.
+    let before = keys(&store(&garage, "db1/wal"));
+    let newest = before
+        .iter()
+        .filter(|k| k.len() == 28 && k.ends_with(".zst"))
+        .max()
+        .unwrap()
+        .trim_end_matches(".zst")
+        .to_owned();
+    Tool::new("pitr-restore")
+        .as_pg_user()
+        .args(["--config-file", &config.to_string_lossy()])
+        .args(["--source", &format!("zstd={url}")])
+        .args(["--remove-unneeded", "--remove-before", "--oldest-needed", &newest])
+        .arg("--streaming-replication")
+        .arg("--data-dir")
+        .arg(primary.data_dir())
+        .args(["0000000100000000000000FF", "pg_wal/RECOVERYXLOG"])
+        .run()
+        .failure_with_status(1)
+        .stderr_contains(" : WARNING : --remove-unneeded removes from directories only; nothing is removed from ")
+        .stderr_contains(" : HINT : remove old WAL from an object store with pitr-cleanup");
+    assert_eq!(keys(&store(&garage, "db1/wal")), before);
 }
 
 /// With every Garage node stopped, restore_command fails with 126 after its retries, naming
