@@ -92,6 +92,21 @@ impl Primary {
     }
 }
 
+/// Waits until the running pitr-backup has ended backup mode on the server (it then waits for
+/// its WAL).
+fn wait_for_backup_stop(running: &pitr_tests::RunningTool) {
+    wait_until(
+        "the backup to end backup mode",
+        Duration::from_secs(120),
+        || {
+            running
+                .stderr_so_far()
+                .contains("LOG : pg_backup_stop returned")
+                .then_some(())
+        },
+    );
+}
+
 /// The names in `dir` that are not hidden.
 fn visible_names(dir: &Path) -> Vec<String> {
     pitr_tests::dir_names(dir)
@@ -532,16 +547,7 @@ fn backup_of_hot_standby_needs_no_primary_connection() {
         .arg("--wal-source")
         .arg(&p.archive)
         .spawn();
-    wait_until(
-        "the standby backup to stop",
-        Duration::from_secs(120),
-        || {
-            running
-                .stderr_so_far()
-                .contains("LOG : pg_backup_stop returned")
-                .then_some(())
-        },
-    );
+    wait_for_backup_stop(&running);
     let (segment, _) = p.cluster.switch_wal_at();
     p.cluster.wait_archived(&segment, Duration::from_secs(60));
     running
@@ -1201,16 +1207,7 @@ fn r12_3_backup_killed_while_waiting_for_wal_leaves_no_final_names() {
         .arg("--xlogs")
         .arg(&p.xlogs)
         .spawn();
-    wait_until(
-        "the backup to wait for its WAL",
-        Duration::from_secs(120),
-        || {
-            running
-                .stderr_so_far()
-                .contains("LOG : pg_backup_stop returned")
-                .then_some(())
-        },
-    );
+    wait_for_backup_stop(&running);
     running.kill();
     let killed = running.wait();
     assert_eq!(killed.signal(), Some(libc::SIGKILL), "{killed}");

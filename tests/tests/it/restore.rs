@@ -579,6 +579,30 @@ fn recovery_delay_holds_back_a_truncate_until_a_finish_now() {
     assert_eq!(setup.primary.count_rows(TABLE), 0);
 }
 
+/// Load on `primary`, a checkpoint there replayed by `standby`, then a CHECKPOINT on the
+/// standby: it makes a restart point, and its REDO location moves forward. Returns the REDO
+/// WAL file.
+fn make_restartpoint(primary: &Cluster, standby: &Cluster) -> String {
+    for _ in 0..2 {
+        load_round(primary, 50);
+    }
+    primary.psql("CHECKPOINT");
+    let round = load_round(primary, 50);
+    primary.wait_archived(&round.segment, TIMEOUT);
+    standby.wait_replayed(&round.lsn, TIMEOUT);
+    standby.psql("CHECKPOINT");
+    standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()")
+}
+
+/// The archived WAL files among `names` (hidden files left out) before `wal` by position.
+fn archived_before(names: &[String], wal: &str) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !n.starts_with('.') && wal_name_of(n).get(..24).is_some_and(|p| p < wal))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
     let setup = Setup::local("remove");
@@ -600,27 +624,9 @@ fn remove_unneeded_follows_restartpoints_pauses_on_trigger_and_keeps_history() {
         &[],
     );
     standby.start();
-    for _ in 0..2 {
-        load_round(&setup.primary, 50);
-    }
-    // A checkpoint on the primary, replayed, lets a CHECKPOINT on the standby make a
-    // restartpoint: its REDO location moves forward.
-    setup.primary.psql("CHECKPOINT");
-    let round = load_round(&setup.primary, 50);
-    setup.primary.wait_archived(&round.segment, TIMEOUT);
-    standby.wait_replayed(&round.lsn, TIMEOUT);
-    standby.psql("CHECKPOINT");
-    let redo = standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
+    let redo = make_restartpoint(&setup.primary, &standby);
     let archive = ArchiveDir::new(&setup.archive);
-    let unneeded = |names: &[String]| -> Vec<String> {
-        names
-            .iter()
-            .filter(|n| {
-                !n.starts_with('.') && wal_name_of(n).get(..24).is_some_and(|p| p < redo.as_str())
-            })
-            .cloned()
-            .collect()
-    };
+    let unneeded = |names: &[String]| archived_before(names, &redo);
     let old = unneeded(&archive.names());
     assert!(
         old.len() >= 3,
@@ -774,25 +780,9 @@ fn remove_unneeded_with_percent_r_takes_zeros_as_nothing_then_follows_the_restar
         &[],
     );
     standby.start();
-    for _ in 0..2 {
-        load_round(&setup.primary, 50);
-    }
-    setup.primary.psql("CHECKPOINT");
-    let round = load_round(&setup.primary, 50);
-    setup.primary.wait_archived(&round.segment, TIMEOUT);
-    standby.wait_replayed(&round.lsn, TIMEOUT);
-    standby.psql("CHECKPOINT");
-    let redo = standby.psql("SELECT redo_wal_file FROM pg_control_checkpoint()");
+    let redo = make_restartpoint(&setup.primary, &standby);
     let archive = ArchiveDir::new(&setup.archive);
-    let older = |names: &[String]| -> Vec<String> {
-        names
-            .iter()
-            .filter(|n| {
-                !n.starts_with('.') && wal_name_of(n).get(..24).is_some_and(|p| p < redo.as_str())
-            })
-            .cloned()
-            .collect()
-    };
+    let older = |names: &[String]| archived_before(names, &redo);
     assert!(
         older(&archive.names()).len() >= 3,
         "too few archived files before the restart point's {redo}: {:?}",
@@ -848,18 +838,7 @@ fn remove_unneeded_with_percent_r_takes_zeros_as_nothing_then_follows_the_restar
             .trim_end_matches(')')
             .to_owned()
     };
-    let older_than_copy = |names: &[String]| -> Vec<String> {
-        names
-            .iter()
-            .filter(|n| {
-                !n.starts_with('.')
-                    && wal_name_of(n)
-                        .get(..24)
-                        .is_some_and(|p| p < copy_redo.as_str())
-            })
-            .cloned()
-            .collect()
-    };
+    let older_than_copy = |names: &[String]| archived_before(names, &copy_redo);
     let before = older_than_copy(&archive.names());
     assert!(!before.is_empty(), "nothing archived before {copy_redo}");
     let pass = || {
