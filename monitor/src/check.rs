@@ -22,12 +22,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .and_then(|c| c.parse::<Check>().ok())
         .map_or("pitr-monitor", Check::name);
     let now = std::time::SystemTime::now();
+    let prometheus = args.prometheus.clone();
     let result = args.into_config().and_then(|cfg| {
         let report = run(&cfg)?;
         report::emit(&report, cfg.output, cfg.prometheus.as_deref(), cfg.now)
     });
     if let Err(e) = &result {
-        report::emit_unknown(name, output, e, now);
+        report::emit_unknown(name, output, prometheus.as_deref(), e, now);
     }
     result
 }

@@ -393,13 +393,30 @@ pub fn emit(
 }
 
 /// Prints an error the way the output format reports an UNKNOWN: `UNKNOWN - error` or a JSON
-/// object with status UNKNOWN. (`cli::main` logs it on stderr too.)
-pub fn emit_unknown(check: &str, output: Output, err: &anyhow::Error, at: SystemTime) {
+/// object with status UNKNOWN (`cli::main` logs it on stderr too), and replaces the Prometheus
+/// file, if one is asked for, with the UNKNOWN status: the previous run's status left there
+/// would read as current (an OK while the archive cannot even be reached).
+pub fn emit_unknown(
+    check: &'static str,
+    output: Output,
+    prometheus: Option<&Path>,
+    err: &anyhow::Error,
+    at: SystemTime,
+) {
     let message = format!("{err:#}")
         .lines()
         .map(str::trim)
         .collect::<Vec<_>>()
         .join(" ");
+    if let Some(path) = prometheus {
+        let mut unknown = Report::new(check, message.clone());
+        unknown.status = Status::Unknown;
+        if let Err(e) =
+            crate::state::write_file_durably(path, unknown.prometheus_text(at).as_bytes())
+        {
+            pitr_common::log_error!("{e:#}");
+        }
+    }
     let text = match output {
         Output::Plugin => format!("UNKNOWN - {message}\n"),
         Output::Json => format!(

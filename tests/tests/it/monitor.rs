@@ -248,6 +248,20 @@ fn monitor_info_and_verify_follow_a_failover_and_find_a_removed_and_a_damaged_se
         out.stdout()
     );
     assert_eq!(prom_status().as_deref(), Some("0"));
+    // A run that cannot check at all replaces the file's status with UNKNOWN: the OK left
+    // there before would read as current.
+    let gone = work.path().join("no-such-archive");
+    let out = monitor(["--check", "verify", "--archive"])
+        .arg(&gone)
+        .arg("--prometheus")
+        .arg(&prom)
+        .run();
+    assert_status(&out, 3);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("\npitr_monitor_status{check=\"verify\"} 3\n"),
+        "{text}"
+    );
 
     // One segment of timeline 1 removed (after the backup's start), one of timeline 2 damaged.
     let removed = tl1[tl1.len() - 2].clone();
