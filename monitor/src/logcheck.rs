@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use pitr_common::wal::{SegNo, SegSize, WalFileName};
+use pitr_common::wal::{SegNo, SegSize, Timeline, WalFileName};
 use serde_json::json;
 
 use crate::args::{Check, Config};
@@ -392,7 +392,13 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
         let before = state.clone();
         let now = unix_seconds(cfg.now);
         crate::logscan::scan(&mut state, &cfg.logs, now)?;
-        from_logs = newest_archived_segment(&state.archive, facts.seg_size).map(|w| w.to_string());
+        let current_tli = facts
+            .current_wal
+            .as_deref()
+            .and_then(|n| WalFileName::parse(n).ok())
+            .map(|w| w.timeline);
+        from_logs = newest_archived_segment(&state.archive, facts.seg_size, current_tli)
+            .map(|w| w.to_string());
         state.prune(now);
         if state != before {
             sd.save(&state)?;
@@ -414,26 +420,34 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
         return Ok(unknown(r, "archive_mode is off on this server".into()));
     }
     let seg_size = facts.seg_size;
-    let position = |name: &str| -> Option<SegNo> {
-        let w = WalFileName::parse(name).ok()?;
-        crate::timeline::segment_of(&w)?.segno(seg_size).ok()
-    };
-    let Some(current) = facts.current_wal.as_deref().and_then(position) else {
+    let Some((current, tli)) = facts
+        .current_wal
+        .as_deref()
+        .and_then(|n| WalFileName::parse(n).ok())
+        .and_then(|w| Some((w.segno(seg_size).ok()?, w.timeline)))
+    else {
         return Ok(unknown(
             r,
             "the server did not say which WAL file it writes".into(),
         ));
     };
-    let archived = [facts.last_archived_wal.as_deref(), from_logs.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|n| position(n).map(|p| (p, n.to_string())))
-        .max_by_key(|(p, _)| *p);
-    let Some((last_pos, last_name)) = archived else {
+    let archived = newest_archived_on(
+        [facts.last_archived_wal.as_deref(), from_logs.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| WalFileName::parse(n).ok()),
+        tli,
+        current,
+        seg_size,
+    );
+    let Some((last_pos, last_name)) = archived.map(|(p, w)| (p, w.to_string())) else {
         return Ok(unknown(
             r,
-            "no WAL file has been archived yet (pg_stat_archiver is empty and the logs name none)"
-                .into(),
+            format!(
+                "no WAL file of timeline {} has been archived yet, nor one of an earlier timeline before {} (pg_stat_archiver and the logs name none)",
+                tli.0,
+                facts.current_wal.clone().unwrap_or_default()
+            ),
         ));
     };
     let queue = current.0.saturating_sub(1).saturating_sub(last_pos.0);
@@ -479,19 +493,58 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
     Ok(r)
 }
 
-/// The archived segment (or `.partial`) with the highest position in the logs.
+/// The archived segment (or `.partial`) the logs name with the highest position: on timeline
+/// `tli` when it has one there, else on any.
 fn newest_archived_segment(
     spans: &BTreeMap<String, Span>,
     seg_size: SegSize,
+    tli: Option<Timeline>,
 ) -> Option<WalFileName> {
-    spans
+    let archived: Vec<(SegNo, WalFileName)> = spans
         .iter()
         .filter(|(_, s)| s.end.is_some())
         .filter_map(|(k, _)| WalFileName::parse(k).ok())
         .filter(|w| w.has_wal_pages())
         .filter_map(|w| w.segno(seg_size).ok().map(|n| (n, w)))
+        .collect();
+    archived
+        .iter()
+        .filter(|(_, w)| Some(w.timeline) == tli)
         .max_by_key(|(n, _)| *n)
-        .map(|(_, w)| w)
+        .or_else(|| archived.iter().max_by_key(|(n, _)| *n))
+        .map(|(_, w)| *w)
+}
+
+/// Of the archived files `names`, the one that says how far archiving got for a server writing
+/// segment `current` of timeline `tli`, with its position: the newest of `tli`'s; without any,
+/// the newest of an earlier timeline before `current` (just after a promotion). A higher
+/// position on another timeline (a restore to an earlier point, or another cluster's records in
+/// the same state dir) says nothing about this one: counted, it made the queue read 0 while
+/// archiving was stuck.
+fn newest_archived_on(
+    names: impl IntoIterator<Item = WalFileName>,
+    tli: Timeline,
+    current: SegNo,
+    seg_size: SegSize,
+) -> Option<(SegNo, WalFileName)> {
+    let archived: Vec<(SegNo, WalFileName)> = names
+        .into_iter()
+        .filter_map(|w| {
+            let n = crate::timeline::segment_of(&w)?.segno(seg_size).ok()?;
+            Some((n, w))
+        })
+        .collect();
+    archived
+        .iter()
+        .filter(|(_, w)| w.timeline == tli)
+        .max_by_key(|(n, _)| *n)
+        .or_else(|| {
+            archived
+                .iter()
+                .filter(|(n, w)| w.timeline < tli && *n < current)
+                .max_by_key(|(n, _)| *n)
+        })
+        .copied()
 }
 
 #[cfg(test)]
@@ -628,11 +681,67 @@ mod tests {
                     .load()
                     .unwrap()
                     .archive,
-                SegSize::DEFAULT
+                SegSize::DEFAULT,
+                Some(Timeline(1))
             )
             .unwrap()
             .to_string(),
             "000000010000000000000003"
+        );
+    }
+
+    /// archive-queue's newest archived file is the server's timeline's: a restore to an
+    /// earlier point left timeline 1's 0xF0 archived while the server writes timeline 2's
+    /// 0x30, which made the queue read 0 whatever waited.
+    #[test]
+    fn the_queue_counts_from_the_newest_archived_file_of_the_servers_timeline() {
+        let w = |s: &str| WalFileName::parse(s).unwrap();
+        let seg = SegSize::DEFAULT;
+        let on = |names: &[&str], current: &str| {
+            let c = w(current);
+            newest_archived_on(
+                names.iter().map(|n| w(n)),
+                c.timeline,
+                c.segno(seg).unwrap(),
+                seg,
+            )
+            .map(|(_, n)| n.to_string())
+        };
+        // Timeline 2's own archived segment wins over timeline 1's higher one.
+        assert_eq!(
+            on(
+                &["0000000100000000000000F0", "000000020000000000000020"],
+                "000000020000000000000030"
+            )
+            .as_deref(),
+            Some("000000020000000000000020")
+        );
+        // Nothing of timeline 2 yet: timeline 1's 0xF0 is past the server's position and
+        // tells nothing (UNKNOWN, not a queue of 0).
+        assert_eq!(
+            on(&["0000000100000000000000F0"], "000000020000000000000030"),
+            None
+        );
+        // Just after a promotion: timeline 1 up to the switch.
+        assert_eq!(
+            on(
+                &[
+                    "00000001000000000000002F.partial",
+                    "00000001000000000000002E"
+                ],
+                "000000020000000000000030"
+            )
+            .as_deref(),
+            Some("00000001000000000000002F.partial")
+        );
+        // A .backup file stands for its segment.
+        assert_eq!(
+            on(
+                &["000000010000000000000005.00000028.backup"],
+                "000000010000000000000007"
+            )
+            .as_deref(),
+            Some("000000010000000000000005.00000028.backup")
         );
     }
 }
