@@ -46,6 +46,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         report
             .summary
             .push_str(&format!(" (no log file matches {})", cfg.logs.join(", ")));
+        // A wrong --log must not look healthy: "no errors" and "nothing in progress" read
+        // from no file at all are not answers.
+        if cfg.check != Check::DumpState {
+            report.status = Status::Unknown;
+        }
     }
     if let Some(d) = report.details.as_object_mut() {
         d.insert(
@@ -656,6 +661,14 @@ mod tests {
     fn current_time_counts_from_the_first_attempt() {
         let d = tempfile::tempdir().unwrap();
         let cfg = config(d.path(), "current-archive-time", &[]);
+        // No log file at all (a wrong --log): not an answer.
+        let r = run(&cfg).unwrap();
+        assert_eq!(r.final_status(), Status::Unknown);
+        assert!(r.summary.contains("(no log file matches "), "{}", r.summary);
+        let errors = run(&config(d.path(), "errors", &[])).unwrap();
+        assert_eq!(errors.final_status(), Status::Unknown, "{}", errors.summary);
+        // A log without calls: nothing in progress.
+        write_log(d.path(), &[]);
         let r = run(&cfg).unwrap();
         assert_eq!(r.final_status(), Status::Ok);
         assert!(r.summary.contains("--verbose"), "{}", r.summary);
