@@ -150,7 +150,7 @@ fn current_time(cfg: &Config, spans: &BTreeMap<String, Span>, what: &str, now: f
         .iter()
         .filter_map(|(k, s)| s.last_start.map(|t| (t, k, s)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
-    let running = newest.and_then(|(last, wal, s)| match s.end {
+    let running = newest.and_then(|(last, wal, s)| match s.ended() {
         None => Some((s.start.unwrap_or(last), wal)),
         Some(e) if e < last => Some((last, wal)),
         Some(_) => None,
@@ -756,5 +756,43 @@ mod tests {
             .as_deref(),
             Some("000000010000000000000005.00000028.backup")
         );
+    }
+
+    /// A restore call that ended without its file (a streaming standby's "not in the
+    /// archive", a finish request, the server gone) is not in progress: it read as running for
+    /// ever, and its record was never pruned.
+    #[test]
+    fn a_restore_call_that_ended_without_its_file_is_not_in_progress() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path(), "current-restore-time", &[]);
+        write_log(
+            d.path(),
+            &[
+                format!("{} : 7 : pitr-restore : LOG : Called with parameters: --source /a --streaming-replication 000000010000000000000005 pg_wal/RECOVERYXLOG", stamp(3600.0)),
+                format!("{} : 7 : pitr-restore : LOG : 000000010000000000000005 is not in the archive (standby mode: not waiting)", stamp(3600.0)),
+            ],
+        );
+        let r = run(&cfg).unwrap();
+        assert_eq!(r.final_status(), Status::Ok, "{}", r.summary);
+        assert_eq!(r.metrics[0].value, 0.0);
+        assert!(
+            r.summary.starts_with("no restore in progress"),
+            "{}",
+            r.summary
+        );
+        // Asked again and waiting: in progress since then.
+        write_log(
+            d.path(),
+            &[format!("{} : 8 : pitr-restore : LOG : Called with parameters: --source /a 000000010000000000000005 pg_wal/RECOVERYXLOG", stamp(60.0))],
+        );
+        let r = run(&cfg).unwrap();
+        let v = r.metrics[0].value;
+        assert!((59.0..70.0).contains(&v), "{v} {}", r.summary);
+        // The server gone: over.
+        write_log(
+            d.path(),
+            &[format!("{} : 8 : pitr-restore : LOG : the server that asked for 000000010000000000000005 is gone; exiting", stamp(1.0))],
+        );
+        assert_eq!(run(&cfg).unwrap().metrics[0].value, 0.0);
     }
 }

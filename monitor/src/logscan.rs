@@ -159,6 +159,26 @@ fn span<'a>(
     spans.entry(wal.to_string()).or_default()
 }
 
+/// The WAL file a pitr-restore line says its call ended without: not in the archive in
+/// standby mode, a finish request, the server gone.
+fn unanswered(msg: &str) -> Option<WalFileName> {
+    let name = msg
+        .strip_suffix(" is not in the archive (standby mode: not waiting)")
+        .or_else(|| {
+            msg.strip_prefix("Got finish request: ")?
+                .strip_suffix(" is not in the archive; ending recovery")
+        })
+        .or_else(|| {
+            msg.strip_prefix("Got immediate finish request: not restoring ")?
+                .strip_suffix(", ending recovery")
+        })
+        .or_else(|| {
+            msg.strip_prefix("the server that asked for ")?
+                .strip_suffix(" is gone; exiting")
+        })?;
+    WalFileName::parse(name).ok()
+}
+
 fn started(s: &mut Span, at: f64) {
     if s.start.is_none() {
         s.start = Some(at);
@@ -220,6 +240,12 @@ pub fn apply(state: &mut State, line: &LogLine, now: f64) {
                 if let Some(wal) = name.and_then(|n| WalFileName::parse(n).ok()) {
                     let s = span(&mut state.restore, &wal);
                     s.end = Some(s.end.map_or(line.epoch, |t| t.max(line.epoch)));
+                }
+            } else if let Some(wal) = unanswered(msg) {
+                // The call is over without the file: not in progress any more (a streaming
+                // standby asks once and streams; it was in progress for ever).
+                if let Some(s) = state.restore.get_mut(&wal.to_string()) {
+                    s.unanswered = Some(s.unanswered.map_or(line.epoch, |t| t.max(line.epoch)));
                 }
             }
         }
@@ -556,7 +582,8 @@ mod tests {
             Span {
                 start: Some(t(0.0)),
                 last_start: Some(t(2.0)),
-                end: Some(t(3.0))
+                end: Some(t(3.0)),
+                unanswered: None,
             }
         );
         assert_eq!(s.archive["00000002.history"].end, Some(t(4.0)));

@@ -58,6 +58,20 @@ pub struct Span {
     pub last_start: Option<f64>,
     /// The latest success line.
     pub end: Option<f64>,
+    /// The latest call that ended without it (pitr-restore: not in the archive in standby
+    /// mode, a finish request, the server gone). Absent in a state written before.
+    #[serde(default)]
+    pub unanswered: Option<f64>,
+}
+
+impl Span {
+    /// When the latest call for it ended, with or without it.
+    pub fn ended(&self) -> Option<f64> {
+        match (self.end, self.unanswered) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// One pitr-backup (or omnipitr-backup-*) run.
@@ -144,7 +158,7 @@ impl State {
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(_, k)| k);
             spans.retain(|k, s| {
-                Some(k) == newest.as_ref() || s.end.is_none_or(|e| now - e < SPAN_KEEP_SECS)
+                Some(k) == newest.as_ref() || s.ended().is_none_or(|e| now - e < SPAN_KEEP_SECS)
             });
         }
         let reported = self.errors_reported_below;
@@ -268,6 +282,7 @@ mod tests {
                 start: Some(1.0),
                 last_start: Some(1.0),
                 end: Some(2.5),
+                unanswered: None,
             },
         );
         s.errors.push(err(1, 3.0));
@@ -315,6 +330,7 @@ mod tests {
                     start: None,
                     last_start: None,
                     end: Some(end),
+                    unanswered: None,
                 },
             );
         }
