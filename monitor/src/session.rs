@@ -6,7 +6,7 @@
 //! consistent.
 
 use pitr_common::exit::Failure;
-use pitr_common::wal::SegSize;
+use pitr_common::wal::{Lsn, SegSize, WalFileName};
 
 use crate::args::Connection;
 
@@ -44,7 +44,9 @@ pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
                     a.last_archived_wal, \
                     extract(epoch FROM a.last_archived_time)::float8, \
                     a.failed_count, \
-                    a.last_failed_wal \
+                    a.last_failed_wal, \
+                    CASE WHEN pg_is_in_recovery() THEN NULL \
+                         ELSE pg_current_wal_lsn()::text END \
              FROM pg_stat_archiver a",
             &[],
         )
@@ -67,10 +69,23 @@ pub fn archiver_facts(conn: &Connection) -> anyhow::Result<ArchiverFacts> {
             ))
             .hint("check that --host and --port point at a PostgreSQL server")
         })?;
+    // pg_walfile_name() names the preceding file for a location exactly at a file boundary
+    // (just after a switch, the state of an idle primary with archive_timeout): the segment
+    // being written is the one holding the location, so the file just finished would count
+    // as the one being written, and a failure to archive it as a queue of 0.
+    let current_wal: Option<String> = row.get(2);
+    let current_lsn: Option<String> = row.get(8);
+    let current_wal = match (current_wal, current_lsn) {
+        (Some(name), Some(lsn)) => Some(match (WalFileName::parse(&name), lsn.parse::<Lsn>()) {
+            (Ok(w), Ok(l)) => WalFileName::containing(w.timeline, l, seg_size).to_string(),
+            _ => name,
+        }),
+        (name, _) => name,
+    };
     Ok(ArchiverFacts {
         in_recovery: row.get(0),
         archive_mode: row.get(1),
-        current_wal: row.get(2),
+        current_wal,
         seg_size,
         last_archived_wal: row.get(4),
         last_archived_time: row.get(5),

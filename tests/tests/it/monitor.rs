@@ -401,6 +401,25 @@ fn monitor_archive_queue_and_last_archive_age_cross_thresholds_when_archiving_is
     let v = json(&queue);
     assert_eq!(v["status"], "CRITICAL");
     assert!(v["details"]["queue"].as_u64().unwrap() >= 3, "{v}");
+    // Exactly the segments PostgreSQL has marked ready: right after a switch the server's
+    // location is at a file boundary, where pg_walfile_name() names the file just finished
+    // (the queue read one short).
+    let ready = || {
+        std::fs::read_dir(c.wal_dir().join("archive_status"))
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".ready") && n.len() == 24 + ".ready".len()
+            })
+            .count() as u64
+    };
+    c.switch_wal();
+    let out = archiving_check(&c, &state, "archive-queue", "1", "2")
+        .args(["--output", "json"])
+        .run();
+    let v = json(&out);
+    assert_eq!(v["details"]["queue"].as_u64().unwrap(), ready(), "{v}");
     assert_eq!(v["metrics"][0]["name"], "archive_queue");
     assert_eq!(v["metrics"][0]["critical"], "2");
     assert!(
