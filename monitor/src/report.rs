@@ -380,9 +380,22 @@ pub fn emit(
     prometheus: Option<&Path>,
     at: SystemTime,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(path) = prometheus {
-        crate::state::write_file_durably(path, report.prometheus_text(at).as_bytes())?;
-    }
+    // A textfile that cannot be written makes the run UNKNOWN, but the report is still printed:
+    // the state is already saved, and the errors it reports would otherwise never be shown.
+    let failed;
+    let report = match prometheus
+        .map(|path| crate::state::write_file_durably(path, report.prometheus_text(at).as_bytes()))
+    {
+        Some(Err(e)) => {
+            pitr_common::log_error!("{e:#}");
+            let mut r = report.clone();
+            r.status = Status::Unknown;
+            r.summary = format!("{e:#}; {}", r.summary);
+            failed = r;
+            &failed
+        }
+        _ => report,
+    };
     let text = match output {
         Output::Plugin => report.plugin_text(),
         Output::Json => format!("{}\n", report.json(at)),

@@ -568,6 +568,25 @@ fn monitor_errors_reports_each_error_once_across_calls() {
         assert_eq!(got, format!("{stamp} : {pid} : {rest}"));
     }
     assert_status(&errors().run(), 0);
+
+    // A third failure while the --prometheus file cannot be written: UNKNOWN, and the new
+    // errors are printed all the same (they are marked reported; they used to be lost).
+    assert_eq!(fail().code(), Some(2));
+    let third = error_lines()[all.len()..].to_vec();
+    let prom = work.path().join("no-such-dir").join("errors.prom");
+    let out = errors().arg("--prometheus").arg(&prom).run();
+    assert_status(&out, 3);
+    let lines: Vec<&str> = out.stdout().lines().collect();
+    assert!(
+        lines[0].starts_with("UNKNOWN - ") && lines[0].contains(&prom.display().to_string()),
+        "{}",
+        out.stdout()
+    );
+    assert_eq!(
+        lines[1..],
+        third.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    assert_status(&errors().run(), 0);
 }
 
 #[test]
