@@ -374,7 +374,7 @@ pub fn main<T: Tool>() -> ExitCode {
 
 /// Takes `--pid-file` for the run: another live instance is `busy`; a file that cannot be
 /// written is an ordinary error with a HINT.
-fn take_pid_file(
+pub fn take_pid_file(
     tool: &'static str,
     path: Option<&std::path::Path>,
     busy: u8,

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use pitr_common::exit::Failure;
-use pitr_common::pidfile::PidFile;
 use pitr_common::tempname::ScratchDir;
 
 use crate::args::{Args, Check, Config};
@@ -35,13 +34,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Runs the configured check.
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let _pid = match &cfg.pid_file {
-        Some(p) => Some(
-            PidFile::acquire(p, "pitr-monitor")
-                .map_err(|e| anyhow::Error::from(Failure::new(e.to_string()).status(UNKNOWN)))?,
-        ),
-        None => None,
-    };
+    let _pid = pitr_common::cli::take_pid_file("pitr-monitor", cfg.pid_file.as_deref(), UNKNOWN)?;
     let needs_scratch = cfg
         .archive
         .iter()

@@ -587,6 +587,14 @@ fn monitor_errors_reports_each_error_once_across_calls() {
         third.iter().map(String::as_str).collect::<Vec<_>>()[..]
     );
     assert_status(&errors().run(), 0);
+
+    // A pid file that cannot be made: UNKNOWN, with the HINT the other programs give.
+    let out = errors()
+        .arg("--pid-file")
+        .arg(work.path().join("no-such-dir").join("monitor.pid"))
+        .run();
+    assert_status(&out, 3);
+    out.stderr_contains(" : HINT : give a pid file in an existing directory writable by the user the program runs as\n");
 }
 
 #[test]
