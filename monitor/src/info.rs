@@ -47,6 +47,8 @@ struct SetInfo {
     codec: &'static str,
     digest: &'static str,
     problems: Vec<String>,
+    /// Its files are there at their sizes and listed in the digest file.
+    whole: bool,
     window: Option<Window>,
     window_note: Option<String>,
 }
@@ -215,6 +217,7 @@ pub fn window(meta: &Meta, view: Option<&ArchiveView>) -> Result<(Window, Option
 fn describe(s: &SetListing, view: Option<&ArchiveView>) -> SetInfo {
     let meta = s.set.meta.clone();
     let (digest, mut problems) = check_files(s);
+    let whole = problems.is_empty();
     let (window, window_note) = match window(&meta, view) {
         Ok((w, caveat)) => {
             problems.extend(caveat);
@@ -231,6 +234,7 @@ fn describe(s: &SetListing, view: Option<&ArchiveView>) -> SetInfo {
         codec: codec_of(&meta.data_file),
         digest,
         problems,
+        whole,
         window,
         window_note,
         meta,
@@ -387,8 +391,11 @@ fn location(
     .to_vec()];
     for i in &infos {
         rows.push(row(i));
+        // The thresholds measure the newest backup that can be restored: a newer set with
+        // missing or short files, or no window, is listed with its problems, not counted.
         let finished = i.meta.finished_epoch as f64;
-        if got.newest.as_ref().is_none_or(|(f, _)| finished > *f) {
+        let counts = i.whole && i.window.is_some();
+        if counts && got.newest.as_ref().is_none_or(|(f, _)| finished > *f) {
             got.newest = Some((finished, i.window.clone()));
         }
     }

@@ -701,6 +701,20 @@ fn monitor_info_and_verify_read_rsync_locations_as_they_read_local_ones() {
             "{v}"
         );
     }
+    // info lists the set with its problem, and its age thresholds do not measure it.
+    let out = monitor(["--check", "info", "--backup-dir"])
+        .arg(backups.dir())
+        .args(["--output", "json", "--critical", "86400"])
+        .run();
+    let v = json(&out);
+    assert_status(&out, 1);
+    let metrics: Vec<&str> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(!metrics.contains(&"newest_backup_age"), "{v}");
     std::fs::write(&data_path, &bytes).unwrap();
 }
 
