@@ -213,7 +213,10 @@ impl Report {
 
     /// The monitoring-plugin text: `STATUS - summary | perfdata`, then the detail lines.
     pub fn plugin_text(&self) -> String {
-        let mut out = format!("{} - {}", self.final_status().as_str(), self.summary);
+        // `|` starts the performance data, in the first line and in the long output: one in
+        // a message (a logged error, a path) would cut the text and corrupt the perfdata.
+        let text = |s: &str| s.replace('|', "¦");
+        let mut out = format!("{} - {}", self.final_status().as_str(), text(&self.summary));
         let perf: Vec<String> = self
             .metrics
             .iter()
@@ -231,7 +234,7 @@ impl Report {
         }
         out.push('\n');
         for line in &self.lines {
-            out.push_str(line);
+            out.push_str(&text(line));
             out.push('\n');
         }
         out
@@ -489,6 +492,14 @@ mod tests {
         assert_eq!(
             r.plugin_text(),
             "CRITICAL - last WAL archived 12 s ago | last_archive_age=1s;300;900;0;\ngap at X\n"
+        );
+        // A `|` of a message cannot cut the text or reach the perfdata.
+        let mut r = age_report(1.0);
+        r.summary = "cannot send to /srv/a|b".into();
+        r.lines.push("ERROR : x | y".into());
+        assert_eq!(
+            r.plugin_text(),
+            "OK - cannot send to /srv/a¦b | last_archive_age=1s;300;900;0;\nERROR : x ¦ y\n"
         );
     }
 
