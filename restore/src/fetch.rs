@@ -275,6 +275,11 @@ impl Refused {
             }
         }
     }
+
+    /// Whether this call refused a file at all.
+    pub(crate) fn any(&self) -> bool {
+        self.last.is_some()
+    }
 }
 
 /// What one call works with, set up once.
@@ -508,7 +513,11 @@ impl<'a> Call<'a> {
                 "Got finish request: {name} is not in the archive; ending recovery"
             )));
         }
-        if self.cfg.streaming {
+        // A file this call refused and that is gone now is being replaced (a repair removes
+        // the damaged copy, then writes the good one): not the end of the archive, where a
+        // warm spare given --streaming-replication (1 ends its recovery) would promote. (A
+        // standby never gets here with a refused file: it answers 1 at the refusal.)
+        if self.cfg.streaming && !self.refused.any() {
             log_verbose!("{name} is not in the archive (standby mode: not waiting)");
             return Some(Ok(ExitCode::from(exit::NOT_FOUND)));
         }

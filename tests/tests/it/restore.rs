@@ -1113,9 +1113,41 @@ fn streaming_replication_option_in_a_warm_spare_still_stops_on_a_damaged_segment
             && l.contains("command not executable")),
         "PostgreSQL did not stop recovery on status 126\n{log}"
     );
-    // Repaired, the spare replays every row of the round.
+    // Found by the fault campaign (damage, run 22 of seed 547197): a repair that removes the
+    // damaged copy before it writes the good one. The file the waiting call refused is gone
+    // for a moment, which is not the end of the archive: status 1 there ended the spare's
+    // recovery before the segment and lost its rows. The call waits for the new copy.
+    let since = spare.server_log_len();
+    let _ = spare.try_start();
+    let refusal = format!("ERROR : archived {} is not usable", round.segment);
+    wait_until(
+        "the restarted spare to refuse the file again",
+        TIMEOUT,
+        || {
+            spare
+                .server_log_since(since)
+                .contains(&refusal)
+                .then_some(())
+        },
+    );
+    std::fs::remove_file(&zst).unwrap();
+    let waiting = format!("pitr-restore : LOG : waiting for {}", round.segment);
+    let seen = poll_until(TIMEOUT, || {
+        let log = spare.server_log_since(since);
+        if log.contains("archive recovery complete") || !spare.server_alive() {
+            return Some(false);
+        }
+        log.contains(&waiting).then_some(true)
+    });
+    assert_eq!(
+        seen,
+        Some(true),
+        "the call did not wait for the removed file\n{}",
+        pitr_tests::cluster::tail(&spare.server_log_since(since), 40)
+    );
+    // Written back good, the same call restores it and the spare replays every row (then,
+    // with --streaming-replication, it ends recovery at the end of the archive).
     place(&zst, &good);
-    spare.start();
     spare.wait_replayed(&round.lsn, TIMEOUT);
     assert_eq!(spare.count_rows(TABLE), round.rows);
 }
