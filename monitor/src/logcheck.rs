@@ -390,25 +390,7 @@ fn dump_state(state: &State) -> Report {
 /// `--log`, the logs (statistics are lost in a crash).
 pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
     let facts = crate::session::archiver_facts(&cfg.conn)?;
-    let mut from_logs: Option<String> = None;
-    if let (Some(dir), false) = (&cfg.state_dir, cfg.logs.is_empty()) {
-        let sd = StateDir::lock(dir)?;
-        let mut state = sd.load()?;
-        let before = state.clone();
-        let now = unix_seconds(cfg.now);
-        crate::logscan::scan(&mut state, &cfg.logs, now)?;
-        let current_tli = facts
-            .current_wal
-            .as_deref()
-            .and_then(|n| WalFileName::parse(n).ok())
-            .map(|w| w.timeline);
-        from_logs = newest_archived_segment(&state.archive, facts.seg_size, current_tli)
-            .map(|w| w.to_string());
-        state.prune(now);
-        if state != before {
-            sd.save(&state)?;
-        }
-    }
+    let from_logs = archived_per_logs(cfg, &facts)?;
     let mut r = Report::new("archive-queue", String::new());
     let unknown = |mut r: Report, why: String| {
         r.summary = why;
@@ -496,6 +478,34 @@ pub fn archive_queue(cfg: &Config) -> anyhow::Result<Report> {
     });
     r.omnipitr = format!("{queue}\n");
     Ok(r)
+}
+
+/// With `--log` and `--state-dir`: the logs read into the state, and the newest archived
+/// segment they name on the server's timeline (see [`newest_archived_segment`]).
+fn archived_per_logs(
+    cfg: &Config,
+    facts: &crate::session::ArchiverFacts,
+) -> anyhow::Result<Option<String>> {
+    let (Some(dir), false) = (&cfg.state_dir, cfg.logs.is_empty()) else {
+        return Ok(None);
+    };
+    let sd = StateDir::lock(dir)?;
+    let mut state = sd.load()?;
+    let before = state.clone();
+    let now = unix_seconds(cfg.now);
+    crate::logscan::scan(&mut state, &cfg.logs, now)?;
+    let current_tli = facts
+        .current_wal
+        .as_deref()
+        .and_then(|n| WalFileName::parse(n).ok())
+        .map(|w| w.timeline);
+    let newest =
+        newest_archived_segment(&state.archive, facts.seg_size, current_tli).map(|w| w.to_string());
+    state.prune(now);
+    if state != before {
+        sd.save(&state)?;
+    }
+    Ok(newest)
 }
 
 /// The archived segment (or `.partial`) the logs name with the highest position: on timeline
