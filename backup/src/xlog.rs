@@ -98,9 +98,7 @@ impl Source {
     fn check_marker(&self, system_identifier: u64) -> anyhow::Result<()> {
         let checked = match self {
             Source::Dir { dir, .. } => source::check_dir_marker(dir, system_identifier),
-            Source::Store { store, .. } => objarchive::read_marker_text(store).and_then(|text| {
-                objarchive::check_marker_on_get(store, text.as_deref(), system_identifier)
-            }),
+            Source::Store { store, .. } => objarchive::check_marker(store, system_identifier),
         };
         checked.map_err(|e| {
             anyhow::Error::from(e).context(

@@ -92,10 +92,7 @@ pub fn check_marker(archive: Archive<'_>, system_identifier: u64) -> anyhow::Res
         Archive::Dir(dir) => source::check_dir_marker(dir, system_identifier),
         Archive::Store(url, settings) => objstore::Store::open(url, settings)
             .map_err(source::Error::from)
-            .and_then(|store| {
-                let text = objarchive::read_marker_text(&store)?;
-                objarchive::check_marker_on_get(&store, text.as_deref(), system_identifier)
-            }),
+            .and_then(|store| objarchive::check_marker(&store, system_identifier)),
     };
     checked.map_err(|e| {
         anyhow::Error::from(e).context(

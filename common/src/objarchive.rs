@@ -375,6 +375,13 @@ pub fn read_marker_text(store: &Store) -> Result<Option<String>, Error> {
     Ok(read_marker(store)?)
 }
 
+/// Reads the store's marker and judges it ([`check_marker_on_get`]): for a caller that uses
+/// the store once (pitr-backup's WAL source, pitr-cleanup's archive).
+pub fn check_marker(store: &Store, sysid: u64) -> Result<(), Error> {
+    let text = read_marker_text(store)?;
+    check_marker_on_get(store, text.as_deref(), sysid)
+}
+
 /// The reading side of the marker, given its text as [`read_marker_text`] read it: a marker
 /// naming another system is [`Error::Foreign`]; no marker is accepted (the archive may have
 /// been filled by another program); each segment is checked against the system anyway.
