@@ -21,7 +21,7 @@ use pitr_common::wal::WalFileName;
 use pitr_common::{fs, log_info, log_warning, objsets};
 
 use crate::args::{Config, Mode};
-use crate::prune::{check_marker, human, remove_wal, Archive};
+use crate::prune::{archive_system, check_marker, human, paused, remove_wal, Archive};
 
 /// Why a set is not valid, if it is not.
 fn invalid_reason(set: &FoundSet) -> Option<String> {
@@ -99,6 +99,60 @@ pub fn wal_cutoff<'a>(
         .filter(|(_, k)| **k)
         .map(|(w, _)| w)
         .min_by(|a, b| a.cmp_position(b))
+}
+
+/// The database system whose sets the retention applies to: the one the archive's cluster
+/// marker names, else (an archive without a marker) the newest valid set's. `systems` gives
+/// each set's System-Identifier and validity, oldest first.
+pub fn cluster(marker: Option<u64>, systems: &[(u64, bool)]) -> Option<u64> {
+    marker.or_else(|| systems.iter().rev().find(|(_, v)| *v).map(|(id, _)| *id))
+}
+
+/// The sets (`shown` names them) of database system `cluster`, and how many of other systems
+/// were left out, each with a WARNING. Retention counts those for nothing and never removes
+/// them: in a backup directory two clusters share, the newer cluster's `--keep-count` would
+/// otherwise remove every set of the older one.
+fn of_cluster<T>(
+    sets: Vec<T>,
+    cluster: u64,
+    system: impl Fn(&T) -> u64,
+    shown: impl Fn(&T) -> String,
+) -> (Vec<T>, usize) {
+    let (ours, theirs): (Vec<T>, Vec<T>) = sets.into_iter().partition(|s| system(s) == cluster);
+    for s in &theirs {
+        log_warning!(
+            "backup set {} is of database system {}, not {cluster}, the one this retention applies to; it is left alone",
+            shown(s),
+            system(s)
+        );
+    }
+    (ours, theirs.len())
+}
+
+/// The error when no set of the sets retention applies to is valid. When other systems' sets
+/// are valid, the archive is probably the wrong one (a configuration copied between clusters):
+/// the error says so, as the marker check does.
+fn no_valid_set(
+    archive: Archive<'_>,
+    shown: &str,
+    cluster: Option<u64>,
+    systems: &[(u64, bool)],
+    others: usize,
+) -> anyhow::Error {
+    if let Some(newest) = self::cluster(None, systems).filter(|id| Some(*id) != cluster) {
+        if let Err(e) = check_marker(archive, newest) {
+            return e;
+        }
+    }
+    let of = match cluster {
+        Some(id) if others > 0 => format!(" of database system {id}"),
+        _ => String::new(),
+    };
+    Failure::new(format!(
+        "no valid backup set{of} in {shown}; nothing removed"
+    ))
+    .hint("retention never removes the last backups: check that pitr-backup succeeds")
+    .into()
 }
 
 fn remove_set(set: &FoundSet, dry_run: bool, delay: Option<Duration>) -> anyhow::Result<u64> {
@@ -208,13 +262,34 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         Err(e) => return Err(fs::IoError::new("examining", backup_dir, e).into()),
     }
     finish_interrupted(backup_dir, cfg.dry_run)?;
-    let sets = backupset::list_local(backup_dir)?;
-    let validity: Vec<Option<String>> = sets.iter().map(invalid_reason).collect();
-    for (s, why) in sets.iter().zip(&validity) {
+    let marker = archive_system(archive)?;
+    let found: Vec<(FoundSet, Option<String>)> = backupset::list_local(backup_dir)?
+        .into_iter()
+        .map(|s| {
+            let why = invalid_reason(&s);
+            (s, why)
+        })
+        .collect();
+    let systems: Vec<(u64, bool)> = found
+        .iter()
+        .map(|(s, why)| (s.meta.system_identifier, why.is_none()))
+        .collect();
+    let cluster = cluster(marker, &systems);
+    let (found, others) = match cluster {
+        Some(id) => of_cluster(
+            found,
+            id,
+            |(s, _)| s.meta.system_identifier,
+            |(s, _)| s.meta_path.display().to_string(),
+        ),
+        None => (found, 0),
+    };
+    for (s, why) in &found {
         if let Some(why) = why {
             log_warning!("backup set {} is not valid: {why}", s.meta_path.display());
         }
     }
+    let (sets, validity): (Vec<FoundSet>, Vec<Option<String>>) = found.into_iter().unzip();
     let started: Vec<(i64, bool)> = sets
         .iter()
         .zip(&validity)
@@ -223,17 +298,14 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let keep = choose(&started, now, *keep_days, *keep_count);
     let Some(oldest_kept) = keep.iter().position(|k| *k) else {
-        return Err(Failure::new(format!(
-            "no valid backup set in {}; nothing removed",
-            backup_dir.display()
-        ))
-        .hint("retention never removes the last backups: check that pitr-backup succeeds")
-        .into());
+        return Err(no_valid_set(
+            archive,
+            &backup_dir.display().to_string(),
+            cluster,
+            &systems,
+            others,
+        ));
     };
-    // The archive must be the kept sets' cluster's (the newest valid set names it).
-    if let Some((set, _)) = sets.iter().zip(&validity).rev().find(|(_, v)| v.is_none()) {
-        check_marker(archive, set.meta.system_identifier)?;
-    }
     let mut total = 0;
     let mut count = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
@@ -251,6 +323,9 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );
+    if paused(cfg, "WAL") {
+        return Ok(());
+    }
     if let Some(cutoff) = wal_cutoff(sets.iter().map(|s| &s.meta.min_xlog), &keep) {
         remove_wal(archive, cutoff, cfg.dry_run)?;
     }
@@ -286,7 +361,22 @@ pub fn run_store(
             );
         }
     }
+    let marker = archive_system(archive)?;
     let sets = objsets::list(&store).map_err(failure)?;
+    let systems: Vec<(u64, bool)> = sets
+        .iter()
+        .map(|s| (s.meta.system_identifier, s.invalid.is_none()))
+        .collect();
+    let cluster = cluster(marker, &systems);
+    let (sets, others) = match cluster {
+        Some(id) => of_cluster(
+            sets,
+            id,
+            |s| s.meta.system_identifier,
+            |s| format!("{url}/{}", s.meta_key),
+        ),
+        None => (sets, 0),
+    };
     for s in &sets {
         if let Some(why) = &s.invalid {
             log_warning!("backup set {url}/{} is not valid: {why}", s.meta_key);
@@ -299,15 +389,14 @@ pub fn run_store(
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let keep = choose(&started, now, *keep_days, *keep_count);
     let Some(oldest_kept) = keep.iter().position(|k| *k) else {
-        return Err(
-            Failure::new(format!("no valid backup set in {url}; nothing removed"))
-                .hint("retention never removes the last backups: check that pitr-backup succeeds")
-                .into(),
-        );
+        return Err(no_valid_set(
+            archive,
+            &url.to_string(),
+            cluster,
+            &systems,
+            others,
+        ));
     };
-    if let Some(set) = sets.iter().rev().find(|s| s.invalid.is_none()) {
-        check_marker(archive, set.meta.system_identifier)?;
-    }
     let mut count = 0;
     let mut total = 0;
     for (set, _) in sets.iter().zip(&keep).filter(|(_, k)| !**k) {
@@ -341,6 +430,9 @@ pub fn run_store(
         sets.len() - count,
         pitr_common::log::format_epoch(sets[oldest_kept].meta.started_epoch)
     );
+    if paused(cfg, "WAL") {
+        return Ok(());
+    }
     if let Some(cutoff) = wal_cutoff(sets.iter().map(|s| &s.meta.min_xlog), &keep) {
         remove_wal(archive, cutoff, cfg.dry_run)?;
     }
@@ -387,6 +479,16 @@ mod tests {
         // No valid backup: nothing is kept, and the caller removes nothing.
         assert_eq!(choose(&[(now, false)], now, Some(1), None), [false]);
         assert_eq!(choose(&[], now, Some(1), None), Vec::<bool>::new());
+    }
+
+    #[test]
+    fn retention_applies_to_the_archive_s_system_else_the_newest_valid_set_s() {
+        let systems = [(1, true), (2, true), (3, false)];
+        assert_eq!(cluster(Some(1), &systems), Some(1));
+        assert_eq!(cluster(Some(9), &systems), Some(9));
+        assert_eq!(cluster(None, &systems), Some(2));
+        assert_eq!(cluster(None, &[(3, false)]), None);
+        assert_eq!(cluster(None, &[]), None);
     }
 
     #[test]

@@ -84,6 +84,22 @@ pub fn remove_wal(
     Ok(total)
 }
 
+/// Whether `--removal-pause-trigger` exists now; logged, with `what` is not removed, when it
+/// does. Form 2 asks again before the WAL goes: a standby's backup that starts while the sets
+/// are being removed needs WAL from its own start, which may be below the cut.
+pub fn paused(cfg: &Config, what: &str) -> bool {
+    match &cfg.removal_pause_trigger {
+        Some(t) if t.exists() => {
+            log_info!(
+                "removal pause trigger {} exists; not removing {what}",
+                t.display()
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The archive's cluster marker, if it has one, must name `system_identifier`: a `--archive`
 /// pointed at another cluster's archive (a configuration copied between clusters) would
 /// otherwise lose that cluster's WAL. Nothing is removed when it does not.
@@ -100,6 +116,25 @@ pub fn check_marker(archive: Archive<'_>, system_identifier: u64) -> anyhow::Res
                 "not removing anything from {archive}: it is not the archive of database system {system_identifier}"
             ))
             .hint("point --archive at this cluster's archive, the one its archive_command writes to"),
+        )
+    })
+}
+
+/// The database system the archive's cluster marker names, if it has one: retention applies to
+/// that system's backup sets only.
+pub fn archive_system(archive: Archive<'_>) -> anyhow::Result<Option<u64>> {
+    let read = match archive {
+        Archive::Dir(dir) => source::dir_marker_system(dir),
+        Archive::Store(url, settings) => objstore::Store::open(url, settings)
+            .map_err(source::Error::from)
+            .and_then(|store| objarchive::marker_system(&store)),
+    };
+    read.map_err(|e| {
+        anyhow::Error::from(e).context(
+            Failure::new(format!(
+                "not removing anything from {archive}: its cluster marker cannot be read"
+            ))
+            .hint("the marker names the database system whose WAL the archive holds; pitr-archive writes it on first use"),
         )
     })
 }
@@ -149,14 +184,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
             cfg.archive
         ),
     };
-    if let Some(t) = &cfg.removal_pause_trigger {
-        if t.exists() {
-            log_info!(
-                "removal pause trigger {} exists; not removing anything",
-                t.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    if paused(cfg, "anything") {
+        return Ok(ExitCode::SUCCESS);
     }
     // The lock lives in the archive directory; with the archive on an object store, in the
     // backup directory (form 2). Form 1 on an object store takes none: its deletes are

@@ -375,6 +375,23 @@ pub fn read_marker_text(store: &Store) -> Result<Option<String>, Error> {
     Ok(read_marker(store)?)
 }
 
+/// The store's cluster marker as messages name it.
+fn marker_shown(store: &Store) -> String {
+    format!(
+        "s3://{}/{}",
+        store.url().bucket(),
+        store.url().full_key(CLUSTER_MARKER)
+    )
+}
+
+/// The database system the store's cluster marker names; `None` when it has none.
+pub fn marker_system(store: &Store) -> Result<Option<u64>, Error> {
+    let Some(text) = read_marker(store)? else {
+        return Ok(None);
+    };
+    source::marker_system(marker_shown(store), &text).map(Some)
+}
+
 /// Reads the store's marker and judges it ([`check_marker_on_get`]): for a caller that uses
 /// the store once (pitr-backup's WAL source, pitr-cleanup's archive).
 pub fn check_marker(store: &Store, sysid: u64) -> Result<(), Error> {
@@ -389,12 +406,7 @@ pub fn check_marker_on_get(store: &Store, text: Option<&str>, sysid: u64) -> Res
     let Some(text) = text else {
         return Ok(());
     };
-    let marker = format!(
-        "s3://{}/{}",
-        store.url().bucket(),
-        store.url().full_key(CLUSTER_MARKER)
-    );
-    source::judge_marker(marker, text, sysid)
+    source::judge_marker(marker_shown(store), text, sysid)
 }
 
 /// An archived copy of a WAL file in an object store.

@@ -336,6 +336,22 @@ pub fn check_dir_marker(dir: &Path, system_identifier: u64) -> Result<(), Error>
     judge_marker(path.display().to_string(), &text, system_identifier)
 }
 
+/// The database system a directory archive's cluster marker names; `None` when the directory
+/// has no marker ([`Error::BadMarker`] when the file is not one).
+pub fn dir_marker_system(dir: &Path) -> Result<Option<u64>, Error> {
+    let path = dir.join(crate::dest::CLUSTER_MARKER);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => marker_system(path.display().to_string(), &text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io(IoError::new("reading", &path, e))),
+    }
+}
+
+/// The database system a cluster marker's text names (`marker` names its file or object).
+pub(crate) fn marker_system(marker: String, text: &str) -> Result<u64, Error> {
+    crate::dest::parse_marker(text).ok_or(Error::BadMarker { marker })
+}
+
 /// A cluster marker's text (`marker` names its file or object) against `system_identifier`:
 /// [`Error::Foreign`] when it names another system, [`Error::BadMarker`] when it is not one.
 pub(crate) fn judge_marker(

@@ -800,6 +800,19 @@ fn set_started(path: &Path, epoch: i64) {
     std::fs::write(path, faked).unwrap();
 }
 
+/// Rewrites the `System-Identifier` line of the meta file `path` in place: the set is then
+/// another database system's.
+fn set_system(path: &Path, system_identifier: u64) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let ours = meta_value(&meta_lines(path), "System-Identifier");
+    let faked = text.replace(
+        &format!("System-Identifier: {ours}\n"),
+        &format!("System-Identifier: {system_identifier}\n"),
+    );
+    assert_ne!(faked, text);
+    std::fs::write(path, faked).unwrap();
+}
+
 impl RetentionFixture {
     fn new() -> RetentionFixture {
         let d = Drill::new("pitr-keep");
@@ -986,6 +999,37 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         assert_eq!(left, minus(&f.archive_names, &gone_a), "{out}");
     }
 
+    // A backup directory two clusters share: retention applies to the sets of the archive's
+    // database system only, and leaves the other system's alone, with a WARNING. Keeping one
+    // set removed an older set of the other system (set 1 here) before; a newer one (set 3)
+    // made the run refuse to remove anything.
+    for (label, foreign, kept_ours, gone) in [("shared-older", 0, 2, 1), ("shared-newer", 2, 1, 0)]
+    {
+        let (b, a) = f.copy(label);
+        let meta = b.join(&f.sets[foreign].meta);
+        let sysid = meta_value(&meta_lines(&meta), "System-Identifier");
+        set_system(&meta, 12345);
+        let out = retention(&b, &a).args(["--keep-count", "1"]).succeeds();
+        out.stderr_contains(&format!(
+            " : WARNING : backup set {} is of database system 12345, not {sysid}, the one this \
+             retention applies to; it is left alone\n",
+            meta.display()
+        ))
+        .stderr_contains("1 backup sets removed");
+        let gone_a = wal_below(&f.archive_names, &f.sets[kept_ours].min_xlog);
+        assert_eq!(
+            pitr_tests::dir_names(&b),
+            minus(
+                &pitr_tests::dir_names(&f.drill.backups),
+                &f.sets[gone].files
+            ),
+            "{label}: backup files left\n{out}"
+        );
+        let mut left = pitr_tests::dir_names(&a);
+        left.retain(|n| n != CLEANUP_LOCK);
+        assert_eq!(left, minus(&f.archive_names, &gone_a), "{label}\n{out}");
+    }
+
     // A meta file that cannot be read: its set is left alone, and a WARNING says so.
     {
         let (b, a) = f.copy("unreadable-meta");
@@ -1095,6 +1139,40 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
             pitr_tests::dir_names(&f.drill.backups)
         );
         assert_eq!(pitr_tests::dir_names(&a), f.archive_names);
+    }
+
+    // A standby backup that creates the pause trigger while the sets are being removed: the
+    // WAL stays (the trigger was read once, at the start, and the WAL from the cut went).
+    {
+        let (b, a) = f.copy("paused-meanwhile");
+        let pause = f.drill.work.path().join("pause-meanwhile");
+        let running = retention(&b, &a)
+            .args(["--keep-count", "1", "--removal-pause-trigger"])
+            .arg(&pause)
+            .env("PITR_TEST_REMOVE_DELAY_MS", "300")
+            .spawn();
+        wait_until("the first backup file removed", TIMEOUT, || {
+            running
+                .stderr_so_far()
+                .contains("LOG : removed backup file ")
+                .then_some(())
+        });
+        std::fs::write(&pause, b"pitr-backup 1\n").unwrap();
+        let out = running.wait();
+        out.success();
+        out.stderr_contains(&format!(
+            "removal pause trigger {} exists; not removing WAL\n",
+            pause.display()
+        ));
+        let (gone_b, _) = f.expected_removal(&[2]);
+        assert_eq!(
+            pitr_tests::dir_names(&b),
+            minus(&pitr_tests::dir_names(&f.drill.backups), &gone_b),
+            "{out}"
+        );
+        let mut left = pitr_tests::dir_names(&a);
+        left.retain(|n| n != CLEANUP_LOCK);
+        assert_eq!(left, f.archive_names, "{out}");
     }
 
     // On the real directories: a dry run lists, with sizes, exactly what the real run then

@@ -1804,13 +1804,14 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
         .find_map(|l| l.strip_prefix("Min-Xlog: "))
         .unwrap()
         .to_owned();
-    let cleanup = || {
+    let cleanup_keeping = |count: &str| {
         Tool::new("pitr-cleanup")
             .as_pg_user()
             .args(["--config-file", &config.to_string_lossy()])
             .args(["--backup-dir", sets, "--archive", &format!("zstd={wal}")])
-            .args(["--keep-count", "2"])
+            .args(["--keep-count", count])
     };
+    let cleanup = || cleanup_keeping("2");
     // The dry run lists the set with its files and size, as the real run then removes it.
     let oldest_stamp = metas[0].rsplit("-meta-").next().unwrap().to_owned();
     let oldest: Vec<(String, u64)> = sets_store
@@ -1866,6 +1867,44 @@ fn s3_retention_removes_the_oldest_set_and_the_wal_only_it_needed() {
         expected_wal.len() < before_wal.len(),
         "{before_wal:?} {min_xlog}"
     );
+    assert_eq!(keys(&wal_store), expected_wal);
+
+    // Only the archive's cluster's sets count: the older set left, its meta object restamped
+    // as another database system's, is left alone by a run keeping one set, with a WARNING
+    // (it was removed before).
+    let text = String::from_utf8(sets_store.get(&metas[1]).unwrap().unwrap()).unwrap();
+    let sysid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("System-Identifier: "))
+        .unwrap()
+        .to_owned();
+    let faked = text.replace(
+        &format!("System-Identifier: {sysid}\n"),
+        "System-Identifier: 12345\n",
+    );
+    assert_ne!(faked, text);
+    sets_store
+        .put_replace(&metas[1], faked.into_bytes())
+        .unwrap();
+    cleanup_keeping("1")
+        .succeeds()
+        .stderr_contains(&format!(
+            " : WARNING : backup set {sets}/{} is of database system 12345, not {sysid}, the one \
+             this retention applies to; it is left alone\n",
+            metas[1]
+        ))
+        .stderr_contains("LOG : 0 backup sets removed");
+    assert_eq!(keys(&sets_store), after_sets);
+    // The WAL is cut at the one set of this system kept, the newest.
+    let newest_meta = String::from_utf8(sets_store.get(&metas[2]).unwrap().unwrap()).unwrap();
+    let newest_min = newest_meta
+        .lines()
+        .find_map(|l| l.strip_prefix("Min-Xlog: "))
+        .unwrap();
+    let expected_wal: Vec<String> = expected_wal
+        .into_iter()
+        .filter(|k| k.len() < 24 || k[..24] >= newest_min[..])
+        .collect();
     assert_eq!(keys(&wal_store), expected_wal);
 }
 
