@@ -635,6 +635,12 @@ impl Tool for Args {
         }
     }
 
+    /// SIGUSR1 ("finish now") is recorded from the first instruction: its default action kills
+    /// the process, which PostgreSQL takes for a fatal restore_command.
+    fn at_start() {
+        pitr_common::signal::catch_usr1();
+    }
+
     fn run(self) -> anyhow::Result<ExitCode> {
         match self.into_mode()? {
             Mode::Restore(c) => crate::fetch::run(&c),

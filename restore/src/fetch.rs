@@ -191,6 +191,25 @@ fn warn_if_recovery_prefetch_on(data_dir: &Path) {
     );
 }
 
+/// A standby set up to stream (`standby.signal` and a `primary_conninfo`) whose
+/// restore_command waits for missing segments never streams: PostgreSQL turns to the primary
+/// only once restore_command has answered. OmniPITR's command lines without `-sr` do this.
+fn warn_if_streaming_standby(data_dir: &Path) {
+    if !data_dir.join(pg::STANDBY_SIGNAL).exists() {
+        return;
+    }
+    match pgconf::lookup(data_dir, "primary_conninfo") {
+        pgconf::Lookup::Set(v) if !v.trim().is_empty() => {}
+        _ => return,
+    }
+    log_warning!(
+        "this server is a standby with a primary_conninfo, but pitr-restore waits for each segment the archive does not have yet: the server does not stream while it waits"
+    );
+    log_hint!(
+        "add --streaming-replication to restore_command: a missing segment is then answered at once, and the server streams it"
+    );
+}
+
 /// Asks the running server of `data_dir` for a setting, through the socket (or address) and
 /// port its `postmaster.pid` records, as the data directory's owner (who runs us).
 fn show(data_dir: &Path, parameter: &str) -> anyhow::Result<String> {
@@ -320,7 +339,6 @@ impl<'a> Call<'a> {
             .target
             .clone()
             .ok_or_else(|| anyhow::anyhow!("no %p given"))?;
-        signal::catch_usr1();
         signal::remove_on_fatal_signal(&tempname::for_path(&target));
         sweep_dead_temps(&target);
         Ok(Call {
@@ -402,7 +420,16 @@ impl<'a> Call<'a> {
                 if self.too_fresh(mtime, finishing) {
                     return Ok(Some(Look::Wait));
                 }
-                self.spool.hand_over(&self.cfg.wanted, &self.target)?;
+                // The worker may have removed the copy since (it removes what it takes for
+                // passed); any failure falls back to the archive, which restores the file or
+                // answers with the status its own failure calls for.
+                if let Err(e) = self.spool.hand_over(&self.cfg.wanted, &self.target) {
+                    log_warning!(
+                        "cannot hand over prefetched {}: {e:#}; restoring it from the archive",
+                        self.name
+                    );
+                    return Ok(None);
+                }
                 Ok(Some(Look::Done(self.restored(" (prefetched)")?)))
             }
             Ok(None) => Ok(None),
@@ -500,7 +527,7 @@ impl<'a> Call<'a> {
     }
 
     /// Step 4: a missing file. Ends the call (exit 1) for a `.history` file, while finishing,
-    /// or in standby mode; otherwise we wait.
+    /// in standby mode, or with no server running; otherwise we wait.
     fn missing(&mut self, finishing: bool) -> Option<anyhow::Result<ExitCode>> {
         let name = &self.name;
         if self.cfg.wanted.kind == WalKind::History {
@@ -521,8 +548,23 @@ impl<'a> Call<'a> {
             log_verbose!("{name} is not in the archive (standby mode: not waiting)");
             return Some(Ok(ExitCode::from(exit::NOT_FOUND)));
         }
+        // Only a server's startup process waits for WAL still to come. With no server running
+        // in the data directory the caller is pg_rewind --restore-target-wal (or a call by
+        // hand), which needs an answer: waiting held pg_rewind for good.
+        if !self.watch.server_running() && !self.refused.any() {
+            log_info!(
+                "{name} is not in the archive; no server runs in {}, so not waiting for it",
+                std::path::absolute(&self.cfg.data_dir)
+                    .unwrap_or_else(|_| self.cfg.data_dir.clone())
+                    .display()
+            );
+            return Some(Ok(ExitCode::from(exit::NOT_FOUND)));
+        }
         if !self.warned_prefetch {
             warn_if_recovery_prefetch_on(&self.cfg.data_dir);
+            if !self.cfg.streaming {
+                warn_if_streaming_standby(&self.cfg.data_dir);
+            }
             self.warned_prefetch = true;
         }
         self.quiet.say(false, format!("waiting for {name}"));
@@ -613,7 +655,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     loop {
         let finish = finish_requested(cfg);
-        if finish == Some(Finish::Now) {
+        // An immediate finish skips the segments left, never a timeline history file: a
+        // promoting server picks its new timeline by asking for history files until one is
+        // missing, and a false "missing" makes it take a timeline another server already has
+        // (whose history file pitr-archive then refuses to replace: archiving stops).
+        if finish == Some(Finish::Now) && cfg.wanted.kind != WalKind::History {
             return not_available(&format!(
                 "Got immediate finish request: not restoring {}, ending recovery",
                 call.name

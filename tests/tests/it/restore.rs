@@ -1439,6 +1439,30 @@ fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
     ));
     assert!(!cluster.data_path(RECOVERYXLOG).exists());
 
+    // But a timeline history file is still answered truthfully: a promoting server picks its
+    // new timeline by asking for history files until one is missing, and "missing" for an
+    // archived one made it take a timeline another server already has.
+    let history = "00000002.history";
+    let text = b"1\t0/3000000\tno recovery target specified\n";
+    pg_user().write_file(&cluster.data_path(format!("pg_wal/{history}")), text);
+    Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .arg("--dst-local")
+        .arg(format!("zstd={}", archive.display()))
+        .arg(format!("pg_wal/{history}"))
+        .succeeds();
+    std::fs::remove_file(cluster.data_path(format!("pg_wal/{history}"))).unwrap();
+    run(history).success();
+    assert_eq!(
+        std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored history file"),
+        text
+    );
+    std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
+    run("00000003.history")
+        .failure_with_status(1)
+        .stderr_contains("requested history file 00000003.history is not in the archive");
+
     // A smart finish still restores what is archived, and ends at the first missing file.
     pg_user().write_file(&trigger, b"");
     run(first)
@@ -1459,6 +1483,8 @@ fn restore_finish_trigger_now_exits_1_even_for_an_archived_segment() {
 #[test]
 fn restore_exits_when_the_server_that_called_it_is_gone() {
     let (cluster, archive) = scratch("orphan");
+    // Only a running server's call waits for a missing segment.
+    cluster.start();
     let wanted = "000000010000000000000042";
     let log = cluster.root().path().join("restore.log");
     // A shell stands in for the startup process; `; true` keeps it from exec'ing.
@@ -1723,6 +1749,34 @@ fn restore_discards_a_foreign_file_in_the_prefetch_spool() {
         std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
         good,
         "a spooled file of another boot was handed over"
+    );
+
+    // A checked copy that cannot be handed over (here the spool cannot be written; the worker
+    // also removes copies it takes for passed, between a call's check and its rename): the
+    // call restores the file from the archive. It stopped recovery with 126 before, a
+    // standby's too.
+    pg_user().write_file(&spool.join(".boot_id"), &boot);
+    pg_user().write_file(&spool.join(wanted), &good);
+    std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
+    pitr_tests::user::set_mode(&spool, 0o500);
+    let result = restore(&cluster)
+        .arg("--source")
+        .arg(&source)
+        .args([wanted.as_str(), RECOVERYXLOG])
+        .run();
+    pitr_tests::user::set_mode(&spool, 0o700);
+    result.success();
+    result.stderr_line_with(&[
+        "WARNING : ",
+        &format!("cannot hand over prefetched {wanted}: "),
+        "; restoring it from the archive",
+    ]);
+    result
+        .stderr_contains(&format!("LOG : Segment {wanted} restored"))
+        .stderr_lacks("(prefetched)");
+    assert_eq!(
+        std::fs::read(cluster.data_path(RECOVERYXLOG)).expect("restored file"),
+        good
     );
 }
 
@@ -2020,7 +2074,9 @@ fn r12_5_restore_temp_files_of_dead_calls_are_removed_and_sigterm_is_handled() {
     std::fs::remove_file(&live_temp).unwrap();
     std::fs::remove_file(cluster.data_path(RECOVERYXLOG)).unwrap();
 
-    // A warm spare's call waiting for the next segment, ended by a fast shutdown's SIGTERM.
+    // A warm spare's call waiting for the next segment, ended by a fast shutdown's SIGTERM
+    // (only a running server's call waits).
+    cluster.start();
     let missing = next_segment(&name);
     let running = restore(&cluster)
         .args(["--prefetch", "0", "--source"])
@@ -2141,15 +2197,36 @@ fn r12_8_pg_rewind_restore_target_wal_runs_pitr_restore() {
     a.psql("CHECKPOINT");
     a.stop();
     // The restore_command pitr-restore --from-backup writes: --data-dir absolute.
-    a.append_conf(&[(
-        "restore_command",
-        &format!(
-            "{} --data-dir {} --source zstd={} %f %p",
-            pitr_bin("pitr-restore").canonicalize().unwrap().display(),
-            a.data_dir().display(),
-            archive.display()
-        ),
-    )]);
+    let restore_command = format!(
+        "{} --data-dir {} --source zstd={} %f %p",
+        pitr_bin("pitr-restore").canonicalize().unwrap().display(),
+        a.data_dir().display(),
+        archive.display()
+    );
+    a.append_conf(&[("restore_command", &restore_command)]);
+    // With the server down (as under pg_rewind), a segment not in the archive is answered 1
+    // at once: pitr-restore waited for it, and held pg_rewind for good.
+    let absent = "0000000100000000000000F0";
+    let target = a.data_path("pg_wal/RECOVERYXLOG");
+    let line = restore_command
+        .replace("%f", absent)
+        .replace("%p", &target.display().to_string());
+    let out = pg_user()
+        .command("sh")
+        .current_dir(work.path())
+        .args(["-c", &line])
+        .output_within(pitr_tests::procs::EXTERNAL_TIMEOUT)
+        .expect("running the restore_command");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "LOG : {absent} is not in the archive; no server runs in {}, so not waiting for it\n",
+            a.data_dir().display()
+        )),
+        "{said}"
+    );
+    assert!(!target.exists());
     let out = pg_user()
         .command(pitr_tests::pg_program("pg_rewind"))
         .current_dir(work.path())
@@ -2263,6 +2340,8 @@ fn recovery_prefetch_warning_follows_the_servers_includes() {
     let work = PgTempDir::new("prefetch-warning");
     let archive = work.subdir("archive");
     let cluster = Cluster::init("prefetch-warning", ClusterOpts::new().wal_segsize_mb(1));
+    // Only a running server's call waits for a missing segment.
+    cluster.start();
     // Each wait is one pitr-restore call for a missing segment; `says` is a --verbose line it
     // must print on the way.
     let waits_for = |expect_warning: bool, says: Option<&str>| {
@@ -2327,17 +2406,13 @@ fn recovery_prefetch_warning_follows_the_servers_includes() {
     started_with(&format!("{config_arg} \"-c\" \"recovery_prefetch=off\""));
     waits_for(false, None);
 
-    // A file the server reads cannot be read here and no server runs to ask: nothing is said
-    // but a --verbose line.
-    started_with("\"-c\" \"config_file=/nonexistent/postgresql.conf\"");
-    waits_for(
-        false,
-        Some("cannot tell whether recovery_prefetch is on: /nonexistent/postgresql.conf cannot be read and the server cannot be asked"),
-    );
-
-    // With the server running, it is asked (SHOW): off while it reads conf.d, then the default
-    // once that file is gone and the server has reloaded.
-    cluster.start();
+    // A file the server reads cannot be read here: the server is asked (SHOW), off while it
+    // reads conf.d, then the default once that file is gone and the server has reloaded. (A
+    // call waits only while a server runs, so there is always one to ask.)
+    cluster.psql("SELECT pg_reload_conf()");
+    wait_until("the server to read conf.d", TIMEOUT, || {
+        (cluster.psql("SHOW recovery_prefetch").trim() == "off").then_some(())
+    });
     started_with("\"-c\" \"config_file=/nonexistent/postgresql.conf\"");
     waits_for(
         false,
@@ -2356,5 +2431,19 @@ fn recovery_prefetch_warning_follows_the_servers_includes() {
             "/nonexistent/postgresql.conf cannot be read; the server says recovery_prefetch = try",
         ),
     );
+
+    // A standby set up to stream whose restore_command waits (no --streaming-replication, as
+    // OmniPITR's command lines without -sr): it never streams while the call waits. Said, with
+    // a HINT.
+    started_with("");
+    pg_user().write_file(&cluster.data_path("standby.signal"), b"");
+    cluster.append_conf(&[("primary_conninfo", "host=127.0.0.1 port=1")]);
+    let streaming = "WARNING : this server is a standby with a primary_conninfo, but pitr-restore waits for each segment the archive does not have yet";
+    waits_for(true, Some(streaming));
+    waits_for(
+        true,
+        Some("HINT : add --streaming-replication to restore_command"),
+    );
+    std::fs::remove_file(cluster.data_path("standby.signal")).unwrap();
     cluster.stop();
 }
