@@ -339,6 +339,18 @@ impl Codec {
     }
 }
 
+/// A failed write of [`Codec::decompress_to_file`] into its output file (its kind kept): the
+/// input is in memory, so every other error is the input's, damaged data.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutputError(io::Error);
+
+/// Whether `e` is a failed write into the output file of [`Codec::decompress_to_file`] (the
+/// restoring side's fault: a full or read-only disk), not damage in the input.
+pub fn is_output_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OutputError>())
+}
+
 impl Codec {
     /// Decompresses all of `input` into `out` from offset 0, with positioned writes through a
     /// small buffer, and returns the number of bytes written. Nothing as large as the content is
@@ -364,7 +376,8 @@ impl Codec {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
-                out.write_all_at(&buf[..n], at)?;
+                out.write_all_at(&buf[..n], at)
+                    .map_err(|e| io::Error::new(e.kind(), OutputError(e)))?;
                 at += n as u64;
             }
         };
@@ -1347,7 +1360,18 @@ mod tests {
         let i = frames[2].start + frames[2].len / 2;
         z[i] ^= 0x55;
         let f = tempfile::tempfile().unwrap();
-        assert!(c.decompress_to_file(&z, &f, 2).is_err());
+        let e = c.decompress_to_file(&z, &f, 2).unwrap_err();
+        assert!(!is_output_error(&e), "{e}");
+        // A file that cannot be written: the output's error, told apart from damage.
+        let z = c.compress_parallel(&data, 3).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ro");
+        std::fs::write(&path, b"").unwrap();
+        let ro = std::fs::File::open(&path).unwrap();
+        for threads in [1, 2] {
+            let e = c.decompress_to_file(&z, &ro, threads).unwrap_err();
+            assert!(is_output_error(&e), "{e}");
+        }
     }
 
     #[test]

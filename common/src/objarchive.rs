@@ -578,14 +578,15 @@ pub fn restore_verified(
         let len = found
             .codec
             .decompress_to_file(&raw, out.file(), threads)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied => {
+            .map_err(|source| {
+                if compress::is_output_error(&source) {
                     Error::Write(IoError::new("writing", &tmp, source))
+                } else {
+                    Error::Corrupt {
+                        path: shown.clone(),
+                        source,
+                    }
                 }
-                _ => Error::Corrupt {
-                    path: shown.clone(),
-                    source,
-                },
             })?;
         (len, recorded)
     };

@@ -452,14 +452,15 @@ pub fn restore_verified(
         found
             .codec
             .decompress_to_file(&raw, out.file(), threads)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied => {
+            .map_err(|source| {
+                if compress::is_output_error(&source) {
                     write_err("writing", source)
+                } else {
+                    Error::Corrupt {
+                        path: found.path.clone(),
+                        source,
+                    }
                 }
-                _ => Error::Corrupt {
-                    path: found.path.clone(),
-                    source,
-                },
             })?
     };
     let recorded = if found.codec == Codec::None {
