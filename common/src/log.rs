@@ -158,8 +158,10 @@ fn lock_logger() -> MutexGuard<'static, Option<Logger>> {
 }
 
 /// Sets up the global logger for `tool` (the program name printed on every line). A file target
-/// is opened at once, so that an unusable `--log` is reported before any work is done. Calling
-/// it again replaces the previous set-up.
+/// is opened at once; one that cannot be opened (a full or read-only log directory) is a
+/// WARNING on stderr, and the lines go there, as when the file of a new day cannot be opened
+/// later: failing the call for its log stopped archiving, and a standby's recovery, for good.
+/// Calling it again replaces the previous set-up.
 pub fn init(tool: &'static str, target: LogTarget, verbose: bool) -> Result<(), Error> {
     // localtime_r(3) is not required to read TZ by itself; tzset(3) makes sure it has.
     // SAFETY: tzset has no preconditions; it only initialises libc's time zone state.
@@ -171,11 +173,22 @@ pub fn init(tool: &'static str, target: LogTarget, verbose: bool) -> Result<(), 
             let template = template_to_cstring(&template)?;
             let (secs, _) = unix_now(SystemTime::now());
             let path = expand_template(&template, &local_tm(secs))?;
-            let file = open_log_file(&path)?;
+            let file = match open_log_file(&path) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    write_stderr(&format_message(
+                        tool,
+                        Level::Warning,
+                        &format!("{}; logging to stderr instead", error_chain(&e)),
+                        SystemTime::now(),
+                    ));
+                    None
+                }
+            };
             Sink::File(FileSink {
                 template,
                 path,
-                file: Some(file),
+                file,
                 checked_at: secs,
             })
         }

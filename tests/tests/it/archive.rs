@@ -1237,6 +1237,51 @@ fn assert_hint_after(result: &pitr_tests::CmdResult, line: usize) {
     );
 }
 
+/// A `--log` file that cannot be opened (its directory full, read-only, or here a file) is a
+/// WARNING, and the lines go to stderr: the call still archives (exit 0), and pitr-restore
+/// still restores. Both failed the call before (2 and 126), which stopped archiving, and a
+/// standby's recovery, until the log directory was fixed.
+#[test]
+fn a_log_file_that_cannot_be_opened_is_a_warning_and_the_call_goes_on() {
+    let (cluster, segment) = cluster_with_segment("log-unopenable");
+    let dest = cluster.root().subdir("archive");
+    let blocker = cluster.root().path().join("not-a-dir");
+    pg_user().write_file(&blocker, b"");
+    let log = blocker.join("pitr-^Y-^m-^d.log");
+    let log_arg = log.display().to_string();
+    let said = |r: &pitr_tests::CmdResult| {
+        r.stderr_line_with(&[
+            " : WARNING : cannot create log directory ",
+            "; logging to stderr instead",
+        ]);
+    };
+    let r = Tool::new("pitr-archive")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .args(["--log", &log_arg, "--dst-local"])
+        .arg(format!("zstd={}", dest.display()))
+        .arg(wal_path(&segment))
+        .run();
+    r.success();
+    said(&r);
+    r.stderr_contains(&format!("Segment {} successfully sent", wal_path(&segment)));
+    assert!(dest.join(format!("{segment}.zst")).is_file());
+
+    let r = Tool::new("pitr-restore")
+        .as_pg_user()
+        .current_dir(cluster.data_dir())
+        .args(["--log", &log_arg, "--source"])
+        .arg(format!("zstd={}", dest.display()))
+        .args([segment.as_str(), "pg_wal/RECOVERYXLOG"])
+        .run();
+    r.success();
+    said(&r);
+    assert_eq!(
+        std::fs::read(cluster.data_path("pg_wal/RECOVERYXLOG")).unwrap(),
+        cluster.wal_file(&segment)
+    );
+}
+
 /// Defect 7 of issue 12 (pitr-archive's part): errors without a HINT, and two wrong statuses.
 /// A missing or unreadable WAL file, a missing data dir, a garbage or short pg_control and a
 /// busy pid file each get one ERROR line naming the path and a HINT; a `--pid-file` in a
