@@ -110,9 +110,12 @@ impl argh::FromArgValue for AheadLimit {
 }
 
 /// The segments PostgreSQL has marked ready after `asked`, oldest first, as many as `limit`
-/// takes: whole segments of any timeline ordered after it (history, partial and backup files
-/// keep calls of their own, in the order PostgreSQL chooses). A size is counted in segments of
-/// the first one's size (every segment of a cluster has the same size).
+/// takes: whole segments of its timeline (history, partial and backup files keep calls of
+/// their own, in the order PostgreSQL chooses). Never a later timeline's: its `.history` file,
+/// which PostgreSQL 13 archives only after the older timeline's segments, must reach the
+/// archive before any of its segments, or the archive holds segments no recovery can place
+/// until then. A size is counted in segments of the first one's size (every segment of a
+/// cluster has the same size).
 pub fn next_ready(data_dir: &Path, asked: &WalFileName, limit: AheadLimit) -> Vec<WalFileName> {
     if limit.is_off() || asked.kind != WalKind::Segment {
         return Vec::new();
@@ -128,7 +131,8 @@ pub fn next_ready(data_dir: &Path, asked: &WalFileName, limit: AheadLimit) -> Ve
             let file = e.file_name();
             let base = file.to_str()?.strip_suffix(".ready")?;
             let name = WalFileName::parse(base).ok()?;
-            (name.kind == WalKind::Segment && name > *asked).then_some(name)
+            (name.kind == WalKind::Segment && name.timeline == asked.timeline && name > *asked)
+                .then_some(name)
         })
         .collect();
     names.sort();
@@ -165,6 +169,7 @@ mod tests {
             "00000002.history.ready",
             "000000010000000000000008.partial.ready",
             "000000010000000000000009.00000028.backup.ready",
+            "000000020000000000000008.ready",
             "junk.ready",
         ] {
             std::fs::write(status.join(f), b"").unwrap();
@@ -178,10 +183,17 @@ mod tests {
             names,
             ["000000010000000000000005", "000000010000000000000006"]
         );
+        // Not timeline 2's segment: its history file is not archived yet.
         assert_eq!(
             next_ready(d.path(), &asked, AheadLimit::Segments(10)).len(),
             3
         );
+        let on_2 = WalFileName::parse("000000020000000000000007").unwrap();
+        let names: Vec<String> = next_ready(d.path(), &on_2, AheadLimit::Segments(10))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["000000020000000000000008"]);
         assert!(next_ready(d.path(), &asked, AheadLimit::OFF).is_empty());
         let history = WalFileName::parse("00000002.history").unwrap();
         assert!(next_ready(d.path(), &history, AheadLimit::Segments(10)).is_empty());
