@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use pitr_common::wal::{SegNo, SegSize, Timeline, WalFileName};
+use pitr_common::wal::{SegNo, SegSize, Timeline, WalFileName, WalKind};
 use serde_json::json;
 
 use crate::args::{Check, Config};
@@ -546,6 +546,12 @@ fn newest_archived_on(
         .into_iter()
         .filter_map(|w| {
             let n = crate::timeline::segment_of(&w)?.segno(seg_size).ok()?;
+            // A `.partial` is the old timeline's part of the segment the new timeline then
+            // archives whole: archiving has got to the segment before it.
+            let n = match w.kind {
+                WalKind::Partial => SegNo(n.0.checked_sub(1)?),
+                _ => n,
+            };
             Some((n, w))
         })
         .collect();
@@ -750,13 +756,24 @@ mod tests {
             on(
                 &[
                     "00000001000000000000002F.partial",
-                    "00000001000000000000002E"
+                    "00000001000000000000002D"
                 ],
                 "000000020000000000000030"
             )
             .as_deref(),
             Some("00000001000000000000002F.partial")
         );
+        // ... where timeline 2's 0x2F, the rest of the segment the `.partial` began, still
+        // waits: the queue counts it (it read 0 while archiving was stuck there).
+        let c = w("000000020000000000000030");
+        let (pos, _) = newest_archived_on(
+            [w("00000001000000000000002F.partial")],
+            c.timeline,
+            c.segno(seg).unwrap(),
+            seg,
+        )
+        .unwrap();
+        assert_eq!(pos, w("00000001000000000000002E").segno(seg).unwrap());
         // A .backup file stands for its segment.
         assert_eq!(
             on(

@@ -341,6 +341,9 @@ impl WalMap {
                 .min();
             let lo = match began {
                 Some(b) => b.max(start),
+                // A backup's own timeline without a history file (timeline 1) is needed from
+                // the oldest backup's start, whether or not its first segments are there.
+                None if bases.is_some_and(|b| b.contains(&t)) => start,
                 None => match first_present {
                     Some(f) => f,
                     None => continue,
@@ -522,6 +525,20 @@ mod tests {
         let (_, missing) = m.expected(SegNo(3), None);
         assert_eq!(missing, [tl(2)]);
         assert_eq!(m.newest_from(tl(1)), tl(1));
+    }
+
+    /// A backup on timeline 1 starting at segment 1, before the first archived one: segments 1
+    /// and 2 are missing (verify said OK, taking the first present segment for the start),
+    /// and with every segment of timeline 1 gone, all of it up to the switch.
+    #[test]
+    fn a_backups_timeline_is_needed_from_its_start_not_its_first_archived_segment() {
+        let mut m = failover(MB);
+        let bases: BTreeSet<Timeline> = [tl(1)].into();
+        let (expected, _) = m.expected(SegNo(1), Some(&bases));
+        assert_eq!(m.gaps(&expected), [gap(1, 1, 2)]);
+        m.segments.remove(&tl(1));
+        let (expected, _) = m.expected(SegNo(1), Some(&bases));
+        assert_eq!(m.gaps(&expected), [gap(1, 1, 6)]);
     }
 
     #[test]
