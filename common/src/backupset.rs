@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::compress::Codec;
 use crate::fs::IoError;
@@ -562,30 +562,46 @@ pub struct Swept {
 
 /// Finishes what killed writers and removers of backup sets left in `dir`: each record whose
 /// process is gone is an unfinished write (undone, unless its meta file made it: then the set
-/// is whole and only the record goes) or an unfinished removal (completed).
+/// is whole and only the record goes) or an unfinished removal (completed). A record of
+/// another host's process is left alone: a directory two hosts share (NFS) would otherwise
+/// lose a set that host is still writing, its data file already linked, its meta file not yet.
 pub fn sweep_intents(dir: &Path, dry_run: bool) -> anyhow::Result<Vec<Swept>> {
+    sweep_intents_after(dir, dry_run, crate::tempname::stale_age())
+}
+
+/// [`sweep_intents`], with a record's temporary file (written, not yet linked into place)
+/// removed only once its writer is not alive here and it has not changed for `temp_age`: its
+/// name carries a pid but no host.
+fn sweep_intents_after(
+    dir: &Path,
+    dry_run: bool,
+    temp_age: Duration,
+) -> anyhow::Result<Vec<Swept>> {
+    if !dry_run {
+        for p in crate::tempname::stale(dir, temp_age)? {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            // A record whose writer died before it was linked into place: nothing acted on it.
+            if name
+                .as_deref()
+                .and_then(crate::tempname::parse)
+                .is_some_and(|t| t.base.starts_with(INTENT_PREFIX))
+            {
+                crate::fs::remove_file_if_exists(&p)?;
+            }
+        }
+    }
     let rd = std::fs::read_dir(dir).map_err(|e| IoError::new("listing", dir, e))?;
     let mut out = Vec::new();
     for ent in rd {
         let ent = ent.map_err(|e| IoError::new("listing", dir, e))?;
         let name = ent.file_name().to_string_lossy().into_owned();
-        if let Some(t) = crate::tempname::parse(&name) {
-            // A record whose writer died before it was linked into place: nothing acted on it.
-            if t.base.starts_with(INTENT_PREFIX) && !crate::signal::process_alive(t.pid) && !dry_run
-            {
-                crate::fs::remove_file_if_exists(&ent.path())?;
-            }
-            continue;
-        }
-        if !name.starts_with(INTENT_PREFIX) {
+        if crate::tempname::parse(&name).is_some() || !name.starts_with(INTENT_PREFIX) {
             continue;
         }
         let path = ent.path();
         let text = crate::fs::read(&path)?;
         let record = IntentRecord::parse(&String::from_utf8_lossy(&text));
-        // A directory is this host's (a shared one would be a writer of another host that we
-        // cannot see, and older records name no host): the pid decides.
-        if record.pid.is_some_and(crate::signal::process_alive) {
+        if record.writer_may_be_alive() {
             continue;
         }
         let IntentRecord { action, meta, .. } = record.clone();
@@ -835,10 +851,44 @@ mod tests {
         ));
         std::fs::write(&torn, "action: remove\n").unwrap();
         std::fs::write(&live, "action: remove\n").unwrap();
-        assert!(sweep_intents(d.path(), true).unwrap().is_empty());
+        let sweep = |dry_run| sweep_intents_after(d.path(), dry_run, Duration::ZERO).unwrap();
+        assert!(sweep(true).is_empty());
         assert!(torn.exists(), "a dry run removed {}", torn.display());
+        // Its name carries no host: a young one may be another host's writer's.
         assert!(sweep_intents(d.path(), false).unwrap().is_empty());
+        assert!(
+            torn.exists(),
+            "a fresh record of a pid not alive here was removed"
+        );
+        assert!(sweep(false).is_empty());
         assert!(!torn.exists());
         assert!(live.exists());
+    }
+
+    /// A directory two hosts share: a set another host is writing (its data file linked, its
+    /// meta file not yet) was undone by this host's sweep, its writer's pid not alive here.
+    #[test]
+    fn sweep_leaves_another_hosts_unfinished_write_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let files = vec!["vm-data-x.tar.zst".to_string()];
+        let mut record = IntentRecord::ours(IntentAction::Write, "vm-meta-x", &files);
+        record.pid = Some(dead_pid);
+        record.host = Some(format!("not-{}", hostname()));
+        let path = d.path().join(format!("{INTENT_PREFIX}vm-meta-x"));
+        std::fs::write(&path, record.text()).unwrap();
+        std::fs::write(d.path().join(&files[0]), b"data").unwrap();
+        assert!(sweep_intents(d.path(), false).unwrap().is_empty());
+        assert!(path.exists());
+        assert!(d.path().join(&files[0]).exists());
+        // This host's dead writer: undone.
+        record.host = Some(hostname());
+        std::fs::write(&path, record.text()).unwrap();
+        let swept = sweep_intents(d.path(), false).unwrap();
+        assert_eq!(swept.len(), 1);
+        assert!(!path.exists());
+        assert!(!d.path().join(&files[0]).exists());
     }
 }
