@@ -93,7 +93,8 @@ fn remove_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// A file removed when dropped.
+/// A file removed when dropped, durably: a removal pause trigger that came back after a crash
+/// would keep WAL removal paused until the next backup.
 struct FileGuard {
     path: PathBuf,
     what: &'static str,
@@ -101,7 +102,12 @@ struct FileGuard {
 
 impl Drop for FileGuard {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_file_if_exists(&self.path) {
+        let parent = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Err(e) = fs::remove_file_if_exists(&self.path).and_then(|()| fs::fsync_dir(parent)) {
             log_warning!("cannot remove {} {}: {e}", self.what, self.path.display());
         }
     }

@@ -146,6 +146,40 @@ pub fn fsync_tree(root: &Path) -> Result<u64> {
     Ok(files)
 }
 
+/// Creates `dir` and its missing ancestors, each durably: the parent of every directory
+/// created is fsynced, so that a crash cannot lose the new path above what is later written
+/// into it. Returns the directories created, the outermost first.
+pub fn create_dir_all_durable(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match std::fs::symlink_metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(at.to_path_buf());
+                match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(p) => at = p,
+                    None => break,
+                }
+            }
+            Err(e) => return Err(IoError::new("examining", at, e)),
+        }
+    }
+    missing.reverse();
+    for d in &missing {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            // Created meanwhile by someone else: theirs to make durable, and ours to use.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(IoError::new("creating", d, e)),
+        }
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(missing)
+}
+
 /// Removes `path`, treating "already gone" as success.
 pub fn remove_file_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -544,6 +578,21 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn durable_dir_creation_makes_each_missing_ancestor() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("a/b/c");
+        assert_eq!(
+            create_dir_all_durable(&deep).unwrap(),
+            [d.path().join("a"), d.path().join("a/b"), deep.clone()]
+        );
+        assert!(deep.is_dir());
+        assert!(create_dir_all_durable(&deep).unwrap().is_empty());
+        std::fs::write(d.path().join("file"), b"").unwrap();
+        let e = create_dir_all_durable(&d.path().join("file/x")).unwrap_err();
+        assert!(e.to_string().contains("file/x"), "{e}");
     }
 
     #[test]

@@ -332,8 +332,7 @@ fn place_tablespaces(
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| IoError::new("creating", parent, e))?;
+                    pitr_common::fs::create_dir_all_durable(parent)?;
                 }
             }
             Err(e) => return Err(IoError::new("examining", &dst, e).into()),
