@@ -108,44 +108,66 @@ pub fn cluster(marker: Option<u64>, systems: &[(u64, bool)]) -> Option<u64> {
     marker.or_else(|| systems.iter().rev().find(|(_, v)| *v).map(|(id, _)| *id))
 }
 
-/// The sets (`shown` names them) of database system `cluster`, and how many of other systems
-/// were left out, each with a WARNING. Retention counts those for nothing and never removes
-/// them: in a backup directory two clusters share, the newer cluster's `--keep-count` would
-/// otherwise remove every set of the older one.
-fn of_cluster<T>(
+/// The sets retention applies to, and what chose them.
+struct Ours<T> {
+    /// The sets of the chosen system, oldest first.
     sets: Vec<T>,
-    cluster: u64,
+    /// The chosen system ([`cluster`]).
+    cluster: Option<u64>,
+    /// Every set's system and validity, oldest first.
+    systems: Vec<(u64, bool)>,
+    /// How many sets of other systems were left out.
+    others: usize,
+}
+
+/// The sets (`shown` names them) of the database system [`cluster`] chooses given the archive's
+/// `marker`; each set of another system is left out with a WARNING. Retention counts those for
+/// nothing and never removes them: in a backup directory two clusters share, the newer
+/// cluster's `--keep-count` would otherwise remove every set of the older one.
+fn of_cluster<T>(
+    marker: Option<u64>,
+    sets: Vec<T>,
     system: impl Fn(&T) -> u64,
+    valid: impl Fn(&T) -> bool,
     shown: impl Fn(&T) -> String,
-) -> (Vec<T>, usize) {
-    let (ours, theirs): (Vec<T>, Vec<T>) = sets.into_iter().partition(|s| system(s) == cluster);
+) -> Ours<T> {
+    let systems: Vec<(u64, bool)> = sets.iter().map(|s| (system(s), valid(s))).collect();
+    let chosen = cluster(marker, &systems);
+    let Some(id) = chosen else {
+        return Ours {
+            sets,
+            cluster: None,
+            systems,
+            others: 0,
+        };
+    };
+    let (ours, theirs): (Vec<T>, Vec<T>) = sets.into_iter().partition(|s| system(s) == id);
     for s in &theirs {
         log_warning!(
-            "backup set {} is of database system {}, not {cluster}, the one this retention applies to; it is left alone",
+            "backup set {} is of database system {}, not {id}, the one this retention applies to; it is left alone",
             shown(s),
             system(s)
         );
     }
-    (ours, theirs.len())
+    Ours {
+        sets: ours,
+        cluster: chosen,
+        systems,
+        others: theirs.len(),
+    }
 }
 
 /// The error when no set of the sets retention applies to is valid. When other systems' sets
 /// are valid, the archive is probably the wrong one (a configuration copied between clusters):
 /// the error says so, as the marker check does.
-fn no_valid_set(
-    archive: Archive<'_>,
-    shown: &str,
-    cluster: Option<u64>,
-    systems: &[(u64, bool)],
-    others: usize,
-) -> anyhow::Error {
-    if let Some(newest) = self::cluster(None, systems).filter(|id| Some(*id) != cluster) {
+fn no_valid_set<T>(archive: Archive<'_>, shown: &str, ours: &Ours<T>) -> anyhow::Error {
+    if let Some(newest) = cluster(None, &ours.systems).filter(|id| Some(*id) != ours.cluster) {
         if let Err(e) = check_marker(archive, newest) {
             return e;
         }
     }
-    let of = match cluster {
-        Some(id) if others > 0 => format!(" of database system {id}"),
+    let of = match ours.cluster {
+        Some(id) if ours.others > 0 => format!(" of database system {id}"),
         _ => String::new(),
     };
     Failure::new(format!(
@@ -262,7 +284,6 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         Err(e) => return Err(fs::IoError::new("examining", backup_dir, e).into()),
     }
     finish_interrupted(backup_dir, cfg.dry_run)?;
-    let marker = archive_system(archive)?;
     let found: Vec<(FoundSet, Option<String>)> = backupset::list_local(backup_dir)?
         .into_iter()
         .map(|s| {
@@ -270,20 +291,14 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
             (s, why)
         })
         .collect();
-    let systems: Vec<(u64, bool)> = found
-        .iter()
-        .map(|(s, why)| (s.meta.system_identifier, why.is_none()))
-        .collect();
-    let cluster = cluster(marker, &systems);
-    let (found, others) = match cluster {
-        Some(id) => of_cluster(
-            found,
-            id,
-            |(s, _)| s.meta.system_identifier,
-            |(s, _)| s.meta_path.display().to_string(),
-        ),
-        None => (found, 0),
-    };
+    let mut ours = of_cluster(
+        archive_system(archive)?,
+        found,
+        |(s, _)| s.meta.system_identifier,
+        |(_, why)| why.is_none(),
+        |(s, _)| s.meta_path.display().to_string(),
+    );
+    let found = std::mem::take(&mut ours.sets);
     for (s, why) in &found {
         if let Some(why) = why {
             log_warning!("backup set {} is not valid: {why}", s.meta_path.display());
@@ -301,9 +316,7 @@ pub fn run(cfg: &Config, archive: Archive<'_>) -> anyhow::Result<()> {
         return Err(no_valid_set(
             archive,
             &backup_dir.display().to_string(),
-            cluster,
-            &systems,
-            others,
+            &ours,
         ));
     };
     let mut total = 0;
@@ -361,22 +374,14 @@ pub fn run_store(
             );
         }
     }
-    let marker = archive_system(archive)?;
-    let sets = objsets::list(&store).map_err(failure)?;
-    let systems: Vec<(u64, bool)> = sets
-        .iter()
-        .map(|s| (s.meta.system_identifier, s.invalid.is_none()))
-        .collect();
-    let cluster = cluster(marker, &systems);
-    let (sets, others) = match cluster {
-        Some(id) => of_cluster(
-            sets,
-            id,
-            |s| s.meta.system_identifier,
-            |s| format!("{url}/{}", s.meta_key),
-        ),
-        None => (sets, 0),
-    };
+    let mut ours = of_cluster(
+        archive_system(archive)?,
+        objsets::list(&store).map_err(failure)?,
+        |s| s.meta.system_identifier,
+        |s| s.invalid.is_none(),
+        |s| format!("{url}/{}", s.meta_key),
+    );
+    let sets = std::mem::take(&mut ours.sets);
     for s in &sets {
         if let Some(why) = &s.invalid {
             log_warning!("backup set {url}/{} is not valid: {why}", s.meta_key);
@@ -389,13 +394,7 @@ pub fn run_store(
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let keep = choose(&started, now, *keep_days, *keep_count);
     let Some(oldest_kept) = keep.iter().position(|k| *k) else {
-        return Err(no_valid_set(
-            archive,
-            &url.to_string(),
-            cluster,
-            &systems,
-            others,
-        ));
+        return Err(no_valid_set(archive, &url.to_string(), &ours));
     };
     let mut count = 0;
     let mut total = 0;
