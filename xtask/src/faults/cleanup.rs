@@ -100,8 +100,11 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     };
     let run_b = base.join("run-backups");
     let run_a = base.join("run-archive");
+    // A killed run's own temporary record is another host's to the next run until it is stale
+    // (an hour): stale at once here, as the campaign's next run must leave nothing behind.
     let retention = || {
         Call::new(ctx, "pitr-cleanup")
+            .env("PITR_TEST_STALE_TEMP_SECS", "0")
             .arg("--backup-dir")
             .arg(&run_b)
             .arg("--archive")

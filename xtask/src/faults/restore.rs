@@ -66,7 +66,8 @@ pub fn run(ctx: &Ctx, tally: &mut Tally) -> Result<()> {
     for s in &segments {
         bytes.insert(s.clone(), fs::read(cluster.wal_dir().join(s))?);
     }
-    cluster.stop();
+    // The server stays up, as under a real restore_command: only a running server's calls wait
+    // for a missing segment and start a prefetch worker.
     let data = cluster.data_dir().to_path_buf();
     let pg_wal = data.join("pg_wal");
     // A segment name no archive holds: far after the others.
