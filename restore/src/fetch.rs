@@ -85,9 +85,14 @@ struct CallerWatch {
 
 impl CallerWatch {
     fn new(data_dir: &Path) -> Self {
+        // A single-user backend writes its pid negated.
         let postmaster = std::fs::read_to_string(data_dir.join(pg::POSTMASTER_PID))
             .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()));
+            .and_then(|t| {
+                t.lines()
+                    .next()
+                    .and_then(|l| l.trim().trim_start_matches('-').parse().ok())
+            });
         CallerWatch {
             parent: signal::parent_pid(),
             postmaster,
