@@ -836,12 +836,18 @@ mod tests {
         assert!(!hostname().is_empty());
     }
 
+    /// The pid of a process that has exited.
+    fn dead_pid() -> u32 {
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let pid = dead.id();
+        dead.wait().unwrap();
+        pid
+    }
+
     #[test]
     fn sweep_removes_an_intent_record_its_dead_writer_never_linked() {
         let d = tempfile::tempdir().unwrap();
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = dead.id();
-        dead.wait().unwrap();
+        let dead_pid = dead_pid();
         let torn = d
             .path()
             .join(format!(".{INTENT_PREFIX}vm-meta-x.pitr-tmp.{dead_pid}"));
@@ -870,9 +876,7 @@ mod tests {
     #[test]
     fn sweep_leaves_another_hosts_unfinished_write_alone() {
         let d = tempfile::tempdir().unwrap();
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = dead.id();
-        dead.wait().unwrap();
+        let dead_pid = dead_pid();
         let files = vec!["vm-data-x.tar.zst".to_string()];
         let mut record = IntentRecord::ours(IntentAction::Write, "vm-meta-x", &files);
         record.pid = Some(dead_pid);

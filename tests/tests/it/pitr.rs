@@ -899,6 +899,30 @@ impl RetentionFixture {
         (backup_files, wal)
     }
 
+    /// Checks that exactly `gone_b` went from the copy `b` of the backup directory and
+    /// `gone_a` from the copy `a` of the archive (its lock aside), nothing else.
+    fn assert_removed(
+        &self,
+        (b, a): (&Path, &Path),
+        gone_b: &[String],
+        gone_a: &[String],
+        label: &str,
+        out: &CmdResult,
+    ) {
+        assert_eq!(
+            pitr_tests::dir_names(b),
+            minus(&pitr_tests::dir_names(&self.drill.backups), gone_b),
+            "{label}: backup files left\n{out}"
+        );
+        let mut left = pitr_tests::dir_names(a);
+        left.retain(|n| n != CLEANUP_LOCK);
+        assert_eq!(
+            left,
+            minus(&self.archive_names, gone_a),
+            "{label}: archive left\n{out}"
+        );
+    }
+
     /// Runs retention with `args` on a fresh copy and checks that exactly the sets not in
     /// `kept` and the WAL before the oldest kept set's `Min-Xlog` went, nothing else.
     fn check(&self, label: &str, args: &[&str], kept: &[usize]) -> CmdResult {
@@ -918,19 +942,8 @@ impl RetentionFixture {
         let out = retention(&b, &a).args(args).succeeds();
         let (gone_b, gone_a) = self.expected_removal(kept);
         assert!(!gone_a.is_empty(), "{label}: the scenario removes no WAL");
-        assert_eq!(
-            pitr_tests::dir_names(&b),
-            minus(&pitr_tests::dir_names(&self.drill.backups), &gone_b),
-            "{label}: backup files left\n{out}"
-        );
-        let mut left = pitr_tests::dir_names(&a);
-        left.retain(|n| n != CLEANUP_LOCK);
-        assert_eq!(
-            left,
-            minus(&self.archive_names, &gone_a),
-            "{label}: archive left\n{out}"
-        );
-        assert!(left.contains(&"00000001.history".to_owned()));
+        self.assert_removed((&b, &a), &gone_b, &gone_a, label, &out);
+        assert!(pitr_tests::dir_names(&a).contains(&"00000001.history".to_owned()));
         // What it said it removed is what went.
         let mut said: Vec<String> = removal_lines(&out).into_iter().map(|(p, _)| p).collect();
         said.sort();
@@ -989,14 +1002,7 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
             f.sets[2].files[0]
         ));
         let (gone_b, gone_a) = f.expected_removal(&[1, 2]);
-        assert_eq!(
-            pitr_tests::dir_names(&b),
-            minus(&pitr_tests::dir_names(&f.drill.backups), &gone_b),
-            "{out}"
-        );
-        let mut left = pitr_tests::dir_names(&a);
-        left.retain(|n| n != CLEANUP_LOCK);
-        assert_eq!(left, minus(&f.archive_names, &gone_a), "{out}");
+        f.assert_removed((&b, &a), &gone_b, &gone_a, "damaged", &out);
     }
 
     // A backup directory two clusters share: retention applies to the sets of the archive's
@@ -1017,17 +1023,7 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
         ))
         .stderr_contains("1 backup sets removed");
         let gone_a = wal_below(&f.archive_names, &f.sets[kept_ours].min_xlog);
-        assert_eq!(
-            pitr_tests::dir_names(&b),
-            minus(
-                &pitr_tests::dir_names(&f.drill.backups),
-                &f.sets[gone].files
-            ),
-            "{label}: backup files left\n{out}"
-        );
-        let mut left = pitr_tests::dir_names(&a);
-        left.retain(|n| n != CLEANUP_LOCK);
-        assert_eq!(left, minus(&f.archive_names, &gone_a), "{label}\n{out}");
+        f.assert_removed((&b, &a), &f.sets[gone].files, &gone_a, label, &out);
     }
 
     // A meta file that cannot be read: its set is left alone, and a WARNING says so.
@@ -1165,14 +1161,7 @@ fn pitr_retention_removes_old_sets_and_their_wal_and_keeps_the_newest() {
             pause.display()
         ));
         let (gone_b, _) = f.expected_removal(&[2]);
-        assert_eq!(
-            pitr_tests::dir_names(&b),
-            minus(&pitr_tests::dir_names(&f.drill.backups), &gone_b),
-            "{out}"
-        );
-        let mut left = pitr_tests::dir_names(&a);
-        left.retain(|n| n != CLEANUP_LOCK);
-        assert_eq!(left, f.archive_names, "{out}");
+        f.assert_removed((&b, &a), &gone_b, &[], "paused-meanwhile", &out);
     }
 
     // On the real directories: a dry run lists, with sizes, exactly what the real run then
