@@ -164,6 +164,16 @@ pub(crate) fn load_state(
             );
             s.clear();
         }
+        // A record made ahead is trusted for one content only; one without its content line
+        // (hand-made, or damaged) names none. (An old retry state of PostgreSQL's own call,
+        // which never had one, still counts.)
+        None if s.ahead_of().is_some() => {
+            log_warning!(
+                "the delivery record of {name} in {} names no content; delivering it again",
+                dir.display()
+            );
+            s.clear();
+        }
         _ => {}
     }
     s.set_content(content);
@@ -483,10 +493,14 @@ pub(crate) fn record(
                     if asked {
                         log_warning!("{line}");
                     } else {
+                        // Warned of by the call PostgreSQL makes for it, from the record.
                         log_verbose!("{line}");
                     }
                 }
                 if let Some(s) = states[i].as_mut() {
+                    if outcome == PutOutcome::AlreadyIdentical && !asked {
+                        s.mark_identical(d.location.key());
+                    }
                     s.mark_delivered(d.location.key());
                 }
             }
@@ -699,6 +713,17 @@ fn answer_from_record(cfg: &Config, s: &DeliveryState) -> anyhow::Result<bool> {
         "{} was delivered {how}; its record matches the file ({content})",
         cfg.wal_name
     );
+    // SPEC: the same name already archived with identical content is success, logged as a
+    // warning, by the call for it even when the finding was made ahead.
+    for key in s.identical() {
+        if let Some(d) = cfg.destinations.iter().find(|d| d.location.key() == key) {
+            log_warning!(
+                "{} is already archived in {} with identical content; not sent again",
+                cfg.wal_name,
+                d.location
+            );
+        }
+    }
     s.remove()?;
     sweep_killed_writers(cfg);
     crate::worker::start_if_needed(cfg);

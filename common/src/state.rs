@@ -6,8 +6,10 @@
 //! (archive-ahead), so that PostgreSQL's call for it answers at once. It is a text file written
 //! durably: location keys ([`crate::location::Location::key`]: kind, codec and target), one per
 //! line, a `content SIZE CRC32C` line naming the content those destinations hold, and for a
-//! segment delivered ahead an `ahead-of NAME` line naming the call that delivered it. A record
-//! whose content line differs from the file PostgreSQL hands over is never used.
+//! segment delivered ahead an `ahead-of NAME` line naming the call that delivered it and an
+//! `identical KEY` line for each destination that already held the same content (the call
+//! answered from the record logs the warning SPEC asks for). A record whose content line
+//! differs from the file PostgreSQL hands over is never used.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,11 +49,13 @@ pub struct DeliveryState {
     delivered: BTreeSet<String>,
     content: Option<Content>,
     ahead_of: Option<String>,
+    identical: BTreeSet<String>,
 }
 
 const HEADER: &str = "# pitr-archive delivery state: destinations that hold this file\n";
 const CONTENT: &str = "content ";
 const AHEAD_OF: &str = "ahead-of ";
+const IDENTICAL: &str = "identical ";
 const SUFFIX: &str = ".state";
 
 impl DeliveryState {
@@ -90,6 +94,16 @@ impl DeliveryState {
         self.delivered.insert(key);
     }
 
+    /// Records that the destination with this key already held the same content (in memory).
+    pub fn mark_identical(&mut self, key: String) {
+        self.identical.insert(key);
+    }
+
+    /// The keys of the destinations that already held the same content when it was delivered.
+    pub fn identical(&self) -> impl Iterator<Item = &str> {
+        self.identical.iter().map(String::as_str)
+    }
+
     /// The content the recorded destinations hold, when the record names it.
     pub fn content(&self) -> Option<Content> {
         self.content
@@ -115,6 +129,7 @@ impl DeliveryState {
         self.delivered.clear();
         self.content = None;
         self.ahead_of = None;
+        self.identical.clear();
     }
 
     /// Writes the state durably.
@@ -125,6 +140,9 @@ impl DeliveryState {
         }
         if let Some(a) = &self.ahead_of {
             text.push_str(&format!("{AHEAD_OF}{a}\n"));
+        }
+        for k in &self.identical {
+            text.push_str(&format!("{IDENTICAL}{k}\n"));
         }
         for k in &self.delivered {
             text.push_str(k);
@@ -163,6 +181,8 @@ impl DeliveryState {
                 }
             } else if let Some(rest) = line.strip_prefix(AHEAD_OF) {
                 self.ahead_of = Some(rest.to_string());
+            } else if let Some(rest) = line.strip_prefix(IDENTICAL) {
+                self.identical.insert(rest.to_string());
             } else {
                 self.delivered.insert(line.to_string());
             }
@@ -249,10 +269,15 @@ mod tests {
         s.mark_delivered("remote zstd:3 rsync://h/m".into());
         s.set_content(Content::of(b"segment"));
         s.set_ahead_of("000000010000000000000000");
+        s.mark_identical("remote zstd:3 rsync://h/m".into());
         s.save().unwrap();
         let s2 = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
         assert_eq!(s, s2);
         assert!(s2.is_delivered("remote zstd:3 rsync://h/m"));
+        assert_eq!(
+            s2.identical().collect::<Vec<_>>(),
+            ["remote zstd:3 rsync://h/m"]
+        );
         assert_eq!(s2.content(), Some(Content::of(b"segment")));
         assert_eq!(s2.ahead_of(), Some("000000010000000000000000"));
         s2.remove().unwrap();
@@ -292,7 +317,7 @@ mod tests {
         std::fs::write(&path, "content 16777216 zz\nlocal none /a\n").unwrap();
         let s = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
         assert!(s.is_empty() && s.content().is_none());
-        // An old record (no content line) still counts, as before.
+        // An old retry state of PostgreSQL's own call (no content line) still counts, as before.
         std::fs::write(&path, "# header\nlocal none /a\n").unwrap();
         let s = DeliveryState::load(d.path(), "000000010000000000000001").unwrap();
         assert!(s.is_delivered("local none /a") && s.content().is_none());

@@ -1448,8 +1448,10 @@ pub(crate) fn ready_backlog(name: &str, n: usize) -> (Cluster, Vec<String>) {
 /// and them to a worker it starts, which delivers them in batches of `--archive-ahead` to the
 /// rsync destination and records each, stopping at the first segment not ready; the call
 /// answers from the worker's record of its own segment. A record whose content line differs
-/// from the file is not trusted (the segment is delivered again, found identical); a call
-/// answered from a record needs no destination at all (the daemon is stopped). A call that
+/// from the file, or that names none, is not trusted (the segment is delivered again, found
+/// identical); a call
+/// answered from a record needs no destination at all (the daemon is stopped), and one whose
+/// segment the worker found already archived with identical content logs SPEC's warning. A call that
 /// failed (the daemon down) delivers its retry's batch itself, records the segments after it,
 /// and starts no worker. The archive ends up with every segment, byte for byte, and the state
 /// dir empty.
@@ -1466,6 +1468,9 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
     for seg in &s[5..] {
         hold_back(&cluster, seg);
     }
+    // The fourth is there already, uncompressed and identical: success, and the warning SPEC
+    // asks for comes with PostgreSQL's call for it, answered from the record.
+    std::fs::write(rsyncd.dir().join(&s[3]), cluster.wal_file(&s[3])).unwrap();
 
     // The worker's batches, the asked segment first (it holds the call's stderr until it
     // ends); the call answers from the worker's record.
@@ -1527,10 +1532,32 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
         " with identical content; not sent again",
     ]);
 
+    // A record made ahead that names no content is worth nothing either.
+    let record = state.join(format!("{}.state", s[2]));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let contentless: String = text
+        .lines()
+        .filter(|l| !l.starts_with("content "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&record, contentless).unwrap();
+    let again = call(&s[2]);
+    again.stderr_contains(&format!(
+        "WARNING : the delivery record of {} in {} names no content; delivering it again",
+        s[2],
+        state.display()
+    ));
+    again.stderr_line_with(&[
+        &format!("WARNING : {} is already archived in ", s[2]),
+        &rsyncd.url(),
+        " with identical content; not sent again",
+    ]);
+
     // Answered from the records alone: no destination is asked.
     rsyncd.stop();
-    for seg in &s[2..5] {
-        call(seg)
+    for seg in &s[3..5] {
+        let answered = call(seg);
+        answered
             .stderr_contains(&format!(
                 " : LOG : {seg} was delivered ahead with {}; its record matches the file",
                 s[0]
@@ -1538,6 +1565,16 @@ fn archive_ahead_delivers_ready_segments_in_batches_and_answers_from_its_records
             .stderr_contains(&format!(
                 " : LOG : Segment pg_wal/{seg} successfully sent to all destinations."
             ));
+        let warned = format!(" : WARNING : {seg} is already archived in ");
+        if *seg == s[3] {
+            answered.stderr_line_with(&[
+                &warned,
+                &rsyncd.url(),
+                " with identical content; not sent again",
+            ]);
+        } else {
+            answered.stderr_lacks(&warned);
+        }
     }
     assert_eq!(
         pitr_tests::archive_state_names(&state),
