@@ -234,16 +234,17 @@ pub fn check_local_dir(loc: &Location, dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The copy of a WAL name already in a local directory, in whichever stored form.
-fn existing_local(dir: &Path, wal_name: &str) -> anyhow::Result<Option<(String, Stored)>> {
+/// The copies of a WAL name already in a local directory, in every stored form there.
+fn existing_local(dir: &Path, wal_name: &str) -> anyhow::Result<Vec<(String, Stored)>> {
+    let mut found = Vec::new();
     for (name, stored) in compress::stored_names(wal_name, Codec::None) {
         match std::fs::symlink_metadata(dir.join(&name)) {
-            Ok(_) => return Ok(Some((name, stored))),
+            Ok(_) => found.push((name, stored)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(fs::IoError::new("examining", dir.join(&name), e).into()),
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn put_local(
@@ -286,25 +287,29 @@ fn put_local(
     Ok(PutOutcome::Stored)
 }
 
-/// Compares an existing archived copy, in any stored form, with the payload: `None` when there
-/// is none.
+/// Compares the existing archived copies, in every stored form there, with the payload: `None`
+/// when there is none. Every form counts, not the first found: a reader may take any of them
+/// (restore prefers its own codec's), so one that differs is different content.
 fn compare_local(
     loc: &Location,
     dir: &Path,
     p: &Payload<'_>,
 ) -> anyhow::Result<Option<PutOutcome>> {
-    let Some((name, stored)) = existing_local(dir, p.wal_name)? else {
+    let found = existing_local(dir, p.wal_name)?;
+    if found.is_empty() {
         return Ok(None);
-    };
-    let path = dir.join(&name);
-    let existing = fs::read(&path)?;
-    let outcome = compare(loc, p, &name, stored, &existing)?;
-    // The copy may be from a run that crashed before its fsync: make it durable now.
-    let f = fs::open(&path)?;
-    f.sync_all()
-        .map_err(|e| fs::IoError::new("fsyncing", &path, e))?;
+    }
+    for (name, stored) in found {
+        let path = dir.join(&name);
+        let existing = fs::read(&path)?;
+        compare(loc, p, &name, stored, &existing)?;
+        // The copy may be from a run that crashed before its fsync: make it durable now.
+        let f = fs::open(&path)?;
+        f.sync_all()
+            .map_err(|e| fs::IoError::new("fsyncing", &path, e))?;
+    }
     fs::fsync_dir(dir)?;
-    Ok(Some(outcome))
+    Ok(Some(PutOutcome::AlreadyIdentical))
 }
 
 /// The scratch copy handed to rsync: the stored bytes under the archived name, with the WAL
@@ -477,12 +482,17 @@ fn put_rsync(
     };
     let mut stage_dir = opts.scratch_dir.clone();
     for (i, p) in payloads.iter().enumerate() {
-        if let Some((name, stored)) = forms[i].iter().find(|(n, _)| got.contains(n)) {
-            outcomes[i] = Some(
-                fs::read(&opts.scratch_dir.join(name))
-                    .map_err(anyhow::Error::from)
-                    .and_then(|existing| compare(loc, p, name, *stored, &existing)),
-            );
+        // Every stored form there is compared, not the first found (see `compare_local`).
+        let present: Vec<&(String, Stored)> =
+            forms[i].iter().filter(|(n, _)| got.contains(n)).collect();
+        if !present.is_empty() {
+            outcomes[i] = Some(present.into_iter().try_fold(
+                PutOutcome::AlreadyIdentical,
+                |_, (name, stored)| {
+                    let existing = fs::read(&opts.scratch_dir.join(name))?;
+                    compare(loc, p, name, *stored, &existing)
+                },
+            ));
             continue;
         }
         let file_name = loc.file_name(p.wal_name);
@@ -719,6 +729,51 @@ mod tests {
         );
         let on_disk = std::fs::read(d.path().join("000000010000000000000001.zst")).unwrap();
         assert_eq!(on_disk, stored);
+    }
+
+    /// Two stored forms of one name, the first looked at identical and another different: a
+    /// reader may take either (restore prefers its own codec's), so the call is refused, for
+    /// every codec of the destination, and neither copy is touched.
+    #[test]
+    fn every_stored_form_there_is_compared_not_the_first_found() {
+        let d = tempfile::tempdir().unwrap();
+        let o = opts(d.path());
+        let seg = "000000010000000000000001";
+        let ours = vec![5u8; 100_000];
+        let theirs = vec![6u8; 100_000];
+        std::fs::write(d.path().join(seg), &ours).unwrap();
+        let gz = Codec::Gzip(1).compress(&theirs).unwrap();
+        std::fs::write(d.path().join(format!("{seg}.gz")), &gz).unwrap();
+        for codec in [Codec::None, Codec::Gzip(1), Codec::Zstd(2)] {
+            let stored = codec.compress(&ours).unwrap();
+            let get = || -> anyhow::Result<Body<'_>> { Ok(Body::Borrowed(&stored)) };
+            let p = Payload {
+                wal_name: seg,
+                plain: &ours,
+                stored: &get,
+                mtime: None,
+            };
+            let loc = Location::dir(codec, d.path());
+            let err = deliver(&loc, &p, None, &o).unwrap_err();
+            let form = if codec == Codec::Gzip(1) {
+                String::new()
+            } else {
+                format!(" (as {seg}.gz)")
+            };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{seg} is already archived in {loc} with different content{form}; the archived file was left untouched"
+                ),
+                "{codec}"
+            );
+        }
+        assert_eq!(std::fs::read(d.path().join(seg)).unwrap(), ours);
+        assert_eq!(
+            std::fs::read(d.path().join(format!("{seg}.gz"))).unwrap(),
+            gz
+        );
+        assert!(!d.path().join(format!("{seg}.zst")).exists());
     }
 
     /// Defect 2 of the fault campaign: after `SEG.zst`, a different `SEG` was accepted as

@@ -205,8 +205,16 @@ fn look_and_write(
     looked: std::time::Instant,
 ) -> Step {
     let forms: Vec<(String, Stored)> = compress::stored_names(p.wal_name, loc.codec).collect();
-    if let Some((key, stored)) = present(&forms, listed, None).into_iter().next() {
-        return Step::Done(compare(store, loc, p, &key, stored));
+    // Every stored form there is compared, not the first found: a reader may take any of them.
+    let there = present(&forms, listed, None);
+    if !there.is_empty() {
+        return Step::Done(
+            there
+                .into_iter()
+                .try_fold(PutOutcome::AlreadyIdentical, |_, (key, stored)| {
+                    compare(store, loc, p, &key, stored)
+                }),
+        );
     }
     let body = match (p.stored)() {
         Ok(body) => body.to_bytes(),

@@ -79,7 +79,7 @@ fn wal_path(name: &str) -> String {
 
 /// A started cluster (archive_mode off, 16 MiB segments) with one completed segment; returns
 /// the segment name.
-fn cluster_with_segment(name: &str) -> (Cluster, String) {
+pub(crate) fn cluster_with_segment(name: &str) -> (Cluster, String) {
     cluster_with_segment_opts(name, keep_wal())
 }
 

@@ -1963,3 +1963,81 @@ fn s3_monitor_verify_checks_the_crc_recorded_with_a_plain_object() {
         "{out}"
     );
 }
+
+/// SPEC, "Integrity, every stored form": an archive holding a WAL name in two forms, the plain
+/// copy identical and the `.gz` copy different, refuses the segment in every location kind. A
+/// reader may take either form (restore prefers its own codec's), so the first form found is
+/// not the answer: every form there is compared. Nothing is written or replaced.
+#[test]
+fn a_name_held_in_two_forms_is_compared_in_both_in_every_location_kind() {
+    let garage = GarageCluster::start();
+    let work = PgTempDir::new("two-forms");
+    let config = garage.pitr_config(work.path());
+    let (cluster, segment) = crate::archive::cluster_with_segment("two-forms");
+    let ours = cluster.wal_file(&segment);
+    let mut theirs = ours.clone();
+    let middle = theirs.len() / 2;
+    theirs[middle] ^= 0xff;
+    let gz = pitr_common::compress::Codec::Gzip(1)
+        .compress(&theirs)
+        .unwrap();
+    let gz_name = format!("{segment}.gz");
+
+    let local = cluster.root().subdir("archive");
+    pg_user().write_file(&local.join(&segment), &ours);
+    pg_user().write_file(&local.join(&gz_name), &gz);
+    let rsyncd = pitr_tests::RsyncDaemon::start("wal_archive");
+    std::fs::write(rsyncd.dir().join(&segment), &ours).unwrap();
+    std::fs::write(rsyncd.dir().join(&gz_name), &gz).unwrap();
+    let objects = store(&garage, "two-forms/wal");
+    objects.put_new(&segment, ours.clone()).unwrap();
+    objects.put_new(&gz_name, gz.to_vec()).unwrap();
+
+    let places = [
+        ("--dst-local", local.display().to_string()),
+        ("--dst-remote", rsyncd.url()),
+        ("--dst-remote", wal_url(&garage, "two-forms/wal")),
+    ];
+    for (option, place) in &places {
+        let refused = Tool::new("pitr-archive")
+            .as_pg_user()
+            .args(["--config-file", &config.to_string_lossy()])
+            .args([option.to_string(), format!("zstd={place}")])
+            .arg("--data-dir")
+            .arg(cluster.data_dir())
+            .arg(format!("pg_wal/{segment}"))
+            .run();
+        refused.failure_with_status(2);
+        refused.stderr_line_with(&[
+            " : ERROR : ",
+            &format!("{segment} is already archived in zstd:2="),
+            place,
+            &format!(
+                " with different content (as {gz_name}); the archived file was left untouched"
+            ),
+        ]);
+    }
+    for dir in [local.as_path(), rsyncd.dir()] {
+        let archived = pitr_tests::ArchiveDir::new(dir);
+        assert_eq!(
+            archived.names(),
+            [segment.clone(), gz_name.clone()],
+            "{}",
+            dir.display()
+        );
+        assert_eq!(archived.raw(&segment), ours);
+        assert_eq!(archived.raw(&gz_name), gz);
+    }
+    let mut keys: Vec<String> = objects
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [".pitr-cluster".to_string(), segment.clone(), gz_name]
+    );
+    assert_eq!(objects.get(&segment).unwrap().unwrap(), ours);
+}
