@@ -15,6 +15,7 @@ use anyhow::Context;
 use pitr_common::backupset::{self, FileType, Meta, XLOGS_MARKER};
 use pitr_common::checksum::{self, SumLine};
 use pitr_common::exit::{self, Failure};
+use pitr_common::history::Span;
 use pitr_common::location::Target;
 use pitr_common::manifest::{unix_seconds, WalRange};
 use pitr_common::objstore::Store;
@@ -407,7 +408,10 @@ fn file_types(cfg: &Config) -> Vec<FileType> {
 /// What the data part of a backup produced (steps 5 to 7).
 struct DataPart {
     label: String,
+    /// The start's timeline, the start and the stop location (the meta file's).
     range: WalRange,
+    /// The timelines the backup's WAL passes through, oldest first.
+    spans: Vec<Span>,
     files: u64,
     data_bytes: u64,
 }
@@ -461,6 +465,7 @@ fn back_up_data(
     if wait_for_archive.is_some() {
         log_info!("pg_backup_stop waits for the backup's WAL to be archived (--skip-xlogs)");
     }
+    test_hold_before_stop();
     let stop = session.stop_backup(wait_for_archive)?;
     log_info!("pg_backup_stop returned {}", stop.stop_lsn);
     let backup_label = session::parse_label(&stop.label_file)?;
@@ -476,7 +481,15 @@ fn back_up_data(
         start: backup_label.start_lsn,
         end: stop.stop_lsn,
     };
-    copier.finish(&[range])?;
+    let spans = xlog::spans(
+        &cfg.wal,
+        cfg.s3.as_ref(),
+        &cfg.data_dir,
+        session.facts().in_recovery,
+        (range.timeline, range.start, range.end),
+        session.facts().system_identifier,
+    )?;
+    copier.finish(&manifest_ranges(&spans))?;
     let data_bytes = data_stream.bytes();
     let data_sizes = set.commit(data_stream)?;
     log_info!(
@@ -491,10 +504,42 @@ fn back_up_data(
     let part = DataPart {
         label,
         range,
+        spans,
         files,
         data_bytes,
     };
     Ok((part, progress))
+}
+
+/// Test hook: with `PITR_TEST_BACKUP_HOLD=FILE`, the copy done, the backup waits (120 s at
+/// most) until `FILE` is gone before it ends backup mode, so that a test can change what the
+/// server does between the two (a standby following a timeline switch).
+fn test_hold_before_stop() {
+    let Some(hold) = std::env::var_os("PITR_TEST_BACKUP_HOLD").map(std::path::PathBuf::from) else {
+        return;
+    };
+    log_info!(
+        "holding before pg_backup_stop while {} exists",
+        hold.display()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while hold.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The manifest's `WAL-Ranges`: one per timeline, the newest first, as PostgreSQL's own
+/// manifest lists them (`pg_verifybackup` follows them with `pg_waldump`).
+fn manifest_ranges(spans: &[Span]) -> Vec<WalRange> {
+    spans
+        .iter()
+        .rev()
+        .map(|s| WalRange {
+            timeline: s.timeline,
+            start: s.start,
+            end: s.end,
+        })
+        .collect()
 }
 
 /// Step 8a: the backup's WAL, from `--xlogs` or `--wal-source`, into the WAL tar.
@@ -681,8 +726,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         .map_err(|e| set.explain(e))?;
     // The server is done with us; the rest is WAL collection and delivery.
     drop(session);
-    let r = part.range;
-    let segments = xlog::needed_segments(r.timeline, r.start, r.end, control.wal_segment_size)?;
+    let segments = pitr_common::history::segments(&part.spans, control.wal_segment_size);
     back_up_wal(cfg, &mut set, &segments, facts.system_identifier).map_err(|e| set.explain(e))?;
     drop(xlogs_guard);
     drop(trigger_guard);

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use pitr_common::compress::Codec;
 use pitr_common::exit::Failure;
+use pitr_common::history::{parse_history, Span};
 use pitr_common::location::Target;
 use pitr_common::objstore::{Settings, Store};
-use pitr_common::wal::{Lsn, SegSize, Timeline, WalFileName};
+use pitr_common::wal::{Lsn, Timeline, WalFileName};
 use pitr_common::{log_info, log_warning};
 use pitr_common::{objarchive, source};
 
@@ -33,24 +34,83 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often the wait is logged.
 const WAIT_LOG: Duration = Duration::from_secs(10);
 
-/// The segments holding WAL from `start` up to (not including) `stop` on `timeline`: the
-/// start segment through the one holding the byte before `stop` (PostgreSQL's
-/// `XLByteToPrevSeg` for the stop file).
-pub fn needed_segments(
-    tli: Timeline,
-    start: Lsn,
-    stop: Lsn,
-    seg_size: SegSize,
-) -> anyhow::Result<Vec<WalFileName>> {
-    let first = WalFileName::containing(tli, start, seg_size);
-    let last = WalFileName::containing(tli, Lsn(stop.0.max(start.0 + 1) - 1), seg_size);
-    let mut out = vec![first];
-    let mut cur = first;
-    while cur != last {
-        cur = cur.next(seg_size)?;
-        out.push(cur);
+/// The timelines the backup's WAL passes through from `start` (on timeline `from`, the
+/// backup label's) to `stop`, oldest first. A standby follows its primary across a timeline
+/// switch (a failover upstream of it) while it is backed up, and recovery then reads the
+/// segments from the switch on from the new timeline: naming them all on the start's timeline
+/// waited for files that never come. A standby's pg_control, read after the stop, names the
+/// timeline it has reached (`minRecoveryPointTLI`: the stop's own, PostgreSQL's `stoptli`, or a
+/// later one); past `from`, that timeline's history file (the standby's `pg_wal`, else the WAL
+/// source) says where each switch was. A primary stays on its timeline while it is backed up
+/// (a standby promoted meanwhile fails `pg_backup_stop`).
+pub fn spans(
+    input: &WalInput,
+    s3: Option<&Settings>,
+    data_dir: &Path,
+    standby: bool,
+    (from, start, stop): (Timeline, Lsn, Lsn),
+    system_identifier: u64,
+) -> anyhow::Result<Vec<Span>> {
+    let one = vec![Span {
+        timeline: from,
+        start,
+        end: stop,
+    }];
+    if !standby {
+        return Ok(one);
     }
-    Ok(out)
+    let control = pitr_common::controldata::read(data_dir, None)
+        .with_context(|| format!("reading pg_control of {}", data_dir.display()))?;
+    let newest = control.min_recovery_point_timeline;
+    if newest.0 <= from.0 {
+        return Ok(one);
+    }
+    let h = WalFileName::history(newest);
+    let pg_wal = data_dir.join(pitr_common::pg::PG_WAL);
+    let text = match std::fs::read(pg_wal.join(h.to_string())) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => history_from_source(input, s3, &h, system_identifier)?
+            .ok_or_else(|| {
+                Failure::new(format!(
+                    "the standby reached timeline {newest} during the backup, but {h} is neither in {} nor in the WAL source",
+                    pg_wal.display()
+                ))
+                .hint("archive the history file of the new timeline (the new primary's archive_command does), then back up again")
+            })?,
+        Err(e) => return Err(pitr_common::fs::IoError::new("reading", pg_wal.join(h.to_string()), e).into()),
+    };
+    let bad = |reason: String| {
+        Failure::new(format!("{h}: {reason}"))
+            .hint("the standby's timeline history does not lead from the backup's start to its stop; back up again")
+    };
+    let history = parse_history(&String::from_utf8_lossy(&text)).map_err(|e| bad(e.to_string()))?;
+    let spans = pitr_common::history::spans(&history, newest, from, start, stop)
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(last) = spans.last().filter(|s| s.timeline != from) {
+        log_info!(
+            "the standby followed a switch to timeline {} during the backup; its WAL from {} is on that timeline",
+            last.timeline,
+            last.start
+        );
+    }
+    Ok(spans)
+}
+
+/// History file `h` from the WAL source, when there is one and it holds it.
+fn history_from_source(
+    input: &WalInput,
+    s3: Option<&Settings>,
+    h: &WalFileName,
+    system_identifier: u64,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(src) = Source::open(input, s3)? else {
+        return Ok(None);
+    };
+    src.check_marker(system_identifier)?;
+    match src.find(h)? {
+        Some(found) => Ok(Some(src.read_verified(&found, h, system_identifier)?)),
+        None => Ok(None),
+    }
 }
 
 /// Where the segments are read from: a directory (`--xlogs`, or `--wal-source DIR`) or an
@@ -209,32 +269,33 @@ pub fn collect<W: Write>(
         total += data.len() as u64;
     }
     // Beyond timeline 1 the history file lets a recovery with restore_command follow the
-    // timeline; it is taken without waiting from the WAL source, else from the server's
-    // pg_wal (a history file is archived once, at the promotion, so `--xlogs` of a later
-    // backup never sees it; the server keeps it).
-    if let Some(first) = names.first() {
-        if first.timeline.0 > 1 {
-            let h = WalFileName::history(first.timeline);
-            let local = Source::Dir {
-                dir: pg_wal.to_path_buf(),
-                codec: Codec::None,
-            };
-            let found = match src.find(&h)? {
-                Some(found) => Some((&src, found)),
-                None => local.find(&h)?.map(|f| (&local, f)),
-            };
-            match found {
-                Some((from, found)) => {
-                    let data = from.read_verified(&found, &h, system_identifier)?;
-                    append(tar, &h, &data, &found, pg_wal)?;
-                }
-                None => log_warning!(
-                    "{h} is neither in {} nor in {}; the backup holds no history of timeline {}",
-                    src.shown(),
-                    pg_wal.display(),
-                    first.timeline.0
-                ),
+    // timeline (each timeline's, when the backup's WAL crosses a switch); it is taken without
+    // waiting from the WAL source, else from the server's pg_wal (a history file is archived
+    // once, at the promotion, so `--xlogs` of a later backup never sees it; the server keeps
+    // it).
+    let mut timelines: Vec<Timeline> = names.iter().map(|n| n.timeline).collect();
+    timelines.dedup();
+    for tli in timelines.into_iter().filter(|t| t.0 > 1) {
+        let h = WalFileName::history(tli);
+        let local = Source::Dir {
+            dir: pg_wal.to_path_buf(),
+            codec: Codec::None,
+        };
+        let found = match src.find(&h)? {
+            Some(found) => Some((&src, found)),
+            None => local.find(&h)?.map(|f| (&local, f)),
+        };
+        match found {
+            Some((from, found)) => {
+                let data = from.read_verified(&found, &h, system_identifier)?;
+                append(tar, &h, &data, &found, pg_wal)?;
             }
+            None => log_warning!(
+                "{h} is neither in {} nor in {}; the backup holds no history of timeline {}",
+                src.shown(),
+                pg_wal.display(),
+                tli.0
+            ),
         }
     }
     Ok(total)
@@ -311,12 +372,17 @@ fn wait_for(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use pitr_common::wal::SegSize;
 
     #[test]
     fn segments_from_start_to_the_byte_before_stop() {
         let names = |a, b| -> Vec<String> {
-            needed_segments(Timeline(1), Lsn(a), Lsn(b), SegSize::DEFAULT)
-                .unwrap()
+            let one = Span {
+                timeline: Timeline(1),
+                start: Lsn(a),
+                end: Lsn(b),
+            };
+            pitr_common::history::segments(&[one], SegSize::DEFAULT)
                 .iter()
                 .map(ToString::to_string)
                 .collect()

@@ -16,6 +16,7 @@ pub mod controldata;
 pub mod dest;
 pub mod exit;
 pub mod fs;
+pub mod history;
 pub mod label;
 pub mod location;
 pub mod lock;

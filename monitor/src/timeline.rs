@@ -15,68 +15,10 @@
 //! Pure functions of what the archive's listing and history files say; no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use pitr_common::wal::{Lsn, SegNo, SegSize, Timeline, WalFileName, WalKind};
 
-/// One line of a history file: timeline `parent` ended at `switch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The ancestor timeline.
-    pub parent: Timeline,
-    /// Where it ended (the first location of the next timeline in the list).
-    pub switch: Lsn,
-}
-
-/// A history file that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryError {
-    /// The 1-based line.
-    pub line: usize,
-    /// What is wrong.
-    pub reason: &'static str,
-}
-
-impl fmt::Display for HistoryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.reason)
-    }
-}
-
-impl std::error::Error for HistoryError {}
-
-/// Parses a history file's text (comments and blank lines skipped), checking that timelines
-/// and switch locations increase, as PostgreSQL's `readTimeLineHistory` does.
-pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
-    let mut out: Vec<HistoryEntry> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |reason| HistoryError {
-            line: i + 1,
-            reason,
-        };
-        let mut fields = line.split_whitespace();
-        let parent = fields
-            .next()
-            .and_then(|f| f.parse().ok())
-            .map(Timeline)
-            .ok_or_else(|| bad("no timeline number"))?;
-        let switch: Lsn = fields
-            .next()
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| bad("no switch location"))?;
-        if let Some(prev) = out.last() {
-            if parent <= prev.parent || switch < prev.switch {
-                return Err(bad("timelines or locations do not increase"));
-            }
-        }
-        out.push(HistoryEntry { parent, switch });
-    }
-    Ok(out)
-}
+pub use pitr_common::history::{parse_history, HistoryEntry};
 
 /// The timelines a target timeline descends through: each ancestor with the location where it
 /// ended, the target last with none.
@@ -436,32 +378,6 @@ mod tests {
             m.add(f);
         }
         m
-    }
-
-    #[test]
-    fn history_files_parse() {
-        let h = parse_history(
-            "1\t0/3000060\tno recovery target specified\n\n# c\n2\t0/5000000\tat restore point \"x\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            h,
-            [
-                HistoryEntry {
-                    parent: tl(1),
-                    switch: Lsn(0x0300_0060)
-                },
-                HistoryEntry {
-                    parent: tl(2),
-                    switch: Lsn(0x0500_0000)
-                }
-            ]
-        );
-        assert_eq!(
-            parse_history("1\tnope\n").unwrap_err().to_string(),
-            "line 1: no switch location"
-        );
-        assert!(parse_history("2\t0/5\tx\n1\t0/6\ty\n").is_err());
     }
 
     /// Timeline 1 to segment 9, timeline 2 branched in segment 7 (1 MiB segments), the old

@@ -1296,3 +1296,165 @@ fn r12_4_cleanup_killed_mid_set_is_finished_by_the_next_run() {
     assert_eq!(hidden_leftovers(&p.backups), Vec::<String>::new());
     sha256sum_check(&p.backups);
 }
+
+/// A hot standby backed up while it follows a timeline switch upstream: its primary is a
+/// standby itself, promoted while the backup runs (a failover above a cascading standby). The
+/// backup starts on timeline 1 and ends on timeline 2. pitr-backup named every segment on the
+/// start's timeline and waited for ones that never come (the segment holding the switch and
+/// those after it exist on timeline 2 only); it now takes timeline 1's segments up to the
+/// switch and timeline 2's from the segment holding it, as recovery reads them, with
+/// `00000002.history`, and its manifest lists both ranges, the newest first, as PostgreSQL's
+/// does. `pitr-restore --from-backup` restores it to a restore point made after the switch,
+/// with the row written there, and the server is promoted onto timeline 3.
+#[test]
+fn backup_of_a_standby_that_follows_a_timeline_switch_takes_each_segment_from_its_timeline() {
+    let p = Primary::new("bk-tli-primary");
+    p.cluster.psql("CREATE TABLE marker (v text)");
+    p.cluster
+        .psql("INSERT INTO marker VALUES ('before backup')");
+    let conninfo = |c: &Cluster| {
+        format!(
+            "host={} port={} user=postgres",
+            c.socket_dir().display(),
+            c.port()
+        )
+    };
+    // The middle standby archives into the primary's archive once it is promoted.
+    let middle = p.cluster.base_backup(
+        "bk-tli-middle",
+        "stream",
+        ClusterOpts::new()
+            .set("primary_conninfo", &conninfo(&p.cluster))
+            .set("archive_mode", "on"),
+    );
+    middle.write_signal(STANDBY_SIGNAL);
+    middle.start();
+    let lower = p.cluster.base_backup(
+        "bk-tli-lower",
+        "stream",
+        ClusterOpts::new().set("primary_conninfo", &conninfo(&middle)),
+    );
+    lower.write_signal(STANDBY_SIGNAL);
+    lower.start();
+    let timeout = Duration::from_secs(60);
+    let (_, lsn) = p.cluster.switch_wal_at();
+    lower.wait_replayed(&lsn, timeout);
+
+    let hold = p.work.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let running = pitr_tests::backup_tool(&lower)
+        .env("PITR_TEST_BACKUP_HOLD", &hold)
+        .arg("--dst-local")
+        .arg(format!("zstd={}", p.backups.display()))
+        .arg("--wal-source")
+        .arg(&p.archive)
+        .args(["--wal-timeout", "60"])
+        .spawn();
+    wait_until("the backup to hold before its stop", timeout, || {
+        running
+            .stderr_so_far()
+            .contains(" : LOG : holding before pg_backup_stop while ")
+            .then_some(())
+    });
+    // The failover: the old primary stops, the middle standby takes timeline 2, the lower one
+    // follows it; a restartpoint moves the lower one's minimum recovery point (where its
+    // backup stops) onto timeline 2.
+    p.cluster.stop();
+    middle.promote();
+    middle.wait_promoted(timeout);
+    middle.psql("INSERT INTO marker VALUES ('after switch')");
+    middle.psql("SELECT pg_create_restore_point('after-switch')");
+    middle.psql("CHECKPOINT");
+    let (_, lsn) = middle.switch_wal_at();
+    lower.wait_replayed(&lsn, timeout);
+    lower.psql("CHECKPOINT");
+    std::fs::remove_file(&hold).unwrap();
+    wait_for_backup_stop(&running);
+    // The stop segment reaches the archive once the new primary switches.
+    let (segment, _) = middle.switch_wal_at();
+    middle.wait_archived(&segment, timeout);
+    let done = running.wait();
+    done.success().stderr_contains(
+        " : LOG : the standby followed a switch to timeline 2 during the backup; its WAL from ",
+    );
+
+    // Each segment from its timeline: timeline 1's before the segment holding the switch,
+    // timeline 2's from it on.
+    let history = std::fs::read_to_string(middle.wal_dir().join("00000002.history")).unwrap();
+    let switch = pitr_common::history::parse_history(&history).unwrap()[0].switch;
+    let seg_size = pitr_common::wal::SegSize::DEFAULT;
+    let switch_segno = switch.segno(seg_size).0;
+    let m = meta(&p.backups);
+    let min = meta_value(&m, "Min-Xlog").unwrap();
+    let stop = meta_value(&m, "Stop-Xlog").unwrap();
+    assert!(stop.starts_with("00000002"), "Stop-Xlog {stop}");
+    let segno = |name: &str| {
+        pitr_common::wal::WalFileName::parse(name)
+            .unwrap()
+            .segno(seg_size)
+            .unwrap()
+            .0
+    };
+    let expected: Vec<String> = (segno(&min)..=segno(&stop))
+        .map(|n| {
+            let tli = if n < switch_segno { 1 } else { 2 };
+            pitr_common::wal::WalFileName::segment(
+                pitr_common::wal::Timeline(tli),
+                pitr_common::wal::SegNo(n),
+                seg_size,
+            )
+            .to_string()
+        })
+        .chain(["00000002.history".to_string()])
+        .collect();
+    let unpacked = p.work.subdir("unpacked");
+    unpack(
+        &p.backups.join(meta_value(&m, "Xlog-File").unwrap()),
+        &unpacked,
+    );
+    let mut held = pitr_tests::dir_names(&unpacked.join("pg_wal"));
+    held.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(held, expected_sorted);
+    assert!(
+        expected.iter().any(|n| n.starts_with("00000001")),
+        "the backup began after the switch: {expected:?}"
+    );
+
+    let restored = pitr_tests::pitr_util::restore_backup(
+        "bk-tli-restored",
+        Tool::new("pitr-restore")
+            .arg("--from-backup")
+            .arg(&p.backups)
+            .arg("--source")
+            .arg(&p.archive)
+            .args([
+                "--target-name",
+                "after-switch",
+                "--target-action",
+                "promote",
+            ]),
+        ClusterOpts::new(),
+    );
+    let manifest = std::fs::read_to_string(restored.data_dir().join("backup_manifest")).unwrap();
+    let ranges = &manifest[manifest.find("\"WAL-Ranges\"").unwrap()..];
+    let tl2 = ranges.find("{ \"Timeline\": 2, \"Start-LSN\": \"").unwrap();
+    let tl1 = ranges.find("{ \"Timeline\": 1, \"Start-LSN\": \"").unwrap();
+    assert!(tl2 < tl1, "{ranges}");
+    assert!(
+        ranges.contains(&format!("\"End-LSN\": \"{switch}\" }}")),
+        "{ranges}"
+    );
+    restored.start();
+    restored.wait_promoted(timeout);
+    assert_eq!(
+        restored.psql("SELECT string_agg(v, ',' ORDER BY v) FROM marker"),
+        "after switch,before backup"
+    );
+    // Promoted at the target on timeline 2: timeline 3.
+    assert_eq!(
+        restored.psql("SELECT timeline_id FROM pg_control_checkpoint()"),
+        "3"
+    );
+}
