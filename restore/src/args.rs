@@ -42,7 +42,7 @@ pitr_common::tool_args! {
                 missing file at once, and streams or retries.",
         usage = "--source <[CODEC=]DIR>... [--data-dir <DIR>]\n\
                 \x20          [--poll-interval <SECONDS>] [--finish-trigger <FILE>]\n\
-                \x20          [--recovery-delay <SECONDS>] [--streaming-replication]\n\
+                \x20          [--recovery-delay <SECONDS>] [--streaming-replication] [--no-wait]\n\
                 \x20          [--remove-unneeded [--oldest-needed <WALFILE>]\n\
                 \x20          [--remove-at-a-time <N>] [--remove-before]]\n\
                 \x20          [--removal-pause-trigger <FILE>]\n\
@@ -126,6 +126,12 @@ pitr_common::tool_args! {
         /// streams from primary_conninfo
         #[argh(switch)]
         pub streaming_replication: bool,
+
+        /// a point-in-time restore: a missing segment is the end of the archive at once (exit
+        /// 1), so that PostgreSQL stops with "recovery ended before configured recovery target
+        /// was reached" instead of waiting, open read-only, past the target
+        #[argh(switch)]
+        pub no_wait: bool,
 
         /// while waiting, remove archived segments older than the oldest one still needed
         #[argh(switch)]
@@ -711,6 +717,8 @@ pub struct Config {
     pub recovery_delay: Option<Duration>,
     /// Standby mode.
     pub streaming: bool,
+    /// A point-in-time restore: a missing segment ends the archive at once (`--no-wait`).
+    pub no_wait: bool,
     /// Removal enabled.
     pub remove_unneeded: bool,
     /// Oldest needed, if given.
@@ -814,6 +822,37 @@ fn poll_interval(
 /// when PostgreSQL runs restore_command; but an absolute `%p` inside a data directory's
 /// `pg_wal` names its data directory (`pg_rewind --restore-target-wal` runs restore_command
 /// from its own working directory with `%p` = `<target>/pg_wal/<name>`).
+/// PostgreSQL runs restore_command in its data directory and gives `%p` relative to it. A
+/// data directory copied or moved elsewhere (restored into a staging directory, then copied)
+/// keeps the restore_command written for the first one, whose `--data-dir` then names another
+/// directory: `%p` was written there, PostgreSQL did not find it, took the segment as missing
+/// and a warm spare promoted at the end of its own pg_wal. When the working directory is itself
+/// a data directory and not `given`, the call fails with 126 (recovery stops) instead. A call
+/// by hand from elsewhere (not a data directory) keeps `--data-dir`.
+fn check_runs_in(given: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(cwd) = std::env::current_dir() else {
+        return Ok(());
+    };
+    let is_data_dir =
+        cwd.join(pg::PG_VERSION).is_file() && cwd.join(pg::PG_CONTROL).is_file();
+    let same = match (std::fs::metadata(&cwd), std::fs::metadata(given)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    if !is_data_dir || same {
+        return Ok(());
+    }
+    Err(Failure::new(format!(
+        "restore_command runs in the data directory {} but its --data-dir is {}: %p would be written there",
+        cwd.display(),
+        given.display()
+    ))
+    .hint("a copied or moved data directory keeps the restore_command of the one it came from: set --data-dir in restore_command (postgresql.auto.conf) to this directory")
+    .status(exit::RESTORE_FATAL)
+    .into())
+}
+
 fn default_data_dir(p: Option<&String>) -> PathBuf {
     p.and_then(|p| pitr_common::pg::data_dir_of_wal_path(Path::new(p)))
         .unwrap_or_else(|| PathBuf::from("."))
@@ -853,6 +892,11 @@ impl WalArgs {
         })?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| default_data_dir(p));
         pitr_common::pg::check_owner(&data_dir, "pitr-restore", exit::RESTORE_USAGE)?;
+        if let (Some(given), Some(p)) = (&self.data_dir, p) {
+            if Path::new(p).is_relative() {
+                check_runs_in(given)?;
+            }
+        }
         let target = p.map(|p| data_dir.join(p));
         if target.as_ref().is_some_and(|t| t.file_name().is_none()) {
             return Err(usage(
@@ -883,6 +927,7 @@ impl WalArgs {
             finish_trigger: self.finish_trigger.clone(),
             recovery_delay: self.recovery_delay,
             streaming: self.streaming_replication,
+            no_wait: self.no_wait,
             remove_unneeded: false,
             removal_pause_trigger: None,
             poll_interval: None,
@@ -903,6 +948,7 @@ impl WalArgs {
             finish_trigger: self.finish_trigger,
             recovery_delay: self.recovery_delay.map(Duration::from_secs),
             streaming: self.streaming_replication,
+            no_wait: self.no_wait,
             remove_unneeded: self.remove_unneeded,
             oldest_needed: self.oldest_needed,
             remove_at_a_time,
@@ -921,13 +967,19 @@ impl BackupArgs {
     fn recovery_target(&self) -> anyhow::Result<Target> {
         let mut targets = Vec::new();
         if let Some(t) = &self.target_time {
-            let local = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-            let parsed = crate::recovery::parse_time(t, local).ok_or_else(|| {
+            let not_a_time = || {
                 backup_usage(
                     format!("--target-time \"{t}\" is not a time"),
                     "write YYYY-MM-DD HH:MM:SS, optionally with .ffffff and an offset like +00 or +05:30",
                 )
-            })?;
+            };
+            // A time without an offset is local time on the target's own date: the offset in
+            // force then, not now (a target across a daylight saving change moved by an hour,
+            // and recovery stopped an hour early or replayed past the mistake).
+            let now = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+            let first = crate::recovery::parse_time(t, now).ok_or_else(not_a_time)?;
+            let then = time::UtcOffset::local_offset_at(first).unwrap_or(now);
+            let parsed = crate::recovery::parse_time(t, then).ok_or_else(not_a_time)?;
             targets.push(Target::Time(parsed));
         }
         targets.extend(self.target_lsn.map(Target::Lsn));
@@ -1015,6 +1067,10 @@ impl BackupArgs {
             finish_trigger: self.finish_trigger.as_deref().map(absolute),
             recovery_delay: self.recovery_delay,
             streaming: self.standby || self.streaming_replication,
+            // A point-in-time copy must stop where the archive ends: waiting there, open
+            // read-only, it shows data past its target as if at it (a target the chosen set
+            // cannot reach: a restore point made before it).
+            no_wait: target != Target::End,
             remove_unneeded: self.remove_unneeded,
             removal_pause_trigger: self.removal_pause_trigger.as_deref().map(absolute),
             poll_interval: self.poll_interval,

@@ -21,6 +21,8 @@ pub struct CommandOptions {
     pub recovery_delay: Option<u64>,
     /// `--streaming-replication`.
     pub streaming: bool,
+    /// `--no-wait`.
+    pub no_wait: bool,
     /// `--remove-unneeded`.
     pub remove_unneeded: bool,
     /// `--removal-pause-trigger`.
@@ -83,6 +85,9 @@ impl CommandOptions {
         a.extend(self.s3.to_args());
         if self.streaming {
             a.push("--streaming-replication".into());
+        }
+        if self.no_wait {
+            a.push("--no-wait".into());
         }
         a
     }

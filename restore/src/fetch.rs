@@ -532,7 +532,8 @@ impl<'a> Call<'a> {
     }
 
     /// Step 4: a missing file. Ends the call (exit 1) for a `.history` file, while finishing,
-    /// in standby mode, or with no server running; otherwise we wait.
+    /// in a point-in-time restore (`--no-wait`), in standby mode, or with no server running;
+    /// otherwise we wait.
     fn missing(&mut self, finishing: bool) -> Option<anyhow::Result<ExitCode>> {
         let name = &self.name;
         if self.cfg.wanted.kind == WalKind::History {
@@ -544,6 +545,12 @@ impl<'a> Call<'a> {
             return Some(not_available(&format!(
                 "Got finish request: {name} is not in the archive; ending recovery"
             )));
+        }
+        if self.cfg.no_wait && !self.refused.any() {
+            log_info!(
+                "{name} is not in the archive; a point-in-time restore does not wait for it (--no-wait)"
+            );
+            return Some(Ok(ExitCode::from(exit::NOT_FOUND)));
         }
         // A file this call refused and that is gone now is being replaced (a repair removes
         // the damaged copy, then writes the good one): not the end of the archive, where a

@@ -263,7 +263,7 @@ fn pitr_drill_restores_to_time_name_xid_lsn_and_immediate() {
         // (pg_rewind --restore-target-wal).
         format!(
             "restore_command = '{} --data-dir {} --source zstd:2={} --finish-trigger {} \
-             --poll-interval 0.2 %f %p'",
+             --poll-interval 0.2 --no-wait %f %p'",
             pitr_bin("pitr-restore").canonicalize().unwrap().display(),
             c.data_dir().display(),
             d.archive.display(),
@@ -1451,6 +1451,28 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
         d.backups.display()
     ));
     unchanged(&r);
+    // A time without an offset is local time on its own date: the offset in force then, not
+    // the one in force now. TZ has a one-day daylight saving period (+02) far from today
+    // (+01), and the target falls on that day.
+    let doy: u32 = d
+        .primary
+        .psql("SELECT extract(doy FROM now())::int")
+        .parse()
+        .unwrap();
+    let (tz, day) = if doy < 180 {
+        ("STD-1DST-2,J300/0,J301/0", "2000-10-27")
+    } else {
+        ("STD-1DST-2,J100/0,J101/0", "2000-04-10")
+    };
+    let r = restore()
+        .env("TZ", tz)
+        .args(["--target-time", &format!("{day} 12:00:00")])
+        .run();
+    r.failure_with_status(2).stderr_contains(&format!(
+        "ERROR : no backup set in {} ended before the target time {day} 12:00:00.000000+02:00",
+        d.backups.display()
+    ));
+    unchanged(&r);
     // Times in messages are ISO 8601 with a zone, never a bare epoch.
     let ended = d.primary.psql(&format!(
         "SELECT to_char(to_timestamp({finished}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
@@ -1637,4 +1659,87 @@ fn pitr_from_backup_and_retention_refuse_bad_input_and_change_nothing() {
     left.retain(|n| n != CLEANUP_LOCK);
     assert_eq!(left, archive_before);
     assert_eq!(pitr_tests::dir_names(&d.backups), backups_before);
+}
+
+/// A restore point made before the latest backup cannot be reached from that set, and
+/// `--from-backup` takes the latest set for `--target-name` (only a `--target-time` tells which
+/// set reaches its target). The copy then replayed to the end of the archive and waited there
+/// for the next segment, open read-only and showing the data written after the restore point
+/// as if it were at it. A point-in-time copy's restore_command now has `--no-wait`: a missing
+/// segment is the end of the archive, and PostgreSQL stops with "recovery ended before
+/// configured recovery target was reached".
+#[test]
+fn a_target_the_chosen_set_cannot_reach_stops_the_copy_instead_of_leaving_it_open_past_it() {
+    let d = Drill::new("pitr-unreachable");
+    d.set_marker("at the restore point");
+    d.primary
+        .psql("SELECT pg_create_restore_point('before the backup')");
+    d.churn();
+    d.backup().succeeds();
+    d.set_marker("after the backup");
+    d.archive_all();
+
+    let c = d.restore(
+        "pitr-unreachable-copy",
+        &[
+            "--target-name",
+            "before the backup",
+            "--target-action",
+            "promote",
+        ],
+        ClusterOpts::new(),
+    );
+    assert!(
+        auto_conf(&c).contains(" --no-wait %f %p'"),
+        "{}",
+        auto_conf(&c)
+    );
+    // pg_ctl may see the server up (read-only, once consistent) before recovery fails.
+    let _ = c.try_start();
+    wait_until(
+        "the copy to stop at the end of the archive",
+        TIMEOUT,
+        || (!c.data_dir().join("postmaster.pid").exists()).then_some(()),
+    );
+    let log = c.server_log();
+    assert!(
+        log.contains("FATAL:  recovery ended before configured recovery target was reached"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "is not in the archive; a point-in-time restore does not wait for it (--no-wait)"
+        ),
+        "{log}"
+    );
+}
+
+/// A data directory restored in one place and copied to another keeps the restore_command
+/// written for the first, whose `--data-dir` names it. pitr-restore wrote `%p` there;
+/// PostgreSQL, running in the copy, did not find it, took the file as missing, and the copy (a
+/// warm spare) promoted at the end of its own pg_wal without the archive's WAL. The call now
+/// fails with 126, naming both directories, and the copy stops instead.
+#[test]
+fn a_copied_data_directory_is_refused_by_the_restore_command_of_the_original() {
+    let d = Drill::new("pitr-moved");
+    d.backup().succeeds();
+    d.set_marker("after the backup");
+    d.churn();
+    d.archive_all();
+    let origin = d.restore("pitr-moved-origin", &[], ClusterOpts::new());
+    let copy = origin.clone_stopped("pitr-moved-copy", ClusterOpts::new());
+    let _ = copy.try_start();
+    wait_until("the copy to stop", TIMEOUT, || {
+        (!copy.data_dir().join("postmaster.pid").exists()).then_some(())
+    });
+    let log = copy.server_log();
+    assert!(
+        log.contains(" : FATAL : restore_command runs in the data directory ")
+            && log.contains(&format!(
+                " but its --data-dir is {}: %p would be written there",
+                origin.data_dir().display()
+            )),
+        "{log}"
+    );
+    assert!(!origin.data_dir().join("pg_wal/RECOVERYXLOG").exists());
 }
