@@ -27,14 +27,14 @@ fn is_option_name(arg: &str) -> bool {
 const MAX_DEPTH: usize = 8;
 
 /// A line of a configuration file that is not an option (the text carries no path; [`read`]
-/// adds it).
+/// adds it). The line itself is never shown: a configuration file may hold credentials (an
+/// `aws_secret_access_key = ...` line written where an option was meant), and the message goes
+/// to stderr, which PostgreSQL copies into its log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line} is not an option: {text:?}")]
+#[error("line {line} is not an option (it does not start with -; its text is not shown)")]
 pub struct ParseError {
     /// The line number, from 1.
     pub line: usize,
-    /// The line as written.
-    pub text: String,
 }
 
 /// A configuration file that cannot be used.
@@ -55,15 +55,13 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
-    /// A line is not an option.
-    #[error("cannot parse line {line} of config file {}: {text:?}", path.display())]
+    /// A line is not an option (its text is not shown: see [`ParseError`]).
+    #[error("cannot parse line {line} of config file {}: it does not start with - (an option); its text is not shown, as it may hold a secret", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
         /// The line number, from 1.
         line: usize,
-        /// The line as written.
-        text: String,
     },
     /// `--config-file` is the last argument.
     #[error("option {option} needs a file name")]
@@ -90,10 +88,7 @@ pub fn parse(text: &str) -> Result<Vec<String>, ParseError> {
         }
         // "-" alone, "--" alone, or anything not starting with "-" is not an option.
         if !line.starts_with('-') || line == "-" || line == "--" {
-            return Err(ParseError {
-                line: index + 1,
-                text: raw.to_string(),
-            });
+            return Err(ParseError { line: index + 1 });
         }
         // The option name ends at the first '=' or whitespace, whichever comes first. After '='
         // the value is the rest of the line as is; after whitespace, the rest without the
@@ -126,7 +121,6 @@ pub fn read(path: &Path) -> Result<Vec<String>, Error> {
     parse(&text).map_err(|e| Error::Parse {
         path: path.to_path_buf(),
         line: e.line,
-        text: e.text,
     })
 }
 
@@ -252,13 +246,7 @@ mod tests {
     #[test]
     fn non_option_line_is_an_error() {
         let e = parse("--verbose\n\ndst-local /x\n").unwrap_err();
-        assert_eq!(
-            e,
-            ParseError {
-                line: 3,
-                text: "dst-local /x".to_string()
-            }
-        );
+        assert_eq!(e, ParseError { line: 3 });
     }
 
     #[test]
@@ -270,12 +258,13 @@ mod tests {
             e.to_string(),
             format!("cannot read config file {}", p.display())
         );
-        std::fs::write(&p, "--verbose\nfoo\n").unwrap();
+        // A line that is not an option is never shown: it may be a credential.
+        std::fs::write(&p, "--verbose\naws_secret_access_key = S3CRETVALUE\n").unwrap();
         let e = read(&p).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
-                "cannot parse line 2 of config file {}: \"foo\"",
+                "cannot parse line 2 of config file {}: it does not start with - (an option); its text is not shown, as it may hold a secret",
                 p.display()
             )
         );
