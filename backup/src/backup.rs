@@ -429,9 +429,6 @@ fn back_up_data(
     label: String,
 ) -> anyhow::Result<(DataPart, Progress)> {
     let major = data.major_version()?;
-    let mut data_stream = set.open(FileType::Data)?;
-    let start_lsn = session.start_backup(&label, cfg.fast_checkpoint)?;
-    log_info!("pg_backup_start returned {start_lsn}");
     let rules = Rules {
         tablespace_prefix: format!("PG_{major}_"),
         own_file: (cfg.lock_file.parent() == Some(cfg.data_dir.as_path()))
@@ -439,6 +436,8 @@ fn back_up_data(
             .flatten()
             .map(|n| n.to_string_lossy().into_owned()),
     };
+    // The stat-only pass comes before the destinations are opened: its total sizes the parts of
+    // an upload to an object store (at most 10,000 of them).
     let mut total = 0u64;
     copy::walk(&cfg.data_dir, &rules, &mut |e| {
         if let Kind::File = e.kind {
@@ -446,6 +445,9 @@ fn back_up_data(
         }
         Ok(())
     })?;
+    let mut data_stream = set.open(FileType::Data, total)?;
+    let start_lsn = session.start_backup(&label, cfg.fast_checkpoint)?;
+    log_info!("pg_backup_start returned {start_lsn}");
     let mut progress = Progress::new(total, cfg.progress_interval);
     let owner = fs::metadata(&cfg.data_dir)?;
     let mut copier = Copier::new(
@@ -547,6 +549,7 @@ fn back_up_wal(
     cfg: &Config,
     set: &mut SetWriter,
     segments: &[pitr_common::wal::WalFileName],
+    seg_size: pitr_common::wal::SegSize,
     sysid: u64,
 ) -> anyhow::Result<()> {
     if matches!(cfg.wal, WalInput::Skip) {
@@ -561,7 +564,8 @@ fn back_up_wal(
         segments.last().map(ToString::to_string).unwrap_or_default(),
         segments.len()
     );
-    let mut xlog_stream = set.open(FileType::Xlog)?;
+    let expected = segments.len() as u64 * seg_size.bytes();
+    let mut xlog_stream = set.open(FileType::Xlog, expected)?;
     let mut tar = tar::Builder::new(&mut xlog_stream);
     let wal_bytes = xlog::collect(
         &cfg.wal,
@@ -697,18 +701,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(t) => Some(create_trigger(t)?),
         None => None,
     };
-    // A standby's archive is cleaned by its own pitr-restore or archive_cleanup_command; the
-    // trigger is what holds them off while the backup needs the WAL.
-    if let (true, None, WalInput::Source(source)) =
-        (facts.in_recovery, &cfg.removal_pause_trigger, &cfg.wal)
-    {
-        log_warning!(
-            "backing up a standby without --removal-pause-trigger: WAL this backup needs may be removed from {source} (pitr-restore --remove-unneeded, archive_cleanup_command) before it is copied"
-        );
-        log_hint!(
-            "give the trigger file the standby's pitr-restore and pitr-cleanup use (--removal-pause-trigger)"
-        );
-    }
+    warn_standby_without_trigger(cfg, facts.in_recovery);
     let label = match &cfg.label {
         Some(l) => l.clone(),
         None => format!(
@@ -727,7 +720,14 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     // The server is done with us; the rest is WAL collection and delivery.
     drop(session);
     let segments = pitr_common::history::segments(&part.spans, control.wal_segment_size);
-    back_up_wal(cfg, &mut set, &segments, facts.system_identifier).map_err(|e| set.explain(e))?;
+    back_up_wal(
+        cfg,
+        &mut set,
+        &segments,
+        control.wal_segment_size,
+        facts.system_identifier,
+    )
+    .map_err(|e| set.explain(e))?;
     drop(xlogs_guard);
     drop(trigger_guard);
     check_interrupt()?;
@@ -755,6 +755,20 @@ pub fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         peak_memory().map_or_else(|| "unknown".to_owned(), human)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A standby's archive is cleaned by its own pitr-restore or archive_cleanup_command; the
+/// removal pause trigger is what holds them off while the backup needs the WAL.
+fn warn_standby_without_trigger(cfg: &Config, standby: bool) {
+    if let (true, None, WalInput::Source(source)) = (standby, &cfg.removal_pause_trigger, &cfg.wal)
+    {
+        log_warning!(
+            "backing up a standby without --removal-pause-trigger: WAL this backup needs may be removed from {source} (pitr-restore --remove-unneeded, archive_cleanup_command) before it is copied"
+        );
+        log_hint!(
+            "give the trigger file the standby's pitr-restore and pitr-cleanup use (--removal-pause-trigger)"
+        );
+    }
 }
 
 /// This process's peak resident memory (`VmHWM` in `/proc/self/status`), which the last log

@@ -333,8 +333,10 @@ impl SetWriter {
     }
 
     /// Opens `file_type` in every destination: temporary local files, started pipe programs,
-    /// multipart uploads, staged copies for rsync.
-    pub fn open(&self, file_type: FileType) -> anyhow::Result<Stream> {
+    /// multipart uploads, staged copies for rsync. `expected` is about how many bytes will be
+    /// written before compression (0: unknown); it sizes the parts of an upload, since an
+    /// object store takes at most 10,000 of them.
+    pub fn open(&self, file_type: FileType, expected: u64) -> anyhow::Result<Stream> {
         let mut groups = Vec::new();
         for g in &self.groups {
             let name = self.name(file_type, g.codec);
@@ -365,7 +367,7 @@ impl SetWriter {
                 let doing = format!("sending {name} to");
                 let upload = self
                     .store(loc, url)?
-                    .upload(&name)
+                    .upload(&name, expected)
                     .map_err(|e| store_failure(loc, &doing, e))?;
                 sinks.push(Sink::Upload(Box::new(upload), loc.clone()));
             }
@@ -473,9 +475,11 @@ impl SetWriter {
         {
             return Err(exists(loc, name));
         }
-        upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
+        // Recorded before the commit: a completion whose answer is lost (a timeout, a reset
+        // connection) may still have made the object, and a failed run must remove it.
         self.created_objects
             .push((loc.clone(), url.clone(), name.to_owned()));
+        upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
         Ok(())
     }
 
@@ -605,20 +609,25 @@ impl SetWriter {
                     {
                         return Err(exists(loc, &p.name));
                     }
-                    let mut upload = store
-                        .upload(&p.name)
-                        .map_err(|e| store_failure(loc, &doing, e))?;
                     let mut file =
                         File::open(&src).map_err(|e| fs::IoError::new("opening", &src, e))?;
+                    let size = file
+                        .metadata()
+                        .map_err(|e| fs::IoError::new("examining", &src, e))?
+                        .len();
+                    let mut upload = store
+                        .upload(&p.name, size)
+                        .map_err(|e| store_failure(loc, &doing, e))?;
                     io::copy(&mut file, &mut upload).map_err(|e| match e
                         .downcast::<pitr_common::objstore::Error>(
                     ) {
                         Ok(store_error) => store_failure(loc, &doing, store_error),
                         Err(e) => fs::IoError::new("reading", &src, e).into(),
                     })?;
-                    upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
+                    // Recorded before the commit, as in `complete_upload`.
                     self.created_objects
                         .push((loc.clone(), url.clone(), p.name.clone()));
+                    upload.commit().map_err(|e| store_failure(loc, &doing, e))?;
                 }
             }
         }
@@ -676,7 +685,30 @@ impl Drop for SetWriter {
                 Err(e) => log_warning!("cannot remove partial output: {e}"),
             }
         }
-        for (loc, url, name) in self.store_intents.iter().chain(&self.created_objects).rev() {
+        // A store where some object could not be removed keeps the set's record, so that the
+        // next pitr-backup to it finds the set unfinished and removes what is left; without
+        // it, a meta file left behind made a broken set look like the newest one.
+        let mut kept: Vec<&S3Url> = Vec::new();
+        for (loc, url, name) in self.created_objects.iter().rev() {
+            let removed = self.store(loc, url).and_then(|s| {
+                s.delete(name)
+                    .map_err(|e| store_failure(loc, "removing", e))
+            });
+            match removed {
+                Ok(()) => log_info!("removed partial output {name} from {loc}"),
+                Err(e) => {
+                    log_warning!("cannot remove partial output {name} from {loc}: {e:#}");
+                    kept.push(url);
+                }
+            }
+        }
+        for (loc, url, name) in self.store_intents.iter().rev() {
+            if kept.contains(&url) {
+                log_warning!(
+                    "keeping {name} in {loc}: the next pitr-backup to it removes what is left of this set"
+                );
+                continue;
+            }
             let removed = self.store(loc, url).and_then(|s| {
                 s.delete(name)
                     .map_err(|e| store_failure(loc, "removing", e))

@@ -60,6 +60,25 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default for [`Settings::part_size`]: S3 wants at least 5 MiB for every part but the last.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// S3's limit on the parts of one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// S3's limit on the size of one part.
+const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// The part size of an upload of an object expected to be `expected` bytes: `configured`, or
+/// more when `configured` parts would pass S3's 10,000 parts for a quarter more than
+/// `expected` (a database grows while it is backed up), in whole MiB, at most 5 GiB. An
+/// object is streamed before its size is known, and with fixed 8 MiB parts every backup of a
+/// database past 78 GiB failed at part 10,001 (AWS, MinIO and Ceph enforce the limit).
+pub fn part_size_for(configured: usize, expected: u64) -> usize {
+    const MIB: u64 = 1 << 20;
+    let room = expected.saturating_add(expected / 4);
+    let needed = room.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB);
+    let size = needed.clamp(configured as u64, MAX_PART_SIZE.max(configured as u64));
+    usize::try_from(size).unwrap_or(configured)
+}
+
 /// The scheme of an S3 location.
 const SCHEME: &str = "s3://";
 
@@ -1185,7 +1204,9 @@ impl Store {
     /// Starts a multipart upload to `key`. Nothing appears under `key` until
     /// [`Upload::commit`]; dropping the upload aborts it. The upload holds a clone of the store,
     /// so it can live beside other work (a backup streams each file of a set into one).
-    pub fn upload(&self, key: &str) -> Result<Upload, Error> {
+    /// `expected` is what the caller knows of the object's size before it is written (0:
+    /// nothing), which sets the part size ([`part_size_for`]).
+    pub fn upload(&self, key: &str, expected: u64) -> Result<Upload, Error> {
         let path = self.path(key)?;
         let upload = self
             .block(self.s3.put_multipart(&path))
@@ -1195,7 +1216,7 @@ impl Store {
             key: key.to_owned(),
             writer: Some(WriteMultipart::new_with_chunk_size(
                 upload,
-                self.settings.part_size,
+                part_size_for(self.settings.part_size, expected),
             )),
             written: 0,
         })
@@ -1482,8 +1503,10 @@ impl Write for Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         if let Some(writer) = self.writer.take() {
-            // Best effort: an upload that cannot be aborted (store unreachable) holds parts but
-            // no object under the final name; pitr-cleanup sweeps such uploads.
+            // Best effort: an upload that cannot be aborted (store unreachable, or the process
+            // killed before this runs) holds parts but no object under the final name. pitr
+            // does not list such uploads; the bucket's lifecycle rule does away with them
+            // (README, "Object storage": AbortIncompleteMultipartUpload).
             let _ = self.store.block(writer.abort());
         }
     }
@@ -1493,6 +1516,32 @@ impl Drop for Upload {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// S3 allows 10,000 parts: an object of the expected size, a quarter larger, still fits,
+    /// whatever its size; small objects keep the configured parts.
+    #[test]
+    fn parts_grow_so_that_a_large_object_stays_within_ten_thousand() {
+        const MIB: u64 = 1 << 20;
+        let configured = DEFAULT_PART_SIZE;
+        assert_eq!(part_size_for(configured, 0), configured);
+        assert_eq!(part_size_for(configured, 10 << 30), configured);
+        for expected in [78 << 30, 79 << 30, 100 << 30, 1 << 40, 10 << 40, 40 << 40] {
+            let part = part_size_for(configured, expected) as u64;
+            assert!(part >= configured as u64, "{expected}");
+            assert_eq!(part % MIB, 0, "{expected}");
+            assert!(part <= 5 << 30, "{expected}");
+            let grown = expected + expected / 4;
+            assert!(
+                grown.div_ceil(part) <= 10_000 || part == 5 << 30,
+                "{expected}: {part}-byte parts make {} parts",
+                grown.div_ceil(part)
+            );
+        }
+        // The fixed 8 MiB parts of before could not hold a 100 GiB object.
+        assert!((100u64 << 30).div_ceil(configured as u64) > 10_000);
+        // A configured part size larger than needed stays.
+        assert_eq!(part_size_for(64 << 20, 100 << 30), 64 << 20);
+    }
 
     #[test]
     fn options_override_the_environment_and_are_handed_on_without_secrets() {

@@ -463,7 +463,7 @@ fn upload_peak(store: &Store, key: &str, size: usize) -> isize {
     let chunk = pseudo_random(1 << 20, 4);
     let start = LIVE.with(Cell::get);
     PEAK.with(|p| p.set(start));
-    let mut upload = store.upload(key).unwrap();
+    let mut upload = store.upload(key, 0).unwrap();
     let mut sent = 0;
     while sent < size {
         let n = chunk.len().min(size - sent);
@@ -508,14 +508,14 @@ fn s3_dropped_upload_leaves_no_object() {
     let garage = GarageCluster::start();
     let store = store(&garage, "backup");
     {
-        let mut upload = store.upload("base.tar").unwrap();
+        let mut upload = store.upload("base.tar", 0).unwrap();
         upload.write_all(&pseudo_random(20 << 20, 5)).unwrap();
         // Dropped without commit: an interrupted backup.
     }
     assert_eq!(store.head("base.tar").unwrap(), None);
     assert!(store.list("").unwrap().is_empty());
     // The same key can be uploaded and committed afterwards.
-    let mut upload = store.upload("base.tar").unwrap();
+    let mut upload = store.upload("base.tar", 0).unwrap();
     upload.write_all(b"complete").unwrap();
     assert_eq!(upload.commit().unwrap(), 8);
     assert_eq!(store.get("base.tar").unwrap().unwrap(), b"complete");
