@@ -834,8 +834,7 @@ fn check_runs_in(given: &Path) -> anyhow::Result<()> {
     let Ok(cwd) = std::env::current_dir() else {
         return Ok(());
     };
-    let is_data_dir =
-        cwd.join(pg::PG_VERSION).is_file() && cwd.join(pg::PG_CONTROL).is_file();
+    let is_data_dir = cwd.join(pg::PG_VERSION).is_file() && cwd.join(pg::PG_CONTROL).is_file();
     let same = match (std::fs::metadata(&cwd), std::fs::metadata(given)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
