@@ -5,8 +5,8 @@
 //! `postgresql.conf`, and a later setting wins, as in the server.
 //!
 //! pitr reads only what it must know without a connection (is `recovery_prefetch` off for a
-//! warm spare?), and writes nothing here: the recovery settings of `--from-backup` are
-//! rendered by pitr-restore.
+//! warm spare? which files does a restored `postgresql.conf` include?), and writes nothing
+//! here: the recovery settings of `--from-backup` are rendered by pitr-restore.
 
 use std::path::{Path, PathBuf};
 
@@ -59,16 +59,51 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
 /// in the server (depth 10). A file that cannot be read is noted in `unreadable` (the first
 /// one), except an `include_if_exists` that does not exist, which the server skips too.
 fn find_in(file: &Path, parameter: &str, depth: u32, walk: &mut Walk) {
+    visit(file, depth, &mut |event| match event {
+        Visit::Line(name, value) if name == parameter => walk.found = Some(value.to_string()),
+        Visit::Line(..) | Visit::File(_) => {}
+        Visit::Unreadable(p) => {
+            walk.unreadable.get_or_insert_with(|| p.to_path_buf());
+        }
+    });
+}
+
+/// `file` and every file it includes, in the order the server reads them (each once: a file
+/// included twice is listed at its first reading). Files that cannot be read are left out.
+pub fn included_files(file: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    visit(file, 0, &mut |event| {
+        if let Visit::File(p) = event {
+            if !files.iter().any(|f| f == p) {
+                files.push(p.to_path_buf());
+            }
+        }
+    });
+    files
+}
+
+/// What [`visit`] meets on its way through configuration files.
+enum Visit<'a> {
+    /// A file it read (before its lines).
+    File(&'a Path),
+    /// A setting: the parameter (lower case) and its value.
+    Line(&'a str, &'a str),
+    /// A file or directory it could not read.
+    Unreadable(&'a Path),
+}
+
+/// Reads `file` as the server does, following its includes (nesting bounded as in the
+/// server, depth 10; an `include_if_exists` that does not exist skipped), and tells `f` each
+/// file, setting and unreadable file on the way, in order.
+fn visit(file: &Path, depth: u32, f: &mut dyn FnMut(Visit<'_>)) {
     if depth > 10 {
         return;
     }
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(_) => {
-            walk.unreadable.get_or_insert_with(|| file.to_path_buf());
-            return;
-        }
+    let Ok(text) = std::fs::read_to_string(file) else {
+        f(Visit::Unreadable(file));
+        return;
     };
+    f(Visit::File(file));
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |v: &str| -> PathBuf {
         let p = Path::new(v);
@@ -83,11 +118,11 @@ fn find_in(file: &Path, parameter: &str, depth: u32, walk: &mut Walk) {
             continue;
         };
         match name.as_str() {
-            "include" => find_in(&resolve(&value), parameter, depth + 1, walk),
+            "include" => visit(&resolve(&value), depth + 1, f),
             "include_if_exists" => {
                 let p = resolve(&value);
                 if p.exists() {
-                    find_in(&p, parameter, depth + 1, walk);
+                    visit(&p, depth + 1, f);
                 }
             }
             "include_dir" => {
@@ -104,17 +139,16 @@ fn find_in(file: &Path, parameter: &str, depth: u32, walk: &mut Walk) {
                         })
                         .collect(),
                     Err(_) => {
-                        walk.unreadable.get_or_insert(d);
+                        f(Visit::Unreadable(&d));
                         continue;
                     }
                 };
                 files.sort();
-                for f in files {
-                    find_in(&f, parameter, depth + 1, walk);
+                for file in files {
+                    visit(&file, depth + 1, f);
                 }
             }
-            n if n == parameter => walk.found = Some(value),
-            _ => {}
+            _ => f(Visit::Line(&name, &value)),
         }
     }
 }
@@ -307,6 +341,10 @@ mod tests {
         assert_eq!(
             setting(&data, Some(&conf), "recovery_prefetch").as_deref(),
             Some("off")
+        );
+        assert_eq!(
+            included_files(&conf),
+            [conf.clone(), etc.join("conf.d/10-standby.conf")]
         );
         std::fs::write(
             data.join("postgresql.auto.conf"),

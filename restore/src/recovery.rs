@@ -212,17 +212,42 @@ pub fn disable_earlier_recovery(text: &str) -> String {
     out
 }
 
-/// Comments out the settings of an earlier recovery in the restored `postgresql.conf` (a
-/// server once recovered by hand keeps them there; PostgreSQL ignores them outside recovery,
-/// so every backup carries them) and says which, with a WARNING each: left in place, a stale
-/// target would end this recovery early, or with ours make PostgreSQL refuse to start. Returns
-/// the lines disabled.
+/// Comments out the settings of an earlier recovery in the restored `postgresql.conf` and the
+/// files it includes from inside the data directory (a server once recovered by hand keeps them
+/// there, `conf.d/` included; PostgreSQL ignores them outside recovery, so every backup carries
+/// them) and says which, with a WARNING each: left in place, a stale target would end this
+/// recovery early (a warm spare promoted at once by a stale `recovery_target = 'immediate'`),
+/// or with ours make PostgreSQL refuse to start. Files included from outside the data
+/// directory are the host's, not the backup's, and are left alone. Returns the lines disabled.
 pub fn disable_in_postgresql_conf(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     let conf = data_dir.join(pitr_common::pg::POSTGRESQL_CONF);
-    let text = match std::fs::read_to_string(&conf) {
+    let inside = |p: &Path| {
+        std::path::absolute(p)
+            .ok()
+            .zip(std::path::absolute(data_dir).ok())
+            .is_some_and(|(p, d)| p.starts_with(d))
+    };
+    let mut disabled = Vec::new();
+    for file in pitr_common::pgconf::included_files(&conf) {
+        if inside(&file) {
+            disabled.extend(disable_in_file(&file)?);
+        }
+    }
+    if !disabled.is_empty() {
+        pitr_common::log_hint!(
+            "recovery settings come from pitr-restore's options (--target-*, --target-action, --target-timeline); the restored postgresql.auto.conf holds them"
+        );
+    }
+    Ok(disabled)
+}
+
+/// Comments out the settings of an earlier recovery in one configuration file, durably, with a
+/// WARNING each; returns them.
+fn disable_in_file(conf: &Path) -> anyhow::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(conf) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(fs::IoError::new("reading", &conf, e).into()),
+        Err(e) => return Err(fs::IoError::new("reading", conf, e).into()),
     };
     let disabled: Vec<String> = text
         .lines()
@@ -233,8 +258,8 @@ pub fn disable_in_postgresql_conf(data_dir: &Path) -> anyhow::Result<Vec<String>
         return Ok(disabled);
     }
     let new = disable_earlier_recovery(&text);
-    fs::write_durable(&conf, Replace::Allow, None, |f| {
-        Ok(fs::write_all(f, &conf, new.as_bytes())?)
+    fs::write_durable(conf, Replace::Allow, None, |f| {
+        Ok(fs::write_all(f, conf, new.as_bytes())?)
     })?;
     for line in &disabled {
         pitr_common::log_warning!(
@@ -242,9 +267,6 @@ pub fn disable_in_postgresql_conf(data_dir: &Path) -> anyhow::Result<Vec<String>
             conf.display()
         );
     }
-    pitr_common::log_hint!(
-        "recovery settings come from pitr-restore's options (--target-*, --target-action, --target-timeline); the restored postgresql.auto.conf holds them"
-    );
     Ok(disabled)
 }
 

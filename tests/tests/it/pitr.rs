@@ -343,10 +343,19 @@ fn pitr_restore_disables_recovery_settings_left_in_postgresql_conf() {
     // A server once recovered by hand keeps its recovery settings in postgresql.conf; outside
     // recovery PostgreSQL ignores them, and every backup carries them. Restored as they are, a
     // stale target plus ours makes PostgreSQL refuse to start ("multiple recovery targets").
+    // A file postgresql.conf includes from the data directory carries another one: a target
+    // of another kind, which with ours makes the server refuse to start as well.
     let d = Drill::new("pitr-stale-conf");
+    let conf_d = d.primary.data_dir().join("conf.d");
+    pg_user().create_dir(&conf_d, 0o700);
+    pg_user().write_file(
+        &conf_d.join("recovered.conf"),
+        b"recovery_target_xid = '1'\n",
+    );
     d.primary.append_conf(&[
         ("recovery_target_name", "an old restore point"),
         ("recovery_target_action", "shutdown"),
+        ("include_dir", "conf.d"),
     ]);
     d.set_marker("at backup");
     d.backup().succeeds();
@@ -363,13 +372,17 @@ fn pitr_restore_disables_recovery_settings_left_in_postgresql_conf() {
         .arg(d.work.path().join("probe"))
         .run();
     out.success();
-    for line in [
-        "recovery_target_name = 'an old restore point'",
-        "recovery_target_action = 'shutdown'",
+    for (file, line) in [
+        (
+            "postgresql.conf",
+            "recovery_target_name = 'an old restore point'",
+        ),
+        ("postgresql.conf", "recovery_target_action = 'shutdown'"),
+        ("conf.d/recovered.conf", "recovery_target_xid = '1'"),
     ] {
         out.stderr_line_with(&[
             "WARNING : ",
-            "postgresql.conf: commented out",
+            &format!("{file}: commented out"),
             line,
             "a setting of an earlier recovery",
         ]);
@@ -384,6 +397,11 @@ fn pitr_restore_disables_recovery_settings_left_in_postgresql_conf() {
     assert!(
         conf.contains("# disabled by pitr-restore --from-backup: recovery_target_name = 'an old restore point'"),
         "{conf}"
+    );
+    let included = std::fs::read_to_string(c.data_path("conf.d/recovered.conf")).unwrap();
+    assert_eq!(
+        included,
+        "# disabled by pitr-restore --from-backup: recovery_target_xid = '1'\n"
     );
     assert_recovers_to(
         &c,
